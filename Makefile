@@ -1,0 +1,41 @@
+# consortia: the two commands a new user runs are `make run` and `make test`.
+# Both create .venv when missing and install everything pinned in constraints.txt.
+
+SHELL := /bin/bash
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo-consortium
+# pytest workers: both cores by default; override with `make test JOBS=1`.
+JOBS ?= 2
+
+.PHONY: setup run test lint typecheck unit sim bench clean
+
+$(STAMP): pyproject.toml constraints.txt scripts/setup-system.sh
+	bash scripts/setup-system.sh
+	@test -x $(PYTHON) || { \
+	  PY=$$(command -v python3.11 || command -v python3); \
+	  $$PY -c 'import sys; assert sys.version_info[:2] == (3, 11), "consortia needs Python 3.11, found " + sys.version' && \
+	  $$PY -m venv $(VENV); }
+	$(PYTHON) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/consortia demo --out $(DEMO_DIR)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(VENV)/bin/pytest -n $(JOBS) tests
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(DEMO_DIR)

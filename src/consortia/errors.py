@@ -1,0 +1,74 @@
+"""One exception hierarchy with stable, machine-readable codes.
+
+Every error a user or a peer can cause is a `ConsortiaError` with a `code` that never changes
+once published (clients match on it) and a one-line human message. Broken internal invariants
+are not errors of this kind: they are `AssertionError`s that stop the node.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ConsortiaError(Exception):
+    """Base of every expected failure. `code` is stable; `message` is for people."""
+
+    code: ClassVar[str] = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class InvalidArgumentError(ConsortiaError):
+    code = "invalid_argument"
+
+
+class DecodeError(ConsortiaError):
+    """Bytes that are not exactly one canonical encoding of a known type."""
+
+    code = "decode_error"
+
+
+class UnknownSuiteError(ConsortiaError):
+    code = "unknown_suite"
+
+
+class CryptoError(ConsortiaError):
+    """Malformed keys, failed authentication of ciphertext and the like."""
+
+    code = "crypto_error"
+
+
+class KeyFileError(ConsortiaError):
+    """A key file that is missing, malformed or of the wrong kind."""
+
+    code = "key_file_invalid"
+
+
+class WrongPassphraseError(ConsortiaError):
+    code = "wrong_passphrase"
+
+
+class PassphraseUnavailableError(ConsortiaError):
+    code = "passphrase_unavailable"
+
+
+class GenesisError(ConsortiaError):
+    """A genesis file that is malformed, inconsistent or edited after its hash was published."""
+
+    code = "genesis_invalid"
+
+
+class ConfigError(ConsortiaError):
+    code = "config_invalid"
+
+
+class AlreadyExistsError(ConsortiaError):
+    code = "already_exists"

@@ -1,0 +1,224 @@
+"""Canonical consensus structs: blocks, votes, quorum and timeout certificates, epochs.
+
+The protocol (docs/consensus.md) is a Jolteon-style two-chain HotStuff. These are its
+messages and certificates as values; what they mean and when they are valid lives in
+`consortia.consensus`. Every struct that is signed is tagged and carries the chain id, so a
+signature made for one purpose or one chain is never valid for another (domain separation).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+from msgspec import Meta
+
+from consortia.types.primitives import (
+    PAYLOAD_ITEMS_MAX,
+    VALIDATORS_MAX,
+    U64,
+    ChainId,
+    Epoch,
+    Hash,
+    Height,
+    NodeId,
+    PayloadItem,
+    PublicKey,
+    Round,
+    Signature,
+    ValidatorIndex,
+)
+
+ZERO_HASH: Final = bytes(32)
+
+
+class _Canonical(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """Base of every canonical struct: immutable, encoded as an array, nothing extra."""
+
+
+class Validator(_Canonical, tag="validator"):
+    node_id: NodeId
+    public_key: PublicKey
+    voting_power: Annotated[int, Meta(ge=1, le=2**32)]
+
+
+class EpochConfig(_Canonical, tag="epoch_config"):
+    """The validator set of one epoch. A quorum is more than 2/3 of the total voting power."""
+
+    epoch: Epoch
+    validators: Annotated[list[Validator], Meta(min_length=1, max_length=VALIDATORS_MAX)]
+
+    def __post_init__(self) -> None:
+        node_ids = [validator.node_id for validator in self.validators]
+        if node_ids != sorted(node_ids) or len(set(node_ids)) != len(node_ids):
+            raise ValueError("validators must be sorted by node id, without duplicates")
+
+    @property
+    def total_power(self) -> int:
+        return sum(validator.voting_power for validator in self.validators)
+
+    @property
+    def quorum_power(self) -> int:
+        """The least power that is more than two thirds of the total."""
+        return self.total_power * 2 // 3 + 1
+
+    @property
+    def fault_power(self) -> int:
+        """The most Byzantine power tolerated: f with total = 3f + 1 (or more)."""
+        return (self.total_power - 1) // 3
+
+
+class VoteData(_Canonical, tag="vote"):
+    """What a validator signs to vote for a block."""
+
+    chain_id: ChainId
+    epoch: Epoch
+    round: Round
+    block_id: Hash
+    height: Height
+
+
+class SignerSignature(_Canonical, tag="signer"):
+    index: ValidatorIndex
+    signature: Signature
+
+
+def _check_signers_sorted(signatures: list[SignerSignature]) -> None:
+    indexes = [entry.index for entry in signatures]
+    if any(a >= b for a, b in zip(indexes, indexes[1:], strict=False)):
+        raise ValueError("signatures must be sorted by strictly increasing validator index")
+
+
+class QuorumCertificate(_Canonical, tag="qc"):
+    """Votes from more than 2/3 of the voting power for one block in one round."""
+
+    epoch: Epoch
+    round: Round
+    block_id: Hash
+    height: Height
+    signatures: Annotated[list[SignerSignature], Meta(max_length=VALIDATORS_MAX)]
+
+    def __post_init__(self) -> None:
+        _check_signers_sorted(self.signatures)
+
+    def vote_data(self, chain_id: str) -> VoteData:
+        return VoteData(chain_id, self.epoch, self.round, self.block_id, self.height)
+
+
+class TimeoutData(_Canonical, tag="timeout"):
+    """What a validator signs when it gives up on a round: the round and its highest QC."""
+
+    chain_id: ChainId
+    epoch: Epoch
+    round: Round
+    high_qc_round: Round
+
+
+class TimeoutSignature(_Canonical, tag="timeout_signer"):
+    index: ValidatorIndex
+    high_qc_round: Round
+    signature: Signature
+
+
+class TimeoutCertificate(_Canonical, tag="tc"):
+    """Timeouts from more than 2/3 of the voting power for one round."""
+
+    epoch: Epoch
+    round: Round
+    signatures: Annotated[list[TimeoutSignature], Meta(min_length=1, max_length=VALIDATORS_MAX)]
+
+    def __post_init__(self) -> None:
+        indexes = [entry.index for entry in self.signatures]
+        if any(a >= b for a, b in zip(indexes, indexes[1:], strict=False)):
+            raise ValueError("signatures must be sorted by strictly increasing validator index")
+
+    @property
+    def highest_qc_round(self) -> int:
+        return max(entry.high_qc_round for entry in self.signatures)
+
+
+class BlockHeader(_Canonical, tag="block_header"):
+    """A block's header; the block id is the hash of its canonical encoding.
+
+    `justify` certifies the parent; `payload_root` commits to the payload items; `timestamp_ms`
+    is the proposer's clock, checked by replicas to be after the parent's, and is the only time
+    the execution layer ever sees. `ends_epoch` announces that this block, once committed,
+    hands over to `next_epoch`.
+    """
+
+    chain_id: ChainId
+    protocol_version: Annotated[int, Meta(ge=1, le=2**16)]
+    epoch: Epoch
+    round: Round
+    height: Height
+    parent_id: Hash
+    justify: QuorumCertificate
+    author: NodeId
+    timestamp_ms: U64
+    payload_root: Hash
+    payload_count: Annotated[int, Meta(ge=0, le=PAYLOAD_ITEMS_MAX)]
+    next_epoch: EpochConfig | None = None
+
+
+class Block(_Canonical, tag="block"):
+    """A header and its payload: opaque items the consensus orders but never interprets."""
+
+    header: BlockHeader
+    payload: Annotated[list[PayloadItem], Meta(max_length=PAYLOAD_ITEMS_MAX)]
+
+    def __post_init__(self) -> None:
+        if len(self.payload) != self.header.payload_count:
+            raise ValueError("payload length differs from the header's payload_count")
+
+
+class ProposalData(_Canonical, tag="proposal"):
+    """What a leader signs when it proposes: the block id in its round."""
+
+    chain_id: ChainId
+    epoch: Epoch
+    round: Round
+    block_id: Hash
+
+
+# Network messages. Each is one of the union `ConsensusMessage` below.
+
+
+class Proposal(_Canonical, tag="msg_proposal"):
+    block: Block
+    signature: Signature
+    # Present when the leader entered this round through a timeout certificate rather than a
+    # QC of the previous round: it justifies not extending the previous round's block.
+    timeout_certificate: TimeoutCertificate | None = None
+
+
+class Vote(_Canonical, tag="msg_vote"):
+    data: VoteData
+    author: NodeId
+    signature: Signature
+
+
+class Timeout(_Canonical, tag="msg_timeout"):
+    data: TimeoutData
+    author: NodeId
+    signature: Signature
+    high_qc: QuorumCertificate
+    # The certificate that ended the previous round, so lagging replicas can catch up.
+    last_timeout_certificate: TimeoutCertificate | None = None
+
+
+class SyncRequest(_Canonical, tag="msg_sync_request"):
+    """Ask a peer for the certified blocks from `from_height` (inclusive) upwards."""
+
+    epoch: Epoch
+    from_height: Height
+    limit: Annotated[int, Meta(ge=1, le=256)]
+
+
+class SyncResponse(_Canonical, tag="msg_sync_response"):
+    """Consecutive blocks, each certified by the next one's `justify` or by `highest_qc`."""
+
+    blocks: Annotated[list[Block], Meta(max_length=256)]
+    highest_qc: QuorumCertificate
+
+
+ConsensusMessage = Proposal | Vote | Timeout | SyncRequest | SyncResponse

@@ -1,0 +1,109 @@
+"""The genesis document: everything a consortium agrees on before its first block.
+
+Stored as `genesis.json` (readable, reviewed by every member before launch) and identified by
+its genesis hash: the chain suite's hash of the canonical MessagePack encoding of the parsed
+document, so whitespace or key order in the JSON never changes it but any edited value does.
+Every node's config records the genesis hash it expects and refuses any other document.
+
+Money is integers in minor units. Percentages are integers. There are no floats anywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal
+
+import msgspec
+from msgspec import Meta
+
+from consortia.types.primitives import ChainId, Name
+
+GENESIS_HASH_DOMAIN: Final = b"consortia/genesis/v1\x00"
+HexHash = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+HexKey = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}([0-9a-f]{66})?$")]  # 32 or 65 bytes
+Percent = Annotated[int, Meta(ge=1, le=100)]
+Positive = Annotated[int, Meta(ge=1, le=2**62)]
+Address = Annotated[str, Meta(min_length=3, max_length=255, pattern=r"^[^\s:]+:[0-9]{1,5}$")]
+
+Role = Literal["validator_operator", "member", "regulator", "observer"]
+
+
+class _Document(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """JSON objects with a fixed set of keys; unknown keys are an error, not ignored."""
+
+
+class GenesisValidator(_Document):
+    name: Name
+    member: Name
+    node_id: HexHash
+    public_key: HexKey
+    certificate_fingerprint: HexHash
+    voting_power: Positive
+    address: Address
+
+
+class ConsensusParams(_Document):
+    # The first round's timeout; each consecutive timeout multiplies it by backoff_percent/100,
+    # up to round_timeout_ms_max.
+    round_timeout_ms: Positive = 1000
+    round_timeout_ms_max: Positive = 60_000
+    timeout_backoff_percent: Annotated[int, Meta(ge=100, le=400)] = 150
+    block_payload_items_max: Positive = 5000
+    block_bytes_max: Positive = 4 * 1024 * 1024
+    # Leader reputation: over the last `reputation_window` committed blocks, validators that
+    # failed to propose are skipped as leaders (docs/consensus.md).
+    reputation_window: Positive = 16
+
+
+class MempoolParams(_Document):
+    transactions_max: Positive = 100_000
+    bytes_max: Positive = 256 * 1024 * 1024
+    transaction_bytes_max: Positive = 64 * 1024
+    batch_transactions_max: Positive = 2000
+
+
+class Member(_Document):
+    """A member institution and its roles (JR/T 0184 §13)."""
+
+    name: Name
+    roles: Annotated[list[Role], Meta(min_length=1, max_length=4)]
+
+
+class CommitteeSeat(_Document):
+    member: Name
+    weight: Positive
+
+
+class Governance(_Document):
+    """The management committee (JR/T 0184 §17)."""
+
+    committee: Annotated[list[CommitteeSeat], Meta(min_length=1, max_length=256)]
+    participation_threshold_percent: Percent = 67
+    pass_threshold_percent: Percent = 67
+    proposal_expiry_blocks: Positive = 10_000
+    validators_min: Positive = 4
+    validators_warn: Positive = 5
+    key_reset_lock_blocks: Positive = 1_000
+
+
+class GenesisAccount(_Document):
+    id: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    sponsor: Name
+    public_key: HexKey
+    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")] = "CNY"
+    balance: Annotated[int, Meta(ge=0, le=2**62)] = 0  # minor units (fen)
+
+
+class Genesis(_Document):
+    chain_id: ChainId
+    suite: Literal["intl", "gm"]
+    protocol_version: Annotated[int, Meta(ge=1, le=2**16)]
+    genesis_time_ms: Annotated[int, Meta(ge=0)]
+    ca_certificate_fingerprint: HexHash
+    validators: Annotated[list[GenesisValidator], Meta(min_length=1, max_length=1024)]
+    consensus: ConsensusParams
+    mempool: MempoolParams
+    members: Annotated[list[Member], Meta(min_length=1, max_length=1024)]
+    governance: Governance
+    accounts: Annotated[list[GenesisAccount], Meta(max_length=100_000)] = msgspec.field(
+        default_factory=list
+    )

@@ -1,0 +1,38 @@
+"""Bounded primitive field types shared by every canonical struct.
+
+Each alias carries its limits (msgspec `Meta`), so a decoder rejects an oversized field before
+any application code sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+from msgspec import Meta
+
+HASH_SIZE: Final = 32
+PUBLIC_KEY_SIZE_MIN: Final = 32  # Ed25519
+PUBLIC_KEY_SIZE_MAX: Final = 65  # SM2, uncompressed point
+SIGNATURE_SIZE: Final = 64  # Ed25519 and SM2 (r || s) alike
+CHAIN_ID_LENGTH_MAX: Final = 64
+NAME_LENGTH_MAX: Final = 64
+VALIDATORS_MAX: Final = 1024
+PAYLOAD_ITEMS_MAX: Final = 20_000
+PAYLOAD_ITEM_SIZE_MAX: Final = 64 * 1024
+# msgspec bounds fit in int64; no counter of ours comes near 2**63.
+U64_MAX: Final = 2**63 - 1
+
+Hash = Annotated[bytes, Meta(min_length=HASH_SIZE, max_length=HASH_SIZE)]
+NodeId = Hash
+PublicKey = Annotated[bytes, Meta(min_length=PUBLIC_KEY_SIZE_MIN, max_length=PUBLIC_KEY_SIZE_MAX)]
+Signature = Annotated[bytes, Meta(min_length=SIGNATURE_SIZE, max_length=SIGNATURE_SIZE)]
+ChainId = Annotated[
+    str, Meta(min_length=1, max_length=CHAIN_ID_LENGTH_MAX, pattern=r"^[a-z0-9][a-z0-9.-]*$")
+]
+Name = Annotated[str, Meta(min_length=1, max_length=NAME_LENGTH_MAX)]
+U64 = Annotated[int, Meta(ge=0, le=U64_MAX)]
+Round = U64
+Epoch = U64
+Height = U64
+ValidatorIndex = Annotated[int, Meta(ge=0, lt=VALIDATORS_MAX)]
+PayloadItem = Annotated[bytes, Meta(max_length=PAYLOAD_ITEM_SIZE_MAX)]
