@@ -39,9 +39,10 @@ def version() -> None:
 
 def _register_commands() -> None:
     # Imported here so that `consortia --help` stays fast and each command group owns its module.
-    from consortia.cli import identity_commands
+    from consortia.cli import identity_commands, sim_commands
 
     identity_commands.register(app)
+    sim_commands.register(app)
 
 
 def run() -> None:

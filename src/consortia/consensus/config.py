@@ -1,0 +1,109 @@
+"""What a replica needs to start: identity, parameters, the epoch and where it left off."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from consortia.consensus.safety import NO_WEAKENING, Weakening
+from consortia.crypto import Suite
+from consortia.types.consensus import (
+    ZERO_HASH,
+    Block,
+    BlockHeader,
+    EpochConfig,
+    QuorumCertificate,
+    SafetyState,
+)
+from consortia.types.signing import block_id, merkle_root
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """Consensus parameters (genesis `consensus` section; governance may change them)."""
+
+    round_timeout_ms: int = 1000
+    round_timeout_ms_max: int = 60_000
+    timeout_backoff_percent: int = 150
+    block_payload_items_max: int = 5000
+    block_bytes_max: int = 4 * 1024 * 1024
+    reputation_window: int = 16
+    # How far ahead of its own round a replica buffers votes and timeouts.
+    rounds_ahead_max: int = 8
+    # Proposals waiting for missing ancestors, and blocks fetched but not yet connected.
+    pending_proposals_max: int = 16
+    fetched_blocks_max: int = 8192
+    # A proposal's timestamp may run ahead of this replica's clock by at most this much.
+    clock_skew_ms_max: int = 30_000
+    # Leader reputation can be switched off (plain weighted rotation) to measure its worth.
+    leader_reputation: bool = True
+
+
+class ProposalChecker(Protocol):
+    """The node's say on a proposal: payload validity and epoch changes. Must be deterministic."""
+
+    def check_payload(self, header: BlockHeader, payload: list[bytes]) -> bool: ...
+
+    def check_epoch_change(self, header: BlockHeader, config: EpochConfig) -> bool: ...
+
+
+class AcceptPayloadRejectEpochChange:
+    """Default checker: any payload; no epoch change unless the node says so."""
+
+    def check_payload(self, header: BlockHeader, payload: list[bytes]) -> bool:
+        return True
+
+    def check_epoch_change(self, header: BlockHeader, config: EpochConfig) -> bool:
+        return False
+
+
+@dataclass(slots=True)
+class ReplicaSetup:
+    chain_id: str
+    suite: Suite
+    private_key: bytes
+    node_id: bytes
+    protocol_version: int
+    epoch_config: EpochConfig
+    root: Block
+    root_qc: QuorumCertificate
+    # The block the current epoch started from (the genesis block in epoch 0).
+    epoch_root_id: bytes
+    params: Params = field(default_factory=Params)
+    safety_state: SafetyState | None = None
+    # Committed blocks just below and including the root, oldest first, for leader reputation.
+    recent_committed: list[Block] = field(default_factory=list)
+    checker: ProposalChecker = field(default_factory=AcceptPayloadRejectEpochChange)
+    weakening: Weakening = NO_WEAKENING
+
+
+def genesis_block(
+    suite: Suite, chain_id: str, protocol_version: int, genesis_time_ms: int
+) -> Block:
+    """Height 0: the common root every replica starts from. It carries nothing."""
+    empty_qc = QuorumCertificate(epoch=0, round=0, block_id=ZERO_HASH, height=0, signatures=[])
+    header = BlockHeader(
+        chain_id=chain_id,
+        protocol_version=protocol_version,
+        epoch=0,
+        round=0,
+        height=0,
+        parent_id=ZERO_HASH,
+        justify=empty_qc,
+        author=ZERO_HASH,
+        timestamp_ms=genesis_time_ms,
+        payload_root=merkle_root(suite, []),
+        payload_count=0,
+    )
+    return Block(header=header, payload=[])
+
+
+def root_qc_for(suite: Suite, root: Block, epoch: int) -> QuorumCertificate:
+    """The unsigned QC that certifies an epoch's root block (round 0 of `epoch`)."""
+    return QuorumCertificate(
+        epoch=epoch,
+        round=0,
+        block_id=block_id(suite, root.header),
+        height=root.header.height,
+        signatures=[],
+    )

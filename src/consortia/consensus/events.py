@@ -1,0 +1,149 @@
+"""Inputs (events) and outputs (actions) of the consensus core.
+
+Every event carries `now_ms`, the driver's clock: the only time the core ever sees. Actions
+are executed by the driver in order; a `Persist` must be acknowledged with `PersistDone`
+before the signed messages it guards are released (the core holds them until then).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from consortia.types.consensus import (
+    Block,
+    ConsensusMessage,
+    EpochConfig,
+    QuorumCertificate,
+    SafetyState,
+)
+
+# Events
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """The driver has set the replica up (fresh or recovered) and starts it."""
+
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A decoded message from the peer `sender` (authenticated by the transport)."""
+
+    now_ms: int
+    sender: bytes
+    message: ConsensusMessage
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    now_ms: int
+    epoch: int
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadReady:
+    """The answer to `RequestPayload`: the items to propose in `round`."""
+
+    now_ms: int
+    epoch: int
+    round: int
+    items: list[bytes]
+    # Set by the node when committed state says this block must end the epoch.
+    next_epoch: EpochConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PersistDone:
+    """The driver made the `Persist` with this sequence number durable."""
+
+    now_ms: int
+    sequence: int
+
+
+Event = Start | MessageReceived | TimerFired | PayloadReady | PersistDone
+
+# Actions
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    to: bytes
+    message: ConsensusMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Send to every validator of the current epoch except this replica."""
+
+    message: ConsensusMessage
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    """Fire `TimerFired(epoch, round)` after `delay_ms`; a later SetTimer replaces it."""
+
+    epoch: int
+    round: int
+    delay_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Make `state` durable, then answer `PersistDone(sequence)`."""
+
+    sequence: int
+    state: SafetyState
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPayload:
+    """Ask for up to `items_max` payload items (`bytes_max` in all) to extend `parent_id`."""
+
+    epoch: int
+    round: int
+    parent_id: bytes
+    items_max: int
+    bytes_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """Blocks are final, in height order.
+
+    `certificate` certifies the last block; `proof` certifies its child in the next round,
+    which is what makes it final (the two-chain rule). The driver stores both.
+    """
+
+    blocks: list[Block]
+    certificate: QuorumCertificate
+    proof: QuorumCertificate
+
+
+@dataclass(frozen=True, slots=True)
+class EnterEpoch:
+    """The committed chain ended an epoch; from now on `config` is the validator set."""
+
+    config: EpochConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """A broken invariant or an unsupported protocol version: stop the node, say why."""
+
+    reason: str
+
+
+Action = Send | Broadcast | SetTimer | Persist | RequestPayload | Commit | EnterEpoch | Halt
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the replica dropped or rejected, by reason. Bounded: reasons are a fixed set."""
+
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1

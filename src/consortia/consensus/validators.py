@@ -1,0 +1,112 @@
+"""The validator set of one epoch: membership, voting power and certificate checks.
+
+Signatures are checked with the chain's suite through `verify_many` (both cores). A small
+memo of certificates already verified keeps a QC that arrives in a proposal, then in a
+timeout, then in a block response from being checked three times; it is bounded.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from consortia.crypto import Suite
+from consortia.types.consensus import (
+    EpochConfig,
+    QuorumCertificate,
+    TimeoutCertificate,
+    TimeoutData,
+    Validator,
+    VoteData,
+)
+from consortia.types.encoding import encode
+from consortia.types.signing import signing_bytes
+
+_VERIFIED_MEMO_SIZE = 1024
+
+
+class ValidatorSet:
+    def __init__(
+        self,
+        config: EpochConfig,
+        suite: Suite,
+        chain_id: str,
+        *,
+        quorum_override: int | None = None,
+    ) -> None:
+        self.config = config
+        self.epoch = config.epoch
+        self.suite = suite
+        self.chain_id = chain_id
+        self.validators: list[Validator] = list(config.validators)
+        self.index_of: dict[bytes, int] = {v.node_id: i for i, v in enumerate(self.validators)}
+        self.total_power = config.total_power
+        self.quorum_power = quorum_override if quorum_override is not None else config.quorum_power
+        # f+1 power: enough timeouts that at least one honest replica timed out.
+        self.validity_power = config.fault_power + 1
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
+
+    def __contains__(self, node_id: bytes) -> bool:
+        return node_id in self.index_of
+
+    def power_of(self, indexes: set[int] | list[int]) -> int:
+        return sum(self.validators[i].voting_power for i in indexes)
+
+    def has_quorum(self, indexes: set[int] | list[int]) -> bool:
+        return self.power_of(indexes) >= self.quorum_power
+
+    def verify_one(self, index: int, payload: VoteData | TimeoutData, signature: bytes) -> bool:
+        validator = self.validators[index]
+        return self.suite.verify(validator.public_key, signing_bytes(payload), signature)
+
+    def verify_qc(self, qc: QuorumCertificate, *, epoch_root_id: bytes | None = None) -> bool:
+        """True when `qc` is a quorum of valid votes of this epoch, or the epoch's root QC.
+
+        The root QC (round 0, no signatures) certifies the block that started the epoch; it is
+        valid only for the root the caller names, which every honest replica agrees on.
+        """
+        if qc.epoch != self.epoch:
+            return False
+        if qc.round == 0:
+            return not qc.signatures and epoch_root_id is not None and qc.block_id == epoch_root_id
+        key = b"qc" + encode(qc)
+        if key in self._verified:
+            return True
+        indexes = [entry.index for entry in qc.signatures]
+        if any(index >= len(self.validators) for index in indexes) or not self.has_quorum(indexes):
+            return False
+        message = signing_bytes(qc.vote_data(self.chain_id))
+        items = [
+            (self.validators[entry.index].public_key, message, entry.signature)
+            for entry in qc.signatures
+        ]
+        if not all(self.suite.verify_many(items)):
+            return False
+        self._remember(key)
+        return True
+
+    def verify_tc(self, tc: TimeoutCertificate) -> bool:
+        if tc.epoch != self.epoch:
+            return False
+        key = b"tc" + encode(tc)
+        if key in self._verified:
+            return True
+        indexes = [entry.index for entry in tc.signatures]
+        if any(index >= len(self.validators) for index in indexes) or not self.has_quorum(indexes):
+            return False
+        items = [
+            (
+                self.validators[entry.index].public_key,
+                signing_bytes(TimeoutData(self.chain_id, tc.epoch, tc.round, entry.high_qc_round)),
+                entry.signature,
+            )
+            for entry in tc.signatures
+        ]
+        if not all(self.suite.verify_many(items)):
+            return False
+        self._remember(key)
+        return True
+
+    def _remember(self, key: bytes) -> None:
+        self._verified[key] = None
+        if len(self._verified) > _VERIFIED_MEMO_SIZE:
+            self._verified.popitem(last=False)

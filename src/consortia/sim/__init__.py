@@ -1,0 +1,8 @@
+"""Deterministic simulation of a whole consortium: one seed, one reproducible run.
+
+Never used by a running node; it drives the same consensus core the node drives.
+"""
+
+from consortia.sim.harness import RunResult, Scenario, Simulation, run
+
+__all__ = ["RunResult", "Scenario", "Simulation", "run"]

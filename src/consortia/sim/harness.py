@@ -1,0 +1,509 @@
+"""A whole consortium in one process on simulated time, driven by one seed.
+
+The unchanged consensus core (`consortia.consensus.Replica`) runs in every slot. The harness
+plays the node's part: it delivers messages through the simulated network, fires timers,
+makes safety state durable after a simulated disk delay, answers payload requests, stores
+committed blocks, and crashes and restarts replicas (a restart keeps only what was durable).
+
+Byzantine validators are twins: two slots share one key, so they equivocate, double vote and
+forget locks whenever the network shows them different things. Invariants are checked as the
+run goes (`invariants.Checker`). One seed is one run: the same seed replays the same history.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from consortia.consensus.config import Params, ReplicaSetup, genesis_block, root_qc_for
+from consortia.consensus.events import (
+    Action,
+    Broadcast,
+    Commit,
+    EnterEpoch,
+    Event,
+    Halt,
+    MessageReceived,
+    PayloadReady,
+    Persist,
+    PersistDone,
+    RequestPayload,
+    Send,
+    SetTimer,
+    Start,
+    TimerFired,
+)
+from consortia.consensus.replica import Replica
+from consortia.consensus.safety import NO_WEAKENING, Weakening
+from consortia.crypto import suite as get_suite
+from consortia.sim.invariants import Checker
+from consortia.sim.network import NetworkModel, random_partitions
+from consortia.types.consensus import (
+    Block,
+    ConsensusMessage,
+    EpochConfig,
+    QuorumCertificate,
+    SafetyState,
+    Validator,
+    Vote,
+)
+from consortia.types.signing import block_id
+
+CHAIN_ID = "sim"
+PROTOCOL_VERSION = 1
+GENESIS_TIME_MS = 0
+EVENTS_MAX = 5_000_000  # a run that needs more events than this is stuck in a loop
+
+
+@dataclass(slots=True)
+class Scenario:
+    nodes: int = 4
+    byzantine: int = 0
+    crash: int = 0
+    permanent_crash: bool = False
+    heights: int = 20
+    partitions: bool = False
+    seed: int = 0
+    suite: str = "intl"
+    items_per_block: int = 4
+    round_timeout_ms: int = 1000
+    latency_ms_min: int = 5
+    latency_ms_max: int = 50
+    drop_percent: int = 0
+    duplicate_percent: int = 0
+    leader_reputation: bool = True
+    weakening: Weakening = NO_WEAKENING
+
+    def command(self) -> str:
+        """The exact command that replays this run."""
+        parts = [
+            "consortia sim",
+            f"--nodes {self.nodes}",
+            f"--byzantine {self.byzantine}",
+            f"--crash {self.crash}",
+            f"--heights {self.heights}",
+            f"--seed {self.seed}",
+        ]
+        if self.partitions:
+            parts.append("--partitions")
+        if self.permanent_crash:
+            parts.append("--permanent-crash")
+        if self.suite != "intl":
+            parts.append(f"--suite {self.suite}")
+        if not self.leader_reputation:
+            parts.append("--no-leader-reputation")
+        for name in ("skip_vote_round_check", "skip_lock_check", "quorum_is_f_plus_one"):
+            if getattr(self.weakening, name):
+                parts.append(f"--weaken {name}")
+        return " ".join(parts)
+
+
+@dataclass(slots=True)
+class RunResult:
+    scenario: Scenario
+    safety_violations: list[str]
+    liveness_failures: list[str]
+    committed_heights: dict[int, int]
+    min_committed_height: int
+    messages_sent: int
+    rounds: int
+    sim_time_ms: int
+    commit_latency_ms: list[int]
+    mean_latency_ms: float
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.safety_violations and not self.liveness_failures
+
+    @property
+    def messages_per_block(self) -> float:
+        return self.messages_sent / max(1, self.min_committed_height)
+
+    @property
+    def rounds_per_commit(self) -> float:
+        return self.rounds / max(1, self.min_committed_height)
+
+    @property
+    def commit_latency_round_trips(self) -> float:
+        if not self.commit_latency_ms:
+            return 0.0
+        mean = sum(self.commit_latency_ms) / len(self.commit_latency_ms)
+        return mean / (2 * self.mean_latency_ms)
+
+    @property
+    def blocks_per_second(self) -> float:
+        return 1000 * self.min_committed_height / max(1, self.sim_time_ms)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.scenario.seed,
+            "command": self.scenario.command(),
+            "safety_violations": self.safety_violations,
+            "liveness_failures": self.liveness_failures,
+            "min_committed_height": self.min_committed_height,
+            "messages_per_block": round(self.messages_per_block, 2),
+            "rounds_per_commit": round(self.rounds_per_commit, 3),
+            "commit_latency_round_trips": round(self.commit_latency_round_trips, 3),
+            "blocks_per_simulated_second": round(self.blocks_per_second, 3),
+            "sim_time_ms": self.sim_time_ms,
+            "dropped": dict(sorted(self.dropped.items())),
+        }
+
+
+@dataclass(slots=True)
+class _Disk:
+    """What survives a crash: the durable safety state and the committed chain."""
+
+    safety: SafetyState | None = None
+    committed: list[tuple[bytes, Block]] = field(default_factory=list)
+    certificate: QuorumCertificate | None = None
+    epoch_config: EpochConfig | None = None
+    epoch_root_id: bytes = b""
+
+
+@dataclass(slots=True)
+class _Slot:
+    index: int
+    node_id: bytes
+    private_key: bytes
+    honest: bool
+    replica: Replica | None
+    disk: _Disk
+    alive: bool = True
+    incarnation: int = 0
+    timer: tuple[int, int, int] | None = None  # (epoch, round, deadline)
+    permanently_down: bool = False
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.rng = random.Random(scenario.seed)
+        self.suite = get_suite(scenario.suite)
+        self.now_ms = 0
+        self._queue: list[tuple[int, int, str, int, Any]] = []
+        self._sequence = 0
+        self.messages_sent = 0
+        self.max_round = 0
+        self.proposed_at: dict[bytes, int] = {}
+        self.commit_latency_ms: list[int] = []
+        self._first_commit: set[bytes] = set()
+        self.params = Params(
+            round_timeout_ms=scenario.round_timeout_ms,
+            round_timeout_ms_max=scenario.round_timeout_ms * 8,
+            reputation_window=16,
+            leader_reputation=scenario.leader_reputation,
+        )
+        self._build_validators()
+        self.network = self._build_network()
+        self.checker = Checker(self.suite, honest={s.index for s in self.slots if s.honest})
+
+    # ------------------------------------------------------------------ setup
+
+    def _build_validators(self) -> None:
+        scenario = self.scenario
+        if scenario.nodes < 1 or not 0 <= scenario.byzantine <= scenario.nodes:
+            raise ValueError("need at least one node and at most `nodes` Byzantine validators")
+        if scenario.crash > scenario.nodes - scenario.byzantine:
+            raise ValueError("cannot crash more validators than there are honest ones")
+        keys = []
+        for _ in range(scenario.nodes):
+            seed = self.rng.randbytes(32)
+            if scenario.suite == "intl":
+                private_key = seed
+            else:
+                private_key = (int.from_bytes(seed, "big") % (2**255) + 1).to_bytes(32, "big")
+            public_key = self.suite.public_key(private_key)
+            keys.append((self.suite.hash(public_key), public_key, private_key))
+        keys.sort()
+        validators = [Validator(node_id, public_key, 1) for node_id, public_key, _ in keys]
+        self.epoch_config = EpochConfig(epoch=0, validators=validators)
+        self.genesis = genesis_block(self.suite, CHAIN_ID, PROTOCOL_VERSION, GENESIS_TIME_MS)
+        self.genesis_id = block_id(self.suite, self.genesis.header)
+        byzantine = set(self.rng.sample(range(scenario.nodes), scenario.byzantine))
+        self.slots: list[_Slot] = []
+        for index, (node_id, _, private_key) in enumerate(keys):
+            self.slots.append(self._new_slot(index, node_id, private_key, index not in byzantine))
+        for index in sorted(byzantine):  # the twin of each Byzantine validator
+            node_id, _, private_key = keys[index]
+            self.slots.append(self._new_slot(len(self.slots), node_id, private_key, False))
+        self.slots_by_node: dict[bytes, list[int]] = {}
+        for slot in self.slots:
+            self.slots_by_node.setdefault(slot.node_id, []).append(slot.index)
+
+    def _new_slot(self, index: int, node_id: bytes, private_key: bytes, honest: bool) -> _Slot:
+        disk = _Disk(epoch_config=self.epoch_config, epoch_root_id=self.genesis_id)
+        slot = _Slot(index, node_id, private_key, honest, None, disk)
+        slot.replica = self._make_replica(slot)
+        return slot
+
+    def _make_replica(self, slot: _Slot) -> Replica:
+        disk = slot.disk
+        assert disk.epoch_config is not None
+        if disk.committed:
+            root_id, root = disk.committed[-1]
+            certificate = disk.certificate
+            assert certificate is not None and certificate.block_id == root_id
+        else:
+            root = self.genesis
+            certificate = root_qc_for(self.suite, root, 0)
+        recent = [block for _, block in disk.committed[-(self.params.reputation_window + 16) :]]
+        setup = ReplicaSetup(
+            chain_id=CHAIN_ID,
+            suite=self.suite,
+            private_key=slot.private_key,
+            node_id=slot.node_id,
+            protocol_version=PROTOCOL_VERSION,
+            epoch_config=disk.epoch_config,
+            root=root,
+            root_qc=certificate,
+            epoch_root_id=disk.epoch_root_id,
+            params=self.params,
+            safety_state=disk.safety,
+            recent_committed=recent,
+            weakening=self.scenario.weakening,
+        )
+        return Replica(setup)
+
+    def _build_network(self) -> NetworkModel:
+        scenario = self.scenario
+        network = NetworkModel(
+            latency_ms_min=scenario.latency_ms_min,
+            latency_ms_max=scenario.latency_ms_max,
+            drop_percent=scenario.drop_percent,
+            duplicate_percent=scenario.duplicate_percent,
+            delta_ms=scenario.latency_ms_max,
+        )
+        if scenario.partitions:
+            network.gst_ms = 8 * scenario.round_timeout_ms + self.rng.randint(0, 4000)
+            network.drop_percent = max(network.drop_percent, 5)
+            network.duplicate_percent = max(network.duplicate_percent, 5)
+            network.latency_ms_max = max(network.latency_ms_max, 4 * scenario.latency_ms_max)
+            network.partitions = random_partitions(
+                self.rng,
+                [slot.index for slot in self.slots],
+                network.gst_ms,
+                count=self.rng.randint(1, 4),
+                length_ms_max=3 * scenario.round_timeout_ms,
+            )
+        elif self.scenario.byzantine:
+            # Twins need a network that shows them different things: split each pair.
+            network.gst_ms = 4 * scenario.round_timeout_ms
+            network.partitions = random_partitions(
+                self.rng,
+                [slot.index for slot in self.slots],
+                network.gst_ms,
+                count=2,
+                length_ms_max=2 * scenario.round_timeout_ms,
+            )
+        return network
+
+    # ------------------------------------------------------------------ running
+
+    def run(self) -> RunResult:
+        self._schedule_crashes()
+        for slot in self.slots:
+            self._handle(slot, Start(now_ms=self.now_ms))
+        deadline = self._deadline_ms()
+        events = 0
+        while self._queue and not self._done():
+            time_ms, _, kind, index, payload = heapq.heappop(self._queue)
+            if time_ms > deadline:
+                self.now_ms = deadline
+                break
+            self.now_ms = time_ms
+            self._dispatch(kind, self.slots[index], payload)
+            events += 1
+            assert events < EVENTS_MAX, "simulation exceeded its event budget"
+        return self._result(deadline)
+
+    def _deadline_ms(self) -> int:
+        # Liveness bound: after stabilisation (and the last restart), each height may take a
+        # few rounds, each at most the largest timeout.
+        stable = max(self.network.gst_ms, self._last_restart_ms)
+        per_height = 4 * self.params.round_timeout_ms_max
+        return stable + self.scenario.heights * per_height // 2 + 2 * per_height
+
+    def _done(self) -> bool:
+        return all(
+            len(slot.disk.committed) >= self.scenario.heights
+            for slot in self.slots
+            if slot.honest and not slot.permanently_down
+        )
+
+    def _schedule_crashes(self) -> None:
+        self._last_restart_ms = 0
+        honest = [slot for slot in self.slots if slot.honest]
+        for slot in self.rng.sample(honest, self.scenario.crash):
+            if self.scenario.permanent_crash:
+                slot.permanently_down = True
+                self._push(0, "crash", slot.index, None)
+                continue
+            # Crash somewhere in the expected run, stay down for up to a few timeouts.
+            expected_ms = self.scenario.heights * 3 * self.scenario.latency_ms_max
+            crash_at = self.rng.randint(0, max(1, expected_ms + self.network.gst_ms))
+            restart_at = crash_at + self.rng.randint(200, 4 * self.scenario.round_timeout_ms)
+            self._last_restart_ms = max(self._last_restart_ms, restart_at)
+            self._push(crash_at, "crash", slot.index, None)
+            self._push(restart_at, "restart", slot.index, None)
+
+    def _push(self, time_ms: int, kind: str, index: int, payload: Any) -> None:
+        self._sequence += 1
+        heapq.heappush(self._queue, (time_ms, self._sequence, kind, index, payload))
+
+    def _dispatch(self, kind: str, slot: _Slot, payload: Any) -> None:
+        if kind == "crash":
+            slot.alive = False
+            slot.replica = None
+            slot.timer = None
+            slot.incarnation += 1
+            return
+        if kind == "restart":
+            slot.alive = True
+            slot.replica = self._make_replica(slot)
+            self._handle(slot, Start(now_ms=self.now_ms))
+            return
+        incarnation, body = payload
+        if not slot.alive or (kind != "deliver" and incarnation != slot.incarnation):
+            return
+        if kind == "deliver":
+            sender, message = body
+            self._handle(slot, MessageReceived(self.now_ms, sender, message))
+        elif kind == "timer":
+            if slot.timer is not None and slot.timer == body:
+                slot.timer = None
+                self._handle(slot, TimerFired(self.now_ms, body[0], body[1]))
+        elif kind == "persist":
+            sequence, state = body
+            slot.disk.safety = state
+            self._handle(slot, PersistDone(self.now_ms, sequence))
+        elif kind == "payload":
+            self._handle(slot, body)
+
+    def _handle(self, slot: _Slot, event: Event) -> None:
+        replica = slot.replica
+        if replica is None:
+            return
+        for action in replica.handle(event):
+            self._perform(slot, action)
+
+    def _perform(self, slot: _Slot, action: Action) -> None:
+        if isinstance(action, Send):
+            self._send(slot, action.to, action.message)
+        elif isinstance(action, Broadcast):
+            self._broadcast(slot, action.message)
+        elif isinstance(action, SetTimer):
+            deadline = self.now_ms + action.delay_ms
+            slot.timer = (action.epoch, action.round, deadline)
+            self._push(deadline, "timer", slot.index, (slot.incarnation, slot.timer))
+            self.max_round = max(self.max_round, action.round)
+        elif isinstance(action, Persist):
+            delay = self.rng.randint(0, 3)
+            self._push(
+                self.now_ms + delay,
+                "persist",
+                slot.index,
+                (slot.incarnation, (action.sequence, action.state)),
+            )
+        elif isinstance(action, RequestPayload):
+            items = [
+                f"{slot.index}:{action.epoch}:{action.round}:{k}".encode()
+                for k in range(self.scenario.items_per_block)
+            ]
+            event = PayloadReady(self.now_ms, action.epoch, action.round, items)
+            self._push(self.now_ms, "payload", slot.index, (slot.incarnation, event))
+        elif isinstance(action, Commit):
+            self._commit(slot, action)
+        elif isinstance(action, EnterEpoch):
+            slot.disk.epoch_config = action.config
+        elif isinstance(action, Halt):
+            self.checker.violation(f"slot {slot.index} halted: {action.reason}")
+
+    def _commit(self, slot: _Slot, action: Commit) -> None:
+        disk = slot.disk
+        for block in action.blocks:
+            new_id = block_id(self.suite, block.header)
+            disk.committed.append((new_id, block))
+            self.checker.committed(slot.index, block.header.height, new_id, block)
+            if new_id not in self._first_commit:
+                self._first_commit.add(new_id)
+                proposed = self.proposed_at.get(new_id)
+                if proposed is not None:
+                    self.commit_latency_ms.append(self.now_ms - proposed)
+            if block.header.next_epoch is not None:
+                disk.epoch_root_id = new_id
+        disk.certificate = action.certificate
+
+    def _send(self, slot: _Slot, to: bytes, message: ConsensusMessage) -> None:
+        self._observe(slot, message)
+        for target in self.slots_by_node.get(to, []):
+            self._deliver(slot, target, message)
+
+    def _broadcast(self, slot: _Slot, message: ConsensusMessage) -> None:
+        self._observe(slot, message)
+        for node_id, targets in self.slots_by_node.items():
+            if node_id == slot.node_id:
+                continue
+            for target in targets:
+                self._deliver(slot, target, message)
+
+    def _deliver(self, source: _Slot, target: int, message: ConsensusMessage) -> None:
+        self.messages_sent += 1
+        for delay in self.network.deliveries(self.rng, self.now_ms, source.index, target):
+            incarnation = self.slots[target].incarnation
+            self._push(
+                self.now_ms + delay,
+                "deliver",
+                target,
+                (incarnation, (source.node_id, message)),
+            )
+
+    def _observe(self, slot: _Slot, message: ConsensusMessage) -> None:
+        if isinstance(message, Vote) and slot.honest:
+            self.checker.signed_vote(slot.index, slot.node_id, message.data)
+        from consortia.types.consensus import Proposal
+
+        if isinstance(message, Proposal):
+            new_id = block_id(self.suite, message.block.header)
+            self.proposed_at.setdefault(new_id, self.now_ms)
+
+    # ------------------------------------------------------------------ results
+
+    def _result(self, deadline: int) -> RunResult:
+        heights = {
+            slot.index: len(slot.disk.committed)
+            for slot in self.slots
+            if slot.honest and not slot.permanently_down
+        }
+        liveness = []
+        for index, height in heights.items():
+            if height < self.scenario.heights:
+                liveness.append(
+                    f"slot {index} committed {height} of {self.scenario.heights} blocks "
+                    f"by {deadline} ms (stabilisation at {self.network.gst_ms} ms)"
+                )
+        dropped: dict[str, int] = {}
+        for slot in self.slots:
+            if slot.replica is not None:
+                for reason, count in slot.replica.counters.dropped.items():
+                    dropped[reason] = dropped.get(reason, 0) + count
+        return RunResult(
+            scenario=self.scenario,
+            safety_violations=list(self.checker.violations),
+            liveness_failures=liveness,
+            committed_heights=heights,
+            min_committed_height=min(heights.values(), default=0),
+            messages_sent=self.messages_sent,
+            rounds=self.max_round,
+            sim_time_ms=self.now_ms,
+            commit_latency_ms=self.commit_latency_ms,
+            mean_latency_ms=self.network.mean_latency_ms,
+            dropped=dropped,
+        )
+
+
+def run(scenario: Scenario) -> RunResult:
+    return Simulation(scenario).run()
