@@ -130,13 +130,36 @@ class EnterEpoch:
 
 
 @dataclass(frozen=True, slots=True)
+class ServeBlocks:
+    """Answer a peer's block request from storage: the core no longer holds those blocks.
+
+    The driver sends `BlockResponse(block_id, blocks)` with the committed block `block_id`
+    and up to `count - 1` of its ancestors, newest first, if it has them.
+    """
+
+    to: bytes
+    block_id: bytes
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class Halt:
     """A broken invariant or an unsupported protocol version: stop the node, say why."""
 
     reason: str
 
 
-Action = Send | Broadcast | SetTimer | Persist | RequestPayload | Commit | EnterEpoch | Halt
+Action = (
+    Send
+    | Broadcast
+    | SetTimer
+    | Persist
+    | RequestPayload
+    | Commit
+    | EnterEpoch
+    | ServeBlocks
+    | Halt
+)
 
 
 @dataclass(slots=True)

@@ -44,6 +44,7 @@ from consortia.consensus.events import (
     PayloadReady,
     RequestPayload,
     Send,
+    ServeBlocks,
     SetTimer,
     Start,
     TimerFired,
@@ -102,6 +103,7 @@ class _Fetch:
     chain: list[tuple[bytes, Block]]  # newest first
     next_id: bytes
     commit_through: bool  # the target is known committed (an epoch change proof)
+    started_ms: int
 
 
 class Replica:
@@ -160,6 +162,7 @@ class Replica:
             return []
         self.now_ms = max(self.now_ms, event.now_ms)
         self._out = []
+        self._expire_fetches()
         if isinstance(event, Start):
             self._start()
         elif isinstance(event, MessageReceived):
@@ -321,11 +324,15 @@ class Replica:
         if not self._check_epoch(sender, header.epoch):
             return
         new_id = block_id(self.suite, header)
-        if not self._valid_proposal(proposal, new_id):
+        # Certificates are self-authenticating: learn from them even when this replica
+        # disagrees about the leader (its committed history may lag), so it catches up.
+        if not self._valid_certificates(proposal):
             return
         self._process_qc(header.justify, sender)
         if proposal.timeout_certificate is not None:
             self._process_tc(proposal.timeout_certificate)
+        if not self._valid_proposal(proposal, new_id):
+            return
         if header.round != self.round:
             self.counters.drop("proposal_not_current_round")
             return
@@ -334,23 +341,35 @@ class Replica:
             return
         self._accept_proposal(sender, new_id, proposal)
 
-    def _valid_proposal(self, proposal: Proposal, new_id: bytes) -> bool:
+    def _valid_certificates(self, proposal: Proposal) -> bool:
         header = proposal.block.header
+        tc = proposal.timeout_certificate
         reason = None
         if header.chain_id != self.chain_id:
             reason = "wrong_chain"
-        elif header.protocol_version != self.setup.protocol_version:
-            reason = "wrong_protocol_version"
         elif header.author not in self.validators:
             reason = "non_member"
+        elif not self.validators.verify_qc(header.justify, epoch_root_id=self.epoch_root_id):
+            reason = "bad_certificate"
+        elif tc is not None and not self.validators.verify_tc(tc):
+            reason = "bad_certificate"
+        if reason is not None:
+            self.counters.drop(reason)
+            return False
+        return True
+
+    def _valid_proposal(self, proposal: Proposal, new_id: bytes) -> bool:
+        header = proposal.block.header
+        reason = None
+        if header.protocol_version != self.setup.protocol_version:
+            reason = "wrong_protocol_version"
         elif header.author != self._leader(header.round):
             reason = "wrong_leader"
         elif (
             header.parent_id != header.justify.block_id
             or header.height != header.justify.height + 1
+            or header.round <= header.justify.round
         ):
-            reason = "malformed_proposal"
-        elif header.round <= header.justify.round:
             reason = "malformed_proposal"
         elif header.payload_root != merkle_root(self.suite, proposal.block.payload):
             reason = "bad_payload_root"
@@ -369,12 +388,6 @@ class Replica:
             proposal.signature,
         ):
             reason = "bad_signature"
-        elif not self.validators.verify_qc(header.justify, epoch_root_id=self.epoch_root_id):
-            reason = "bad_certificate"
-        elif proposal.timeout_certificate is not None and not self.validators.verify_tc(
-            proposal.timeout_certificate
-        ):
-            reason = "bad_certificate"
         if reason is not None:
             self.counters.drop(reason)
             return False
@@ -716,8 +729,17 @@ class Replica:
         if len(self._fetches) >= 4:
             self.counters.drop("fetches_busy")
             return
-        self._fetches[target_id] = _Fetch(target_id, peer, [], target_id, commit_through)
+        self._fetches[target_id] = _Fetch(
+            target_id, peer, [], target_id, commit_through, self.now_ms
+        )
         self._out.append(Send(peer, BlockRequest(self.epoch, target_id, BLOCK_REQUEST_COUNT_MAX)))
+
+    def _expire_fetches(self) -> None:
+        """A peer that never answers must not block fetching for good: give up after a while."""
+        deadline = self.now_ms - self.params.round_timeout_ms
+        for target_id in [t for t, f in self._fetches.items() if f.started_ms < deadline]:
+            del self._fetches[target_id]
+            self.counters.drop("fetch_timed_out")
 
     def _on_block_request(self, sender: bytes, request: BlockRequest) -> None:
         blocks: list[Block] = []
@@ -733,7 +755,7 @@ class Replica:
         if blocks:
             self._out.append(Send(sender, BlockResponse(request.block_id, blocks)))
         else:
-            self.counters.drop("block_request_unknown")
+            self._out.append(ServeBlocks(sender, request.block_id, request.count))
 
     def _on_block_response(self, sender: bytes, response: BlockResponse) -> None:
         fetch = next(
@@ -766,6 +788,7 @@ class Replica:
                 del self._fetches[fetch.target_id]
                 return
             fetch.next_id = expected
+            fetch.started_ms = self.now_ms
             self._out.append(
                 Send(sender, BlockRequest(self.epoch, expected, BLOCK_REQUEST_COUNT_MAX))
             )

@@ -31,6 +31,7 @@ from consortia.consensus.events import (
     PersistDone,
     RequestPayload,
     Send,
+    ServeBlocks,
     SetTimer,
     Start,
     TimerFired,
@@ -42,6 +43,7 @@ from consortia.sim.invariants import Checker
 from consortia.sim.network import NetworkModel, random_partitions
 from consortia.types.consensus import (
     Block,
+    BlockResponse,
     ConsensusMessage,
     EpochConfig,
     QuorumCertificate,
@@ -162,6 +164,7 @@ class _Disk:
     certificate: QuorumCertificate | None = None
     epoch_config: EpochConfig | None = None
     epoch_root_id: bytes = b""
+    heights: dict[bytes, int] = field(default_factory=dict)  # block id -> height
 
 
 @dataclass(slots=True)
@@ -419,6 +422,8 @@ class Simulation:
             self._commit(slot, action)
         elif isinstance(action, EnterEpoch):
             slot.disk.epoch_config = action.config
+        elif isinstance(action, ServeBlocks):
+            self._serve_blocks(slot, action)
         elif isinstance(action, Halt):
             self.checker.violation(f"slot {slot.index} halted: {action.reason}")
 
@@ -427,6 +432,7 @@ class Simulation:
         for block in action.blocks:
             new_id = block_id(self.suite, block.header)
             disk.committed.append((new_id, block))
+            disk.heights[new_id] = len(disk.committed)
             self.checker.committed(slot.index, block.header.height, new_id, block)
             if new_id not in self._first_commit:
                 self._first_commit.add(new_id)
@@ -436,6 +442,16 @@ class Simulation:
             if block.header.next_epoch is not None:
                 disk.epoch_root_id = new_id
         disk.certificate = action.certificate
+
+    def _serve_blocks(self, slot: _Slot, action: ServeBlocks) -> None:
+        """What a node's block store does: read committed blocks by id, walking parents."""
+        heights = slot.disk.heights
+        height = heights.get(action.block_id)
+        if height is None:
+            return
+        first = max(0, height - action.count)
+        blocks = [block for _, block in reversed(slot.disk.committed[first:height])]
+        self._send(slot, action.to, BlockResponse(action.block_id, blocks))
 
     def _send(self, slot: _Slot, to: bytes, message: ConsensusMessage) -> None:
         self._observe(slot, message)
