@@ -40,7 +40,7 @@ from consortia.consensus.replica import Replica
 from consortia.consensus.safety import NO_WEAKENING, Weakening
 from consortia.crypto import suite as get_suite
 from consortia.sim.invariants import Checker
-from consortia.sim.network import NetworkModel, random_partitions
+from consortia.sim.network import NetworkModel, random_partitions, twin_split_partitions
 from consortia.types.consensus import (
     Block,
     BlockResponse,
@@ -280,27 +280,28 @@ class Simulation:
             duplicate_percent=scenario.duplicate_percent,
             delta_ms=scenario.latency_ms_max,
         )
+        if not scenario.partitions and not scenario.byzantine:
+            return network
+        timeout = scenario.round_timeout_ms
+        network.gst_ms = self.rng.randint(8 * timeout, 16 * timeout)
+        slots = [slot.index for slot in self.slots]
+        twins = [
+            (self.slots_by_node[slot.node_id][0], self.slots_by_node[slot.node_id][1])
+            for slot in self.slots
+            if len(self.slots_by_node[slot.node_id]) == 2 and slot.index < scenario.nodes
+        ]
+        honest = [slot.index for slot in self.slots if slot.honest]
         if scenario.partitions:
-            network.gst_ms = 8 * scenario.round_timeout_ms + self.rng.randint(0, 4000)
+            # Before stabilisation: loss, duplication, long delays (reordering) and partitions.
             network.drop_percent = max(network.drop_percent, 5)
             network.duplicate_percent = max(network.duplicate_percent, 5)
             network.latency_ms_max = max(network.latency_ms_max, 4 * scenario.latency_ms_max)
             network.partitions = random_partitions(
-                self.rng,
-                [slot.index for slot in self.slots],
-                network.gst_ms,
-                count=self.rng.randint(1, 4),
-                length_ms_max=3 * scenario.round_timeout_ms,
+                self.rng, slots, network.gst_ms, self.rng.randint(1, 3), 6 * timeout
             )
-        elif self.scenario.byzantine:
-            # Twins need a network that shows them different things: split each pair.
-            network.gst_ms = 4 * scenario.round_timeout_ms
-            network.partitions = random_partitions(
-                self.rng,
-                [slot.index for slot in self.slots],
-                network.gst_ms,
-                count=2,
-                length_ms_max=2 * scenario.round_timeout_ms,
+        if twins:
+            network.partitions += twin_split_partitions(
+                self.rng, twins, honest, network.gst_ms, self.rng.randint(1, 3), 8 * timeout
             )
         return network
 

@@ -78,3 +78,31 @@ def random_partitions(
             previous = cut
         partitions.append(Partition(start, end, tuple(groups)))
     return partitions
+
+
+def twin_split_partitions(
+    rng: random.Random,
+    twins: list[tuple[int, int]],
+    honest: list[int],
+    until_ms: int,
+    count: int,
+    length_ms_max: int,
+) -> list[Partition]:
+    """Partitions in the style of Twins: each Byzantine pair is split across two sides.
+
+    Every honest slot lands on a random side, so each side may hold a quorum of node ids
+    while the twins show the two sides different proposals and votes.
+    """
+    partitions = []
+    for _ in range(count):
+        start = rng.randrange(0, max(1, until_ms - 1))
+        end = min(until_ms, start + rng.randint(length_ms_max // 4, length_ms_max))
+        sides: tuple[set[int], set[int]] = (set(), set())
+        for first, second in twins:
+            flip = rng.randrange(2)
+            sides[flip].add(first)
+            sides[1 - flip].add(second)
+        for slot in honest:
+            sides[rng.randrange(2)].add(slot)
+        partitions.append(Partition(start, end, (frozenset(sides[0]), frozenset(sides[1]))))
+    return partitions

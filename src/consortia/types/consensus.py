@@ -30,6 +30,7 @@ from consortia.types.primitives import (
 )
 
 ZERO_HASH: Final = bytes(32)
+BLOCK_REQUEST_COUNT_MAX: Final = 64
 
 
 class _Canonical(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -206,19 +207,67 @@ class Timeout(_Canonical, tag="msg_timeout"):
     last_timeout_certificate: TimeoutCertificate | None = None
 
 
-class SyncRequest(_Canonical, tag="msg_sync_request"):
-    """Ask a peer for the certified blocks from `from_height` (inclusive) upwards."""
+class BlockRequest(_Canonical, tag="msg_block_request"):
+    """Ask a peer for the block `block_id` and up to `count - 1` of its ancestors.
+
+    Answers are trusted by hash: the requester already holds a verified certificate or
+    commit proof naming `block_id`, and each returned block must hash to the id its child
+    names as parent. A Byzantine peer can withhold blocks but never forge one.
+    """
 
     epoch: Epoch
-    from_height: Height
-    limit: Annotated[int, Meta(ge=1, le=256)]
+    block_id: Hash
+    count: Annotated[int, Meta(ge=1, le=BLOCK_REQUEST_COUNT_MAX)]
 
 
-class SyncResponse(_Canonical, tag="msg_sync_response"):
-    """Consecutive blocks, each certified by the next one's `justify` or by `highest_qc`."""
+class BlockResponse(_Canonical, tag="msg_block_response"):
+    """The requested block first, then its ancestors, newest to oldest."""
 
-    blocks: Annotated[list[Block], Meta(max_length=256)]
+    request_block_id: Hash
+    blocks: Annotated[list[Block], Meta(max_length=BLOCK_REQUEST_COUNT_MAX)]
+
+
+class CommitProof(_Canonical, tag="commit_proof"):
+    """Proof that the block `child.parent_id` is committed: the two-chain rule's evidence.
+
+    `child` is the committed block's child in the next round of the same epoch, and `qc`
+    certifies `child`. Checked against the validator set of the committed block's epoch.
+    """
+
+    child: BlockHeader
+    qc: QuorumCertificate
+
+
+class EpochChangeRequest(_Canonical, tag="msg_epoch_request"):
+    """Sent by a replica that sees messages of a later epoch than its own."""
+
+    epoch: Epoch
+
+
+class EpochChangeResponse(_Canonical, tag="msg_epoch_response"):
+    """The block that ended `ending.epoch` and the proof that it is committed."""
+
+    ending: BlockHeader
+    proof: CommitProof
+
+
+class SafetyState(_Canonical, tag="safety_state"):
+    """What the safety rules must have on disk before any signed message leaves the replica."""
+
+    epoch: Epoch
+    highest_vote_round: Round
     highest_qc: QuorumCertificate
+    # The last vote signed, so a restarted replica re-sends it rather than signing another.
+    last_vote: VoteData | None = None
+    last_vote_signature: Signature | None = None
 
 
-ConsensusMessage = Proposal | Vote | Timeout | SyncRequest | SyncResponse
+ConsensusMessage = (
+    Proposal
+    | Vote
+    | Timeout
+    | BlockRequest
+    | BlockResponse
+    | EpochChangeRequest
+    | EpochChangeResponse
+)

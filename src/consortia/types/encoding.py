@@ -43,12 +43,20 @@ def decode(data: bytes, type_: type[T], *, size_max: int = MESSAGE_SIZE_MAX) -> 
     """Parse exactly one canonical encoding of `type_`; DecodeError for anything else."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
-    if len(data) > size_max:
-        raise DecodeError(f"message of {len(data)} bytes exceeds the limit of {size_max}")
+    # In bytes: len() of a memoryview counts items, which may be wider than one byte.
+    size = memoryview(data).nbytes
+    if size > size_max:
+        raise DecodeError(f"message of {size} bytes exceeds the limit of {size_max}")
     decoder = _decoder(type_)
     try:
         value: T = decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as error:
+    except (
+        msgspec.DecodeError,
+        msgspec.ValidationError,
+        ValueError,
+        TypeError,
+        BufferError,
+    ) as error:
         raise DecodeError(f"not a valid {_type_name(type_)}: {error}") from None
     if encode(value) != bytes(data):
         raise DecodeError(f"not the canonical encoding of {_type_name(type_)}")

@@ -15,14 +15,14 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta
 
-from consortia.types.primitives import ChainId, Name
+from consortia.types.primitives import U64_MAX, ChainId, Name
 
 GENESIS_HASH_DOMAIN: Final = b"consortia/genesis/v1\x00"
-HexHash = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
-HexKey = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}([0-9a-f]{66})?$")]  # 32 or 65 bytes
+HexHash = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
+HexKey = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}([0-9a-f]{66})?\Z")]  # 32 or 65 bytes
 Percent = Annotated[int, Meta(ge=1, le=100)]
 Positive = Annotated[int, Meta(ge=1, le=2**62)]
-Address = Annotated[str, Meta(min_length=3, max_length=255, pattern=r"^[^\s:]+:[0-9]{1,5}$")]
+Address = Annotated[str, Meta(min_length=3, max_length=255, pattern=r"^[^\s:]+:[0-9]{1,5}\Z")]
 
 Role = Literal["validator_operator", "member", "regulator", "observer"]
 
@@ -86,10 +86,10 @@ class Governance(_Document):
 
 
 class GenesisAccount(_Document):
-    id: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    id: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
     sponsor: Name
     public_key: HexKey
-    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")] = "CNY"
+    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}\Z")] = "CNY"
     balance: Annotated[int, Meta(ge=0, le=2**62)] = 0  # minor units (fen)
 
 
@@ -97,7 +97,7 @@ class Genesis(_Document):
     chain_id: ChainId
     suite: Literal["intl", "gm"]
     protocol_version: Annotated[int, Meta(ge=1, le=2**16)]
-    genesis_time_ms: Annotated[int, Meta(ge=0)]
+    genesis_time_ms: Annotated[int, Meta(ge=0, le=U64_MAX)]  # must fit the MessagePack hash input
     ca_certificate_fingerprint: HexHash
     validators: Annotated[list[GenesisValidator], Meta(min_length=1, max_length=1024)]
     consensus: ConsensusParams

@@ -27,7 +27,7 @@ NodeId = Hash
 PublicKey = Annotated[bytes, Meta(min_length=PUBLIC_KEY_SIZE_MIN, max_length=PUBLIC_KEY_SIZE_MAX)]
 Signature = Annotated[bytes, Meta(min_length=SIGNATURE_SIZE, max_length=SIGNATURE_SIZE)]
 ChainId = Annotated[
-    str, Meta(min_length=1, max_length=CHAIN_ID_LENGTH_MAX, pattern=r"^[a-z0-9][a-z0-9.-]*$")
+    str, Meta(min_length=1, max_length=CHAIN_ID_LENGTH_MAX, pattern=r"^[a-z0-9][a-z0-9.-]*\Z")
 ]
 Name = Annotated[str, Meta(min_length=1, max_length=NAME_LENGTH_MAX)]
 U64 = Annotated[int, Meta(ge=0, le=U64_MAX)]

@@ -18,7 +18,7 @@ ARGS_MAX: Final = 32
 ARG_BYTES_MAX: Final = 4096
 ARG_LIST_MAX: Final = 256
 
-ArgName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+ArgName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*\Z")]
 ArgScalar = (
     Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
     | Annotated[str, Meta(max_length=ARG_BYTES_MAX)]
@@ -26,7 +26,7 @@ ArgScalar = (
 )
 # Binary values (digests) travel as hex strings: MessagePack unions allow one string-like type.
 ArgValue = ArgScalar | Annotated[list[int | str], Meta(max_length=ARG_LIST_MAX)]
-AccountId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+AccountId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
 
 
 class TransactionBody(
