@@ -482,9 +482,8 @@ class Replica:
         if not self.round - 1 <= data.round <= self.round + self.params.rounds_ahead_max:
             self.counters.drop("vote_round_out_of_range")
             return
-        if self._leader(data.round + 1) != self.node_id:
-            self.counters.drop("vote_not_for_me")
-            return
+        # Votes are not checked against this replica's view of the next leader: that view may
+        # lag by a commit, and a quorum of valid votes is a valid QC whoever aggregates it.
         round_votes = self._votes.setdefault(data.round, {})
         if index in round_votes:
             self.counters.drop(
