@@ -72,3 +72,15 @@ class ConfigError(ConsortiaError):
 
 class AlreadyExistsError(ConsortiaError):
     code = "already_exists"
+
+
+class WeakPassphraseError(ConsortiaError):
+    """A new passphrase that is too short to protect keys at rest."""
+
+    code = "passphrase_too_short"
+
+
+class CertificateError(ConsortiaError):
+    """A certificate that is unreadable, expired, or not issued as the consortium requires."""
+
+    code = "certificate_invalid"

@@ -1,0 +1,138 @@
+"""Where each node of a new consortium listens: free local ports, or the operator's --hosts.
+
+On one machine every node gets 127.0.0.1 and two free TCP ports (consensus and API), found by
+binding port 0. With `--hosts HOST:PORT,...` each node goes to its own machine: consensus binds
+all interfaces on PORT and the API, which cannot be probed on a remote machine, takes PORT + 1000
+on the loopback interface (an operator opens it up in config.toml when clients need it).
+
+This module only validates and chooses addresses; it must never keep a socket open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass
+from typing import Final
+
+from consortia.errors import InvalidArgumentError
+
+LOCAL_HOST: Final = "127.0.0.1"
+ALL_INTERFACES: Final = "0.0.0.0"  # noqa: S104 - a consensus server must be reachable by peers
+API_PORT_OFFSET: Final = 1000
+PORT_MAX: Final = 65535
+HOST_LENGTH_MAX: Final = 253
+_DNS_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One node's addresses: `address` is what peers dial and the genesis records."""
+
+    host: str
+    port: int
+    listen: str
+    api_listen: str
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def local_placements(count: int) -> list[Placement]:
+    """`count` placements on 127.0.0.1, each with two distinct free ports."""
+    ports = _free_ports(2 * count)
+    return [
+        Placement(
+            host=LOCAL_HOST,
+            port=ports[2 * i],
+            listen=f"{LOCAL_HOST}:{ports[2 * i]}",
+            api_listen=f"{LOCAL_HOST}:{ports[2 * i + 1]}",
+        )
+        for i in range(count)
+    ]
+
+
+def parse_hosts(text: str, count: int) -> list[Placement]:
+    """The placements named by `--hosts HOST:PORT,...`, which must list exactly `count`."""
+    entries = [entry.strip() for entry in text.split(",")]
+    if len(entries) != count:
+        raise InvalidArgumentError(
+            f"--hosts lists {len(entries)} address(es) but there are {count} nodes;"
+            " give exactly one HOST:PORT per node"
+        )
+    placements = [_placement(entry) for entry in entries]
+    _check_distinct(placements)
+    return placements
+
+
+def _placement(entry: str) -> Placement:
+    host, port = parse_host_port(entry)
+    api_port = port + API_PORT_OFFSET
+    if api_port > PORT_MAX:
+        raise InvalidArgumentError(
+            f"--hosts entry {entry!r}: the API port would be {port} + {API_PORT_OFFSET},"
+            f" above {PORT_MAX}; choose a consensus port up to {PORT_MAX - API_PORT_OFFSET}"
+        )
+    return Placement(
+        host=host,
+        port=port,
+        listen=f"{ALL_INTERFACES}:{port}",
+        api_listen=f"{LOCAL_HOST}:{api_port}",
+    )
+
+
+def parse_host_port(entry: str) -> tuple[str, int]:
+    """(host, port) from `HOST:PORT`; the host is a DNS name or an IPv4 address."""
+    if entry.startswith("[") or entry.count(":") > 1:
+        raise InvalidArgumentError(
+            f"--hosts entry {entry!r}: IPv6 addresses are not supported; use a DNS name"
+        )
+    host, separator, port_text = entry.rpartition(":")
+    if not separator or not host:
+        raise InvalidArgumentError(f"--hosts entry {entry!r} is not HOST:PORT")
+    if not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= PORT_MAX):
+        raise InvalidArgumentError(f"--hosts entry {entry!r}: port must be 1 to {PORT_MAX}")
+    return _check_host(host.lower(), entry), int(port_text)
+
+
+def _check_host(host: str, entry: str) -> str:
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        labels = host.removesuffix(".").split(".")
+        valid = len(host) <= HOST_LENGTH_MAX and all(_DNS_LABEL.match(x) for x in labels)
+        if not valid or labels[-1].isdigit():
+            raise InvalidArgumentError(
+                f"--hosts entry {entry!r}: {host!r} is neither a DNS name nor an IPv4 address"
+            ) from None
+        return host.removesuffix(".")
+    if address.is_unspecified or address.is_multicast:
+        raise InvalidArgumentError(f"--hosts entry {entry!r}: {host} cannot be dialled")
+    return host
+
+
+def _check_distinct(placements: list[Placement]) -> None:
+    seen: set[tuple[str, int]] = set()
+    for placement in placements:
+        api_port = placement.port + API_PORT_OFFSET
+        for endpoint in ((placement.host, placement.port), (placement.host, api_port)):
+            if endpoint in seen:
+                raise InvalidArgumentError(
+                    f"--hosts: port {endpoint[1]} on {endpoint[0]} is used twice"
+                    f" (each node needs its PORT and PORT + {API_PORT_OFFSET})"
+                )
+            seen.add(endpoint)
+
+
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports that were free on 127.0.0.1 a moment ago."""
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        for _ in range(count):
+            probe = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            probe.bind((LOCAL_HOST, 0))
+            ports.append(int(probe.getsockname()[1]))
+    return ports

@@ -1,0 +1,94 @@
+"""Small file helpers for identity material: exclusive writes with fixed modes, bounded reads.
+
+Private material is written with mode 0600 and public material with 0644, both created
+exclusively (an existing file is never overwritten) and flushed to disk before returning.
+Directories that hold private material are 0700.
+
+This module must never follow a caller's path into overwriting an existing file, and never
+read an unbounded amount of data from a file a user hands it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from consortia.errors import AlreadyExistsError, ConsortiaError, InvalidArgumentError
+
+PRIVATE_FILE_MODE = 0o600
+PUBLIC_FILE_MODE = 0o644
+PRIVATE_DIR_MODE = 0o700
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create `path` with mode 0600 holding `data`; AlreadyExistsError if it exists."""
+    _write_exclusive(path, data, PRIVATE_FILE_MODE)
+
+
+def write_public_file(path: Path, data: bytes) -> None:
+    """Create `path` with mode 0644 holding `data`; AlreadyExistsError if it exists."""
+    _write_exclusive(path, data, PUBLIC_FILE_MODE)
+
+
+def make_private_dir(path: Path) -> None:
+    """Create the directory `path` with mode 0700 (its parent must exist)."""
+    try:
+        path.mkdir(mode=PRIVATE_DIR_MODE)
+        os.chmod(path, PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask
+    except FileExistsError:
+        raise AlreadyExistsError(f"{path} already exists") from None
+    except OSError as error:
+        raise InvalidArgumentError(f"cannot create {path}: {error.strerror}") from None
+
+
+def read_bounded(path: Path, size_max: int, error: type[ConsortiaError], what: str) -> bytes:
+    """The bytes of `path`, refusing anything larger than `size_max`; `error` on any failure."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(size_max + 1)
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise error(f"{what} {path} is a directory") from None
+    except OSError as failure:
+        raise error(f"cannot read {what} {path}: {failure.strerror}") from None
+    if len(data) > size_max:
+        raise error(f"{what} {path} is larger than {size_max} bytes")
+    return data
+
+
+def file_mode(path: Path) -> int:
+    """The permission bits of `path` (0 when it cannot be read)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0
+
+
+def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        descriptor = os.open(path, flags, mode)
+    except FileExistsError:
+        raise AlreadyExistsError(f"{path} already exists; refusing to overwrite it") from None
+    except OSError as error:
+        raise InvalidArgumentError(f"cannot create {path}: {error.strerror}") from None
+    try:
+        _write_all(descriptor, data, mode)
+    except BaseException as failure:
+        os.close(descriptor)
+        path.unlink(missing_ok=True)  # never leave a half-written file behind
+        if isinstance(failure, OSError):
+            raise InvalidArgumentError(f"cannot write {path}: {failure.strerror}") from None
+        raise
+    os.close(descriptor)
+
+
+def _write_all(descriptor: int, data: bytes, mode: int) -> None:
+    os.fchmod(descriptor, mode)  # the umask may have narrowed the mode; set it exactly
+    view = memoryview(data)
+    while view:
+        written = os.write(descriptor, view)
+        view = view[written:]
+    os.fsync(descriptor)
