@@ -44,10 +44,8 @@ class BlockTree:
         parent = self.blocks.get(header.parent_id)
         if parent is None or self.is_full():
             return False
-        if (
-            header.height != parent.header.height + 1
-            or header.round <= parent.header.round
-            and header.epoch == parent.header.epoch
+        if header.height != parent.header.height + 1 or (
+            header.round <= parent.header.round and header.epoch == parent.header.epoch
         ):
             return False
         self.blocks[block_id] = block

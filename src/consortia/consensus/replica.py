@@ -39,9 +39,9 @@ from consortia.consensus.events import (
     Event,
     Halt,
     MessageReceived,
+    PayloadReady,
     Persist,
     PersistDone,
-    PayloadReady,
     RequestPayload,
     Send,
     ServeBlocks,
@@ -61,8 +61,8 @@ from consortia.types.consensus import (
     CommitProof,
     ConsensusMessage,
     EpochChangeRequest,
-    EpochConfig,
     EpochChangeResponse,
+    EpochConfig,
     Proposal,
     ProposalData,
     QuorumCertificate,
@@ -352,7 +352,7 @@ class Replica:
         elif not self.validators.verify_qc(header.justify, epoch_root_id=self.epoch_root_id):
             reason = "bad_certificate"
         elif tc is not None and not self.validators.verify_tc(tc):
-            reason = "bad_certificate"
+            reason = "bad_timeout_certificate"
         if reason is not None:
             self.counters.drop(reason)
             return False

@@ -1,9 +1,9 @@
 """Crypto suites. A chain names one at genesis: `suite("intl")` or `suite("gm")`.
 
-    >>> s = suite("intl")
-    >>> private_key, public_key = s.generate_keypair()
-    >>> s.verify(public_key, b"m", s.sign(private_key, b"m"))
-    True
+>>> s = suite("intl")
+>>> private_key, public_key = s.generate_keypair()
+>>> s.verify(public_key, b"m", s.sign(private_key, b"m"))
+True
 """
 
 from __future__ import annotations

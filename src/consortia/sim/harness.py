@@ -46,6 +46,7 @@ from consortia.types.consensus import (
     BlockResponse,
     ConsensusMessage,
     EpochConfig,
+    Proposal,
     QuorumCertificate,
     SafetyState,
     Validator,
@@ -301,7 +302,12 @@ class Simulation:
             )
         if twins:
             network.partitions += twin_split_partitions(
-                self.rng, twins, honest, network.gst_ms, self.rng.randint(1, 3), 8 * timeout
+                self.rng,
+                twins,
+                honest,
+                until_ms=network.gst_ms,
+                count=self.rng.randint(1, 3),
+                length_ms_max=8 * timeout,
             )
         return network
 
@@ -481,8 +487,6 @@ class Simulation:
     def _observe(self, slot: _Slot, message: ConsensusMessage) -> None:
         if isinstance(message, Vote) and slot.honest:
             self.checker.signed_vote(slot.index, slot.node_id, message.data)
-        from consortia.types.consensus import Proposal
-
         if isinstance(message, Proposal):
             new_id = block_id(self.suite, message.block.header)
             self.proposed_at.setdefault(new_id, self.now_ms)

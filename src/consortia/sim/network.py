@@ -84,6 +84,7 @@ def twin_split_partitions(
     rng: random.Random,
     twins: list[tuple[int, int]],
     honest: list[int],
+    *,
     until_ms: int,
     count: int,
     length_ms_max: int,

@@ -8,6 +8,7 @@ signature made for one purpose or one chain is never valid for another (domain s
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Annotated, Final
 
 import msgspec
@@ -15,8 +16,8 @@ from msgspec import Meta
 
 from consortia.types.primitives import (
     PAYLOAD_ITEMS_MAX,
-    VALIDATORS_MAX,
     U64,
+    VALIDATORS_MAX,
     ChainId,
     Epoch,
     Hash,
@@ -37,13 +38,13 @@ class _Canonical(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fi
     """Base of every canonical struct: immutable, encoded as an array, nothing extra."""
 
 
-class Validator(_Canonical, tag="validator"):
+class Validator(_Canonical, frozen=True, tag="validator"):
     node_id: NodeId
     public_key: PublicKey
     voting_power: Annotated[int, Meta(ge=1, le=2**32)]
 
 
-class EpochConfig(_Canonical, tag="epoch_config"):
+class EpochConfig(_Canonical, frozen=True, tag="epoch_config"):
     """The validator set of one epoch. A quorum is more than 2/3 of the total voting power."""
 
     epoch: Epoch
@@ -69,7 +70,7 @@ class EpochConfig(_Canonical, tag="epoch_config"):
         return (self.total_power - 1) // 3
 
 
-class VoteData(_Canonical, tag="vote"):
+class VoteData(_Canonical, frozen=True, tag="vote"):
     """What a validator signs to vote for a block."""
 
     chain_id: ChainId
@@ -79,18 +80,18 @@ class VoteData(_Canonical, tag="vote"):
     height: Height
 
 
-class SignerSignature(_Canonical, tag="signer"):
+class SignerSignature(_Canonical, frozen=True, tag="signer"):
     index: ValidatorIndex
     signature: Signature
 
 
 def _check_signers_sorted(signatures: list[SignerSignature]) -> None:
     indexes = [entry.index for entry in signatures]
-    if any(a >= b for a, b in zip(indexes, indexes[1:], strict=False)):
+    if any(a >= b for a, b in pairwise(indexes)):
         raise ValueError("signatures must be sorted by strictly increasing validator index")
 
 
-class QuorumCertificate(_Canonical, tag="qc"):
+class QuorumCertificate(_Canonical, frozen=True, tag="qc"):
     """Votes from more than 2/3 of the voting power for one block in one round."""
 
     epoch: Epoch
@@ -106,7 +107,7 @@ class QuorumCertificate(_Canonical, tag="qc"):
         return VoteData(chain_id, self.epoch, self.round, self.block_id, self.height)
 
 
-class TimeoutData(_Canonical, tag="timeout"):
+class TimeoutData(_Canonical, frozen=True, tag="timeout"):
     """What a validator signs when it gives up on a round: the round and its highest QC."""
 
     chain_id: ChainId
@@ -115,13 +116,13 @@ class TimeoutData(_Canonical, tag="timeout"):
     high_qc_round: Round
 
 
-class TimeoutSignature(_Canonical, tag="timeout_signer"):
+class TimeoutSignature(_Canonical, frozen=True, tag="timeout_signer"):
     index: ValidatorIndex
     high_qc_round: Round
     signature: Signature
 
 
-class TimeoutCertificate(_Canonical, tag="tc"):
+class TimeoutCertificate(_Canonical, frozen=True, tag="tc"):
     """Timeouts from more than 2/3 of the voting power for one round."""
 
     epoch: Epoch
@@ -130,7 +131,7 @@ class TimeoutCertificate(_Canonical, tag="tc"):
 
     def __post_init__(self) -> None:
         indexes = [entry.index for entry in self.signatures]
-        if any(a >= b for a, b in zip(indexes, indexes[1:], strict=False)):
+        if any(a >= b for a, b in pairwise(indexes)):
             raise ValueError("signatures must be sorted by strictly increasing validator index")
 
     @property
@@ -138,7 +139,7 @@ class TimeoutCertificate(_Canonical, tag="tc"):
         return max(entry.high_qc_round for entry in self.signatures)
 
 
-class BlockHeader(_Canonical, tag="block_header"):
+class BlockHeader(_Canonical, frozen=True, tag="block_header"):
     """A block's header; the block id is the hash of its canonical encoding.
 
     `justify` certifies the parent; `payload_root` commits to the payload items; `timestamp_ms`
@@ -161,7 +162,7 @@ class BlockHeader(_Canonical, tag="block_header"):
     next_epoch: EpochConfig | None = None
 
 
-class Block(_Canonical, tag="block"):
+class Block(_Canonical, frozen=True, tag="block"):
     """A header and its payload: opaque items the consensus orders but never interprets."""
 
     header: BlockHeader
@@ -172,7 +173,7 @@ class Block(_Canonical, tag="block"):
             raise ValueError("payload length differs from the header's payload_count")
 
 
-class ProposalData(_Canonical, tag="proposal"):
+class ProposalData(_Canonical, frozen=True, tag="proposal"):
     """What a leader signs when it proposes: the block id in its round."""
 
     chain_id: ChainId
@@ -184,7 +185,7 @@ class ProposalData(_Canonical, tag="proposal"):
 # Network messages. Each is one of the union `ConsensusMessage` below.
 
 
-class Proposal(_Canonical, tag="msg_proposal"):
+class Proposal(_Canonical, frozen=True, tag="msg_proposal"):
     block: Block
     signature: Signature
     # Present when the leader entered this round through a timeout certificate rather than a
@@ -192,13 +193,13 @@ class Proposal(_Canonical, tag="msg_proposal"):
     timeout_certificate: TimeoutCertificate | None = None
 
 
-class Vote(_Canonical, tag="msg_vote"):
+class Vote(_Canonical, frozen=True, tag="msg_vote"):
     data: VoteData
     author: NodeId
     signature: Signature
 
 
-class Timeout(_Canonical, tag="msg_timeout"):
+class Timeout(_Canonical, frozen=True, tag="msg_timeout"):
     data: TimeoutData
     author: NodeId
     signature: Signature
@@ -207,7 +208,7 @@ class Timeout(_Canonical, tag="msg_timeout"):
     last_timeout_certificate: TimeoutCertificate | None = None
 
 
-class BlockRequest(_Canonical, tag="msg_block_request"):
+class BlockRequest(_Canonical, frozen=True, tag="msg_block_request"):
     """Ask a peer for the block `block_id` and up to `count - 1` of its ancestors.
 
     Answers are trusted by hash: the requester already holds a verified certificate or
@@ -220,14 +221,14 @@ class BlockRequest(_Canonical, tag="msg_block_request"):
     count: Annotated[int, Meta(ge=1, le=BLOCK_REQUEST_COUNT_MAX)]
 
 
-class BlockResponse(_Canonical, tag="msg_block_response"):
+class BlockResponse(_Canonical, frozen=True, tag="msg_block_response"):
     """The requested block first, then its ancestors, newest to oldest."""
 
     request_block_id: Hash
     blocks: Annotated[list[Block], Meta(max_length=BLOCK_REQUEST_COUNT_MAX)]
 
 
-class CommitProof(_Canonical, tag="commit_proof"):
+class CommitProof(_Canonical, frozen=True, tag="commit_proof"):
     """Proof that the block `child.parent_id` is committed: the two-chain rule's evidence.
 
     `child` is the committed block's child in the next round of the same epoch, and `qc`
@@ -238,20 +239,20 @@ class CommitProof(_Canonical, tag="commit_proof"):
     qc: QuorumCertificate
 
 
-class EpochChangeRequest(_Canonical, tag="msg_epoch_request"):
+class EpochChangeRequest(_Canonical, frozen=True, tag="msg_epoch_request"):
     """Sent by a replica that sees messages of a later epoch than its own."""
 
     epoch: Epoch
 
 
-class EpochChangeResponse(_Canonical, tag="msg_epoch_response"):
+class EpochChangeResponse(_Canonical, frozen=True, tag="msg_epoch_response"):
     """The block that ended `ending.epoch` and the proof that it is committed."""
 
     ending: BlockHeader
     proof: CommitProof
 
 
-class SafetyState(_Canonical, tag="safety_state"):
+class SafetyState(_Canonical, frozen=True, tag="safety_state"):
     """What the safety rules must have on disk before any signed message leaves the replica."""
 
     epoch: Epoch

@@ -14,7 +14,8 @@ This module never performs I/O and holds no state besides cached codecs.
 from __future__ import annotations
 
 import functools
-from typing import Any, Final, TypeVar
+from collections.abc import Hashable
+from typing import Any, Final, TypeVar, cast, overload
 
 import msgspec
 
@@ -35,11 +36,19 @@ def encode(value: Any) -> bytes:
 
 
 @functools.lru_cache(maxsize=256)
-def _decoder(type_: Any) -> msgspec.msgpack.Decoder[Any]:
+def _decoder(type_: Hashable) -> msgspec.msgpack.Decoder[Any]:
     return msgspec.msgpack.Decoder(type_)
 
 
-def decode(data: bytes, type_: type[T], *, size_max: int = MESSAGE_SIZE_MAX) -> T:
+@overload
+def decode(data: bytes, type_: type[T], *, size_max: int = MESSAGE_SIZE_MAX) -> T: ...
+
+
+@overload
+def decode(data: bytes, type_: Any, *, size_max: int = MESSAGE_SIZE_MAX) -> Any: ...
+
+
+def decode(data: bytes, type_: Any, *, size_max: int = MESSAGE_SIZE_MAX) -> Any:
     """Parse exactly one canonical encoding of `type_`; DecodeError for anything else."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
@@ -47,9 +56,9 @@ def decode(data: bytes, type_: type[T], *, size_max: int = MESSAGE_SIZE_MAX) -> 
     size = memoryview(data).nbytes
     if size > size_max:
         raise DecodeError(f"message of {size} bytes exceeds the limit of {size_max}")
-    decoder = _decoder(type_)
+    decoder = _decoder(cast(Hashable, type_))
     try:
-        value: T = decoder.decode(data)
+        value = decoder.decode(data)
     except (
         msgspec.DecodeError,
         msgspec.ValidationError,

@@ -31,7 +31,7 @@ class _Document(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     """JSON objects with a fixed set of keys; unknown keys are an error, not ignored."""
 
 
-class GenesisValidator(_Document):
+class GenesisValidator(_Document, frozen=True):
     name: Name
     member: Name
     node_id: HexHash
@@ -41,7 +41,7 @@ class GenesisValidator(_Document):
     address: Address
 
 
-class ConsensusParams(_Document):
+class ConsensusParams(_Document, frozen=True):
     # The first round's timeout; each consecutive timeout multiplies it by backoff_percent/100,
     # up to round_timeout_ms_max.
     round_timeout_ms: Positive = 1000
@@ -54,26 +54,26 @@ class ConsensusParams(_Document):
     reputation_window: Positive = 16
 
 
-class MempoolParams(_Document):
+class MempoolParams(_Document, frozen=True):
     transactions_max: Positive = 100_000
     bytes_max: Positive = 256 * 1024 * 1024
     transaction_bytes_max: Positive = 64 * 1024
     batch_transactions_max: Positive = 2000
 
 
-class Member(_Document):
+class Member(_Document, frozen=True):
     """A member institution and its roles (JR/T 0184 §13)."""
 
     name: Name
     roles: Annotated[list[Role], Meta(min_length=1, max_length=4)]
 
 
-class CommitteeSeat(_Document):
+class CommitteeSeat(_Document, frozen=True):
     member: Name
     weight: Positive
 
 
-class Governance(_Document):
+class Governance(_Document, frozen=True):
     """The management committee (JR/T 0184 §17)."""
 
     committee: Annotated[list[CommitteeSeat], Meta(min_length=1, max_length=256)]
@@ -85,7 +85,7 @@ class Governance(_Document):
     key_reset_lock_blocks: Positive = 1_000
 
 
-class GenesisAccount(_Document):
+class GenesisAccount(_Document, frozen=True):
     id: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
     sponsor: Name
     public_key: HexKey
@@ -93,7 +93,7 @@ class GenesisAccount(_Document):
     balance: Annotated[int, Meta(ge=0, le=2**62)] = 0  # minor units (fen)
 
 
-class Genesis(_Document):
+class Genesis(_Document, frozen=True):
     chain_id: ChainId
     suite: Literal["intl", "gm"]
     protocol_version: Annotated[int, Meta(ge=1, le=2**16)]

@@ -2,7 +2,8 @@
 
 Every transaction names the contract version it expects (JR/T 0184 §12) and an expiry height,
 and is signed under the chain's suite over its tagged, chain-bound body. Arguments are a flat
-map of bounded scalar values (integers, strings, booleans and lists of them); their meaning belongs to the contract.
+map of bounded scalar values (integers, strings, booleans and lists of them); their meaning
+belongs to the contract.
 """
 
 from __future__ import annotations
