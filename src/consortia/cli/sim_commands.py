@@ -50,6 +50,10 @@ def sim(
         list[str] | None,
         typer.Option(help=f"Test-only: break a safety rule on purpose ({', '.join(WEAKENINGS)})."),
     ] = None,
+    add_validator_at: Annotated[
+        int,
+        typer.Option(help="From this height, end epoch 0 and add a validator (0: never)."),
+    ] = 0,
     jobs: Annotated[int, typer.Option(help="Worker processes.")] = min(2, os.cpu_count() or 1),
     json_output: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
@@ -60,6 +64,7 @@ def sim(
     is listed with the exact command that replays it.
     """
     scenario = _scenario(
+        add_validator_at,
         nodes,
         byzantine,
         crash,
@@ -96,6 +101,7 @@ def scenario_fault_tolerance(nodes: int) -> int:
 
 
 def _scenario(
+    add_validator_at: int,
     nodes: int,
     byzantine: int,
     crash: int,
@@ -122,6 +128,8 @@ def _scenario(
             f"unknown --weaken {unknown[0]!r}; one of {', '.join(WEAKENINGS)}"
         )
     weakening = Weakening(**{name: True for name in weaken})
+    if not 0 <= add_validator_at <= heights:
+        raise InvalidArgumentError("--add-validator-at must be between 0 and --heights")
     return Scenario(
         nodes=nodes,
         byzantine=byzantine,
@@ -132,6 +140,7 @@ def _scenario(
         suite=suite,
         leader_reputation=leader_reputation,
         weakening=weakening,
+        add_validator_at=add_validator_at,
     )
 
 

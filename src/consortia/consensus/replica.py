@@ -54,6 +54,7 @@ from consortia.consensus.safety import SafetyRules
 from consortia.consensus.validators import ValidatorSet
 from consortia.types.consensus import (
     BLOCK_REQUEST_COUNT_MAX,
+    COMMIT_PROOF_HEADERS_MAX,
     Block,
     BlockHeader,
     BlockRequest,
@@ -83,6 +84,8 @@ RECENT_COMMITTED_MAX = 1024
 BACKOFF_EXPONENT_MAX = 16
 # Epoch-change proofs kept to help lagging replicas across epochs.
 EPOCH_PROOFS_MAX = 64
+# Peers remembered when rate-limiting the epoch proofs sent to replicas left behind.
+EPOCH_HELP_PEERS_MAX = 1024
 
 
 @dataclass(slots=True)
@@ -141,6 +144,7 @@ class Replica:
         self.timed_out_round = 0
         self._payload_requested_round = 0
         self._epoch_request_ms = -(10**12)
+        self._epoch_help_ms: OrderedDict[bytes, int] = OrderedDict()
         self._votes: dict[
             int, dict[int, tuple[bytes, bytes]]
         ] = {}  # round -> index -> (block, sig)
@@ -306,9 +310,17 @@ class Replica:
             self._on_epoch_response(sender, message)
 
     def _check_epoch(self, sender: bytes, epoch: int) -> bool:
-        """True for the current epoch; asks for a proof when the sender is ahead."""
+        """True for the current epoch; asks for a proof when the sender is ahead, and sends
+        one when the sender is behind, so replicas left in an ended epoch catch up."""
         if epoch == self.epoch:
             return True
+        if epoch < self.epoch and epoch in self._epoch_proofs:
+            last_sent = self._epoch_help_ms.get(sender, -(10**12))
+            if self.now_ms - last_sent >= self.params.round_timeout_ms:
+                self._epoch_help_ms[sender] = self.now_ms
+                if len(self._epoch_help_ms) > EPOCH_HELP_PEERS_MAX:
+                    self._epoch_help_ms.popitem(last=False)
+                self._out.append(Send(sender, self._epoch_proofs[epoch]))
         if (
             epoch > self.epoch
             and self._pending_epoch_change is None
@@ -437,6 +449,8 @@ class Replica:
         if not self.tree.insert(new_id, block):
             self.counters.drop("block_not_inserted")
             return
+        if self.node_id not in self.validators:
+            return  # an observer follows the chain but never votes
         made = self.safety.make_vote(header, new_id, proposal.timeout_certificate)
         if made is None:
             self.counters.drop("unsafe_to_vote")
@@ -567,6 +581,9 @@ class Replica:
     def _local_timeout(self) -> None:
         """Give up on the current round: sign and broadcast a timeout (again, if re-armed)."""
         round_ = self.round
+        if self.node_id not in self.validators:
+            self._rearm_timer()
+            return
         made = self.safety.make_timeout(round_, self.tree.high_qc, self.last_tc)
         if made is None:
             self.counters.drop("unsafe_to_timeout")
@@ -605,6 +622,8 @@ class Replica:
             self._fetch(qc.block_id, peer, commit_through=False)
         else:
             self._try_commit(qc)
+            if qc.epoch != self.epoch:
+                return  # the commit ended the epoch: this QC's rounds mean nothing any more
         if qc.round + 1 > self.round:
             self.last_tc = None
             self.consecutive_timeouts = 0
@@ -625,17 +644,58 @@ class Replica:
         self._commit(target, qc)
 
     def _commit(self, target: bytes, proof: QuorumCertificate) -> None:
-        child = self.tree.get(proof.block_id)
-        if child is not None:
-            certificate = child.header.justify
-        else:
-            pending = self._pending_epoch_change
-            assert pending is not None and pending.proof.qc == proof
-            certificate = pending.proof.child.justify
-        assert certificate.block_id == target, "the commit proof's child must extend the target"
+        """Commit `target` and its ancestors; `proof` is the QC that made it final.
+
+        An epoch ends exactly at its first block carrying `next_epoch`: if the commit reaches
+        past such a block, only the blocks up to it are committed. The blocks after it in
+        the old epoch carry no payload and are dropped, on every replica alike, so the new
+        epoch always starts from the same root.
+        """
+        path = self.tree.path_from_root(target)
+        ending_index = next(
+            (i for i, (_, block) in enumerate(path) if block.header.next_epoch is not None),
+            None,
+        )
+        if ending_index is not None:
+            path = path[: ending_index + 1]
+        last_id = path[-1][0]
+        proof_headers = self._proof_headers(last_id, proof)
+        certificate = proof_headers[0].justify
+        assert certificate.block_id == last_id, "the proof's first header must extend the last"
         previous_root = self.tree.root
-        committed = self.tree.commit(target)
+        committed = self.tree.commit(last_id)
+        assert committed == path
+        self._record_committed(previous_root, committed)
         blocks = [block for _, block in committed]
+        self._out.append(Commit(blocks=blocks, certificate=certificate, proof=proof))
+        if ending_index is None:
+            self._resume_pending()
+            return
+        ending = blocks[-1]
+        if len(proof_headers) <= COMMIT_PROOF_HEADERS_MAX:
+            self._epoch_proofs[ending.header.epoch] = EpochChangeResponse(
+                ending=ending.header, proof=CommitProof(headers=proof_headers, qc=proof)
+            )
+            while len(self._epoch_proofs) > EPOCH_PROOFS_MAX:
+                self._epoch_proofs.popitem(last=False)
+        self._enter_epoch(ending)
+
+    def _proof_headers(self, committed_id: bytes, proof: QuorumCertificate) -> list[BlockHeader]:
+        """Headers from the child of `committed_id` to the block `proof` certifies."""
+        pending = self._pending_epoch_change
+        if proof.block_id not in self.tree:
+            assert pending is not None and pending.proof.qc == proof
+            return list(pending.proof.headers)
+        headers: list[BlockHeader] = []
+        current = proof.block_id
+        while current != committed_id:
+            block = self.tree.blocks[current]
+            headers.append(block.header)
+            current = block.header.parent_id
+        headers.reverse()
+        return headers
+
+    def _record_committed(self, previous_root: Block, committed: list[tuple[bytes, Block]]) -> None:
         previous_round = (
             previous_root.header.round if previous_root.header.epoch == self.epoch else 0
         )
@@ -648,26 +708,6 @@ class Replica:
             self._recent_committed[committed_id] = block
             if len(self._recent_committed) > RECENT_COMMITTED_MAX:
                 self._recent_committed.popitem(last=False)
-        self._out.append(Commit(blocks=blocks, certificate=certificate, proof=proof))
-        self._resume_pending()
-        ending = next((b for b in blocks if b.header.next_epoch is not None), None)
-        if ending is not None:
-            assert ending is blocks[-1], (
-                "an epoch-ending block has no committed descendants in its epoch"
-            )
-            self._remember_epoch_proof(ending, proof)
-            self._enter_epoch(ending)
-
-    def _remember_epoch_proof(self, ending: Block, proof: QuorumCertificate) -> None:
-        child = self.tree.get(proof.block_id)
-        if child is None:
-            return
-        response = EpochChangeResponse(
-            ending=ending.header, proof=CommitProof(child=child.header, qc=proof)
-        )
-        self._epoch_proofs[ending.header.epoch] = response
-        while len(self._epoch_proofs) > EPOCH_PROOFS_MAX:
-            self._epoch_proofs.popitem(last=False)
 
     def _enter_epoch(self, ending: Block) -> None:
         config = ending.header.next_epoch
@@ -845,26 +885,41 @@ class Replica:
         self._out.append(Send(sender, response))
 
     def _on_epoch_response(self, sender: bytes, response: EpochChangeResponse) -> None:
-        ending, proof = response.ending, response.proof
+        ending = response.ending
         ending_id = block_id(self.suite, ending)
         valid = (
             ending.epoch == self.epoch
             and ending.next_epoch is not None
             and ending.next_epoch.epoch == self.epoch + 1
-            and proof.child.parent_id == ending_id
-            and proof.child.epoch == ending.epoch
-            and proof.child.round == ending.round + 1
-            and proof.qc.block_id == block_id(self.suite, proof.child)
-            and self.validators.verify_qc(proof.qc, epoch_root_id=self.epoch_root_id)
+            and self._valid_commit_proof(ending, ending_id, response.proof)
         )
         if not valid:
-            self.counters.drop("bad_epoch_proof")
+            self.counters.drop(
+                "stale_epoch_proof" if ending.epoch < self.epoch else "bad_epoch_proof"
+            )
             return
         self._pending_epoch_change = response
         if ending_id in self.tree:
-            self._commit(ending_id, proof.qc)
+            self._commit(ending_id, response.proof.qc)
         else:
             self._fetch(ending_id, sender, commit_through=True)
+
+    def _valid_commit_proof(
+        self, ending: BlockHeader, ending_id: bytes, proof: CommitProof
+    ) -> bool:
+        previous, previous_id = ending, ending_id
+        for header in proof.headers:
+            if header.parent_id != previous_id or header.epoch != ending.epoch:
+                return False
+            if header.height != previous.height + 1 or header.round <= previous.round:
+                return False
+            previous, previous_id = header, block_id(self.suite, header)
+        before_last = proof.headers[-2] if len(proof.headers) > 1 else ending
+        return (
+            proof.headers[-1].round == before_last.round + 1
+            and proof.qc.block_id == previous_id
+            and self.validators.verify_qc(proof.qc, epoch_root_id=self.epoch_root_id)
+        )
 
     # ------------------------------------------------------------------ introspection
 

@@ -43,6 +43,7 @@ from consortia.sim.invariants import Checker
 from consortia.sim.network import NetworkModel, random_partitions, twin_split_partitions
 from consortia.types.consensus import (
     Block,
+    BlockHeader,
     BlockResponse,
     ConsensusMessage,
     EpochConfig,
@@ -78,6 +79,9 @@ class Scenario:
     duplicate_percent: int = 0
     leader_reputation: bool = True
     weakening: Weakening = NO_WEAKENING
+    # Membership change: from this height on, proposals end epoch 0 and hand over to a set
+    # with one more validator (a replica that follows epoch 0 as an observer). 0: never.
+    add_validator_at: int = 0
 
     def command(self) -> str:
         """The exact command that replays this run."""
@@ -97,6 +101,8 @@ class Scenario:
             parts.append(f"--suite {self.suite}")
         if not self.leader_reputation:
             parts.append("--no-leader-reputation")
+        if self.add_validator_at:
+            parts.append(f"--add-validator-at {self.add_validator_at}")
         for name in ("skip_vote_round_check", "skip_lock_check", "quorum_is_f_plus_one"):
             if getattr(self.weakening, name):
                 parts.append(f"--weaken {name}")
@@ -182,6 +188,24 @@ class _Slot:
     permanently_down: bool = False
 
 
+class _ScriptedMembership:
+    """The node's say on epoch changes, scripted: exactly one change, at a given height."""
+
+    def __init__(self, next_config: EpochConfig | None, from_height: int) -> None:
+        self._next_config = next_config
+        self._from_height = from_height
+
+    def check_payload(self, header: BlockHeader, payload: list[bytes]) -> bool:
+        return True
+
+    def check_epoch_change(self, header: BlockHeader, config: EpochConfig) -> bool:
+        return (
+            self._next_config is not None
+            and config == self._next_config
+            and header.height >= self._from_height
+        )
+
+
 class Simulation:
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
@@ -214,7 +238,8 @@ class Simulation:
         if scenario.crash > scenario.nodes - scenario.byzantine:
             raise ValueError("cannot crash more validators than there are honest ones")
         keys = []
-        for _ in range(scenario.nodes):
+        extra = 1 if scenario.add_validator_at else 0
+        for _ in range(scenario.nodes + extra):
             seed = self.rng.randbytes(32)
             if scenario.suite == "intl":
                 private_key = seed
@@ -222,9 +247,17 @@ class Simulation:
                 private_key = (int.from_bytes(seed, "big") % (2**255) + 1).to_bytes(32, "big")
             public_key = self.suite.public_key(private_key)
             keys.append((self.suite.hash(public_key), public_key, private_key))
+        joining = keys.pop() if extra else None
         keys.sort()
         validators = [Validator(node_id, public_key, 1) for node_id, public_key, _ in keys]
         self.epoch_config = EpochConfig(epoch=0, validators=validators)
+        self.next_config: EpochConfig | None = None
+        if joining is not None:
+            node_id, public_key, _ = joining
+            grown = sorted(
+                [*validators, Validator(node_id, public_key, 1)], key=lambda v: v.node_id
+            )
+            self.next_config = EpochConfig(epoch=1, validators=grown)
         self.genesis = genesis_block(self.suite, CHAIN_ID, PROTOCOL_VERSION, GENESIS_TIME_MS)
         self.genesis_id = block_id(self.suite, self.genesis.header)
         byzantine = set(self.rng.sample(range(scenario.nodes), scenario.byzantine))
@@ -234,6 +267,9 @@ class Simulation:
         for index in sorted(byzantine):  # the twin of each Byzantine validator
             node_id, _, private_key = keys[index]
             self.slots.append(self._new_slot(len(self.slots), node_id, private_key, False))
+        if joining is not None:  # follows epoch 0 as an observer, validates from epoch 1
+            node_id, _, private_key = joining
+            self.slots.append(self._new_slot(len(self.slots), node_id, private_key, True))
         self.slots_by_node: dict[bytes, list[int]] = {}
         for slot in self.slots:
             self.slots_by_node.setdefault(slot.node_id, []).append(slot.index)
@@ -247,7 +283,10 @@ class Simulation:
     def _make_replica(self, slot: _Slot) -> Replica:
         disk = slot.disk
         assert disk.epoch_config is not None
-        if disk.committed:
+        if disk.committed and disk.committed[-1][0] == disk.epoch_root_id:
+            root_id, root = disk.committed[-1]
+            certificate = root_qc_for(self.suite, root, disk.epoch_config.epoch)
+        elif disk.committed:
             root_id, root = disk.committed[-1]
             certificate = disk.certificate
             assert certificate is not None and certificate.block_id == root_id
@@ -269,6 +308,7 @@ class Simulation:
             safety_state=disk.safety,
             recent_committed=recent,
             weakening=self.scenario.weakening,
+            checker=_ScriptedMembership(self.next_config, self.scenario.add_validator_at),
         )
         return Replica(setup)
 
@@ -423,7 +463,15 @@ class Simulation:
                 f"{slot.index}:{action.epoch}:{action.round}:{k}".encode()
                 for k in range(self.scenario.items_per_block)
             ]
-            event = PayloadReady(self.now_ms, action.epoch, action.round, items)
+            next_epoch = None
+            parent_height = slot.disk.heights.get(action.parent_id, -1)
+            if self.next_config is not None and action.epoch == 0:
+                parent = slot.replica.tree.get(action.parent_id) if slot.replica else None
+                if parent is not None:
+                    parent_height = parent.header.height
+                if parent_height + 1 >= self.scenario.add_validator_at:
+                    next_epoch = self.next_config
+            event = PayloadReady(self.now_ms, action.epoch, action.round, items, next_epoch)
             self._push(self.now_ms, "payload", slot.index, (slot.incarnation, event))
         elif isinstance(action, Commit):
             self._commit(slot, action)

@@ -32,6 +32,7 @@ from consortia.types.primitives import (
 
 ZERO_HASH: Final = bytes(32)
 BLOCK_REQUEST_COUNT_MAX: Final = 64
+COMMIT_PROOF_HEADERS_MAX: Final = 64
 
 
 class _Canonical(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -229,13 +230,15 @@ class BlockResponse(_Canonical, frozen=True, tag="msg_block_response"):
 
 
 class CommitProof(_Canonical, frozen=True, tag="commit_proof"):
-    """Proof that the block `child.parent_id` is committed: the two-chain rule's evidence.
+    """Proof that the block `headers[0].parent_id` is committed: the two-chain rule's evidence.
 
-    `child` is the committed block's child in the next round of the same epoch, and `qc`
-    certifies `child`. Checked against the validator set of the committed block's epoch.
+    `headers` are descendants of the committed block, each the parent of the next, all in its
+    epoch; the last two (or the committed block and the only header) are in consecutive
+    rounds, and `qc` certifies the last. So the last header's parent is committed, and with
+    it every ancestor. Checked against the validator set of the committed block's epoch.
     """
 
-    child: BlockHeader
+    headers: Annotated[list[BlockHeader], Meta(min_length=1, max_length=COMMIT_PROOF_HEADERS_MAX)]
     qc: QuorumCertificate
 
 

@@ -1,0 +1,157 @@
+"""Leader election: deterministic, weighted by voting power, and avoiding failed leaders."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from consortia.consensus.leader import FAILED_LEADERS_PER_BLOCK_MAX, LAG_ROUNDS, LeaderElection
+from consortia.types.consensus import EpochConfig
+from tests.consensus_helpers import Cluster, make_cluster
+
+ROUNDS = range(1, 2001)
+
+
+def record_healthy_rounds(
+    election: LeaderElection, cluster: Cluster, rounds: range, signers: frozenset[bytes]
+) -> None:
+    """Commit one block per round, each authored by that round's leader."""
+    previous = rounds.start - 1
+    for round_ in rounds:
+        election.record_commit(round_, election.leader(round_), previous, signers)
+        previous = round_
+
+
+def test_two_instances_with_the_same_history_agree() -> None:
+    cluster = make_cluster(5, powers=[1, 2, 3, 1, 4])
+    first, second = cluster.leader_election(), cluster.leader_election()
+    everyone = frozenset(cluster.node_ids)
+    history = [(1, 0), (2, 1), (4, 2), (5, 4), (9, 5), (10, 9)]
+    for election in (first, second):
+        for round_, parent in history:
+            election.record_commit(
+                round_, cluster.node_ids[round_ % 5], parent, everyone - {cluster.node_ids[0]}
+            )
+    leaders = [first.leader(r) for r in range(1, 300)]
+    assert leaders == [second.leader(r) for r in range(1, 300)]
+    assert len(set(leaders)) > 1  # it rotates
+
+
+def test_different_epochs_draw_differently() -> None:
+    cluster = make_cluster(4)
+    election = cluster.leader_election(reputation=False)
+    other = make_cluster(4)
+    other.config = EpochConfig(epoch=1, validators=other.config.validators)
+    other_election = other.leader_election(reputation=False)
+    assert [election.leader(r) for r in range(1, 100)] != [
+        other_election.leader(r) for r in range(1, 100)
+    ]
+
+
+def test_weighted_by_voting_power() -> None:
+    cluster = make_cluster(4, powers=[1, 1, 1, 3])
+    heavy = cluster.node_ids[3]
+    for reputation in (True, False):  # no history: reputation has nothing to go on
+        election = cluster.leader_election(reputation=reputation)
+        counts = Counter(election.leader(r) for r in ROUNDS)
+        assert set(counts) == set(cluster.node_ids)
+        light = [counts[n] for n in cluster.node_ids if n != heavy]
+        ratio = counts[heavy] / (sum(light) / len(light))
+        assert 2.2 < ratio < 3.8, ratio
+        # Expected share 1/2 for the heavy validator.
+        assert 0.42 < counts[heavy] / len(ROUNDS) < 0.58
+
+
+def test_failed_leader_is_excluded_after_lag_rounds() -> None:
+    cluster = make_cluster(4)
+    everyone = frozenset(cluster.node_ids)
+    election = cluster.leader_election()
+    record_healthy_rounds(election, cluster, range(1, 11), everyone)
+    failed_round = 11
+    failed = election.leader(failed_round)
+    # Round 11 produced nothing; the block of round 12 extends round 10. The failed leader
+    # still signs QCs (it is alive but a bad leader), so only the failure counts against it.
+    author = next(n for n in cluster.node_ids if n != failed)
+    election.record_commit(12, author, 10, everyone)
+    exclusion_starts = 12 + LAG_ROUNDS  # the block recording the failure enters the window
+    leaders = [election.leader(r) for r in range(exclusion_starts, exclusion_starts + 400)]
+    assert failed not in leaders
+    assert set(leaders) == everyone - {failed}
+    # Without reputation the same validator leads a fair share of those rounds.
+    plain = cluster.leader_election(reputation=False)
+    plain_leaders = [plain.leader(r) for r in range(exclusion_starts, exclusion_starts + 400)]
+    assert plain_leaders.count(failed) > 50
+
+
+def test_failed_leader_counts_only_after_lag_rounds() -> None:
+    cluster = make_cluster(4)
+    everyone = frozenset(cluster.node_ids)
+    election = cluster.leader_election()
+    reference = cluster.leader_election()
+    record_healthy_rounds(election, cluster, range(1, 11), everyone)
+    record_healthy_rounds(reference, cluster, range(1, 11), everyone)
+    failed = election.leader(11)
+    election.record_commit(12, next(n for n in cluster.node_ids if n != failed), 10, everyone)
+    # Until the block of round 12 is LAG_ROUNDS old, elections match the failure-free history.
+    for round_ in range(12, 12 + LAG_ROUNDS):
+        assert election.leader(round_) == reference.leader(round_)
+
+
+def test_failed_leader_comes_back_after_authoring() -> None:
+    cluster = make_cluster(4)
+    everyone = frozenset(cluster.node_ids)
+    election = cluster.leader_election()
+    record_healthy_rounds(election, cluster, range(1, 11), everyone)
+    failed = election.leader(11)
+    election.record_commit(12, next(n for n in cluster.node_ids if n != failed), 10, everyone)
+    # It authors a committed block again (say, after a restart): it is a candidate again.
+    election.record_commit(13, failed, 12, everyone)
+    leaders = [election.leader(r) for r in range(13 + LAG_ROUNDS, 13 + LAG_ROUNDS + 400)]
+    assert failed in leaders
+
+
+def test_silent_validator_is_excluded() -> None:
+    cluster = make_cluster(4)
+    silent = cluster.node_ids[2]
+    others = [n for n in cluster.node_ids if n != silent]
+    election = cluster.leader_election()
+    previous = 0
+    for round_ in range(1, 21):  # commits authored and signed by the others only
+        election.record_commit(round_, others[round_ % 3], previous, frozenset(others))
+        previous = round_
+    leaders = [election.leader(r) for r in range(20 + LAG_ROUNDS, 20 + LAG_ROUNDS + 400)]
+    assert silent not in leaders
+    assert set(leaders) == set(others)
+    # Early rounds, whose window is empty, still consider everyone.
+    early = cluster.leader_election()
+    assert silent in {early.leader(r) for r in range(1, 400)}
+
+
+def test_without_reputation_everyone_is_weighted_in() -> None:
+    cluster = make_cluster(4, powers=[2, 1, 1, 1])
+    silent = cluster.node_ids[0]
+    others = [n for n in cluster.node_ids if n != silent]
+    plain = cluster.leader_election(reputation=False)
+    fresh = cluster.leader_election(reputation=False)
+    previous = 0
+    for round_ in range(1, 21):
+        plain.record_commit(round_, others[round_ % 3], previous, frozenset(others))
+        previous = round_
+    rounds = range(1, 2001)
+    leaders = [plain.leader(r) for r in rounds]
+    assert leaders == [fresh.leader(r) for r in rounds]  # history does not matter
+    counts = Counter(leaders)
+    assert set(counts) == set(cluster.node_ids)
+    assert 0.32 < counts[silent] / len(rounds) < 0.48  # power 2 of 5
+
+
+def test_record_commit_bounds_failed_leaders() -> None:
+    cluster = make_cluster(4)
+    election = cluster.leader_election()
+    # A huge gap records at most FAILED_LEADERS_PER_BLOCK_MAX failures and stays cheap.
+    election.record_commit(10**6, cluster.node_ids[0], 0, frozenset(cluster.node_ids))
+    recorded = election._history[-1]
+    assert len(recorded.failed_leaders) == FAILED_LEADERS_PER_BLOCK_MAX
+    assert [r for r, _ in recorded.failed_leaders] == list(
+        range(10**6 - FAILED_LEADERS_PER_BLOCK_MAX, 10**6)
+    )
+    assert election.leader(10**6 + 10) in cluster.node_ids
