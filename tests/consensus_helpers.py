@@ -353,6 +353,8 @@ class LocalCluster:
     down: set[bytes] = field(default_factory=set)
     log: list[tuple[bytes, Action]] = field(default_factory=list)
     delivered: int = 0
+    # Rewrites each action a replica emits before it runs (a Byzantine validator, say).
+    tamper: Callable[[bytes, Action], Action] | None = None
 
     @classmethod
     def build(cls, cluster: Cluster, params: Params | None = None) -> LocalCluster:
@@ -376,7 +378,8 @@ class LocalCluster:
 
     def execute(self, node_id: bytes, actions: list[Action]) -> None:
         replica = self.replicas[node_id]
-        for action in actions:
+        for emitted in actions:
+            action = emitted if self.tamper is None else self.tamper(node_id, emitted)
             self.log.append((node_id, action))
             if isinstance(action, Send):
                 self.queue.append((action.to, node_id, action.message))

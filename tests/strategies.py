@@ -323,7 +323,11 @@ def block_responses(max_blocks: int = 2) -> st.SearchStrategy[BlockResponse]:
 
 
 def commit_proofs() -> st.SearchStrategy[CommitProof]:
-    return st.builds(CommitProof, child=block_headers(), qc=quorum_certificates())
+    return st.builds(
+        CommitProof,
+        headers=st.lists(block_headers(), min_size=1, max_size=3),
+        qc=quorum_certificates(),
+    )
 
 
 def epoch_change_requests() -> st.SearchStrategy[EpochChangeRequest]:

@@ -145,10 +145,10 @@ class Replica:
         self._payload_requested_round = 0
         self._epoch_request_ms = -(10**12)
         self._epoch_help_ms: OrderedDict[bytes, int] = OrderedDict()
-        self._votes: dict[
-            int, dict[int, tuple[bytes, bytes]]
-        ] = {}  # round -> index -> (block, sig)
-        self._timeouts: dict[int, dict[int, tuple[int, bytes]]] = {}  # round -> index -> (hqc, sig)
+        # round -> validator index -> (block id, height, signature)
+        self._votes: dict[int, dict[int, tuple[bytes, int, bytes]]] = {}
+        # round -> validator index -> (high QC round, signature)
+        self._timeouts: dict[int, dict[int, tuple[int, bytes]]] = {}
         self._pending_proposals: OrderedDict[bytes, tuple[bytes, Proposal]] = OrderedDict()
         self._fetches: dict[bytes, _Fetch] = {}
         self._deferred: list[_Deferred] = []
@@ -510,8 +510,18 @@ class Replica:
         if not self.validators.verify_one(index, data, vote.signature):
             self.counters.drop("bad_signature")
             return
-        round_votes[index] = (data.block_id, vote.signature)
-        supporters = [i for i, (block, _) in round_votes.items() if block == data.block_id]
+        block = self.tree.get(data.block_id)
+        if block is not None and block.header.height != data.height:
+            self.counters.drop("malformed_vote")
+            return
+        # Votes count together only when they signed the same VoteData: the QC carries one
+        # height, and every signature in it must verify against exactly that.
+        round_votes[index] = (data.block_id, data.height, vote.signature)
+        supporters = [
+            i
+            for i, (block_id_, height, _) in round_votes.items()
+            if block_id_ == data.block_id and height == data.height
+        ]
         if not self.validators.has_quorum(supporters) or self.tree.high_qc.round >= data.round:
             return
         qc = QuorumCertificate(
@@ -519,7 +529,7 @@ class Replica:
             round=data.round,
             block_id=data.block_id,
             height=data.height,
-            signatures=[SignerSignature(i, round_votes[i][1]) for i in sorted(supporters)],
+            signatures=[SignerSignature(i, round_votes[i][2]) for i in sorted(supporters)],
         )
         self._process_qc(qc, sender)
 
@@ -777,7 +787,9 @@ class Replica:
         """A peer that never answers must not block fetching for good: give up after a while."""
         deadline = self.now_ms - self.params.round_timeout_ms
         for target_id in [t for t, f in self._fetches.items() if f.started_ms < deadline]:
-            del self._fetches[target_id]
+            if self._fetches.pop(target_id).commit_through:
+                # Forget the proof too, so the next sign of a later epoch asks again.
+                self._pending_epoch_change = None
             self.counters.drop("fetch_timed_out")
 
     def _on_block_request(self, sender: bytes, request: BlockRequest) -> None:
@@ -852,11 +864,16 @@ class Replica:
             and fetch.target_id != self.tree.root_id
         ):
             pending = self._pending_epoch_change
-            assert pending is not None
-            self._commit(fetch.target_id, pending.proof.qc)
+            if pending is not None:
+                self._commit(fetch.target_id, pending.proof.qc)
             return
         if self.tree.high_qc.block_id in self.tree:
             self._try_commit(self.tree.high_qc)
+        if self.tree.high_qc.epoch == self.epoch and self.tree.high_qc.round + 1 > self.round:
+            # The fetched chain carried certificates newer than this replica's round.
+            self.last_tc = None
+            self.consecutive_timeouts = 0
+            self._enter_round(self.tree.high_qc.round + 1)
         self._resume_pending()
         if self._leader(self.round) == self.node_id:
             self._request_payload()

@@ -186,6 +186,7 @@ class _Slot:
     incarnation: int = 0
     timer: tuple[int, int, int] | None = None  # (epoch, round, deadline)
     permanently_down: bool = False
+    persist_done_ms: int = 0
 
 
 class _ScriptedMembership:
@@ -288,12 +289,12 @@ class Simulation:
             certificate = root_qc_for(self.suite, root, disk.epoch_config.epoch)
         elif disk.committed:
             root_id, root = disk.committed[-1]
+            assert disk.certificate is not None and disk.certificate.block_id == root_id
             certificate = disk.certificate
-            assert certificate is not None and certificate.block_id == root_id
         else:
             root = self.genesis
             certificate = root_qc_for(self.suite, root, 0)
-        recent = [block for _, block in disk.committed[-(self.params.reputation_window + 16) :]]
+        recent = [block for _, block in disk.committed[-4 * (self.params.reputation_window + 8) :]]
         setup = ReplicaSetup(
             chain_id=CHAIN_ID,
             suite=self.suite,
@@ -451,9 +452,12 @@ class Simulation:
             self._push(deadline, "timer", slot.index, (slot.incarnation, slot.timer))
             self.max_round = max(self.max_round, action.round)
         elif isinstance(action, Persist):
-            delay = self.rng.randint(0, 3)
+            # A disk completes writes in the order they were issued: a later safety state is
+            # never overwritten by an earlier one.
+            done_ms = max(self.now_ms + self.rng.randint(0, 3), slot.persist_done_ms)
+            slot.persist_done_ms = done_ms
             self._push(
-                self.now_ms + delay,
+                done_ms,
                 "persist",
                 slot.index,
                 (slot.incarnation, (action.sequence, action.state)),
