@@ -856,8 +856,8 @@ class Replica:
             if block.header.epoch == self.epoch:
                 self.tree.update_high_qc(block.header.justify)
                 self._try_commit(block.header.justify)
-                if fetch.target_id not in self.tree:
-                    return  # a commit pruned this branch away
+                if new_id not in self.tree:
+                    return  # a commit pruned this branch away (or ended the epoch)
         if (
             fetch.commit_through
             and fetch.target_id in self.tree
