@@ -86,6 +86,8 @@ BACKOFF_EXPONENT_MAX = 16
 EPOCH_PROOFS_MAX = 64
 # Peers remembered when rate-limiting the epoch proofs sent to replicas left behind.
 EPOCH_HELP_PEERS_MAX = 1024
+# Block fetches in flight at once.
+FETCHES_MAX = 4
 
 
 @dataclass(slots=True)
@@ -629,7 +631,8 @@ class Replica:
             return
         self.tree.update_high_qc(qc)
         if qc.block_id not in self.tree:
-            self._fetch(qc.block_id, peer, commit_through=False)
+            if qc.height > self.tree.root_height:
+                self._fetch(qc.block_id, peer, commit_through=False)
         else:
             self._try_commit(qc)
             if qc.epoch != self.epoch:
@@ -773,9 +776,13 @@ class Replica:
     # ------------------------------------------------------------------ block fetching
 
     def _fetch(self, target_id: bytes, peer: bytes, *, commit_through: bool) -> None:
-        if target_id in self._fetches or target_id in self.tree or peer == self.node_id:
+        existing = self._fetches.get(target_id)
+        if existing is not None:
+            existing.commit_through = existing.commit_through or commit_through
             return
-        if len(self._fetches) >= 4:
+        if target_id in self.tree or peer == self.node_id:
+            return
+        if len(self._fetches) >= FETCHES_MAX:
             self.counters.drop("fetches_busy")
             return
         self._fetches[target_id] = _Fetch(
@@ -786,11 +793,15 @@ class Replica:
     def _expire_fetches(self) -> None:
         """A peer that never answers must not block fetching for good: give up after a while."""
         deadline = self.now_ms - self.params.round_timeout_ms
-        for target_id in [t for t, f in self._fetches.items() if f.started_ms < deadline]:
-            if self._fetches.pop(target_id).commit_through:
-                # Forget the proof too, so the next sign of a later epoch asks again.
-                self._pending_epoch_change = None
+        for fetch in [f for f in self._fetches.values() if f.started_ms < deadline]:
+            self._abandon(fetch)
             self.counters.drop("fetch_timed_out")
+
+    def _abandon(self, fetch: _Fetch) -> None:
+        del self._fetches[fetch.target_id]
+        if fetch.commit_through:
+            # Forget the proof too, so the next sign of a later epoch asks again.
+            self._pending_epoch_change = None
 
     def _on_block_request(self, sender: bytes, request: BlockRequest) -> None:
         blocks: list[Block] = []
@@ -819,7 +830,7 @@ class Replica:
         for block in response.blocks:
             if block_id(self.suite, block.header) != expected:
                 self.counters.drop("block_hash_mismatch")
-                del self._fetches[fetch.target_id]
+                self._abandon(fetch)
                 return
             if expected in self.tree:
                 break
@@ -829,14 +840,14 @@ class Replica:
                 break
         if len(fetch.chain) > self.params.fetched_blocks_max:
             self.counters.drop("fetch_too_long")
-            del self._fetches[fetch.target_id]
+            self._abandon(fetch)
             return
         if expected not in self.tree:
             oldest = fetch.chain[-1][1] if fetch.chain else None
             if oldest is not None and oldest.header.height <= self.tree.root_height:
                 # Ancestors below our committed root that are not our root: another branch.
                 self.counters.drop("fetch_below_root")
-                del self._fetches[fetch.target_id]
+                self._abandon(fetch)
                 return
             fetch.next_id = expected
             fetch.started_ms = self.now_ms
@@ -858,14 +869,7 @@ class Replica:
                 self._try_commit(block.header.justify)
                 if new_id not in self.tree:
                     return  # a commit pruned this branch away (or ended the epoch)
-        if (
-            fetch.commit_through
-            and fetch.target_id in self.tree
-            and fetch.target_id != self.tree.root_id
-        ):
-            pending = self._pending_epoch_change
-            if pending is not None:
-                self._commit(fetch.target_id, pending.proof.qc)
+        if self._finish_epoch_change():
             return
         if self.tree.high_qc.block_id in self.tree:
             self._try_commit(self.tree.high_qc)
@@ -916,10 +920,19 @@ class Replica:
             )
             return
         self._pending_epoch_change = response
-        if ending_id in self.tree:
-            self._commit(ending_id, response.proof.qc)
-        else:
+        if not self._finish_epoch_change():
             self._fetch(ending_id, sender, commit_through=True)
+
+    def _finish_epoch_change(self) -> bool:
+        """Commit the pending epoch's ending block once it is in the tree; True if done."""
+        pending = self._pending_epoch_change
+        if pending is None:
+            return False
+        ending_id = block_id(self.suite, pending.ending)
+        if ending_id not in self.tree or ending_id == self.tree.root_id:
+            return False
+        self._commit(ending_id, pending.proof.qc)
+        return True
 
     def _valid_commit_proof(
         self, ending: BlockHeader, ending_id: bytes, proof: CommitProof

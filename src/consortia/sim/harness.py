@@ -216,7 +216,7 @@ class Simulation:
         self._queue: list[tuple[int, int, str, int, Any]] = []
         self._sequence = 0
         self.messages_sent = 0
-        self.max_round = 0
+        self.max_rounds: dict[int, int] = {}  # epoch -> highest round seen
         self.proposed_at: dict[bytes, int] = {}
         self.commit_latency_ms: list[int] = []
         self._first_commit: set[bytes] = set()
@@ -450,7 +450,7 @@ class Simulation:
             deadline = self.now_ms + action.delay_ms
             slot.timer = (action.epoch, action.round, deadline)
             self._push(deadline, "timer", slot.index, (slot.incarnation, slot.timer))
-            self.max_round = max(self.max_round, action.round)
+            self.max_rounds[action.epoch] = max(self.max_rounds.get(action.epoch, 0), action.round)
         elif isinstance(action, Persist):
             # A disk completes writes in the order they were issued: a later safety state is
             # never overwritten by an earlier one.
@@ -570,7 +570,7 @@ class Simulation:
             committed_heights=heights,
             min_committed_height=min(heights.values(), default=0),
             messages_sent=self.messages_sent,
-            rounds=self.max_round,
+            rounds=sum(self.max_rounds.values()),
             sim_time_ms=self.now_ms,
             commit_latency_ms=self.commit_latency_ms,
             mean_latency_ms=self.network.mean_latency_ms,
