@@ -181,7 +181,7 @@ def test_membership_change_hands_over_to_the_new_set() -> None:
 def test_cli_reports_violations_and_replays_them() -> None:
     command = [sys.executable, "-m", "consortia.cli", "sim", "--nodes", "4", "--byzantine", "2"]
     completed = subprocess.run(
-        [*command, "--seeds", "3", "--json", "--jobs", "1"],
+        [*command, "--seeds", "20", "--json", "--jobs", "1"],
         capture_output=True,
         text=True,
         check=False,
@@ -198,7 +198,7 @@ def test_cli_reports_violations_and_replays_them() -> None:
         "rounds_per_commit",
     ):
         assert key in report
-    assert report["seeds"] == 3 and report["safety_violations"] > 0
+    assert report["seeds"] == 20 and report["safety_violations"] > 0
     failure = report["failures"][0]
     replay = failure["command"].split()
     assert replay[:2] == ["consortia", "sim"]

@@ -10,8 +10,9 @@ committed the same blocks computes the same leader:
 3. Candidates are the validators that authored or signed in the window, minus those whose
    latest failure as leader in the window came after their latest authored block. If that
    leaves nobody (or the window is empty), every validator is a candidate.
-4. The leader is drawn from the candidates with probability proportional to voting power,
-   by hashing (epoch, round): deterministic, and unpredictable far in advance.
+4. The leader is picked from the candidates in proportion to voting power by a
+   low-discrepancy walk over rounds (see `_weighted_pick`): deterministic, fair, and a
+   faulty candidate never leads many consecutive rounds.
 
 A crashed or silent validator therefore stops being chosen once one of its failed rounds is
 committed and LAG_ROUNDS have passed. A replica whose committed chain lags may compute a
@@ -26,6 +27,9 @@ from dataclasses import dataclass
 from consortia.consensus.validators import ValidatorSet
 
 LAG_ROUNDS = 3
+# 2**64 / golden ratio, odd: successive multiples spread evenly over [0, 2**64).
+_GOLDEN_64 = 0x9E3779B97F4A7C15
+_EPOCH_OFFSET = 7919
 FAILED_LEADERS_PER_BLOCK_MAX = 64
 
 
@@ -82,14 +86,18 @@ class LeaderElection:
         return candidates or self._sorted
 
     def _weighted_pick(self, candidates: list[bytes], round_: int) -> bytes:
+        """A low-discrepancy walk over the candidates' voting power.
+
+        The point for round r is frac(r * phi) of the total power (integer Fibonacci hashing,
+        a Weyl sequence), offset by the epoch. Consecutive rounds land far apart, so each
+        candidate leads in proportion to its power and a faulty one never leads many rounds
+        in a row, which a hash of the round alone could not promise.
+        """
         validators = self._validators
         powers = [validators.validators[validators.index_of[c]].voting_power for c in candidates]
-        seed = validators.suite.hash(
-            b"consortia/leader/v1\x00"
-            + validators.epoch.to_bytes(8, "big")
-            + round_.to_bytes(8, "big")
-        )
-        point = int.from_bytes(seed[:16], "big") % sum(powers)
+        total = sum(powers)
+        step = (round_ + validators.epoch * _EPOCH_OFFSET) * _GOLDEN_64 % 2**64
+        point = step * total >> 64
         for candidate, power in zip(candidates, powers, strict=True):
             if point < power:
                 return candidate
