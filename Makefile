@@ -24,6 +24,8 @@ setup: $(STAMP)
 
 run: setup
 	$(VENV)/bin/consortia demo --out $(DEMO_DIR)
+	@echo "Simulating the consensus of 4 validators, one of them Byzantine (twins), under partitions:"
+	$(VENV)/bin/consortia sim --nodes 4 --byzantine 1 --partitions --seeds 50
 
 lint: setup
 	$(VENV)/bin/ruff check src tests
@@ -36,6 +38,11 @@ unit: setup
 	$(VENV)/bin/pytest -n $(JOBS) tests
 
 test: lint typecheck unit
+
+# Benchmarks print numbers and write JSON under bench-results/ (never part of `make test`).
+bench: setup
+	$(PYTHON) benchmarks/crypto_bench.py --repeat 5 --json bench-results/crypto.json
+	$(PYTHON) benchmarks/consensus_figures.py --seeds 5 --json bench-results/consensus.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(DEMO_DIR)
