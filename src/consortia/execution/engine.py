@@ -1,0 +1,300 @@
+"""The execution engine: as narrow as an ABCI application.
+
+    check(tx_bytes)                      -> Receipt   (would it be accepted now? no state change)
+    execute_block(height, time_ms, txs)  -> BlockResult (receipts and events; writes pending)
+    commit()                             -> state root
+    query(contract, key, height=None)    -> value at a height
+
+Deterministic: the same blocks give the same receipts and roots on every machine. The only
+clock is the block's agreed `time_ms`; there is no randomness, no I/O and no floating point.
+The engine never raises out of a block: every malformed or unauthorised transaction yields a
+failed receipt with a stable error code and changes nothing but (for a well-signed
+transaction with the right nonce) the sender's nonce, so it cannot be replayed.
+
+State layout (all under the contracts' namespaces, see docs/contracts.md):
+    sys/contract/<name>      deployment record: versions, active version, status
+    identity/account/<id>    account: public key, sponsor, status, nonce
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from consortia.crypto import Suite
+from consortia.errors import DecodeError
+from consortia.execution.contract import (
+    GAS_TX_BASE,
+    TX_GAS_LIMIT,
+    Context,
+    Contract,
+    ContractError,
+    Event,
+    Meter,
+    _canonical,
+)
+from consortia.execution.registry import ContractRegistry, UnknownContractCodeError
+from consortia.execution.state import StateTree
+from consortia.types.encoding import decode
+from consortia.types.signing import verify
+from consortia.types.transaction import Transaction
+
+SYSTEM_CONTRACT = "sys"
+ACCOUNT_CONTRACT = "identity"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    tx_id: bytes
+    ok: bool
+    code: str  # "ok" or a stable error code
+    message: str
+    gas_used: int
+    events: tuple[Event, ...] = ()
+    result: Any = None
+
+
+@dataclass(slots=True)
+class BlockResult:
+    height: int
+    receipts: list[Receipt]
+
+    @property
+    def events(self) -> list[Event]:
+        return [event for receipt in self.receipts for event in receipt.events]
+
+
+@dataclass(slots=True)
+class BlockRun:
+    """The state of one block being executed: a block overlay over committed state and a stack
+    of per-call overlays, so a failed call discards exactly its own writes."""
+
+    engine: Engine
+    height: int
+    time_ms: int
+    block_writes: dict[bytes, bytes | None] = field(default_factory=dict)
+    call_writes: list[dict[bytes, bytes | None]] = field(default_factory=list)
+
+    def read(self, key: bytes) -> bytes | None:
+        for overlay in reversed(self.call_writes):
+            if key in overlay:
+                return overlay[key]
+        if key in self.block_writes:
+            return self.block_writes[key]
+        return self.engine.state.get(key)
+
+    def write(self, key: bytes, value: bytes | None) -> None:
+        assert self.call_writes, "writes happen inside a call"
+        self.call_writes[-1][key] = value
+
+    def begin(self) -> None:
+        self.call_writes.append({})
+
+    def keep(self) -> None:
+        overlay = self.call_writes.pop()
+        target = self.call_writes[-1] if self.call_writes else self.block_writes
+        target.update(overlay)
+
+    def discard(self) -> None:
+        self.call_writes.pop()
+
+    def call_contract(
+        self, ctx: Context, contract: str, method_name: str, args: dict[str, Any]
+    ) -> Any:
+        """A call from one contract into another, as `contract:<caller name>`."""
+        instance = self.engine.active_contract(self, contract)
+        inner = Context(
+            run=self,
+            contract=contract,
+            caller=f"contract:{ctx.contract}",
+            origin=ctx.origin,
+            height=ctx.height,
+            time_ms=ctx.time_ms,
+            meter=ctx.meter,
+            depth=ctx.depth + 1,
+            events=ctx.events,
+        )
+        self.begin()
+        try:
+            result = instance.call(inner, method_name, args)
+        except BaseException:
+            self.discard()
+            raise
+        self.keep()
+        return result
+
+
+class Engine:
+    def __init__(self, suite: Suite, chain_id: str, registry: ContractRegistry) -> None:
+        self.suite = suite
+        self.chain_id = chain_id
+        self.registry = registry
+        self.state = StateTree(suite)
+        self._pending: BlockRun | None = None
+
+    # ------------------------------------------------------------------ genesis
+
+    def initialise(self, writes: Mapping[str, Mapping[str, Any]]) -> bytes:
+        """Load the genesis state (contract -> key -> value) at height 0; return its root."""
+        assert self.state.height == 0 and self._pending is None
+        encoded: dict[bytes, bytes] = {}
+        for contract, entries in writes.items():
+            for key, value in entries.items():
+                encoded[f"{contract}/{key}".encode()] = _canonical(value)
+        return self.state.initialise(encoded)
+
+    # ------------------------------------------------------------------ ABCI-like interface
+
+    def check(self, tx_bytes: bytes) -> Receipt:
+        """Would this transaction be accepted against committed state? Changes nothing."""
+        run = BlockRun(self, self.state.height + 1, 0)
+        tx_id = self.suite.hash(tx_bytes)
+        try:
+            tx = self._admit(run, tx_bytes)
+        except ContractError as error:
+            return Receipt(tx_id, False, error.code, error.message, 0)
+        del tx
+        return Receipt(tx_id, True, "ok", "", 0)
+
+    def execute_block(self, height: int, time_ms: int, txs: Sequence[bytes]) -> BlockResult:
+        assert self._pending is None, "execute_block twice without commit"
+        assert height == self.state.height + 1, "blocks execute in height order"
+        run = BlockRun(self, height, time_ms)
+        receipts = [self._execute(run, tx_bytes) for tx_bytes in txs]
+        self._pending = run
+        return BlockResult(height, receipts)
+
+    def commit(self) -> bytes:
+        run = self._pending
+        assert run is not None, "commit without execute_block"
+        assert not run.call_writes
+        self._pending = None
+        return self.state.apply(run.height, run.block_writes)
+
+    def query(self, contract: str, key: str, height: int | None = None) -> Any:
+        raw = self.state.get(f"{contract}/{key}".encode(), height)
+        return None if raw is None else msgspec.msgpack.decode(raw)
+
+    @property
+    def height(self) -> int:
+        return self.state.height
+
+    @property
+    def root(self) -> bytes:
+        return self.state.root
+
+    # ------------------------------------------------------------------ transactions
+
+    def _execute(self, run: BlockRun, tx_bytes: bytes) -> Receipt:
+        tx_id = self.suite.hash(tx_bytes)
+        try:
+            tx = self._admit(run, tx_bytes)
+        except ContractError as error:
+            return Receipt(tx_id, False, error.code, error.message, 0)
+        body = tx.body
+        # The nonce is spent even if the call fails: a signed transaction runs at most once.
+        run.begin()
+        account = self._account(run, body.sender)
+        assert account is not None
+        account["nonce"] = body.nonce + 1
+        run.write(_account_key(body.sender), _canonical(account))
+        run.keep()
+        meter = Meter(TX_GAS_LIMIT)
+        ctx = Context(
+            run=run,
+            contract=body.contract,
+            caller=body.sender,
+            origin=body.sender,
+            height=run.height,
+            time_ms=run.time_ms,
+            meter=meter,
+        )
+        run.begin()
+        try:
+            meter.charge(GAS_TX_BASE + len(tx_bytes))
+            instance = self.active_contract(run, body.contract)
+            result = instance.call(ctx, body.method, dict(body.args))
+            _canonical(result)
+        except ContractError as error:
+            run.discard()
+            return Receipt(tx_id, False, error.code, error.message, meter.used)
+        except (AssertionError, UnknownContractCodeError):
+            raise  # a broken invariant, or code this build lacks: stop rather than diverge
+        except Exception as error:  # noqa: BLE001 - a contract bug must not stop the chain
+            run.discard()
+            return Receipt(tx_id, False, "contract_fault", type(error).__name__, meter.used)
+        run.keep()
+        return Receipt(tx_id, True, "ok", "", meter.used, tuple(ctx.events), result)
+
+    def _admit(self, run: BlockRun, tx_bytes: bytes) -> Transaction:
+        """Checks every transaction passes before it may run, in a fixed order."""
+        try:
+            tx = decode(tx_bytes, Transaction)
+        except DecodeError as error:
+            raise ContractError("malformed_transaction", error.message) from None
+        body = tx.body
+        if body.chain_id != self.chain_id:
+            raise ContractError("wrong_chain", f"transaction is for chain {body.chain_id!r}")
+        if body.expiry_height < run.height:
+            raise ContractError("expired", f"expired at height {body.expiry_height}")
+        if not verify(self.suite, body.public_key, body, tx.signature):
+            raise ContractError("bad_signature", "the signature does not verify")
+        account = self._account(run, body.sender)
+        if account is None:
+            raise ContractError("unknown_account", f"no account {body.sender!r}")
+        status = account.get("status")
+        if status == "cancelled":
+            raise ContractError("account_cancelled", f"account {body.sender!r} is cancelled")
+        if status == "frozen":
+            raise ContractError("account_frozen", f"account {body.sender!r} is frozen")
+        if account.get("public_key") != body.public_key.hex():
+            raise ContractError("wrong_key", "the key is not the account's current key")
+        if body.nonce != account.get("nonce", 0):
+            raise ContractError(
+                "bad_nonce", f"expected nonce {account.get('nonce', 0)}, got {body.nonce}"
+            )
+        record = self.deployment(run, body.contract)
+        if record is None:
+            raise ContractError("unknown_contract", f"no contract {body.contract!r}")
+        if record["status"] == "retired":
+            raise ContractError("contract_retired", f"{body.contract} is retired")
+        if record["status"] == "frozen":
+            raise ContractError("contract_frozen", f"{body.contract} is frozen")
+        if body.contract_version != record["active_version"]:
+            raise ContractError(
+                "wrong_contract_version",
+                f"{body.contract} runs version {record['active_version']}, "
+                f"the transaction expects {body.contract_version}",
+            )
+        return tx
+
+    def _account(self, run: BlockRun, account_id: str) -> dict[str, Any] | None:
+        raw = run.read(_account_key(account_id))
+        if raw is None:
+            return None
+        value = msgspec.msgpack.decode(raw)
+        assert isinstance(value, dict)
+        return value
+
+    def deployment(self, run: BlockRun, contract: str) -> dict[str, Any] | None:
+        raw = run.read(f"{SYSTEM_CONTRACT}/contract/{contract}".encode())
+        if raw is None:
+            return None
+        value = msgspec.msgpack.decode(raw)
+        assert isinstance(value, dict)
+        return value
+
+    def active_contract(self, run: BlockRun, contract: str) -> Contract:
+        record = self.deployment(run, contract)
+        if record is None:
+            raise ContractError("unknown_contract", f"no contract {contract!r}")
+        if record["status"] != "active":
+            raise ContractError(f"contract_{record['status']}", f"{contract} is {record['status']}")
+        return self.registry.instance(contract, int(record["active_version"]))
+
+
+def _account_key(account_id: str) -> bytes:
+    return f"{ACCOUNT_CONTRACT}/account/{account_id}".encode()
