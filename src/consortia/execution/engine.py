@@ -223,7 +223,7 @@ class Engine:
             return Receipt(tx_id, False, error.code, error.message, meter.used)
         except (AssertionError, UnknownContractCodeError):
             raise  # a broken invariant, or code this build lacks: stop rather than diverge
-        except Exception as error:  # noqa: BLE001 - a contract bug must not stop the chain
+        except Exception as error:  # a contract bug fails the transaction, not the chain
             run.discard()
             return Receipt(tx_id, False, "contract_fault", type(error).__name__, meter.used)
         run.keep()
@@ -256,6 +256,11 @@ class Engine:
             raise ContractError(
                 "bad_nonce", f"expected nonce {account.get('nonce', 0)}, got {body.nonce}"
             )
+        self._admit_contract(run, tx)
+        return tx
+
+    def _admit_contract(self, run: BlockRun, tx: Transaction) -> None:
+        body = tx.body
         record = self.deployment(run, body.contract)
         if record is None:
             raise ContractError("unknown_contract", f"no contract {body.contract!r}")
@@ -269,7 +274,6 @@ class Engine:
                 f"{body.contract} runs version {record['active_version']}, "
                 f"the transaction expects {body.contract_version}",
             )
-        return tx
 
     def _account(self, run: BlockRun, account_id: str) -> dict[str, Any] | None:
         raw = run.read(_account_key(account_id))
