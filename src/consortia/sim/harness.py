@@ -360,7 +360,8 @@ class Simulation:
             self._handle(slot, Start(now_ms=self.now_ms))
         deadline = self._deadline_ms()
         events = 0
-        while self._queue and not self._done():
+        # A run stops at its first safety violation: what follows a fork proves nothing more.
+        while self._queue and not self._done() and not self.checker.violations:
             time_ms, _, kind, index, payload = heapq.heappop(self._queue)
             if time_ms > deadline:
                 self.now_ms = deadline
@@ -552,7 +553,7 @@ class Simulation:
             if slot.honest and not slot.permanently_down
         }
         liveness = []
-        for index, height in heights.items():
+        for index, height in heights.items() if not self.checker.violations else []:
             if height < self.scenario.heights:
                 liveness.append(
                     f"slot {index} committed {height} of {self.scenario.heights} blocks "
