@@ -358,7 +358,7 @@ def consensus_messages() -> st.SearchStrategy[Any]:
 # Transactions
 
 _ARG_NAME_REST = string.ascii_lowercase + string.digits + "_"
-_ACCOUNT_ID_ALPHABET = string.ascii_letters + string.digits + "_.:-"
+_ACCOUNT_ID_ALPHABET = string.ascii_letters + string.digits + "_.-"
 
 
 def arg_names() -> st.SearchStrategy[str]:

@@ -86,7 +86,7 @@ class Governance(_Document, frozen=True):
 
 
 class GenesisAccount(_Document, frozen=True):
-    id: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
+    id: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+\Z")]
     sponsor: Name
     public_key: HexKey
     currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}\Z")] = "CNY"

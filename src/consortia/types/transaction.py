@@ -27,7 +27,8 @@ ArgScalar = (
 )
 # Binary values (digests) travel as hex strings: MessagePack unions allow one string-like type.
 ArgValue = ArgScalar | Annotated[list[int | str], Meta(max_length=ARG_LIST_MAX)]
-AccountId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+\Z")]
+# No colon: "contract:<name>" is how contracts appear as callers, never an account.
+AccountId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+\Z")]
 
 
 class TransactionBody(

@@ -1,0 +1,591 @@
+"""`identity` v1: member institutions and the accounts they sponsor (JR/T 0184-2020 §13).
+
+What it is for. Every transaction is signed by an account, and the engine admits it only if
+`identity/account/<id>` exists, is neither cancelled nor frozen, and names the signing key.
+This contract is the only code that creates and changes those records, and it keeps the member
+institutions' records (roles, certificate status) that other contracts consult:
+
+- A member institution's own account (an *institution* account; every genesis account is one)
+  opens accounts for its customers, or further institution accounts of its own; the new
+  account's sponsor is the opener's member. The member holds the real-name (KYC) record off
+  the chain; the chain keeps only its digest.
+- An account rotates its own key; its id never changes.
+- When a key is lost, an institution account of the sponsor requests a reset to a new key. The
+  reset takes effect only once the governance lock window (`key_reset_lock_blocks`) has passed,
+  and until it is completed the old key may cancel it.
+- Freezing and unfreezing belong to governance (permanent until unfrozen) and to the
+  regulator's emergency freeze, which names its last height and lapses after it.
+- Cancelled accounts are listed (`cancelled/<id>`) and never revived; no id is ever reused.
+
+What it must never do: reuse an account id; revive a cancelled account; change a key except by
+the account's own key or by a reset whose lock window has passed; let two resets of one account
+be pending at once; freeze, unfreeze or change members for any caller but governance (and the
+regulator's bounded emergency freeze); change an account's `nonce` (the engine owns it); store
+anything of a customer's identity but a digest. A frozen account is held as it is: only
+governance and the regulator change it.
+
+State (this contract's namespace, `identity/`):
+    member/<name>     {"roles": [role, ...], "certificate_revoked": bool}
+    account/<id>      {"public_key": hex, "sponsor": member, "status": "active"|"frozen"|
+                       "cancelled", "nonce": int, "kyc_digest": hex or "",
+                       "kind": "institution"|"customer" (absent: institution),
+                       optional "frozen_until": int (an emergency freeze's last height),
+                       optional "pending_reset": {"public_key": hex, "effective_height": int}}
+    used_id/<id>      True for every id ever created, genesis accounts included
+    cancelled/<id>    {"height": int, "by": caller}
+    params            {"key_reset_lock_blocks": int} from genesis: the lock window used when
+                      governance has not set `governance/params` "key_reset_lock_blocks"
+
+docs/identity.md describes every method, who may call it, its error codes and its events.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from consortia.execution.contract import Context, Contract, arg_int, arg_list, arg_str, method
+from consortia.types.genesis import Genesis
+
+CONTRACT: Final = "identity"
+GOVERNANCE: Final = "contract:governance"
+REGULATOR: Final = "contract:regulator"
+# A caller named "contract:<name>" is a contract; no account may carry such an id.
+CONTRACT_CALLER_PREFIX: Final = "contract:"
+
+ROLES: Final = ("validator_operator", "member", "regulator", "observer")
+SPONSOR_ROLES: Final = ("member", "validator_operator")
+INSTITUTION: Final = "institution"
+CUSTOMER: Final = "customer"
+ACCOUNT_KINDS: Final = (INSTITUTION, CUSTOMER)
+
+ACTIVE: Final = "active"
+FROZEN: Final = "frozen"
+CANCELLED: Final = "cancelled"
+
+ACCOUNT_ID_LENGTH_MAX: Final = 64
+ACCOUNT_ID_CHARACTERS: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
+)
+MEMBER_NAME_LENGTH_MAX: Final = 64
+HEX_DIGITS: Final = frozenset("0123456789abcdef")
+PUBLIC_KEY_HEX_LENGTHS: Final = (64, 130)  # Ed25519 (32 bytes), SM2 uncompressed (65 bytes)
+DIGEST_HEX_LENGTH: Final = 64  # SHA-256 and SM3 alike
+# The regulator's emergency freeze holds at most this many blocks; longer needs governance.
+EMERGENCY_FREEZE_BLOCKS_MAX: Final = 1_000
+KEY_RESET_LOCK_BLOCKS_DEFAULT: Final = 1_000  # only if the chain started without identity params
+
+
+class Identity(Contract):
+    name = CONTRACT
+    version = 1
+
+    @classmethod
+    def genesis_state(cls, genesis: Genesis) -> dict[str, Any]:
+        """Member records, used ids and the genesis lock window; never account records (the
+        engine's genesis writes those, see execution/genesis.py)."""
+        state: dict[str, Any] = {
+            "params": {"key_reset_lock_blocks": genesis.governance.key_reset_lock_blocks}
+        }
+        for member in genesis.members:
+            state[f"member/{member.name}"] = {
+                "roles": _canonical_roles(member.roles),
+                "certificate_revoked": False,
+            }
+        for account in genesis.accounts:
+            state[f"used_id/{account.id}"] = True
+        return state
+
+    # ------------------------------------------------------------------ accounts
+
+    @method("open_account")
+    def open_account(self, ctx: Context, args: dict[str, Any]) -> None:
+        """An institution account of a sponsoring member opens an account for that member."""
+        sponsor = _acting_member(ctx)
+        ctx.require(
+            any(has_role(ctx, sponsor, role) for role in SPONSOR_ROLES),
+            "not_authorised",
+            f"member {sponsor!r} has no role that sponsors accounts",
+        )
+        account_id = _account_id_arg(ctx, args)
+        public_key = _public_key_arg(ctx, args)
+        kyc_digest = _hex_arg(ctx, args, "kyc_digest", (DIGEST_HEX_LENGTH,))
+        kind = args.get("kind", CUSTOMER)
+        ctx.require(
+            kind in ACCOUNT_KINDS, "bad_argument", f"kind is one of {', '.join(ACCOUNT_KINDS)}"
+        )
+        existing = _record(ctx, account_id)
+        if existing is not None:
+            ctx.require(
+                existing.get("status") != CANCELLED,
+                "id_reused",
+                f"account {account_id!r} was cancelled; ids are never reused",
+            )
+            ctx.fail("account_exists", f"account {account_id!r} exists")
+        ctx.require(
+            not ctx.has(f"used_id/{account_id}"),
+            "id_reused",
+            f"id {account_id!r} was used before; ids are never reused",
+        )
+        ctx.put(
+            f"account/{account_id}",
+            {
+                "public_key": public_key,
+                "sponsor": sponsor,
+                "status": ACTIVE,
+                "nonce": 0,
+                "kyc_digest": kyc_digest,
+                "kind": kind,
+            },
+        )
+        ctx.put(f"used_id/{account_id}", True)
+        ctx.emit(
+            "account_opened",
+            account=account_id,
+            sponsor=sponsor,
+            kind=kind,
+            public_key=public_key,
+            kyc_digest=kyc_digest,
+            by=ctx.caller,
+        )
+
+    @method("rotate_key")
+    def rotate_key(self, ctx: Context, args: dict[str, Any]) -> None:
+        """The account replaces its own key; the transaction is signed with the current one."""
+        account_id = ctx.caller
+        record = _record(ctx, account_id)
+        ctx.require(record is not None, "not_authorised", "only an account rotates its own key")
+        assert record is not None
+        _require_held_as_is(ctx, account_id, record)
+        ctx.require(
+            "pending_reset" not in record,
+            "reset_pending",
+            "a key reset is pending: cancel it (cancel_reset) before rotating",
+        )
+        public_key = _public_key_arg(ctx, args)
+        ctx.require(
+            public_key != record["public_key"], "bad_argument", "that is the current key already"
+        )
+        record["public_key"] = public_key
+        _store(ctx, account_id, record)
+        ctx.emit("key_rotated", account=account_id, public_key=public_key)
+
+    @method("request_reset")
+    def request_reset(self, ctx: Context, args: dict[str, Any]) -> None:
+        """The sponsor asks to replace a lost key once the lock window has passed."""
+        member = _acting_member(ctx)
+        account_id = arg_str(args, "account", max_length=ACCOUNT_ID_LENGTH_MAX)
+        record = _load(ctx, account_id)
+        ctx.require(
+            record["sponsor"] == member,
+            "not_sponsor",
+            f"account {account_id!r} is sponsored by {record['sponsor']!r}, not {member!r}",
+        )
+        _require_held_as_is(ctx, account_id, record)
+        ctx.require(
+            "pending_reset" not in record,
+            "reset_pending",
+            f"account {account_id!r} already has a key reset pending",
+        )
+        public_key = _public_key_arg(ctx, args)
+        ctx.require(
+            public_key != record["public_key"], "bad_argument", "that is the current key already"
+        )
+        effective_height = ctx.height + _reset_lock_blocks(ctx)
+        record["pending_reset"] = {"public_key": public_key, "effective_height": effective_height}
+        _store(ctx, account_id, record)
+        ctx.emit(
+            "reset_requested",
+            account=account_id,
+            public_key=public_key,
+            effective_height=effective_height,
+            by=ctx.caller,
+        )
+
+    @method("cancel_reset")
+    def cancel_reset(self, ctx: Context, args: dict[str, Any]) -> None:
+        """The account, signing with its current (old) key, cancels a pending reset."""
+        del args
+        account_id = ctx.caller
+        record = _record(ctx, account_id)
+        ctx.require(record is not None, "not_authorised", "only the account cancels its reset")
+        assert record is not None
+        _require_held_as_is(ctx, account_id, record)
+        ctx.require(
+            "pending_reset" in record, "no_reset_pending", f"{account_id!r} has no reset pending"
+        )
+        del record["pending_reset"]
+        _store(ctx, account_id, record)
+        ctx.emit("reset_cancelled", account=account_id, by=ctx.caller)
+
+    @method("complete_reset")
+    def complete_reset(self, ctx: Context, args: dict[str, Any]) -> None:
+        """Anyone swaps in the reset key once the lock window has passed."""
+        account_id = arg_str(args, "account", max_length=ACCOUNT_ID_LENGTH_MAX)
+        record = _load(ctx, account_id)
+        _require_held_as_is(ctx, account_id, record)
+        pending = record.get("pending_reset")
+        ctx.require(pending is not None, "no_reset_pending", f"{account_id!r} has no reset pending")
+        assert isinstance(pending, dict)
+        effective_height = pending["effective_height"]
+        ctx.require(
+            ctx.height >= effective_height,
+            "reset_not_due",
+            f"the reset of {account_id!r} takes effect at height {effective_height}",
+        )
+        record["public_key"] = pending["public_key"]
+        del record["pending_reset"]
+        _store(ctx, account_id, record)
+        ctx.emit(
+            "reset_completed", account=account_id, public_key=pending["public_key"], by=ctx.caller
+        )
+
+    @method("cancel_account")
+    def cancel_account(self, ctx: Context, args: dict[str, Any]) -> None:
+        """The sponsor (an institution account) or governance cancels an account for good."""
+        by_governance = ctx.caller == GOVERNANCE
+        member = None if by_governance else _acting_member(ctx)
+        account_id = arg_str(args, "account", max_length=ACCOUNT_ID_LENGTH_MAX)
+        record = _load(ctx, account_id)
+        if member is not None:
+            ctx.require(
+                record["sponsor"] == member,
+                "not_sponsor",
+                f"account {account_id!r} is sponsored by {record['sponsor']!r}, not {member!r}",
+            )
+        if by_governance:
+            _require_not_cancelled(ctx, account_id, record)
+        else:
+            _require_held_as_is(ctx, account_id, record)
+        if "pending_reset" in record:
+            del record["pending_reset"]
+            ctx.emit("reset_cancelled", account=account_id, by=ctx.caller)
+        record["status"] = CANCELLED
+        record.pop("frozen_until", None)
+        _store(ctx, account_id, record)
+        ctx.put(f"cancelled/{account_id}", {"height": ctx.height, "by": ctx.caller})
+        ctx.emit("account_cancelled", account=account_id, by=ctx.caller)
+
+    @method("freeze_account")
+    def freeze_account(self, ctx: Context, args: dict[str, Any]) -> None:
+        """Governance freezes until unfrozen; the regulator until a height it names (bounded)."""
+        until_height: int | None = None
+        if ctx.caller == GOVERNANCE:
+            ctx.require(
+                "until_height" not in args,
+                "bad_argument",
+                "a governance freeze holds until unfrozen: no until_height",
+            )
+        elif ctx.caller == REGULATOR:
+            until_height = arg_int(args, "until_height", minimum=ctx.height)
+            ctx.require(
+                until_height <= ctx.height + EMERGENCY_FREEZE_BLOCKS_MAX,
+                "bad_argument",
+                f"an emergency freeze holds at most {EMERGENCY_FREEZE_BLOCKS_MAX} blocks",
+            )
+        else:
+            ctx.fail("not_authorised", "only governance or the regulator freezes accounts")
+        account_id = arg_str(args, "account", max_length=ACCOUNT_ID_LENGTH_MAX)
+        record = _load(ctx, account_id)
+        _require_not_cancelled(ctx, account_id, record)
+        if record["status"] == FROZEN:
+            current = record.get("frozen_until")
+            ctx.require(
+                isinstance(current, int) and (until_height is None or until_height > current),
+                "already_frozen",
+                f"account {account_id!r} is frozen already",
+            )
+        record["status"] = FROZEN
+        if until_height is None:
+            record.pop("frozen_until", None)
+        else:
+            record["frozen_until"] = until_height
+        _store(ctx, account_id, record)
+        ctx.emit("account_frozen", account=account_id, by=ctx.caller, until_height=until_height)
+
+    @method("unfreeze_account")
+    def unfreeze_account(self, ctx: Context, args: dict[str, Any]) -> None:
+        """Governance lifts any freeze; the regulator only its own emergency freeze."""
+        ctx.require(
+            ctx.caller in (GOVERNANCE, REGULATOR),
+            "not_authorised",
+            "only governance or the regulator unfreezes accounts",
+        )
+        account_id = arg_str(args, "account", max_length=ACCOUNT_ID_LENGTH_MAX)
+        record = _load(ctx, account_id)
+        _require_not_cancelled(ctx, account_id, record)
+        ctx.require(
+            record["status"] == FROZEN, "not_frozen", f"account {account_id!r} is not frozen"
+        )
+        ctx.require(
+            ctx.caller == GOVERNANCE or "frozen_until" in record,
+            "not_authorised",
+            "the regulator lifts only its own emergency freeze; this one is governance's",
+        )
+        record["status"] = ACTIVE
+        record.pop("frozen_until", None)
+        _store(ctx, account_id, record)
+        ctx.emit("account_unfrozen", account=account_id, by=ctx.caller)
+
+    # ------------------------------------------------------------------ members (governance)
+
+    @method("add_member")
+    def add_member(self, ctx: Context, args: dict[str, Any]) -> None:
+        _require_governance(ctx)
+        member = arg_str(args, "name", max_length=MEMBER_NAME_LENGTH_MAX)
+        roles = _roles_arg(ctx, args)
+        ctx.require(not ctx.has(f"member/{member}"), "member_exists", f"member {member!r} exists")
+        ctx.put(f"member/{member}", {"roles": roles, "certificate_revoked": False})
+        ctx.emit("member_added", member=member, roles=roles)
+
+    @method("set_roles")
+    def set_roles(self, ctx: Context, args: dict[str, Any]) -> None:
+        _require_governance(ctx)
+        member, record = _load_member(ctx, args)
+        roles = _roles_arg(ctx, args)
+        previous = record["roles"]
+        record["roles"] = roles
+        ctx.put(f"member/{member}", record)
+        ctx.emit("roles_changed", member=member, roles=roles, previous=previous)
+
+    @method("revoke_certificate")
+    def revoke_certificate(self, ctx: Context, args: dict[str, Any]) -> None:
+        _require_governance(ctx)
+        member, record = _load_member(ctx, args)
+        ctx.require(
+            not record["certificate_revoked"],
+            "already_revoked",
+            f"the certificate of {member!r} is revoked already",
+        )
+        record["certificate_revoked"] = True
+        ctx.put(f"member/{member}", record)
+        ctx.emit("certificate_revoked", member=member)
+
+    @method("restore_certificate")
+    def restore_certificate(self, ctx: Context, args: dict[str, Any]) -> None:
+        """Governance reinstates a member, typically once its new certificate is issued."""
+        _require_governance(ctx)
+        member, record = _load_member(ctx, args)
+        ctx.require(
+            bool(record["certificate_revoked"]),
+            "not_revoked",
+            f"the certificate of {member!r} is not revoked",
+        )
+        record["certificate_revoked"] = False
+        ctx.put(f"member/{member}", record)
+        ctx.emit("certificate_restored", member=member)
+
+
+# ---------------------------------------------------------------------- helpers for contracts
+# Other contracts import these; they only read, through ctx.read_other.
+
+
+def account_record(ctx: Context, account_id: str) -> dict[str, Any] | None:
+    """The account's stored record, whatever its status, or None."""
+    if not isinstance(account_id, str) or not account_id:
+        return None
+    record = ctx.read_other(CONTRACT, f"account/{account_id}")
+    assert record is None or isinstance(record, dict), "account records are maps"
+    return record
+
+
+def account_exists(ctx: Context, account_id: str) -> bool:
+    """True when the id names an account, in any status (cancelled ones included)."""
+    return account_record(ctx, account_id) is not None
+
+
+def account_status(ctx: Context, account_id: str) -> str | None:
+    """The status the engine applies now: active, frozen or cancelled (a lapsed emergency
+    freeze counts as active); None for no account."""
+    record = account_record(ctx, account_id)
+    return None if record is None else _effective_status(record, ctx.height)
+
+
+def member_of(ctx: Context, account_id: str) -> str | None:
+    """The member that sponsors the account, or None for no account.
+
+    Every customer of a member has that member as sponsor: to decide whether an account may
+    act *for* a member (vote, supervise, sponsor), use `acts_for`.
+    """
+    record = account_record(ctx, account_id)
+    return None if record is None else str(record["sponsor"])
+
+
+def acts_for(ctx: Context, account_id: str) -> str | None:
+    """The member this account may act for now: an active institution account of a member
+    whose certificate is not revoked. None otherwise (customers, contracts, unknown ids)."""
+    record = account_record(ctx, account_id)
+    if record is None or record.get("kind", INSTITUTION) != INSTITUTION:
+        return None
+    if _effective_status(record, ctx.height) != ACTIVE:
+        return None
+    member = str(record["sponsor"])
+    member_record = _member_record(ctx, member)
+    if member_record is None or member_record["certificate_revoked"]:
+        return None
+    return member
+
+
+def has_role(ctx: Context, member: str, role: str) -> bool:
+    record = _member_record(ctx, member)
+    return record is not None and role in record["roles"]
+
+
+def certificate_revoked(ctx: Context, member: str) -> bool:
+    record = _member_record(ctx, member)
+    return record is not None and bool(record["certificate_revoked"])
+
+
+# ---------------------------------------------------------------------- internals
+
+
+def _member_record(ctx: Context, member: str) -> dict[str, Any] | None:
+    if not isinstance(member, str) or not member:
+        return None
+    record = ctx.read_other(CONTRACT, f"member/{member}")
+    assert record is None or isinstance(record, dict), "member records are maps"
+    return record
+
+
+def _effective_status(record: dict[str, Any], height: int) -> str:
+    status = str(record["status"])
+    until = record.get("frozen_until")
+    if status == FROZEN and isinstance(until, int) and height > until:
+        return ACTIVE  # an emergency freeze lapses after its last height
+    return status
+
+
+def _record(ctx: Context, account_id: str) -> dict[str, Any] | None:
+    """The account's record with a lapsed emergency freeze already lifted, or None."""
+    record = account_record(ctx, account_id)
+    if record is not None and record["status"] != _effective_status(record, ctx.height):
+        record["status"] = ACTIVE
+        del record["frozen_until"]
+    return record
+
+
+def _load(ctx: Context, account_id: str) -> dict[str, Any]:
+    record = _record(ctx, account_id)
+    if record is None:
+        ctx.fail("unknown_account", f"no account {account_id!r}")
+    return record
+
+
+def _store(ctx: Context, account_id: str, record: dict[str, Any]) -> None:
+    previous = account_record(ctx, account_id)
+    assert previous is not None and previous["nonce"] == record["nonce"], "the engine owns nonces"
+    assert previous["status"] != CANCELLED, "a cancelled account is never changed"
+    ctx.put(f"account/{account_id}", record)
+
+
+def _require_not_cancelled(ctx: Context, account_id: str, record: dict[str, Any]) -> None:
+    ctx.require(
+        record["status"] != CANCELLED,
+        "account_cancelled",
+        f"account {account_id!r} is cancelled",
+    )
+
+
+def _require_held_as_is(ctx: Context, account_id: str, record: dict[str, Any]) -> None:
+    """Neither cancelled nor frozen: a frozen account changes only through governance."""
+    _require_not_cancelled(ctx, account_id, record)
+    ctx.require(record["status"] != FROZEN, "account_frozen", f"account {account_id!r} is frozen")
+
+
+def _acting_member(ctx: Context) -> str:
+    """The member the caller acts for, or a refusal: the caller must be an active institution
+    account of a member whose certificate stands."""
+    record = account_record(ctx, ctx.caller)
+    ctx.require(
+        record is not None and record.get("kind", INSTITUTION) == INSTITUTION,
+        "not_authorised",
+        "only a member institution's own account may do this",
+    )
+    assert record is not None
+    ctx.require(
+        _effective_status(record, ctx.height) == ACTIVE,
+        "not_authorised",
+        f"account {ctx.caller!r} is not active",
+    )
+    member = str(record["sponsor"])
+    member_record = _member_record(ctx, member)
+    ctx.require(member_record is not None, "not_authorised", f"{member!r} is not a member")
+    assert member_record is not None
+    ctx.require(
+        not member_record["certificate_revoked"],
+        "member_revoked",
+        f"the certificate of member {member!r} is revoked",
+    )
+    return member
+
+
+def _require_governance(ctx: Context) -> None:
+    ctx.require(ctx.caller == GOVERNANCE, "not_authorised", "only governance changes members")
+
+
+def _load_member(ctx: Context, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    member = arg_str(args, "member", max_length=MEMBER_NAME_LENGTH_MAX)
+    record = _member_record(ctx, member)
+    if record is None:
+        ctx.fail("unknown_member", f"no member {member!r}")
+    return member, record
+
+
+def _reset_lock_blocks(ctx: Context) -> int:
+    """Governance's current lock window, else the one the chain started with."""
+    params = ctx.read_other("governance", "params")
+    if isinstance(params, dict):
+        blocks = params.get("key_reset_lock_blocks")
+        if isinstance(blocks, int) and not isinstance(blocks, bool) and blocks >= 1:
+            return blocks
+    own = ctx.get("params", {})
+    assert isinstance(own, dict)
+    blocks = own.get("key_reset_lock_blocks", KEY_RESET_LOCK_BLOCKS_DEFAULT)
+    assert isinstance(blocks, int) and blocks >= 1
+    return blocks
+
+
+def _account_id_arg(ctx: Context, args: dict[str, Any]) -> str:
+    account_id = arg_str(args, "id", max_length=ACCOUNT_ID_LENGTH_MAX)
+    ctx.require(
+        all(character in ACCOUNT_ID_CHARACTERS for character in account_id),
+        "bad_argument",
+        "an account id uses only letters, digits and _ . : -",
+    )
+    ctx.require(
+        not account_id.startswith(CONTRACT_CALLER_PREFIX),
+        "bad_argument",
+        f"ids starting {CONTRACT_CALLER_PREFIX!r} name contracts, not accounts",
+    )
+    return account_id
+
+
+def _public_key_arg(ctx: Context, args: dict[str, Any]) -> str:
+    return _hex_arg(ctx, args, "public_key", PUBLIC_KEY_HEX_LENGTHS)
+
+
+def _hex_arg(ctx: Context, args: dict[str, Any], name: str, lengths: tuple[int, ...]) -> str:
+    value = args.get(name)
+    ctx.require(
+        isinstance(value, str)
+        and len(value) in lengths
+        and all(character in HEX_DIGITS for character in value),
+        "bad_argument",
+        f"{name} must be lowercase hex of {' or '.join(str(n) for n in lengths)} digits",
+    )
+    assert isinstance(value, str)
+    return value
+
+
+def _roles_arg(ctx: Context, args: dict[str, Any]) -> list[str]:
+    roles = arg_list(args, "roles", max_length=len(ROLES))
+    ctx.require(
+        bool(roles) and all(role in ROLES for role in roles) and len(set(roles)) == len(roles),
+        "bad_argument",
+        f"roles are distinct, at least one, among {', '.join(ROLES)}",
+    )
+    return _canonical_roles(roles)
+
+
+def _canonical_roles(roles: list[Any]) -> list[str]:
+    """Roles in one fixed order, without repeats: one stored form per set of roles."""
+    return [role for role in ROLES if role in roles]
