@@ -910,7 +910,7 @@ def _sample_genesis() -> Genesis:
         mempool=MempoolParams(),
         members=[Member(name="bank-a", roles=["validator_operator", "member"])],
         governance=Governance(committee=[CommitteeSeat(member="bank-a", weight=1)]),
-        accounts=[GenesisAccount(id="acct:1", sponsor="bank-a", public_key="04" * 65)],
+        accounts=[GenesisAccount(id="acct-1", sponsor="bank-a", public_key="04" * 65)],
     )
 
 
