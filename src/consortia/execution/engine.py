@@ -118,10 +118,13 @@ class BlockRun:
             events=ctx.events,
         )
         self.begin()
+        events_before = len(ctx.events)
         try:
             result = instance.call(inner, method_name, args)
         except BaseException:
+            # A failed call leaves nothing behind: neither its writes nor its events.
             self.discard()
+            del ctx.events[events_before:]
             raise
         self.keep()
         return result
