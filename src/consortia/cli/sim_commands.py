@@ -54,6 +54,13 @@ def sim(
         int,
         typer.Option(help="From this height, end epoch 0 and add a validator (0: never)."),
     ] = 0,
+    governance: Annotated[
+        bool,
+        typer.Option(
+            help="With --add-validator-at: add the validator through a real governance "
+            "proposal and votes, executed by every replica's engine."
+        ),
+    ] = False,
     jobs: Annotated[int, typer.Option(help="Worker processes.")] = min(2, os.cpu_count() or 1),
     json_output: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
@@ -64,6 +71,7 @@ def sim(
     is listed with the exact command that replays it.
     """
     scenario = _scenario(
+        governance,
         add_validator_at,
         nodes,
         byzantine,
@@ -101,6 +109,7 @@ def scenario_fault_tolerance(nodes: int) -> int:
 
 
 def _scenario(
+    governance: bool,
     add_validator_at: int,
     nodes: int,
     byzantine: int,
@@ -130,6 +139,8 @@ def _scenario(
     weakening = Weakening(**{name: True for name in weaken})
     if not 0 <= add_validator_at <= heights:
         raise InvalidArgumentError("--add-validator-at must be between 0 and --heights")
+    if governance and not add_validator_at:
+        raise InvalidArgumentError("--governance needs --add-validator-at")
     return Scenario(
         nodes=nodes,
         byzantine=byzantine,
@@ -141,6 +152,7 @@ def _scenario(
         leader_reputation=leader_reputation,
         weakening=weakening,
         add_validator_at=add_validator_at,
+        governance=governance,
     )
 
 

@@ -398,7 +398,7 @@ def _genesis_validator(material: _NodeMaterial) -> GenesisValidator:
 
 def _treasury_account(material: _NodeMaterial) -> GenesisAccount:
     return GenesisAccount(
-        id=f"{material.plan.member}:treasury",
+        id=f"{material.plan.member}.treasury",
         sponsor=material.plan.member,
         public_key=material.account_public_key.hex(),
         currency="CNY",

@@ -17,7 +17,13 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from consortia.consensus.config import Params, ReplicaSetup, genesis_block, root_qc_for
+from consortia.consensus.config import (
+    Params,
+    ProposalChecker,
+    ReplicaSetup,
+    genesis_block,
+    root_qc_for,
+)
 from consortia.consensus.events import (
     Action,
     Broadcast,
@@ -39,6 +45,8 @@ from consortia.consensus.events import (
 from consortia.consensus.replica import Replica
 from consortia.consensus.safety import NO_WEAKENING, Weakening
 from consortia.crypto import suite as get_suite
+from consortia.execution.engine import Engine
+from consortia.sim.governed import EngineMembership, GovernanceScript, execute
 from consortia.sim.invariants import Checker
 from consortia.sim.network import NetworkModel, random_partitions, twin_split_partitions
 from consortia.types.consensus import (
@@ -82,6 +90,9 @@ class Scenario:
     # Membership change: from this height on, proposals end epoch 0 and hand over to a set
     # with one more validator (a replica that follows epoch 0 as an observer). 0: never.
     add_validator_at: int = 0
+    # With add_validator_at: the change goes through a real governance proposal and votes,
+    # executed by every slot's own engine, instead of being scripted into proposals.
+    governance: bool = False
 
     def command(self) -> str:
         """The exact command that replays this run."""
@@ -103,6 +114,8 @@ class Scenario:
             parts.append("--no-leader-reputation")
         if self.add_validator_at:
             parts.append(f"--add-validator-at {self.add_validator_at}")
+        if self.governance:
+            parts.append("--governance")
         for name in ("skip_vote_round_check", "skip_lock_check", "quorum_is_f_plus_one"):
             if getattr(self.weakening, name):
                 parts.append(f"--weaken {name}")
@@ -187,6 +200,8 @@ class _Slot:
     timer: tuple[int, int, int] | None = None  # (epoch, round, deadline)
     permanently_down: bool = False
     persist_done_ms: int = 0
+    engine: Engine | None = None
+    membership: EngineMembership | None = None
 
 
 class _ScriptedMembership:
@@ -241,11 +256,7 @@ class Simulation:
         keys = []
         extra = 1 if scenario.add_validator_at else 0
         for _ in range(scenario.nodes + extra):
-            seed = self.rng.randbytes(32)
-            if scenario.suite == "intl":
-                private_key = seed
-            else:
-                private_key = (int.from_bytes(seed, "big") % (2**255) + 1).to_bytes(32, "big")
+            private_key = self._new_private_key()
             public_key = self.suite.public_key(private_key)
             keys.append((self.suite.hash(public_key), public_key, private_key))
         joining = keys.pop() if extra else None
@@ -259,6 +270,17 @@ class Simulation:
                 [*validators, Validator(node_id, public_key, 1)], key=lambda v: v.node_id
             )
             self.next_config = EpochConfig(epoch=1, validators=grown)
+        self.script: GovernanceScript | None = None
+        if joining is not None and scenario.governance:
+            node_id, public_key, _ = joining
+            self.script = GovernanceScript(
+                suite=self.suite,
+                chain_id=CHAIN_ID,
+                config=self.epoch_config,
+                joining=Validator(node_id, public_key, 1),
+                account_keys=[self._new_private_key() for _ in validators],
+                from_height=scenario.add_validator_at,
+            )
         self.genesis = genesis_block(self.suite, CHAIN_ID, PROTOCOL_VERSION, GENESIS_TIME_MS)
         self.genesis_id = block_id(self.suite, self.genesis.header)
         byzantine = set(self.rng.sample(range(scenario.nodes), scenario.byzantine))
@@ -274,6 +296,12 @@ class Simulation:
         self.slots_by_node: dict[bytes, list[int]] = {}
         for slot in self.slots:
             self.slots_by_node.setdefault(slot.node_id, []).append(slot.index)
+
+    def _new_private_key(self) -> bytes:
+        seed = self.rng.randbytes(32)
+        if self.scenario.suite == "intl":
+            return seed
+        return (int.from_bytes(seed, "big") % (2**255) + 1).to_bytes(32, "big")
 
     def _new_slot(self, index: int, node_id: bytes, private_key: bytes, honest: bool) -> _Slot:
         disk = _Disk(epoch_config=self.epoch_config, epoch_root_id=self.genesis_id)
@@ -295,6 +323,15 @@ class Simulation:
             root = self.genesis
             certificate = root_qc_for(self.suite, root, 0)
         recent = [block for _, block in disk.committed[-4 * (self.params.reputation_window + 8) :]]
+        checker: ProposalChecker = _ScriptedMembership(
+            self.next_config, self.scenario.add_validator_at
+        )
+        if self.script is not None:
+            # A restarted node rebuilds its state by re-executing the blocks it committed.
+            slot.engine = self.script.new_engine()
+            for _, block in disk.committed:
+                execute(slot.engine, block)
+            slot.membership = checker = EngineMembership(slot.engine)
         setup = ReplicaSetup(
             chain_id=CHAIN_ID,
             suite=self.suite,
@@ -309,7 +346,7 @@ class Simulation:
             safety_state=disk.safety,
             recent_committed=recent,
             weakening=self.scenario.weakening,
-            checker=_ScriptedMembership(self.next_config, self.scenario.add_validator_at),
+            checker=checker,
         )
         return Replica(setup)
 
@@ -464,19 +501,7 @@ class Simulation:
                 (slot.incarnation, (action.sequence, action.state)),
             )
         elif isinstance(action, RequestPayload):
-            items = [
-                f"{slot.index}:{action.epoch}:{action.round}:{k}".encode()
-                for k in range(self.scenario.items_per_block)
-            ]
-            next_epoch = None
-            parent_height = slot.disk.heights.get(action.parent_id, -1)
-            if self.next_config is not None and action.epoch == 0:
-                parent = slot.replica.tree.get(action.parent_id) if slot.replica else None
-                if parent is not None:
-                    parent_height = parent.header.height
-                if parent_height + 1 >= self.scenario.add_validator_at:
-                    next_epoch = self.next_config
-            event = PayloadReady(self.now_ms, action.epoch, action.round, items, next_epoch)
+            event = self._payload(slot, action)
             self._push(self.now_ms, "payload", slot.index, (slot.incarnation, event))
         elif isinstance(action, Commit):
             self._commit(slot, action)
@@ -487,12 +512,36 @@ class Simulation:
         elif isinstance(action, Halt):
             self.checker.violation(f"slot {slot.index} halted: {action.reason}")
 
+    def _payload(self, slot: _Slot, action: RequestPayload) -> PayloadReady:
+        """What the node's mempool would offer: filler items that differ per slot (so twins
+        equivocate), the committee's transactions, and the next epoch when one is due."""
+        items = [
+            f"{slot.index}:{action.epoch}:{action.round}:{k}".encode()
+            for k in range(self.scenario.items_per_block)
+        ]
+        parent = slot.replica.tree.get(action.parent_id) if slot.replica else None
+        height = parent.header.height + 1 if parent is not None else 0
+        next_epoch = None
+        if self.script is not None and slot.membership is not None and slot.engine is not None:
+            items = [*self.script.payload(slot.engine, height), *items]
+            next_epoch = slot.membership.next_epoch(action.epoch)
+        elif (
+            self.next_config is not None
+            and action.epoch == 0
+            and height >= self.scenario.add_validator_at
+        ):
+            next_epoch = self.next_config
+        return PayloadReady(self.now_ms, action.epoch, action.round, items, next_epoch)
+
     def _commit(self, slot: _Slot, action: Commit) -> None:
         disk = slot.disk
         for block in action.blocks:
             new_id = block_id(self.suite, block.header)
             disk.committed.append((new_id, block))
             disk.heights[new_id] = len(disk.committed)
+            if slot.engine is not None:
+                root = execute(slot.engine, block)
+                self.checker.executed(slot.index, block.header.height, root)
             self.checker.committed(slot.index, block.header.height, new_id, block)
             if new_id not in self._first_commit:
                 self._first_commit.add(new_id)

@@ -5,6 +5,7 @@
   chains are prefixes of one another (with agreement at every height).
 * Vote uniqueness: no honest replica ever signs two different votes in one (epoch, round),
   across crashes and restarts.
+* Execution agreement (when slots run engines): the same state root at every height.
 Liveness (honest replicas keep committing after stabilisation) is judged at the end of a run
 by the harness, against its bound.
 """
@@ -24,6 +25,7 @@ class Checker:
         self._by_height: dict[int, tuple[bytes, int]] = {}
         self._tips: dict[int, tuple[int, bytes]] = {}
         self._votes: dict[tuple[bytes, int, int], bytes] = {}
+        self._roots: dict[int, tuple[bytes, int]] = {}
         self.violations: list[str] = []
 
     def violation(self, text: str) -> None:
@@ -63,4 +65,17 @@ class Checker:
         elif previous != vote.block_id:
             self.violation(
                 f"slot {slot} signed two different votes in epoch {vote.epoch} round {vote.round}"
+            )
+
+    def executed(self, slot: int, height: int, state_root: bytes) -> None:
+        """Execution agreement: every honest engine reaches the same root at a height."""
+        if slot not in self._honest:
+            return
+        seen = self._roots.get(height)
+        if seen is None:
+            self._roots[height] = (state_root, slot)
+        elif seen[0] != state_root:
+            self.violation(
+                f"execution: slots {seen[1]} and {slot} reached different state roots at "
+                f"height {height}"
             )

@@ -4,6 +4,14 @@ Money is conserved: a transfer moves an amount from one balance to another and n
 creates or destroys it, except `issue` and `redeem` by the currency's issuer (a member account
 named in `issuer/<currency>` at genesis or by governance). No balance ever goes negative.
 
+Supervision: when the `regulator` contract is deployed and active, every transfer is reported
+to it (`regulator.observe_transfer`), which records alerts but never refuses a transfer. A
+frozen account cannot sign (the engine refuses its transactions at admission), so it cannot
+send; it can still receive, so payments owed to it (a receivable's repayment) still arrive.
+
+This module must never create or destroy money outside `issue`/`redeem`, never let a balance
+go negative, and never use floats: amounts are integers in minor units (fen).
+
 State: `balance/<currency>/<account>` -> int, `issuer/<currency>` -> account id,
 `supply/<currency>` -> int.
 """
@@ -16,6 +24,7 @@ from consortia.execution.contract import Context, Contract, arg_int, arg_str, me
 from consortia.types.genesis import Genesis
 
 CURRENCY_LENGTH = 3
+CURRENCY_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 AMOUNT_MAX = 2**62
 
 
@@ -52,7 +61,7 @@ class Asset(Contract):
         source = ctx.origin
         target = arg_str(args, "to", max_length=64)
         amount = arg_int(args, "amount", minimum=1)
-        currency = _currency(ctx, args)
+        currency = arg_currency(ctx, args)
         ctx.require(amount <= AMOUNT_MAX, "bad_argument", "amount is too large")
         ctx.require(
             ctx.read_other("identity", f"account/{target}") is not None,
@@ -60,20 +69,25 @@ class Asset(Contract):
             f"no account {target!r}",
         )
         move(ctx, source, target, currency, amount)
+        if regulator_active(ctx):
+            observed = {"source": source, "target": target, "currency": currency}
+            ctx.invoke("regulator", "observe_transfer", {**observed, "amount": amount})
 
     @method("issue")
     def issue(self, ctx: Context, args: dict[str, Any]) -> None:
-        currency = _currency(ctx, args)
+        currency = arg_currency(ctx, args)
         amount = arg_int(args, "amount", minimum=1)
         issuer = ctx.get(f"issuer/{currency}")
         ctx.require(ctx.caller == issuer, "not_issuer", f"only {issuer} issues {currency}")
+        supply = int(ctx.get(f"supply/{currency}", 0))
+        ctx.require(supply + amount <= AMOUNT_MAX, "supply_overflow", "the supply is too large")
         ctx.put(f"balance/{currency}/{issuer}", balance(ctx, issuer, currency) + amount)
-        ctx.put(f"supply/{currency}", int(ctx.get(f"supply/{currency}", 0)) + amount)
+        ctx.put(f"supply/{currency}", supply + amount)
         ctx.emit("issued", currency=currency, amount=amount, to=issuer)
 
     @method("redeem")
     def redeem(self, ctx: Context, args: dict[str, Any]) -> None:
-        currency = _currency(ctx, args)
+        currency = arg_currency(ctx, args)
         amount = arg_int(args, "amount", minimum=1)
         issuer = ctx.get(f"issuer/{currency}")
         ctx.require(ctx.caller == issuer, "not_issuer", f"only {issuer} redeems {currency}")
@@ -100,10 +114,25 @@ def move(ctx: Context, source: str, target: str, currency: str, amount: int) -> 
     ctx.emit("transferred", currency=currency, amount=amount, source=source, target=target)
 
 
-def _currency(ctx: Context, args: dict[str, Any]) -> str:
+def regulator_active(ctx: Context) -> bool:
+    """Whether the regulator contract would run now (deployed, and not frozen or retired)."""
+    record = ctx.read_other("sys", "contract/regulator")
+    if not isinstance(record, dict):
+        return False
+    if record.get("status") == "active":
+        return True
+    until = record.get("frozen_until")
+    lapsed = isinstance(until, int) and ctx.height > until
+    return record.get("status") == "frozen" and lapsed
+
+
+def arg_currency(ctx: Context, args: dict[str, Any]) -> str:
+    """The `currency` argument: a three-letter upper-case code, "CNY" when absent."""
     currency = args.get("currency", "CNY")
     ctx.require(
-        isinstance(currency, str) and len(currency) == CURRENCY_LENGTH and currency.isupper(),
+        isinstance(currency, str)
+        and len(currency) == CURRENCY_LENGTH
+        and set(currency) <= CURRENCY_LETTERS,
         "bad_argument",
         "currency is a three-letter code",
     )

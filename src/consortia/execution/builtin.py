@@ -1,0 +1,25 @@
+"""The contracts this build ships and deploys at genesis, in one list.
+
+Contract code is part of the protocol: every node running protocol version v ships the same
+list, so whether a version's code exists is the same answer on every node.
+"""
+
+from __future__ import annotations
+
+from consortia.execution.contract import Contract
+from consortia.execution.contracts.asset import Asset
+from consortia.execution.contracts.governance import Governance
+from consortia.execution.contracts.identity import Identity
+from consortia.execution.contracts.receivable import Receivable
+from consortia.execution.contracts.regulator import Regulator
+from consortia.execution.contracts.system import System
+
+BUILTIN_CONTRACTS: list[type[Contract]] = [
+    System,
+    Identity,
+    Governance,
+    Asset,
+    Regulator,
+    Receivable,
+]
+SUPPORTED_PROTOCOL_VERSIONS = (1,)

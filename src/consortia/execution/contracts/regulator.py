@@ -1,0 +1,301 @@
+"""`regulator` v1: supervision of the ledger (JR/T 0184 §15).
+
+The regulator watches every asset transfer against rules it sets (a single-transfer maximum,
+a velocity limit, a list of watched counterparties) and raises alerts; it answers supervision
+queries; and it may freeze an account for a bounded number of blocks while the committee
+decides. An emergency freeze lapses by itself unless the committee ratifies it through a
+governance `freeze_account` proposal, which makes the freeze permanent (identity then drops
+`frozen_until`).
+
+Who may call: `observe_transfer` only the asset contract ("contract:asset"); everything else
+only regulator accounts, i.e. accounts whose sponsor member has the role "regulator" and an
+unrevoked certificate.
+
+This module must never refuse or alter a transfer (observing only records), never write
+outside its own namespace (a freeze goes through identity), and never read a clock: heights
+come from the context.
+
+State (namespace `regulator/`):
+    rules                 {"single_transfer_max": int|None,
+                           "velocity": {"count": int, "window_blocks": int}|None,
+                           "listed": [account ids]}
+    limits                the rules without "listed" (what every transfer reads: kept small,
+                           so observing costs the same however long the list is)
+    listed/<id>           True for each listed account
+    next_alert            int, the number the next alert gets
+    alert/<n>             {"kind", "account", "details", "height"}
+    account_alerts/<id>   the numbers of the account's latest alerts (at most 32)
+    recent/<id>           heights of the account's latest outgoing transfers (velocity rule)
+    freeze/<id>           {"until_height", "by", "height"}: the latest emergency freeze
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consortia.execution.contract import (
+    Context,
+    Contract,
+    ContractError,
+    arg_int,
+    arg_list,
+    arg_str,
+    method,
+)
+from consortia.types.genesis import Genesis
+
+ALERT_LARGE = "large_transfer"
+ALERT_VELOCITY = "velocity"
+ALERT_LISTED = "listed_party"
+
+AMOUNT_MAX = 2**62
+VELOCITY_COUNT_MAX = 100
+VELOCITY_WINDOW_MAX = 1_000_000
+LISTED_MAX = 256
+ACCOUNT_ALERTS_KEPT = 32
+LIST_ALERTS_MAX = 100
+CURRENCIES_MAX = 16
+FREEZE_BLOCKS_MAX = 1_000
+ACCOUNT_ID_MAX = 64
+
+
+def no_rules() -> dict[str, Any]:
+    return {"single_transfer_max": None, "velocity": None, "listed": []}
+
+
+class Regulator(Contract):
+    name = "regulator"
+    version = 1
+
+    @classmethod
+    def genesis_state(cls, genesis: Genesis) -> dict[str, Any]:
+        del genesis
+        return {"rules": no_rules(), "limits": _limits(no_rules()), "next_alert": 0}
+
+    # ------------------------------------------------------------------ rules
+
+    @method("set_rules")
+    def set_rules(self, ctx: Context, args: dict[str, Any]) -> None:
+        """Replace the whole rule set; an absent argument switches that rule off."""
+        require_regulator(ctx)
+        rules: dict[str, Any] = {
+            "single_transfer_max": _optional_max(args),
+            "velocity": _optional_velocity(args),
+            "listed": _listed(ctx, args),
+        }
+        for account in (ctx.get("rules") or no_rules())["listed"]:
+            ctx.delete(f"listed/{account}")
+        for account in rules["listed"]:
+            ctx.put(f"listed/{account}", True)
+        ctx.put("rules", rules)
+        ctx.put("limits", _limits(rules))
+        ctx.emit("rules_set", by=ctx.caller, **rules)
+
+    # ------------------------------------------------------------------ observation
+
+    @method("observe_transfer")
+    def observe_transfer(self, ctx: Context, args: dict[str, Any]) -> None:
+        """Check one transfer against the rules; raise alerts; never refuse it."""
+        ctx.require(
+            ctx.caller == "contract:asset", "not_authorised", "only the asset contract reports"
+        )
+        source = arg_str(args, "source", max_length=ACCOUNT_ID_MAX)
+        target = arg_str(args, "target", max_length=ACCOUNT_ID_MAX)
+        details: dict[str, Any] = {
+            "source": source,
+            "target": target,
+            "currency": arg_str(args, "currency", max_length=8),
+            "amount": arg_int(args, "amount", minimum=1),
+        }
+        limits = ctx.get("limits") or _limits(no_rules())
+        limit = limits["single_transfer_max"]
+        if limit is not None and details["amount"] > limit:
+            raise_alert(ctx, ALERT_LARGE, source, {**details, "limit": limit})
+        if limits["velocity"] is not None:
+            _observe_velocity(ctx, limits["velocity"], details)
+        for party in dict.fromkeys([source, target]):
+            if ctx.has(f"listed/{party}"):
+                raise_alert(ctx, ALERT_LISTED, party, details)
+
+    # ------------------------------------------------------------------ supervision queries
+
+    @method("supervise_account")
+    def supervise_account(self, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+        """An account's record, balances and latest alerts (read-only)."""
+        require_regulator(ctx)
+        account = arg_str(args, "account", max_length=ACCOUNT_ID_MAX)
+        numbers = ctx.get(f"account_alerts/{account}", [])
+        return {
+            "account": account,
+            "record": ctx.read_other("identity", f"account/{account}"),
+            "balances": {c: _balance(ctx, account, c) for c in _currencies(ctx, args)},
+            "alerts": [_numbered(ctx, n) for n in numbers],
+            "freeze": ctx.get(f"freeze/{account}"),
+        }
+
+    @method("list_alerts")
+    def list_alerts(self, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+        """Alerts numbered from `from_n` (default 0), at most `limit` (default and max 100)."""
+        require_regulator(ctx)
+        start = arg_int(args, "from_n", minimum=0) if "from_n" in args else 0
+        limit = arg_int(args, "limit", minimum=1) if "limit" in args else LIST_ALERTS_MAX
+        end = min(int(ctx.get("next_alert", 0)), start + min(limit, LIST_ALERTS_MAX))
+        return {
+            "alerts": [_numbered(ctx, n) for n in range(start, end)],
+            "next": max(start, end),
+        }
+
+    # ------------------------------------------------------------------ emergency freeze
+
+    @method("emergency_freeze")
+    def emergency_freeze(self, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+        """Freeze `account` for `blocks` heights after this one (1..1000), through identity."""
+        require_regulator(ctx)
+        account = arg_str(args, "account", max_length=ACCOUNT_ID_MAX)
+        blocks = arg_int(args, "blocks", minimum=1)
+        ctx.require(
+            blocks <= FREEZE_BLOCKS_MAX,
+            "freeze_too_long",
+            f"an emergency freeze lasts at most {FREEZE_BLOCKS_MAX} blocks; "
+            "longer needs the committee",
+        )
+        record = ctx.read_other("identity", f"account/{account}")
+        ctx.require(record is not None, "unknown_account", f"no account {account!r}")
+        ctx.require(
+            not _permanently_frozen(record),
+            "already_frozen",
+            f"{account} is frozen by the committee",
+        )
+        freeze = {"until_height": ctx.height + blocks, "by": ctx.caller, "height": ctx.height}
+        ctx.invoke(
+            "identity",
+            "freeze_account",
+            {"account": account, "until_height": freeze["until_height"]},
+        )
+        ctx.put(f"freeze/{account}", freeze)
+        ctx.emit("emergency_freeze", account=account, **freeze)
+        return freeze
+
+    @method("lift_freeze")
+    def lift_freeze(self, ctx: Context, args: dict[str, Any]) -> None:
+        """End this contract's own emergency freeze of `account` early."""
+        require_regulator(ctx)
+        account = arg_str(args, "account", max_length=ACCOUNT_ID_MAX)
+        freeze = ctx.get(f"freeze/{account}")
+        record = ctx.read_other("identity", f"account/{account}") or {}
+        ctx.require(
+            freeze is not None
+            and ctx.height <= freeze["until_height"]
+            and record.get("status") == "frozen"
+            and record.get("frozen_until") == freeze["until_height"],
+            "no_emergency_freeze",
+            f"{account} has no emergency freeze of the regulator's in force",
+        )
+        ctx.invoke("identity", "unfreeze_account", {"account": account})
+        ctx.delete(f"freeze/{account}")
+        ctx.emit("freeze_lifted", account=account, by=ctx.caller)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def is_regulator(ctx: Context, account: str) -> bool:
+    """An account whose sponsor member has the role "regulator" and an unrevoked certificate."""
+    record = ctx.read_other("identity", f"account/{account}")
+    if not isinstance(record, dict) or not isinstance(record.get("sponsor"), str):
+        return False
+    member = ctx.read_other("identity", f"member/{record['sponsor']}")
+    if not isinstance(member, dict) or member.get("certificate_revoked"):
+        return False
+    return "regulator" in member.get("roles", [])
+
+
+def require_regulator(ctx: Context) -> None:
+    ctx.require(
+        is_regulator(ctx, ctx.caller), "not_authorised", "only regulator accounts may do this"
+    )
+
+
+def raise_alert(ctx: Context, kind: str, account: str, details: dict[str, Any]) -> int:
+    number = int(ctx.get("next_alert", 0))
+    alert = {"kind": kind, "account": account, "details": details, "height": ctx.height}
+    ctx.put(f"alert/{number}", alert)
+    ctx.put("next_alert", number + 1)
+    latest = [*ctx.get(f"account_alerts/{account}", []), number]
+    ctx.put(f"account_alerts/{account}", latest[-ACCOUNT_ALERTS_KEPT:])
+    ctx.emit("alert", n=number, **alert)
+    return number
+
+
+def _observe_velocity(ctx: Context, velocity: dict[str, int], details: dict[str, Any]) -> None:
+    """Keep the source's latest transfer heights; alert when the window holds too many."""
+    source = details["source"]
+    count, window = velocity["count"], velocity["window_blocks"]
+    earliest = ctx.height - window + 1
+    heights = [h for h in ctx.get(f"recent/{source}", []) if h >= earliest]
+    heights = [*heights, ctx.height][-(count + 1) :]
+    ctx.put(f"recent/{source}", heights)
+    if len(heights) > count:
+        raise_alert(ctx, ALERT_VELOCITY, source, {**details, **velocity})
+
+
+def _limits(rules: dict[str, Any]) -> dict[str, Any]:
+    return {key: rules[key] for key in ("single_transfer_max", "velocity")}
+
+
+def _optional_max(args: dict[str, Any]) -> int | None:
+    if args.get("single_transfer_max") is None:
+        return None
+    return _bounded(args, "single_transfer_max", AMOUNT_MAX)
+
+
+def _optional_velocity(args: dict[str, Any]) -> dict[str, int] | None:
+    if args.get("velocity_count") is None and args.get("velocity_window_blocks") is None:
+        return None
+    return {
+        "count": _bounded(args, "velocity_count", VELOCITY_COUNT_MAX),
+        "window_blocks": _bounded(args, "velocity_window_blocks", VELOCITY_WINDOW_MAX),
+    }
+
+
+def _bounded(args: dict[str, Any], name: str, maximum: int) -> int:
+    value = arg_int(args, name, minimum=1)
+    if value > maximum:
+        raise ContractError("bad_argument", f"{name} is at most {maximum}")
+    return value
+
+
+def _listed(ctx: Context, args: dict[str, Any]) -> list[str]:
+    if args.get("listed") is None:
+        return []
+    listed = arg_list(args, "listed", max_length=LISTED_MAX)
+    ctx.require(
+        all(isinstance(a, str) and 0 < len(a) <= ACCOUNT_ID_MAX for a in listed),
+        "bad_argument",
+        "listed is a list of account ids",
+    )
+    return sorted(set(listed))
+
+
+def _currencies(ctx: Context, args: dict[str, Any]) -> list[str]:
+    if args.get("currencies") is None:
+        return ["CNY"]
+    currencies = arg_list(args, "currencies", max_length=CURRENCIES_MAX)
+    ctx.require(
+        all(isinstance(c, str) and len(c) == 3 and c.isupper() for c in currencies),
+        "bad_argument",
+        "currencies is a list of three-letter codes",
+    )
+    return list(dict.fromkeys(currencies))
+
+
+def _balance(ctx: Context, account: str, currency: str) -> int:
+    return int(ctx.read_other("asset", f"balance/{currency}/{account}", 0))
+
+
+def _numbered(ctx: Context, number: int) -> dict[str, Any]:
+    return {"n": number, **ctx.get(f"alert/{number}", {})}
+
+
+def _permanently_frozen(record: dict[str, Any]) -> bool:
+    return record.get("status") == "frozen" and not isinstance(record.get("frozen_until"), int)
