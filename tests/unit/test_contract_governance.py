@@ -23,7 +23,7 @@ from consortia.execution.contracts.governance import (
 )
 from consortia.execution.contracts.identity import Identity
 from consortia.execution.contracts.system import System, protocol_check
-from consortia.execution.engine import Receipt
+from consortia.execution.engine import ProtocolUnsupportedError, Receipt
 from consortia.execution.registry import ContractRegistry
 from consortia.types.genesis import CommitteeSeat, ConsensusParams, Genesis, MempoolParams
 from consortia.types.genesis import Governance as Rules
@@ -745,3 +745,22 @@ def test_refused_proposals_change_nothing(args: dict[str, Any], code: str) -> No
     receipt = send(chain, "alice", "governance", "propose", args)
     assert (receipt.ok, receipt.code) == (False, code)
     assert snapshot(chain) == before
+
+
+def test_the_engine_itself_stops_at_an_unsupported_activation_height() -> None:
+    """The engine refuses to execute the activation block rather than diverge, and says why;
+    an engine that supports the new version goes on."""
+    chain = ledger()
+    activation = chain.height + 4
+    executed(chain, "upgrade_protocol", version=2, activation_height=activation)
+    while chain.height < activation - 1:
+        chain.block()
+    root = chain.engine.root
+    with pytest.raises(ProtocolUnsupportedError) as stopped:
+        chain.engine.execute_block(activation, activation * 1000, [])
+    assert stopped.value.code == "protocol_unsupported"
+    assert "switches to version 2" in stopped.value.message
+    assert chain.engine.root == root
+    chain.engine.supported_protocols = (1, 2)
+    chain.block()
+    assert chain.height == activation

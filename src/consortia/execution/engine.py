@@ -18,14 +18,14 @@ State layout (all under the contracts' namespaces, see docs/contracts.md):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from consortia.crypto import Suite
-from consortia.errors import DecodeError
+from consortia.errors import ConsortiaError, DecodeError
 from consortia.execution.contract import (
     GAS_TX_BASE,
     TX_GAS_LIMIT,
@@ -130,11 +130,33 @@ class BlockRun:
         return result
 
 
+class ProtocolUnsupportedError(ConsortiaError):
+    """The chain runs (or is about to run) a protocol version this node does not support.
+
+    Raised before a block executes, never half way: the node stops with this message rather
+    than compute results that differ from the upgraded nodes'."""
+
+    code = "protocol_unsupported"
+
+
+ProtocolGuard = Callable[[Callable[[str, str], Any], int, tuple[int, ...]], str | None]
+
+
 class Engine:
-    def __init__(self, suite: Suite, chain_id: str, registry: ContractRegistry) -> None:
+    def __init__(
+        self,
+        suite: Suite,
+        chain_id: str,
+        registry: ContractRegistry,
+        *,
+        supported_protocols: tuple[int, ...] = (1,),
+        protocol_guard: ProtocolGuard | None = None,
+    ) -> None:
         self.suite = suite
         self.chain_id = chain_id
         self.registry = registry
+        self.supported_protocols = supported_protocols
+        self._protocol_guard = protocol_guard
         self.state = StateTree(suite)
         self._pending: BlockRun | None = None
 
@@ -165,6 +187,10 @@ class Engine:
     def execute_block(self, height: int, time_ms: int, txs: Sequence[bytes]) -> BlockResult:
         assert self._pending is None, "execute_block twice without commit"
         assert height == self.state.height + 1, "blocks execute in height order"
+        if self._protocol_guard is not None:
+            reason = self._protocol_guard(self.query, height, self.supported_protocols)
+            if reason is not None:
+                raise ProtocolUnsupportedError(reason)
         run = BlockRun(self, height, time_ms)
         receipts = [self._execute(run, tx_bytes) for tx_bytes in txs]
         self._pending = run

@@ -12,6 +12,7 @@ from typing import Any
 from consortia.crypto import suite as get_suite
 from consortia.execution.contract import Contract
 from consortia.execution.engine import ACCOUNT_CONTRACT, SYSTEM_CONTRACT, Engine
+from consortia.execution.contracts.system import protocol_check
 from consortia.execution.registry import ContractRegistry
 from consortia.types.genesis import Genesis
 
@@ -39,7 +40,21 @@ def genesis_writes(genesis: Genesis, contracts: list[type[Contract]]) -> dict[st
     return writes
 
 
-def engine_from_genesis(genesis: Genesis, contracts: list[type[Contract]]) -> Engine:
-    engine = Engine(get_suite(genesis.suite), genesis.chain_id, ContractRegistry(contracts))
+def engine_from_genesis(
+    genesis: Genesis,
+    contracts: list[type[Contract]],
+    *,
+    supported_protocols: tuple[int, ...] = (1,),
+) -> Engine:
+    """An engine at height 0 for this genesis. When the `sys` contract is among `contracts`,
+    the engine refuses to execute blocks under a protocol version it does not support."""
+    guard = protocol_check if any(c.name == SYSTEM_CONTRACT for c in contracts) else None
+    engine = Engine(
+        get_suite(genesis.suite),
+        genesis.chain_id,
+        ContractRegistry(contracts),
+        supported_protocols=supported_protocols,
+        protocol_guard=guard,
+    )
     engine.initialise(genesis_writes(genesis, contracts))
     return engine
