@@ -751,7 +751,7 @@ def test_the_engine_itself_stops_at_an_unsupported_activation_height() -> None:
     """The engine refuses to execute the activation block rather than diverge, and says why;
     an engine that supports the new version goes on."""
     chain = ledger()
-    activation = chain.height + 4
+    activation = chain.height + 10
     executed(chain, "upgrade_protocol", version=2, activation_height=activation)
     while chain.height < activation - 1:
         chain.block()

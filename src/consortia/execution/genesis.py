@@ -11,8 +11,8 @@ from typing import Any
 
 from consortia.crypto import suite as get_suite
 from consortia.execution.contract import Contract
-from consortia.execution.engine import ACCOUNT_CONTRACT, SYSTEM_CONTRACT, Engine
 from consortia.execution.contracts.system import protocol_check
+from consortia.execution.engine import ACCOUNT_CONTRACT, SYSTEM_CONTRACT, Engine
 from consortia.execution.registry import ContractRegistry
 from consortia.types.genesis import Genesis
 
