@@ -84,6 +84,15 @@ REGRESSION_SEEDS = [
     Scenario(nodes=4, byzantine=1, partitions=True, add_validator_at=8, seed=21),
     Scenario(nodes=4, byzantine=1, partitions=True, add_validator_at=8, seed=46),
     Scenario(nodes=4, crash=1, partitions=True, add_validator_at=8, seed=13),
+    # Liveness: replicas with different committed chains chose different leaders and stalled
+    # for good, since no one could commit without agreeing on a leader (fixed: timeouts carry
+    # the sender's latest commit certificate, so every replica reaches the same commits).
+    Scenario(nodes=4, byzantine=1, partitions=True, seed=100),
+    # Liveness: an epoch-0 timeout stored after its certificate ended the epoch poisoned every
+    # epoch-1 TC of that round (found in review; fixed: such a timeout is dropped).
+    Scenario(
+        nodes=7, byzantine=2, crash=2, partitions=True, add_validator_at=8, heights=30, seed=18
+    ),
 ]
 
 

@@ -306,9 +306,11 @@ def test_restarted_replica_will_not_vote_for_a_conflicting_block() -> None:
     assert not of_type(equivocation, Persist)
     assert not sent_messages(equivocation)
     assert restarted.counters.dropped == {"unsafe_to_vote": 1}
-    # The block it did vote for gets the very same vote again.
-    again = receive(restarted, ROLES.leader1, make_proposal(first, ROLES.leader1))
-    resent = [m for m in sent_messages(ack_all(restarted, again)) if isinstance(m, Vote)]
+    # Restarted once more, the block it did vote for gets the very same vote again. (The
+    # replica above now refuses any second proposal of round 1 as equivocation.)
+    once_more = started(ROLES.me, safety_state=restored)
+    again = receive(once_more, ROLES.leader1, make_proposal(first, ROLES.leader1))
+    resent = [m for m in sent_messages(ack_all(once_more, again)) if isinstance(m, Vote)]
     assert resent == [original_vote]
 
 

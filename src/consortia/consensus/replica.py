@@ -147,10 +147,13 @@ class Replica:
         self._payload_requested_round = 0
         self._epoch_request_ms = -(10**12)
         self._epoch_help_ms: OrderedDict[bytes, int] = OrderedDict()
+        self.high_commit_qc: QuorumCertificate | None = None
         # round -> validator index -> (block id, height, signature)
         self._votes: dict[int, dict[int, tuple[bytes, int, bytes]]] = {}
         # round -> validator index -> (high QC round, signature)
         self._timeouts: dict[int, dict[int, tuple[int, bytes]]] = {}
+        # round -> the one proposal accepted from that round's leader
+        self._proposals_seen: dict[int, bytes] = {}
         self._pending_proposals: OrderedDict[bytes, tuple[bytes, Proposal]] = OrderedDict()
         self._fetches: dict[bytes, _Fetch] = {}
         self._deferred: list[_Deferred] = []
@@ -219,7 +222,7 @@ class Replica:
         if new_round <= self.round:
             return
         self.round = new_round
-        for buffer in (self._votes, self._timeouts):
+        for buffer in (self._votes, self._timeouts, self._proposals_seen):
             for stale in [r for r in buffer if r < new_round - 1]:
                 del buffer[stale]
         exponent = min(self.consecutive_timeouts, BACKOFF_EXPONENT_MAX)
@@ -343,6 +346,8 @@ class Replica:
         if not self._valid_certificates(proposal):
             return
         self._process_qc(header.justify, sender)
+        if header.epoch != self.epoch:
+            return  # its certificate ended the epoch
         if proposal.timeout_certificate is not None:
             self._process_tc(proposal.timeout_certificate)
         if not self._valid_proposal(proposal, new_id):
@@ -385,8 +390,6 @@ class Replica:
             or header.round <= header.justify.round
         ):
             reason = "malformed_proposal"
-        elif header.payload_root != merkle_root(self.suite, proposal.block.payload):
-            reason = "bad_payload_root"
         elif (
             len(proposal.block.payload) > self.params.block_payload_items_max
             or sum(len(item) for item in proposal.block.payload) > self.params.block_bytes_max
@@ -396,12 +399,23 @@ class Replica:
             reason = "timestamp_in_future"
         elif not self._justified_round(header, proposal.timeout_certificate):
             reason = "unjustified_round"
+        elif (
+            self._proposals_seen.get(header.round, new_id) != new_id
+            and not self.setup.weakening.skip_vote_round_check
+        ):
+            # One proposal per round from its leader: a second one is equivocation, and
+            # accepting it would let one faulty leader fill the block tree.
+            reason = "equivocating_proposal"
         elif not self._verify_signed(
             header.author,
             ProposalData(self.chain_id, header.epoch, header.round, new_id),
             proposal.signature,
         ):
             reason = "bad_signature"
+        elif header.payload_root != merkle_root(self.suite, proposal.block.payload):
+            reason = "bad_payload_root"
+        if reason is None:
+            self._proposals_seen[header.round] = new_id
         if reason is not None:
             self.counters.drop(reason)
             return False
@@ -546,28 +560,21 @@ class Replica:
         if data.high_qc_round != timeout.high_qc.round:
             self.counters.drop("malformed_timeout")
             return
+        if not self._adopt_certificates(sender, timeout):
+            return
+        if data.epoch != self.epoch:
+            return  # the certificate ended the epoch; this timeout belongs to the old one
+        if data.round < self.round:
+            self.counters.drop("stale_timeout")
+            return
         if data.round > self.round + self.params.rounds_ahead_max:
             self.counters.drop("timeout_round_out_of_range")
             return
-        round_timeouts = self._timeouts.get(data.round, {})
-        if index in round_timeouts:
+        if index in self._timeouts.get(data.round, {}):
             self.counters.drop("duplicate_timeout")
             return
         if not self.validators.verify_one(index, data, timeout.signature):
             self.counters.drop("bad_signature")
-            return
-        if not self.validators.verify_qc(timeout.high_qc, epoch_root_id=self.epoch_root_id):
-            self.counters.drop("bad_certificate")
-            return
-        last_tc = timeout.last_timeout_certificate
-        if last_tc is not None and not self.validators.verify_tc(last_tc):
-            self.counters.drop("bad_certificate")
-            return
-        self._process_qc(timeout.high_qc, sender)
-        if last_tc is not None:
-            self._process_tc(last_tc)
-        if data.round < self.round:
-            self.counters.drop("stale_timeout")
             return
         round_timeouts = self._timeouts.setdefault(data.round, {})
         round_timeouts[index] = (data.high_qc_round, timeout.signature)
@@ -581,7 +588,7 @@ class Replica:
             self._local_timeout()
         if power >= self.validators.quorum_power:
             tc = TimeoutCertificate(
-                epoch=self.epoch,
+                epoch=data.epoch,
                 round=data.round,
                 signatures=[
                     TimeoutSignature(i, hqc_round, signature)
@@ -589,6 +596,36 @@ class Replica:
                 ],
             )
             self._process_tc(tc)
+
+    def _adopt_certificates(self, sender: bytes, timeout: Timeout) -> bool:
+        """Certificates first, whatever the timeout's round: they are self-authenticating, and
+        they are how a replica that fell far behind learns where everyone else is."""
+        if not self.validators.verify_qc(timeout.high_qc, epoch_root_id=self.epoch_root_id):
+            self.counters.drop("bad_certificate")
+            return False
+        last_tc = timeout.last_timeout_certificate
+        if last_tc is not None and not self.validators.verify_tc(last_tc):
+            self.counters.drop("bad_certificate")
+            return False
+        commit_qc = timeout.high_commit_qc
+        if commit_qc is not None and commit_qc.epoch == self.epoch:
+            if not self.validators.verify_qc(commit_qc, epoch_root_id=self.epoch_root_id):
+                self.counters.drop("bad_certificate")
+                return False
+            self._adopt_commit_qc(commit_qc, sender)
+            if self.epoch != timeout.data.epoch:
+                return True
+        self._process_qc(timeout.high_qc, sender)
+        if last_tc is not None and last_tc.epoch == self.epoch:
+            self._process_tc(last_tc)
+        return True
+
+    def _adopt_commit_qc(self, qc: QuorumCertificate, peer: bytes) -> None:
+        """Catch up on a peer's latest commit: fetch the certified block, then commit."""
+        if qc.block_id in self.tree:
+            self._try_commit(qc)
+        elif qc.height > self.tree.root_height + 1:
+            self._fetch(qc.block_id, peer, commit_through=False)
 
     def _local_timeout(self) -> None:
         """Give up on the current round: sign and broadcast a timeout (again, if re-armed)."""
@@ -608,6 +645,7 @@ class Replica:
             signature=signature,
             high_qc=self.tree.high_qc,
             last_timeout_certificate=self.last_tc,
+            high_commit_qc=self.high_commit_qc,
         )
         if self.timed_out_round < round_:
             self.timed_out_round = round_
@@ -679,6 +717,8 @@ class Replica:
         committed = self.tree.commit(last_id)
         assert committed == path
         self._record_committed(previous_root, committed)
+        if proof.epoch == self.epoch:
+            self.high_commit_qc = proof
         blocks = [block for _, block in committed]
         self._out.append(Commit(blocks=blocks, certificate=certificate, proof=proof))
         if ending_index is None:
@@ -734,10 +774,12 @@ class Replica:
         self.tree.reset_root(ending, ending_id, root_qc)
         self._votes.clear()
         self._timeouts.clear()
+        self._proposals_seen.clear()
         self._pending_proposals.clear()
         self._fetches.clear()
         self._pending_epoch_change = None
         self.last_tc = None
+        self.high_commit_qc = None
         self.consecutive_timeouts = 0
         self.round = 0
         self.proposed_round = 0
@@ -821,23 +863,34 @@ class Replica:
 
     def _on_block_response(self, sender: bytes, response: BlockResponse) -> None:
         fetch = next(
-            (f for f in self._fetches.values() if f.next_id == response.request_block_id), None
+            (
+                f
+                for f in self._fetches.values()
+                if f.next_id == response.request_block_id and f.peer == sender
+            ),
+            None,
         )
         if fetch is None:
             self.counters.drop("unsolicited_blocks")
             return
+        accepted: list[tuple[bytes, Block]] = []
         expected = fetch.next_id
         for block in response.blocks:
-            if block_id(self.suite, block.header) != expected:
-                self.counters.drop("block_hash_mismatch")
-                self._abandon(fetch)
+            if block_id(self.suite, block.header) != expected or not self._valid_body(block):
+                # A forged answer is dropped whole; the fetch waits for an honest one or
+                # times out. It never cancels the fetch, whoever sent it.
+                self.counters.drop("bad_block_response")
                 return
             if expected in self.tree:
                 break
-            fetch.chain.append((expected, block))
+            accepted.append((expected, block))
             expected = block.header.parent_id
             if expected in self.tree or block.header.height <= self.tree.root_height:
                 break
+        if not accepted and expected not in self.tree:
+            self.counters.drop("empty_block_response")
+            return
+        fetch.chain.extend(accepted)
         if len(fetch.chain) > self.params.fetched_blocks_max:
             self.counters.drop("fetch_too_long")
             self._abandon(fetch)
@@ -857,6 +910,15 @@ class Replica:
             return
         del self._fetches[fetch.target_id]
         self._connect(fetch)
+
+    def _valid_body(self, block: Block) -> bool:
+        """A block's payload is what its header commits to, within the limits."""
+        payload = block.payload
+        return (
+            len(payload) <= self.params.block_payload_items_max
+            and sum(len(item) for item in payload) <= self.params.block_bytes_max
+            and block.header.payload_root == merkle_root(self.suite, payload)
+        )
 
     def _connect(self, fetch: _Fetch) -> None:
         """Insert a fetched chain (oldest first) and replay the certificates it carries."""

@@ -40,6 +40,8 @@ class Weakening:
     Never set outside tests and `consortia sim --weaken`; a node refuses to start with any.
     """
 
+    # Vote more than once per round: the safety rule, and the replica's refusal of a second
+    # proposal in a round, both switched off.
     skip_vote_round_check: bool = False
     skip_lock_check: bool = False
     quorum_is_f_plus_one: bool = False

@@ -43,7 +43,8 @@ class ValidatorSet:
         self.quorum_power = quorum_override if quorum_override is not None else config.quorum_power
         # f+1 power: enough timeouts that at least one honest replica timed out.
         self.validity_power = config.fault_power + 1
-        self._verified: OrderedDict[bytes, None] = OrderedDict()
+        # Certificates already checked, valid or not: a replayed certificate costs one lookup.
+        self._verified: OrderedDict[bytes, bool] = OrderedDict()
 
     def __contains__(self, node_id: bytes) -> bool:
         return node_id in self.index_of
@@ -69,8 +70,9 @@ class ValidatorSet:
         if qc.round == 0:
             return not qc.signatures and epoch_root_id is not None and qc.block_id == epoch_root_id
         key = b"qc" + encode(qc)
-        if key in self._verified:
-            return True
+        known = self._verified.get(key)
+        if known is not None:
+            return known
         indexes = [entry.index for entry in qc.signatures]
         if any(index >= len(self.validators) for index in indexes) or not self.has_quorum(indexes):
             return False
@@ -79,17 +81,17 @@ class ValidatorSet:
             (self.validators[entry.index].public_key, message, entry.signature)
             for entry in qc.signatures
         ]
-        if not all(self.suite.verify_many(items)):
-            return False
-        self._remember(key)
-        return True
+        valid = all(self.suite.verify_many(items))
+        self._remember(key, valid)
+        return valid
 
     def verify_tc(self, tc: TimeoutCertificate) -> bool:
         if tc.epoch != self.epoch:
             return False
         key = b"tc" + encode(tc)
-        if key in self._verified:
-            return True
+        known = self._verified.get(key)
+        if known is not None:
+            return known
         indexes = [entry.index for entry in tc.signatures]
         if any(index >= len(self.validators) for index in indexes) or not self.has_quorum(indexes):
             return False
@@ -101,12 +103,11 @@ class ValidatorSet:
             )
             for entry in tc.signatures
         ]
-        if not all(self.suite.verify_many(items)):
-            return False
-        self._remember(key)
-        return True
+        valid = all(self.suite.verify_many(items))
+        self._remember(key, valid)
+        return valid
 
-    def _remember(self, key: bytes) -> None:
-        self._verified[key] = None
+    def _remember(self, key: bytes, valid: bool) -> None:
+        self._verified[key] = valid
         if len(self._verified) > _VERIFIED_MEMO_SIZE:
             self._verified.popitem(last=False)

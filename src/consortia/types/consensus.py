@@ -207,6 +207,10 @@ class Timeout(_Canonical, frozen=True, tag="msg_timeout"):
     high_qc: QuorumCertificate
     # The certificate that ended the previous round, so lagging replicas can catch up.
     last_timeout_certificate: TimeoutCertificate | None = None
+    # The QC that made the sender's latest commit final (the two-chain rule's second link).
+    # Replicas whose committed chains differ compute different leaders; in a stall, these
+    # let every replica reach the same commits, hence the same leaders.
+    high_commit_qc: QuorumCertificate | None = None
 
 
 class BlockRequest(_Canonical, frozen=True, tag="msg_block_request"):
