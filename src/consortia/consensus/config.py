@@ -11,6 +11,7 @@ from consortia.types.consensus import (
     ZERO_HASH,
     Block,
     BlockHeader,
+    EpochChangeResponse,
     EpochConfig,
     QuorumCertificate,
     SafetyState,
@@ -74,6 +75,10 @@ class ReplicaSetup:
     # Committed blocks just below and including the root, oldest first, for leader reputation.
     recent_committed: list[Block] = field(default_factory=list)
     checker: ProposalChecker = field(default_factory=AcceptPayloadRejectEpochChange)
+    # Blocks this replica voted for above the root (from Persist), kept by the driver.
+    voted_blocks: list[Block] = field(default_factory=list)
+    # Proofs of the epoch changes this replica committed (from EnterEpoch), kept by the driver.
+    epoch_proofs: list[EpochChangeResponse] = field(default_factory=list)
     weakening: Weakening = NO_WEAKENING
 
 

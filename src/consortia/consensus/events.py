@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from consortia.types.consensus import (
     Block,
     ConsensusMessage,
+    EpochChangeResponse,
     EpochConfig,
     QuorumCertificate,
     SafetyState,
@@ -92,10 +93,17 @@ class SetTimer:
 
 @dataclass(frozen=True, slots=True)
 class Persist:
-    """Make `state` durable, then answer `PersistDone(sequence)`."""
+    """Make `state` (and `block`, when given) durable, then answer `PersistDone(sequence)`.
+
+    `block` is the block this replica is voting for. The driver keeps it until it is committed
+    or pruned and hands it back after a restart (`ReplicaSetup.voted_blocks`), and serves it to
+    peers (`ServeBlocks`): even if every replica restarts at once, the certified blocks above
+    the committed root survive on the disks of those that voted for them.
+    """
 
     sequence: int
     state: SafetyState
+    block: Block | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +132,14 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class EnterEpoch:
-    """The committed chain ended an epoch; from now on `config` is the validator set."""
+    """The committed chain ended an epoch; from now on `config` is the validator set.
+
+    `proof` shows the epoch's ending block is committed; the driver keeps it with the block
+    and hands it back after a restart, so the replica can still help peers left behind.
+    """
 
     config: EpochConfig
+    proof: EpochChangeResponse | None = None
 
 
 @dataclass(frozen=True, slots=True)

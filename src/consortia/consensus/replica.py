@@ -138,6 +138,9 @@ class Replica:
             self.tree.high_qc = state.highest_qc
         self.leaders = self._leader_election()
         self._replay_history(setup.recent_committed)
+        for voted in sorted(setup.voted_blocks, key=lambda b: b.header.height):
+            if voted.header.epoch == self.epoch:
+                self.tree.insert(block_id(self.suite, voted.header), voted)
 
         self.round = 0
         self.last_tc: TimeoutCertificate | None = None
@@ -160,6 +163,8 @@ class Replica:
         self._persist_sequence = 0
         self._recent_committed: OrderedDict[bytes, Block] = OrderedDict()
         self._epoch_proofs: OrderedDict[int, EpochChangeResponse] = OrderedDict()
+        for response in setup.epoch_proofs:
+            self._keep_epoch_proof(response)
         self._pending_epoch_change: EpochChangeResponse | None = None
         self._out: list[Action] = []
 
@@ -190,6 +195,11 @@ class Replica:
 
     def _start(self) -> None:
         start_round = max(self.tree.high_qc.round + 1, 1)
+        tc = self.safety.state.last_timeout_certificate
+        if tc is not None and tc.epoch == self.epoch and tc.round + 1 > start_round:
+            # Restarted after timing out in a round entered through this TC: resume there.
+            start_round = tc.round + 1
+            self.last_tc = tc
         self.round = 0
         self._enter_round(start_round)
 
@@ -475,9 +485,9 @@ class Replica:
         vote = Vote(data=data, author=self.node_id, signature=signature)
         next_leader = self._leader(header.round + 1)
         if next_leader == self.node_id:
-            self._persist_then(state, [], [vote])
+            self._persist_then(state, [], [vote], block)
         else:
-            self._persist_then(state, [Send(next_leader, vote)], [])
+            self._persist_then(state, [Send(next_leader, vote)], [], block)
 
     def _valid_epoch_change(self, header: BlockHeader) -> bool:
         config = header.next_epoch
@@ -725,13 +735,18 @@ class Replica:
             self._resume_pending()
             return
         ending = blocks[-1]
+        epoch_proof = None
         if len(proof_headers) <= COMMIT_PROOF_HEADERS_MAX:
-            self._epoch_proofs[ending.header.epoch] = EpochChangeResponse(
+            epoch_proof = EpochChangeResponse(
                 ending=ending.header, proof=CommitProof(headers=proof_headers, qc=proof)
             )
-            while len(self._epoch_proofs) > EPOCH_PROOFS_MAX:
-                self._epoch_proofs.popitem(last=False)
-        self._enter_epoch(ending)
+            self._keep_epoch_proof(epoch_proof)
+        self._enter_epoch(ending, epoch_proof)
+
+    def _keep_epoch_proof(self, response: EpochChangeResponse) -> None:
+        self._epoch_proofs[response.ending.epoch] = response
+        while len(self._epoch_proofs) > EPOCH_PROOFS_MAX:
+            self._epoch_proofs.popitem(last=False)
 
     def _proof_headers(self, committed_id: bytes, proof: QuorumCertificate) -> list[BlockHeader]:
         """Headers from the child of `committed_id` to the block `proof` certifies."""
@@ -762,7 +777,7 @@ class Replica:
             if len(self._recent_committed) > RECENT_COMMITTED_MAX:
                 self._recent_committed.popitem(last=False)
 
-    def _enter_epoch(self, ending: Block) -> None:
+    def _enter_epoch(self, ending: Block, proof: EpochChangeResponse | None) -> None:
         config = ending.header.next_epoch
         assert config is not None and config.epoch == self.epoch + 1
         ending_id = block_id(self.suite, ending.header)
@@ -785,7 +800,7 @@ class Replica:
         self.proposed_round = 0
         self.timed_out_round = 0
         self._payload_requested_round = 0
-        self._out.append(EnterEpoch(config))
+        self._out.append(EnterEpoch(config, proof))
         state = self.safety.enter_epoch(self.epoch, root_qc)
         self._persist_then(state, [], [])
         if self.node_id in self.validators:
@@ -802,10 +817,14 @@ class Replica:
     # ------------------------------------------------------------------ persistence
 
     def _persist_then(
-        self, state: SafetyState, outgoing: list[Action], loopback: list[ConsensusMessage]
+        self,
+        state: SafetyState,
+        outgoing: list[Action],
+        loopback: list[ConsensusMessage],
+        block: Block | None = None,
     ) -> None:
         self._persist_sequence += 1
-        self._out.append(Persist(self._persist_sequence, state))
+        self._out.append(Persist(self._persist_sequence, state, block))
         self._deferred.append(_Deferred(self._persist_sequence, outgoing, loopback))
 
     def _on_persisted(self, sequence: int) -> None:

@@ -108,6 +108,7 @@ class SafetyRules:
             highest_qc=highest_qc,
             last_vote=data,
             last_vote_signature=signature,
+            last_timeout_certificate=self.state.last_timeout_certificate,
         )
         return data, signature, self.state
 
@@ -121,13 +122,19 @@ class SafetyRules:
             return None
         data = TimeoutData(self._chain_id, self.state.epoch, round_, high_qc.round)
         signature = sign(self._suite, self._private_key, data)
-        if round_ > self.state.highest_vote_round:
+        remembered_tc = self.state.last_timeout_certificate
+        if tc is not None and tc.round + 1 == round_:
+            remembered_tc = tc
+        if round_ > self.state.highest_vote_round or remembered_tc != (
+            self.state.last_timeout_certificate
+        ):
             self.state = SafetyState(
                 epoch=self.state.epoch,
-                highest_vote_round=round_,
+                highest_vote_round=max(round_, self.state.highest_vote_round),
                 highest_qc=self.state.highest_qc,
                 last_vote=self.state.last_vote,
                 last_vote_signature=self.state.last_vote_signature,
+                last_timeout_certificate=remembered_tc,
             )
         return data, signature, self.state
 

@@ -54,6 +54,7 @@ from consortia.types.consensus import (
     BlockHeader,
     BlockResponse,
     ConsensusMessage,
+    EpochChangeResponse,
     EpochConfig,
     Proposal,
     QuorumCertificate,
@@ -185,6 +186,8 @@ class _Disk:
     epoch_config: EpochConfig | None = None
     epoch_root_id: bytes = b""
     heights: dict[bytes, int] = field(default_factory=dict)  # block id -> height
+    epoch_proofs: list[EpochChangeResponse] = field(default_factory=list)
+    voted: dict[bytes, Block] = field(default_factory=dict)  # voted, not yet committed
 
 
 @dataclass(slots=True)
@@ -347,6 +350,8 @@ class Simulation:
             recent_committed=recent,
             weakening=self.scenario.weakening,
             checker=checker,
+            epoch_proofs=list(disk.epoch_proofs),
+            voted_blocks=list(disk.voted.values()),
         )
         return Replica(setup)
 
@@ -466,8 +471,10 @@ class Simulation:
                 slot.timer = None
                 self._handle(slot, TimerFired(self.now_ms, body[0], body[1]))
         elif kind == "persist":
-            sequence, state = body
+            sequence, state, block = body
             slot.disk.safety = state
+            if block is not None:
+                slot.disk.voted[block_id(self.suite, block.header)] = block
             self._handle(slot, PersistDone(self.now_ms, sequence))
         elif kind == "payload":
             self._handle(slot, body)
@@ -490,6 +497,10 @@ class Simulation:
             self._push(deadline, "timer", slot.index, (slot.incarnation, slot.timer))
             self.max_rounds[action.epoch] = max(self.max_rounds.get(action.epoch, 0), action.round)
         elif isinstance(action, Persist):
+            if slot.honest and action.state.last_vote is not None:
+                # Every vote a replica signs passes through here, including its own vote
+                # when it is the next leader (which never goes out on the network).
+                self.checker.signed_vote(slot.index, slot.node_id, action.state.last_vote)
             # A disk completes writes in the order they were issued: a later safety state is
             # never overwritten by an earlier one.
             done_ms = max(self.now_ms + self.rng.randint(0, 3), slot.persist_done_ms)
@@ -498,7 +509,7 @@ class Simulation:
                 done_ms,
                 "persist",
                 slot.index,
-                (slot.incarnation, (action.sequence, action.state)),
+                (slot.incarnation, (action.sequence, action.state, action.block)),
             )
         elif isinstance(action, RequestPayload):
             event = self._payload(slot, action)
@@ -507,6 +518,8 @@ class Simulation:
             self._commit(slot, action)
         elif isinstance(action, EnterEpoch):
             slot.disk.epoch_config = action.config
+            if action.proof is not None:
+                slot.disk.epoch_proofs.append(action.proof)
         elif isinstance(action, ServeBlocks):
             self._serve_blocks(slot, action)
         elif isinstance(action, Halt):
@@ -551,12 +564,18 @@ class Simulation:
             if block.header.next_epoch is not None:
                 disk.epoch_root_id = new_id
         disk.certificate = action.certificate
+        top = len(disk.committed)
+        for stale in [i for i, b in disk.voted.items() if b.header.height <= top]:
+            del disk.voted[stale]
 
     def _serve_blocks(self, slot: _Slot, action: ServeBlocks) -> None:
         """What a node's block store does: read committed blocks by id, walking parents."""
         heights = slot.disk.heights
         height = heights.get(action.block_id)
         if height is None:
+            voted = slot.disk.voted.get(action.block_id)
+            if voted is not None:
+                self._send(slot, action.to, BlockResponse(action.block_id, [voted]))
             return
         first = max(0, height - action.count)
         blocks = [block for _, block in reversed(slot.disk.committed[first:height])]

@@ -268,6 +268,10 @@ class SafetyState(_Canonical, frozen=True, tag="safety_state"):
     # The last vote signed, so a restarted replica re-sends it rather than signing another.
     last_vote: VoteData | None = None
     last_vote_signature: Signature | None = None
+    # The TC that justified the last round this replica timed out in: after a restart it can
+    # time out again in that round (the timeout rule needs round == tc.round + 1), so even a
+    # cluster that restarted entirely finds its way to a new round.
+    last_timeout_certificate: TimeoutCertificate | None = None
 
 
 ConsensusMessage = (
