@@ -6,6 +6,9 @@ import random
 import subprocess
 import sys
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from consortia.execution.contract import TX_GAS_LIMIT, Context, Contract, method
 from consortia.execution.contracts.asset import Asset
 from consortia.execution.state import StateTree, verify_state_proof
@@ -192,3 +195,37 @@ def test_the_same_blocks_give_the_same_roots_twice_and_in_another_process() -> N
         env={"PYTHONHASHSEED": "123", "PATH": ""},
     )
     assert other.stdout.strip().split(",") == here
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.binary(max_size=300), max_size=6), st.integers(0, 5))
+def test_random_and_mutated_transactions_never_raise_out_of_a_block(
+    garbage: list[bytes], flip: int
+) -> None:
+    """Bad input is a failed receipt with a stable code and changes nothing but nonces."""
+    book = ledger()
+    valid = bytearray(book.tx("alice", "asset", "transfer", {"to": "bob", "amount": 1}))
+    valid[flip * 7 % len(valid)] ^= 0xFF
+    root = book.engine.root
+    receipts = book.block(*garbage, bytes(valid))
+    assert len(receipts) == len(garbage) + 1
+    for receipt in receipts:
+        assert receipt.code == "ok" or not receipt.ok
+        assert receipt.code.replace("_", "").isalpha()
+    admission = {
+        "malformed_transaction",
+        "wrong_chain",
+        "expired",
+        "bad_signature",
+        "unknown_account",
+        "account_cancelled",
+        "account_frozen",
+        "wrong_key",
+        "bad_nonce",
+        "unknown_contract",
+        "contract_frozen",
+        "contract_retired",
+        "wrong_contract_version",
+    }
+    if all(receipt.code in admission for receipt in receipts):
+        assert book.engine.root == root  # refused at admission: not even a nonce moved
