@@ -72,7 +72,10 @@ class ReplicaSetup:
     epoch_root_id: bytes
     params: Params = field(default_factory=Params)
     safety_state: SafetyState | None = None
-    # Committed blocks just below and including the root, oldest first, for leader reputation.
+    # Committed blocks of the current epoch up to the root, oldest first, for leader
+    # reputation. Give the whole epoch: a truncated replay can pick other leaders than peers
+    # do for a while (liveness only), since each block's failed leaders depend on the window
+    # before it.
     recent_committed: list[Block] = field(default_factory=list)
     checker: ProposalChecker = field(default_factory=AcceptPayloadRejectEpochChange)
     # Blocks this replica voted for above the root (from Persist), kept by the driver.

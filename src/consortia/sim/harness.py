@@ -325,7 +325,11 @@ class Simulation:
         else:
             root = self.genesis
             certificate = root_qc_for(self.suite, root, 0)
-        recent = [block for _, block in disk.committed[-4 * (self.params.reputation_window + 8) :]]
+        # The whole current epoch: leader reputation replayed from a truncated history can
+        # disagree with peers' for a while (each block's failed leaders depend on the window
+        # before it). Replaying costs microseconds a block.
+        epoch = disk.epoch_config.epoch
+        recent = [block for _, block in disk.committed if block.header.epoch == epoch]
         checker: ProposalChecker = _ScriptedMembership(
             self.next_config, self.scenario.add_validator_at
         )
