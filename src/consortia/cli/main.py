@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer.exceptions import TyperException
 
 from consortia import PROTOCOL_VERSION, __version__
 from consortia.errors import ConsortiaError
@@ -49,7 +50,19 @@ def run() -> None:
     """Console entry point."""
     _register_commands()
     try:
-        app()
+        result = app(standalone_mode=False)
     except ConsortiaError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(EXIT_USER_ERROR)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    except TyperException as error:
+        # A command-line mistake (unknown option, a value that is not a number, ...): one
+        # line in the same format as every other user error, and where to look for help.
+        format_message = getattr(error, "format_message", None)
+        message = str(format_message() if callable(format_message) else error)
+        if message:  # no message: help was shown for a bare command
+            typer.echo(f"error: invalid_argument: {message} (see consortia --help)", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    sys.exit(result if isinstance(result, int) else 0)
