@@ -147,7 +147,8 @@ class ServeBlocks:
     """Answer a peer's block request from storage: the core no longer holds those blocks.
 
     The driver sends `BlockResponse(block_id, blocks)` with the committed block `block_id`
-    and up to `count - 1` of its ancestors, newest first, if it has them.
+    and up to `count - 1` of its ancestors, newest first, if it has them, stopping before
+    the payloads pass `replica.RESPONSE_PAYLOAD_BYTES_MAX` bytes (the first block always goes).
     """
 
     to: bytes

@@ -76,6 +76,7 @@ from consortia.types.consensus import (
     Vote,
     VoteData,
 )
+from consortia.types.encoding import MESSAGE_SIZE_MAX
 from consortia.types.signing import block_id, merkle_root, sign, signing_bytes, verify
 
 # Recently committed blocks kept in memory to answer peers' block requests.
@@ -88,6 +89,9 @@ EPOCH_PROOFS_MAX = 64
 EPOCH_HELP_PEERS_MAX = 1024
 # Block fetches in flight at once.
 FETCHES_MAX = 4
+# Payload bytes in one block response (besides its first block): half the message limit, so
+# a response always decodes on the other side.
+RESPONSE_PAYLOAD_BYTES_MAX = MESSAGE_SIZE_MAX // 2
 
 
 @dataclass(slots=True)
@@ -867,10 +871,14 @@ class Replica:
     def _on_block_request(self, sender: bytes, request: BlockRequest) -> None:
         blocks: list[Block] = []
         current = request.block_id
+        payload_bytes = 0
         while len(blocks) < request.count:
             block = self.tree.get(current) or self._recent_committed.get(current)
             if block is None:
                 break
+            payload_bytes += sum(len(item) for item in block.payload)
+            if blocks and payload_bytes > RESPONSE_PAYLOAD_BYTES_MAX:
+                break  # the rest in the next request: a response must fit one message
             blocks.append(block)
             if block.header.height == 0:
                 break

@@ -42,7 +42,7 @@ from consortia.consensus.events import (
     Start,
     TimerFired,
 )
-from consortia.consensus.replica import Replica
+from consortia.consensus.replica import RESPONSE_PAYLOAD_BYTES_MAX, Replica
 from consortia.consensus.safety import NO_WEAKENING, Weakening
 from consortia.crypto import suite as get_suite
 from consortia.execution.engine import Engine
@@ -582,7 +582,13 @@ class Simulation:
                 self._send(slot, action.to, BlockResponse(action.block_id, [voted]))
             return
         first = max(0, height - action.count)
-        blocks = [block for _, block in reversed(slot.disk.committed[first:height])]
+        blocks: list[Block] = []
+        payload_bytes = 0
+        for _, block in reversed(slot.disk.committed[first:height]):
+            payload_bytes += sum(len(item) for item in block.payload)
+            if blocks and payload_bytes > RESPONSE_PAYLOAD_BYTES_MAX:
+                break
+            blocks.append(block)
         self._send(slot, action.to, BlockResponse(action.block_id, blocks))
 
     def _send(self, slot: _Slot, to: bytes, message: ConsensusMessage) -> None:
