@@ -230,6 +230,18 @@ def _check_value(value: Value, depth: int) -> None:
     raise ContractError("bad_value", f"values of type {type(value).__name__} cannot be stored")
 
 
+def frozen_now(record: Mapping[str, Any], height: int) -> bool:
+    """Whether a record (an account or a deployment) is frozen at `height`.
+
+    An emergency freeze names the last height it holds (`frozen_until`); after it, it no
+    longer applies. The engine's admission and every contract use this one rule.
+    """
+    if record.get("status") != "frozen":
+        return False
+    until = record.get("frozen_until")
+    return not (isinstance(until, int) and height > until)
+
+
 # Argument helpers: a malformed argument is the caller's mistake, with a stable code.
 
 

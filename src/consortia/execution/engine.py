@@ -35,6 +35,7 @@ from consortia.execution.contract import (
     Event,
     Meter,
     _canonical,
+    frozen_now,
 )
 from consortia.execution.registry import ContractRegistry, UnknownContractCodeError
 from consortia.execution.state import StateTree
@@ -277,7 +278,7 @@ class Engine:
         status = account.get("status")
         if status == "cancelled":
             raise ContractError("account_cancelled", f"account {body.sender!r} is cancelled")
-        if status == "frozen" and not _lapsed(account, run.height):
+        if frozen_now(account, run.height):
             raise ContractError("account_frozen", f"account {body.sender!r} is frozen")
         if account.get("public_key") != body.public_key.hex():
             raise ContractError("wrong_key", "the key is not the account's current key")
@@ -295,7 +296,7 @@ class Engine:
             raise ContractError("unknown_contract", f"no contract {body.contract!r}")
         if record["status"] == "retired":
             raise ContractError("contract_retired", f"{body.contract} is retired")
-        if record["status"] == "frozen" and not _lapsed(record, run.height):
+        if frozen_now(record, run.height):
             raise ContractError("contract_frozen", f"{body.contract} is frozen")
         if body.contract_version != record["active_version"]:
             raise ContractError(
@@ -324,18 +325,10 @@ class Engine:
         record = self.deployment(run, contract)
         if record is None:
             raise ContractError("unknown_contract", f"no contract {contract!r}")
-        if record["status"] == "retired" or (
-            record["status"] == "frozen" and not _lapsed(record, run.height)
-        ):
+        if record["status"] == "retired" or (frozen_now(record, run.height)):
             raise ContractError(f"contract_{record['status']}", f"{contract} is {record['status']}")
         return self.registry.instance(contract, int(record["active_version"]))
 
 
 def _account_key(account_id: str) -> bytes:
     return f"{ACCOUNT_CONTRACT}/account/{account_id}".encode()
-
-
-def _lapsed(record: dict[str, Any], height: int) -> bool:
-    """An emergency freeze names the last height it holds; after it, it no longer applies."""
-    until = record.get("frozen_until")
-    return isinstance(until, int) and height > until

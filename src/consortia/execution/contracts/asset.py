@@ -20,7 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from consortia.execution.contract import Context, Contract, arg_int, arg_str, method
+from consortia.execution.contract import (
+    Context,
+    Contract,
+    arg_int,
+    arg_str,
+    frozen_now,
+    method,
+)
 from consortia.types.genesis import Genesis
 
 CURRENCY_LENGTH = 3
@@ -119,11 +126,7 @@ def regulator_active(ctx: Context) -> bool:
     record = ctx.read_other("sys", "contract/regulator")
     if not isinstance(record, dict):
         return False
-    if record.get("status") == "active":
-        return True
-    until = record.get("frozen_until")
-    lapsed = isinstance(until, int) and ctx.height > until
-    return record.get("status") == "frozen" and lapsed
+    return record.get("status") in {"active", "frozen"} and not frozen_now(record, ctx.height)
 
 
 def arg_currency(ctx: Context, args: dict[str, Any]) -> str:

@@ -43,7 +43,15 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from consortia.execution.contract import Context, Contract, arg_int, arg_list, arg_str, method
+from consortia.execution.contract import (
+    Context,
+    Contract,
+    arg_int,
+    arg_list,
+    arg_str,
+    frozen_now,
+    method,
+)
 from consortia.types.genesis import Genesis
 
 CONTRACT: Final = "identity"
@@ -448,8 +456,7 @@ def _member_record(ctx: Context, member: str) -> dict[str, Any] | None:
 
 def _effective_status(record: dict[str, Any], height: int) -> str:
     status = str(record["status"])
-    until = record.get("frozen_until")
-    if status == FROZEN and isinstance(until, int) and height > until:
+    if status == FROZEN and not frozen_now(record, height):
         return ACTIVE  # an emergency freeze lapses after its last height
     return status
 

@@ -39,6 +39,7 @@ from consortia.execution.contract import (
     ContractError,
     arg_int,
     arg_str,
+    frozen_now,
     method,
 )
 from consortia.execution.contracts.asset import AMOUNT_MAX, arg_currency
@@ -333,9 +334,7 @@ def _require_account(ctx: Context, account: str) -> None:
 def _frozen(ctx: Context, account: str) -> bool:
     """Frozen now: a frozen account's claims are not sold by a counterparty's action."""
     record = ctx.read_other("identity", f"account/{account}") or {}
-    until = record.get("frozen_until")
-    lapsed = isinstance(until, int) and ctx.height > until
-    return record.get("status") == "frozen" and not lapsed
+    return frozen_now(record, ctx.height)
 
 
 # ---------------------------------------------------------------------- parts
