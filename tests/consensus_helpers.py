@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from consortia.consensus.block_sync import bounded_response
 from consortia.consensus.config import Params, ReplicaSetup, genesis_block, root_qc_for
 from consortia.consensus.events import (
     Action,
@@ -407,13 +408,10 @@ class LocalCluster:
                 assert isinstance(action, EnterEpoch)
 
     def _serve_blocks(self, node_id: bytes, action: ServeBlocks) -> None:
-        chain = self.committed_blocks(node_id)
-        ids = [block_id(SUITE, block.header) for block in chain]
-        if action.block_id not in ids:
-            return
-        end = ids.index(action.block_id) + 1
-        blocks = list(reversed(chain[max(0, end - action.count) : end]))
-        self.queue.append((action.to, node_id, BlockResponse(action.block_id, blocks)))
+        by_id = {block_id(SUITE, block.header): block for block in self.committed_blocks(node_id)}
+        blocks = bounded_response(by_id.get, action.block_id, action.count)
+        if blocks:
+            self.queue.append((action.to, node_id, BlockResponse(action.block_id, blocks)))
 
     def deliver_one(self) -> bool:
         """Deliver the oldest queued message; False when the queue is empty."""

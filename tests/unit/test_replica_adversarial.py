@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from consortia.consensus import replica as replica_module
+from consortia.consensus import proposals as proposals_module
 from consortia.consensus.config import Params
 from consortia.consensus.events import Action, MessageReceived, Send, Start
 from consortia.consensus.replica import Replica
@@ -116,7 +116,7 @@ def fetching_block1() -> Fetching:
     assert block_requests(actions) == [
         (ROLES.leader2.node_id, BlockRequest(0, first_id, BLOCK_REQUEST_COUNT_MAX))
     ]
-    assert first_id in replica._fetches
+    assert first_id in replica.sync.fetches
     assert first_id not in replica.tree
     assert replica.counters.dropped == {}
     return Fetching(replica, first, first_id, block_id(SUITE, second.header))
@@ -144,7 +144,7 @@ def test_fetched_block_with_forged_payload_is_refused_and_fetch_stays_open() -> 
     assert f.replica.counters.dropped == {"bad_block_response": 1}
     assert f.block1_id not in f.replica.tree
     assert len(f.replica.tree.blocks) == 1
-    assert f.block1_id in f.replica._fetches
+    assert f.block1_id in f.replica.sync.fetches
     assert not block_requests(out)
 
     receive(f.replica, ROLES.leader2, BlockResponse(f.block1_id, [f.block1]))
@@ -152,7 +152,7 @@ def test_fetched_block_with_forged_payload_is_refused_and_fetch_stays_open() -> 
     assert f.replica.tree.get(f.block1_id) == f.block1
     assert f.replica.tree.get(f.block1_id).payload == [b"tx-1"]  # type: ignore[union-attr]
     assert f.block2_id in f.replica.tree  # the buffered proposal was accepted
-    assert f.block1_id not in f.replica._fetches
+    assert f.block1_id not in f.replica.sync.fetches
     assert f.replica.counters.dropped == {"bad_block_response": 1}
 
 
@@ -203,13 +203,13 @@ def test_block_response_from_a_peer_not_asked_is_unsolicited_and_keeps_the_fetch
     receive(f.replica, ROLES.stranger, BlockResponse(f.block1_id, [junk]))
     assert f.replica.counters.dropped == {"unsolicited_blocks": 2}
     assert f.block1_id not in f.replica.tree
-    assert f.block1_id in f.replica._fetches
-    assert f.replica._fetches[f.block1_id].peer == ROLES.leader2.node_id
+    assert f.block1_id in f.replica.sync.fetches
+    assert f.replica.sync.fetches[f.block1_id].peer == ROLES.leader2.node_id
 
     receive(f.replica, ROLES.leader2, BlockResponse(f.block1_id, [f.block1]))
     assert f.block1_id in f.replica.tree
     assert f.block2_id in f.replica.tree
-    assert f.block1_id not in f.replica._fetches
+    assert f.block1_id not in f.replica.sync.fetches
 
 
 def test_forged_block_response_from_the_asked_peer_does_not_cancel_the_fetch() -> None:
@@ -221,16 +221,16 @@ def test_forged_block_response_from_the_asked_peer_does_not_cancel_the_fetch() -
     junk = Block(header=CLUSTER.genesis.header, payload=[])
     receive(f.replica, ROLES.leader2, BlockResponse(f.block1_id, [junk]))
     assert f.replica.counters.dropped == {"bad_block_response": 1}
-    assert f.block1_id in f.replica._fetches
+    assert f.block1_id in f.replica.sync.fetches
     receive(f.replica, ROLES.leader2, BlockResponse(f.block1_id, []))
     assert f.replica.counters.dropped == {"bad_block_response": 1, "empty_block_response": 1}
-    assert f.block1_id in f.replica._fetches
+    assert f.block1_id in f.replica.sync.fetches
     assert f.block1_id not in f.replica.tree
 
     receive(f.replica, ROLES.leader2, BlockResponse(f.block1_id, [f.block1]))
     assert f.block1_id in f.replica.tree
     assert f.block2_id in f.replica.tree
-    assert f.block1_id not in f.replica._fetches
+    assert f.block1_id not in f.replica.sync.fetches
     assert "unsolicited_blocks" not in f.replica.counters.dropped
 
 
@@ -298,13 +298,13 @@ def test_oversized_proposal_is_refused_without_hashing_its_payload(
     block = block1([b"y" * 9, b"z" * 9])
     proposal: Proposal = make_proposal(block, ROLES.leader1)
     calls: list[int] = []
-    real = replica_module.merkle_root
+    real = proposals_module.merkle_root
 
     def counting(suite: Any, items: list[bytes]) -> bytes:
         calls.append(len(items))
         return real(suite, items)
 
-    monkeypatch.setattr(replica_module, "merkle_root", counting)
+    monkeypatch.setattr(proposals_module, "merkle_root", counting)
     receive(replica, ROLES.leader1, proposal)
     assert replica.counters.dropped == {"oversized_block": 1}
     assert calls == []

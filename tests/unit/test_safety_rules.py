@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consortia.consensus.safety import NO_WEAKENING, SafetyRules, Weakening
+from consortia.consensus.safety import NO_WEAKENING, Refusal, SafetyRules, Weakening
 from consortia.types.consensus import (
     BlockHeader,
     SafetyState,
@@ -72,7 +72,7 @@ def vote(
     qc_round: int,
     fork: int = 0,
     tc: TimeoutCertificate | None = None,
-) -> tuple[VoteData, bytes, SafetyState] | None:
+) -> tuple[VoteData, bytes, SafetyState] | Refusal:
     h = header(round_, qc_round, fork)
     return rules.make_vote(h, block_id(SUITE, h), tc)
 
@@ -82,28 +82,28 @@ def vote(
 
 def test_vote_needs_round_above_highest_vote_round() -> None:
     rules = new_rules(SafetyState(epoch=0, highest_vote_round=5, highest_qc=qc_stub(0)))
-    assert vote(rules, 4, 3) is None
-    assert vote(rules, 5, 4) is None
+    assert isinstance(vote(rules, 4, 3), Refusal)
+    assert isinstance(vote(rules, 5, 4), Refusal)
     assert rules.state.highest_vote_round == 5
     made = vote(rules, 6, 5)
-    assert made is not None
+    assert not isinstance(made, Refusal)
     assert made[0].round == 6
 
 
 def test_vote_needs_round_above_its_qc_round() -> None:
     rules = new_rules()
     # A block whose round is not above its own QC's round is never voted for, even with a TC.
-    assert vote(rules, 3, 3) is None
-    assert vote(rules, 3, 3, tc=tc_stub(2, [3])) is None
-    assert vote(rules, 3, 4) is None
+    assert isinstance(vote(rules, 3, 3), Refusal)
+    assert isinstance(vote(rules, 3, 3, tc=tc_stub(2, [3])), Refusal)
+    assert isinstance(vote(rules, 3, 4), Refusal)
     assert rules.state == fresh_state()
 
 
 def test_consecutive_qc_is_accepted_and_a_gap_without_tc_is_not() -> None:
     rules = new_rules()
-    assert vote(rules, 3, 1) is None  # skips round 2, no TC
+    assert isinstance(vote(rules, 3, 1), Refusal)  # skips round 2, no TC
     made = vote(rules, 3, 2)
-    assert made is not None
+    assert not isinstance(made, Refusal)
     data, signature, _state = made
     assert data == VoteData(CHAIN_ID, 0, 3, data.block_id, 3)
     assert verify(SUITE, KEY.public_key, data, signature)
@@ -111,41 +111,41 @@ def test_consecutive_qc_is_accepted_and_a_gap_without_tc_is_not() -> None:
 
 def test_tc_justified_vote_needs_tc_of_previous_round() -> None:
     # Round 5 extends a QC of round 2; the TC must be of round 4 exactly.
-    assert vote(new_rules(), 5, 2, tc=tc_stub(3, [2, 1, 0])) is None
-    assert vote(new_rules(), 5, 2, tc=tc_stub(5, [2, 1, 0])) is None
-    assert vote(new_rules(), 5, 2, tc=tc_stub(4, [2, 1, 0])) is not None
+    assert isinstance(vote(new_rules(), 5, 2, tc=tc_stub(3, [2, 1, 0])), Refusal)
+    assert isinstance(vote(new_rules(), 5, 2, tc=tc_stub(5, [2, 1, 0])), Refusal)
+    assert not isinstance(vote(new_rules(), 5, 2, tc=tc_stub(4, [2, 1, 0])), Refusal)
 
 
 def test_tc_justified_vote_needs_qc_at_least_tc_highest_qc() -> None:
     tc = tc_stub(4, [1, 3, 2])  # highest_qc_round 3
     assert tc.highest_qc_round == 3
-    assert vote(new_rules(), 5, 2, tc=tc) is None
-    assert vote(new_rules(), 5, 1, tc=tc) is None
-    assert vote(new_rules(), 5, 3, tc=tc) is not None
+    assert isinstance(vote(new_rules(), 5, 2, tc=tc), Refusal)
+    assert isinstance(vote(new_rules(), 5, 1, tc=tc), Refusal)
+    assert not isinstance(vote(new_rules(), 5, 3, tc=tc), Refusal)
 
 
 def test_vote_in_another_epoch_is_refused() -> None:
     rules = new_rules(fresh_state(epoch=2))
     h = header(1, 0, epoch=1)
-    assert rules.make_vote(h, block_id(SUITE, h), None) is None
+    assert isinstance(rules.make_vote(h, block_id(SUITE, h), None), Refusal)
     h = header(1, 0, epoch=2)
-    assert rules.make_vote(h, block_id(SUITE, h), None) is not None
+    assert not isinstance(rules.make_vote(h, block_id(SUITE, h), None), Refusal)
 
 
 def test_never_two_different_votes_in_one_round() -> None:
     rules = new_rules()
-    assert vote(rules, 1, 0, fork=0) is not None
-    assert vote(rules, 1, 0, fork=1) is None
+    assert not isinstance(vote(rules, 1, 0, fork=0), Refusal)
+    assert isinstance(vote(rules, 1, 0, fork=1), Refusal)
     # Not even with a TC that would otherwise justify the conflicting block.
-    assert vote(rules, 1, 0, fork=2, tc=tc_stub(0, [0])) is None
+    assert isinstance(vote(rules, 1, 0, fork=2, tc=tc_stub(0, [0])), Refusal)
 
 
 def test_same_vote_again_returns_identical_signature_and_unchanged_state() -> None:
     rules = new_rules()
     first = vote(rules, 1, 0)
-    assert first is not None
+    assert not isinstance(first, Refusal)
     again = vote(rules, 1, 0)
-    assert again is not None
+    assert not isinstance(again, Refusal)
     assert again[0] == first[0]
     assert again[1] == first[1]
     assert again[2] == first[2]  # nothing new to make durable
@@ -154,13 +154,13 @@ def test_same_vote_again_returns_identical_signature_and_unchanged_state() -> No
 def test_same_vote_after_restart_is_the_stored_one() -> None:
     rules = new_rules()
     first = vote(rules, 2, 1)
-    assert first is not None
+    assert not isinstance(first, Refusal)
     # A restarted replica with the same persisted state but, say, a re-derived key object:
     # the stored signature is returned, not a fresh one.
     persisted = decode(encode(first[2]), SafetyState)
     restarted = SafetyRules(SUITE, deterministic_key("other").private_key, CHAIN_ID, persisted)
     again = vote(restarted, 2, 1)
-    assert again is not None
+    assert not isinstance(again, Refusal)
     assert again[1] == first[1]
     assert again[0] == first[0]
 
@@ -168,17 +168,17 @@ def test_same_vote_after_restart_is_the_stored_one() -> None:
 def test_no_vote_after_timeout_in_the_same_round() -> None:
     rules = new_rules()
     made = rules.make_timeout(1, qc_stub(0), None)
-    assert made is not None
+    assert not isinstance(made, Refusal)
     assert rules.state.highest_vote_round == 1
-    assert vote(rules, 1, 0) is None
-    assert vote(rules, 2, 1) is not None
+    assert isinstance(vote(rules, 1, 0), Refusal)
+    assert not isinstance(vote(rules, 2, 1), Refusal)
 
 
 def test_state_returned_with_vote_reflects_the_update() -> None:
     rules = new_rules()
     h = header(4, 3)
     made = rules.make_vote(h, block_id(SUITE, h), None)
-    assert made is not None
+    assert not isinstance(made, Refusal)
     data, signature, state = made
     assert state is rules.state
     assert state.highest_vote_round == 4
@@ -191,7 +191,7 @@ def test_state_returned_with_vote_reflects_the_update() -> None:
 def test_vote_never_lowers_highest_qc() -> None:
     rules = new_rules(SafetyState(epoch=0, highest_vote_round=5, highest_qc=qc_stub(5)))
     made = vote(rules, 8, 2, tc=tc_stub(7, [2]))
-    assert made is not None
+    assert not isinstance(made, Refusal)
     assert made[2].highest_qc.round == 5
     assert made[2].highest_vote_round == 8
 
@@ -201,29 +201,29 @@ def test_vote_never_lowers_highest_qc() -> None:
 
 def test_timeout_refused_below_the_lock() -> None:
     rules = new_rules()
-    assert vote(rules, 3, 2) is not None  # locks on the QC of round 2
+    assert not isinstance(vote(rules, 3, 2), Refusal)  # locks on the QC of round 2
     assert rules.highest_qc_round == 2
     # Round 4 follows the TC of round 3, so only the lock decides.
     tc = tc_stub(3, [1])
-    assert rules.make_timeout(4, qc_stub(1), tc) is None
+    assert isinstance(rules.make_timeout(4, qc_stub(1), tc), Refusal)
     made = rules.make_timeout(4, qc_stub(2), tc)
-    assert made is not None
+    assert not isinstance(made, Refusal)
     assert made[0] == TimeoutData(CHAIN_ID, 0, 4, 2)
 
 
 def test_timeout_round_must_follow_qc_or_tc() -> None:
-    assert new_rules().make_timeout(3, qc_stub(0), None) is None
-    assert new_rules().make_timeout(3, qc_stub(0), tc_stub(1, [0])) is None
-    assert new_rules().make_timeout(3, qc_stub(2), None) is not None
-    assert new_rules().make_timeout(3, qc_stub(0), tc_stub(2, [0])) is not None
+    assert isinstance(new_rules().make_timeout(3, qc_stub(0), None), Refusal)
+    assert isinstance(new_rules().make_timeout(3, qc_stub(0), tc_stub(1, [0])), Refusal)
+    assert not isinstance(new_rules().make_timeout(3, qc_stub(2), None), Refusal)
+    assert not isinstance(new_rules().make_timeout(3, qc_stub(0), tc_stub(2, [0])), Refusal)
 
 
 def test_timeout_allowed_in_voted_round_but_not_below() -> None:
     rules = new_rules()
-    assert vote(rules, 3, 2) is not None
-    assert rules.make_timeout(2, qc_stub(2), None) is None
+    assert not isinstance(vote(rules, 3, 2), Refusal)
+    assert isinstance(rules.make_timeout(2, qc_stub(2), None), Refusal)
     made = rules.make_timeout(3, qc_stub(2), None)
-    assert made is not None
+    assert not isinstance(made, Refusal)
     data, signature, state = made
     assert verify(SUITE, KEY.public_key, data, signature)
     assert state.highest_vote_round == 3
@@ -232,19 +232,19 @@ def test_timeout_allowed_in_voted_round_but_not_below() -> None:
 
 def test_timeout_in_another_epoch_is_refused() -> None:
     rules = new_rules(fresh_state(epoch=1))
-    assert rules.make_timeout(1, qc_stub(0, epoch=0), None) is None
-    assert rules.make_timeout(1, qc_stub(0, epoch=1), None) is not None
+    assert isinstance(rules.make_timeout(1, qc_stub(0, epoch=0), None), Refusal)
+    assert not isinstance(rules.make_timeout(1, qc_stub(0, epoch=1), None), Refusal)
 
 
 def test_state_returned_with_timeout_reflects_the_update() -> None:
     rules = new_rules()
     made = rules.make_timeout(1, qc_stub(0), None)
-    assert made is not None
+    assert not isinstance(made, Refusal)
     _data, _signature, state = made
     assert state is rules.state
     assert state.highest_vote_round == 1
     again = rules.make_timeout(1, qc_stub(0), None)
-    assert again is not None
+    assert not isinstance(again, Refusal)
     assert again[2].highest_vote_round == 1
 
 
@@ -254,33 +254,33 @@ def test_state_returned_with_timeout_reflects_the_update() -> None:
 def test_rebuilt_from_persisted_state_refuses_a_conflicting_vote() -> None:
     rules = new_rules()
     made = vote(rules, 5, 4, fork=0)
-    assert made is not None
+    assert not isinstance(made, Refusal)
     persisted = decode(encode(made[2]), SafetyState)
     restarted = new_rules(persisted)
-    assert vote(restarted, 5, 4, fork=1) is None
-    assert vote(restarted, 5, 3, fork=1, tc=tc_stub(4, [3])) is None
-    assert vote(restarted, 4, 3) is None
+    assert isinstance(vote(restarted, 5, 4, fork=1), Refusal)
+    assert isinstance(vote(restarted, 5, 3, fork=1, tc=tc_stub(4, [3])), Refusal)
+    assert isinstance(vote(restarted, 4, 3), Refusal)
     again = vote(restarted, 5, 4, fork=0)
-    assert again is not None
+    assert not isinstance(again, Refusal)
     assert again[1] == made[1]
-    assert vote(restarted, 6, 5) is not None
+    assert not isinstance(vote(restarted, 6, 5), Refusal)
 
 
 def test_rebuilt_after_timeout_refuses_a_vote_in_that_round() -> None:
     rules = new_rules()
     made = rules.make_timeout(1, qc_stub(0), None)
-    assert made is not None
+    assert not isinstance(made, Refusal)
     restarted = new_rules(decode(encode(made[2]), SafetyState))
-    assert vote(restarted, 1, 0) is None
+    assert isinstance(vote(restarted, 1, 0), Refusal)
 
 
 def test_enter_epoch_resets_rounds() -> None:
     rules = new_rules()
-    assert vote(rules, 7, 6) is not None
+    assert not isinstance(vote(rules, 7, 6), Refusal)
     state = rules.enter_epoch(1, qc_stub(0, epoch=1))
     assert state == SafetyState(epoch=1, highest_vote_round=0, highest_qc=qc_stub(0, epoch=1))
     h = header(1, 0, epoch=1)
-    assert rules.make_vote(h, block_id(SUITE, h), None) is not None
+    assert not isinstance(rules.make_vote(h, block_id(SUITE, h), None), Refusal)
     with pytest.raises(AssertionError):
         rules.enter_epoch(1, qc_stub(0, epoch=1))
 
@@ -332,7 +332,7 @@ def test_at_most_one_block_signed_per_round(steps: list[tuple[Any, ...]]) -> Non
             _, round_, qc_round, fork, tc = step
             h = header(round_, qc_round, fork)
             made = rules.make_vote(h, block_id(SUITE, h), tc)
-            if made is None:
+            if isinstance(made, Refusal):
                 continue
             data, signature, state = made
             assert verify(SUITE, KEY.public_key, data, signature)
@@ -348,7 +348,7 @@ def test_at_most_one_block_signed_per_round(steps: list[tuple[Any, ...]]) -> Non
         else:
             _, round_, qc_round, tc = step
             made_timeout = rules.make_timeout(round_, qc_stub(qc_round), tc)
-            if made_timeout is None:
+            if isinstance(made_timeout, Refusal):
                 continue
             _data, _sig, state = made_timeout
             timed_out.add(round_)
@@ -369,64 +369,64 @@ def test_skip_vote_round_check_can_break_one_vote_per_round(steps: list[tuple[An
             _, round_, qc_round, fork, tc = step
             h = header(round_, qc_round, fork)
             rules.make_vote(h, block_id(SUITE, h), tc)
-    assert vote(rules, 1, 0, fork=0) is not None
-    assert vote(rules, 1, 0, fork=1) is not None
+    assert not isinstance(vote(rules, 1, 0, fork=0), Refusal)
+    assert not isinstance(vote(rules, 1, 0, fork=1), Refusal)
 
 
 # ------------------------------------------------------------------ weakening knobs
 
 
 def _second_vote_same_round(rules: SafetyRules) -> bool:
-    assert vote(rules, 1, 0, fork=0) is not None
-    return vote(rules, 1, 0, fork=1) is not None
+    assert not isinstance(vote(rules, 1, 0, fork=0), Refusal)
+    return not isinstance(vote(rules, 1, 0, fork=1), Refusal)
 
 
 def _vote_below_voted_round(rules: SafetyRules) -> bool:
-    assert vote(rules, 2, 1) is not None
-    return vote(rules, 1, 0) is not None
+    assert not isinstance(vote(rules, 2, 1), Refusal)
+    return not isinstance(vote(rules, 1, 0), Refusal)
 
 
 def _vote_after_timeout_same_round(rules: SafetyRules) -> bool:
-    assert rules.make_timeout(1, qc_stub(0), None) is not None
-    return vote(rules, 1, 0) is not None
+    assert not isinstance(rules.make_timeout(1, qc_stub(0), None), Refusal)
+    return not isinstance(vote(rules, 1, 0), Refusal)
 
 
 def _gap_without_tc(rules: SafetyRules) -> bool:
-    return vote(rules, 3, 1) is not None
+    return not isinstance(vote(rules, 3, 1), Refusal)
 
 
 def _tc_qc_below_tc_high_qc(rules: SafetyRules) -> bool:
-    return vote(rules, 4, 1, tc=tc_stub(3, [2])) is not None
+    return not isinstance(vote(rules, 4, 1, tc=tc_stub(3, [2])), Refusal)
 
 
 def _tc_of_wrong_round(rules: SafetyRules) -> bool:
-    return vote(rules, 4, 1, tc=tc_stub(2, [0])) is not None
+    return not isinstance(vote(rules, 4, 1, tc=tc_stub(2, [0])), Refusal)
 
 
 def _timeout_below_lock(rules: SafetyRules) -> bool:
-    assert vote(rules, 3, 2) is not None
-    return rules.make_timeout(4, qc_stub(1), tc_stub(3, [1])) is not None
+    assert not isinstance(vote(rules, 3, 2), Refusal)
+    return not isinstance(rules.make_timeout(4, qc_stub(1), tc_stub(3, [1])), Refusal)
 
 
 def _timeout_wrong_round(rules: SafetyRules) -> bool:
-    return rules.make_timeout(3, qc_stub(0), None) is not None
+    return not isinstance(rules.make_timeout(3, qc_stub(0), None), Refusal)
 
 
 def _timeout_below_voted_round(rules: SafetyRules) -> bool:
-    assert vote(rules, 3, 2) is not None
-    return rules.make_timeout(2, qc_stub(2), tc_stub(1, [0])) is not None
+    assert not isinstance(vote(rules, 3, 2), Refusal)
+    return not isinstance(rules.make_timeout(2, qc_stub(2), tc_stub(1, [0])), Refusal)
 
 
 def _consecutive_vote(rules: SafetyRules) -> bool:
-    return vote(rules, 1, 0) is not None
+    return not isinstance(vote(rules, 1, 0), Refusal)
 
 
 def _tc_justified_vote(rules: SafetyRules) -> bool:
-    return vote(rules, 4, 2, tc=tc_stub(3, [2, 0])) is not None
+    return not isinstance(vote(rules, 4, 2, tc=tc_stub(3, [2, 0])), Refusal)
 
 
 def _plain_timeout(rules: SafetyRules) -> bool:
-    return rules.make_timeout(1, qc_stub(0), None) is not None
+    return not isinstance(rules.make_timeout(1, qc_stub(0), None), Refusal)
 
 
 VOTE_ROUND = "skip_vote_round_check"
@@ -476,3 +476,34 @@ def test_weakening_any_and_quorum_knob() -> None:
     assert normal.validators.quorum_power == 3
     assert weak.validators.quorum_power == 2  # f + 1
     assert weak.validators.validity_power == normal.validators.validity_power
+
+
+# ------------------------------------------------------------------ typed refusals
+
+
+def _rule(result: object) -> str:
+    assert isinstance(result, Refusal), f"expected a refusal, got {result!r}"
+    return result.rule
+
+
+def test_each_refusal_names_the_rule_that_refused_and_its_rounds() -> None:
+    """Setup: fresh rules, and rules that voted in round 3 on a QC of round 2.
+    Test: every way a vote or timeout is refused names its rule and the rounds compared."""
+    assert _rule(vote(new_rules(), 3, 1)) == "not_consecutive_without_tc"
+    assert _rule(vote(new_rules(), 5, 2, tc=tc_stub(3, [2]))) == "tc_not_previous_round"
+    assert _rule(vote(new_rules(), 5, 2, tc=tc_stub(4, [3]))) == "qc_below_tc_high_qc"
+    h = header(1, 0, epoch=1)
+    assert _rule(new_rules().make_vote(h, block_id(SUITE, h), None)) == "vote_other_epoch"
+    assert _rule(new_rules().make_timeout(1, qc_stub(0, epoch=1), None)) == "timeout_other_epoch"
+    assert _rule(new_rules().make_timeout(3, qc_stub(0), None)) == "timeout_round_not_following"
+    rules = new_rules()
+    assert not isinstance(vote(rules, 3, 2), Refusal)
+    assert _rule(vote(rules, 3, 2, fork=1)) == "already_voted_in_round"
+    assert _rule(vote(rules, 2, 1)) == "vote_round_not_above"
+    assert _rule(rules.make_timeout(4, qc_stub(1), tc_stub(3, [1]))) == "timeout_qc_below_lock"
+    assert _rule(rules.make_timeout(2, qc_stub(2), None)) == "timeout_round_not_above"
+    refusal = vote(rules, 2, 1)
+    assert isinstance(refusal, Refusal)
+    assert (refusal.round, refusal.qc_round, refusal.highest_vote_round) == (2, 1, 3)
+    assert (refusal.highest_qc_round, refusal.tc_round) == (2, None)
+    assert str(refusal) == "vote_round_not_above: round 2, qc 1, voted 3, lock 2"

@@ -80,6 +80,28 @@ class BlockTree:
             return parent_id
         return None
 
+    def ends_epoch(self, block_id: bytes, epoch: int) -> bool:
+        """True when `block_id` or an uncommitted ancestor ends `epoch` (carries `next_epoch`),
+        or the root itself does: what follows such a block in the old epoch is empty."""
+        current = block_id
+        while current != self.root_id:
+            block = self.blocks.get(current)
+            if block is None:
+                return False
+            if block.header.next_epoch is not None:
+                return True
+            current = block.header.parent_id
+        return self.root.header.next_epoch is not None and self.root.header.epoch == epoch
+
+    def commit_path(self, block_id: bytes) -> list[tuple[bytes, Block]]:
+        """What committing `block_id` commits, oldest first: the path from the root's child,
+        cut after the first block that ends the epoch (an epoch ends exactly there)."""
+        path = self.path_from_root(block_id)
+        for index, (_, block) in enumerate(path):
+            if block.header.next_epoch is not None:
+                return path[: index + 1]
+        return path
+
     def path_from_root(self, block_id: bytes) -> list[tuple[bytes, Block]]:
         """Blocks from the root's child to `block_id`, oldest first."""
         path: list[tuple[bytes, Block]] = []

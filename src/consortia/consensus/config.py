@@ -1,4 +1,9 @@
-"""What a replica needs to start: identity, parameters, the epoch and where it left off."""
+"""What a replica needs to start: identity, parameters, the epoch and where it left off.
+
+Owns `Params` (checked on construction) and `ReplicaSetup`. The consensus defaults that a
+genesis file can set are written once, in `consortia.types.genesis.ConsensusParams`; `Params`
+takes its defaults from there and `Params.from_genesis` carries a chain's choices over.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Protocol
 
 from consortia.consensus.safety import NO_WEAKENING, Weakening
 from consortia.crypto import Suite
+from consortia.errors import ConfigError
 from consortia.types.consensus import (
     ZERO_HASH,
     Block,
@@ -16,19 +22,29 @@ from consortia.types.consensus import (
     QuorumCertificate,
     SafetyState,
 )
+from consortia.types.genesis import ConsensusParams
 from consortia.types.signing import block_id, merkle_root
+
+_GENESIS_DEFAULTS = ConsensusParams()
+# The timeout back-off multiplies by at least 1 (never shrinks) and at most 4 per round.
+BACKOFF_PERCENT_MIN = 100
+BACKOFF_PERCENT_MAX = 400
 
 
 @dataclass(frozen=True, slots=True)
 class Params:
-    """Consensus parameters (genesis `consensus` section; governance may change them)."""
+    """Consensus parameters (genesis `consensus` section; governance may change them).
 
-    round_timeout_ms: int = 1000
-    round_timeout_ms_max: int = 60_000
-    timeout_backoff_percent: int = 150
-    block_payload_items_max: int = 5000
-    block_bytes_max: int = 4 * 1024 * 1024
-    reputation_window: int = 16
+    Checked on construction: every bound positive, the first timeout within the largest, the
+    back-off between 100 and 400 percent. A bad value raises `ConfigError`, never later.
+    """
+
+    round_timeout_ms: int = _GENESIS_DEFAULTS.round_timeout_ms
+    round_timeout_ms_max: int = _GENESIS_DEFAULTS.round_timeout_ms_max
+    timeout_backoff_percent: int = _GENESIS_DEFAULTS.timeout_backoff_percent
+    block_payload_items_max: int = _GENESIS_DEFAULTS.block_payload_items_max
+    block_bytes_max: int = _GENESIS_DEFAULTS.block_bytes_max
+    reputation_window: int = _GENESIS_DEFAULTS.reputation_window
     # How far ahead of its own round a replica buffers votes and timeouts.
     rounds_ahead_max: int = 8
     # Proposals waiting for missing ancestors, and blocks fetched but not yet connected.
@@ -38,6 +54,42 @@ class Params:
     clock_skew_ms_max: int = 30_000
     # Leader reputation can be switched off (plain weighted rotation) to measure its worth.
     leader_reputation: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "round_timeout_ms",
+            "round_timeout_ms_max",
+            "block_payload_items_max",
+            "block_bytes_max",
+            "reputation_window",
+            "rounds_ahead_max",
+            "pending_proposals_max",
+            "fetched_blocks_max",
+        ):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ConfigError(f"consensus parameter {name} must be a positive integer")
+        if type(self.clock_skew_ms_max) is not int or self.clock_skew_ms_max < 0:
+            raise ConfigError("consensus parameter clock_skew_ms_max must be at least 0")
+        if self.round_timeout_ms > self.round_timeout_ms_max:
+            raise ConfigError("round_timeout_ms must not exceed round_timeout_ms_max")
+        if not BACKOFF_PERCENT_MIN <= self.timeout_backoff_percent <= BACKOFF_PERCENT_MAX:
+            raise ConfigError(
+                f"timeout_backoff_percent must be between {BACKOFF_PERCENT_MIN} and "
+                f"{BACKOFF_PERCENT_MAX}"
+            )
+
+    @classmethod
+    def from_genesis(cls, consensus: ConsensusParams) -> Params:
+        """The parameters a chain's genesis sets; the rest keep their defaults."""
+        return cls(
+            round_timeout_ms=consensus.round_timeout_ms,
+            round_timeout_ms_max=consensus.round_timeout_ms_max,
+            timeout_backoff_percent=consensus.timeout_backoff_percent,
+            block_payload_items_max=consensus.block_payload_items_max,
+            block_bytes_max=consensus.block_bytes_max,
+            reputation_window=consensus.reputation_window,
+        )
 
 
 class ProposalChecker(Protocol):

@@ -8,7 +8,9 @@ before the signed messages it guards are released (the core holds them until the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
+from consortia.consensus.safety import RefusalRule
 from consortia.types.consensus import (
     Block,
     ConsensusMessage,
@@ -148,7 +150,8 @@ class ServeBlocks:
 
     The driver sends `BlockResponse(block_id, blocks)` with the committed block `block_id`
     and up to `count - 1` of its ancestors, newest first, if it has them, stopping before
-    the payloads pass `replica.RESPONSE_PAYLOAD_BYTES_MAX` bytes (the first block always goes).
+    the payloads pass `block_sync.RESPONSE_PAYLOAD_BYTES_MAX` bytes (the first block always
+    goes): `block_sync.bounded_response` builds exactly that list from a lookup by id.
     """
 
     to: bytes
@@ -158,7 +161,11 @@ class ServeBlocks:
 
 @dataclass(frozen=True, slots=True)
 class Halt:
-    """A broken invariant or an unsupported protocol version: stop the node, say why."""
+    """A broken invariant: stop the node, say why. The replica answers nothing after it.
+
+    Emitted alone: whatever the failing event had produced before the invariant broke is
+    discarded, because the state that produced it is suspect.
+    """
 
     reason: str
 
@@ -176,11 +183,74 @@ Action = (
 )
 
 
+# Why the replica dropped what a peer sent or refused to act. A closed set: an operator's
+# metrics can never show an unknown reason (mypy checks every call site).
+DropReason = Literal[
+    # membership and epoch
+    "non_member",
+    "wrong_chain",
+    "other_epoch",
+    "wrong_protocol_version",
+    # certificates and signatures
+    "bad_certificate",
+    "bad_timeout_certificate",
+    "bad_signature",
+    # proposals
+    "wrong_leader",
+    "malformed_proposal",
+    "oversized_block",
+    "timestamp_in_future",
+    "timestamp_not_increasing",
+    "unjustified_round",
+    "equivocating_proposal",
+    "bad_payload_root",
+    "proposal_not_current_round",
+    "pending_proposals_full",
+    "payload_after_epoch_end",
+    "bad_epoch_change",
+    "bad_payload",
+    "block_not_inserted",
+    # votes and timeouts
+    "vote_round_out_of_range",
+    "duplicate_vote",
+    "equivocating_vote",
+    "vote_after_qc",
+    "malformed_vote",
+    "malformed_timeout",
+    "stale_timeout",
+    "timeout_round_out_of_range",
+    "duplicate_timeout",
+    "unsafe_to_vote",
+    "unsafe_to_timeout",
+    # block sync
+    "fetches_busy",
+    "fetch_timed_out",
+    "fetch_too_long",
+    "fetch_below_root",
+    "unsolicited_blocks",
+    "bad_block_response",
+    "empty_block_response",
+    # epoch change
+    "epoch_proof_unknown",
+    "stale_epoch_proof",
+    "bad_epoch_proof",
+]
+DROP_REASONS: frozenset[str] = frozenset(get_args(DropReason))
+
+
 @dataclass(slots=True)
 class Counters:
-    """What the replica dropped or rejected, by reason. Bounded: reasons are a fixed set."""
+    """What the replica dropped or refused, by reason. Bounded: reasons are closed sets.
+
+    `dropped` counts messages and actions dropped (`DropReason`); `refused` counts the safety
+    rules' refusals to sign, by the rule that refused (`safety.RefusalRule`).
+    """
 
     dropped: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
 
-    def drop(self, reason: str) -> None:
+    def drop(self, reason: DropReason) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def refuse(self, rule: RefusalRule) -> None:
+        self.refused[rule] = self.refused.get(rule, 0) + 1

@@ -25,6 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from consortia.consensus.validators import ValidatorSet
+from consortia.types.consensus import Block, BlockHeader
 
 LAG_ROUNDS = 3
 # 2**64 / golden ratio, odd: successive multiples spread evenly over [0, 2**64).
@@ -62,6 +63,25 @@ class LeaderElection:
         first_skipped = max(parent_round + 1, round_ - FAILED_LEADERS_PER_BLOCK_MAX)
         failed = tuple((r, self.leader(r)) for r in range(first_skipped, round_))
         self._history.append(CommittedRound(round_, author, qc_signers, failed))
+
+    def record_blocks(self, blocks: list[Block], after: BlockHeader | None = None) -> None:
+        """Add committed blocks (oldest first) that follow `after` (the previous committed
+        block, if known). Blocks of other epochs are skipped: the history is this epoch's."""
+        epoch = self._validators.epoch
+        previous_round = after.round if after is not None and after.epoch == epoch else 0
+        validators = self._validators.validators
+        for block in blocks:
+            header = block.header
+            if header.epoch != epoch:
+                previous_round = 0
+                continue
+            signers = frozenset(
+                validators[entry.index].node_id
+                for entry in header.justify.signatures
+                if entry.index < len(validators)
+            )
+            self.record_commit(header.round, header.author, previous_round, signers)
+            previous_round = header.round
 
     def _candidates(self, round_: int) -> list[bytes]:
         limit = round_ - LAG_ROUNDS

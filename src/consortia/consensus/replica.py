@@ -1,118 +1,95 @@
 """One validator's consensus state machine: `Replica.handle(event) -> list[Action]`.
 
-Theory of operation (docs/consensus.md has the full protocol and its safety argument):
-
-* Rounds. A replica is in one round at a time. It enters round r+1 on seeing a QC of round r
-  (votes for the block of round r) or a TC of round r (timeouts of round r). The leader of
-  round r proposes a block extending the highest QC it knows, carrying that QC and, if it
-  entered r through a TC, the TC.
-* Votes go only to the next round's leader, which aggregates them into a QC and carries it in
-  its proposal: the normal case is linear in the number of validators.
-* A replica whose round timer fires broadcasts a signed timeout with its highest QC; a quorum
-  of timeouts is a TC. Timers back off exponentially while rounds keep failing.
-* Two-chain commit: a QC for block C commits C's parent P (and P's ancestors) when
-  P.round + 1 == C.round.
-* Missing blocks are fetched by id from the peer that named them and checked by hash.
-* An epoch ends when a block carrying `next_epoch` is committed; descendants of such a block
-  in the old epoch carry no payload.
+The router, and the single owner of round state (epoch, round, last TC, what was proposed).
+Every input goes through the two transition tables below; the seams sit beside it:
+`pacemaker.py` (timer lengths and back-off, and the list of every way a round starts),
+`votes.py` (votes and timeouts into QCs and TCs), `proposals.py` (a proposal's checks and
+the leader's block), `block_sync.py` (fetching and serving blocks), `epoch_change.py`
+(proofs that an epoch ended), `safety.py` (the only code that decides a signature),
+`leader.py` and `block_tree.py`. docs/consensus.md is the protocol and its safety argument.
 
 Every signature goes through `SafetyRules`; the signed message is held until the driver
-acknowledges that the new safety state is durable (`Persist` then `PersistDone`).
-
-The replica drops and counts what it cannot use (bad signatures, non-members, stale rounds,
-duplicates, malformed content); nothing a peer sends can make it raise. Buffers are bounded.
+acknowledges that the new safety state is durable (`Persist` then `PersistDone`). The
+replica drops and counts what it cannot use (`events.DropReason`); nothing a peer sends can
+make it raise. Its invariants are stated on its fields and checked after every event; a
+broken one halts it (`Halt`, then silence), because carrying on would risk the ledger.
+Never reads a clock, the disk, the network or randomness.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass
+from typing import Any, Final
 
+from consortia.consensus.block_sync import BlockSync, Fetch
 from consortia.consensus.block_tree import BlockTree
+from consortia.consensus.commits import RECENT_COMMITTED_MAX, CommitLog
 from consortia.consensus.config import Params, ReplicaSetup, root_qc_for
+from consortia.consensus.durable import DurableGate
+from consortia.consensus.epoch_change import EpochChange
 from consortia.consensus.events import (
     Action,
     Broadcast,
-    Commit,
     Counters,
     EnterEpoch,
     Event,
     Halt,
     MessageReceived,
     PayloadReady,
-    Persist,
     PersistDone,
     RequestPayload,
     Send,
-    ServeBlocks,
-    SetTimer,
     Start,
     TimerFired,
 )
 from consortia.consensus.leader import LeaderElection
-from consortia.consensus.safety import SafetyRules
+from consortia.consensus.pacemaker import Pacemaker
+from consortia.consensus.proposals import Proposals
+from consortia.consensus.safety import Refusal, SafetyRules
 from consortia.consensus.validators import ValidatorSet
+from consortia.consensus.votes import VoteCollector
 from consortia.types.consensus import (
-    BLOCK_REQUEST_COUNT_MAX,
-    COMMIT_PROOF_HEADERS_MAX,
     Block,
-    BlockHeader,
     BlockRequest,
     BlockResponse,
-    CommitProof,
     ConsensusMessage,
     EpochChangeRequest,
     EpochChangeResponse,
     EpochConfig,
     Proposal,
-    ProposalData,
     QuorumCertificate,
     SafetyState,
-    SignerSignature,
     Timeout,
     TimeoutCertificate,
-    TimeoutData,
-    TimeoutSignature,
     Vote,
-    VoteData,
 )
-from consortia.types.encoding import MESSAGE_SIZE_MAX
-from consortia.types.signing import block_id, merkle_root, sign, signing_bytes, verify
+from consortia.types.signing import block_id
 
-# Recently committed blocks kept in memory to answer peers' block requests.
-RECENT_COMMITTED_MAX = 1024
-# Timeout back-off stops growing after this many consecutive failed rounds.
-BACKOFF_EXPONENT_MAX = 16
-# Epoch-change proofs kept to help lagging replicas across epochs.
-EPOCH_PROOFS_MAX = 64
-# Peers remembered when rate-limiting the epoch proofs sent to replicas left behind.
-EPOCH_HELP_PEERS_MAX = 1024
-# Block fetches in flight at once.
-FETCHES_MAX = 4
-# Payload bytes in one block response (besides its first block): half the message limit, so
-# a response always decodes on the other side.
-RESPONSE_PAYLOAD_BYTES_MAX = MESSAGE_SIZE_MAX // 2
-
-
-@dataclass(slots=True)
-class _Deferred:
-    """A signed message held until the safety state that allows it is durable."""
-
-    sequence: int
-    outgoing: list[Action]
-    loopback: list[ConsensusMessage]
+# Transitions: every input the replica takes and the one method that handles it.
+ON_EVENT: Final = {
+    Start: "_start",
+    MessageReceived: "_on_message",
+    TimerFired: "_on_timer",
+    PayloadReady: "_on_payload",
+    PersistDone: "_on_persisted",
+}
+ON_MESSAGE: Final = {
+    Proposal: "_on_proposal",
+    Vote: "_on_vote",
+    Timeout: "_on_timeout",
+    BlockRequest: "_on_block_request",
+    BlockResponse: "_on_block_response",
+    EpochChangeRequest: "_on_epoch_request",
+    EpochChangeResponse: "_on_epoch_response",
+}
 
 
-@dataclass(slots=True)
-class _Fetch:
-    """Blocks being fetched backwards from a trusted id until they connect to the tree."""
+class InvariantBrokenError(Exception):
+    """A replica invariant does not hold: the replica halts (see `Replica.handle`)."""
 
-    target_id: bytes
-    peer: bytes
-    chain: list[tuple[bytes, Block]]  # newest first
-    next_id: bytes
-    commit_through: bool  # the target is known committed (an epoch change proof)
-    started_ms: int
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvariantBrokenError(message)
 
 
 class Replica:
@@ -123,14 +100,16 @@ class Replica:
         self.suite = setup.suite
         self.params: Params = setup.params
         self.counters = Counters()
-        self.now_ms = 0
-        self.halted: str | None = None
+        self.now_ms = 0  # the latest time an event carried; never decreases
+        self.halted: str | None = None  # why the replica stopped; then it answers nothing
+        # Actions of the event being handled; shared with the seams, emptied by `handle`.
+        self._out: list[Action] = []
 
         root_id = block_id(self.suite, setup.root.header)
         assert setup.root_qc.block_id == root_id, "root QC must certify the root"
-        self.epoch = setup.epoch_config.epoch
-        self.validators = self._validator_set(setup.epoch_config)
-        self.epoch_root_id = setup.epoch_root_id
+        self.epoch = setup.epoch_config.epoch  # never decreases
+        self.validators = self._validator_set(setup.epoch_config)  # this epoch's
+        self.epoch_root_id = setup.epoch_root_id  # the block this epoch started from
         self.tree = BlockTree(setup.root, root_id, setup.root_qc)
         state = setup.safety_state
         if state is None or state.epoch < self.epoch:
@@ -141,36 +120,31 @@ class Replica:
         if state.highest_qc.round > self.tree.high_qc.round:
             self.tree.high_qc = state.highest_qc
         self.leaders = self._leader_election()
-        self._replay_history(setup.recent_committed)
+        self.leaders.record_blocks(setup.recent_committed)
         for voted in sorted(setup.voted_blocks, key=lambda b: b.header.height):
             if voted.header.epoch == self.epoch:
                 self.tree.insert(block_id(self.suite, voted.header), voted)
 
+        # Round state. Invariants: (epoch, round) never decreases; round >= 1 once started;
+        # last_tc is None or a TC of this epoch for round - 1; proposed_round and
+        # payload_requested_round are at most round.
         self.round = 0
         self.last_tc: TimeoutCertificate | None = None
-        self.consecutive_timeouts = 0
         self.proposed_round = 0
-        self.timed_out_round = 0
         self._payload_requested_round = 0
-        self._epoch_request_ms = -(10**12)
-        self._epoch_help_ms: OrderedDict[bytes, int] = OrderedDict()
+        # The QC that made this replica's latest commit of this epoch final (None: none yet).
         self.high_commit_qc: QuorumCertificate | None = None
-        # round -> validator index -> (block id, height, signature)
-        self._votes: dict[int, dict[int, tuple[bytes, int, bytes]]] = {}
-        # round -> validator index -> (high QC round, signature)
-        self._timeouts: dict[int, dict[int, tuple[int, bytes]]] = {}
-        # round -> the one proposal accepted from that round's leader
-        self._proposals_seen: dict[int, bytes] = {}
-        self._pending_proposals: OrderedDict[bytes, tuple[bytes, Proposal]] = OrderedDict()
-        self._fetches: dict[bytes, _Fetch] = {}
-        self._deferred: list[_Deferred] = []
-        self._persist_sequence = 0
-        self._recent_committed: OrderedDict[bytes, Block] = OrderedDict()
-        self._epoch_proofs: OrderedDict[int, EpochChangeResponse] = OrderedDict()
+        self.pacemaker = Pacemaker(self.params, self.node_id, self.counters)
+        self.votes = VoteCollector(self.validators, self.chain_id, self.counters)
+        self.proposals = Proposals(setup, self.counters, self.leaders)
+        self.sync = BlockSync(
+            self.suite, self.params, self.node_id, self.tree, counters=self.counters, out=self._out
+        )
+        self.epochs = EpochChange(self.suite, self.params, self.counters, self._out)
         for response in setup.epoch_proofs:
-            self._keep_epoch_proof(response)
-        self._pending_epoch_change: EpochChangeResponse | None = None
-        self._out: list[Action] = []
+            self.epochs.keep(response)
+        self.durable = DurableGate()
+        self.chain = CommitLog()
 
     # ------------------------------------------------------------------ entry point
 
@@ -178,26 +152,50 @@ class Replica:
         """Process one event; return the actions for the driver, in order."""
         if self.halted is not None:
             return []
-        self.now_ms = max(self.now_ms, event.now_ms)
-        self._out = []
-        self._expire_fetches()
-        if isinstance(event, Start):
-            self._start()
-        elif isinstance(event, MessageReceived):
-            self._on_message(event.sender, event.message)
-        elif isinstance(event, TimerFired):
-            if event.epoch == self.epoch and event.round == self.round:
-                self._local_timeout()
-        elif isinstance(event, PayloadReady):
-            self._on_payload(event)
-        elif isinstance(event, PersistDone):
-            self._on_persisted(event.sequence)
-        out, self._out = self._out, []
+        before = (self.epoch, self.round, self.durable.sequence)
+        self._out.clear()
+        try:
+            self.now_ms = max(self.now_ms, event.now_ms)
+            if self.sync.expire(self.now_ms):
+                self.epochs.pending = None
+            getattr(self, ON_EVENT[type(event)])(event)
+            self._check_invariants(before)
+        except InvariantBrokenError as broken:
+            self._out.clear()
+            self.halted = str(broken)
+            return [Halt(self.halted)]
+        out = self._out.copy()
+        self._out.clear()
         return out
+
+    def _check_invariants(self, before: tuple[int, int, int]) -> None:
+        epoch, round_, sequence = before
+        _require((self.epoch, self.round) >= (epoch, round_), "the round went backwards")
+        _require(self.durable.sequence >= sequence, "persist sequence went backwards")
+        _require(self.proposed_round <= self.round, "proposed above the current round")
+        _require(self._payload_requested_round <= self.round, "payload asked above the round")
+        last_tc = self.last_tc
+        _require(
+            last_tc is None or (last_tc.epoch == self.epoch and last_tc.round + 1 == self.round),
+            "the last TC is not of the previous round",
+        )
+        _require(len(self.chain.recent) <= RECENT_COMMITTED_MAX, "recent blocks unbounded")
+        _require(self.tree.high_qc.epoch >= self.epoch, "high QC of an older epoch")
+        for broken in (
+            self.pacemaker.check(self.round),
+            self.durable.check(),
+            self.sync.check(),
+            self.epochs.check(),
+        ):
+            _require(broken is None, str(broken))
+        _require(
+            len(self.proposals.pending) <= self.params.pending_proposals_max,
+            "pending proposals unbounded",
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _start(self) -> None:
+    def _start(self, event: Start) -> None:
         start_round = max(self.tree.high_qc.round + 1, 1)
         tc = self.safety.state.last_timeout_certificate
         if tc is not None and tc.epoch == self.epoch and tc.round + 1 > start_round:
@@ -206,6 +204,10 @@ class Replica:
             self.last_tc = tc
         self.round = 0
         self._enter_round(start_round)
+
+    def _on_timer(self, event: TimerFired) -> None:
+        if event.epoch == self.epoch and event.round == self.round:
+            self._local_timeout()
 
     def _validator_set(self, config: EpochConfig) -> ValidatorSet:
         quorum_override = None
@@ -218,37 +220,25 @@ class Replica:
             self.validators, self.params.reputation_window, reputation=self.params.leader_reputation
         )
 
-    def _replay_history(self, blocks: list[Block]) -> None:
-        previous_round = 0
-        for block in blocks:
-            header = block.header
-            if header.epoch != self.epoch:
-                previous_round = 0
-                continue
-            self.leaders.record_commit(
-                header.round, header.author, previous_round, self._signer_ids(header.justify)
-            )
-            previous_round = header.round
-
     # ------------------------------------------------------------------ rounds
 
     def _enter_round(self, new_round: int) -> None:
+        """Move to `new_round` (never back): forget old rounds, arm the timer, and propose
+        when leading. pacemaker.py lists every way this is reached."""
         if new_round <= self.round:
             return
         self.round = new_round
-        for buffer in (self._votes, self._timeouts, self._proposals_seen):
-            for stale in [r for r in buffer if r < new_round - 1]:
-                del buffer[stale]
-        exponent = min(self.consecutive_timeouts, BACKOFF_EXPONENT_MAX)
-        delay = self.params.round_timeout_ms
-        for _ in range(exponent):
-            delay = delay * self.params.timeout_backoff_percent // 100
-            if delay >= self.params.round_timeout_ms_max:
-                break
-        delay = min(delay, self.params.round_timeout_ms_max)
-        self._out.append(SetTimer(self.epoch, new_round, delay))
+        self.votes.prune(new_round - 1)
+        self.proposals.prune(new_round - 1)
+        self._out.append(self.pacemaker.timer(self.epoch, new_round))
         if self._leader(new_round) == self.node_id:
             self._request_payload()
+
+    def _advance_by_qc(self, qc_round: int) -> None:
+        """A QC of `qc_round` made progress: the one place the back-off resets in an epoch."""
+        self.last_tc = None
+        self.pacemaker.reset_backoff()
+        self._enter_round(qc_round + 1)
 
     def _leader(self, round_: int) -> bytes:
         return self.leaders.leader(round_)
@@ -275,206 +265,53 @@ class Replica:
             return
         if self.proposed_round >= self.round or self._leader(self.round) != self.node_id:
             return
-        qc = self.tree.high_qc
-        parent = self.tree.get(qc.block_id)
-        if parent is None:
-            return
-        items = list(event.items)[: self.params.block_payload_items_max]
-        next_epoch = event.next_epoch
-        if self._in_reconfiguration_suffix(qc.block_id):
-            items, next_epoch = [], None
-        header = BlockHeader(
-            chain_id=self.chain_id,
-            protocol_version=self.setup.protocol_version,
-            epoch=self.epoch,
-            round=self.round,
-            height=parent.header.height + 1,
-            parent_id=qc.block_id,
-            justify=qc,
-            author=self.node_id,
-            timestamp_ms=max(self.now_ms, parent.header.timestamp_ms + 1),
-            payload_root=merkle_root(self.suite, items),
-            payload_count=len(items),
-            next_epoch=next_epoch,
-        )
-        block = Block(header=header, payload=items)
-        new_id = block_id(self.suite, header)
-        signature = sign(
-            self.suite,
-            self.setup.private_key,
-            ProposalData(self.chain_id, self.epoch, self.round, new_id),
-        )
-        tc = self.last_tc if qc.round + 1 != self.round else None
-        self.proposed_round = self.round
-        proposal = Proposal(block=block, signature=signature, timeout_certificate=tc)
-        self._out.append(Broadcast(proposal))
-        self._on_proposal(self.node_id, proposal)
+        proposal = self.proposals.propose(self.tree, event, self.now_ms, self.last_tc)
+        if proposal is not None:
+            self.proposed_round = self.round
+            self._out.append(Broadcast(proposal))
+            self._on_proposal(proposal, self.node_id)
 
     # ------------------------------------------------------------------ messages
 
-    def _on_message(self, sender: bytes, message: ConsensusMessage) -> None:
-        if isinstance(message, Proposal):
-            self._on_proposal(sender, message)
-        elif isinstance(message, Vote):
-            self._on_vote(sender, message)
-        elif isinstance(message, Timeout):
-            self._on_timeout(sender, message)
-        elif isinstance(message, BlockRequest):
-            self._on_block_request(sender, message)
-        elif isinstance(message, BlockResponse):
-            self._on_block_response(sender, message)
-        elif isinstance(message, EpochChangeRequest):
-            self._on_epoch_request(sender, message)
-        elif isinstance(message, EpochChangeResponse):
-            self._on_epoch_response(sender, message)
+    def _on_message(self, event: MessageReceived) -> None:
+        self._receive(event.sender, event.message)
 
-    def _check_epoch(self, sender: bytes, epoch: int) -> bool:
-        """True for the current epoch; asks for a proof when the sender is ahead, and sends
-        one when the sender is behind, so replicas left in an ended epoch catch up."""
-        if epoch == self.epoch:
-            return True
-        if epoch < self.epoch and epoch in self._epoch_proofs:
-            last_sent = self._epoch_help_ms.get(sender, -(10**12))
-            if self.now_ms - last_sent >= self.params.round_timeout_ms:
-                self._epoch_help_ms[sender] = self.now_ms
-                if len(self._epoch_help_ms) > EPOCH_HELP_PEERS_MAX:
-                    self._epoch_help_ms.popitem(last=False)
-                self._out.append(Send(sender, self._epoch_proofs[epoch]))
-        if (
-            epoch > self.epoch
-            and self._pending_epoch_change is None
-            and self.now_ms - self._epoch_request_ms >= self.params.round_timeout_ms
-        ):
-            self._epoch_request_ms = self.now_ms
-            self._out.append(Send(sender, EpochChangeRequest(epoch=self.epoch)))
-        self.counters.drop("other_epoch")
-        return False
+    def _receive(self, sender: bytes, message: ConsensusMessage) -> None:
+        handler: Any = getattr(self, ON_MESSAGE[type(message)])
+        handler(message, sender)
 
-    def _on_proposal(self, sender: bytes, proposal: Proposal) -> None:
+    def _same_epoch(self, sender: bytes, epoch: int) -> bool:
+        return self.epochs.same_epoch(sender, epoch, self.epoch, self.now_ms)
+
+    def _on_proposal(self, proposal: Proposal, sender: bytes) -> None:
         header = proposal.block.header
-        if not self._check_epoch(sender, header.epoch):
+        if not self._same_epoch(sender, header.epoch):
             return
         new_id = block_id(self.suite, header)
         # Certificates are self-authenticating: learn from them even when this replica
         # disagrees about the leader (its committed history may lag), so it catches up.
-        if not self._valid_certificates(proposal):
+        if not self.proposals.certificates_valid(proposal, self.validators, self.epoch_root_id):
             return
         self._process_qc(header.justify, sender)
         if header.epoch != self.epoch:
             return  # its certificate ended the epoch
         if proposal.timeout_certificate is not None:
             self._process_tc(proposal.timeout_certificate)
-        if not self._valid_proposal(proposal, new_id):
+        if not self.proposals.valid(proposal, new_id, self.validators, self.now_ms):
             return
         if header.round != self.round:
             self.counters.drop("proposal_not_current_round")
             return
         if header.parent_id not in self.tree:
-            self._buffer_proposal(sender, new_id, proposal)
+            self.proposals.buffer(sender, new_id, proposal)
+            self._fetch(header.parent_id, sender)
             return
         self._accept_proposal(sender, new_id, proposal)
-
-    def _valid_certificates(self, proposal: Proposal) -> bool:
-        header = proposal.block.header
-        tc = proposal.timeout_certificate
-        reason = None
-        if header.chain_id != self.chain_id:
-            reason = "wrong_chain"
-        elif header.author not in self.validators:
-            reason = "non_member"
-        elif not self.validators.verify_qc(header.justify, epoch_root_id=self.epoch_root_id):
-            reason = "bad_certificate"
-        elif tc is not None and not self.validators.verify_tc(tc):
-            reason = "bad_timeout_certificate"
-        if reason is not None:
-            self.counters.drop(reason)
-            return False
-        return True
-
-    def _valid_proposal(self, proposal: Proposal, new_id: bytes) -> bool:
-        header = proposal.block.header
-        reason = None
-        if header.protocol_version != self.setup.protocol_version:
-            reason = "wrong_protocol_version"
-        elif header.author != self._leader(header.round):
-            reason = "wrong_leader"
-        elif (
-            header.parent_id != header.justify.block_id
-            or header.height != header.justify.height + 1
-            or header.round <= header.justify.round
-        ):
-            reason = "malformed_proposal"
-        elif (
-            len(proposal.block.payload) > self.params.block_payload_items_max
-            or sum(len(item) for item in proposal.block.payload) > self.params.block_bytes_max
-        ):
-            reason = "oversized_block"
-        elif header.timestamp_ms > self.now_ms + self.params.clock_skew_ms_max:
-            reason = "timestamp_in_future"
-        elif not self._justified_round(header, proposal.timeout_certificate):
-            reason = "unjustified_round"
-        elif (
-            self._proposals_seen.get(header.round, new_id) != new_id
-            and not self.setup.weakening.skip_vote_round_check
-        ):
-            # One proposal per round from its leader: a second one is equivocation, and
-            # accepting it would let one faulty leader fill the block tree.
-            reason = "equivocating_proposal"
-        elif not self._verify_signed(
-            header.author,
-            ProposalData(self.chain_id, header.epoch, header.round, new_id),
-            proposal.signature,
-        ):
-            reason = "bad_signature"
-        elif header.payload_root != merkle_root(self.suite, proposal.block.payload):
-            reason = "bad_payload_root"
-        if reason is None:
-            self._proposals_seen[header.round] = new_id
-        if reason is not None:
-            self.counters.drop(reason)
-            return False
-        return True
-
-    @staticmethod
-    def _justified_round(header: BlockHeader, tc: TimeoutCertificate | None) -> bool:
-        if header.round == header.justify.round + 1:
-            return True
-        return tc is not None and tc.epoch == header.epoch and tc.round + 1 == header.round
-
-    def _verify_signed(
-        self, author: bytes, payload: VoteData | TimeoutData | ProposalData, signature: bytes
-    ) -> bool:
-        index = self.validators.index_of.get(author)
-        if index is None:
-            return False
-        public_key = self.validators.validators[index].public_key
-        return verify(self.suite, public_key, payload, signature)
-
-    def _buffer_proposal(self, sender: bytes, new_id: bytes, proposal: Proposal) -> None:
-        self._pending_proposals[new_id] = (sender, proposal)
-        while len(self._pending_proposals) > self.params.pending_proposals_max:
-            self._pending_proposals.popitem(last=False)
-            self.counters.drop("pending_proposals_full")
-        self._fetch(proposal.block.header.parent_id, sender, commit_through=False)
 
     def _accept_proposal(self, sender: bytes, new_id: bytes, proposal: Proposal) -> None:
         block = proposal.block
         header = block.header
-        parent = self.tree.get(header.parent_id)
-        assert parent is not None
-        if header.timestamp_ms <= parent.header.timestamp_ms:
-            self.counters.drop("timestamp_not_increasing")
-            return
-        if self._in_reconfiguration_suffix(header.parent_id) and (
-            block.payload or header.next_epoch is not None
-        ):
-            self.counters.drop("payload_after_epoch_end")
-            return
-        if header.next_epoch is not None and not self._valid_epoch_change(header):
-            self.counters.drop("bad_epoch_change")
-            return
-        if not self.setup.checker.check_payload(header, block.payload):
-            self.counters.drop("bad_payload")
+        if not self.proposals.admissible(proposal, self.tree, self.epoch):
             return
         if not self.tree.insert(new_id, block):
             self.counters.drop("block_not_inserted")
@@ -482,8 +319,9 @@ class Replica:
         if self.node_id not in self.validators:
             return  # an observer follows the chain but never votes
         made = self.safety.make_vote(header, new_id, proposal.timeout_certificate)
-        if made is None:
+        if isinstance(made, Refusal):
             self.counters.drop("unsafe_to_vote")
+            self.counters.refuse(made.rule)
             return
         data, signature, state = made
         vote = Vote(data=data, author=self.node_id, signature=signature)
@@ -493,83 +331,19 @@ class Replica:
         else:
             self._persist_then(state, [Send(next_leader, vote)], [], block)
 
-    def _valid_epoch_change(self, header: BlockHeader) -> bool:
-        config = header.next_epoch
-        assert config is not None
-        return config.epoch == self.epoch + 1 and self.setup.checker.check_epoch_change(
-            header, config
-        )
+    def _on_vote(self, vote: Vote, sender: bytes) -> None:
+        if not self._same_epoch(sender, vote.data.epoch):
+            return
+        qc = self.votes.add_vote(vote, self.round, self.tree, self.params.rounds_ahead_max)
+        if qc is not None:
+            self._process_qc(qc, sender)
 
-    def _in_reconfiguration_suffix(self, block_id_: bytes) -> bool:
-        """True when `block_id_` or an uncommitted ancestor ends the epoch."""
-        current = block_id_
-        while current != self.tree.root_id:
-            block = self.tree.get(current)
-            if block is None:
-                return False
-            if block.header.next_epoch is not None:
-                return True
-            current = block.header.parent_id
-        return (
-            self.tree.root.header.next_epoch is not None
-            and self.tree.root.header.epoch == self.epoch
-        )
-
-    def _on_vote(self, sender: bytes, vote: Vote) -> None:
-        data = vote.data
-        if not self._check_epoch(sender, data.epoch):
-            return
-        index = self.validators.index_of.get(vote.author)
-        if data.chain_id != self.chain_id or index is None:
-            self.counters.drop("non_member" if index is None else "wrong_chain")
-            return
-        if not self.round - 1 <= data.round <= self.round + self.params.rounds_ahead_max:
-            self.counters.drop("vote_round_out_of_range")
-            return
-        # Votes are not checked against this replica's view of the next leader: that view may
-        # lag by a commit, and a quorum of valid votes is a valid QC whoever aggregates it.
-        round_votes = self._votes.setdefault(data.round, {})
-        if index in round_votes:
-            self.counters.drop(
-                "duplicate_vote" if round_votes[index][0] == data.block_id else "equivocating_vote"
-            )
-            return
-        if data.round < self.round and self.tree.high_qc.round >= data.round:
-            self.counters.drop("vote_after_qc")
-            return
-        if not self.validators.verify_one(index, data, vote.signature):
-            self.counters.drop("bad_signature")
-            return
-        block = self.tree.get(data.block_id)
-        if block is not None and block.header.height != data.height:
-            self.counters.drop("malformed_vote")
-            return
-        # Votes count together only when they signed the same VoteData: the QC carries one
-        # height, and every signature in it must verify against exactly that.
-        round_votes[index] = (data.block_id, data.height, vote.signature)
-        supporters = [
-            i
-            for i, (block_id_, height, _) in round_votes.items()
-            if block_id_ == data.block_id and height == data.height
-        ]
-        if not self.validators.has_quorum(supporters) or self.tree.high_qc.round >= data.round:
-            return
-        qc = QuorumCertificate(
-            epoch=data.epoch,
-            round=data.round,
-            block_id=data.block_id,
-            height=data.height,
-            signatures=[SignerSignature(i, round_votes[i][2]) for i in sorted(supporters)],
-        )
-        self._process_qc(qc, sender)
-
-    def _on_timeout(self, sender: bytes, timeout: Timeout) -> None:
+    def _on_timeout(self, timeout: Timeout, sender: bytes) -> None:
         data = timeout.data
-        if not self._check_epoch(sender, data.epoch):
+        if not self._same_epoch(sender, data.epoch):
             return
-        index = self.validators.index_of.get(timeout.author)
-        if data.chain_id != self.chain_id or index is None:
-            self.counters.drop("non_member" if index is None else "wrong_chain")
+        index = self.votes.member_index(timeout.author, data.chain_id)
+        if index is None:
             return
         if data.high_qc_round != timeout.high_qc.round:
             self.counters.drop("malformed_timeout")
@@ -578,102 +352,50 @@ class Replica:
             return
         if data.epoch != self.epoch:
             return  # the certificate ended the epoch; this timeout belongs to the old one
-        if data.round < self.round:
-            self.counters.drop("stale_timeout")
+        added = self.votes.add_timeout(timeout, index, self.round, self.params.rounds_ahead_max)
+        if added is None:
             return
-        if data.round > self.round + self.params.rounds_ahead_max:
-            self.counters.drop("timeout_round_out_of_range")
-            return
-        if index in self._timeouts.get(data.round, {}):
-            self.counters.drop("duplicate_timeout")
-            return
-        if not self.validators.verify_one(index, data, timeout.signature):
-            self.counters.drop("bad_signature")
-            return
-        round_timeouts = self._timeouts.setdefault(data.round, {})
-        round_timeouts[index] = (data.high_qc_round, timeout.signature)
-        power = self.validators.power_of(list(round_timeouts))
+        power, tc = added
         if (
             data.round == self.round
-            and self.timed_out_round < self.round
+            and not self.pacemaker.has_timed_out(self.round)
             and power >= self.validators.validity_power
         ):
             # f+1 timed out: at least one honest replica gave up on this round; join them.
             self._local_timeout()
-        if power >= self.validators.quorum_power:
-            tc = TimeoutCertificate(
-                epoch=data.epoch,
-                round=data.round,
-                signatures=[
-                    TimeoutSignature(i, hqc_round, signature)
-                    for i, (hqc_round, signature) in sorted(round_timeouts.items())
-                ],
-            )
+        if tc is not None:
             self._process_tc(tc)
 
     def _adopt_certificates(self, sender: bytes, timeout: Timeout) -> bool:
         """Certificates first, whatever the timeout's round: they are self-authenticating, and
         they are how a replica that fell far behind learns where everyone else is."""
-        if not self.validators.verify_qc(timeout.high_qc, epoch_root_id=self.epoch_root_id):
-            self.counters.drop("bad_certificate")
-            return False
-        last_tc = timeout.last_timeout_certificate
-        if last_tc is not None and not self.validators.verify_tc(last_tc):
-            self.counters.drop("bad_certificate")
+        if not self.votes.timeout_certificates_valid(timeout, self.epoch_root_id):
             return False
         commit_qc = timeout.high_commit_qc
         if commit_qc is not None and commit_qc.epoch == self.epoch:
-            if not self.validators.verify_qc(commit_qc, epoch_root_id=self.epoch_root_id):
-                self.counters.drop("bad_certificate")
-                return False
-            self._adopt_commit_qc(commit_qc, sender)
+            # Catch up on the peer's latest commit: fetch the certified block, then commit.
+            if commit_qc.block_id in self.tree:
+                self._try_commit(commit_qc)
+            elif commit_qc.height > self.tree.root_height + 1:
+                self._fetch(commit_qc.block_id, sender)
             if self.epoch != timeout.data.epoch:
                 return True
         self._process_qc(timeout.high_qc, sender)
+        last_tc = timeout.last_timeout_certificate
         if last_tc is not None and last_tc.epoch == self.epoch:
             self._process_tc(last_tc)
         return True
 
-    def _adopt_commit_qc(self, qc: QuorumCertificate, peer: bytes) -> None:
-        """Catch up on a peer's latest commit: fetch the certified block, then commit."""
-        if qc.block_id in self.tree:
-            self._try_commit(qc)
-        elif qc.height > self.tree.root_height + 1:
-            self._fetch(qc.block_id, peer, commit_through=False)
-
     def _local_timeout(self) -> None:
         """Give up on the current round: sign and broadcast a timeout (again, if re-armed)."""
-        round_ = self.round
-        if self.node_id not in self.validators:
-            self._rearm_timer()
-            return
-        made = self.safety.make_timeout(round_, self.tree.high_qc, self.last_tc)
-        if made is None:
-            self.counters.drop("unsafe_to_timeout")
-            self._rearm_timer()
-            return
-        data, signature, state = made
-        timeout = Timeout(
-            data=data,
-            author=self.node_id,
-            signature=signature,
-            high_qc=self.tree.high_qc,
-            last_timeout_certificate=self.last_tc,
-            high_commit_qc=self.high_commit_qc,
-        )
-        if self.timed_out_round < round_:
-            self.timed_out_round = round_
-            self.consecutive_timeouts += 1
-        self._persist_then(state, [Broadcast(timeout)], [timeout])
-        self._rearm_timer()
-
-    def _rearm_timer(self) -> None:
-        delay = self.params.round_timeout_ms
-        for _ in range(min(self.consecutive_timeouts, BACKOFF_EXPONENT_MAX)):
-            delay = min(
-                delay * self.params.timeout_backoff_percent // 100, self.params.round_timeout_ms_max
+        if self.node_id in self.validators:
+            signed = self.pacemaker.sign_timeout(
+                self.safety, self.round, self.tree.high_qc, self.last_tc, self.high_commit_qc
             )
-        self._out.append(SetTimer(self.epoch, self.round, delay))
+            if signed is not None:
+                timeout, state = signed
+                self._persist_then(state, [Broadcast(timeout)], [timeout])
+        self._out.append(self.pacemaker.timer(self.epoch, self.round))
 
     # ------------------------------------------------------------------ certificates
 
@@ -684,15 +406,13 @@ class Replica:
         self.tree.update_high_qc(qc)
         if qc.block_id not in self.tree:
             if qc.height > self.tree.root_height:
-                self._fetch(qc.block_id, peer, commit_through=False)
+                self._fetch(qc.block_id, peer)
         else:
             self._try_commit(qc)
             if qc.epoch != self.epoch:
                 return  # the commit ended the epoch: this QC's rounds mean nothing any more
         if qc.round + 1 > self.round:
-            self.last_tc = None
-            self.consecutive_timeouts = 0
-            self._enter_round(qc.round + 1)
+            self._advance_by_qc(qc.round)
         elif self._leader(self.round) == self.node_id and qc.block_id in self.tree:
             self._request_payload()
 
@@ -704,82 +424,23 @@ class Replica:
 
     def _try_commit(self, qc: QuorumCertificate) -> None:
         target = self.tree.commit_candidate(qc)
-        if target is None:
-            return
-        self._commit(target, qc)
+        if target is not None:
+            self._commit(target, qc)
 
     def _commit(self, target: bytes, proof: QuorumCertificate) -> None:
-        """Commit `target` and its ancestors; `proof` is the QC that made it final.
-
-        An epoch ends exactly at its first block carrying `next_epoch`: if the commit reaches
-        past such a block, only the blocks up to it are committed. The blocks after it in
-        the old epoch carry no payload and are dropped, on every replica alike, so the new
-        epoch always starts from the same root.
-        """
-        path = self.tree.path_from_root(target)
-        ending_index = next(
-            (i for i, (_, block) in enumerate(path) if block.header.next_epoch is not None),
-            None,
+        """Commit `target` and its ancestors (`commits.py`); enter the next epoch when the
+        commit reached the block that ends this one."""
+        commit, ending_headers = self.chain.commit(
+            self.tree, self.leaders, self.epochs, target, proof
         )
-        if ending_index is not None:
-            path = path[: ending_index + 1]
-        last_id = path[-1][0]
-        proof_headers = self._proof_headers(last_id, proof)
-        certificate = proof_headers[0].justify
-        assert certificate.block_id == last_id, "the proof's first header must extend the last"
-        previous_root = self.tree.root
-        committed = self.tree.commit(last_id)
-        assert committed == path
-        self._record_committed(previous_root, committed)
         if proof.epoch == self.epoch:
             self.high_commit_qc = proof
-        blocks = [block for _, block in committed]
-        self._out.append(Commit(blocks=blocks, certificate=certificate, proof=proof))
-        if ending_index is None:
+        self._out.append(commit)
+        if ending_headers is None:
             self._resume_pending()
             return
-        ending = blocks[-1]
-        epoch_proof = None
-        if len(proof_headers) <= COMMIT_PROOF_HEADERS_MAX:
-            epoch_proof = EpochChangeResponse(
-                ending=ending.header, proof=CommitProof(headers=proof_headers, qc=proof)
-            )
-            self._keep_epoch_proof(epoch_proof)
-        self._enter_epoch(ending, epoch_proof)
-
-    def _keep_epoch_proof(self, response: EpochChangeResponse) -> None:
-        self._epoch_proofs[response.ending.epoch] = response
-        while len(self._epoch_proofs) > EPOCH_PROOFS_MAX:
-            self._epoch_proofs.popitem(last=False)
-
-    def _proof_headers(self, committed_id: bytes, proof: QuorumCertificate) -> list[BlockHeader]:
-        """Headers from the child of `committed_id` to the block `proof` certifies."""
-        pending = self._pending_epoch_change
-        if proof.block_id not in self.tree:
-            assert pending is not None and pending.proof.qc == proof
-            return list(pending.proof.headers)
-        headers: list[BlockHeader] = []
-        current = proof.block_id
-        while current != committed_id:
-            block = self.tree.blocks[current]
-            headers.append(block.header)
-            current = block.header.parent_id
-        headers.reverse()
-        return headers
-
-    def _record_committed(self, previous_root: Block, committed: list[tuple[bytes, Block]]) -> None:
-        previous_round = (
-            previous_root.header.round if previous_root.header.epoch == self.epoch else 0
-        )
-        for committed_id, block in committed:
-            header = block.header
-            self.leaders.record_commit(
-                header.round, header.author, previous_round, self._signer_ids(header.justify)
-            )
-            previous_round = header.round
-            self._recent_committed[committed_id] = block
-            if len(self._recent_committed) > RECENT_COMMITTED_MAX:
-                self._recent_committed.popitem(last=False)
+        ending = commit.blocks[-1]
+        self._enter_epoch(ending, self.epochs.ended(ending, ending_headers, proof))
 
     def _enter_epoch(self, ending: Block, proof: EpochChangeResponse | None) -> None:
         config = ending.header.next_epoch
@@ -787,36 +448,25 @@ class Replica:
         ending_id = block_id(self.suite, ending.header)
         self.epoch = config.epoch
         self.validators = self._validator_set(config)
-        self.leaders = self._leader_election()
+        self.leaders = self.proposals.leaders = self._leader_election()
         root_qc = root_qc_for(self.suite, ending, self.epoch)
         self.epoch_root_id = ending_id
         self.tree.reset_root(ending, ending_id, root_qc)
-        self._votes.clear()
-        self._timeouts.clear()
-        self._proposals_seen.clear()
-        self._pending_proposals.clear()
-        self._fetches.clear()
-        self._pending_epoch_change = None
+        self.votes.new_epoch(self.validators)
+        self.proposals.clear()
+        self.sync.clear()
+        self.epochs.pending = None
         self.last_tc = None
         self.high_commit_qc = None
-        self.consecutive_timeouts = 0
+        self.pacemaker.new_epoch()
         self.round = 0
         self.proposed_round = 0
-        self.timed_out_round = 0
         self._payload_requested_round = 0
         self._out.append(EnterEpoch(config, proof))
         state = self.safety.enter_epoch(self.epoch, root_qc)
         self._persist_then(state, [], [])
         if self.node_id in self.validators:
             self._enter_round(1)
-
-    def _signer_ids(self, qc: QuorumCertificate) -> frozenset[bytes]:
-        validators = self.validators.validators
-        return frozenset(
-            validators[entry.index].node_id
-            for entry in qc.signatures
-            if entry.index < len(validators)
-        )
 
     # ------------------------------------------------------------------ persistence
 
@@ -827,127 +477,38 @@ class Replica:
         loopback: list[ConsensusMessage],
         block: Block | None = None,
     ) -> None:
-        self._persist_sequence += 1
-        self._out.append(Persist(self._persist_sequence, state, block))
-        self._deferred.append(_Deferred(self._persist_sequence, outgoing, loopback))
+        self._out.append(self.durable.persist(state, outgoing, loopback, block))
 
-    def _on_persisted(self, sequence: int) -> None:
-        while self._deferred and self._deferred[0].sequence <= sequence:
-            deferred = self._deferred.pop(0)
-            self._out.extend(deferred.outgoing)
-            for message in deferred.loopback:
-                self._on_message(self.node_id, message)
-
-    # ------------------------------------------------------------------ block fetching
-
-    def _fetch(self, target_id: bytes, peer: bytes, *, commit_through: bool) -> None:
-        existing = self._fetches.get(target_id)
-        if existing is not None:
-            existing.commit_through = existing.commit_through or commit_through
-            return
-        if target_id in self.tree or peer == self.node_id:
-            return
-        if len(self._fetches) >= FETCHES_MAX:
-            self.counters.drop("fetches_busy")
-            return
-        self._fetches[target_id] = _Fetch(
-            target_id, peer, [], target_id, commit_through, self.now_ms
+    def _on_persisted(self, event: PersistDone) -> None:
+        _require(
+            event.sequence <= self.durable.sequence,
+            f"PersistDone({event.sequence}) for a Persist never issued",
         )
-        self._out.append(Send(peer, BlockRequest(self.epoch, target_id, BLOCK_REQUEST_COUNT_MAX)))
+        for held in self.durable.release(event.sequence):
+            self._out.extend(held.outgoing)
+            for message in held.loopback:
+                self._receive(self.node_id, message)
 
-    def _expire_fetches(self) -> None:
-        """A peer that never answers must not block fetching for good: give up after a while."""
-        deadline = self.now_ms - self.params.round_timeout_ms
-        for fetch in [f for f in self._fetches.values() if f.started_ms < deadline]:
-            self._abandon(fetch)
-            self.counters.drop("fetch_timed_out")
+    # ------------------------------------------------------------------ block sync
 
-    def _abandon(self, fetch: _Fetch) -> None:
-        del self._fetches[fetch.target_id]
-        if fetch.commit_through:
-            # Forget the proof too, so the next sign of a later epoch asks again.
-            self._pending_epoch_change = None
-
-    def _on_block_request(self, sender: bytes, request: BlockRequest) -> None:
-        blocks: list[Block] = []
-        current = request.block_id
-        payload_bytes = 0
-        while len(blocks) < request.count:
-            block = self.tree.get(current) or self._recent_committed.get(current)
-            if block is None:
-                break
-            payload_bytes += sum(len(item) for item in block.payload)
-            if blocks and payload_bytes > RESPONSE_PAYLOAD_BYTES_MAX:
-                break  # the rest in the next request: a response must fit one message
-            blocks.append(block)
-            if block.header.height == 0:
-                break
-            current = block.header.parent_id
-        if blocks:
-            self._out.append(Send(sender, BlockResponse(request.block_id, blocks)))
-        else:
-            self._out.append(ServeBlocks(sender, request.block_id, request.count))
-
-    def _on_block_response(self, sender: bytes, response: BlockResponse) -> None:
-        fetch = next(
-            (
-                f
-                for f in self._fetches.values()
-                if f.next_id == response.request_block_id and f.peer == sender
-            ),
-            None,
-        )
-        if fetch is None:
-            self.counters.drop("unsolicited_blocks")
-            return
-        accepted: list[tuple[bytes, Block]] = []
-        expected = fetch.next_id
-        for block in response.blocks:
-            if block_id(self.suite, block.header) != expected or not self._valid_body(block):
-                # A forged answer is dropped whole; the fetch waits for an honest one or
-                # times out. It never cancels the fetch, whoever sent it.
-                self.counters.drop("bad_block_response")
-                return
-            if expected in self.tree:
-                break
-            accepted.append((expected, block))
-            expected = block.header.parent_id
-            if expected in self.tree or block.header.height <= self.tree.root_height:
-                break
-        if not accepted and expected not in self.tree:
-            self.counters.drop("empty_block_response")
-            return
-        fetch.chain.extend(accepted)
-        if len(fetch.chain) > self.params.fetched_blocks_max:
-            self.counters.drop("fetch_too_long")
-            self._abandon(fetch)
-            return
-        if expected not in self.tree:
-            oldest = fetch.chain[-1][1] if fetch.chain else None
-            if oldest is not None and oldest.header.height <= self.tree.root_height:
-                # Ancestors below our committed root that are not our root: another branch.
-                self.counters.drop("fetch_below_root")
-                self._abandon(fetch)
-                return
-            fetch.next_id = expected
-            fetch.started_ms = self.now_ms
-            self._out.append(
-                Send(sender, BlockRequest(self.epoch, expected, BLOCK_REQUEST_COUNT_MAX))
-            )
-            return
-        del self._fetches[fetch.target_id]
-        self._connect(fetch)
-
-    def _valid_body(self, block: Block) -> bool:
-        """A block's payload is what its header commits to, within the limits."""
-        payload = block.payload
-        return (
-            len(payload) <= self.params.block_payload_items_max
-            and sum(len(item) for item in payload) <= self.params.block_bytes_max
-            and block.header.payload_root == merkle_root(self.suite, payload)
+    def _fetch(self, target_id: bytes, peer: bytes, *, commit_through: bool = False) -> None:
+        self.sync.fetch(
+            target_id, peer, epoch=self.epoch, now_ms=self.now_ms, commit_through=commit_through
         )
 
-    def _connect(self, fetch: _Fetch) -> None:
+    def _on_block_request(self, request: BlockRequest, sender: bytes) -> None:
+        self.sync.on_request(request, sender, self.chain.get)
+
+    def _on_block_response(self, response: BlockResponse, sender: bytes) -> None:
+        connected, forget_epoch_proof = self.sync.on_response(
+            sender, response, epoch=self.epoch, now_ms=self.now_ms
+        )
+        if forget_epoch_proof:
+            self.epochs.pending = None
+        if connected is not None:
+            self._connect(connected)
+
+    def _connect(self, fetch: Fetch) -> None:
         """Insert a fetched chain (oldest first) and replay the certificates it carries."""
         for new_id, block in reversed(fetch.chain):
             if not self.tree.insert(new_id, block):
@@ -960,61 +521,37 @@ class Replica:
                     return  # a commit pruned this branch away (or ended the epoch)
         if self._finish_epoch_change():
             return
-        if self.tree.high_qc.block_id in self.tree:
-            self._try_commit(self.tree.high_qc)
-        if self.tree.high_qc.epoch == self.epoch and self.tree.high_qc.round + 1 > self.round:
+        high_qc = self.tree.high_qc
+        if high_qc.block_id in self.tree:
+            self._try_commit(high_qc)
+        high_qc = self.tree.high_qc
+        if high_qc.epoch == self.epoch and high_qc.round + 1 > self.round:
             # The fetched chain carried certificates newer than this replica's round.
-            self.last_tc = None
-            self.consecutive_timeouts = 0
-            self._enter_round(self.tree.high_qc.round + 1)
+            self._advance_by_qc(high_qc.round)
         self._resume_pending()
         if self._leader(self.round) == self.node_id:
             self._request_payload()
 
     def _resume_pending(self) -> None:
-        ready = [
-            (new_id, sender, proposal)
-            for new_id, (sender, proposal) in self._pending_proposals.items()
-            if proposal.block.header.parent_id in self.tree
-        ]
-        for new_id, sender, proposal in ready:
-            del self._pending_proposals[new_id]
-            if (
-                proposal.block.header.round == self.round
-                and proposal.block.header.epoch == self.epoch
-            ):
+        for new_id, sender, proposal in self.proposals.take_ready(self.tree):
+            header = proposal.block.header
+            if header.round == self.round and header.epoch == self.epoch:
                 self._accept_proposal(sender, new_id, proposal)
 
     # ------------------------------------------------------------------ epochs
 
-    def _on_epoch_request(self, sender: bytes, request: EpochChangeRequest) -> None:
-        response = self._epoch_proofs.get(request.epoch)
-        if response is None:
-            self.counters.drop("epoch_proof_unknown")
-            return
-        self._out.append(Send(sender, response))
+    def _on_epoch_request(self, request: EpochChangeRequest, sender: bytes) -> None:
+        self.epochs.on_request(sender, request)
 
-    def _on_epoch_response(self, sender: bytes, response: EpochChangeResponse) -> None:
-        ending = response.ending
-        ending_id = block_id(self.suite, ending)
-        valid = (
-            ending.epoch == self.epoch
-            and ending.next_epoch is not None
-            and ending.next_epoch.epoch == self.epoch + 1
-            and self._valid_commit_proof(ending, ending_id, response.proof)
-        )
-        if not valid:
-            self.counters.drop(
-                "stale_epoch_proof" if ending.epoch < self.epoch else "bad_epoch_proof"
-            )
+    def _on_epoch_response(self, response: EpochChangeResponse, sender: bytes) -> None:
+        if not self.epochs.accept(response, self.epoch, self.validators, self.epoch_root_id):
             return
-        self._pending_epoch_change = response
         if not self._finish_epoch_change():
-            self._fetch(ending_id, sender, commit_through=True)
+            self._fetch(block_id(self.suite, response.ending), sender, commit_through=True)
 
     def _finish_epoch_change(self) -> bool:
         """Commit the pending epoch's ending block once it is in the tree; True if done."""
-        pending = self._pending_epoch_change
+        pending = self.epochs.pending
         if pending is None:
             return False
         ending_id = block_id(self.suite, pending.ending)
@@ -1023,28 +560,12 @@ class Replica:
         self._commit(ending_id, pending.proof.qc)
         return True
 
-    def _valid_commit_proof(
-        self, ending: BlockHeader, ending_id: bytes, proof: CommitProof
-    ) -> bool:
-        previous, previous_id = ending, ending_id
-        for header in proof.headers:
-            if header.parent_id != previous_id or header.epoch != ending.epoch:
-                return False
-            if header.height != previous.height + 1 or header.round <= previous.round:
-                return False
-            previous, previous_id = header, block_id(self.suite, header)
-        before_last = proof.headers[-2] if len(proof.headers) > 1 else ending
-        return (
-            proof.headers[-1].round == before_last.round + 1
-            and proof.qc.block_id == previous_id
-            and self.validators.verify_qc(proof.qc, epoch_root_id=self.epoch_root_id)
-        )
 
-    # ------------------------------------------------------------------ introspection
+def _check_transition_tables() -> None:
+    """Every input type has a handler, and every handler exists (checked at import)."""
+    for table in (ON_EVENT, ON_MESSAGE):
+        for kind, name in table.items():
+            assert callable(getattr(Replica, name, None)), f"{kind.__name__} -> {name} missing"
 
-    def halt(self, reason: str) -> None:
-        self.halted = reason
-        self._out.append(Halt(reason))
 
-    def signing_bytes_of(self, payload: VoteData) -> bytes:
-        return signing_bytes(payload)
+_check_transition_tables()

@@ -12,6 +12,9 @@ few rules taken from Jolteon (DiemBFT v4), written out in docs/consensus.md sect
 * a vote or timeout raises `highest_vote_round` to r, so after timing out in r the replica
   never votes in r.
 
+A refusal is a value, not `None`: `Refusal` names the rule that refused and the rounds it
+compared, so a replica's metrics and a reviewer's trace say exactly why nothing was signed.
+
 The state these rules keep is returned with every signature and must be made durable by
 the caller before the signed message leaves (the replica holds it until `PersistDone`). The
 module never reads a clock, the disk or randomness, and never sees the network.
@@ -20,6 +23,7 @@ module never reads a clock, the disk or randomness, and never sees the network.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from consortia.crypto import Suite
 from consortia.types.consensus import (
@@ -53,6 +57,45 @@ class Weakening:
 
 NO_WEAKENING = Weakening()
 
+# The weakenings by name, as `consortia sim --weaken NAME` and a run's replay command spell them.
+WEAKENING_NAMES: tuple[str, ...] = tuple(Weakening.__dataclass_fields__)
+
+# Every rule that can refuse a signature. A closed set: metrics count refusals by it.
+RefusalRule = Literal[
+    # votes
+    "vote_other_epoch",  # the block is not of the safety state's epoch
+    "already_voted_in_round",  # a different block of this round was already voted for
+    "vote_round_not_above",  # round <= max(highest_vote_round, the block's QC round)
+    "not_consecutive_without_tc",  # the QC is not of round-1 and no TC of round-1 came with it
+    "tc_not_previous_round",  # a TC came, but not of round-1
+    "qc_below_tc_high_qc",  # the QC is below the highest QC round the TC names
+    # timeouts
+    "timeout_other_epoch",  # the high QC is not of the safety state's epoch
+    "timeout_qc_below_lock",  # the high QC is below the highest QC voted on (the lock)
+    "timeout_round_not_above",  # round <= max(highest_vote_round - 1, the high QC's round)
+    "timeout_round_not_following",  # round follows neither the high QC nor the last TC
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The safety rules would not sign: which rule refused, with the rounds it compared."""
+
+    rule: RefusalRule
+    round: int  # the round asked for
+    qc_round: int  # the round of the QC the block extends (vote) or the high QC (timeout)
+    highest_vote_round: int
+    highest_qc_round: int  # the lock
+    tc_round: int | None = None
+    tc_highest_qc_round: int | None = None
+
+    def __str__(self) -> str:
+        tc = "" if self.tc_round is None else f", tc {self.tc_round}/{self.tc_highest_qc_round}"
+        return (
+            f"{self.rule}: round {self.round}, qc {self.qc_round}, voted "
+            f"{self.highest_vote_round}, lock {self.highest_qc_round}{tc}"
+        )
+
 
 class SafetyRules:
     def __init__(
@@ -81,22 +124,25 @@ class SafetyRules:
 
     def make_vote(
         self, header: BlockHeader, block_id: bytes, tc: TimeoutCertificate | None
-    ) -> tuple[VoteData, bytes, SafetyState] | None:
-        """A signed vote for the block and the state to persist first, or None if unsafe.
+    ) -> tuple[VoteData, bytes, SafetyState] | Refusal:
+        """A signed vote for the block and the state to persist first, or why not.
 
         The caller has already checked the block's certificate and the TC's signatures.
         """
         if header.epoch != self.state.epoch:
-            return None
+            return self._refusal("vote_other_epoch", header.round, header.justify.round, tc)
         previous = self.state.last_vote
         if previous is not None and previous.round == header.round:
             if previous.block_id == block_id and self.state.last_vote_signature is not None:
                 # The same vote again (a restart or a retransmission): never a second one.
                 return previous, self.state.last_vote_signature, self.state
             if not self._weakening.skip_vote_round_check:
-                return None
-        if not self._safe_to_vote(header.round, header.justify.round, tc):
-            return None
+                return self._refusal(
+                    "already_voted_in_round", header.round, header.justify.round, tc
+                )
+        refused = self._vote_rule(header.round, header.justify.round, tc)
+        if refused is not None:
+            return self._refusal(refused, header.round, header.justify.round, tc)
         data = VoteData(self._chain_id, header.epoch, header.round, block_id, header.height)
         signature = sign(self._suite, self._private_key, data)
         highest_qc = self.state.highest_qc
@@ -114,12 +160,13 @@ class SafetyRules:
 
     def make_timeout(
         self, round_: int, high_qc: QuorumCertificate, tc: TimeoutCertificate | None
-    ) -> tuple[TimeoutData, bytes, SafetyState] | None:
-        """A signed timeout for `round_` carrying `high_qc`, or None if unsafe."""
+    ) -> tuple[TimeoutData, bytes, SafetyState] | Refusal:
+        """A signed timeout for `round_` carrying `high_qc`, or why not."""
         if high_qc.epoch != self.state.epoch:
-            return None
-        if not self._safe_to_timeout(round_, high_qc.round, tc):
-            return None
+            return self._refusal("timeout_other_epoch", round_, high_qc.round, tc)
+        refused = self._timeout_rule(round_, high_qc.round, tc)
+        if refused is not None:
+            return self._refusal(refused, round_, high_qc.round, tc)
         data = TimeoutData(self._chain_id, self.state.epoch, round_, high_qc.round)
         signature = sign(self._suite, self._private_key, data)
         remembered_tc = self.state.last_timeout_certificate
@@ -138,20 +185,45 @@ class SafetyRules:
             )
         return data, signature, self.state
 
-    def _safe_to_vote(self, block_round: int, qc_round: int, tc: TimeoutCertificate | None) -> bool:
+    def _refusal(
+        self, rule: RefusalRule, round_: int, qc_round: int, tc: TimeoutCertificate | None
+    ) -> Refusal:
+        return Refusal(
+            rule=rule,
+            round=round_,
+            qc_round=qc_round,
+            highest_vote_round=self.state.highest_vote_round,
+            highest_qc_round=self.highest_qc_round,
+            tc_round=None if tc is None else tc.round,
+            tc_highest_qc_round=None if tc is None else tc.highest_qc_round,
+        )
+
+    def _vote_rule(
+        self, block_round: int, qc_round: int, tc: TimeoutCertificate | None
+    ) -> RefusalRule | None:
+        """The rule that forbids voting for a block of `block_round`, or None when safe."""
         if not self._weakening.skip_vote_round_check and block_round <= max(
             self.state.highest_vote_round, qc_round
         ):
-            return False
-        if block_round == qc_round + 1:
-            return True
-        if self._weakening.skip_lock_check:
-            return True
-        return tc is not None and block_round == tc.round + 1 and qc_round >= tc.highest_qc_round
+            return "vote_round_not_above"
+        if block_round == qc_round + 1 or self._weakening.skip_lock_check:
+            return None
+        if tc is None:
+            return "not_consecutive_without_tc"
+        if block_round != tc.round + 1:
+            return "tc_not_previous_round"
+        if qc_round < tc.highest_qc_round:
+            return "qc_below_tc_high_qc"
+        return None
 
-    def _safe_to_timeout(self, round_: int, qc_round: int, tc: TimeoutCertificate | None) -> bool:
+    def _timeout_rule(
+        self, round_: int, qc_round: int, tc: TimeoutCertificate | None
+    ) -> RefusalRule | None:
+        """The rule that forbids a timeout for `round_`, or None when safe."""
         if qc_round < self.highest_qc_round and not self._weakening.skip_lock_check:
-            return False
+            return "timeout_qc_below_lock"
         if round_ <= max(self.state.highest_vote_round - 1, qc_round):
-            return False
-        return round_ == qc_round + 1 or (tc is not None and round_ == tc.round + 1)
+            return "timeout_round_not_above"
+        if round_ == qc_round + 1 or (tc is not None and round_ == tc.round + 1):
+            return None
+        return "timeout_round_not_following"

@@ -42,7 +42,8 @@ from consortia.consensus.events import (
     Start,
     TimerFired,
 )
-from consortia.consensus.replica import RESPONSE_PAYLOAD_BYTES_MAX, Replica
+from consortia.consensus.block_sync import bounded_response
+from consortia.consensus.replica import Replica
 from consortia.consensus.safety import NO_WEAKENING, Weakening
 from consortia.crypto import suite as get_suite
 from consortia.execution.engine import Engine
@@ -574,21 +575,18 @@ class Simulation:
 
     def _serve_blocks(self, slot: _Slot, action: ServeBlocks) -> None:
         """What a node's block store does: read committed blocks by id, walking parents."""
-        heights = slot.disk.heights
-        height = heights.get(action.block_id)
-        if height is None:
-            voted = slot.disk.voted.get(action.block_id)
+        disk = slot.disk
+        if action.block_id not in disk.heights:
+            voted = disk.voted.get(action.block_id)
             if voted is not None:
                 self._send(slot, action.to, BlockResponse(action.block_id, [voted]))
             return
-        first = max(0, height - action.count)
-        blocks: list[Block] = []
-        payload_bytes = 0
-        for _, block in reversed(slot.disk.committed[first:height]):
-            payload_bytes += sum(len(item) for item in block.payload)
-            if blocks and payload_bytes > RESPONSE_PAYLOAD_BYTES_MAX:
-                break
-            blocks.append(block)
+
+        def committed(wanted: bytes) -> Block | None:
+            height = disk.heights.get(wanted)
+            return None if height is None else disk.committed[height - 1][1]
+
+        blocks = bounded_response(committed, action.block_id, action.count)
         self._send(slot, action.to, BlockResponse(action.block_id, blocks))
 
     def _send(self, slot: _Slot, to: bytes, message: ConsensusMessage) -> None:

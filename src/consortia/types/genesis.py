@@ -42,11 +42,14 @@ class GenesisValidator(_Document, frozen=True):
 
 
 class ConsensusParams(_Document, frozen=True):
+    """The consensus parameters a chain fixes at genesis. The one place their defaults live:
+    `consortia.consensus.config.Params` takes its defaults from here."""
+
     # The first round's timeout; each consecutive timeout multiplies it by backoff_percent/100,
     # up to round_timeout_ms_max.
     round_timeout_ms: Positive = 1000
     round_timeout_ms_max: Positive = 60_000
-    timeout_backoff_percent: Annotated[int, Meta(ge=100, le=400)] = 150
+    timeout_backoff_percent: Annotated[int, Meta(ge=100, le=400)] = 150  # as Params checks
     block_payload_items_max: Positive = 5000
     block_bytes_max: Positive = 4 * 1024 * 1024
     # Leader reputation: over the last `reputation_window` committed blocks, validators that
