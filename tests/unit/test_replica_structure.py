@@ -24,8 +24,9 @@ from consortia.consensus.events import (
 )
 from consortia.consensus.pacemaker import BACKOFF_EXPONENT_MAX, timeout_delay_ms
 from consortia.consensus.replica import ON_EVENT, ON_MESSAGE
+from consortia.consensus.safety import WEAKENING_NAMES, Weakening
 from consortia.errors import ConfigError
-from consortia.sim.harness import Scenario, run
+from consortia.sim import Scenario, run
 from consortia.types.consensus import ConsensusMessage
 from consortia.types.genesis import ConsensusParams
 from tests.consensus_helpers import make_cluster, make_replica, of_type
@@ -163,6 +164,4 @@ def test_halt_discards_whatever_the_failing_event_produced() -> None:
 
 
 def test_weakening_names_are_the_fields_of_weakening() -> None:
-    from consortia.consensus.safety import WEAKENING_NAMES, Weakening
-
-    assert WEAKENING_NAMES == tuple(f.name for f in dataclasses.fields(Weakening))
+    assert tuple(f.name for f in dataclasses.fields(Weakening)) == WEAKENING_NAMES

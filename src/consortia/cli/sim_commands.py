@@ -12,15 +12,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from consortia.consensus.safety import Weakening
+from consortia.consensus.safety import WEAKENING_NAMES, Weakening
 from consortia.crypto import SUITE_NAMES
 from consortia.errors import InvalidArgumentError
-from consortia.sim.harness import Scenario
+from consortia.identity.consortium import NODES_MAX
 from consortia.sim.report import run_seeds
+from consortia.sim.scenario import Scenario
 
-WEAKENINGS = ("skip_vote_round_check", "skip_lock_check", "quorum_is_f_plus_one")
 SEEDS_MAX = 1_000_000
-NODES_MAX = 256
 
 
 def register(app: typer.Typer) -> None:
@@ -48,7 +47,9 @@ def sim(
     ] = True,
     weaken: Annotated[
         list[str] | None,
-        typer.Option(help=f"Test-only: break a safety rule on purpose ({', '.join(WEAKENINGS)})."),
+        typer.Option(
+            help=f"Test-only: break a safety rule on purpose ({', '.join(WEAKENING_NAMES)})."
+        ),
     ] = None,
     add_validator_at: Annotated[
         int,
@@ -131,10 +132,10 @@ def _scenario(
         raise InvalidArgumentError("--heights must be between 1 and 100000")
     if suite not in SUITE_NAMES:
         raise InvalidArgumentError(f"--suite must be one of {', '.join(SUITE_NAMES)}")
-    unknown = [name for name in weaken if name not in WEAKENINGS]
+    unknown = [name for name in weaken if name not in WEAKENING_NAMES]
     if unknown:
         raise InvalidArgumentError(
-            f"unknown --weaken {unknown[0]!r}; one of {', '.join(WEAKENINGS)}"
+            f"unknown --weaken {unknown[0]!r}; one of {', '.join(WEAKENING_NAMES)}"
         )
     weakening = Weakening(**{name: True for name in weaken})
     if not 0 <= add_validator_at <= heights:

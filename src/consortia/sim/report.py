@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from consortia.sim.harness import RunResult, Scenario, run
+from consortia.sim.harness import run
+from consortia.sim.scenario import RunResult, Scenario
 
 
 def _run_summary(scenario: Scenario) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta
 
-from consortia.types.primitives import U64_MAX, ChainId, Name
+from consortia.types.primitives import U64_MAX, VALIDATORS_MAX, ChainId, Name
 
 GENESIS_HASH_DOMAIN: Final = b"consortia/genesis/v1\x00"
 HexHash = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
@@ -102,7 +102,7 @@ class Genesis(_Document, frozen=True):
     protocol_version: Annotated[int, Meta(ge=1, le=2**16)]
     genesis_time_ms: Annotated[int, Meta(ge=0, le=U64_MAX)]  # must fit the MessagePack hash input
     ca_certificate_fingerprint: HexHash
-    validators: Annotated[list[GenesisValidator], Meta(min_length=1, max_length=1024)]
+    validators: Annotated[list[GenesisValidator], Meta(min_length=1, max_length=VALIDATORS_MAX)]
     consensus: ConsensusParams
     mempool: MempoolParams
     members: Annotated[list[Member], Meta(min_length=1, max_length=1024)]

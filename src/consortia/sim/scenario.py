@@ -1,0 +1,120 @@
+"""What one simulated run is (`Scenario`) and what it found (`RunResult`).
+
+A scenario is plain data: the consortium's size, its faults, the network's misbehaviour and
+the seed. Its `command()` is the exact `consortia sim` command that replays it. The harness
+(`harness.py`) turns a scenario into a run; the report (`report.py`) summarises many.
+Nothing here runs anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from consortia.consensus.safety import NO_WEAKENING, WEAKENING_NAMES, Weakening
+
+
+@dataclass(slots=True)
+class Scenario:
+    nodes: int = 4
+    byzantine: int = 0
+    crash: int = 0
+    permanent_crash: bool = False
+    heights: int = 20
+    partitions: bool = False
+    seed: int = 0
+    suite: str = "intl"
+    items_per_block: int = 4
+    round_timeout_ms: int = 1000
+    latency_ms_min: int = 5
+    latency_ms_max: int = 50
+    drop_percent: int = 0
+    duplicate_percent: int = 0
+    leader_reputation: bool = True
+    weakening: Weakening = NO_WEAKENING
+    # Membership change: from this height on, proposals end epoch 0 and hand over to a set
+    # with one more validator (a replica that follows epoch 0 as an observer). 0: never.
+    add_validator_at: int = 0
+    # With add_validator_at: the change goes through a real governance proposal and votes,
+    # executed by every slot's own engine, instead of being scripted into proposals.
+    governance: bool = False
+
+    def command(self) -> str:
+        """The exact command that replays this run."""
+        parts = [
+            "consortia sim",
+            f"--nodes {self.nodes}",
+            f"--byzantine {self.byzantine}",
+            f"--crash {self.crash}",
+            f"--heights {self.heights}",
+            f"--seed {self.seed}",
+        ]
+        if self.partitions:
+            parts.append("--partitions")
+        if self.permanent_crash:
+            parts.append("--permanent-crash")
+        if self.suite != "intl":
+            parts.append(f"--suite {self.suite}")
+        if not self.leader_reputation:
+            parts.append("--no-leader-reputation")
+        if self.add_validator_at:
+            parts.append(f"--add-validator-at {self.add_validator_at}")
+        if self.governance:
+            parts.append("--governance")
+        parts.extend(
+            f"--weaken {name}" for name in WEAKENING_NAMES if getattr(self.weakening, name)
+        )
+        return " ".join(parts)
+
+
+@dataclass(slots=True)
+class RunResult:
+    scenario: Scenario
+    safety_violations: list[str]
+    liveness_failures: list[str]
+    committed_heights: dict[int, int]
+    min_committed_height: int
+    messages_sent: int
+    rounds: int
+    sim_time_ms: int
+    commit_latency_ms: list[int]
+    mean_latency_ms: float
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.safety_violations and not self.liveness_failures
+
+    @property
+    def messages_per_block(self) -> float:
+        return self.messages_sent / max(1, self.min_committed_height)
+
+    @property
+    def rounds_per_commit(self) -> float:
+        return self.rounds / max(1, self.min_committed_height)
+
+    @property
+    def commit_latency_round_trips(self) -> float:
+        if not self.commit_latency_ms:
+            return 0.0
+        mean = sum(self.commit_latency_ms) / len(self.commit_latency_ms)
+        return mean / (2 * self.mean_latency_ms)
+
+    @property
+    def blocks_per_second(self) -> float:
+        return 1000 * self.min_committed_height / max(1, self.sim_time_ms)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.scenario.seed,
+            "command": self.scenario.command(),
+            "safety_violations": self.safety_violations,
+            "liveness_failures": self.liveness_failures,
+            "min_committed_height": self.min_committed_height,
+            "messages_per_block": round(self.messages_per_block, 2),
+            "rounds_per_commit": round(self.rounds_per_commit, 3),
+            "commit_latency_round_trips": round(self.commit_latency_round_trips, 3),
+            "blocks_per_simulated_second": round(self.blocks_per_second, 3),
+            "sim_time_ms": self.sim_time_ms,
+            "dropped": dict(sorted(self.dropped.items())),
+        }
