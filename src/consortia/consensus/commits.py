@@ -60,3 +60,9 @@ class CommitLog:
                 self.recent.popitem(last=False)
         ended = proof_headers if last.header.next_epoch is not None else None
         return Commit(blocks=blocks, certificate=certificate, proof=proof), ended
+
+    def check(self) -> str | None:
+        """The first broken invariant, or None."""
+        if len(self.recent) > RECENT_COMMITTED_MAX:
+            return f"{len(self.recent)} recent committed blocks, above {RECENT_COMMITTED_MAX}"
+        return None

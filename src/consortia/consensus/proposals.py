@@ -218,3 +218,9 @@ class Proposals:
         for new_id, _, _ in ready:
             del self.pending[new_id]
         return ready
+
+    def check(self) -> str | None:
+        """The first broken invariant, or None."""
+        if len(self.pending) > self._params.pending_proposals_max:
+            return f"{len(self.pending)} proposals wait for a parent, above the bound"
+        return None

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from consortia.consensus.block_sync import BlockSync, Fetch
 from consortia.consensus.block_tree import BlockTree
-from consortia.consensus.commits import RECENT_COMMITTED_MAX, CommitLog
+from consortia.consensus.commits import CommitLog
 from consortia.consensus.config import Params, ReplicaSetup, root_qc_for
 from consortia.consensus.durable import DurableGate
 from consortia.consensus.epoch_change import EpochChange
@@ -179,19 +179,16 @@ class Replica:
             last_tc is None or (last_tc.epoch == self.epoch and last_tc.round + 1 == self.round),
             "the last TC is not of the previous round",
         )
-        _require(len(self.chain.recent) <= RECENT_COMMITTED_MAX, "recent blocks unbounded")
         _require(self.tree.high_qc.epoch >= self.epoch, "high QC of an older epoch")
         for broken in (
             self.pacemaker.check(self.round),
             self.durable.check(),
             self.sync.check(),
             self.epochs.check(),
+            self.proposals.check(),
+            self.chain.check(),
         ):
             _require(broken is None, str(broken))
-        _require(
-            len(self.proposals.pending) <= self.params.pending_proposals_max,
-            "pending proposals unbounded",
-        )
 
     # ------------------------------------------------------------------ lifecycle
 
