@@ -14,13 +14,12 @@ from hypothesis import strategies as st
 
 from consortia.execution.contract import Context, Contract, method
 from consortia.execution.contracts.asset import Asset
-from consortia.execution.contracts.governance import (
+from consortia.execution.contracts.governance import Governance, thresholds_met
+from consortia.execution.contracts.governance_kinds import (
     CONSENSUS_PARAM_BOUNDS,
     MEMPOOL_PARAM_BOUNDS,
-    Governance,
-    pending_epoch_config,
-    thresholds_met,
 )
+from consortia.execution.contracts.governance_state import pending_epoch_config
 from consortia.execution.contracts.identity import Identity
 from consortia.execution.contracts.system import System, protocol_check
 from consortia.execution.engine import ProtocolUnsupportedError, Receipt

@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 
 from consortia.execution.contract import Context, Contract, method
 from consortia.execution.contracts.asset import Asset
-from consortia.execution.contracts.identity import (
-    EMERGENCY_FREEZE_BLOCKS_MAX,
-    Identity,
+from consortia.execution.contracts.identity import EMERGENCY_FREEZE_BLOCKS_MAX, Identity
+from consortia.execution.contracts.identity_state import (
     account_exists,
     account_status,
     acts_for,

@@ -1,32 +1,78 @@
-"""The narrow, deterministic API a built-in contract is written against.
+"""The narrow, deterministic API a built-in contract is written against: the contract sandbox.
 
-A contract is a class with a `name`, a `version` and methods marked with `@method`. Each call
-gets a `Context`: reads and writes in the contract's own namespace, events, the caller's
-account id, the block's height and agreed time, and calls into other contracts. Nothing else
-is reachable: contract modules may import only from an allow-list (checked by a test), and
-the context is the only door to state.
+Owns: the `Contract` base class and `@method`; the `Context` a call gets (reads and writes in
+the contract's own namespace, reads of other contracts' state, events, the caller and origin,
+the block's height and agreed time, calls into other contracts); the `Host` protocol, the
+only thing a `Context` asks of the engine; the gas schedule and the per-call limits; the
+argument parsers every contract shares; `frozen_now`, the one rule for whether a freeze holds.
+
+Must never: import the engine, the state tree or the registry (the engine imports this
+module, never the other way round), or hand a contract anything that reaches them. A
+`Context` holds only a `Host`, and every read, write and call goes through it with its gas
+charged here. Contract modules may import only from an allow-list (this module among them;
+checked by tests/unit/test_contract_imports.py), so the context is the only door to state.
 
 Every read, write, event and byte costs gas, deterministically; a call that exceeds its limit
 fails with `out_of_gas`. A failed call (`ctx.fail`, `ContractError`, out of gas) changes
 nothing: its writes live in an overlay the engine discards.
 
-Values stored and emitted are canonical MessagePack values: integers, strings, booleans,
-None, lists and string-keyed maps of those. No floats (money is integers in minor units).
+Values stored and emitted are canonical values (consortia.execution.values): integers,
+strings, booleans, None, lists and string-keyed maps of those. No floats (money is integers in
+minor units).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
+from typing import Any, ClassVar, Final, NoReturn, Protocol, TypeVar
 
-import msgspec
+from consortia.execution.values import (
+    KEY_LENGTH_MAX,
+    VALUE_BYTES_MAX,
+    ContractError,
+    Value,
+    canonical,
+    decode_value,
+    state_key,
+)
+from consortia.types.genesis import Genesis
 
-from consortia.types.encoding import encode
-
-if TYPE_CHECKING:
-    from consortia.execution.engine import BlockRun
-    from consortia.types.genesis import Genesis
+# The contract API: everything a contract module may use (ContractError and Value come from
+# consortia.execution.values; contract modules import them from here, the allow-listed module).
+__all__ = [
+    "CALL_DEPTH_MAX",
+    "CONTRACT_CALLER_PREFIX",
+    "EVENTS_PER_TX_MAX",
+    "GAS_CALL",
+    "GAS_EVENT",
+    "GAS_PER_BYTE_READ",
+    "GAS_PER_BYTE_WRITE",
+    "GAS_READ",
+    "GAS_TX_BASE",
+    "GAS_WRITE",
+    "HASH_HEX_LENGTH",
+    "HEX_DIGITS",
+    "ID_CHARACTERS",
+    "PUBLIC_KEY_HEX_LENGTHS",
+    "TX_GAS_LIMIT",
+    "Context",
+    "Contract",
+    "ContractError",
+    "Event",
+    "Host",
+    "Meter",
+    "OutOfGasError",
+    "StateReader",
+    "Value",
+    "arg_hex",
+    "arg_int",
+    "arg_list",
+    "arg_str",
+    "contract_caller",
+    "frozen_now",
+    "method",
+]
 
 # Gas schedule: what each operation costs. Changing it changes results: it is part of the
 # protocol version.
@@ -40,19 +86,14 @@ GAS_TX_BASE = 1_000
 TX_GAS_LIMIT = 2_000_000
 EVENTS_PER_TX_MAX = 256
 CALL_DEPTH_MAX = 4
-KEY_LENGTH_MAX = 256
-VALUE_BYTES_MAX = 64 * 1024
 
-Value = Any  # a canonical MessagePack value; checked by `_canonical` when written
+# A caller named "contract:<name>" is a contract; no account may carry such an id.
+CONTRACT_CALLER_PREFIX: Final = "contract:"
 
 
-class ContractError(Exception):
-    """A call failed for a reason the caller can act on; `code` is stable."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+def contract_caller(contract: str) -> str:
+    """How `contract` appears as `ctx.caller` to the contracts it calls."""
+    return f"{CONTRACT_CALLER_PREFIX}{contract}"
 
 
 class OutOfGasError(ContractError):
@@ -60,7 +101,44 @@ class OutOfGasError(ContractError):
         super().__init__("out_of_gas", f"the call used more than its gas limit of {limit}")
 
 
-Handler = Callable[["Contract", "Context", dict[str, Any]], Any]
+class StateReader(Protocol):
+    """Reads state: (contract, key) -> value, or None when absent.
+
+    `Engine.query` (committed state) and `Context.read_other` (inside a call, metered) are
+    both readers; the state accessors each contract exports take one."""
+
+    def __call__(self, contract: str, key: str, /) -> Any: ...
+
+
+class Host(Protocol):
+    """What a running call may ask of the engine, and all of it: a `Context` holds nothing else.
+
+    Keys are full state keys (`values.state_key`); gas is charged by the `Context` before it
+    asks. The engine implements this for the block being executed."""
+
+    def read(self, key: bytes) -> bytes | None:
+        """The value at `key` as this call sees it (pending writes included), or None."""
+        ...
+
+    def write(self, key: bytes, value: bytes | None) -> None:
+        """Write (None deletes) into the current call's overlay."""
+        ...
+
+    def call(self, ctx: Context, method_name: str, args: dict[str, Any]) -> Any:
+        """Run `method_name` of the contract `ctx` names, in an overlay of its own: if it
+        raises, its writes and events are gone and the error propagates."""
+        ...
+
+    def has_code(self, contract: str, version: int) -> bool:
+        """Whether this build ships code for `contract` at `version`."""
+        ...
+
+    def migrate(self, ctx: Context, version: int, from_version: int) -> None:
+        """Run `Contract.migrate` of `ctx.contract`'s code at `version`; its writes join the
+        calling overlay. Only `sys` may ask."""
+        ...
+
+
 H = TypeVar("H", bound=Callable[..., Any])
 
 
@@ -129,7 +207,7 @@ class Event:
 class Context:
     """What a contract sees of the world during one call."""
 
-    run: BlockRun
+    host: Host
     contract: str
     # Who called: an account id, or "contract:<name>" for a call from another contract.
     caller: str
@@ -144,11 +222,10 @@ class Context:
     # State, in this contract's namespace.
 
     def get(self, key: str, default: Value = None) -> Value:
-        raw = self._read(self.contract, key)
-        return default if raw is None else msgspec.msgpack.decode(raw)
+        return decode_value(self._read(self.contract, key), default)
 
     def put(self, key: str, value: Value) -> None:
-        self._write(self.contract, key, _canonical(value))
+        self._write(self.contract, key, canonical(value))
 
     def delete(self, key: str) -> None:
         self._write(self.contract, key, None)
@@ -158,13 +235,12 @@ class Context:
 
     def read_other(self, contract: str, key: str, default: Value = None) -> Value:
         """Read another contract's state (state is public within the ledger; writes are not)."""
-        raw = self._read(contract, key)
-        return default if raw is None else msgspec.msgpack.decode(raw)
+        return decode_value(self._read(contract, key), default)
 
     # Events and failure.
 
     def emit(self, name: str, **fields: Value) -> None:
-        encoded = _canonical(fields)
+        encoded = canonical(fields)
         self.meter.charge(GAS_EVENT + len(encoded))
         if len(self.events) >= EVENTS_PER_TX_MAX:
             self.fail("too_many_events", f"a transaction emits at most {EVENTS_PER_TX_MAX} events")
@@ -183,51 +259,54 @@ class Context:
         if self.depth >= CALL_DEPTH_MAX:
             self.fail("call_too_deep", f"contract calls nest at most {CALL_DEPTH_MAX} deep")
         self.meter.charge(GAS_CALL)
-        return self.run.call_contract(self, contract, method_name, dict(args))
+        return self.host.call(self._nested(contract), method_name, dict(args))
+
+    # Code and deployment (what `sys` needs).
+
+    def has_code(self, contract: str, version: int) -> bool:
+        """Whether this build ships code for `contract` at `version`."""
+        return self.host.has_code(contract, version)
+
+    def migrate(self, contract: str, version: int, from_version: int) -> None:
+        """Run `contract`'s code at `version` `migrate(from_version)` in that contract's
+        namespace, as this contract; its writes join this call's (only `sys` may)."""
+        self.require(self.depth < CALL_DEPTH_MAX, "call_too_deep", "the upgrade nests too deep")
+        self.host.migrate(self._nested(contract), version, from_version)
+
+    def _nested(self, contract: str) -> Context:
+        """The context of a call from this one into `contract`: same transaction, same meter
+        and events, one level deeper. Every nested context is built here."""
+        return Context(
+            host=self.host,
+            contract=contract,
+            caller=contract_caller(self.contract),
+            origin=self.origin,
+            height=self.height,
+            time_ms=self.time_ms,
+            meter=self.meter,
+            depth=self.depth + 1,
+            events=self.events,
+        )
 
     def _read(self, contract: str, key: str) -> bytes | None:
-        full = _key(contract, key)
-        raw = self.run.read(full)
+        full = _bounded_key(contract, key)
+        raw = self.host.read(full)
         self.meter.charge(GAS_READ + GAS_PER_BYTE_READ * (len(full) + len(raw or b"")))
         return raw
 
     def _write(self, contract: str, key: str, value: bytes | None) -> None:
-        full = _key(contract, key)
+        full = _bounded_key(contract, key)
         if value is not None and len(value) > VALUE_BYTES_MAX:
             self.fail("value_too_large", f"a stored value is at most {VALUE_BYTES_MAX} bytes")
         self.meter.charge(GAS_WRITE + GAS_PER_BYTE_WRITE * (len(full) + len(value or b"")))
-        self.run.write(full, value)
+        self.host.write(full, value)
 
 
-def _key(contract: str, key: str) -> bytes:
-    full = f"{contract}/{key}".encode()
+def _bounded_key(contract: str, key: str) -> bytes:
+    full = state_key(contract, key)
     if len(full) > KEY_LENGTH_MAX:
         raise ContractError("key_too_long", f"state keys are at most {KEY_LENGTH_MAX} bytes")
     return full
-
-
-def _canonical(value: Value) -> bytes:
-    """Encode a value, refusing floats and other non-deterministic types."""
-    _check_value(value, 0)
-    return encode(value)
-
-
-def _check_value(value: Value, depth: int) -> None:
-    if depth > 16:
-        raise ContractError("value_too_deep", "values nest at most 16 deep")
-    if value is None or isinstance(value, bool | int | str | bytes):
-        return
-    if isinstance(value, list | tuple):
-        for item in value:
-            _check_value(item, depth + 1)
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ContractError("bad_value", "map keys must be strings")
-            _check_value(item, depth + 1)
-        return
-    raise ContractError("bad_value", f"values of type {type(value).__name__} cannot be stored")
 
 
 def frozen_now(record: Mapping[str, Any], height: int) -> bool:
@@ -244,13 +323,25 @@ def frozen_now(record: Mapping[str, Any], height: int) -> bool:
 
 # Argument helpers: a malformed argument is the caller's mistake, with a stable code.
 
+HEX_DIGITS: Final = frozenset("0123456789abcdef")
+# The characters of the ids contracts create (accounts, receivables): letters, digits, _ . : -
+ID_CHARACTERS: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
+)
+PUBLIC_KEY_HEX_LENGTHS: Final = (64, 130)  # Ed25519 (32 bytes), SM2 uncompressed (65 bytes)
+HASH_HEX_LENGTH: Final = 64  # SHA-256 and SM3 alike: digests and node ids
 
-def arg_int(args: Mapping[str, Any], name: str, *, minimum: int | None = None) -> int:
+
+def arg_int(
+    args: Mapping[str, Any], name: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     value = args.get(name)
     if not isinstance(value, int) or isinstance(value, bool):
         raise ContractError("bad_argument", f"{name} must be an integer")
     if minimum is not None and value < minimum:
         raise ContractError("bad_argument", f"{name} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ContractError("bad_argument", f"{name} is at most {maximum}")
     return value
 
 
@@ -265,4 +356,17 @@ def arg_list(args: Mapping[str, Any], name: str, *, max_length: int = 256) -> li
     value = args.get(name)
     if not isinstance(value, list) or len(value) > max_length:
         raise ContractError("bad_argument", f"{name} must be a list of at most {max_length}")
+    return value
+
+
+def arg_hex(args: Mapping[str, Any], name: str, lengths: tuple[int, ...]) -> str:
+    """Lowercase hex of one of `lengths` digits (keys, node ids and digests travel so)."""
+    value = args.get(name)
+    if not (
+        isinstance(value, str)
+        and len(value) in lengths
+        and all(character in HEX_DIGITS for character in value)
+    ):
+        digits = " or ".join(str(n) for n in lengths)
+        raise ContractError("bad_argument", f"{name} must be lowercase hex of {digits} digits")
     return value

@@ -5,15 +5,20 @@
     commit()                             -> state root
     query(contract, key, height=None)    -> value at a height
 
+Owns: transaction admission, the order of a block's transactions, the per-call overlays
+(`BlockRun`, the `Host` every contract call goes through), receipts, nonces, and committing a
+block's writes to the state tree.
+
 Deterministic: the same blocks give the same receipts and roots on every machine. The only
 clock is the block's agreed `time_ms`; there is no randomness, no I/O and no floating point.
 The engine never raises out of a block: every malformed or unauthorised transaction yields a
 failed receipt with a stable error code and changes nothing but (for a well-signed
 transaction with the right nonce) the sender's nonce, so it cannot be replayed.
 
-State layout (all under the contracts' namespaces, see docs/contracts.md):
-    sys/contract/<name>      deployment record: versions, active version, status
-    identity/account/<id>    account: public key, sponsor, status, nonce
+Must never: spell a contract's state key itself (accounts are identity's, read through
+identity_state; deployment records are `sys`'s, read through system); hand a contract
+anything but a `Context` over a `BlockRun`, which holds no reference to this engine, the state
+tree or the registry.
 """
 
 from __future__ import annotations
@@ -21,8 +26,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import msgspec
 
 from consortia.crypto import Suite
 from consortia.errors import ConsortiaError, DecodeError
@@ -34,17 +37,21 @@ from consortia.execution.contract import (
     ContractError,
     Event,
     Meter,
-    _canonical,
+    StateReader,
     frozen_now,
 )
-from consortia.execution.registry import ContractRegistry, UnknownContractCodeError
+from consortia.execution.contracts import identity_state, system
+from consortia.execution.registry import (
+    Code,
+    ContractRegistry,
+    UnknownContractCodeError,
+    code_for,
+)
 from consortia.execution.state import StateTree
+from consortia.execution.values import canonical, decode_value, state_key
 from consortia.types.encoding import decode
 from consortia.types.signing import verify
 from consortia.types.transaction import Transaction
-
-SYSTEM_CONTRACT = "sys"
-ACCOUNT_CONTRACT = "identity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,10 @@ class Receipt:
     gas_used: int
     events: tuple[Event, ...] = ()
     result: Any = None
+
+    @classmethod
+    def refused(cls, tx_id: bytes, error: ContractError, gas_used: int = 0) -> Receipt:
+        return cls(tx_id, False, error.code, error.message, gas_used)
 
 
 @dataclass(slots=True)
@@ -70,14 +81,21 @@ class BlockResult:
 
 @dataclass(slots=True)
 class BlockRun:
-    """The state of one block being executed: a block overlay over committed state and a stack
-    of per-call overlays, so a failed call discards exactly its own writes."""
+    """One block being executed, and the `Host` its contract calls see.
 
-    engine: Engine
+    A block overlay over committed state and a stack of per-call overlays, so a failed call
+    discards exactly its own writes. It reads committed state through a read-only view and
+    finds code in a read-only map: nothing in it reaches the engine, the state tree or the
+    registry."""
+
+    committed: Mapping[bytes, bytes]
+    code: Code
     height: int
     time_ms: int
     block_writes: dict[bytes, bytes | None] = field(default_factory=dict)
     call_writes: list[dict[bytes, bytes | None]] = field(default_factory=list)
+
+    # The Host protocol.
 
     def read(self, key: bytes) -> bytes | None:
         for overlay in reversed(self.call_writes):
@@ -85,11 +103,39 @@ class BlockRun:
                 return overlay[key]
         if key in self.block_writes:
             return self.block_writes[key]
-        return self.engine.state.get(key)
+        return self.committed.get(key)
 
     def write(self, key: bytes, value: bytes | None) -> None:
         assert self.call_writes, "writes happen inside a call"
         self.call_writes[-1][key] = value
+
+    def call(self, ctx: Context, method_name: str, args: dict[str, Any]) -> Any:
+        instance = self._active(ctx.contract)
+        self.begin()
+        events_before = len(ctx.events)
+        try:
+            result = instance.call(ctx, method_name, args)
+        except BaseException:
+            # A failed call leaves nothing behind: neither its writes nor its events.
+            self.discard()
+            del ctx.events[events_before:]
+            raise
+        self.keep()
+        return result
+
+    def has_code(self, contract: str, version: int) -> bool:
+        return (contract, version) in self.code
+
+    def migrate(self, ctx: Context, version: int, from_version: int) -> None:
+        if ctx.caller != system.CALLER:
+            raise ContractError("not_authorised", "only sys runs a contract's migrate")
+        code_for(self.code, ctx.contract, version).migrate(ctx, from_version)
+
+    # The engine's side.
+
+    def query(self, contract: str, key: str) -> Any:
+        """A `StateReader` over this block's state as it stands, unmetered (admission)."""
+        return decode_value(self.read(state_key(contract, key)))
 
     def begin(self) -> None:
         self.call_writes.append({})
@@ -102,33 +148,13 @@ class BlockRun:
     def discard(self) -> None:
         self.call_writes.pop()
 
-    def call_contract(
-        self, ctx: Context, contract: str, method_name: str, args: dict[str, Any]
-    ) -> Any:
-        """A call from one contract into another, as `contract:<caller name>`."""
-        instance = self.engine.active_contract(self, contract)
-        inner = Context(
-            run=self,
-            contract=contract,
-            caller=f"contract:{ctx.contract}",
-            origin=ctx.origin,
-            height=ctx.height,
-            time_ms=ctx.time_ms,
-            meter=ctx.meter,
-            depth=ctx.depth + 1,
-            events=ctx.events,
-        )
-        self.begin()
-        events_before = len(ctx.events)
-        try:
-            result = instance.call(inner, method_name, args)
-        except BaseException:
-            # A failed call leaves nothing behind: neither its writes nor its events.
-            self.discard()
-            del ctx.events[events_before:]
-            raise
-        self.keep()
-        return result
+    def _active(self, contract: str) -> Contract:
+        record = system.read_deployment(self.query, contract)
+        if record is None:
+            raise ContractError("unknown_contract", f"no contract {contract!r}")
+        if not system.deployment_runs(record, self.height):
+            raise ContractError(f"contract_{record['status']}", f"{contract} is {record['status']}")
+        return code_for(self.code, contract, int(record["active_version"]))
 
 
 class ProtocolUnsupportedError(ConsortiaError):
@@ -140,7 +166,7 @@ class ProtocolUnsupportedError(ConsortiaError):
     code = "protocol_unsupported"
 
 
-ProtocolGuard = Callable[[Callable[[str, str], Any], int, tuple[int, ...]], str | None]
+ProtocolGuard = Callable[[StateReader, int, tuple[int, ...]], str | None]
 
 
 class Engine:
@@ -169,20 +195,18 @@ class Engine:
         encoded: dict[bytes, bytes] = {}
         for contract, entries in writes.items():
             for key, value in entries.items():
-                encoded[f"{contract}/{key}".encode()] = _canonical(value)
+                encoded[state_key(contract, key)] = canonical(value)
         return self.state.initialise(encoded)
 
     # ------------------------------------------------------------------ ABCI-like interface
 
     def check(self, tx_bytes: bytes) -> Receipt:
         """Would this transaction be accepted against committed state? Changes nothing."""
-        run = BlockRun(self, self.state.height + 1, 0)
         tx_id = self.suite.hash(tx_bytes)
         try:
-            tx = self._admit(run, tx_bytes)
+            self._admit(self._run(self.state.height + 1, 0), tx_bytes)
         except ContractError as error:
-            return Receipt(tx_id, False, error.code, error.message, 0)
-        del tx
+            return Receipt.refused(tx_id, error)
         return Receipt(tx_id, True, "ok", "", 0)
 
     def execute_block(self, height: int, time_ms: int, txs: Sequence[bytes]) -> BlockResult:
@@ -192,7 +216,7 @@ class Engine:
             reason = self._protocol_guard(self.query, height, self.supported_protocols)
             if reason is not None:
                 raise ProtocolUnsupportedError(reason)
-        run = BlockRun(self, height, time_ms)
+        run = self._run(height, time_ms)
         receipts = [self._execute(run, tx_bytes) for tx_bytes in txs]
         self._pending = run
         return BlockResult(height, receipts)
@@ -205,8 +229,7 @@ class Engine:
         return self.state.apply(run.height, run.block_writes)
 
     def query(self, contract: str, key: str, height: int | None = None) -> Any:
-        raw = self.state.get(f"{contract}/{key}".encode(), height)
-        return None if raw is None else msgspec.msgpack.decode(raw)
+        return decode_value(self.state.get(state_key(contract, key), height))
 
     @property
     def height(self) -> int:
@@ -218,23 +241,27 @@ class Engine:
 
     # ------------------------------------------------------------------ transactions
 
+    def _run(self, height: int, time_ms: int) -> BlockRun:
+        return BlockRun(self.state.current, self.registry.code, height, time_ms)
+
     def _execute(self, run: BlockRun, tx_bytes: bytes) -> Receipt:
         tx_id = self.suite.hash(tx_bytes)
         try:
             tx = self._admit(run, tx_bytes)
         except ContractError as error:
-            return Receipt(tx_id, False, error.code, error.message, 0)
+            return Receipt.refused(tx_id, error)
         body = tx.body
         # The nonce is spent even if the call fails: a signed transaction runs at most once.
         run.begin()
-        account = self._account(run, body.sender)
+        account = identity_state.read_account(run.query, body.sender)
         assert account is not None
         account["nonce"] = body.nonce + 1
-        run.write(_account_key(body.sender), _canonical(account))
+        key = state_key(identity_state.CONTRACT, identity_state.account_key(body.sender))
+        run.write(key, canonical(account))
         run.keep()
         meter = Meter(TX_GAS_LIMIT)
         ctx = Context(
-            run=run,
+            host=run,
             contract=body.contract,
             caller=body.sender,
             origin=body.sender,
@@ -245,12 +272,11 @@ class Engine:
         run.begin()
         try:
             meter.charge(GAS_TX_BASE + len(tx_bytes))
-            instance = self.active_contract(run, body.contract)
-            result = instance.call(ctx, body.method, dict(body.args))
-            _canonical(result)
+            result = run.call(ctx, body.method, dict(body.args))
+            canonical(result)
         except ContractError as error:
             run.discard()
-            return Receipt(tx_id, False, error.code, error.message, meter.used)
+            return Receipt.refused(tx_id, error, meter.used)
         except (AssertionError, UnknownContractCodeError):
             raise  # a broken invariant, or code this build lacks: stop rather than diverge
         except Exception as error:  # a contract bug fails the transaction, not the chain
@@ -272,11 +298,11 @@ class Engine:
             raise ContractError("expired", f"expired at height {body.expiry_height}")
         if not verify(self.suite, body.public_key, body, tx.signature):
             raise ContractError("bad_signature", "the signature does not verify")
-        account = self._account(run, body.sender)
+        account = identity_state.read_account(run.query, body.sender)
         if account is None:
             raise ContractError("unknown_account", f"no account {body.sender!r}")
         status = account.get("status")
-        if status == "cancelled":
+        if status == identity_state.CANCELLED:
             raise ContractError("account_cancelled", f"account {body.sender!r} is cancelled")
         if frozen_now(account, run.height):
             raise ContractError("account_frozen", f"account {body.sender!r} is frozen")
@@ -291,10 +317,10 @@ class Engine:
 
     def _admit_contract(self, run: BlockRun, tx: Transaction) -> None:
         body = tx.body
-        record = self.deployment(run, body.contract)
+        record = system.read_deployment(run.query, body.contract)
         if record is None:
             raise ContractError("unknown_contract", f"no contract {body.contract!r}")
-        if record["status"] == "retired":
+        if record["status"] == system.RETIRED:
             raise ContractError("contract_retired", f"{body.contract} is retired")
         if frozen_now(record, run.height):
             raise ContractError("contract_frozen", f"{body.contract} is frozen")
@@ -304,31 +330,3 @@ class Engine:
                 f"{body.contract} runs version {record['active_version']}, "
                 f"the transaction expects {body.contract_version}",
             )
-
-    def _account(self, run: BlockRun, account_id: str) -> dict[str, Any] | None:
-        raw = run.read(_account_key(account_id))
-        if raw is None:
-            return None
-        value = msgspec.msgpack.decode(raw)
-        assert isinstance(value, dict)
-        return value
-
-    def deployment(self, run: BlockRun, contract: str) -> dict[str, Any] | None:
-        raw = run.read(f"{SYSTEM_CONTRACT}/contract/{contract}".encode())
-        if raw is None:
-            return None
-        value = msgspec.msgpack.decode(raw)
-        assert isinstance(value, dict)
-        return value
-
-    def active_contract(self, run: BlockRun, contract: str) -> Contract:
-        record = self.deployment(run, contract)
-        if record is None:
-            raise ContractError("unknown_contract", f"no contract {contract!r}")
-        if record["status"] == "retired" or (frozen_now(record, run.height)):
-            raise ContractError(f"contract_{record['status']}", f"{contract} is {record['status']}")
-        return self.registry.instance(contract, int(record["active_version"]))
-
-
-def _account_key(account_id: str) -> bytes:
-    return f"{ACCOUNT_CONTRACT}/account/{account_id}".encode()

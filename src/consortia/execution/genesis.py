@@ -1,8 +1,13 @@
 """Build an engine's initial state from a genesis document.
 
-Each built-in contract contributes its own initial state (`Contract.genesis_state`); the
-system namespace records which contracts are deployed, at which version, and that they are
-active. Accounts named in the genesis exist from height 0 with nonce 0.
+Owns: putting the pieces of a new chain's state together. Each built-in contract contributes
+its own initial state (`Contract.genesis_state`); `sys` gets a deployment record for every
+contract (`system.new_deployment`), active at the version shipped; the genesis accounts get
+their identity records (`identity_state.genesis_accounts`), nonce 0, even on a chain whose
+contract list omits `identity`.
+
+Must never: spell a contract's state key or record itself (each comes from the contract that
+owns it), or overwrite what a contract's `genesis_state` wrote.
 """
 
 from __future__ import annotations
@@ -11,32 +16,21 @@ from typing import Any
 
 from consortia.crypto import suite as get_suite
 from consortia.execution.contract import Contract
-from consortia.execution.contracts.system import protocol_check
-from consortia.execution.engine import ACCOUNT_CONTRACT, SYSTEM_CONTRACT, Engine
+from consortia.execution.contracts import identity_state, system
+from consortia.execution.engine import Engine
 from consortia.execution.registry import ContractRegistry
 from consortia.types.genesis import Genesis
 
 
 def genesis_writes(genesis: Genesis, contracts: list[type[Contract]]) -> dict[str, dict[str, Any]]:
-    writes: dict[str, dict[str, Any]] = {SYSTEM_CONTRACT: {}}
+    writes: dict[str, dict[str, Any]] = {system.CONTRACT: {}}
     for contract in contracts:
-        writes[SYSTEM_CONTRACT][f"contract/{contract.name}"] = {
-            "versions": [contract.version],
-            "active_version": contract.version,
-            "status": "active",
-        }
+        deployment = system.new_deployment(contract.version)
+        writes[system.CONTRACT][system.deployment_key(contract.name)] = deployment
         writes.setdefault(contract.name, {}).update(contract.genesis_state(genesis))
-    accounts = writes.setdefault(ACCOUNT_CONTRACT, {})
-    for account in genesis.accounts:
-        accounts.setdefault(
-            f"account/{account.id}",
-            {
-                "public_key": account.public_key,
-                "sponsor": account.sponsor,
-                "status": "active",
-                "nonce": 0,
-            },
-        )
+    accounts = writes.setdefault(identity_state.CONTRACT, {})
+    for key, record in identity_state.genesis_accounts(genesis).items():
+        accounts.setdefault(key, record)
     return writes
 
 
@@ -48,7 +42,8 @@ def engine_from_genesis(
 ) -> Engine:
     """An engine at height 0 for this genesis. When the `sys` contract is among `contracts`,
     the engine refuses to execute blocks under a protocol version it does not support."""
-    guard = protocol_check if any(c.name == SYSTEM_CONTRACT for c in contracts) else None
+    has_system = any(c.name == system.CONTRACT for c in contracts)
+    guard = system.protocol_check if has_system else None
     engine = Engine(
         get_suite(genesis.suite),
         genesis.chain_id,

@@ -13,7 +13,9 @@ returns; this module keeps everything in memory.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from consortia.crypto import Suite
 from consortia.errors import ConsortiaError
@@ -47,6 +49,8 @@ class StateTree:
         assert history_heights_max >= 1
         self._suite = suite
         self._values: dict[bytes, bytes] = {}
+        # The current values, read-only: what a block being executed reads through.
+        self.current: Mapping[bytes, bytes] = MappingProxyType(self._values)
         self._bucket_keys: list[list[bytes]] = [[] for _ in range(BUCKETS)]  # sorted
         self._bucket_roots: list[bytes] = [merkle_root(suite, [])] * BUCKETS
         self._history: dict[bytes, tuple[list[int], list[bytes | None]]] = {}

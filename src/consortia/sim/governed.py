@@ -5,13 +5,18 @@ node does. A scripted committee submits real, signed transactions: one member pr
 a validator, the others vote; when the proposal passes, the governance contract records the
 next validator set, leaders put it in `next_epoch`, voters accept it only if their own engine
 agrees, and the committed block hands consensus over to the new set.
+
+Owns the scripted committee: its genesis, its signed transactions and the slots' say on epoch
+changes. Must never read or write an engine's state but through the contracts' accessors
+(governance_state, identity_state) and signed transactions, as a real client would.
 """
 
 from __future__ import annotations
 
 from consortia.crypto import Suite
 from consortia.execution.builtin import BUILTIN_CONTRACTS
-from consortia.execution.contracts.governance import pending_epoch_config
+from consortia.execution.contracts import governance_state, identity_state
+from consortia.execution.contracts.governance_state import pending_epoch_config
 from consortia.execution.engine import Engine
 from consortia.execution.genesis import engine_from_genesis
 from consortia.types.consensus import Block, BlockHeader, EpochConfig, Validator
@@ -105,10 +110,10 @@ class GovernanceScript:
         """The committee's transactions this engine has not applied yet, in order."""
         if height < self._from_height:
             return []
-        proposed = engine.query("governance", f"proposal/{PROPOSAL}") is not None
+        proposed = governance_state.read_proposal(engine.query, PROPOSAL) is not None
         txs = []
         for index, (account, private_key, public_key) in enumerate(self._accounts):
-            record = engine.query("identity", f"account/{account}")
+            record = identity_state.read_account(engine.query, account)
             if record is None or record["nonce"] > 0:
                 continue
             if index == 0 and not proposed:
@@ -136,7 +141,15 @@ class GovernanceScript:
         args: dict[str, int | str | bool | list[int | str]],
     ) -> bytes:
         body = TransactionBody(
-            self._chain_id, account, public_key, 0, "governance", 1, method_name, args, 10**9
+            self._chain_id,
+            account,
+            public_key,
+            0,
+            governance_state.CONTRACT,
+            1,
+            method_name,
+            args,
+            10**9,
         )
         return encode(Transaction(body, sign(self._suite, private_key, body)))
 

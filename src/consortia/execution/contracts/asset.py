@@ -9,34 +9,37 @@ to it (`regulator.observe_transfer`), which records alerts but never refuses a t
 frozen account cannot sign (the engine refuses its transactions at admission), so it cannot
 send; it can still receive, so payments owed to it (a receivable's repayment) still arrive.
 
+State (this module owns it and the only accessors for it, `balance`, `issuer` and the key
+functions): `balance/<currency>/<account>` -> int, `issuer/<currency>` -> account id,
+`supply/<currency>` -> int.
+
 This module must never create or destroy money outside `issue`/`redeem`, never let a balance
 go negative, and never use floats: amounts are integers in minor units (fen).
-
-State: `balance/<currency>/<account>` -> int, `issuer/<currency>` -> account id,
-`supply/<currency>` -> int.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from consortia.execution.contract import (
     Context,
     Contract,
     arg_int,
     arg_str,
-    frozen_now,
     method,
 )
+from consortia.execution.contracts import identity_state, system
 from consortia.types.genesis import Genesis
 
+CONTRACT: Final = "asset"
+REGULATOR: Final = "regulator"  # told of every transfer when it runs
 CURRENCY_LENGTH = 3
 CURRENCY_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 AMOUNT_MAX = 2**62
 
 
 class Asset(Contract):
-    name = "asset"
+    name = CONTRACT
     version = 1
 
     @classmethod
@@ -45,17 +48,17 @@ class Asset(Contract):
         supply: dict[str, int] = {}
         for account in genesis.accounts:
             if account.balance:
-                key = f"balance/{account.currency}/{account.id}"
+                key = balance_key(account.currency, account.id)
                 state[key] = state.get(key, 0) + account.balance
                 supply[account.currency] = supply.get(account.currency, 0) + account.balance
         for currency, total in supply.items():
-            state[f"supply/{currency}"] = total
+            state[supply_key(currency)] = total
         # The first validator operator issues the chain's currencies unless governance says
         # otherwise (a central bank or settlement bank in a real consortium).
         issuers = [a.id for a in genesis.accounts if a.sponsor == genesis.members[0].name]
         if issuers:
             for currency in {a.currency for a in genesis.accounts} or {"CNY"}:
-                state[f"issuer/{currency}"] = issuers[0]
+                state[issuer_key(currency)] = issuers[0]
         return state
 
     @method("transfer")
@@ -71,62 +74,84 @@ class Asset(Contract):
         currency = arg_currency(ctx, args)
         ctx.require(amount <= AMOUNT_MAX, "bad_argument", "amount is too large")
         ctx.require(
-            ctx.read_other("identity", f"account/{target}") is not None,
+            identity_state.account_exists(ctx, target),
             "unknown_account",
             f"no account {target!r}",
         )
         move(ctx, source, target, currency, amount)
         if regulator_active(ctx):
             observed = {"source": source, "target": target, "currency": currency}
-            ctx.invoke("regulator", "observe_transfer", {**observed, "amount": amount})
+            ctx.invoke(REGULATOR, "observe_transfer", {**observed, "amount": amount})
 
     @method("issue")
     def issue(self, ctx: Context, args: dict[str, Any]) -> None:
         currency = arg_currency(ctx, args)
         amount = arg_int(args, "amount", minimum=1)
-        issuer = ctx.get(f"issuer/{currency}")
-        ctx.require(ctx.caller == issuer, "not_issuer", f"only {issuer} issues {currency}")
-        supply = int(ctx.get(f"supply/{currency}", 0))
+        issuer = _require_issuer(ctx, currency, "issues")
+        supply = int(ctx.get(supply_key(currency), 0))
         ctx.require(supply + amount <= AMOUNT_MAX, "supply_overflow", "the supply is too large")
-        ctx.put(f"balance/{currency}/{issuer}", balance(ctx, issuer, currency) + amount)
-        ctx.put(f"supply/{currency}", supply + amount)
+        ctx.put(balance_key(currency, issuer), balance(ctx, issuer, currency) + amount)
+        ctx.put(supply_key(currency), supply + amount)
         ctx.emit("issued", currency=currency, amount=amount, to=issuer)
 
     @method("redeem")
     def redeem(self, ctx: Context, args: dict[str, Any]) -> None:
         currency = arg_currency(ctx, args)
         amount = arg_int(args, "amount", minimum=1)
-        issuer = ctx.get(f"issuer/{currency}")
-        ctx.require(ctx.caller == issuer, "not_issuer", f"only {issuer} redeems {currency}")
+        issuer = _require_issuer(ctx, currency, "redeems")
         held = balance(ctx, issuer, currency)
         ctx.require(held >= amount, "insufficient_funds", f"{issuer} holds {held} {currency}")
-        ctx.put(f"balance/{currency}/{issuer}", held - amount)
-        ctx.put(f"supply/{currency}", int(ctx.get(f"supply/{currency}", 0)) - amount)
+        ctx.put(balance_key(currency, issuer), held - amount)
+        ctx.put(supply_key(currency), int(ctx.get(supply_key(currency), 0)) - amount)
         ctx.emit("redeemed", currency=currency, amount=amount, by=issuer)
 
 
+def balance_key(currency: str, account: str) -> str:
+    return f"balance/{currency}/{account}"
+
+
+def issuer_key(currency: str) -> str:
+    return f"issuer/{currency}"
+
+
+def supply_key(currency: str) -> str:
+    return f"supply/{currency}"
+
+
 def balance(ctx: Context, account: str, currency: str) -> int:
-    value = ctx.read_other("asset", f"balance/{currency}/{account}", 0)
+    value = ctx.read_other(CONTRACT, balance_key(currency, account), 0)
     assert isinstance(value, int) and value >= 0, "balances are non-negative integers"
     return value
 
 
+def issuer(ctx: Context, currency: str) -> str | None:
+    """The account that issues `currency`, or None: no such currency on this chain."""
+    account = ctx.read_other(CONTRACT, issuer_key(currency))
+    assert account is None or isinstance(account, str), "issuers are account ids"
+    return account
+
+
 def move(ctx: Context, source: str, target: str, currency: str, amount: int) -> None:
     """Move money inside the asset contract's namespace (call only from `asset`)."""
-    assert ctx.contract == "asset"
+    assert ctx.contract == CONTRACT
     held = balance(ctx, source, currency)
     ctx.require(held >= amount, "insufficient_funds", f"{source} holds {held} {currency}")
-    ctx.put(f"balance/{currency}/{source}", held - amount)
-    ctx.put(f"balance/{currency}/{target}", balance(ctx, target, currency) + amount)
+    ctx.put(balance_key(currency, source), held - amount)
+    ctx.put(balance_key(currency, target), balance(ctx, target, currency) + amount)
     ctx.emit("transferred", currency=currency, amount=amount, source=source, target=target)
 
 
 def regulator_active(ctx: Context) -> bool:
     """Whether the regulator contract would run now (deployed, and not frozen or retired)."""
-    record = ctx.read_other("sys", "contract/regulator")
-    if not isinstance(record, dict):
-        return False
-    return record.get("status") in {"active", "frozen"} and not frozen_now(record, ctx.height)
+    record = system.deployment(ctx, REGULATOR)
+    return record is not None and system.deployment_runs(record, ctx.height)
+
+
+def _require_issuer(ctx: Context, currency: str, does: str) -> str:
+    """The issuer of `currency`, which must be the caller."""
+    account = ctx.get(issuer_key(currency))
+    ctx.require(ctx.caller == account, "not_issuer", f"only {account} {does} {currency}")
+    return str(account)
 
 
 def arg_currency(ctx: Context, args: dict[str, Any]) -> str:

@@ -17,24 +17,16 @@ institutions' records (roles, certificate status) that other contracts consult:
   regulator's emergency freeze, which names its last height and lapses after it.
 - Cancelled accounts are listed (`cancelled/<id>`) and never revived; no id is ever reused.
 
+This module owns identity's methods: the only code that writes `identity/`. The layout of
+that state and every read of it (by this contract, other contracts, the engine, genesis and
+the simulator) is in identity_state.py.
+
 What it must never do: reuse an account id; revive a cancelled account; change a key except by
 the account's own key or by a reset whose lock window has passed; let two resets of one account
 be pending at once; freeze, unfreeze or change members for any caller but governance (and the
 regulator's bounded emergency freeze); change an account's `nonce` (the engine owns it); store
 anything of a customer's identity but a digest. A frozen account is held as it is: only
 governance and the regulator change it.
-
-State (this contract's namespace, `identity/`):
-    member/<name>     {"roles": [role, ...], "certificate_revoked": bool}
-    account/<id>      {"public_key": hex, "sponsor": member, "status": "active"|"frozen"|
-                       "cancelled", "nonce": int, "kyc_digest": hex or "",
-                       "kind": "institution"|"customer" (absent: institution),
-                       optional "frozen_until": int (an emergency freeze's last height),
-                       optional "pending_reset": {"public_key": hex, "effective_height": int}}
-    used_id/<id>      True for every id ever created, genesis accounts included
-    cancelled/<id>    {"height": int, "by": caller}
-    params            {"key_reset_lock_blocks": int} from genesis: the lock window used when
-                      governance has not set `governance/params` "key_reset_lock_blocks"
 
 docs/identity.md describes every method, who may call it, its error codes and its events.
 """
@@ -44,40 +36,46 @@ from __future__ import annotations
 from typing import Any, Final
 
 from consortia.execution.contract import (
+    CONTRACT_CALLER_PREFIX,
+    HASH_HEX_LENGTH,
+    ID_CHARACTERS,
+    PUBLIC_KEY_HEX_LENGTHS,
     Context,
     Contract,
+    arg_hex,
     arg_int,
-    arg_list,
     arg_str,
-    frozen_now,
     method,
+)
+from consortia.execution.contracts import governance_state
+from consortia.execution.contracts.identity_state import (
+    ACCOUNT_ID_LENGTH_MAX,
+    ACCOUNT_KINDS,
+    ACTIVE,
+    CANCELLED,
+    CONTRACT,
+    CUSTOMER,
+    FROZEN,
+    GOVERNANCE,
+    INSTITUTION,
+    MEMBER_NAME_LENGTH_MAX,
+    PARAMS,
+    REGULATOR,
+    SPONSOR_ROLES,
+    account_key,
+    account_record,
+    cancelled_key,
+    effective_status,
+    has_role,
+    load_member,
+    member_key,
+    member_record,
+    new_member,
+    roles_arg,
+    used_id_key,
 )
 from consortia.types.genesis import Genesis
 
-CONTRACT: Final = "identity"
-GOVERNANCE: Final = "contract:governance"
-REGULATOR: Final = "contract:regulator"
-# A caller named "contract:<name>" is a contract; no account may carry such an id.
-CONTRACT_CALLER_PREFIX: Final = "contract:"
-
-ROLES: Final = ("validator_operator", "member", "regulator", "observer")
-SPONSOR_ROLES: Final = ("member", "validator_operator")
-INSTITUTION: Final = "institution"
-CUSTOMER: Final = "customer"
-ACCOUNT_KINDS: Final = (INSTITUTION, CUSTOMER)
-
-ACTIVE: Final = "active"
-FROZEN: Final = "frozen"
-CANCELLED: Final = "cancelled"
-
-ACCOUNT_ID_LENGTH_MAX: Final = 64
-ACCOUNT_ID_CHARACTERS: Final = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
-)
-MEMBER_NAME_LENGTH_MAX: Final = 64
-HEX_DIGITS: Final = frozenset("0123456789abcdef")
-PUBLIC_KEY_HEX_LENGTHS: Final = (64, 130)  # Ed25519 (32 bytes), SM2 uncompressed (65 bytes)
-DIGEST_HEX_LENGTH: Final = 64  # SHA-256 and SM3 alike
 # The regulator's emergency freeze holds at most this many blocks; longer needs governance.
 EMERGENCY_FREEZE_BLOCKS_MAX: Final = 1_000
 KEY_RESET_LOCK_BLOCKS_DEFAULT: Final = 1_000  # only if the chain started without identity params
@@ -89,18 +87,15 @@ class Identity(Contract):
 
     @classmethod
     def genesis_state(cls, genesis: Genesis) -> dict[str, Any]:
-        """Member records, used ids and the genesis lock window; never account records (the
-        engine's genesis writes those, see execution/genesis.py)."""
+        """Member records, used ids and the genesis lock window; never account records
+        (execution/genesis.py writes those, from `identity_state.genesis_accounts`)."""
         state: dict[str, Any] = {
-            "params": {"key_reset_lock_blocks": genesis.governance.key_reset_lock_blocks}
+            PARAMS: {"key_reset_lock_blocks": genesis.governance.key_reset_lock_blocks}
         }
         for member in genesis.members:
-            state[f"member/{member.name}"] = {
-                "roles": _canonical_roles(member.roles),
-                "certificate_revoked": False,
-            }
+            state[member_key(member.name)] = new_member(list(member.roles))
         for account in genesis.accounts:
-            state[f"used_id/{account.id}"] = True
+            state[used_id_key(account.id)] = True
         return state
 
     # ------------------------------------------------------------------ accounts
@@ -115,8 +110,8 @@ class Identity(Contract):
             f"member {sponsor!r} has no role that sponsors accounts",
         )
         account_id = _account_id_arg(ctx, args)
-        public_key = _public_key_arg(ctx, args)
-        kyc_digest = _hex_arg(ctx, args, "kyc_digest", (DIGEST_HEX_LENGTH,))
+        public_key = _public_key_arg(args)
+        kyc_digest = arg_hex(args, "kyc_digest", (HASH_HEX_LENGTH,))
         kind = args.get("kind", CUSTOMER)
         ctx.require(
             kind in ACCOUNT_KINDS, "bad_argument", f"kind is one of {', '.join(ACCOUNT_KINDS)}"
@@ -130,12 +125,12 @@ class Identity(Contract):
             )
             ctx.fail("account_exists", f"account {account_id!r} exists")
         ctx.require(
-            not ctx.has(f"used_id/{account_id}"),
+            not ctx.has(used_id_key(account_id)),
             "id_reused",
             f"id {account_id!r} was used before; ids are never reused",
         )
         ctx.put(
-            f"account/{account_id}",
+            account_key(account_id),
             {
                 "public_key": public_key,
                 "sponsor": sponsor,
@@ -145,7 +140,7 @@ class Identity(Contract):
                 "kind": kind,
             },
         )
-        ctx.put(f"used_id/{account_id}", True)
+        ctx.put(used_id_key(account_id), True)
         ctx.emit(
             "account_opened",
             account=account_id,
@@ -159,17 +154,13 @@ class Identity(Contract):
     @method("rotate_key")
     def rotate_key(self, ctx: Context, args: dict[str, Any]) -> None:
         """The account replaces its own key; the transaction is signed with the current one."""
-        account_id = ctx.caller
-        record = _record(ctx, account_id)
-        ctx.require(record is not None, "not_authorised", "only an account rotates its own key")
-        assert record is not None
-        _require_held_as_is(ctx, account_id, record)
+        account_id, record = _own_account(ctx, "only an account rotates its own key")
         ctx.require(
             "pending_reset" not in record,
             "reset_pending",
             "a key reset is pending: cancel it (cancel_reset) before rotating",
         )
-        public_key = _public_key_arg(ctx, args)
+        public_key = _public_key_arg(args)
         ctx.require(
             public_key != record["public_key"], "bad_argument", "that is the current key already"
         )
@@ -181,8 +172,7 @@ class Identity(Contract):
     def request_reset(self, ctx: Context, args: dict[str, Any]) -> None:
         """The sponsor asks to replace a lost key once the lock window has passed."""
         member = _acting_member(ctx)
-        account_id = arg_str(args, "account", max_length=ACCOUNT_ID_LENGTH_MAX)
-        record = _load(ctx, account_id)
+        account_id, record = _named_account(ctx, args)
         ctx.require(
             record["sponsor"] == member,
             "not_sponsor",
@@ -194,7 +184,7 @@ class Identity(Contract):
             "reset_pending",
             f"account {account_id!r} already has a key reset pending",
         )
-        public_key = _public_key_arg(ctx, args)
+        public_key = _public_key_arg(args)
         ctx.require(
             public_key != record["public_key"], "bad_argument", "that is the current key already"
         )
@@ -213,11 +203,7 @@ class Identity(Contract):
     def cancel_reset(self, ctx: Context, args: dict[str, Any]) -> None:
         """The account, signing with its current (old) key, cancels a pending reset."""
         del args
-        account_id = ctx.caller
-        record = _record(ctx, account_id)
-        ctx.require(record is not None, "not_authorised", "only the account cancels its reset")
-        assert record is not None
-        _require_held_as_is(ctx, account_id, record)
+        account_id, record = _own_account(ctx, "only the account cancels its reset")
         ctx.require(
             "pending_reset" in record, "no_reset_pending", f"{account_id!r} has no reset pending"
         )
@@ -228,8 +214,7 @@ class Identity(Contract):
     @method("complete_reset")
     def complete_reset(self, ctx: Context, args: dict[str, Any]) -> None:
         """Anyone swaps in the reset key once the lock window has passed."""
-        account_id = arg_str(args, "account", max_length=ACCOUNT_ID_LENGTH_MAX)
-        record = _load(ctx, account_id)
+        account_id, record = _named_account(ctx, args)
         _require_held_as_is(ctx, account_id, record)
         pending = record.get("pending_reset")
         ctx.require(pending is not None, "no_reset_pending", f"{account_id!r} has no reset pending")
@@ -252,8 +237,7 @@ class Identity(Contract):
         """The sponsor (an institution account) or governance cancels an account for good."""
         by_governance = ctx.caller == GOVERNANCE
         member = None if by_governance else _acting_member(ctx)
-        account_id = arg_str(args, "account", max_length=ACCOUNT_ID_LENGTH_MAX)
-        record = _load(ctx, account_id)
+        account_id, record = _named_account(ctx, args)
         if member is not None:
             ctx.require(
                 record["sponsor"] == member,
@@ -270,7 +254,7 @@ class Identity(Contract):
         record["status"] = CANCELLED
         record.pop("frozen_until", None)
         _store(ctx, account_id, record)
-        ctx.put(f"cancelled/{account_id}", {"height": ctx.height, "by": ctx.caller})
+        ctx.put(cancelled_key(account_id), {"height": ctx.height, "by": ctx.caller})
         ctx.emit("account_cancelled", account=account_id, by=ctx.caller)
 
     @method("freeze_account")
@@ -292,8 +276,7 @@ class Identity(Contract):
             )
         else:
             ctx.fail("not_authorised", "only governance or the regulator freezes accounts")
-        account_id = arg_str(args, "account", max_length=ACCOUNT_ID_LENGTH_MAX)
-        record = _load(ctx, account_id)
+        account_id, record = _named_account(ctx, args)
         _require_not_cancelled(ctx, account_id, record)
         if record["status"] == FROZEN:
             current = record.get("frozen_until")
@@ -318,8 +301,7 @@ class Identity(Contract):
             "not_authorised",
             "only governance or the regulator unfreezes accounts",
         )
-        account_id = arg_str(args, "account", max_length=ACCOUNT_ID_LENGTH_MAX)
-        record = _load(ctx, account_id)
+        account_id, record = _named_account(ctx, args)
         _require_not_cancelled(ctx, account_id, record)
         ctx.require(
             record["status"] == FROZEN, "not_frozen", f"account {account_id!r} is not frozen"
@@ -340,131 +322,56 @@ class Identity(Contract):
     def add_member(self, ctx: Context, args: dict[str, Any]) -> None:
         _require_governance(ctx)
         member = arg_str(args, "name", max_length=MEMBER_NAME_LENGTH_MAX)
-        roles = _roles_arg(ctx, args)
-        ctx.require(not ctx.has(f"member/{member}"), "member_exists", f"member {member!r} exists")
-        ctx.put(f"member/{member}", {"roles": roles, "certificate_revoked": False})
+        roles = roles_arg(ctx, args)
+        ctx.require(not ctx.has(member_key(member)), "member_exists", f"member {member!r} exists")
+        ctx.put(member_key(member), new_member(roles))
         ctx.emit("member_added", member=member, roles=roles)
 
     @method("set_roles")
     def set_roles(self, ctx: Context, args: dict[str, Any]) -> None:
         _require_governance(ctx)
-        member, record = _load_member(ctx, args)
-        roles = _roles_arg(ctx, args)
+        member, record = load_member(ctx, args)
+        roles = roles_arg(ctx, args)
         previous = record["roles"]
         record["roles"] = roles
-        ctx.put(f"member/{member}", record)
+        ctx.put(member_key(member), record)
         ctx.emit("roles_changed", member=member, roles=roles, previous=previous)
 
     @method("revoke_certificate")
     def revoke_certificate(self, ctx: Context, args: dict[str, Any]) -> None:
         _require_governance(ctx)
-        member, record = _load_member(ctx, args)
+        member, record = load_member(ctx, args)
         ctx.require(
             not record["certificate_revoked"],
             "already_revoked",
             f"the certificate of {member!r} is revoked already",
         )
         record["certificate_revoked"] = True
-        ctx.put(f"member/{member}", record)
+        ctx.put(member_key(member), record)
         ctx.emit("certificate_revoked", member=member)
 
     @method("restore_certificate")
     def restore_certificate(self, ctx: Context, args: dict[str, Any]) -> None:
         """Governance reinstates a member, typically once its new certificate is issued."""
         _require_governance(ctx)
-        member, record = _load_member(ctx, args)
+        member, record = load_member(ctx, args)
         ctx.require(
             bool(record["certificate_revoked"]),
             "not_revoked",
             f"the certificate of {member!r} is not revoked",
         )
         record["certificate_revoked"] = False
-        ctx.put(f"member/{member}", record)
+        ctx.put(member_key(member), record)
         ctx.emit("certificate_restored", member=member)
-
-
-# ---------------------------------------------------------------------- helpers for contracts
-# Other contracts import these; they only read, through ctx.read_other.
-
-
-def account_record(ctx: Context, account_id: str) -> dict[str, Any] | None:
-    """The account's stored record, whatever its status, or None."""
-    if not isinstance(account_id, str) or not account_id:
-        return None
-    record = ctx.read_other(CONTRACT, f"account/{account_id}")
-    assert record is None or isinstance(record, dict), "account records are maps"
-    return record
-
-
-def account_exists(ctx: Context, account_id: str) -> bool:
-    """True when the id names an account, in any status (cancelled ones included)."""
-    return account_record(ctx, account_id) is not None
-
-
-def account_status(ctx: Context, account_id: str) -> str | None:
-    """The status the engine applies now: active, frozen or cancelled (a lapsed emergency
-    freeze counts as active); None for no account."""
-    record = account_record(ctx, account_id)
-    return None if record is None else _effective_status(record, ctx.height)
-
-
-def member_of(ctx: Context, account_id: str) -> str | None:
-    """The member that sponsors the account, or None for no account.
-
-    Every customer of a member has that member as sponsor: to decide whether an account may
-    act *for* a member (vote, supervise, sponsor), use `acts_for`.
-    """
-    record = account_record(ctx, account_id)
-    return None if record is None else str(record["sponsor"])
-
-
-def acts_for(ctx: Context, account_id: str) -> str | None:
-    """The member this account may act for now: an active institution account of a member
-    whose certificate is not revoked. None otherwise (customers, contracts, unknown ids)."""
-    record = account_record(ctx, account_id)
-    if record is None or record.get("kind", INSTITUTION) != INSTITUTION:
-        return None
-    if _effective_status(record, ctx.height) != ACTIVE:
-        return None
-    member = str(record["sponsor"])
-    member_record = _member_record(ctx, member)
-    if member_record is None or member_record["certificate_revoked"]:
-        return None
-    return member
-
-
-def has_role(ctx: Context, member: str, role: str) -> bool:
-    record = _member_record(ctx, member)
-    return record is not None and role in record["roles"]
-
-
-def certificate_revoked(ctx: Context, member: str) -> bool:
-    record = _member_record(ctx, member)
-    return record is not None and bool(record["certificate_revoked"])
 
 
 # ---------------------------------------------------------------------- internals
 
 
-def _member_record(ctx: Context, member: str) -> dict[str, Any] | None:
-    if not isinstance(member, str) or not member:
-        return None
-    record = ctx.read_other(CONTRACT, f"member/{member}")
-    assert record is None or isinstance(record, dict), "member records are maps"
-    return record
-
-
-def _effective_status(record: dict[str, Any], height: int) -> str:
-    status = str(record["status"])
-    if status == FROZEN and not frozen_now(record, height):
-        return ACTIVE  # an emergency freeze lapses after its last height
-    return status
-
-
 def _record(ctx: Context, account_id: str) -> dict[str, Any] | None:
     """The account's record with a lapsed emergency freeze already lifted, or None."""
     record = account_record(ctx, account_id)
-    if record is not None and record["status"] != _effective_status(record, ctx.height):
+    if record is not None and record["status"] != effective_status(record, ctx.height):
         record["status"] = ACTIVE
         del record["frozen_until"]
     return record
@@ -477,11 +384,27 @@ def _load(ctx: Context, account_id: str) -> dict[str, Any]:
     return record
 
 
+def _named_account(ctx: Context, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The account the `account` argument names, and its record, or `unknown_account`."""
+    account_id = arg_str(args, "account", max_length=ACCOUNT_ID_LENGTH_MAX)
+    return account_id, _load(ctx, account_id)
+
+
+def _own_account(ctx: Context, refusal: str) -> tuple[str, dict[str, Any]]:
+    """The calling account and its record, held as it is; `refusal` for any other caller."""
+    account_id = ctx.caller
+    record = _record(ctx, account_id)
+    ctx.require(record is not None, "not_authorised", refusal)
+    assert record is not None
+    _require_held_as_is(ctx, account_id, record)
+    return account_id, record
+
+
 def _store(ctx: Context, account_id: str, record: dict[str, Any]) -> None:
     previous = account_record(ctx, account_id)
     assert previous is not None and previous["nonce"] == record["nonce"], "the engine owns nonces"
     assert previous["status"] != CANCELLED, "a cancelled account is never changed"
-    ctx.put(f"account/{account_id}", record)
+    ctx.put(account_key(account_id), record)
 
 
 def _require_not_cancelled(ctx: Context, account_id: str, record: dict[str, Any]) -> None:
@@ -509,16 +432,16 @@ def _acting_member(ctx: Context) -> str:
     )
     assert record is not None
     ctx.require(
-        _effective_status(record, ctx.height) == ACTIVE,
+        effective_status(record, ctx.height) == ACTIVE,
         "not_authorised",
         f"account {ctx.caller!r} is not active",
     )
     member = str(record["sponsor"])
-    member_record = _member_record(ctx, member)
-    ctx.require(member_record is not None, "not_authorised", f"{member!r} is not a member")
-    assert member_record is not None
+    standing = member_record(ctx, member)
+    ctx.require(standing is not None, "not_authorised", f"{member!r} is not a member")
+    assert standing is not None
     ctx.require(
-        not member_record["certificate_revoked"],
+        not standing["certificate_revoked"],
         "member_revoked",
         f"the certificate of member {member!r} is revoked",
     )
@@ -529,32 +452,22 @@ def _require_governance(ctx: Context) -> None:
     ctx.require(ctx.caller == GOVERNANCE, "not_authorised", "only governance changes members")
 
 
-def _load_member(ctx: Context, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    member = arg_str(args, "member", max_length=MEMBER_NAME_LENGTH_MAX)
-    record = _member_record(ctx, member)
-    if record is None:
-        ctx.fail("unknown_member", f"no member {member!r}")
-    return member, record
-
-
 def _reset_lock_blocks(ctx: Context) -> int:
     """Governance's current lock window, else the one the chain started with."""
-    params = ctx.read_other("governance", "params")
-    if isinstance(params, dict):
-        blocks = params.get("key_reset_lock_blocks")
-        if isinstance(blocks, int) and not isinstance(blocks, bool) and blocks >= 1:
-            return blocks
-    own = ctx.get("params", {})
+    blocks = governance_state.key_reset_lock_blocks(ctx.read_other)
+    if blocks is not None:
+        return blocks
+    own = ctx.get(PARAMS, {})
     assert isinstance(own, dict)
-    blocks = own.get("key_reset_lock_blocks", KEY_RESET_LOCK_BLOCKS_DEFAULT)
-    assert isinstance(blocks, int) and blocks >= 1
-    return blocks
+    window = own.get("key_reset_lock_blocks", KEY_RESET_LOCK_BLOCKS_DEFAULT)
+    assert isinstance(window, int) and window >= 1
+    return window
 
 
 def _account_id_arg(ctx: Context, args: dict[str, Any]) -> str:
     account_id = arg_str(args, "id", max_length=ACCOUNT_ID_LENGTH_MAX)
     ctx.require(
-        all(character in ACCOUNT_ID_CHARACTERS for character in account_id),
+        all(character in ID_CHARACTERS for character in account_id),
         "bad_argument",
         "an account id uses only letters, digits and _ . : -",
     )
@@ -566,33 +479,5 @@ def _account_id_arg(ctx: Context, args: dict[str, Any]) -> str:
     return account_id
 
 
-def _public_key_arg(ctx: Context, args: dict[str, Any]) -> str:
-    return _hex_arg(ctx, args, "public_key", PUBLIC_KEY_HEX_LENGTHS)
-
-
-def _hex_arg(ctx: Context, args: dict[str, Any], name: str, lengths: tuple[int, ...]) -> str:
-    value = args.get(name)
-    ctx.require(
-        isinstance(value, str)
-        and len(value) in lengths
-        and all(character in HEX_DIGITS for character in value),
-        "bad_argument",
-        f"{name} must be lowercase hex of {' or '.join(str(n) for n in lengths)} digits",
-    )
-    assert isinstance(value, str)
-    return value
-
-
-def _roles_arg(ctx: Context, args: dict[str, Any]) -> list[str]:
-    roles = arg_list(args, "roles", max_length=len(ROLES))
-    ctx.require(
-        bool(roles) and all(role in ROLES for role in roles) and len(set(roles)) == len(roles),
-        "bad_argument",
-        f"roles are distinct, at least one, among {', '.join(ROLES)}",
-    )
-    return _canonical_roles(roles)
-
-
-def _canonical_roles(roles: list[Any]) -> list[str]:
-    """Roles in one fixed order, without repeats: one stored form per set of roles."""
-    return [role for role in ROLES if role in roles]
+def _public_key_arg(args: dict[str, Any]) -> str:
+    return arg_hex(args, "public_key", PUBLIC_KEY_HEX_LENGTHS)

@@ -13,9 +13,10 @@ Invariants (checked by property tests): the parts of a receivable sum to its fac
 part has exactly one holder; a part is financed at most once (the double-financing fraud);
 money moves only through `asset.transfer`, from the signer (`ctx.origin`).
 
-This module must never move money itself (only `asset` does), never use floats (amounts and
-prices are integers in minor units; discounts are computed off-chain and passed as `price`),
-and never read a clock: maturity is a block height.
+This module owns the `receivable/` namespace below. It must never move money itself (only
+`asset` does), never use floats (amounts and prices are integers in minor units; discounts are
+computed off-chain and passed as `price`), never read another contract's state but through
+that contract's accessors, and never read a clock: maturity is a block height.
 
 State (namespace `receivable/`):
     receivable/<id>   {"debtor", "holder" (the first holder), "amount" (face value),
@@ -34,20 +35,19 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from consortia.execution.contract import (
+    HEX_DIGITS,
+    ID_CHARACTERS,
     Context,
     Contract,
     ContractError,
     arg_int,
     arg_str,
-    frozen_now,
     method,
 )
-from consortia.execution.contracts.asset import AMOUNT_MAX, arg_currency
+from consortia.execution.contracts import asset, identity_state
 
-ID_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-")
 ID_LENGTH_MAX = 64
 PART_ID_LENGTH_MAX = 80
-HEX_DIGITS = frozenset("0123456789abcdef")
 DIGEST_HEX_MIN = 64
 DIGEST_HEX_MAX = 128
 # One repayment pays every part in one transaction, so it must fit a transaction's limits
@@ -161,7 +161,7 @@ class Receivable(Contract):
         seller = part["holder"]
         ctx.require(not _frozen(ctx, seller), "holder_frozen", f"{seller} is frozen")
         pay = {"to": seller, "amount": price, "currency": part["currency"]}
-        ctx.invoke("asset", "transfer", pay)
+        ctx.invoke(asset.CONTRACT, "transfer", pay)
         part.update(holder=bank, status="financed", offer=None, financed_by=bank, price=price)
         part["financed_height"] = ctx.height
         ctx.put(f"part/{part_id}", part)
@@ -217,8 +217,8 @@ def _receivable_id(args: dict[str, Any]) -> str:
 def _new_receivable(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     holder = arg_str(args, "holder", max_length=ID_LENGTH_MAX)
     amount = arg_int(args, "amount", minimum=1)
-    ctx.require(amount <= AMOUNT_MAX, "bad_argument", "amount is too large")
-    currency = arg_currency(ctx, args)
+    ctx.require(amount <= asset.AMOUNT_MAX, "bad_argument", "amount is too large")
+    currency = asset.arg_currency(ctx, args)
     maturity = arg_int(args, "maturity_height")
     grace = _grace(args)
     digest = arg_str(args, "documents_digest", max_length=DIGEST_HEX_MAX)
@@ -227,7 +227,7 @@ def _new_receivable(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     ctx.require(holder != ctx.origin, "holder_is_debtor", "the debtor cannot hold its own debt")
     ctx.require(maturity > ctx.height, "bad_maturity", "maturity must be a future height")
     ctx.require(
-        ctx.read_other("asset", f"issuer/{currency}") is not None,
+        asset.issuer(ctx, currency) is not None,
         "unknown_currency",
         f"no currency {currency}",
     )
@@ -249,10 +249,7 @@ def _new_receivable(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 def _grace(args: dict[str, Any]) -> int:
     if args.get("grace_blocks") is None:
         return GRACE_BLOCKS_DEFAULT
-    grace = arg_int(args, "grace_blocks", minimum=0)
-    if grace > GRACE_BLOCKS_MAX:
-        _bad(f"grace_blocks is at most {GRACE_BLOCKS_MAX}")
-    return grace
+    return arg_int(args, "grace_blocks", minimum=0, maximum=GRACE_BLOCKS_MAX)
 
 
 def _require_digest(digest: str) -> None:
@@ -325,7 +322,7 @@ def _counterparty(ctx: Context, args: dict[str, Any], name: str, part: dict[str,
 
 def _require_account(ctx: Context, account: str) -> None:
     ctx.require(
-        ctx.read_other("identity", f"account/{account}") is not None,
+        identity_state.account_exists(ctx, account),
         "unknown_account",
         f"no account {account!r}",
     )
@@ -333,8 +330,7 @@ def _require_account(ctx: Context, account: str) -> None:
 
 def _frozen(ctx: Context, account: str) -> bool:
     """Frozen now: a frozen account's claims are not sold by a counterparty's action."""
-    record = ctx.read_other("identity", f"account/{account}") or {}
-    return frozen_now(record, ctx.height)
+    return identity_state.account_status(ctx, account) == identity_state.FROZEN
 
 
 # ---------------------------------------------------------------------- parts
@@ -371,7 +367,7 @@ def _pay_part(ctx: Context, part_id: str) -> int:
     if part["status"] not in OPEN:
         return 0
     pay = {"to": part["holder"], "amount": part["amount"], "currency": part["currency"]}
-    ctx.invoke("asset", "transfer", pay)
+    ctx.invoke(asset.CONTRACT, "transfer", pay)
     part.update(status="settled", offer=None)
     ctx.put(f"part/{part_id}", part)
     ctx.emit("part_paid", part=part_id, holder=part["holder"], amount=part["amount"])

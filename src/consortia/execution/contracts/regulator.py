@@ -11,9 +11,10 @@ Who may call: `observe_transfer` only the asset contract ("contract:asset"); eve
 only regulator accounts, i.e. accounts whose sponsor member has the role "regulator" and an
 unrevoked certificate.
 
-This module must never refuse or alter a transfer (observing only records), never write
-outside its own namespace (a freeze goes through identity), and never read a clock: heights
-come from the context.
+This module owns the `regulator/` namespace below. It must never refuse or alter a transfer
+(observing only records), never write outside its own namespace (a freeze goes through
+identity), never read another contract's state but through that contract's accessors, and
+never read a clock: heights come from the context.
 
 State (namespace `regulator/`):
     rules                 {"single_transfer_max": int|None,
@@ -31,18 +32,22 @@ State (namespace `regulator/`):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from consortia.execution.contract import (
     Context,
     Contract,
-    ContractError,
     arg_int,
     arg_list,
     arg_str,
+    contract_caller,
     method,
 )
+from consortia.execution.contracts import asset, identity_state
 from consortia.types.genesis import Genesis
+
+CONTRACT: Final = "regulator"
+REGULATOR_ROLE: Final = "regulator"
 
 ALERT_LARGE = "large_transfer"
 ALERT_VELOCITY = "velocity"
@@ -64,7 +69,7 @@ def no_rules() -> dict[str, Any]:
 
 
 class Regulator(Contract):
-    name = "regulator"
+    name = CONTRACT
     version = 1
 
     @classmethod
@@ -97,7 +102,9 @@ class Regulator(Contract):
     def observe_transfer(self, ctx: Context, args: dict[str, Any]) -> None:
         """Check one transfer against the rules; raise alerts; never refuse it."""
         ctx.require(
-            ctx.caller == "contract:asset", "not_authorised", "only the asset contract reports"
+            ctx.caller == contract_caller(asset.CONTRACT),
+            "not_authorised",
+            "only the asset contract reports",
         )
         source = arg_str(args, "source", max_length=ACCOUNT_ID_MAX)
         target = arg_str(args, "target", max_length=ACCOUNT_ID_MAX)
@@ -127,8 +134,8 @@ class Regulator(Contract):
         numbers = ctx.get(f"account_alerts/{account}", [])
         return {
             "account": account,
-            "record": ctx.read_other("identity", f"account/{account}"),
-            "balances": {c: _balance(ctx, account, c) for c in _currencies(ctx, args)},
+            "record": identity_state.account_record(ctx, account),
+            "balances": {c: asset.balance(ctx, account, c) for c in _currencies(ctx, args)},
             "alerts": [_numbered(ctx, n) for n in numbers],
             "freeze": ctx.get(f"freeze/{account}"),
         }
@@ -159,16 +166,17 @@ class Regulator(Contract):
             f"an emergency freeze lasts at most {FREEZE_BLOCKS_MAX} blocks; "
             "longer needs the committee",
         )
-        record = ctx.read_other("identity", f"account/{account}")
+        record = identity_state.account_record(ctx, account)
         ctx.require(record is not None, "unknown_account", f"no account {account!r}")
+        assert record is not None
         ctx.require(
-            not _permanently_frozen(record),
+            not identity_state.permanently_frozen(record),
             "already_frozen",
             f"{account} is frozen by the committee",
         )
         freeze = {"until_height": ctx.height + blocks, "by": ctx.caller, "height": ctx.height}
         ctx.invoke(
-            "identity",
+            identity_state.CONTRACT,
             "freeze_account",
             {"account": account, "until_height": freeze["until_height"]},
         )
@@ -182,16 +190,15 @@ class Regulator(Contract):
         require_regulator(ctx)
         account = arg_str(args, "account", max_length=ACCOUNT_ID_MAX)
         freeze = ctx.get(f"freeze/{account}")
-        record = ctx.read_other("identity", f"account/{account}") or {}
+        record = identity_state.account_record(ctx, account) or {}
         ctx.require(
             freeze is not None
             and ctx.height <= freeze["until_height"]
-            and record.get("status") == "frozen"
-            and record.get("frozen_until") == freeze["until_height"],
+            and identity_state.emergency_freeze_until(record) == freeze["until_height"],
             "no_emergency_freeze",
             f"{account} has no emergency freeze of the regulator's in force",
         )
-        ctx.invoke("identity", "unfreeze_account", {"account": account})
+        ctx.invoke(identity_state.CONTRACT, "unfreeze_account", {"account": account})
         ctx.delete(f"freeze/{account}")
         ctx.emit("freeze_lifted", account=account, by=ctx.caller)
 
@@ -201,13 +208,11 @@ class Regulator(Contract):
 
 def is_regulator(ctx: Context, account: str) -> bool:
     """An account whose sponsor member has the role "regulator" and an unrevoked certificate."""
-    record = ctx.read_other("identity", f"account/{account}")
-    if not isinstance(record, dict) or not isinstance(record.get("sponsor"), str):
+    sponsor = identity_state.member_of(ctx, account)
+    member = None if sponsor is None else identity_state.member_record(ctx, sponsor)
+    if member is None or member["certificate_revoked"]:
         return False
-    member = ctx.read_other("identity", f"member/{record['sponsor']}")
-    if not isinstance(member, dict) or member.get("certificate_revoked"):
-        return False
-    return "regulator" in member.get("roles", [])
+    return REGULATOR_ROLE in member["roles"]
 
 
 def require_regulator(ctx: Context) -> None:
@@ -259,10 +264,7 @@ def _optional_velocity(args: dict[str, Any]) -> dict[str, int] | None:
 
 
 def _bounded(args: dict[str, Any], name: str, maximum: int) -> int:
-    value = arg_int(args, name, minimum=1)
-    if value > maximum:
-        raise ContractError("bad_argument", f"{name} is at most {maximum}")
-    return value
+    return arg_int(args, name, minimum=1, maximum=maximum)
 
 
 def _listed(ctx: Context, args: dict[str, Any]) -> list[str]:
@@ -289,13 +291,5 @@ def _currencies(ctx: Context, args: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(currencies))
 
 
-def _balance(ctx: Context, account: str, currency: str) -> int:
-    return int(ctx.read_other("asset", f"balance/{currency}/{account}", 0))
-
-
 def _numbered(ctx: Context, number: int) -> dict[str, Any]:
     return {"n": number, **ctx.get(f"alert/{number}", {})}
-
-
-def _permanently_frozen(record: dict[str, Any]) -> bool:
-    return record.get("status") == "frozen" and not isinstance(record.get("frozen_until"), int)

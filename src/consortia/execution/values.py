@@ -1,0 +1,69 @@
+"""Canonical values and state keys: what contract state, events and results may hold.
+
+Owns: the `Value` type and its rules (integers, strings, booleans, None, bytes, lists and
+string-keyed maps, nested at most `VALUE_DEPTH_MAX` deep), the one encoding of a value
+(`canonical`, canonical MessagePack), the one form of a state key (`state_key`:
+"<contract>/<key>"), the size limits on stored keys and values, and `ContractError`, the
+failure with a stable code that every check on a contract call raises.
+
+Must never: accept floats or any other type whose encoding is not the same on every machine;
+import the engine, the state tree or anything that does I/O. Pure functions only: the engine,
+the contract API and genesis all encode through here, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+from consortia.types.encoding import encode
+
+KEY_LENGTH_MAX: Final = 256  # bytes of "<contract>/<key>"
+VALUE_BYTES_MAX: Final = 64 * 1024  # bytes of one stored value, encoded
+VALUE_DEPTH_MAX: Final = 16  # lists and maps nest at most this deep
+
+Value = Any  # a canonical MessagePack value; `canonical` checks it
+
+
+class ContractError(Exception):
+    """A call failed for a reason the caller can act on; `code` is stable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def state_key(contract: str, key: str) -> bytes:
+    """Where `key` of `contract`'s namespace is stored (no length check: see `Context`)."""
+    return f"{contract}/{key}".encode()
+
+
+def canonical(value: Value) -> bytes:
+    """Encode a value, refusing floats and other non-deterministic types (`bad_value`)."""
+    _check(value, 0)
+    return encode(value)
+
+
+def decode_value(raw: bytes | None, default: Value = None) -> Value:
+    """The value stored as `raw`, or `default` when nothing is stored."""
+    return default if raw is None else msgspec.msgpack.decode(raw)
+
+
+def _check(value: Value, depth: int) -> None:
+    if depth > VALUE_DEPTH_MAX:
+        raise ContractError("value_too_deep", f"values nest at most {VALUE_DEPTH_MAX} deep")
+    if value is None or isinstance(value, bool | int | str | bytes):
+        return
+    if isinstance(value, list | tuple):
+        for item in value:
+            _check(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ContractError("bad_value", "map keys must be strings")
+            _check(item, depth + 1)
+        return
+    raise ContractError("bad_value", f"values of type {type(value).__name__} cannot be stored")
