@@ -57,6 +57,7 @@ from consortia.types.genesis import (
     Governance,
     Member,
     MempoolParams,
+    Role,
 )
 from consortia.types.primitives import (
     CHAIN_ID_LENGTH_MAX,
@@ -521,7 +522,7 @@ def mempool_params() -> st.SearchStrategy[MempoolParams]:
     )
 
 
-_ROLES = ("validator_operator", "member", "regulator", "observer")
+_ROLES = get_args(Role)  # the roles the genesis document allows, in their one order
 
 
 def members() -> st.SearchStrategy[Member]:

@@ -73,13 +73,13 @@ from consortia.types.genesis import (
     Member,
     MempoolParams,
 )
-from consortia.types.primitives import CHAIN_ID_LENGTH_MAX
+from consortia.types.primitives import CHAIN_ID_LENGTH_MAX, CHAIN_ID_PATTERN
 
 NODES_MAX: Final = 256
 BFT_NODES_MIN: Final = 4  # 3f + 1 with f = 1: the fewest validators that survive one fault
 REGULATOR: Final = "regulator"
 TREASURY_BALANCE: Final = 100_000_000_000  # minor units (fen): 1 billion CNY per member
-_CHAIN_ID: Final = re.compile(r"[a-z0-9][a-z0-9.-]*\Z")  # as consortia.types.primitives.ChainId
+_CHAIN_ID: Final = re.compile(CHAIN_ID_PATTERN)
 
 Progress = Callable[[str], None]
 

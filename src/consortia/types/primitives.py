@@ -1,7 +1,9 @@
 """Bounded primitive field types shared by every canonical struct.
 
 Each alias carries its limits (msgspec `Meta`), so a decoder rejects an oversized field before
-any application code sees it.
+any application code sees it. Owns these limits and patterns (the chain-id pattern included:
+the `init` command checks a chain id with the same `CHAIN_ID_PATTERN`); must never hold
+behaviour or import anything of consortia.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ PUBLIC_KEY_SIZE_MIN: Final = 32  # Ed25519
 PUBLIC_KEY_SIZE_MAX: Final = 65  # SM2, uncompressed point
 SIGNATURE_SIZE: Final = 64  # Ed25519 and SM2 (r || s) alike
 CHAIN_ID_LENGTH_MAX: Final = 64
+# A chain id: lowercase letters, digits, '.' and '-', starting with a letter or digit.
+CHAIN_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9.-]*\Z"
 NAME_LENGTH_MAX: Final = 64
 VALIDATORS_MAX: Final = 1024
 PAYLOAD_ITEMS_MAX: Final = 20_000
@@ -27,7 +31,7 @@ NodeId = Hash
 PublicKey = Annotated[bytes, Meta(min_length=PUBLIC_KEY_SIZE_MIN, max_length=PUBLIC_KEY_SIZE_MAX)]
 Signature = Annotated[bytes, Meta(min_length=SIGNATURE_SIZE, max_length=SIGNATURE_SIZE)]
 ChainId = Annotated[
-    str, Meta(min_length=1, max_length=CHAIN_ID_LENGTH_MAX, pattern=r"^[a-z0-9][a-z0-9.-]*\Z")
+    str, Meta(min_length=1, max_length=CHAIN_ID_LENGTH_MAX, pattern=CHAIN_ID_PATTERN)
 ]
 Name = Annotated[str, Meta(min_length=1, max_length=NAME_LENGTH_MAX)]
 U64 = Annotated[int, Meta(ge=0, le=U64_MAX)]
