@@ -1,7 +1,9 @@
 """The contracts this build ships and deploys at genesis, in one list.
 
-Contract code is part of the protocol: every node running protocol version v ships the same
-list, so whether a version's code exists is the same answer on every node.
+Owns `BUILTIN_CONTRACTS` and `SUPPORTED_PROTOCOL_VERSIONS`. Contract code is part of the
+protocol: every node running protocol version v ships the same list, so whether a version's
+code exists is the same answer on every node. Must never depend on the node's configuration
+or environment: a list that differed between nodes would split the chain.
 """
 
 from __future__ import annotations

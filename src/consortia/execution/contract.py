@@ -72,6 +72,7 @@ __all__ = [
     "contract_caller",
     "frozen_now",
     "method",
+    "read_record",
 ]
 
 # Gas schedule: what each operation costs. Changing it changes results: it is part of the
@@ -108,6 +109,13 @@ class StateReader(Protocol):
     both readers; the state accessors each contract exports take one."""
 
     def __call__(self, contract: str, key: str, /) -> Any: ...
+
+
+def read_record(read: StateReader, contract: str, key: str) -> dict[str, Any] | None:
+    """A stored record (a map), or None when nothing is stored at `key`."""
+    record = read(contract, key)
+    assert record is None or isinstance(record, dict), f"{contract}/{key} holds a map"
+    return record
 
 
 class Host(Protocol):

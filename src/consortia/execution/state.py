@@ -6,8 +6,10 @@ root is the Merkle root of the bucket roots. Committing a block recomputes only 
 touched. Every value a key had within the last `history_heights_max` heights can be read back
 (`get(key, height)`), which is how queries at a past height and supervision queries work.
 
-Pure and deterministic: no clock, no randomness, no I/O. The node persists what `apply`
-returns; this module keeps everything in memory.
+Owns the committed values, their Merkle roots and their history. Must never be handed to a
+contract (a block being executed reads through the read-only `current` view), and stays pure
+and deterministic: no clock, no randomness, no I/O. The node persists what `apply` returns;
+this module keeps everything in memory.
 """
 
 from __future__ import annotations

@@ -1,8 +1,14 @@
 """Built-in contracts.
 
 THE SHARED SPECIFICATION of the built-in contracts (names, state layout, who may call what)
-is docs/contracts-spec.md: read it before writing or changing a contract here.
+is docs/contracts-spec.md: read it before writing or changing a contract here; adding one is
+described in docs/contracts.md ("Adding a contract").
 
-Each module imports only from the allow-list checked by tests/unit/test_contract_imports.py:
-the contract API and the standard library's pure parts.
+Owns the contracts' code. Each contract owns its namespace and exports the only accessors of
+its state (keys and readers) that other code may use: system.py (`sys`), identity_state.py
+(`identity`), governance_state.py (`governance`), asset.py; regulator.py and receivable.py
+keep theirs to themselves. Must never import anything outside the allow-list checked by
+tests/unit/test_contract_imports.py (the contract API in consortia.execution.contract, the
+genesis and consensus types, typing, dataclasses), so a contract reaches state only through
+its Context.
 """

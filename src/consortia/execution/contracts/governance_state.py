@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from consortia.execution.contract import Context, StateReader, contract_caller
+from consortia.execution.contract import Context, StateReader, contract_caller, read_record
 from consortia.types.consensus import EpochConfig, Validator
 from consortia.types.genesis import ConsensusParams, Genesis, MempoolParams
 
@@ -105,9 +105,7 @@ def key_reset_lock_blocks(read: StateReader) -> int | None:
 
 def read_proposal(read: StateReader, number: int) -> dict[str, Any] | None:
     """Proposal `number` as stored, or None when there is none."""
-    record = read(CONTRACT, proposal_key(number))
-    assert record is None or isinstance(record, dict), "proposals are maps"
-    return record
+    return read_record(read, CONTRACT, proposal_key(number))
 
 
 def pending_epoch_config(read: StateReader, current_epoch: int) -> EpochConfig | None:

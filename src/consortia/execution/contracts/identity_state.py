@@ -34,6 +34,7 @@ from consortia.execution.contract import (
     arg_str,
     contract_caller,
     frozen_now,
+    read_record,
 )
 from consortia.execution.contracts import governance_state
 from consortia.types.genesis import Genesis, Role
@@ -120,9 +121,7 @@ def read_account(read: StateReader, account_id: str) -> dict[str, Any] | None:
     """The account's stored record, whatever its status, or None."""
     if not isinstance(account_id, str) or not account_id:
         return None
-    record = read(CONTRACT, account_key(account_id))
-    assert record is None or isinstance(record, dict), "account records are maps"
-    return record
+    return read_record(read, CONTRACT, account_key(account_id))
 
 
 def account_record(ctx: Context, account_id: str) -> dict[str, Any] | None:
@@ -193,9 +192,7 @@ def member_record(ctx: Context, member: str) -> dict[str, Any] | None:
     """The member's record (roles, certificate standing), or None for no such member."""
     if not isinstance(member, str) or not member:
         return None
-    record = ctx.read_other(CONTRACT, member_key(member))
-    assert record is None or isinstance(record, dict), "member records are maps"
-    return record
+    return read_record(ctx.read_other, CONTRACT, member_key(member))
 
 
 def member_exists(ctx: Context, member: str) -> bool:

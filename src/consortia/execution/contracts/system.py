@@ -28,6 +28,7 @@ from consortia.execution.contract import (
     contract_caller,
     frozen_now,
     method,
+    read_record,
 )
 from consortia.execution.contracts import governance_state
 from consortia.types.genesis import Genesis
@@ -165,9 +166,7 @@ def new_deployment(version: int) -> dict[str, Any]:
 
 def read_deployment(read: StateReader, name: str) -> dict[str, Any] | None:
     """`name`'s deployment record, or None when the chain never deployed it."""
-    record = read(CONTRACT, deployment_key(name))
-    assert record is None or isinstance(record, dict), "deployment records are maps"
-    return record
+    return read_record(read, CONTRACT, deployment_key(name))
 
 
 def deployment(ctx: Context, name: str) -> dict[str, Any] | None:
