@@ -16,7 +16,6 @@ from __future__ import annotations
 from consortia.crypto import Suite
 from consortia.execution.builtin import BUILTIN_CONTRACTS
 from consortia.execution.contracts import governance_state, identity_state
-from consortia.execution.contracts.governance_state import pending_epoch_config
 from consortia.execution.engine import Engine
 from consortia.execution.genesis import engine_from_genesis
 from consortia.types.consensus import Block, BlockHeader, EpochConfig, Validator
@@ -34,6 +33,7 @@ from consortia.types.genesis import (
 from consortia.types.signing import sign
 from consortia.types.transaction import Transaction, TransactionBody
 
+GOVERNANCE = governance_state.CONTRACT
 JOINING_MEMBER = "bank-new"
 PROPOSAL = 1
 
@@ -141,15 +141,7 @@ class GovernanceScript:
         args: dict[str, int | str | bool | list[int | str]],
     ) -> bytes:
         body = TransactionBody(
-            self._chain_id,
-            account,
-            public_key,
-            0,
-            governance_state.CONTRACT,
-            1,
-            method_name,
-            args,
-            10**9,
+            self._chain_id, account, public_key, 0, GOVERNANCE, 1, method_name, args, 10**9
         )
         return encode(Transaction(body, sign(self._suite, private_key, body)))
 
@@ -170,7 +162,7 @@ class EngineMembership:
         return True
 
     def check_epoch_change(self, header: BlockHeader, config: EpochConfig) -> bool:
-        return config == pending_epoch_config(self.engine.query, header.epoch)
+        return config == governance_state.pending_epoch_config(self.engine.query, header.epoch)
 
     def next_epoch(self, epoch: int) -> EpochConfig | None:
-        return pending_epoch_config(self.engine.query, epoch)
+        return governance_state.pending_epoch_config(self.engine.query, epoch)
