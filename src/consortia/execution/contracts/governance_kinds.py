@@ -27,9 +27,9 @@ from consortia.execution.contract import (
 )
 from consortia.execution.contracts import governance_state as state
 from consortia.execution.contracts import identity_state, system
+from consortia.types.primitives import VALIDATORS_MAX
 
 NAME_LENGTH_MAX = 64  # of a kind's or a parameter's name
-VALIDATORS_MAX = 1024
 VOTING_POWER_MAX = 2**32
 SEAT_WEIGHT_MAX = 2**32
 NODE_ID_HEX_LENGTHS = (HASH_HEX_LENGTH,)
