@@ -37,6 +37,7 @@ from consortia.execution.values import (
     state_key,
 )
 from consortia.types.genesis import Genesis
+from consortia.types.primitives import VALIDATORS_MAX
 
 # The contract API: everything a contract module may use (ContractError and Value come from
 # consortia.execution.values; contract modules import them from here, the allow-listed module).
@@ -56,6 +57,7 @@ __all__ = [
     "ID_CHARACTERS",
     "PUBLIC_KEY_HEX_LENGTHS",
     "TX_GAS_LIMIT",
+    "VALIDATORS_MAX",
     "Context",
     "Contract",
     "ContractError",

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from consortia.execution.contract import (
     HASH_HEX_LENGTH,
     PUBLIC_KEY_HEX_LENGTHS,
+    VALIDATORS_MAX,
     Context,
     arg_hex,
     arg_int,
@@ -27,7 +28,6 @@ from consortia.execution.contract import (
 )
 from consortia.execution.contracts import governance_state as state
 from consortia.execution.contracts import identity_state, system
-from consortia.types.primitives import VALIDATORS_MAX
 
 NAME_LENGTH_MAX = 64  # of a kind's or a parameter's name
 VOTING_POWER_MAX = 2**32
