@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -153,6 +155,29 @@ def test_a_signature_of_one_suite_does_not_verify_in_the_other() -> None:
     intl_private, intl_public = intl.generate_keypair()
     assert intl.verify(gm_public, b"m", gm.sign(gm_private, b"m")) is False
     assert gm.verify(intl_public, b"m", intl.sign(intl_private, b"m")) is False
+
+
+@pytest.mark.parametrize("chain_suite", ALL_SUITES, ids=SUITE_IDS)
+def test_no_private_key_is_kept_after_use(chain_suite: Suite) -> None:
+    """Signing and deriving a public key must not leave the private key referenced by a
+    cache (a cache keyed by private keys keeps every key in memory for the process' life)."""
+    private_key = bytes(chain_suite.generate_keypair()[0])  # a fresh object only we hold
+    references = sys.getrefcount(private_key)
+    chain_suite.sign(private_key, b"message")
+    chain_suite.public_key(private_key)
+    assert sys.getrefcount(private_key) == references
+    assert not gc.get_referrers(private_key)[1:], "something besides this frame holds the key"
+
+
+@pytest.mark.parametrize("chain_suite", ALL_SUITES, ids=SUITE_IDS)
+def test_a_held_signing_key_signs_like_the_suite(chain_suite: Suite) -> None:
+    private_key, public_key = chain_suite.generate_keypair()
+    held = chain_suite.signing_key(private_key)
+    assert held.public_key == public_key == chain_suite.public_key(private_key)
+    assert chain_suite.verify(public_key, b"m", held.sign(b"m"))
+    assert private_key.hex() not in repr(held) and public_key.hex()[:16] in repr(held)
+    with pytest.raises(CryptoError):
+        chain_suite.signing_key(private_key[:-1])
 
 
 # --- AEAD -------------------------------------------------------------------------------------

@@ -10,12 +10,14 @@ import hashlib
 
 import pytest
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from consortia.crypto import suite
 from consortia.crypto.base import AEAD_NONCE_SIZE, AEAD_TAG_SIZE
@@ -295,10 +297,33 @@ def test_x25519_rfc7748_agreement_both_directions() -> None:
     assert isinstance(INTL, IntlSuite)
     alice_private = bytes.fromhex(X25519_ALICE_PRIVATE)
     bob_private = bytes.fromhex(X25519_BOB_PRIVATE)
-    # Our key is the published shared secret hashed under the suite's agreement prefix.
-    expected = hashlib.sha256(b"consortia/x25519/" + bytes.fromhex(X25519_SHARED)).digest()
+    # Our key is HKDF-SHA256 (RFC 5869) of the published shared secret, with the domain tag
+    # and both public keys in byte order (Alice's, 0x85…, sorts before Bob's, 0xde…) as info.
+    info = (
+        b"consortia/x25519/v2\x00"
+        + bytes.fromhex(X25519_ALICE_PUBLIC)
+        + bytes.fromhex(X25519_BOB_PUBLIC)
+    )
+    expected = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
+        bytes.fromhex(X25519_SHARED)
+    )
     assert INTL.agree(alice_private, bytes.fromhex(X25519_BOB_PUBLIC)) == expected
     assert INTL.agree(bob_private, bytes.fromhex(X25519_ALICE_PUBLIC)) == expected
+    # Not the shared secret merely hashed: the key depends on who the two parties are.
+    assert expected != hashlib.sha256(b"consortia/x25519/" + bytes.fromhex(X25519_SHARED)).digest()
+
+
+def test_x25519_key_depends_on_both_public_keys() -> None:
+    """Bob's key with its unused top bit set is the same point (RFC 7748 masks that bit), so
+    the X25519 shared secret is the same; the AEAD key must differ, as the public keys do."""
+    assert isinstance(INTL, IntlSuite)
+    private = bytes.fromhex(X25519_ALICE_PRIVATE)
+    bob = bytes.fromhex(X25519_BOB_PUBLIC)
+    twin = bob[:31] + bytes([bob[31] | 0x80])
+    raw = X25519PrivateKey.from_private_bytes(private)
+    shared = raw.exchange(X25519PublicKey.from_public_bytes(bob))
+    assert shared == raw.exchange(X25519PublicKey.from_public_bytes(twin))
+    assert INTL.agree(private, twin) != INTL.agree(private, bob)
 
 
 def test_x25519_generated_pairs_agree() -> None:

@@ -8,7 +8,7 @@ True
 
 from __future__ import annotations
 
-from consortia.crypto.base import Suite, VerifyItem
+from consortia.crypto.base import SigningKey, Suite, VerifyItem
 from consortia.crypto.gm import GmSuite
 from consortia.crypto.intl import IntlSuite
 from consortia.errors import UnknownSuiteError
@@ -27,4 +27,4 @@ def suite(name: str) -> Suite:
         ) from None
 
 
-__all__ = ["SUITE_NAMES", "Suite", "VerifyItem", "suite"]
+__all__ = ["SUITE_NAMES", "SigningKey", "Suite", "VerifyItem", "suite"]

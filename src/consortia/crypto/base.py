@@ -42,6 +42,29 @@ def _verify_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+class SigningKey(abc.ABC):
+    """A private key made ready for repeated signing: the key expansion is paid once.
+
+    It lives exactly as long as its holder keeps it (the suite keeps no reference, and no
+    cache is keyed by a private key), so a validator that holds one for its epoch and drops it
+    afterwards leaves no copy behind in the suite. Its repr shows only a public key prefix.
+    """
+
+    __slots__ = ()
+
+    @property
+    @abc.abstractmethod
+    def public_key(self) -> bytes:
+        """The public key that belongs to this private key."""
+
+    @abc.abstractmethod
+    def sign(self, message: bytes) -> bytes:
+        """A signature of `message`."""
+
+    def __repr__(self) -> str:
+        return f"<signing key {self.public_key.hex()[:16]}…>"
+
+
 class Suite(abc.ABC):
     """A complete set of primitives: signatures, a 32-byte hash and a randomised AEAD."""
 
@@ -57,12 +80,19 @@ class Suite(abc.ABC):
         """A fresh (private_key, public_key) pair from the operating system's randomness."""
 
     @abc.abstractmethod
+    def signing_key(self, private_key: bytes) -> SigningKey:
+        """`private_key` ready for repeated signing. Raises CryptoError when it is malformed."""
+
     def public_key(self, private_key: bytes) -> bytes:
         """The public key that belongs to `private_key`."""
+        return self.signing_key(private_key).public_key
 
-    @abc.abstractmethod
     def sign(self, private_key: bytes, message: bytes) -> bytes:
-        """A signature of `message`. Raises CryptoError for a malformed private key."""
+        """A signature of `message`. Raises CryptoError for a malformed private key.
+
+        Each call prepares the key afresh; a frequent signer keeps a `signing_key` instead.
+        """
+        return self.signing_key(private_key).sign(message)
 
     @abc.abstractmethod
     def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:

@@ -11,6 +11,9 @@ the GIL (~5.1k/s on two threads), while gmalglib verifies ~2.1k/s and holds the 
 is the node's hot path; see docs/crypto.md for the numbers and the command that measured them.
 SM3 and SM4 come from `cryptography`. SM2 signing draws a fresh random k for every signature
 (as the standard requires), so SM2 signatures, unlike Ed25519's, are not deterministic.
+
+This module must never keep a private key beyond the call that uses it: public keys are
+cached (they recur in every vote), private keys never are.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from tongsuopy.crypto import hashes as gm_hashes
 from tongsuopy.crypto import serialization as gm_serialization
 from tongsuopy.crypto.asymciphers import ec as gm_ec
 
-from consortia.crypto.base import AEAD_TAG_SIZE, Suite
+from consortia.crypto.base import AEAD_TAG_SIZE, SigningKey, Suite
 from consortia.errors import CryptoError
 
 # The order n of the SM2 base point (GB/T 32918.5).
@@ -38,7 +41,6 @@ DEFAULT_USER_ID = b"1234567812345678"
 
 _SM2_SIGNATURE_ALGORITHM = gm_ec.ECDSA(gm_hashes.SM3())
 _PUBLIC_KEY_CACHE_SIZE = 4096
-_PRIVATE_KEY_CACHE_SIZE = 64
 
 
 @functools.lru_cache(maxsize=_PUBLIC_KEY_CACHE_SIZE)
@@ -47,12 +49,24 @@ def _load_public(public_key: bytes) -> gm_ec.EllipticCurvePublicKey:
     return gm_ec.EllipticCurvePublicKey.from_encoded_point(gm_ec.SM2(), public_key)
 
 
-@functools.lru_cache(maxsize=_PRIVATE_KEY_CACHE_SIZE)
-def _load_private(private_key: bytes) -> gm_ec.EllipticCurvePrivateKey:
-    scalar = int.from_bytes(private_key, "big")
-    if not 1 <= scalar <= SM2_ORDER - 2:
-        raise CryptoError("SM2 private key is outside [1, n-2]")
-    return gm_ec.derive_private_key(scalar, gm_ec.SM2())
+class _Sm2SigningKey(SigningKey):
+    __slots__ = ("_key", "_public_key")
+
+    def __init__(self, private_key: bytes) -> None:
+        scalar = int.from_bytes(private_key, "big")
+        if not 1 <= scalar <= SM2_ORDER - 2:
+            raise CryptoError("SM2 private key is outside [1, n-2]")
+        self._key = gm_ec.derive_private_key(scalar, gm_ec.SM2())
+        self._public_key = _encode_point(self._key.public_key())
+
+    @property
+    def public_key(self) -> bytes:
+        return self._public_key
+
+    def sign(self, message: bytes) -> bytes:
+        der = self._key.sign(message, _SM2_SIGNATURE_ALGORITHM)
+        r, s = decode_dss_signature(der)
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
 def _encode_point(key: gm_ec.EllipticCurvePublicKey) -> bytes:
@@ -76,15 +90,9 @@ class GmSuite(Suite):
             if scalar <= SM2_ORDER - 2:  # SM2 excludes n-1; the library may not
                 return scalar.to_bytes(32, "big"), _encode_point(private.public_key())
 
-    def public_key(self, private_key: bytes) -> bytes:
+    def signing_key(self, private_key: bytes) -> SigningKey:
         self._check_private(private_key)
-        return _encode_point(_load_private(private_key).public_key())
-
-    def sign(self, private_key: bytes, message: bytes) -> bytes:
-        self._check_private(private_key)
-        der = _load_private(private_key).sign(message, _SM2_SIGNATURE_ALGORITHM)
-        r, s = decode_dss_signature(der)
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return _Sm2SigningKey(private_key)
 
     def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         if len(public_key) != self.public_key_size or len(signature) != self.signature_size:
