@@ -84,3 +84,15 @@ class CertificateError(ConsortiaError):
     """A certificate that is unreadable, expired, or not issued as the consortium requires."""
 
     code = "certificate_invalid"
+
+
+class InsecurePermissionsError(ConsortiaError):
+    """A secret (a passphrase file, a key directory) that others than its owner can reach."""
+
+    code = "insecure_permissions"
+
+
+class InterruptedByUserError(ConsortiaError):
+    """A signal (Ctrl-C, SIGTERM, SIGHUP) stopped a command; what it was making was removed."""
+
+    code = "interrupted"

@@ -201,3 +201,16 @@ def test_contents_of_a_new_genesis(document: Any) -> None:
         assert validator.voting_power == 1
     assert all(account.balance > 0 for account in genesis.accounts)
     assert genesis.chain_id.startswith("consortia-") and len(genesis.chain_id) == 18
+
+
+def test_a_repeated_key_in_genesis_is_refused(document: Any) -> None:
+    """Two chain_id keys: msgspec would keep the last, another JSON reader the first, so two
+    programs would see two chain ids under one genesis hash. Refused, at any depth."""
+    data, _digest = document
+    text = data.decode()
+    top = text.replace('"chain_id": ', '"chain_id": "rehearsal-chain",\n  "chain_id": ', 1)
+    with pytest.raises(GenesisError, match="repeats the key 'chain_id'"):
+        parse_genesis(top.encode())
+    nested = text.replace('"voting_power": 1', '"voting_power": 1, "voting_power": 1', 1)
+    with pytest.raises(GenesisError, match="repeats the key 'voting_power'"):
+        parse_genesis(nested.encode())

@@ -240,3 +240,42 @@ def test_keys_sign_with_their_suite() -> None:
         chain_suite = suite(suite_name)
         signature = chain_suite.sign(unlocked.private_key, b"vote")
         assert chain_suite.verify(unlocked.header.public_key_bytes, b"vote", signature)
+
+
+@pytest.mark.parametrize(
+    "kdf",
+    [
+        {"header.kdf.memory_kib": 1024 * 1024},  # 1 GiB: the old limit
+        {"header.kdf.memory_kib": 256 * 1024 + 1},
+        {"header.kdf.lanes": 64},
+        {"header.kdf.lanes": 9},
+        {"header.kdf.iterations": 32},
+        {"header.kdf.iterations": 9},
+    ],
+)
+def test_a_file_cannot_demand_an_expensive_kdf(
+    kdf: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hostile key file is refused from its header, before Argon2id runs at all."""
+    _private_key, data = sealed()
+
+    def no_derivation(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("Argon2id ran for a file that asks too much")
+
+    monkeypatch.setattr(keystore, "_derive", no_derivation)
+    with pytest.raises(KeyFileError):
+        open_key(edited(data, kdf), PASSPHRASE)
+    with pytest.raises(KeyFileError):
+        parse_header(edited(data, kdf))
+
+
+def test_a_repeated_key_in_a_key_file_is_refused() -> None:
+    """With two "purpose" keys one reader would see an account key, another a consensus key."""
+    _private_key, data = sealed()
+    text = data.decode()
+    doubled = text.replace('"purpose": "consensus"', '"purpose": "account", "purpose": "consensus"')
+    assert doubled != text
+    with pytest.raises(KeyFileError, match="repeats the key 'purpose'"):
+        parse_header(doubled.encode())
+    with pytest.raises(KeyFileError, match="repeats"):
+        open_key(doubled.encode(), PASSPHRASE)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from consortia.errors import (
+    InsecurePermissionsError,
     InvalidArgumentError,
     PassphraseUnavailableError,
     WeakPassphraseError,
@@ -15,6 +16,15 @@ from consortia.errors import (
 from consortia.identity.passphrase import PASSPHRASE_ENV, obtain_passphrase
 
 GOOD = "a long enough passphrase"
+
+
+def secret_file(path: Path, content: bytes | str) -> Path:
+    """A passphrase file as it should be: readable by its owner only."""
+    if isinstance(content, str):
+        content = content.encode()
+    path.write_bytes(content)
+    path.chmod(0o600)
+    return path
 
 
 class FakeTerminal(io.StringIO):
@@ -36,15 +46,13 @@ def answers(monkeypatch: pytest.MonkeyPatch, *replies: str) -> list[str]:
 
 
 def test_file_wins_and_loses_one_line_break(tmp_path: Path) -> None:
-    path = tmp_path / "pass"
-    path.write_text(GOOD + "\r\n")
+    path = secret_file(tmp_path / "pass", GOOD + "\r\n")
     environ = {PASSPHRASE_ENV: "from the environment"}
     assert obtain_passphrase(path, creating=True, environ=environ) == GOOD
 
 
 def test_inner_whitespace_is_kept(tmp_path: Path) -> None:
-    path = tmp_path / "pass"
-    path.write_text("  spaced  out  phrase \n\n")
+    path = secret_file(tmp_path / "pass", "  spaced  out  phrase \n\n")
     assert obtain_passphrase(path, creating=False, environ={}) == "  spaced  out  phrase \n"
 
 
@@ -54,8 +62,7 @@ def test_environment() -> None:
 
 @pytest.mark.parametrize("content", [b"", b"\n", b"\xff\xfe"])
 def test_unusable_file(tmp_path: Path, content: bytes) -> None:
-    path = tmp_path / "pass"
-    path.write_bytes(content)
+    path = secret_file(tmp_path / "pass", content)
     with pytest.raises(PassphraseUnavailableError):
         obtain_passphrase(path, creating=False, environ={})
 
@@ -106,3 +113,42 @@ def test_errors_never_contain_the_passphrase(tmp_path: Path) -> None:
     with pytest.raises(WeakPassphraseError) as caught:
         obtain_passphrase(None, creating=True, environ={PASSPHRASE_ENV: secret})
     assert secret not in str(caught.value)
+
+
+def test_length_is_counted_after_nfc_normalisation() -> None:
+    """Seven 'é' typed as e + combining accent are 14 code points but 7 characters (the
+    KDF sees the NFC form), so they are too short for a new passphrase."""
+    decomposed = "e\u0301" * 7
+    assert len(decomposed) == 14
+    with pytest.raises(WeakPassphraseError, match="got 7"):
+        obtain_passphrase(None, creating=True, environ={PASSPHRASE_ENV: decomposed})
+    composed_enough = "\u00e9" * 12
+    assert obtain_passphrase(None, creating=True, environ={PASSPHRASE_ENV: composed_enough})
+
+
+def test_undecodable_environment_is_refused_without_showing_it() -> None:
+    # Python hands a non-UTF-8 byte of the environment over as a lone surrogate.
+    undecodable = "passphrase-\udcff-with-a-bad-byte"
+    with pytest.raises(PassphraseUnavailableError, match="UTF-8") as caught:
+        obtain_passphrase(None, creating=False, environ={PASSPHRASE_ENV: undecodable})
+    assert "passphrase-" not in str(caught.value) and "\\x" not in str(caught.value)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o610])
+def test_passphrase_file_readable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
+    path = secret_file(tmp_path / "pass", GOOD)
+    path.chmod(mode)
+    with pytest.raises(InsecurePermissionsError, match=f"{mode:04o}"):
+        obtain_passphrase(path, creating=False, environ={})
+    path.chmod(0o400)
+    assert obtain_passphrase(path, creating=False, environ={}) == GOOD
+
+
+def test_passphrase_file_must_be_a_regular_file(tmp_path: Path) -> None:
+    with pytest.raises(PassphraseUnavailableError):
+        obtain_passphrase(tmp_path, creating=False, environ={})
+    target = secret_file(tmp_path / "pass", GOOD)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    with pytest.raises(PassphraseUnavailableError):
+        obtain_passphrase(link, creating=False, environ={})

@@ -2,7 +2,8 @@
 
 Private material is written with mode 0600 and public material with 0644, both created
 exclusively (an existing file is never overwritten) and flushed to disk before returning.
-Directories that hold private material are 0700.
+Directories that hold private material are 0700. Secrets read from a user's file (passphrase
+files) must be reachable by their owner only.
 
 This module must never follow a caller's path into overwriting an existing file, and never
 read an unbounded amount of data from a file a user hands it.
@@ -14,11 +15,18 @@ import os
 import stat
 from pathlib import Path
 
-from consortia.errors import AlreadyExistsError, ConsortiaError, InvalidArgumentError
+from consortia.errors import (
+    AlreadyExistsError,
+    ConsortiaError,
+    InsecurePermissionsError,
+    InvalidArgumentError,
+)
 
 PRIVATE_FILE_MODE = 0o600
 PUBLIC_FILE_MODE = 0o644
 PRIVATE_DIR_MODE = 0o700
+# Permission bits that give anyone but the owner access.
+NOT_OWNER_BITS = 0o077
 
 
 def write_private_file(path: Path, data: bytes) -> None:
@@ -56,6 +64,54 @@ def read_bounded(path: Path, size_max: int, error: type[ConsortiaError], what: s
     if len(data) > size_max:
         raise error(f"{what} {path} is larger than {size_max} bytes")
     return data
+
+
+def read_owner_only(path: Path, size_max: int, error: type[ConsortiaError], what: str) -> bytes:
+    """Like `read_bounded`, but InsecurePermissionsError when group or others have any access
+    to `path` (checked on the opened file, so a swap between check and read cannot pass)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except OSError as failure:
+        raise error(f"cannot read {what} {path}: {failure.strerror}") from None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise error(f"{what} {path} is not a regular file")
+        mode = stat.S_IMODE(status.st_mode)
+        if mode & NOT_OWNER_BITS:
+            raise InsecurePermissionsError(
+                f"{what} {path} has mode {mode:04o}; only its owner may read it (chmod 600)"
+            )
+        data = _read_up_to(descriptor, size_max + 1)
+    finally:
+        os.close(descriptor)
+    if len(data) > size_max:
+        raise error(f"{what} {path} is larger than {size_max} bytes")
+    return data
+
+
+def _read_up_to(descriptor: int, size: int) -> bytes:
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        chunk = os.read(descriptor, remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def sync_directory(path: Path) -> None:
+    """fsync the directory `path`, so a rename or a new entry in it survives a power cut."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def file_mode(path: Path) -> int:

@@ -25,6 +25,7 @@ import msgspec
 from consortia.crypto import Suite, suite
 from consortia.errors import GenesisError
 from consortia.identity.files import read_bounded, write_public_file
+from consortia.identity.strict_json import check_unique_keys
 from consortia.types.consensus import EpochConfig, Validator
 from consortia.types.encoding import encode
 from consortia.types.genesis import GENESIS_HASH_DOMAIN, Genesis
@@ -62,6 +63,7 @@ def parse_genesis(
         genesis = msgspec.json.decode(data, type=Genesis)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise GenesisError(f"{source} is not a valid genesis document: {error}") from None
+    check_unique_keys(data, GenesisError, source)
     check_genesis(genesis, source)
     digest = genesis_hash(genesis)
     if expected_hash is not None and not hmac.compare_digest(digest, expected_hash):

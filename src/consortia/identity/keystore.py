@@ -36,6 +36,7 @@ from consortia.crypto import Suite, suite
 from consortia.errors import CryptoError, KeyFileError, WrongPassphraseError
 from consortia.identity.files import read_bounded, write_private_file
 from consortia.identity.passphrase import passphrase_bytes
+from consortia.identity.strict_json import check_unique_keys
 from consortia.types.encoding import encode
 
 KEY_FILE_FORMAT: Final = "consortia-key"
@@ -46,10 +47,13 @@ CHECK_SIZE: Final = 32
 P256_SCALAR_SIZE: Final = 32
 _ASSOCIATED_DATA_DOMAIN: Final = b"consortia/key-file/v1\x00"
 _CHECK_DOMAIN: Final = b"consortia/key-file/passphrase-check/v1\x00"
-# Loading refuses KDF parameters beyond these, so a hostile file cannot exhaust memory or time.
-ARGON2_MEMORY_KIB_MAX: Final = 1024 * 1024  # 1 GiB
-ARGON2_ITERATIONS_MAX: Final = 32
-ARGON2_LANES_MAX: Final = 64
+# Loading refuses KDF parameters beyond these before deriving anything, so a hostile file can
+# make a reader spend at most about ten times the default work (4x its memory, at most 8
+# passes) before its passphrase check fails: room to raise the cost later, not to exhaust a
+# machine.
+ARGON2_MEMORY_KIB_MAX: Final = 256 * 1024  # 256 MiB
+ARGON2_ITERATIONS_MAX: Final = 8
+ARGON2_LANES_MAX: Final = 8
 
 Purpose = Literal["consensus", "account", "tls-ca"]
 Algorithm = Literal["ed25519", "sm2", "ecdsa-p256"]
@@ -237,6 +241,7 @@ def _parse(data: bytes, source: str) -> KeyFile:
         document = msgspec.json.decode(data, type=KeyFile)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise KeyFileError(f"{source} is not a valid consortia key file: {error}") from None
+    check_unique_keys(data, KeyFileError, source)
     _check_header(document.header, source)
     return document
 
