@@ -96,3 +96,9 @@ class InterruptedByUserError(ConsortiaError):
     """A signal (Ctrl-C, SIGTERM, SIGHUP) stopped a command; what it was making was removed."""
 
     code = "interrupted"
+
+
+class KeyRequestError(ConsortiaError):
+    """A member's or node's key request that is malformed, unsigned or inconsistent."""
+
+    code = "key_request_invalid"

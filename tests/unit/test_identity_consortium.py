@@ -1,7 +1,10 @@
-"""Creating and checking a consortium directory with the library (fast KDF costs)."""
+"""Creating and checking a consortium directory with the library (fast KDF costs): the layout,
+who holds which passphrase, and what `inspect_consortium` catches."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import shutil
 import stat
@@ -15,6 +18,7 @@ from consortia.errors import (
     CertificateError,
     ConfigError,
     GenesisError,
+    InsecurePermissionsError,
     InvalidArgumentError,
     KeyFileError,
     WeakPassphraseError,
@@ -22,27 +26,27 @@ from consortia.errors import (
 )
 from consortia.identity import consortium as module
 from consortia.identity.addresses import parse_hosts
+from consortia.identity.authority import create_authority, open_authority
+from consortia.identity.certificates import (
+    fingerprint,
+    load_certificate,
+    permitted_names,
+    verify_node_certificate,
+)
 from consortia.identity.config import load_node_config, parse_node_config, resolve
 from consortia.identity.consortium import (
     ConsortiumSummary,
-    KeyCosts,
     build_consortium,
     plan_consortium,
 )
+from consortia.identity.custody import CA_HOLDER, Holder
 from consortia.identity.genesis import load_genesis
 from consortia.identity.inspection import inspect_consortium, is_consortium
-from consortia.identity.keystore import Argon2Cost, load_key
-from consortia.identity.pkcs8 import ScryptCost
+from consortia.identity.keystore import load_key, read_key_header
+from tests.identity_helpers import FAST, Book, build, holder_passphrases, passphrase_of
 
-FAST = KeyCosts(Argon2Cost(64, 1, 1), ScryptCost(4, 8, 1))
-PASSPHRASE = "a long enough passphrase"
-PRIVATE = ["consensus.key", "tls.key", "accounts/treasury.key"]
+PRIVATE = ["consensus.key", "tls.key"]
 PUBLIC = ["config.toml", "genesis.json", "ca.crt", "tls.crt"]
-
-
-def build(out: Path, nodes: int = 4, suite_name: str = "intl", **kwargs: str) -> ConsortiumSummary:
-    plan = plan_consortium(out, nodes=nodes, suite_name=suite_name, **kwargs)
-    return build_consortium(plan, PASSPHRASE, costs=FAST)
 
 
 @pytest.fixture(scope="module", params=["intl", "gm"])
@@ -62,15 +66,28 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+def node_dir(root: Path, index: int) -> Path:
+    return root / f"bank-{index}" / f"node{index}"
+
+
 def test_layout_and_permissions(made: ConsortiumSummary) -> None:
     root = made.out_dir
     assert mode(root) == 0o700
-    assert mode(root / "ca.key") == 0o600
-    assert {p.name for p in root.iterdir()} == {"genesis.json", "ca.crt", "ca.key"} | {
-        f"node{i}" for i in range(4)
-    }
+    names = {"genesis.json", "ca.crt", "ca"} | {f"bank-{i}" for i in range(4)}
+    assert {p.name for p in root.iterdir()} == names
+    ca = root / "ca"
+    assert mode(ca) == mode(ca / "issued") == 0o700 and mode(ca / "ca.key") == 0o600
+    assert len(list((ca / "issued").iterdir())) == 4
     for index in range(4):
-        node = root / f"node{index}"
+        institution = root / f"bank-{index}"
+        node = node_dir(root, index)
+        assert {p.name for p in institution.iterdir()} == {"accounts", "public", f"node{index}"}
+        assert mode(institution) == mode(institution / "accounts") == 0o700
+        assert mode(institution / "accounts" / "treasury.key") == 0o600
+        assert sorted(p.name for p in (institution / "public").iterdir()) == [
+            f"bank-{index}.member.json",
+            f"node{index}.node.json",
+        ]
         assert mode(node) == mode(node / "data") == 0o700
         assert all(mode(node / name) == 0o600 for name in PRIVATE)
         assert all(mode(node / name) == 0o644 for name in PUBLIC)
@@ -82,8 +99,8 @@ def test_layout_and_permissions(made: ConsortiumSummary) -> None:
 def test_node_configs(made: ConsortiumSummary) -> None:
     addresses = {node.address for node in made.nodes}
     assert len(addresses) == 4
-    for summary in made.nodes:
-        path = made.out_dir / summary.name / "config.toml"
+    for index, summary in enumerate(made.nodes):
+        path = node_dir(made.out_dir, index) / "config.toml"
         config = load_node_config(path)
         assert config.node.node_id == summary.node_id.hex()
         assert config.chain.genesis_hash == made.genesis_hash.hex()
@@ -97,27 +114,98 @@ def test_node_configs(made: ConsortiumSummary) -> None:
         load_genesis(resolve(path, config.chain.genesis), made.genesis_hash)
 
 
-def test_keys_open_with_the_passphrase(made: ConsortiumSummary) -> None:
-    node = made.out_dir / "node0"
-    unlocked = load_key(node / "consensus.key", PASSPHRASE, purpose="consensus")
-    assert unlocked.header.suite == made.suite
-    with pytest.raises(WrongPassphraseError):
-        load_key(node / "consensus.key", PASSPHRASE + "?")
+def test_each_holder_has_its_own_passphrase(made: ConsortiumSummary) -> None:
+    """The CA, each node and each member: each opens its own keys and nothing else's, so a
+    bank running its node cannot open the CA key (or another bank's keys)."""
+    root = made.out_dir
+    ca, node0, bank0 = CA_HOLDER, Holder("node", "node0"), Holder("member", "bank-0")
+    keys = {
+        ca: [root / "ca" / "ca.key"],
+        node0: [node_dir(root, 0) / "consensus.key", node_dir(root, 0) / "tls.key"],
+        bank0: [root / "bank-0" / "accounts" / "treasury.key"],
+    }
+    holders = [*keys, Holder("node", "node1"), Holder("member", "bank-1")]
+    for owner, paths in keys.items():
+        for path in paths:
+            assert load_key(path, passphrase_of(owner)).header.public_key
+            for other in holders:
+                if other != owner:
+                    with pytest.raises(WrongPassphraseError):
+                        load_key(path, passphrase_of(other))
+
+
+def test_tls_key_is_protected_like_every_other_key(made: ConsortiumSummary) -> None:
+    """tls.key is a consortia key file under Argon2id, as costly as the consensus key."""
+    node = node_dir(made.out_dir, 1)
+    tls, consensus = read_key_header(node / "tls.key"), read_key_header(node / "consensus.key")
+    assert (tls.purpose, tls.algorithm) == ("tls", "ecdsa-p256")
+    assert tls.kdf.algorithm == "argon2id"
+    assert (tls.kdf.memory_kib, tls.kdf.iterations) == (
+        consensus.kdf.memory_kib,
+        consensus.kdf.iterations,
+    )
+    assert b"PRIVATE KEY" not in (node / "tls.key").read_bytes()
 
 
 def test_inspect_accepts_what_was_made(made: ConsortiumSummary) -> None:
-    checked = inspect_consortium(made.out_dir, PASSPHRASE)
+    book = Book()
+    checked = inspect_consortium(made.out_dir, book)
     assert checked.genesis_hash == made.genesis_hash
     assert checked.nodes == made.nodes
     assert checked.keys_decrypted
+    assert set(book.asked) == {
+        CA_HOLDER,
+        *(Holder("node", f"node{i}") for i in range(4)),
+        *(Holder("member", f"bank-{i}") for i in range(4)),
+    }
     assert not inspect_consortium(made.out_dir, None).keys_decrypted
-    with pytest.raises(WrongPassphraseError):
-        inspect_consortium(made.out_dir, PASSPHRASE + "?")
+    wrong_member = Book({Holder("member", "bank-2"): "not the passphrase of bank-2"})
+    with pytest.raises(WrongPassphraseError, match="treasury"):
+        inspect_consortium(made.out_dir, wrong_member)
+
+
+def test_inspect_opens_every_account_key(made: ConsortiumSummary, tmp_path: Path) -> None:
+    """An account key whose ciphertext was damaged has an intact header: only opening it
+    finds the damage, and the check with passphrases must open it."""
+    root = copy(made, tmp_path)
+    path = root / "bank-3" / "accounts" / "treasury.key"
+    document = json.loads(path.read_text())
+    ciphertext = document["ciphertext"]
+    document["ciphertext"] = ciphertext[:-2] + ("00" if ciphertext[-2:] != "00" else "01")
+    path.write_text(json.dumps(document))
+    inspect_consortium(root, None)  # the header alone still matches the genesis account
+    with pytest.raises(KeyFileError, match="altered"):
+        inspect_consortium(root, Book())
+
+
+def test_inspect_detects_a_swapped_account_key(made: ConsortiumSummary, tmp_path: Path) -> None:
+    root = copy(made, tmp_path)
+    source = root / "bank-1" / "accounts" / "treasury.key"
+    target = root / "bank-0" / "accounts" / "treasury.key"
+    target.unlink()
+    shutil.copy(source, target)
+    with pytest.raises(KeyFileError, match="bank-0"):
+        inspect_consortium(root, None)
+
+
+@pytest.mark.parametrize(
+    "folder",
+    ["", "ca", "bank-1", "bank-1/accounts", "bank-1/node1", "bank-1/node1/data", "ca/issued"],
+)
+def test_inspect_checks_folder_modes(made: ConsortiumSummary, tmp_path: Path, folder: str) -> None:
+    root = copy(made, tmp_path)
+    if folder == "ca/issued":
+        (root / folder).chmod(0o755)  # it holds only certificates: public is fine
+        inspect_consortium(root, None)
+        return
+    (root / folder).chmod(0o750)
+    with pytest.raises(InsecurePermissionsError, match="0750"):
+        inspect_consortium(root, None)
 
 
 def test_inspect_detects_an_edited_node_genesis(made: ConsortiumSummary, tmp_path: Path) -> None:
     root = copy(made, tmp_path)
-    path = root / "node2" / "genesis.json"
+    path = node_dir(root, 2) / "genesis.json"
     path.write_text(path.read_text().replace('"voting_power": 1', '"voting_power": 2', 1))
     with pytest.raises(GenesisError, match="expected"):
         inspect_consortium(root, None)
@@ -125,22 +213,26 @@ def test_inspect_detects_an_edited_node_genesis(made: ConsortiumSummary, tmp_pat
 
 def test_inspect_detects_a_swapped_certificate(made: ConsortiumSummary, tmp_path: Path) -> None:
     root = copy(made, tmp_path)
-    shutil.copy(root / "node1" / "tls.crt", root / "node0" / "tls.crt")
+    shutil.copy(node_dir(root, 1) / "tls.crt", node_dir(root, 0) / "tls.crt")
     with pytest.raises(CertificateError):
         inspect_consortium(root, None)
 
 
 def test_inspect_detects_a_swapped_key(made: ConsortiumSummary, tmp_path: Path) -> None:
     root = copy(made, tmp_path)
-    shutil.copy(root / "node1" / "consensus.key", root / "node0" / "consensus.key")
+    shutil.copy(node_dir(root, 1) / "consensus.key", node_dir(root, 0) / "consensus.key")
     with pytest.raises(KeyFileError, match="not the key of validator"):
         inspect_consortium(root, None)
+    root2 = copy(made, tmp_path / "second")
+    shutil.copy(node_dir(root2, 1) / "tls.key", node_dir(root2, 0) / "tls.key")
+    with pytest.raises(KeyFileError, match=r"tls\.crt"):
+        inspect_consortium(root2, None)
 
 
 def test_inspect_detects_readable_private_keys(made: ConsortiumSummary, tmp_path: Path) -> None:
     root = copy(made, tmp_path)
-    os.chmod(root / "node3" / "tls.key", 0o644)
-    with pytest.raises(KeyFileError, match="0600"):
+    os.chmod(node_dir(root, 3) / "tls.key", 0o644)
+    with pytest.raises(InsecurePermissionsError, match="0600"):
         inspect_consortium(root, None)
 
 
@@ -148,7 +240,7 @@ def test_inspect_detects_a_config_for_another_genesis(
     made: ConsortiumSummary, tmp_path: Path
 ) -> None:
     root = copy(made, tmp_path)
-    path = root / "node1" / "config.toml"
+    path = node_dir(root, 1) / "config.toml"
     path.write_text(path.read_text().replace(made.genesis_hash.hex(), "ab" * 32))
     with pytest.raises(ConfigError, match="expects genesis"):
         inspect_consortium(root, None)
@@ -157,6 +249,48 @@ def test_inspect_detects_a_config_for_another_genesis(
 def test_is_consortium(made: ConsortiumSummary, tmp_path: Path) -> None:
     assert is_consortium(made.out_dir)
     assert not is_consortium(tmp_path)
+
+
+def test_ca_may_be_offline_but_not_readable(made: ConsortiumSummary, tmp_path: Path) -> None:
+    root = copy(made, tmp_path)
+    os.chmod(root / "ca" / "ca.key", 0o640)
+    with pytest.raises(InsecurePermissionsError, match="0600"):
+        inspect_consortium(root, None)
+    shutil.rmtree(root / "ca")  # moved to an offline machine
+    assert inspect_consortium(root, Book()).keys_decrypted
+
+
+def test_init_with_an_existing_offline_ca(tmp_path: Path) -> None:
+    """`init --ca`: the CA's folder stays where it is, its key never enters the consortium
+    folder, and init asks no passphrase of it but the CA's own to issue certificates."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_dir = tmp_path / "offline-ca"
+    ca_dir.mkdir(mode=0o700)
+    ca_passphrase = "the CA's own passphrase"
+    create_authority(
+        ca_dir,
+        chain_id="test-net",
+        permitted=permitted_names(["127.0.0.1"]),
+        passphrase=ca_passphrase,
+        now=now,
+        cost=FAST,
+    )
+    authority = open_authority(ca_dir, ca_passphrase, now)
+    plan = plan_consortium(tmp_path / "net", nodes=2, suite_name="gm", chain_id="test-net")
+    passphrases = holder_passphrases(plan, with_ca=False)
+    assert CA_HOLDER not in passphrases
+    summary = build_consortium(plan, passphrases, authority=authority, cost=FAST)
+    assert not (summary.out_dir / "ca").exists()
+    assert not [p for p in summary.out_dir.rglob("*") if p.name == "ca.key"]
+    assert fingerprint(load_certificate(summary.out_dir / "ca.crt")) == fingerprint(
+        authority.certificate
+    )
+    assert len(list((ca_dir / "issued").iterdir())) == 2
+    certificate = load_certificate(node_dir(summary.out_dir, 1) / "tls.crt")
+    verify_node_certificate(
+        certificate, authority.certificate, summary.nodes[1].node_id.hex(), now, "tls.crt"
+    )
+    inspect_consortium(summary.out_dir, Book(passphrases))
 
 
 def test_refuses_a_non_empty_directory_but_fills_an_empty_one(tmp_path: Path) -> None:
@@ -177,7 +311,7 @@ def test_plan_then_directory_appears(tmp_path: Path) -> None:
     (tmp_path / "race").mkdir()
     (tmp_path / "race" / "other").write_text("x")
     with pytest.raises(AlreadyExistsError):
-        build_consortium(plan, PASSPHRASE, costs=FAST)
+        build_consortium(plan, holder_passphrases(plan), cost=FAST)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["race"]
 
 
@@ -190,8 +324,8 @@ def test_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.Monke
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    original = getattr(module, "issue_node_certificate")  # noqa: B009
-    monkeypatch.setattr(module, "issue_node_certificate", failing)
+    original = getattr(module, "issue")  # noqa: B009
+    monkeypatch.setattr(module, "issue", failing)
     with pytest.raises(KeyboardInterrupt):
         build(tmp_path / "net")
     assert list(tmp_path.iterdir()) == []
@@ -199,8 +333,10 @@ def test_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_weak_passphrase_writes_nothing(tmp_path: Path) -> None:
     plan = plan_consortium(tmp_path / "net", nodes=1, suite_name="intl")
+    passphrases = holder_passphrases(plan)
+    passphrases[Holder("member", "bank-0")] = "too short"
     with pytest.raises(WeakPassphraseError):
-        build_consortium(plan, "too short", costs=FAST)
+        build_consortium(plan, passphrases, cost=FAST)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -229,11 +365,11 @@ def test_hosts_place_nodes_on_several_machines(tmp_path: Path) -> None:
         "10.1.2.3:9000",
         "node-c.example:7000",
     ]
-    config = load_node_config(summary.out_dir / "node1" / "config.toml")
+    config = load_node_config(node_dir(summary.out_dir, 1) / "config.toml")
     assert config.network.listen == "0.0.0.0:9000"
     assert config.network.api_listen == "127.0.0.1:10000"
     assert config.chain.chain_id == "test-net"
-    inspect_consortium(summary.out_dir, PASSPHRASE)
+    inspect_consortium(summary.out_dir, Book())
 
 
 @pytest.mark.parametrize(
@@ -265,12 +401,3 @@ def test_config_errors() -> None:
         parse_node_config(b"[node")
     with pytest.raises(ConfigError, match="valid node config"):
         parse_node_config(b"[node]\nname = 1\n")
-
-
-def test_ca_key_may_be_offline_but_not_readable(made: ConsortiumSummary, tmp_path: Path) -> None:
-    root = copy(made, tmp_path)
-    os.chmod(root / "ca.key", 0o640)
-    with pytest.raises(KeyFileError, match="0600"):
-        inspect_consortium(root, None)
-    (root / "ca.key").unlink()
-    assert inspect_consortium(root, PASSPHRASE).keys_decrypted

@@ -12,7 +12,6 @@ import pytest
 
 from consortia.crypto import suite
 from consortia.errors import GenesisError
-from consortia.identity.consortium import KeyCosts, build_consortium, plan_consortium
 from consortia.identity.genesis import (
     epoch_config,
     genesis_hash,
@@ -21,18 +20,13 @@ from consortia.identity.genesis import (
     node_id,
     parse_genesis,
 )
-from consortia.identity.keystore import Argon2Cost
-from consortia.identity.pkcs8 import ScryptCost
 from consortia.types.genesis import Genesis, GenesisValidator
-
-FAST = KeyCosts(Argon2Cost(64, 1, 1), ScryptCost(4, 8, 1))
-PASSPHRASE = "a long enough passphrase"
+from tests.identity_helpers import build
 
 
 def make_genesis(tmp_path: Path, suite_name: str, nodes: int = 4) -> tuple[bytes, bytes]:
-    plan = plan_consortium(tmp_path / suite_name, nodes=nodes, suite_name=suite_name)
-    summary = build_consortium(plan, PASSPHRASE, costs=FAST)
-    return (plan.out_dir / "genesis.json").read_bytes(), summary.genesis_hash
+    summary = build(tmp_path / suite_name, nodes=nodes, suite_name=suite_name)
+    return (summary.out_dir / "genesis.json").read_bytes(), summary.genesis_hash
 
 
 @pytest.fixture(scope="module", params=["intl", "gm"])

@@ -39,7 +39,7 @@ from consortia.identity.keystore import (
 FAST = Argon2Cost(memory_kib=64, iterations=1, lanes=1)
 PASSPHRASE = "correct horse battery staple"
 SUITES = ["intl", "gm"]
-PURPOSES: list[Purpose] = ["consensus", "account", "tls-ca"]
+PURPOSES: list[Purpose] = ["consensus", "account", "tls", "tls-ca"]
 
 
 def sealed(suite_name: str = "intl", purpose: Purpose = "consensus") -> tuple[bytes, bytes]:

@@ -1,14 +1,24 @@
-"""Identities of a consortium: keys at rest, certificates, the genesis and node configs.
+"""Identities of a consortium: keys at rest, who holds them, certificates, the genesis and
+node configs.
 
-    keystore      encrypted key files (Argon2id + the suite's AEAD)
-    passphrase    where the passphrase comes from (file, environment, terminal; never argv)
-    pkcs8         scrypt-encrypted PKCS#8 PEM for TLS keys, as Python's ssl module loads them
-    certificates  the consortium CA and the nodes' mutual-TLS certificates
+    keystore      encrypted key files (Argon2id + the suite's AEAD), for every private key
+    passphrase    where a passphrase comes from (file, environment, terminal; never argv)
+    custody       who holds which passphrase: the CA, each node, each member (or demo custody)
+    certificates  the consortium CA's and nodes' certificates, certificate requests
+    tls           a node's TLS key and certificate, loaded into an ssl context
+    authority     the offline CA's folder: create, issue, revoke
+    requests      the signed key requests an institution sends out
+    institution   `keys generate --institution`: an institution's own keys and requests
+    assembly      `genesis build`: the genesis from gathered requests and certificates
+    joining       `node configure`: a node folder joins a genesis
     genesis       load, check and hash genesis.json; epoch 0 from it
     config        a node's config.toml
-    addresses     where nodes listen (free local ports, or --hosts)
-    consortium    `consortia init`: plan, then build atomically
+    addresses     where nodes listen (free local ports, --hosts, --address)
+    consortium    `consortia init`: all of the above on one machine, atomically
     inspection    check an existing consortium directory
+    staging       build a directory in a hidden sibling, rename it into place; signals
+    strict_json   JSON documents with each key at most once per object
+    files, layout file helpers with fixed modes; the names of files and folders
 
 Nothing in this package prints, logs or writes unencrypted a private key or a passphrase.
 """
@@ -18,7 +28,6 @@ from __future__ import annotations
 from consortia.identity.consortium import (
     ConsortiumPlan,
     ConsortiumSummary,
-    KeyCosts,
     build_consortium,
     plan_consortium,
 )
@@ -29,7 +38,6 @@ from consortia.identity.keystore import load_key, read_key_header
 __all__ = [
     "ConsortiumPlan",
     "ConsortiumSummary",
-    "KeyCosts",
     "build_consortium",
     "epoch_config",
     "genesis_hash",

@@ -84,21 +84,43 @@ def _placement(entry: str) -> Placement:
     )
 
 
-def parse_host_port(entry: str) -> tuple[str, int]:
-    """(host, port) from `HOST:PORT`; the host is a DNS name or an IPv4 address."""
+def parse_host_port(entry: str, option: str = "--hosts entry") -> tuple[str, int]:
+    """(host, port) from `HOST:PORT`; the host is a DNS name or an IPv4 address. Errors name
+    `option` (the command-line option the entry came from)."""
+    where = f"{option} {entry!r}"
     if entry.startswith("[") or entry.count(":") > 1:
-        raise InvalidArgumentError(
-            f"--hosts entry {entry!r}: IPv6 addresses are not supported; use a DNS name"
-        )
+        raise InvalidArgumentError(f"{where}: IPv6 addresses are not supported; use a DNS name")
     host, separator, port_text = entry.rpartition(":")
     if not separator or not host:
-        raise InvalidArgumentError(f"--hosts entry {entry!r} is not HOST:PORT")
+        raise InvalidArgumentError(f"{where} is not HOST:PORT")
     if not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= PORT_MAX):
-        raise InvalidArgumentError(f"--hosts entry {entry!r}: port must be 1 to {PORT_MAX}")
-    return _check_host(host.lower(), entry), int(port_text)
+        raise InvalidArgumentError(f"{where}: port must be 1 to {PORT_MAX}")
+    return check_host(host.lower(), where), int(port_text)
 
 
-def _check_host(host: str, entry: str) -> str:
+def node_placement(address: str, option: str = "--address") -> Placement:
+    """Where a node listens, from the HOST:PORT peers dial: consensus binds that port on the
+    loopback interface for a 127.x host and on all interfaces otherwise; the API takes
+    PORT + 1000 on the loopback interface."""
+    host, port = parse_host_port(address, option)
+    if port + API_PORT_OFFSET > PORT_MAX:
+        raise InvalidArgumentError(
+            f"{option} {address!r}: the API port would be {port} + {API_PORT_OFFSET},"
+            f" above {PORT_MAX}; choose a consensus port up to {PORT_MAX - API_PORT_OFFSET}"
+        )
+    loopback = host.startswith("127.") or host == "localhost"
+    listen_host = host if loopback else ALL_INTERFACES
+    return Placement(
+        host=host,
+        port=port,
+        listen=f"{listen_host}:{port}",
+        api_listen=f"{LOCAL_HOST}:{port + API_PORT_OFFSET}",
+    )
+
+
+def check_host(host: str, where: str) -> str:
+    """`host` (lowercase) without a trailing dot if it is a DNS name or an IPv4 address that
+    can be dialled; InvalidArgumentError starting with `where` otherwise."""
     try:
         address = ipaddress.IPv4Address(host)
     except ValueError:
@@ -106,11 +128,11 @@ def _check_host(host: str, entry: str) -> str:
         valid = len(host) <= HOST_LENGTH_MAX and all(_DNS_LABEL.match(x) for x in labels)
         if not valid or labels[-1].isdigit():
             raise InvalidArgumentError(
-                f"--hosts entry {entry!r}: {host!r} is neither a DNS name nor an IPv4 address"
+                f"{where}: {host!r} is neither a DNS name nor an IPv4 address"
             ) from None
         return host.removesuffix(".")
     if address.is_unspecified or address.is_multicast:
-        raise InvalidArgumentError(f"--hosts entry {entry!r}: {host} cannot be dialled")
+        raise InvalidArgumentError(f"{where}: {host} cannot be dialled")
     return host
 
 

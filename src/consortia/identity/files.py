@@ -39,6 +39,20 @@ def write_public_file(path: Path, data: bytes) -> None:
     _write_exclusive(path, data, PUBLIC_FILE_MODE)
 
 
+def replace_public_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` (mode 0644), atomically replacing what was there: readers see
+    the old file or the new one, never a mix."""
+    temporary = path.with_name(f".{path.name}.new-{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    _write_exclusive(temporary, data, PUBLIC_FILE_MODE)
+    try:
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise InvalidArgumentError(f"cannot replace {path}: {error.strerror}") from None
+    sync_directory(path.parent)
+
+
 def make_private_dir(path: Path) -> None:
     """Create the directory `path` with mode 0700 (its parent must exist)."""
     try:

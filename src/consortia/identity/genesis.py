@@ -76,8 +76,12 @@ def parse_genesis(
 
 def load_genesis(path: Path, expected_hash: bytes | None) -> tuple[Genesis, bytes]:
     """The checked genesis at `path` and its hash, which must equal `expected_hash` if given."""
-    data = read_bounded(path, GENESIS_SIZE_MAX, GenesisError, "genesis file")
-    return parse_genesis(data, expected_hash, str(path))
+    return parse_genesis(read_genesis_file(path), expected_hash, str(path))
+
+
+def read_genesis_file(path: Path) -> bytes:
+    """The bytes of the genesis file at `path` (bounded; not yet checked)."""
+    return read_bounded(path, GENESIS_SIZE_MAX, GenesisError, "genesis file")
 
 
 def epoch_config(genesis: Genesis) -> EpochConfig:

@@ -1,11 +1,14 @@
 """Checking a consortium directory that `consortia init` made, as `consortia demo` does.
 
-`inspect_consortium` loads the genesis and, for every validator, its node directory: the config
-must expect the genesis hash, the node's copy of the genesis must have that hash, the consensus
-key's public key must be the validator's (so its node id matches), the TLS certificate must
-chain to the consortium CA and name the node id, and private key files must be mode 0600. With
-the passphrase it also decrypts every key and checks each against its public half. The CA key
-is checked when present (operators are told to keep it offline).
+`inspect_consortium` loads the genesis and checks, with no passphrase: that the CA certificate
+is the one the genesis names; that every folder holding keys (the CA's, each institution's,
+each node's, each accounts folder and data folder) is reachable by its owner only and every
+private key file is mode 0600; for every validator, that its config expects this genesis, its
+copy of the genesis has that hash, its consensus key is the validator's, its TLS certificate
+chains to the CA, names the node id and belongs to its TLS key; and for every genesis account,
+that its key file holds the account's public key. With the passphrases it also opens every key
+(the CA's, each node's consensus and TLS keys, each member's account keys) and checks each
+against its public half.
 
 This module only reads; it must never modify a consortium, nor print or log a key or passphrase.
 """
@@ -13,29 +16,29 @@ This module only reads; it must never modify a consortium, nor print or log a ke
 from __future__ import annotations
 
 import datetime
+import hmac
 import re
 from pathlib import Path
 from typing import Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from consortia.errors import CertificateError, ConfigError, KeyFileError
+from consortia.errors import CertificateError, ConfigError, InsecurePermissionsError, KeyFileError
 from consortia.identity import layout
 from consortia.identity.certificates import (
-    CERTIFICATE_SIZE_MAX,
     fingerprint,
-    parse_certificate,
+    load_certificate,
     verify_ca_certificate,
     verify_node_certificate,
 )
 from consortia.identity.config import NodeConfig, load_node_config, resolve
 from consortia.identity.consortium import ConsortiumSummary, NodeSummary
-from consortia.identity.files import PRIVATE_FILE_MODE, file_mode, read_bounded
+from consortia.identity.custody import CA_HOLDER, Holder, Passphrases
+from consortia.identity.files import PRIVATE_FILE_MODE, file_mode
 from consortia.identity.genesis import load_genesis
-from consortia.identity.keystore import load_key, read_key_header
-from consortia.identity.pkcs8 import decrypt_private_key
-from consortia.types.genesis import Genesis, GenesisValidator
+from consortia.identity.institution import check_private_dir
+from consortia.identity.keystore import Purpose, load_key, p256_public_point, read_key_header
+from consortia.types.genesis import Genesis, GenesisAccount, GenesisValidator
 
 _SAFE_DIR_NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
@@ -45,54 +48,86 @@ def is_consortium(directory: Path) -> bool:
     return (directory / layout.GENESIS_FILE).is_file()
 
 
-def inspect_consortium(root: Path, passphrase: str | None) -> ConsortiumSummary:
-    """Check the consortium in `root`; decrypt its keys too when `passphrase` is given."""
+def inspect_consortium(root: Path, passphrases: Passphrases | None) -> ConsortiumSummary:
+    """Check the consortium in `root`; open its keys too when `passphrases` is given."""
     genesis, digest = load_genesis(root / layout.GENESIS_FILE, None)
     now = datetime.datetime.now(datetime.UTC)
+    check_private_dir(root)
     ca = load_certificate(root / layout.CA_CERTIFICATE_FILE)
     verify_ca_certificate(ca, now, str(root / layout.CA_CERTIFICATE_FILE))
     if fingerprint(ca) != genesis.ca_certificate_fingerprint:
         raise CertificateError("ca.crt is not the CA certificate the genesis names")
-    ca_key = root / layout.CA_KEY_FILE
-    if ca_key.exists():  # operators are told to keep it offline, so it may be gone
-        _check_ca_key(ca_key, ca, passphrase)
-    checker = _NodeChecker(
-        root, genesis=genesis, digest=digest, ca=ca, passphrase=passphrase, now=now
-    )
+    keys = _KeyChecker(genesis.suite, passphrases)
+    ca_dir = root / layout.CA_DIR
+    if ca_dir.exists():  # the CA may be kept elsewhere (init --ca), or moved offline
+        _check_ca_dir(ca_dir, ca, keys)
+    checker = _NodeChecker(root, genesis=genesis, digest=digest, ca=ca, keys=keys, now=now)
     nodes = tuple(checker.check(validator) for validator in genesis.validators)
+    for account in genesis.accounts:
+        _check_account(root, account, keys)
     return ConsortiumSummary(
-        root, genesis.chain_id, genesis.suite, digest, nodes, passphrase is not None
+        root, genesis.chain_id, genesis.suite, digest, nodes, passphrases is not None
     )
 
 
-def load_certificate(path: Path) -> x509.Certificate:
-    """The PEM certificate at `path`; CertificateError when it is missing or malformed."""
-    return parse_certificate(
-        read_bounded(path, CERTIFICATE_SIZE_MAX, CertificateError, "certificate"), str(path)
-    )
+class _KeyChecker:
+    """Checks a key file's mode and header, and opens it when there are passphrases."""
+
+    def __init__(self, suite_name: str, passphrases: Passphrases | None) -> None:
+        self.suite = suite_name
+        self.passphrases = passphrases
+
+    def check(self, path: Path, purpose: Purpose, public_key: bytes, holder: Holder) -> None:
+        check_private_mode(path)
+        header = read_key_header(path)
+        if header.purpose != purpose or (purpose != "tls-ca" and header.suite != self.suite):
+            raise KeyFileError(f"{path} is not a {self.suite} {purpose} key")
+        if not hmac.compare_digest(header.public_key_bytes, public_key):
+            raise KeyFileError(f"{path} is not the key of {_owner(holder, purpose)}")
+        if self.passphrases is not None:
+            passphrase = self.passphrases.passphrase(holder, creating=False)
+            load_key(path, passphrase, purpose=purpose)
 
 
-def _check_ca_key(path: Path, ca: x509.Certificate, passphrase: str | None) -> None:
-    _check_private_mode(path)
-    header = read_key_header(path)
-    if header.purpose != "tls-ca" or header.public_key_bytes != _point(ca):
-        raise KeyFileError(f"{path} is not the key of the consortium CA certificate")
-    if passphrase is not None:
-        load_key(path, passphrase, purpose="tls-ca")
+def _owner(holder: Holder, purpose: Purpose) -> str:
+    if holder.kind == "node":
+        return (
+            f"validator {holder.name!r}" if purpose == "consensus" else f"{holder.name}'s tls.crt"
+        )
+    return holder.label
 
 
-def _point(certificate: x509.Certificate) -> bytes:
-    return certificate.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-
-
-def _check_private_mode(path: Path) -> None:
+def check_private_mode(path: Path) -> None:
+    """InsecurePermissionsError unless the private key file `path` is mode 0600 (or 0400)."""
     mode = file_mode(path)
     if mode & ~PRIVATE_FILE_MODE:
-        raise KeyFileError(f"{path} has mode {mode:04o}; private keys must be 0600 (chmod 600)")
+        raise InsecurePermissionsError(
+            f"{path} has mode {mode:04o}; private keys must be 0600 (chmod 600)"
+        )
+
+
+def _check_ca_dir(ca_dir: Path, ca: x509.Certificate, keys: _KeyChecker) -> None:
+    check_private_dir(ca_dir)
+    if fingerprint(load_certificate(ca_dir / layout.CA_CERTIFICATE_FILE)) != fingerprint(ca):
+        raise CertificateError(f"{ca_dir} holds another CA than the genesis names")
+    key_path = ca_dir / layout.CA_KEY_FILE
+    if key_path.exists():
+        keys.check(key_path, "tls-ca", p256_public_point(ca.public_key()), CA_HOLDER)
+
+
+def _check_account(root: Path, account: GenesisAccount, keys: _KeyChecker) -> None:
+    member, dot, local = account.id.partition(".")
+    if member != account.sponsor or not dot or not _SAFE_DIR_NAME.match(member + local):
+        raise ConfigError(f"account {account.id!r} is not an account init makes")
+    institution = root / member
+    check_private_dir(institution)
+    check_private_dir(institution / layout.ACCOUNTS_DIR)
+    path = institution / layout.account_key_file(local)
+    keys.check(path, "account", bytes.fromhex(account.public_key), Holder("member", member))
 
 
 class _NodeChecker:
-    """Checks one validator's node directory against the genesis."""
+    """Checks one validator's node folder against the genesis."""
 
     def __init__(
         self,
@@ -101,25 +136,33 @@ class _NodeChecker:
         genesis: Genesis,
         digest: bytes,
         ca: x509.Certificate,
-        passphrase: str | None,
+        keys: _KeyChecker,
         now: datetime.datetime,
     ) -> None:
         self.root = root
         self.genesis = genesis
         self.digest = digest
         self.ca = ca
-        self.passphrase = passphrase
+        self.keys = keys
         self.now = now
 
     def check(self, validator: GenesisValidator) -> NodeSummary:
-        if not _SAFE_DIR_NAME.match(validator.name):
-            raise ConfigError(f"validator name {validator.name!r} is not a directory name")
-        config_path = self.root / validator.name / layout.CONFIG_FILE
+        for name in (validator.member, validator.name):
+            if not _SAFE_DIR_NAME.match(name):
+                raise ConfigError(f"{name!r} in the genesis is not a folder name")
+        institution = self.root / validator.member
+        node_dir = institution / validator.name
+        for directory in (institution, node_dir, node_dir / layout.DATA_DIR):
+            check_private_dir(directory)
+        config_path = node_dir / layout.CONFIG_FILE
         config = load_node_config(config_path)
         self._check_config(config, config_path, validator)
         load_genesis(resolve(config_path, config.chain.genesis), self.digest)
-        self._check_consensus_key(resolve(config_path, config.keys.consensus_key), validator)
-        self._check_tls(config, config_path, validator)
+        holder = Holder("node", validator.name)
+        consensus_key = bytes.fromhex(validator.public_key)
+        consensus_path = resolve(config_path, config.keys.consensus_key)
+        self.keys.check(consensus_path, "consensus", consensus_key, holder)
+        self._check_tls(config, config_path, validator, holder)
         return NodeSummary(
             name=validator.name,
             member=validator.member,
@@ -138,28 +181,13 @@ class _NodeChecker:
         if fingerprint(ca_copy) != self.genesis.ca_certificate_fingerprint:
             raise CertificateError(f"{path}: its CA certificate is not the consortium's")
 
-    def _check_consensus_key(self, path: Path, validator: GenesisValidator) -> None:
-        _check_private_mode(path)
-        header = read_key_header(path)
-        if header.purpose != "consensus" or header.suite != self.genesis.suite:
-            raise KeyFileError(f"{path} is not a {self.genesis.suite} consensus key")
-        if header.public_key != validator.public_key:
-            raise KeyFileError(f"{path} is not the key of validator {validator.name!r}")
-        if self.passphrase is not None:
-            load_key(path, self.passphrase, purpose="consensus")
-
-    def _check_tls(self, config: NodeConfig, path: Path, validator: GenesisValidator) -> None:
+    def _check_tls(
+        self, config: NodeConfig, path: Path, validator: GenesisValidator, holder: Holder
+    ) -> None:
         cert_path = resolve(path, config.keys.tls_certificate)
         certificate = load_certificate(cert_path)
         verify_node_certificate(certificate, self.ca, validator.node_id, self.now, str(cert_path))
         if fingerprint(certificate) != validator.certificate_fingerprint:
             raise CertificateError(f"{cert_path} is not the certificate the genesis names")
         key_path = resolve(path, config.keys.tls_key)
-        _check_private_mode(key_path)
-        if self.passphrase is not None:
-            pem = read_bounded(key_path, CERTIFICATE_SIZE_MAX, KeyFileError, "TLS key")
-            key = decrypt_private_key(pem, self.passphrase, str(key_path))
-            if _point(certificate) != key.public_key().public_bytes(
-                Encoding.X962, PublicFormat.UncompressedPoint
-            ):
-                raise KeyFileError(f"{key_path} does not belong to {cert_path}")
+        self.keys.check(key_path, "tls", p256_public_point(certificate.public_key()), holder)

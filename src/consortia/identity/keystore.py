@@ -13,7 +13,9 @@ AEAD fails). Guessing a passphrase against the check costs the same Argon2id run
 against the ciphertext, so the check weakens nothing.
 
 Purposes: "consensus" (the validator's signing key, the suite's algorithm), "account" (a
-ledger account's signing key) and "tls-ca" (the consortium CA's ECDSA P-256 key).
+ledger account's signing key), "tls" (a node's mutual-TLS key, ECDSA P-256) and "tls-ca" (the
+consortium CA's ECDSA P-256 key). Every private key consortia stores is in this one format,
+under the same memory-hard KDF.
 
 This module must never print, log or expose through a repr a private key or a passphrase, and
 never writes a key file that anyone but its owner can read (mode 0600).
@@ -55,9 +57,10 @@ ARGON2_MEMORY_KIB_MAX: Final = 256 * 1024  # 256 MiB
 ARGON2_ITERATIONS_MAX: Final = 8
 ARGON2_LANES_MAX: Final = 8
 
-Purpose = Literal["consensus", "account", "tls-ca"]
+Purpose = Literal["consensus", "account", "tls", "tls-ca"]
 Algorithm = Literal["ed25519", "sm2", "ecdsa-p256"]
-PURPOSES: Final[tuple[Purpose, ...]] = ("consensus", "account", "tls-ca")
+PURPOSES: Final[tuple[Purpose, ...]] = ("consensus", "account", "tls", "tls-ca")
+P256_PURPOSES: Final[frozenset[Purpose]] = frozenset({"tls", "tls-ca"})
 _SIGNING_ALGORITHMS: Final[dict[str, Algorithm]] = {"intl": "ed25519", "gm": "sm2"}
 
 HexBytes = Annotated[str, Meta(min_length=2, max_length=8192, pattern=r"^(?:[0-9a-f]{2})+\Z")]
@@ -120,7 +123,7 @@ class UnlockedKey:
 def key_algorithm(suite_name: str, purpose: Purpose) -> Algorithm:
     """The key algorithm a key of `purpose` uses on a chain of `suite_name`."""
     suite(suite_name)  # UnknownSuiteError for an unknown name
-    return "ecdsa-p256" if purpose == "tls-ca" else _SIGNING_ALGORITHMS[suite_name]
+    return "ecdsa-p256" if purpose in P256_PURPOSES else _SIGNING_ALGORITHMS[suite_name]
 
 
 def new_keypair(suite_name: str, purpose: Purpose) -> tuple[bytes, bytes]:
@@ -285,6 +288,15 @@ def _derive(chain_suite: Suite, kdf: KdfParams, passphrase: str) -> tuple[bytes,
 
 def _associated_data(header: KeyFileHeader) -> bytes:
     return _ASSOCIATED_DATA_DOMAIN + encode(header)
+
+
+def p256_public_point(public_key: object) -> bytes:
+    """The uncompressed point of a P-256 public key; KeyFileError for any other key."""
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
+        public_key.curve, ec.SECP256R1
+    ):
+        raise KeyFileError("not an ECDSA P-256 public key")
+    return _p256_point(public_key)
 
 
 def _p256_point(public_key: ec.EllipticCurvePublicKey) -> bytes:
