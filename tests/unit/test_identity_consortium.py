@@ -401,3 +401,14 @@ def test_config_errors() -> None:
         parse_node_config(b"[node")
     with pytest.raises(ConfigError, match="valid node config"):
         parse_node_config(b"[node]\nname = 1\n")
+
+
+def test_a_folder_of_the_earlier_layout_says_what_to_do(
+    made: ConsortiumSummary, tmp_path: Path
+) -> None:
+    """`make run` on a demo folder made before institution folders existed: one clear line."""
+    root = copy(made, tmp_path)
+    for index in range(4):
+        node_dir(root, index).rename(root / f"node{index}")
+    with pytest.raises(ConfigError, match="earlier consortia"):
+        inspect_consortium(root, None)

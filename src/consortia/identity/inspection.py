@@ -53,6 +53,7 @@ def inspect_consortium(root: Path, passphrases: Passphrases | None) -> Consortiu
     genesis, digest = load_genesis(root / layout.GENESIS_FILE, None)
     now = datetime.datetime.now(datetime.UTC)
     check_private_dir(root)
+    _check_layout(root, genesis)
     ca = load_certificate(root / layout.CA_CERTIFICATE_FILE)
     verify_ca_certificate(ca, now, str(root / layout.CA_CERTIFICATE_FILE))
     if fingerprint(ca) != genesis.ca_certificate_fingerprint:
@@ -68,6 +69,19 @@ def inspect_consortium(root: Path, passphrases: Passphrases | None) -> Consortiu
     return ConsortiumSummary(
         root, genesis.chain_id, genesis.suite, digest, nodes, passphrases is not None
     )
+
+
+def _check_layout(root: Path, genesis: Genesis) -> None:
+    """ConfigError, saying what to do, for a folder an earlier consortia made (node folders at
+    the top, one passphrase for everything), which this version cannot check."""
+    first = genesis.validators[0]
+    if _SAFE_DIR_NAME.match(first.name) and _SAFE_DIR_NAME.match(first.member):
+        old = root / first.name / layout.CONFIG_FILE
+        if old.is_file() and not (root / first.member / first.name).exists():
+            raise ConfigError(
+                f"{root} was made by an earlier consortia (node folders at the top, one"
+                " passphrase for every key); remove it and make a new consortium"
+            )
 
 
 class _KeyChecker:
