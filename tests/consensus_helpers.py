@@ -295,9 +295,14 @@ def make_timeout(
 
 
 def make_tc(
-    cluster: Cluster, round_: int, signers: Iterable[tuple[Key, int]], epoch: int = 0
+    cluster: Cluster,
+    round_: int,
+    signers: Iterable[tuple[Key, int]],
+    epoch: int = 0,
+    high_qc: QuorumCertificate | None = None,
 ) -> TimeoutCertificate:
-    """A TC of `round_` from (key, high_qc_round) pairs."""
+    """A TC of `round_` from (key, high_qc_round) pairs, carrying `high_qc` (by default the
+    epoch-0 root QC, for signers whose high QC rounds are all 0)."""
     entries = sorted(
         (
             TimeoutSignature(
@@ -309,7 +314,12 @@ def make_tc(
         ),
         key=lambda entry: entry.index,
     )
-    return TimeoutCertificate(epoch=epoch, round=round_, signatures=entries)
+    return TimeoutCertificate(
+        epoch=epoch,
+        round=round_,
+        signatures=entries,
+        high_qc=high_qc if high_qc is not None else cluster.root_qc,
+    )
 
 
 # ------------------------------------------------------------------ action inspection

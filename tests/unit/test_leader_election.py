@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from consortia.consensus.leader import FAILED_LEADERS_PER_BLOCK_MAX, LAG_ROUNDS, LeaderElection
+from consortia.consensus.leader import (
+    FAILED_LEADERS_PER_BLOCK_MAX,
+    LAG_ROUNDS,
+    RELIABLE_WEIGHT,
+    LeaderElection,
+)
 from consortia.types.consensus import EpochConfig
 from tests.consensus_helpers import Cluster, make_cluster
 
@@ -61,7 +66,7 @@ def test_weighted_by_voting_power() -> None:
         assert 0.42 < counts[heavy] / len(ROUNDS) < 0.58
 
 
-def test_failed_leader_is_excluded_after_lag_rounds() -> None:
+def test_failed_leader_is_demoted_not_excluded_after_lag_rounds() -> None:
     cluster = make_cluster(4)
     everyone = frozenset(cluster.node_ids)
     election = cluster.leader_election()
@@ -73,9 +78,12 @@ def test_failed_leader_is_excluded_after_lag_rounds() -> None:
     author = next(n for n in cluster.node_ids if n != failed)
     election.record_commit(12, author, 10, everyone)
     exclusion_starts = 12 + LAG_ROUNDS  # the block recording the failure enters the window
+    weights = dict(election.weights(exclusion_starts))
+    assert weights[failed] == 1  # its power, never zero: one failure never costs everything
+    assert all(weights[n] == RELIABLE_WEIGHT for n in everyone - {failed})
     leaders = [election.leader(r) for r in range(exclusion_starts, exclusion_starts + 400)]
-    assert failed not in leaders
-    assert set(leaders) == everyone - {failed}
+    assert leaders.count(failed) <= 2
+    assert set(leaders) >= everyone - {failed}
     # Without reputation the same validator leads a fair share of those rounds.
     plain = cluster.leader_election(reputation=False)
     plain_leaders = [plain.leader(r) for r in range(exclusion_starts, exclusion_starts + 400)]
@@ -109,7 +117,7 @@ def test_failed_leader_comes_back_after_authoring() -> None:
     assert failed in leaders
 
 
-def test_silent_validator_is_excluded() -> None:
+def test_silent_validator_is_demoted() -> None:
     cluster = make_cluster(4)
     silent = cluster.node_ids[2]
     others = [n for n in cluster.node_ids if n != silent]
@@ -119,8 +127,8 @@ def test_silent_validator_is_excluded() -> None:
         election.record_commit(round_, others[round_ % 3], previous, frozenset(others))
         previous = round_
     leaders = [election.leader(r) for r in range(20 + LAG_ROUNDS, 20 + LAG_ROUNDS + 400)]
-    assert silent not in leaders
-    assert set(leaders) == set(others)
+    assert leaders.count(silent) <= 2
+    assert set(leaders) >= set(others)
     # Early rounds, whose window is empty, still consider everyone.
     early = cluster.leader_election()
     assert silent in {early.leader(r) for r in range(1, 400)}
@@ -155,3 +163,34 @@ def test_record_commit_bounds_failed_leaders() -> None:
         range(10**6 - FAILED_LEADERS_PER_BLOCK_MAX, 10**6)
     )
     assert election.leader(10**6 + 10) in cluster.node_ids
+
+
+def test_first_block_of_an_epoch_never_leaves_one_candidate() -> None:
+    """Regression (adversarial review): the epoch's first block carries the unsigned root QC,
+    so while it was the only committed block its author was the only active validator and
+    led every round; if it then crashed, nothing ever committed again. Setup: one committed
+    block (round 1, justified by the root QC). Test: leaders rotate over every validator by
+    power, as with no history at all."""
+    cluster = make_cluster(4)
+    election = cluster.leader_election()
+    author = cluster.node_ids[1]
+    election.record_commit(1, author, 0, frozenset())
+    rounds = range(1 + LAG_ROUNDS, 1 + LAG_ROUNDS + 400)
+    leaders = [election.leader(r) for r in rounds]
+    plain = cluster.leader_election(reputation=False)
+    assert leaders == [plain.leader(r) for r in rounds]
+    assert leaders.count(author) < 150
+
+
+def test_every_validator_keeps_a_positive_weight() -> None:
+    """However bad the window, every validator can still lead now and then."""
+    cluster = make_cluster(4, powers=[3, 1, 1, 1])
+    everyone = frozenset(cluster.node_ids)
+    election = cluster.leader_election()
+    previous = 0
+    for round_ in range(1, 40, 2):  # every other round fails
+        election.record_commit(round_, cluster.node_ids[1], previous, everyone)
+        previous = round_
+    weights = election.weights(45)
+    assert [n for n, _ in weights] == sorted(cluster.node_ids)
+    assert all(weight >= 1 for _, weight in weights)

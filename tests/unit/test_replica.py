@@ -278,6 +278,10 @@ def test_leader_after_tc_proposes_with_the_tc() -> None:
     requests = of_type(actions, RequestPayload)
     assert [r.round for r in requests] == [2]
     proposed = replica.handle(PayloadReady(5, 0, 2, [b"a", b"b"]))
+    # Like a vote, the proposal leaves only once the state recording it is durable.
+    assert not [m for m in sent_messages(proposed) if isinstance(m, Proposal)]
+    assert [p.state.highest_proposal_round for p in of_type(proposed, Persist)] == [2]
+    proposed = ack_all(replica, proposed)
     proposals = [m for m in sent_messages(proposed) if isinstance(m, Proposal)]
     assert len(proposals) == 1
     proposal = proposals[0]
@@ -466,7 +470,12 @@ def _align(message: Any, author: bytes, round_: int) -> Any:
         )
         tc = message.timeout_certificate
         if tc is not None:
-            tc = replace(tc, epoch=0, round=max(0, round_ - 1))
+            tc = replace(
+                tc,
+                epoch=0,
+                round=max(0, round_ - 1),
+                high_qc=replace(tc.high_qc, epoch=0),
+            )
         return replace(message, block=Block(header, payload), timeout_certificate=tc)
     if isinstance(message, Vote):
         vote_data = replace(message.data, chain_id=CHAIN_ID, epoch=0, round=round_)

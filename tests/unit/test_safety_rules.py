@@ -63,6 +63,7 @@ def tc_stub(round_: int, high_qc_rounds: list[int], epoch: int = 0) -> TimeoutCe
         epoch=epoch,
         round=round_,
         signatures=[TimeoutSignature(i, hqc, bytes(64)) for i, hqc in enumerate(high_qc_rounds)],
+        high_qc=qc_stub(max(high_qc_rounds), epoch=epoch),
     )
 
 

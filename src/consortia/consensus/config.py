@@ -134,6 +134,9 @@ class ReplicaSetup:
     voted_blocks: list[Block] = field(default_factory=list)
     # Proofs of the epoch changes this replica committed (from EnterEpoch), kept by the driver.
     epoch_proofs: list[EpochChangeResponse] = field(default_factory=list)
+    # The QC that made the last commit final (`Commit.proof`), kept by the driver: timeouts
+    # carry it so that peers reach the same commits, hence the same leaders, after a restart.
+    commit_proof: QuorumCertificate | None = None
     weakening: Weakening = NO_WEAKENING
 
 

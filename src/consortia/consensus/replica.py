@@ -133,7 +133,10 @@ class Replica:
         self.proposed_round = 0
         self._payload_requested_round = 0
         # The QC that made this replica's latest commit of this epoch final (None: none yet).
+        # Invariant: None or of this epoch.
         self.high_commit_qc: QuorumCertificate | None = None
+        if setup.commit_proof is not None and setup.commit_proof.epoch == self.epoch:
+            self.high_commit_qc = setup.commit_proof
         self.pacemaker = Pacemaker(self.params, self.node_id, self.counters)
         self.votes = VoteCollector(self.validators, self.chain_id, self.counters)
         self.proposals = Proposals(setup, self.counters, self.leaders)
@@ -180,6 +183,10 @@ class Replica:
             "the last TC is not of the previous round",
         )
         _require(self.tree.high_qc.epoch >= self.epoch, "high QC of an older epoch")
+        _require(
+            self.high_commit_qc is None or self.high_commit_qc.epoch == self.epoch,
+            "commit QC of another epoch",
+        )
         for broken in (
             self.pacemaker.check(self.round),
             self.durable.check(),
@@ -196,9 +203,11 @@ class Replica:
         start_round = max(self.tree.high_qc.round + 1, 1)
         tc = self.safety.state.last_timeout_certificate
         if tc is not None and tc.epoch == self.epoch and tc.round + 1 > start_round:
-            # Restarted after timing out in a round entered through this TC: resume there.
+            # Restarted after timing out or voting in a round entered through this TC: resume
+            # there, with the QC the TC carries.
             start_round = tc.round + 1
             self.last_tc = tc
+            self.tree.update_high_qc(tc.high_qc)
         self.round = 0
         self._enter_round(start_round)
 
@@ -262,11 +271,21 @@ class Replica:
             return
         if self.proposed_round >= self.round or self._leader(self.round) != self.node_id:
             return
-        proposal = self.proposals.propose(self.tree, event, self.now_ms, self.last_tc)
-        if proposal is not None:
-            self.proposed_round = self.round
-            self._out.append(Broadcast(proposal))
-            self._on_proposal(proposal, self.node_id)
+        built = self.proposals.build(self.tree, event, self.now_ms, self.last_tc)
+        if built is None:
+            return
+        new_id, block, tc = built
+        signed = self.safety.make_proposal(block.header, new_id)
+        if isinstance(signed, Refusal):
+            self.counters.drop("unsafe_to_propose")
+            self.counters.refuse(signed.rule)
+            return
+        signature, state = signed
+        self.proposed_round = self.round
+        proposal = Proposal(block=block, signature=signature, timeout_certificate=tc)
+        # Like a vote: the proposal leaves (and reaches this replica) once the state that
+        # records it is durable, so a restarted leader never signs another for this round.
+        self._persist_then(state, [Broadcast(proposal)], [proposal])
 
     # ------------------------------------------------------------------ messages
 
@@ -293,7 +312,7 @@ class Replica:
         if header.epoch != self.epoch:
             return  # its certificate ended the epoch
         if proposal.timeout_certificate is not None:
-            self._process_tc(proposal.timeout_certificate)
+            self._process_tc(proposal.timeout_certificate, sender)
         if not self.proposals.valid(proposal, new_id, self.validators, self.now_ms):
             return
         if header.round != self.round:
@@ -361,7 +380,7 @@ class Replica:
             # f+1 timed out: at least one honest replica gave up on this round; join them.
             self._local_timeout()
         if tc is not None:
-            self._process_tc(tc)
+            self._process_tc(tc, sender)
 
     def _adopt_certificates(self, sender: bytes, timeout: Timeout) -> bool:
         """Certificates first, whatever the timeout's round: they are self-authenticating, and
@@ -380,7 +399,7 @@ class Replica:
         self._process_qc(timeout.high_qc, sender)
         last_tc = timeout.last_timeout_certificate
         if last_tc is not None and last_tc.epoch == self.epoch:
-            self._process_tc(last_tc)
+            self._process_tc(last_tc, sender)
         return True
 
     def _local_timeout(self) -> None:
@@ -413,7 +432,9 @@ class Replica:
         elif self._leader(self.round) == self.node_id and qc.block_id in self.tree:
             self._request_payload()
 
-    def _process_tc(self, tc: TimeoutCertificate) -> None:
+    def _process_tc(self, tc: TimeoutCertificate, peer: bytes) -> None:
+        """Adopt a verified TC: first the QC it carries, then round tc.round + 1."""
+        self._process_qc(tc.high_qc, peer)
         if tc.epoch != self.epoch or tc.round + 1 <= self.round:
             return
         self.last_tc = tc

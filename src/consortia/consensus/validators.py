@@ -74,7 +74,7 @@ class ValidatorSet:
         if known is not None:
             return known
         indexes = [entry.index for entry in qc.signatures]
-        if any(index >= len(self.validators) for index in indexes) or not self.has_quorum(indexes):
+        if not self._known(indexes) or not self.has_quorum(indexes):
             return False
         message = signing_bytes(qc.vote_data(self.chain_id))
         items = [
@@ -85,7 +85,9 @@ class ValidatorSet:
         self._remember(key, valid)
         return valid
 
-    def verify_tc(self, tc: TimeoutCertificate) -> bool:
+    def verify_tc(self, tc: TimeoutCertificate, *, epoch_root_id: bytes) -> bool:
+        """True when `tc` is a quorum of valid timeouts of this epoch whose highest signed
+        high-QC round is the round of the valid QC it carries."""
         if tc.epoch != self.epoch:
             return False
         key = b"tc" + encode(tc)
@@ -93,7 +95,12 @@ class ValidatorSet:
         if known is not None:
             return known
         indexes = [entry.index for entry in tc.signatures]
-        if any(index >= len(self.validators) for index in indexes) or not self.has_quorum(indexes):
+        if not self._known(indexes) or not self.has_quorum(indexes):
+            return False
+        if tc.high_qc.round >= tc.round or not self.verify_qc(
+            tc.high_qc, epoch_root_id=epoch_root_id
+        ):
+            self._remember(key, False)
             return False
         items = [
             (
@@ -106,6 +113,13 @@ class ValidatorSet:
         valid = all(self.suite.verify_many(items))
         self._remember(key, valid)
         return valid
+
+    def _known(self, indexes: list[int]) -> bool:
+        """Every index names a validator, once (a struct built in memory, not decoded, could
+        hold a negative index that aliases another)."""
+        return all(0 <= index < len(self.validators) for index in indexes) and len(
+            set(indexes)
+        ) == len(indexes)
 
     def _remember(self, key: bytes, valid: bool) -> None:
         self._verified[key] = valid

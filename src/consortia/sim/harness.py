@@ -262,6 +262,11 @@ class Simulation:
                 self._handle(slot, TimerFired(self.now_ms, event.epoch, event.round))
         elif isinstance(event, PersistLanded):
             slot.disk.safety = event.state
+            if slot.honest and event.state.last_vote is not None:
+                # Every vote a replica could ever send is durable first, including its own
+                # vote when it is the next leader (which never goes out on the network). A
+                # vote signed but lost in a crash before it was durable never left.
+                self.checker.signed_vote(slot.index, slot.node_id, event.state.last_vote)
             if event.block is not None:
                 slot.disk.voted[block_id(self.suite, event.block.header)] = event.block
             self._handle(slot, PersistDone(self.now_ms, event.sequence))
@@ -286,10 +291,6 @@ class Simulation:
             self._queue.push(deadline, slot.index, slot.timer)
             self.max_rounds[action.epoch] = max(self.max_rounds.get(action.epoch, 0), action.round)
         elif isinstance(action, Persist):
-            if slot.honest and action.state.last_vote is not None:
-                # Every vote a replica signs passes through here, including its own vote
-                # when it is the next leader (which never goes out on the network).
-                self.checker.signed_vote(slot.index, slot.node_id, action.state.last_vote)
             # A disk completes writes in the order they were issued: a later safety state is
             # never overwritten by an earlier one.
             done_ms = max(self.now_ms + self.rng.randint(0, 3), slot.persist_done_ms)

@@ -48,6 +48,7 @@ class Disk:
     safety: SafetyState | None = None
     committed: list[tuple[bytes, Block]] = field(default_factory=list)
     certificate: QuorumCertificate | None = None
+    proof: QuorumCertificate | None = None  # the QC that made the last commit final
     epoch_config: EpochConfig | None = None
     epoch_root_id: bytes = b""
     heights: dict[bytes, int] = field(default_factory=dict)  # block id -> height
@@ -65,6 +66,7 @@ class Disk:
             if block.header.next_epoch is not None:
                 self.epoch_root_id = new_id
         self.certificate = action.certificate
+        self.proof = action.proof
         top = len(self.committed)
         for stale in [i for i, b in self.voted.items() if b.header.height <= top]:
             del self.voted[stale]
@@ -175,5 +177,6 @@ class ReplicaFactory:
             checker=checker,
             epoch_proofs=list(disk.epoch_proofs),
             voted_blocks=list(disk.voted.values()),
+            commit_proof=disk.proof,
         )
         return Replica(setup)
