@@ -138,6 +138,7 @@ def make_setup(
     params: Params | None = None,
     safety_state: SafetyState | None = None,
     weakening: Weakening = NO_WEAKENING,
+    commit_proof: QuorumCertificate | None = None,
 ) -> ReplicaSetup:
     return ReplicaSetup(
         chain_id=CHAIN_ID,
@@ -152,6 +153,7 @@ def make_setup(
         params=params if params is not None else Params(),
         safety_state=safety_state,
         weakening=weakening,
+        commit_proof=commit_proof,
     )
 
 

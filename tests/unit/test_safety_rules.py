@@ -508,3 +508,38 @@ def test_each_refusal_names_the_rule_that_refused_and_its_rounds() -> None:
     assert (refusal.round, refusal.qc_round, refusal.highest_vote_round) == (2, 1, 3)
     assert (refusal.highest_qc_round, refusal.tc_round) == (2, None)
     assert str(refusal) == "vote_round_not_above: round 2, qc 1, voted 3, lock 2"
+
+
+# ------------------------------------------------------------------ review regressions
+
+
+def test_the_tc_that_justified_a_vote_is_persisted_with_it() -> None:
+    """Regression (review, seed 166): a replica that voted in a round entered by TC, then
+    restarted, resumed a round behind and its timeout rule refused to sign there. Setup:
+    fresh rules. Test: the state returned with a TC-justified vote keeps that TC, so the
+    restarted rules can time out in the voted round."""
+    rules = new_rules()
+    tc = tc_stub(4, [2, 1, 0])
+    made = vote(rules, 5, 2, tc=tc)
+    assert not isinstance(made, Refusal)
+    assert made[2].last_timeout_certificate == tc
+    restarted = SafetyRules(SUITE, KEY.private_key, CHAIN_ID, decode(encode(made[2]), SafetyState))
+    assert not isinstance(restarted.make_timeout(5, qc_stub(2), tc), Refusal)
+
+
+def test_a_leader_signs_one_proposal_a_round_even_after_a_restart() -> None:
+    """Regression (review): an honest leader signed two different proposals for one round
+    after a restart. Test: the second signature is refused, before and after a restart."""
+    rules = new_rules()
+    first = header(3, 2, fork=0)
+    made = rules.make_proposal(first, block_id(SUITE, first))
+    assert not isinstance(made, Refusal)
+    assert made[1].highest_proposal_round == 3
+    other = header(3, 2, fork=1)
+    assert _rule(rules.make_proposal(other, block_id(SUITE, other))) == "already_proposed_in_round"
+    restarted = SafetyRules(SUITE, KEY.private_key, CHAIN_ID, decode(encode(made[1]), SafetyState))
+    assert _rule(restarted.make_proposal(other, block_id(SUITE, other))) == (
+        "already_proposed_in_round"
+    )
+    later = header(4, 3)
+    assert not isinstance(restarted.make_proposal(later, block_id(SUITE, later)), Refusal)
