@@ -13,7 +13,9 @@ committed the same blocks computes the same leader:
    so none is ever left out for good, and one failure never costs a validator everything.
 4. While the window holds too little data (the validators it shows active hold less than a
    quorum of power: an empty window, or the epoch's first block, whose certificate is the
-   unsigned root QC), leaders rotate by voting power alone.
+   unsigned root QC), or data too old (no block committed in the last `stall_rounds` rounds:
+   the chain is stalled, and a window frozen at a bad moment must not keep an attacker in
+   the lead), leaders rotate by voting power alone.
 5. The leader is picked in proportion to weight by a low-discrepancy walk over rounds (see
    `_weighted_pick`): deterministic, fair, and a faulty validator never leads many
    consecutive rounds.
@@ -39,6 +41,8 @@ _EPOCH_OFFSET = 7919
 FAILED_LEADERS_PER_BLOCK_MAX = 64
 # How much more often a reliable validator leads than an unreliable one of the same power.
 RELIABLE_WEIGHT = 100
+# With 2 rounds per validator, the rounds without a commit after which reputation pauses.
+STALL_ROUNDS_BASE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,8 @@ class LeaderElection:
         self._reputation = reputation
         # Enough history for any round: the window plus blocks too recent to count yet.
         self._history: deque[CommittedRound] = deque(maxlen=window + 4 * LAG_ROUNDS + 8)
+        # Rounds without a commit after which the window counts as stale.
+        self.stall_rounds = STALL_ROUNDS_BASE + 2 * len(validators.validators)
         self._powers = [
             (validator.node_id, validator.voting_power)
             for validator in sorted(validators.validators, key=lambda v: v.node_id)
@@ -110,6 +116,8 @@ class LeaderElection:
         active_power = sum(power for node_id, power in self._powers if node_id in active)
         if active_power < self._validators.quorum_power:
             return self._powers  # too little data: plain rotation by voting power
+        if round_ - window[-1].round > self.stall_rounds:
+            return self._powers  # stalled: the window says nothing about who works now
         return [
             (
                 node_id,

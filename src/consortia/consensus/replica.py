@@ -403,15 +403,37 @@ class Replica:
         return True
 
     def _local_timeout(self) -> None:
-        """Give up on the current round: sign and broadcast a timeout (again, if re-armed)."""
+        """Give up on the current round: sign and broadcast a timeout (again, if re-armed).
+
+        A vote this replica cast in the round goes to everyone with it: when the round failed
+        only because the next leader (who alone collects votes) is faulty, the votes still
+        make a QC wherever a quorum of them meets, and the block is not lost.
+        """
         if self.node_id in self.validators:
             signed = self.pacemaker.sign_timeout(
                 self.safety, self.round, self.tree.high_qc, self.last_tc, self.high_commit_qc
             )
             if signed is not None:
                 timeout, state = signed
-                self._persist_then(state, [Broadcast(timeout)], [timeout])
+                outgoing: list[Action] = [Broadcast(timeout)]
+                loopback: list[ConsensusMessage] = [timeout]
+                vote = self._vote_of_round(state)
+                if vote is not None:
+                    outgoing.append(Broadcast(vote))
+                    loopback.append(vote)
+                self._persist_then(state, outgoing, loopback)
         self._out.append(self.pacemaker.timer(self.epoch, self.round))
+
+    def _vote_of_round(self, state: SafetyState) -> Vote | None:
+        """The vote this replica signed in its current round, if any."""
+        data, signature = state.last_vote, state.last_vote_signature
+        if (
+            data is None
+            or signature is None
+            or (data.epoch, data.round) != (self.epoch, self.round)
+        ):
+            return None
+        return Vote(data=data, author=self.node_id, signature=signature)
 
     # ------------------------------------------------------------------ certificates
 

@@ -22,6 +22,7 @@ from consortia.consensus.events import Commit, ServeBlocks
 from consortia.consensus.replica import Replica
 from consortia.crypto import Suite
 from consortia.execution.engine import Engine
+from consortia.sim.adversary import Attacker, Strategy
 from consortia.sim.governed import EngineMembership, GovernanceScript, execute
 from consortia.sim.scenario import Scenario
 from consortia.sim.schedule import TimerDue
@@ -102,6 +103,10 @@ class Slot:
     persist_done_ms: int = 0
     engine: Engine | None = None
     membership: EngineMembership | None = None
+    skew_ms: int = 0  # this replica's clock runs this far ahead of simulated time
+    # A Byzantine validator that is not a twin: what it knows, and what it does.
+    attacker: Attacker | None = None
+    strategy: Strategy | None = None
 
 
 class ScriptedMembership:
