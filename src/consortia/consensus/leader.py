@@ -8,7 +8,10 @@ committed the same blocks computes the same leader:
 2. Each committed block records who authored it, who signed the QC it carries, and which
    leaders failed: the leaders of the rounds skipped between its parent and itself.
 3. A validator is *reliable* when it authored or signed in the window and its latest failure
-   as leader in the window (if any) came before its latest authored block. Every validator
+   as leader (if any) came before its latest authored block. A failure is remembered until
+   the validator authors a committed block again, or for FAILURE_MEMORY_BLOCKS committed
+   blocks, longer than the window: a validator that signs but never leads well must not be
+   forgiven each time a window's length passes. Every validator
    keeps a weight: its voting power times RELIABLE_WEIGHT when reliable, times 1 otherwise,
    so none is ever left out for good, and one failure never costs a validator everything.
 4. While the window holds too little data (the validators it shows active hold less than a
@@ -43,6 +46,10 @@ FAILED_LEADERS_PER_BLOCK_MAX = 64
 RELIABLE_WEIGHT = 100
 # With 2 rounds per validator, the rounds without a commit after which reputation pauses.
 STALL_ROUNDS_BASE = 4
+# Committed blocks after which a failure as leader is forgotten.
+FAILURE_MEMORY_BLOCKS = 1024
+# Failures and authored blocks remembered per validator (the latest few are all it needs).
+_PER_VALIDATOR_KEPT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,11 @@ class LeaderElection:
         self._reputation = reputation
         # Enough history for any round: the window plus blocks too recent to count yet.
         self._history: deque[CommittedRound] = deque(maxlen=window + 4 * LAG_ROUNDS + 8)
+        # Committed blocks recorded, and each validator's latest failures as leader and
+        # authored blocks as (number of the committed block that recorded it, round).
+        self._recorded = 0
+        self._failed: dict[bytes, deque[tuple[int, int]]] = {}
+        self._authored: dict[bytes, deque[tuple[int, int]]] = {}
         # Rounds without a commit after which the window counts as stale.
         self.stall_rounds = STALL_ROUNDS_BASE + 2 * len(validators.validators)
         self._powers = [
@@ -79,6 +91,18 @@ class LeaderElection:
         first_skipped = max(parent_round + 1, round_ - FAILED_LEADERS_PER_BLOCK_MAX)
         failed = tuple((r, self.leader(r)) for r in range(first_skipped, round_))
         self._history.append(CommittedRound(round_, author, qc_signers, failed))
+        self._recorded += 1
+        for failed_round, leader in failed:
+            self._remember(self._failed, leader, failed_round)
+        self._remember(self._authored, author, round_)
+
+    def _remember(
+        self, book: dict[bytes, deque[tuple[int, int]]], node_id: bytes, round_: int
+    ) -> None:
+        entries = book.get(node_id)
+        if entries is None:
+            entries = book[node_id] = deque(maxlen=_PER_VALIDATOR_KEPT)
+        entries.append((self._recorded, round_))
 
     def record_blocks(self, blocks: list[Block], after: BlockHeader | None = None) -> None:
         """Add committed blocks (oldest first) that follow `after` (the previous committed
@@ -104,26 +128,22 @@ class LeaderElection:
         limit = round_ - LAG_ROUNDS
         window = [entry for entry in self._history if entry.round <= limit][-self._window :]
         active: set[bytes] = set()
-        last_authored: dict[bytes, int] = {}
-        last_failed: dict[bytes, int] = {}
         for entry in window:
             active.add(entry.author)
             active.update(entry.signers)
-            last_authored[entry.author] = entry.round
-            for failed_round, leader in entry.failed_leaders:
-                if failed_round <= limit:
-                    last_failed[leader] = failed_round
         active_power = sum(power for node_id, power in self._powers if node_id in active)
         if active_power < self._validators.quorum_power:
             return self._powers  # too little data: plain rotation by voting power
         if round_ - window[-1].round > self.stall_rounds:
             return self._powers  # stalled: the window says nothing about who works now
+        forgotten = self._recorded - FAILURE_MEMORY_BLOCKS
         return [
             (
                 node_id,
                 power * RELIABLE_WEIGHT
                 if node_id in active
-                and last_failed.get(node_id, -1) <= last_authored.get(node_id, -1)
+                and _latest(self._failed.get(node_id), limit, forgotten)
+                <= _latest(self._authored.get(node_id), limit, 0)
                 else power,
             )
             for node_id, power in self._powers
@@ -145,3 +165,11 @@ class LeaderElection:
                 return node_id
             point -= weight
         raise AssertionError("weighted pick fell off the end")
+
+
+def _latest(entries: deque[tuple[int, int]] | None, limit: int, after: int) -> int:
+    """The latest round at most `limit` recorded after the `after`-th committed block."""
+    return max(
+        (round_ for recorded, round_ in entries or () if round_ <= limit and recorded > after),
+        default=-1,
+    )

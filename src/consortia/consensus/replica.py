@@ -228,7 +228,7 @@ class Replica:
 
     # ------------------------------------------------------------------ rounds
 
-    def _enter_round(self, new_round: int) -> None:
+    def _enter_round(self, new_round: int, *, leader_overdue: bool = False) -> None:
         """Move to `new_round` (never back): forget old rounds, arm the timer, and propose
         when leading. pacemaker.py lists every way this is reached."""
         if new_round <= self.round:
@@ -236,15 +236,23 @@ class Replica:
         self.round = new_round
         self.votes.prune(new_round - 1)
         self.proposals.prune(new_round - 1)
-        self._out.append(self.pacemaker.timer(self.epoch, new_round))
+        self.pacemaker.entered(new_round, self.now_ms)
+        self._out.append(self.pacemaker.timer(self.epoch, new_round, overdue=leader_overdue))
         if self._leader(new_round) == self.node_id:
             self._request_payload()
 
     def _advance_by_qc(self, qc_round: int) -> None:
-        """A QC of `qc_round` made progress: the one place the back-off resets in an epoch."""
+        """A QC of `qc_round` made progress: the one place the back-off resets in an epoch.
+
+        A QC of the current round that arrives after this replica timed out in it was made
+        from the votes replicas broadcast when they gave up: the leader of the next round had
+        those votes a whole timeout ago and has not proposed, so its round gets a short timer.
+        """
+        overdue = qc_round == self.round and self.pacemaker.has_timed_out(qc_round)
+        self.pacemaker.certified(qc_round, self.now_ms)
         self.last_tc = None
         self.pacemaker.reset_backoff()
-        self._enter_round(qc_round + 1)
+        self._enter_round(qc_round + 1, leader_overdue=overdue)
 
     def _leader(self, round_: int) -> bytes:
         return self.leaders.leader(round_)

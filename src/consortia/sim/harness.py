@@ -76,6 +76,7 @@ class Simulation:
         self.proposed_at: dict[bytes, int] = {}
         self.commit_latency_ms: list[int] = []
         self._first_commit: set[bytes] = set()
+        self._honest_commit: set[bytes] = set()
         self.params = Params(
             round_timeout_ms=scenario.round_timeout_ms,
             round_timeout_ms_max=scenario.round_timeout_ms * 8,
@@ -305,11 +306,12 @@ class Simulation:
                 root = execute(slot.engine, block)
                 self.checker.executed(slot.index, block.header.height, root)
             self.checker.committed(slot.index, block.header.height, new_id, block)
+            if slot.honest and new_id not in self._honest_commit:
+                self._honest_commit.add(new_id)
+                epoch = block.header.epoch
+                self.progress.committed(self.now_ms, epoch, self.max_rounds.get(epoch, 0))
             if new_id not in self._first_commit:
                 self._first_commit.add(new_id)
-                if slot.honest:
-                    epoch = block.header.epoch
-                    self.progress.committed(self.now_ms, epoch, self.max_rounds.get(epoch, 0))
                 proposed = self.proposed_at.get(new_id)
                 if proposed is not None:
                     self.commit_latency_ms.append(self.now_ms - proposed)
@@ -409,6 +411,8 @@ class Simulation:
             dropped=dropped,
             rounds_without_commit_max=stalled,
             frames_refused=self.frames_refused,
+            stable_blocks=sum(1 for t, _, _ in self.progress.commits if t >= stable_ms),
+            stable_ms=max(0, self.now_ms - stable_ms),
             strategies={
                 slot.index: slot.strategy.name for slot in self.slots if slot.strategy is not None
             }

@@ -91,6 +91,7 @@ def summarise(base: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "rounds_per_commit": mean("rounds_per_commit"),
         "commit_latency_round_trips": mean("commit_latency_round_trips"),
         "blocks_per_simulated_second": mean("blocks_per_simulated_second"),
+        "stable_blocks_per_simulated_second": mean("stable_blocks_per_simulated_second"),
         "rounds_without_commit_max": max((r["rounds_without_commit_max"] for r in runs), default=0),
         "frames_refused": sum(r["frames_refused"] for r in runs),
         "failures": failing,

@@ -111,6 +111,9 @@ class RunResult:
     frames_refused: int = 0
     # The strategy each Byzantine validator played (by slot index).
     strategies: dict[int, str] = field(default_factory=dict)
+    # Blocks first committed after stabilisation (and the last restart), and over how long.
+    stable_blocks: int = 0
+    stable_ms: int = 0
 
     @property
     def ok(self) -> bool:
@@ -135,6 +138,11 @@ class RunResult:
     def blocks_per_second(self) -> float:
         return 1000 * self.min_committed_height / max(1, self.sim_time_ms)
 
+    @property
+    def stable_blocks_per_second(self) -> float:
+        """The commit rate once the network is synchronous and every crash is over."""
+        return 1000 * self.stable_blocks / max(1, self.stable_ms)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "seed": self.scenario.seed,
@@ -146,6 +154,7 @@ class RunResult:
             "rounds_per_commit": round(self.rounds_per_commit, 3),
             "commit_latency_round_trips": round(self.commit_latency_round_trips, 3),
             "blocks_per_simulated_second": round(self.blocks_per_second, 3),
+            "stable_blocks_per_simulated_second": round(self.stable_blocks_per_second, 3),
             "sim_time_ms": self.sim_time_ms,
             "rounds_without_commit_max": self.rounds_without_commit_max,
             "frames_refused": self.frames_refused,

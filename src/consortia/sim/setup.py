@@ -178,16 +178,16 @@ def _network(
         duplicate_percent=scenario.duplicate_percent,
         delta_ms=scenario.latency_ms_max,
     )
-    if not scenario.partitions and not scenario.byzantine:
-        return network
-    timeout = scenario.round_timeout_ms
-    network.gst_ms = rng.randint(8 * timeout, 16 * timeout)
-    indexes = [slot.index for slot in slots]
     twins = [
         (by_node[slot.node_id][0], by_node[slot.node_id][1])
         for slot in slots
         if len(by_node[slot.node_id]) == 2 and slot.index < scenario.nodes
     ]
+    if not scenario.partitions and not twins:
+        return network  # synchronous from the start
+    timeout = scenario.round_timeout_ms
+    network.gst_ms = rng.randint(8 * timeout, 16 * timeout)
+    indexes = [slot.index for slot in slots]
     honest = [slot.index for slot in slots if slot.honest]
     if scenario.partitions:
         # Before stabilisation: loss, duplication, long delays (reordering) and partitions.

@@ -48,6 +48,8 @@ class ConsensusParams(_Document, frozen=True):
     # The first round's timeout; each consecutive timeout multiplies it by backoff_percent/100,
     # up to round_timeout_ms_max.
     round_timeout_ms: Positive = 1000
+    # The timer adapts to recent rounds, but never below this.
+    round_timeout_ms_min: Positive = 100
     round_timeout_ms_max: Positive = 60_000
     timeout_backoff_percent: Annotated[int, Meta(ge=100, le=400)] = 150  # as Params checks
     block_payload_items_max: Positive = 5000
