@@ -393,10 +393,13 @@ class Simulation:
                     f"(at {stable_ms} ms); the bound is {bound}"
                 )
         dropped: dict[str, int] = {}
+        refused: dict[str, int] = {}
         for slot in self.slots:
             if slot.replica is not None:
                 for reason, count in slot.replica.counters.dropped.items():
                     dropped[reason] = dropped.get(reason, 0) + count
+                for rule, count in slot.replica.counters.refused.items():
+                    refused[rule] = refused.get(rule, 0) + count
         return RunResult(
             scenario=self.scenario,
             safety_violations=list(self.checker.violations),
@@ -409,6 +412,7 @@ class Simulation:
             commit_latency_ms=self.commit_latency_ms,
             mean_latency_ms=self.network.mean_latency_ms,
             dropped=dropped,
+            refused=refused,
             rounds_without_commit_max=stalled,
             frames_refused=self.frames_refused,
             stable_blocks=sum(1 for t, _, _ in self.progress.commits if t >= stable_ms),

@@ -105,6 +105,8 @@ class RunResult:
     commit_latency_ms: list[int]
     mean_latency_ms: float
     dropped: dict[str, int] = field(default_factory=dict)
+    # The safety rules' refusals, by rule (`safety.RefusalRule`), over all replicas.
+    refused: dict[str, int] = field(default_factory=dict)
     # The most rounds the cluster went through without a new commit after stabilisation.
     rounds_without_commit_max: int = 0
     # Frames the receivers' decoders refused (malformed or oversized).
@@ -160,4 +162,5 @@ class RunResult:
             "frames_refused": self.frames_refused,
             "strategies": sorted(self.strategies.values()),
             "dropped": dict(sorted(self.dropped.items())),
+            "refused": dict(sorted(self.refused.items())),
         }
