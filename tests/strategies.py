@@ -517,6 +517,7 @@ def consensus_params() -> st.SearchStrategy[ConsensusParams]:
     return st.just(ConsensusParams()) | st.builds(
         ConsensusParams,
         round_timeout_ms=positives(),
+        round_timeout_ms_min=positives(),
         round_timeout_ms_max=positives(),
         timeout_backoff_percent=st.integers(min_value=100, max_value=400),
         block_payload_items_max=positives(),

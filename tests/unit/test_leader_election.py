@@ -81,13 +81,14 @@ def test_failed_leader_is_demoted_not_excluded_after_lag_rounds() -> None:
     weights = dict(election.weights(exclusion_starts))
     assert weights[failed] == 1  # its power, never zero: one failure never costs everything
     assert all(weights[n] == RELIABLE_WEIGHT for n in everyone - {failed})
-    leaders = [election.leader(r) for r in range(exclusion_starts, exclusion_starts + 400)]
-    assert leaders.count(failed) <= 2
-    assert set(leaders) >= everyone - {failed}
+    # Until the chain counts as stalled, it leads about one round in 300.
+    rounds = range(exclusion_starts, 12 + election.stall_rounds + 1)
+    leaders = [election.leader(r) for r in rounds]
+    assert failed not in leaders
+    assert set(leaders) == everyone - {failed}
     # Without reputation the same validator leads a fair share of those rounds.
     plain = cluster.leader_election(reputation=False)
-    plain_leaders = [plain.leader(r) for r in range(exclusion_starts, exclusion_starts + 400)]
-    assert plain_leaders.count(failed) > 50
+    assert [plain.leader(r) for r in rounds].count(failed) >= 2
 
 
 def test_failed_leader_counts_only_after_lag_rounds() -> None:
@@ -113,8 +114,8 @@ def test_failed_leader_comes_back_after_authoring() -> None:
     election.record_commit(12, next(n for n in cluster.node_ids if n != failed), 10, everyone)
     # It authors a committed block again (say, after a restart): it is a candidate again.
     election.record_commit(13, failed, 12, everyone)
-    leaders = [election.leader(r) for r in range(13 + LAG_ROUNDS, 13 + LAG_ROUNDS + 400)]
-    assert failed in leaders
+    weights = dict(election.weights(13 + LAG_ROUNDS))
+    assert weights[failed] == RELIABLE_WEIGHT
 
 
 def test_silent_validator_is_demoted() -> None:
@@ -126,9 +127,9 @@ def test_silent_validator_is_demoted() -> None:
     for round_ in range(1, 21):  # commits authored and signed by the others only
         election.record_commit(round_, others[round_ % 3], previous, frozenset(others))
         previous = round_
-    leaders = [election.leader(r) for r in range(20 + LAG_ROUNDS, 20 + LAG_ROUNDS + 400)]
-    assert leaders.count(silent) <= 2
-    assert set(leaders) >= set(others)
+    leaders = [election.leader(r) for r in range(20 + LAG_ROUNDS, 20 + election.stall_rounds)]
+    assert silent not in leaders
+    assert set(leaders) == set(others)
     # Early rounds, whose window is empty, still consider everyone.
     early = cluster.leader_election()
     assert silent in {early.leader(r) for r in range(1, 400)}
@@ -194,3 +195,26 @@ def test_every_validator_keeps_a_positive_weight() -> None:
     weights = election.weights(45)
     assert [n for n, _ in weights] == sorted(cluster.node_ids)
     assert all(weight >= 1 for _, weight in weights)
+
+
+def test_a_stalled_chain_rotates_leaders_by_power() -> None:
+    """Regression (adversarial simulation): a window frozen while honest validators looked
+    unreliable kept an attacker in the lead for ever. Setup: a history in which one validator
+    is the only reliable one. Test: within the stall horizon it leads nearly every round;
+    past it (no commit for stall_rounds rounds), leaders rotate by power."""
+    cluster = make_cluster(4)
+    everyone = frozenset(cluster.node_ids)
+    election = cluster.leader_election()
+    favourite = cluster.node_ids[0]
+    previous = 0
+    for round_ in range(2, 40, 2):  # only the favourite's blocks commit; every other round fails
+        election.record_commit(round_, favourite, previous, everyone)
+        previous = round_
+    weights = dict(election.weights(previous + LAG_ROUNDS))
+    assert weights[favourite] == RELIABLE_WEIGHT
+    assert all(weights[n] == 1 for n in everyone - {favourite})
+    stalled = previous + election.stall_rounds + 1
+    assert election.weights(stalled) == [(n, 1) for n in sorted(cluster.node_ids)]
+    plain = cluster.leader_election(reputation=False)
+    rounds = range(stalled, stalled + 200)
+    assert [election.leader(r) for r in rounds] == [plain.leader(r) for r in rounds]

@@ -69,10 +69,11 @@ class LeaderElection:
         # Enough history for any round: the window plus blocks too recent to count yet.
         self._history: deque[CommittedRound] = deque(maxlen=window + 4 * LAG_ROUNDS + 8)
         # Committed blocks recorded, and each validator's latest failures as leader and
-        # authored blocks as (number of the committed block that recorded it, round).
+        # authored blocks as (number of the committed block that recorded it, that block's
+        # round, the round failed or authored).
         self._recorded = 0
-        self._failed: dict[bytes, deque[tuple[int, int]]] = {}
-        self._authored: dict[bytes, deque[tuple[int, int]]] = {}
+        self._failed: dict[bytes, deque[tuple[int, int, int]]] = {}
+        self._authored: dict[bytes, deque[tuple[int, int, int]]] = {}
         # Rounds without a commit after which the window counts as stale.
         self.stall_rounds = STALL_ROUNDS_BASE + 2 * len(validators.validators)
         self._powers = [
@@ -93,16 +94,20 @@ class LeaderElection:
         self._history.append(CommittedRound(round_, author, qc_signers, failed))
         self._recorded += 1
         for failed_round, leader in failed:
-            self._remember(self._failed, leader, failed_round)
-        self._remember(self._authored, author, round_)
+            self._remember(self._failed, leader, round_, failed_round)
+        self._remember(self._authored, author, round_, round_)
 
     def _remember(
-        self, book: dict[bytes, deque[tuple[int, int]]], node_id: bytes, round_: int
+        self,
+        book: dict[bytes, deque[tuple[int, int, int]]],
+        node_id: bytes,
+        block_round: int,
+        round_: int,
     ) -> None:
         entries = book.get(node_id)
         if entries is None:
             entries = book[node_id] = deque(maxlen=_PER_VALIDATOR_KEPT)
-        entries.append((self._recorded, round_))
+        entries.append((self._recorded, block_round, round_))
 
     def record_blocks(self, blocks: list[Block], after: BlockHeader | None = None) -> None:
         """Add committed blocks (oldest first) that follow `after` (the previous committed
@@ -167,9 +172,14 @@ class LeaderElection:
         raise AssertionError("weighted pick fell off the end")
 
 
-def _latest(entries: deque[tuple[int, int]] | None, limit: int, after: int) -> int:
-    """The latest round at most `limit` recorded after the `after`-th committed block."""
+def _latest(entries: deque[tuple[int, int, int]] | None, limit: int, after: int) -> int:
+    """The latest round recorded by a block of round at most `limit` (old enough for every
+    replica to have committed it), after the `after`-th committed block."""
     return max(
-        (round_ for recorded, round_ in entries or () if round_ <= limit and recorded > after),
+        (
+            round_
+            for recorded, block_round, round_ in entries or ()
+            if block_round <= limit and recorded > after
+        ),
         default=-1,
     )

@@ -99,8 +99,16 @@ def check_genesis(genesis: Genesis, source: str = "genesis") -> None:
     _check_validators(genesis, source)
     _check_members(genesis, source)
     _check_accounts(genesis, source)
-    if genesis.consensus.round_timeout_ms > genesis.consensus.round_timeout_ms_max:
-        raise GenesisError(f"{source}: round_timeout_ms exceeds round_timeout_ms_max")
+    consensus = genesis.consensus
+    if not (
+        consensus.round_timeout_ms_min
+        <= consensus.round_timeout_ms
+        <= consensus.round_timeout_ms_max
+    ):
+        raise GenesisError(
+            f"{source}: round timeouts must be ordered: round_timeout_ms_min <= "
+            "round_timeout_ms <= round_timeout_ms_max"
+        )
 
 
 def _check_validators(genesis: Genesis, source: str) -> None:
