@@ -139,6 +139,7 @@ def sim(
     report = _run_with_progress(scenario, seed_list, jobs, console, quiet=json_output)
     text = json.dumps(report, indent=2)
     if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
     if json_output:
         typer.echo(text)
