@@ -39,6 +39,37 @@ def _rate(scenario: Scenario) -> tuple[str, int, int, float, bool]:
     return name, scenario.nodes, scenario.seed, result.stable_blocks_per_second, result.ok
 
 
+def _summarise(
+    figures: dict[str, Any],
+    rates: dict[tuple[int, str], list[float]],
+    node_counts: list[int],
+    floor: float,
+) -> list[str]:
+    """Medians and ratios into `figures`, a table on the console; the ratios below `floor`."""
+    table = Table(title="blocks per simulated second, f Byzantine validators, no partitions")
+    table.add_column("strategy")
+    below = []
+    for nodes in node_counts:
+        table.add_column(f"n={nodes} (f={(nodes - 1) // 3})", justify="right")
+        baseline = statistics.median(rates[(nodes, FAULT_FREE)])
+        per_strategy = {}
+        for name in (FAULT_FREE, *STRATEGIES):
+            median = statistics.median(rates[(nodes, name)])
+            ratio = median / baseline if baseline else 0.0
+            per_strategy[name] = {"median": round(median, 3), "ratio": round(ratio, 3)}
+            if ratio < floor:
+                below.append(f"n={nodes} {name}: {ratio:.1%}")
+        figures["nodes"][str(nodes)] = per_strategy
+    for name in (FAULT_FREE, *STRATEGIES):
+        cells = []
+        for nodes in node_counts:
+            entry = figures["nodes"][str(nodes)][name]
+            cells.append(f"{entry['median']:.2f} ({entry['ratio']:.0%})")
+        table.add_row(name, *cells)
+    Console().print(table)
+    return below
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -74,7 +105,7 @@ def main() -> None:
         ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=context) as pool,
     ):
         task = progress.add_task("runs", total=len(scenarios))
-        for scenario, (name, nodes, seed, rate, ok) in zip(
+        for scenario, (name, nodes, _seed, rate, ok) in zip(
             scenarios, pool.map(_rate, scenarios), strict=True
         ):
             rates.setdefault((nodes, name), []).append(rate)
@@ -90,27 +121,7 @@ def main() -> None:
         "nodes": {},
         "failing_runs": failing,
     }
-    table = Table(title="blocks per simulated second, f Byzantine validators, no partitions")
-    table.add_column("strategy")
-    below = []
-    for nodes in args.nodes:
-        table.add_column(f"n={nodes} (f={(nodes - 1) // 3})", justify="right")
-        baseline = statistics.median(rates[(nodes, FAULT_FREE)])
-        per_strategy = {}
-        for name in (FAULT_FREE, *STRATEGIES):
-            median = statistics.median(rates[(nodes, name)])
-            ratio = median / baseline if baseline else 0.0
-            per_strategy[name] = {"median": round(median, 3), "ratio": round(ratio, 3)}
-            if ratio < args.floor:
-                below.append(f"n={nodes} {name}: {ratio:.1%}")
-        figures["nodes"][str(nodes)] = per_strategy
-    for name in (FAULT_FREE, *STRATEGIES):
-        cells = []
-        for nodes in args.nodes:
-            entry = figures["nodes"][str(nodes)][name]
-            cells.append(f"{entry['median']:.2f} ({entry['ratio']:.0%})")
-        table.add_row(name, *cells)
-    Console().print(table)
+    below = _summarise(figures, rates, args.nodes, args.floor)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
