@@ -46,6 +46,7 @@ from consortia.types.encoding import decode, encode
 from consortia.types.signing import block_id, merkle_root, sign, verify
 from tests.consensus_helpers import (
     CHAIN_ID,
+    DOMAIN,
     SUITE,
     Cluster,
     Key,
@@ -208,7 +209,7 @@ def test_vote_is_held_until_persist_done() -> None:
     vote = sends[0].message
     assert vote.data == vote_data_for(block)
     assert vote.author == ROLES.me.node_id
-    assert verify(SUITE, ROLES.me.public_key, vote.data, vote.signature)
+    assert verify(SUITE, ROLES.me.public_key, vote.data, vote.signature, DOMAIN)
     assert vote.signature == state.last_vote_signature
     # Released once only.
     assert replica.handle(PersistDone(3, persists[0].sequence)) == []
@@ -232,7 +233,7 @@ def test_timer_yields_persist_then_timeout_broadcast() -> None:
     assert isinstance(timeout, Timeout)
     assert timeout.data == TimeoutData(CHAIN_ID, 0, 1, 0)
     assert timeout.high_qc == CLUSTER.root_qc
-    assert verify(SUITE, ROLES.me.public_key, timeout.data, timeout.signature)
+    assert verify(SUITE, ROLES.me.public_key, timeout.data, timeout.signature, DOMAIN)
     assert replica.round == 1
     # Having timed out in round 1, it no longer votes in round 1.
     late = receive(replica, ROLES.leader1, make_proposal(block1(), ROLES.leader1), now=1002)
@@ -335,7 +336,7 @@ def _proposal_case(block: Block, key: Key, reason: str, **kwargs: Any) -> BadInp
 
 def _bad_proposal_signature() -> BadInput:
     block = block1()
-    wrong = sign(SUITE, ROLES.me.private_key, vote_data_for(block))
+    wrong = sign(SUITE, ROLES.me.private_key, vote_data_for(block), DOMAIN)
     return _proposal_case(block, ROLES.leader1, "bad_signature", signature=wrong)
 
 
@@ -366,7 +367,9 @@ def _proposal_of_stale_round() -> BadInput:
 def _vote_with_bad_signature() -> BadInput:
     voter = ROLES.others[0]
     vote = make_vote(block1(), voter)
-    forged = Vote(vote.data, vote.author, sign(SUITE, voter.private_key, vote_data_for(block1([]))))
+    forged = Vote(
+        vote.data, vote.author, sign(SUITE, voter.private_key, vote_data_for(block1([])), DOMAIN)
+    )
     return BadInput(started(ROLES.me), voter, forged, "bad_signature")
 
 
@@ -532,7 +535,7 @@ def test_random_messages_never_raise_and_never_commit(inputs: list[Any]) -> None
 
 def _odd_height_vote(vote: Vote, key: Key) -> Vote:
     data = msgspec.structs.replace(vote.data, height=vote.data.height + 1)
-    return Vote(data, key.node_id, sign(SUITE, key.private_key, data))
+    return Vote(data, key.node_id, sign(SUITE, key.private_key, data, DOMAIN))
 
 
 def test_qc_formed_from_votes_is_valid_for_everyone() -> None:

@@ -26,6 +26,7 @@ from consortia.types.encoding import decode, encode
 from consortia.types.signing import block_id, verify
 from tests.consensus_helpers import (
     CHAIN_ID,
+    DOMAIN,
     SUITE,
     deterministic_key,
     make_cluster,
@@ -42,7 +43,9 @@ def fresh_state(epoch: int = 0) -> SafetyState:
 
 
 def new_rules(state: SafetyState | None = None, weakening: Weakening = NO_WEAKENING) -> SafetyRules:
-    return SafetyRules(SUITE, KEY.private_key, CHAIN_ID, state or fresh_state(), weakening)
+    return SafetyRules(
+        SUITE, KEY.private_key, CHAIN_ID, state or fresh_state(), weakening, domain=DOMAIN
+    )
 
 
 def header(round_: int, qc_round: int, fork: int = 0, epoch: int = 0) -> BlockHeader:
@@ -107,7 +110,7 @@ def test_consecutive_qc_is_accepted_and_a_gap_without_tc_is_not() -> None:
     assert not isinstance(made, Refusal)
     data, signature, _state = made
     assert data == VoteData(CHAIN_ID, 0, 3, data.block_id, 3)
-    assert verify(SUITE, KEY.public_key, data, signature)
+    assert verify(SUITE, KEY.public_key, data, signature, DOMAIN)
 
 
 def test_tc_justified_vote_needs_tc_of_previous_round() -> None:
@@ -159,7 +162,9 @@ def test_same_vote_after_restart_is_the_stored_one() -> None:
     # A restarted replica with the same persisted state but, say, a re-derived key object:
     # the stored signature is returned, not a fresh one.
     persisted = decode(encode(first[2]), SafetyState)
-    restarted = SafetyRules(SUITE, deterministic_key("other").private_key, CHAIN_ID, persisted)
+    restarted = SafetyRules(
+        SUITE, deterministic_key("other").private_key, CHAIN_ID, persisted, domain=DOMAIN
+    )
     again = vote(restarted, 2, 1)
     assert not isinstance(again, Refusal)
     assert again[1] == first[1]
@@ -226,7 +231,7 @@ def test_timeout_allowed_in_voted_round_but_not_below() -> None:
     made = rules.make_timeout(3, qc_stub(2), None)
     assert not isinstance(made, Refusal)
     data, signature, state = made
-    assert verify(SUITE, KEY.public_key, data, signature)
+    assert verify(SUITE, KEY.public_key, data, signature, DOMAIN)
     assert state.highest_vote_round == 3
     assert state.last_vote is not None  # the vote is kept for retransmission
 
@@ -336,7 +341,7 @@ def test_at_most_one_block_signed_per_round(steps: list[tuple[Any, ...]]) -> Non
             if isinstance(made, Refusal):
                 continue
             data, signature, state = made
-            assert verify(SUITE, KEY.public_key, data, signature)
+            assert verify(SUITE, KEY.public_key, data, signature, DOMAIN)
             key = (data.round, data.block_id)
             if key in signatures:
                 assert signatures[key] == signature  # a retransmission, never a new signature
@@ -523,7 +528,9 @@ def test_the_tc_that_justified_a_vote_is_persisted_with_it() -> None:
     made = vote(rules, 5, 2, tc=tc)
     assert not isinstance(made, Refusal)
     assert made[2].last_timeout_certificate == tc
-    restarted = SafetyRules(SUITE, KEY.private_key, CHAIN_ID, decode(encode(made[2]), SafetyState))
+    restarted = SafetyRules(
+        SUITE, KEY.private_key, CHAIN_ID, decode(encode(made[2]), SafetyState), domain=DOMAIN
+    )
     assert not isinstance(restarted.make_timeout(5, qc_stub(2), tc), Refusal)
 
 
@@ -537,7 +544,9 @@ def test_a_leader_signs_one_proposal_a_round_even_after_a_restart() -> None:
     assert made[1].highest_proposal_round == 3
     other = header(3, 2, fork=1)
     assert _rule(rules.make_proposal(other, block_id(SUITE, other))) == "already_proposed_in_round"
-    restarted = SafetyRules(SUITE, KEY.private_key, CHAIN_ID, decode(encode(made[1]), SafetyState))
+    restarted = SafetyRules(
+        SUITE, KEY.private_key, CHAIN_ID, decode(encode(made[1]), SafetyState), domain=DOMAIN
+    )
     assert _rule(restarted.make_proposal(other, block_id(SUITE, other))) == (
         "already_proposed_in_round"
     )

@@ -119,6 +119,8 @@ class AcceptPayloadRejectEpochChange:
 @dataclass(slots=True)
 class ReplicaSetup:
     chain_id: str
+    # The hash of the chain's genesis document: every signature commits to it.
+    genesis_hash: bytes
     suite: Suite
     private_key: bytes
     node_id: bytes

@@ -127,7 +127,11 @@ class Proposals:
         index = validators.index_of.get(header.author)
         data = ProposalData(self._setup.chain_id, header.epoch, header.round, new_id)
         if index is None or not verify(
-            self._setup.suite, validators.validators[index].public_key, data, proposal.signature
+            self._setup.suite,
+            validators.validators[index].public_key,
+            data,
+            proposal.signature,
+            validators.domain,
         ):
             return "bad_signature"
         if header.payload_root != merkle_root(self._setup.suite, payload):

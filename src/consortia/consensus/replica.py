@@ -62,7 +62,7 @@ from consortia.types.consensus import (
     TimeoutCertificate,
     Vote,
 )
-from consortia.types.signing import block_id
+from consortia.types.signing import SigningDomain, block_id
 
 # Transitions: every input the replica takes and the one method that handles it.
 ON_EVENT: Final = {
@@ -97,6 +97,7 @@ class Replica:
         self.setup = setup
         self.node_id = setup.node_id
         self.chain_id = setup.chain_id
+        self.domain = SigningDomain(setup.genesis_hash)
         self.suite = setup.suite
         self.params: Params = setup.params
         self.counters = Counters()
@@ -115,7 +116,12 @@ class Replica:
         if state is None or state.epoch < self.epoch:
             state = SafetyState(epoch=self.epoch, highest_vote_round=0, highest_qc=setup.root_qc)
         self.safety = SafetyRules(
-            self.suite, setup.private_key, self.chain_id, state, setup.weakening
+            self.suite,
+            setup.private_key,
+            self.chain_id,
+            state,
+            setup.weakening,
+            domain=self.domain,
         )
         if state.highest_qc.round > self.tree.high_qc.round:
             self.tree.high_qc = state.highest_qc
@@ -219,7 +225,13 @@ class Replica:
         quorum_override = None
         if self.setup.weakening.quorum_is_f_plus_one:
             quorum_override = config.fault_power + 1
-        return ValidatorSet(config, self.suite, self.chain_id, quorum_override=quorum_override)
+        return ValidatorSet(
+            config,
+            self.suite,
+            self.chain_id,
+            domain=self.domain,
+            quorum_override=quorum_override,
+        )
 
     def _leader_election(self) -> LeaderElection:
         return LeaderElection(

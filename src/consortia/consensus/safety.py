@@ -40,7 +40,7 @@ from consortia.types.consensus import (
     TimeoutData,
     VoteData,
 )
-from consortia.types.signing import sign
+from consortia.types.signing import SigningDomain, sign
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +114,10 @@ class SafetyRules:
         chain_id: str,
         state: SafetyState,
         weakening: Weakening = NO_WEAKENING,
+        *,
+        domain: SigningDomain,
     ) -> None:
+        self._domain = domain
         self._suite = suite
         self._private_key = private_key
         self._chain_id = chain_id
@@ -153,7 +156,7 @@ class SafetyRules:
         if refused is not None:
             return self._refusal(refused, header.round, header.justify.round, tc)
         data = VoteData(self._chain_id, header.epoch, header.round, block_id, header.height)
-        signature = sign(self._suite, self._private_key, data)
+        signature = sign(self._suite, self._private_key, data, self._domain)
         highest_qc = self.state.highest_qc
         if header.justify.round > highest_qc.round:
             highest_qc = header.justify
@@ -181,7 +184,7 @@ class SafetyRules:
                 "already_proposed_in_round", header.round, header.justify.round, None
             )
         data = ProposalData(self._chain_id, header.epoch, header.round, block_id)
-        signature = sign(self._suite, self._private_key, data)
+        signature = sign(self._suite, self._private_key, data, self._domain)
         self.state = msgspec.structs.replace(self.state, highest_proposal_round=header.round)
         return signature, self.state
 
@@ -195,7 +198,7 @@ class SafetyRules:
         if refused is not None:
             return self._refusal(refused, round_, high_qc.round, tc)
         data = TimeoutData(self._chain_id, self.state.epoch, round_, high_qc.round)
-        signature = sign(self._suite, self._private_key, data)
+        signature = sign(self._suite, self._private_key, data, self._domain)
         remembered_tc = self._remembered_tc(round_, tc)
         if round_ > self.state.highest_vote_round or remembered_tc != (
             self.state.last_timeout_certificate

@@ -19,7 +19,7 @@ from consortia.types.consensus import (
     VoteData,
 )
 from consortia.types.encoding import encode
-from consortia.types.signing import signing_bytes
+from consortia.types.signing import SigningDomain
 
 _VERIFIED_MEMO_SIZE = 1024
 
@@ -31,8 +31,10 @@ class ValidatorSet:
         suite: Suite,
         chain_id: str,
         *,
+        domain: SigningDomain,
         quorum_override: int | None = None,
     ) -> None:
+        self.domain = domain
         self.config = config
         self.epoch = config.epoch
         self.suite = suite
@@ -57,7 +59,9 @@ class ValidatorSet:
 
     def verify_one(self, index: int, payload: VoteData | TimeoutData, signature: bytes) -> bool:
         validator = self.validators[index]
-        return self.suite.verify(validator.public_key, signing_bytes(payload), signature)
+        return self.suite.verify(
+            validator.public_key, self.domain.signing_bytes(payload), signature
+        )
 
     def verify_qc(self, qc: QuorumCertificate, *, epoch_root_id: bytes | None = None) -> bool:
         """True when `qc` is a quorum of valid votes of this epoch, or the epoch's root QC.
@@ -76,7 +80,7 @@ class ValidatorSet:
         indexes = [entry.index for entry in qc.signatures]
         if not self._known(indexes) or not self.has_quorum(indexes):
             return False
-        message = signing_bytes(qc.vote_data(self.chain_id))
+        message = self.domain.signing_bytes(qc.vote_data(self.chain_id))
         items = [
             (self.validators[entry.index].public_key, message, entry.signature)
             for entry in qc.signatures
@@ -105,7 +109,9 @@ class ValidatorSet:
         items = [
             (
                 self.validators[entry.index].public_key,
-                signing_bytes(TimeoutData(self.chain_id, tc.epoch, tc.round, entry.high_qc_round)),
+                self.domain.signing_bytes(
+                    TimeoutData(self.chain_id, tc.epoch, tc.round, entry.high_qc_round)
+                ),
                 entry.signature,
             )
             for entry in tc.signatures

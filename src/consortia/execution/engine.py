@@ -50,8 +50,14 @@ from consortia.execution.registry import (
 from consortia.execution.state import StateTree
 from consortia.execution.values import canonical, decode_value, state_key
 from consortia.types.encoding import decode
-from consortia.types.signing import verify
+from consortia.types.signing import SigningDomain, transaction_id, verify
 from consortia.types.transaction import Transaction
+
+# The farthest ahead a transaction may set its expiry height (about a day at one block a
+# second): a signed transaction can be replayed only within a bounded window.
+EXPIRY_BLOCKS_MAX = 100_000
+# Receipts of bytes that are no transaction at all are named by the bytes' hash under this.
+UNDECODABLE_TX_DOMAIN = b"consortia/undecodable-tx/v1\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +182,14 @@ class Engine:
         chain_id: str,
         registry: ContractRegistry,
         *,
+        genesis_hash: bytes,
         supported_protocols: tuple[int, ...] = (1,),
         protocol_guard: ProtocolGuard | None = None,
     ) -> None:
         self.suite = suite
         self.chain_id = chain_id
+        # Transactions are signed for this chain's genesis, not only its chain id.
+        self.domain = SigningDomain(genesis_hash)
         self.registry = registry
         self.supported_protocols = supported_protocols
         self._protocol_guard = protocol_guard
@@ -202,12 +211,25 @@ class Engine:
 
     def check(self, tx_bytes: bytes) -> Receipt:
         """Would this transaction be accepted against committed state? Changes nothing."""
-        tx_id = self.suite.hash(tx_bytes)
+        tx_id, tx = self._decode(tx_bytes)
         try:
-            self._admit(self._run(self.state.height + 1, 0), tx_bytes)
+            self._admit(self._run(self.state.height + 1, 0), tx)
         except ContractError as error:
             return Receipt.refused(tx_id, error)
         return Receipt(tx_id, True, "ok", "", 0)
+
+    def transaction_id(self, tx_bytes: bytes) -> bytes:
+        """The id receipts and lookups use: the hash of the signed body under its own tag, so
+        a re-signed body is the same transaction; for bytes that are no transaction at all,
+        the hash of the bytes under another tag."""
+        return self._decode(tx_bytes)[0]
+
+    def _decode(self, tx_bytes: bytes) -> tuple[bytes, Transaction | DecodeError]:
+        try:
+            tx = decode(tx_bytes, Transaction)
+        except DecodeError as error:
+            return self.suite.hash(UNDECODABLE_TX_DOMAIN + tx_bytes), error
+        return transaction_id(self.suite, tx.body), tx
 
     def execute_block(self, height: int, time_ms: int, txs: Sequence[bytes]) -> BlockResult:
         assert self._pending is None, "execute_block twice without commit"
@@ -245,9 +267,9 @@ class Engine:
         return BlockRun(self.state.current, self.registry.code, height, time_ms)
 
     def _execute(self, run: BlockRun, tx_bytes: bytes) -> Receipt:
-        tx_id = self.suite.hash(tx_bytes)
+        tx_id, decoded = self._decode(tx_bytes)
         try:
-            tx = self._admit(run, tx_bytes)
+            tx = self._admit(run, decoded)
         except ContractError as error:
             return Receipt.refused(tx_id, error)
         body = tx.body
@@ -285,18 +307,22 @@ class Engine:
         run.keep()
         return Receipt(tx_id, True, "ok", "", meter.used, tuple(ctx.events), result)
 
-    def _admit(self, run: BlockRun, tx_bytes: bytes) -> Transaction:
+    def _admit(self, run: BlockRun, tx: Transaction | DecodeError) -> Transaction:
         """Checks every transaction passes before it may run, in a fixed order."""
-        try:
-            tx = decode(tx_bytes, Transaction)
-        except DecodeError as error:
-            raise ContractError("malformed_transaction", error.message) from None
+        if isinstance(tx, DecodeError):
+            raise ContractError("malformed_transaction", tx.message)
         body = tx.body
         if body.chain_id != self.chain_id:
             raise ContractError("wrong_chain", f"transaction is for chain {body.chain_id!r}")
         if body.expiry_height < run.height:
             raise ContractError("expired", f"expired at height {body.expiry_height}")
-        if not verify(self.suite, body.public_key, body, tx.signature):
+        if body.expiry_height > run.height + EXPIRY_BLOCKS_MAX:
+            raise ContractError(
+                "expiry_too_far",
+                f"expiry height {body.expiry_height} is more than {EXPIRY_BLOCKS_MAX} blocks "
+                f"after height {run.height}",
+            )
+        if not verify(self.suite, body.public_key, body, tx.signature, self.domain):
             raise ContractError("bad_signature", "the signature does not verify")
         account = identity_state.read_account(run.query, body.sender)
         if account is None:

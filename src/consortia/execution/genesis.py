@@ -19,7 +19,7 @@ from consortia.execution.contract import Contract
 from consortia.execution.contracts import identity_state, system
 from consortia.execution.engine import Engine
 from consortia.execution.registry import ContractRegistry
-from consortia.types.genesis import Genesis
+from consortia.types.genesis import Genesis, genesis_hash
 
 
 def genesis_writes(genesis: Genesis, contracts: list[type[Contract]]) -> dict[str, dict[str, Any]]:
@@ -48,6 +48,7 @@ def engine_from_genesis(
         get_suite(genesis.suite),
         genesis.chain_id,
         ContractRegistry(contracts),
+        genesis_hash=genesis_hash(genesis),
         supported_protocols=supported_protocols,
         protocol_guard=guard,
     )

@@ -26,8 +26,8 @@ from consortia.crypto import Suite, suite
 from consortia.errors import GenesisError
 from consortia.identity.files import read_bounded, write_public_file
 from consortia.types.consensus import EpochConfig, Validator
-from consortia.types.encoding import encode
-from consortia.types.genesis import GENESIS_HASH_DOMAIN, Genesis
+from consortia.types.genesis import Genesis
+from consortia.types.genesis import genesis_hash as types_genesis_hash
 
 GENESIS_SIZE_MAX: Final = 64 * 1024 * 1024
 # EpochConfig bounds each validator's power to 2**32.
@@ -41,7 +41,7 @@ def node_id(chain_suite: Suite, public_key: bytes) -> bytes:
 
 def genesis_hash(genesis: Genesis) -> bytes:
     """The hash that identifies `genesis` (see the module docstring)."""
-    return suite(genesis.suite).hash(GENESIS_HASH_DOMAIN + encode(genesis))
+    return types_genesis_hash(genesis)
 
 
 def genesis_json(genesis: Genesis) -> bytes:

@@ -50,7 +50,7 @@ from consortia.types.consensus import (
     VoteData,
 )
 from consortia.types.encoding import MESSAGE_SIZE_MAX, encode
-from consortia.types.signing import block_id, merkle_root, sign
+from consortia.types.signing import SigningDomain, block_id, merkle_root, sign
 
 TWINS: Final = "twins"
 # Strategies played by two slots sharing one key, so that the attacker shows two sides of a
@@ -75,13 +75,14 @@ class Attacker:
     private_key: bytes
     suite: Suite
     chain_id: str
+    domain: SigningDomain
     peers: list[bytes]
     rng: random.Random
     brain: Replica | None = None
     now_ms: int = 0
 
     def sign(self, payload: VoteData | TimeoutData | ProposalData) -> bytes:
-        return sign(self.suite, self.private_key, payload)
+        return sign(self.suite, self.private_key, payload, self.domain)
 
 
 class Strategy:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from consortia.crypto import Suite
 from consortia.execution.builtin import BUILTIN_CONTRACTS
 from consortia.execution.contracts import governance_state, identity_state
-from consortia.execution.engine import Engine
+from consortia.execution.engine import EXPIRY_BLOCKS_MAX, Engine
 from consortia.execution.genesis import engine_from_genesis
 from consortia.types.consensus import Block, BlockHeader, EpochConfig, Validator
 from consortia.types.encoding import encode
@@ -29,8 +29,9 @@ from consortia.types.genesis import (
     Governance,
     Member,
     MempoolParams,
+    genesis_hash,
 )
-from consortia.types.signing import sign
+from consortia.types.signing import SigningDomain, sign
 from consortia.types.transaction import Transaction, TransactionBody
 
 GOVERNANCE = governance_state.CONTRACT
@@ -96,6 +97,7 @@ class GovernanceScript:
                 for i, (name, _, public) in enumerate(self._accounts)
             ],
         )
+        self.domain = SigningDomain(genesis_hash(self.genesis))
         self._proposal_args: dict[str, int | str | bool | list[int | str]] = {
             "kind": "add_validator",
             "node_id": joining.node_id.hex(),
@@ -141,9 +143,17 @@ class GovernanceScript:
         args: dict[str, int | str | bool | list[int | str]],
     ) -> bytes:
         body = TransactionBody(
-            self._chain_id, account, public_key, 0, GOVERNANCE, 1, method_name, args, 10**9
+            self._chain_id,
+            account,
+            public_key,
+            0,
+            GOVERNANCE,
+            1,
+            method_name,
+            args,
+            self._from_height + EXPIRY_BLOCKS_MAX // 2,
         )
-        return encode(Transaction(body, sign(self._suite, private_key, body)))
+        return encode(Transaction(body, sign(self._suite, private_key, body, self.domain)))
 
 
 def execute(engine: Engine, block: Block) -> bytes:

@@ -98,7 +98,7 @@ class Simulation:
             self.suite,
             honest={s.index for s in self.slots if s.honest},
             validators={
-                config.epoch: ValidatorSet(config, self.suite, CHAIN_ID)
+                config.epoch: ValidatorSet(config, self.suite, CHAIN_ID, domain=built.domain)
                 for config in (self.epoch_config, self.next_config)
                 if config is not None
             },

@@ -27,7 +27,10 @@ from consortia.sim.slots import (
     Slot,
 )
 from consortia.types.consensus import Block, EpochConfig, Validator
-from consortia.types.signing import block_id
+from consortia.types.signing import SigningDomain, block_id
+
+# The simulator's chains have no genesis document; their signatures bind to this instead.
+SIM_GENESIS_DOMAIN = b"consortia/sim-genesis/v1\x00"
 
 
 @dataclass(slots=True)
@@ -42,6 +45,7 @@ class Consortium:
     replicas: ReplicaFactory
     network: NetworkModel
     targeting: LeaderTargeting | None
+    domain: SigningDomain
 
 
 def _check(scenario: Scenario) -> None:
@@ -93,7 +97,14 @@ def build(scenario: Scenario, rng: random.Random, suite: Suite, params: Params) 
         )
     genesis = genesis_block(suite, CHAIN_ID, PROTOCOL_VERSION, GENESIS_TIME_MS)
     genesis_id = block_id(suite, genesis.header)
-    replicas = ReplicaFactory(suite, params, scenario, genesis, next_config, script)
+    # A governed run's chain is its genesis document's; otherwise the simulator's own.
+    chain_hash = (
+        script.domain.genesis_hash
+        if script is not None
+        else suite.hash(SIM_GENESIS_DOMAIN + CHAIN_ID.encode())
+    )
+    domain = SigningDomain(chain_hash)
+    replicas = ReplicaFactory(suite, params, scenario, genesis, next_config, script, chain_hash)
 
     def new_slot(index: int, key: tuple[bytes, bytes, bytes], honest: bool) -> Slot:
         node_id, _, private_key = key
@@ -110,7 +121,7 @@ def build(scenario: Scenario, rng: random.Random, suite: Suite, params: Params) 
             slots.append(new_slot(len(slots), keys[index], False))
         if name != TWINS:
             for slot in [s for s in slots if s.node_id == keys[index][0]]:
-                _arm(slot, name, rng, suite, peers=peers, quiet_by_ms=quiet_by_ms)
+                _arm(slot, name, rng, suite, domain=domain, peers=peers, quiet_by_ms=quiet_by_ms)
     if joining is not None:  # follows epoch 0 as an observer, validates from epoch 1
         slots.append(new_slot(len(slots), joining, True))
     for slot in slots:
@@ -136,6 +147,7 @@ def build(scenario: Scenario, rng: random.Random, suite: Suite, params: Params) 
         replicas=replicas,
         network=network,
         targeting=targeting,
+        domain=domain,
     )
 
 
@@ -145,6 +157,7 @@ def _arm(
     rng: random.Random,
     suite: Suite,
     *,
+    domain: SigningDomain,
     peers: list[bytes],
     quiet_by_ms: int,
 ) -> None:
@@ -155,6 +168,7 @@ def _arm(
         private_key=slot.private_key,
         suite=suite,
         chain_id=CHAIN_ID,
+        domain=domain,
         peers=[p for p in peers if p != slot.node_id],
         rng=random.Random(rng.getrandbits(64)),
         brain=slot.replica,

@@ -137,6 +137,7 @@ class ReplicaFactory:
     genesis: Block
     next_config: EpochConfig | None
     script: GovernanceScript | None
+    genesis_hash: bytes
 
     def make(self, slot: Slot) -> Replica:
         disk = slot.disk
@@ -167,6 +168,7 @@ class ReplicaFactory:
             slot.membership = checker = EngineMembership(slot.engine)
         setup = ReplicaSetup(
             chain_id=CHAIN_ID,
+            genesis_hash=self.genesis_hash,
             suite=self.suite,
             private_key=slot.private_key,
             node_id=slot.node_id,
