@@ -261,3 +261,17 @@ def test_random_and_mutated_transactions_never_raise_out_of_a_block(
     }
     if all(receipt.code in admission for receipt in receipts):
         assert book.engine.root == root  # refused at admission: not even a nonce moved
+
+
+def test_a_signature_the_node_already_checked_is_not_checked_again() -> None:
+    """The mempool's record of checked signatures lets the engine skip the check: a forged
+    signature passes only when the node says it checked that exact transaction."""
+    book = ledger()
+    good = book.tx("alice", "asset", "transfer", {"to": "bob", "amount": 1}, nonce=0)
+    forged = encode(Transaction(decode(good, Transaction).body, bytes(64)))
+    result = book.engine.execute_block(1, 1000, [forged], signature_checked=lambda raw: False)
+    book.engine.commit()
+    assert result.receipts[0].code == "bad_signature"
+    result = book.engine.execute_block(2, 2000, [forged], signature_checked=lambda raw: True)
+    book.engine.commit()
+    assert result.receipts[0].code == "ok"
