@@ -195,6 +195,7 @@ class Engine:
         self._protocol_guard = protocol_guard
         self.state = StateTree(suite)
         self._pending: BlockRun | None = None
+        self.last_writes: dict[bytes, bytes | None] = {}
 
     # ------------------------------------------------------------------ genesis
 
@@ -256,11 +257,20 @@ class Engine:
         return BlockResult(height, receipts)
 
     def commit(self) -> bytes:
+        """Apply the executed block's writes; return the new state root. The writes stay in
+        `last_writes` until the next commit, for the node to store with the block."""
         run = self._pending
         assert run is not None, "commit without execute_block"
         assert not run.call_writes
         self._pending = None
+        self.last_writes = dict(run.block_writes)
         return self.state.apply(run.height, run.block_writes)
+
+    def restore(self, height: int, values: dict[bytes, bytes], root: bytes) -> None:
+        """Rebuild committed state from a node's store after a restart, without re-executing
+        a block. A root that differs from the stored one is a corrupt store: stop."""
+        restored = self.state.restore(height, values)
+        assert restored == root, "the stored state does not hash to the stored state root"
 
     def query(self, contract: str, key: str, height: int | None = None) -> Any:
         return decode_value(self.state.get(state_key(contract, key), height))
