@@ -18,7 +18,8 @@ from consortia.execution.builtin import BUILTIN_CONTRACTS
 from consortia.execution.contracts import governance_state, identity_state
 from consortia.execution.engine import EXPIRY_BLOCKS_MAX, Engine
 from consortia.execution.genesis import engine_from_genesis
-from consortia.types.consensus import Block, BlockHeader, EpochConfig, Validator
+from consortia.execution.membership import EngineMembership
+from consortia.types.consensus import Block, EpochConfig, Validator
 from consortia.types.encoding import encode
 from consortia.types.genesis import (
     CommitteeSeat,
@@ -33,6 +34,8 @@ from consortia.types.genesis import (
 )
 from consortia.types.signing import SigningDomain, sign
 from consortia.types.transaction import Transaction, TransactionBody
+
+__all__ = ["EngineMembership", "GovernanceScript", "execute"]
 
 GOVERNANCE = governance_state.CONTRACT
 JOINING_MEMBER = "bank-new"
@@ -160,19 +163,3 @@ def execute(engine: Engine, block: Block) -> bytes:
     """Run a committed block through the engine, as a node does; return the state root."""
     engine.execute_block(block.header.height, block.header.timestamp_ms, block.payload)
     return engine.commit()
-
-
-class EngineMembership:
-    """A slot's say on proposals: epoch changes only as its own engine's governance state says."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def check_payload(self, header: BlockHeader, payload: list[bytes]) -> bool:
-        return True
-
-    def check_epoch_change(self, header: BlockHeader, config: EpochConfig) -> bool:
-        return config == governance_state.pending_epoch_config(self.engine.query, header.epoch)
-
-    def next_epoch(self, epoch: int) -> EpochConfig | None:
-        return governance_state.pending_epoch_config(self.engine.query, epoch)
