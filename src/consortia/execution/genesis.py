@@ -39,9 +39,12 @@ def engine_from_genesis(
     contracts: list[type[Contract]],
     *,
     supported_protocols: tuple[int, ...] = (1,),
+    initialise: bool = True,
 ) -> Engine:
-    """An engine at height 0 for this genesis. When the `sys` contract is among `contracts`,
-    the engine refuses to execute blocks under a protocol version it does not support."""
+    """An engine at height 0 for this genesis (with its genesis state unless `initialise` is
+    off: a node restarting restores its committed state instead). When the `sys` contract is
+    among `contracts`, the engine refuses to execute blocks under a protocol version it does
+    not support."""
     has_system = any(c.name == system.CONTRACT for c in contracts)
     guard = system.protocol_check if has_system else None
     engine = Engine(
@@ -52,5 +55,6 @@ def engine_from_genesis(
         supported_protocols=supported_protocols,
         protocol_guard=guard,
     )
-    engine.initialise(genesis_writes(genesis, contracts))
+    if initialise:
+        engine.initialise(genesis_writes(genesis, contracts))
     return engine
