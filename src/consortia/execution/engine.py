@@ -23,7 +23,7 @@ tree or the registry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,6 +219,46 @@ class Engine:
             return Receipt.refused(tx_id, error)
         return Receipt(tx_id, True, "ok", "", 0)
 
+    def view(self, tx_bytes: bytes, height: int | None = None) -> Receipt:
+        """A signed read request: the call runs against committed state (at `height`, or the
+        latest), as its signer, and everything it writes is thrown away; no nonce is spent.
+        The request passes every admission check but the nonce, so only a holder of the
+        account's key can read through it, and a contract's own rules (a regulator-only
+        method, say) apply as they do to a transaction."""
+        at = self.state.height if height is None else height
+        tx_id, decoded = self._decode(tx_bytes)
+        run = self._run(at + 1, 0)
+        if height is not None and height < self.state.height:
+            run = BlockRun(_AtHeight(self.state, height), self.registry.code, at + 1, 0)
+        try:
+            tx = self._admit(run, decoded, check_nonce=False)
+        except ContractError as error:
+            return Receipt.refused(tx_id, error)
+        body = tx.body
+        meter = Meter(TX_GAS_LIMIT)
+        ctx = Context(
+            host=run,
+            contract=body.contract,
+            caller=body.sender,
+            origin=body.sender,
+            height=run.height,
+            time_ms=run.time_ms,
+            meter=meter,
+        )
+        run.begin()
+        try:
+            result = run.call(ctx, body.method, dict(body.args))
+            canonical(result)
+        except ContractError as error:
+            return Receipt.refused(tx_id, error, meter.used)
+        except (AssertionError, UnknownContractCodeError):
+            raise
+        except Exception as error:  # a contract bug fails the read, not the node
+            return Receipt(tx_id, False, "contract_fault", type(error).__name__, meter.used)
+        finally:
+            run.discard()
+        return Receipt(tx_id, True, "ok", "", meter.used, tuple(ctx.events), result)
+
     def transaction_id(self, tx_bytes: bytes) -> bytes:
         """The id receipts and lookups use: the hash of the signed body under its own tag, so
         a re-signed body is the same transaction; for bytes that are no transaction at all,
@@ -330,7 +370,12 @@ class Engine:
         return Receipt(tx_id, True, "ok", "", meter.used, tuple(ctx.events), result)
 
     def _admit(
-        self, run: BlockRun, tx: Transaction | DecodeError, *, signature_checked: bool = False
+        self,
+        run: BlockRun,
+        tx: Transaction | DecodeError,
+        *,
+        signature_checked: bool = False,
+        check_nonce: bool = True,
     ) -> Transaction:
         """Checks every transaction passes before it may run, in a fixed order."""
         if isinstance(tx, DecodeError):
@@ -360,7 +405,7 @@ class Engine:
             raise ContractError("account_frozen", f"account {body.sender!r} is frozen")
         if account.get("public_key") != body.public_key.hex():
             raise ContractError("wrong_key", "the key is not the account's current key")
-        if body.nonce != account.get("nonce", 0):
+        if check_nonce and body.nonce != account.get("nonce", 0):
             raise ContractError(
                 "bad_nonce", f"expected nonce {account.get('nonce', 0)}, got {body.nonce}"
             )
@@ -386,3 +431,27 @@ class Engine:
 
 def _never(tx_bytes: bytes) -> bool:
     return False
+
+
+class _AtHeight(Mapping[bytes, bytes]):
+    """Committed state as it was at a past height (read-only, for signed reads)."""
+
+    def __init__(self, state: StateTree, height: int) -> None:
+        self._state = state
+        self._height = height
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self._state.get(key, self._height)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        value = self._state.get(key, self._height)
+        return default if value is None else value
+
+    def __iter__(self) -> Iterator[bytes]:
+        raise TypeError("past state cannot be listed")
+
+    def __len__(self) -> int:
+        raise TypeError("past state cannot be counted")
