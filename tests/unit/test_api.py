@@ -23,7 +23,6 @@ from tests.node_helpers import (
     make_genesis,
     transfer,
     validator_keys,
-    wait_for,
 )
 
 
@@ -124,7 +123,12 @@ def test_every_client_mistake_is_a_4xx_with_a_code(tmp_path: Path) -> None:
             ),
             ("bad signature", {"json": forged}, 400, "bad_signature"),
             ("wrong chain", {"json": wrong_chain}, 400, "wrong_chain"),
-            ("unknown account", {"json": as_json(transfer(genesis, "alice", "bob", 1, 0))}, 0, ""),
+            (
+                "unknown account",
+                {"json": as_json(transfer(genesis, "eve", "bob", 1, 0))},
+                400,
+                "unknown_account",
+            ),
             (
                 "oversized",
                 {"content": b"x" * 200_000, "headers": {"content-type": "application/json"}},
