@@ -16,7 +16,8 @@ from typing import Any
 
 import msgspec
 
-from consortia.execution.contracts import asset, identity_state
+from consortia.execution.builtin import BUILTIN_CONTRACTS
+from consortia.execution.contracts import asset, identity_state, system
 from consortia.execution.values import state_key
 from consortia.mempool import Admission
 from consortia.node.driver import Driver
@@ -84,8 +85,18 @@ class NodeService:
         chain = self.chain
         tip = chain.store.tip()
         replica = self.driver.replica
+        contracts = {}
+        for contract in BUILTIN_CONTRACTS:
+            record = system.read_deployment(chain.engine.query, contract.name)
+            if record is not None:
+                contracts[contract.name] = {
+                    "active_version": record.get("active_version"),
+                    "status": record.get("status"),
+                }
         return {
             "chain_id": chain.genesis.chain_id,
+            "suite": chain.genesis.suite,
+            "contracts": contracts,
             "node_id": self.node_id.hex(),
             "protocol_version": chain.genesis.protocol_version,
             "genesis_hash": chain.genesis_hash.hex(),
