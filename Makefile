@@ -9,7 +9,7 @@ DEMO_DIR ?= demo-consortium
 # pytest workers: both cores by default; override with `make test JOBS=1`.
 JOBS ?= 2
 
-.PHONY: setup run test lint typecheck unit sim bench clean
+.PHONY: setup run test lint typecheck unit sim bench soak clean
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup-system.sh
 	bash scripts/setup-system.sh
@@ -43,6 +43,20 @@ test: lint typecheck unit
 bench: setup
 	$(PYTHON) benchmarks/crypto_bench.py --repeat 5 --json bench-results/crypto.json
 	$(PYTHON) benchmarks/consensus_figures.py --seeds 5 --json bench-results/consensus.json
+	$(PYTHON) benchmarks/attack_figures.py --seeds 5 --json bench-results/attack.json
+
+# The mixed adversary over many seeds on every core (never part of `make test`): n=4 and n=7,
+# f Byzantine validators drawing strategies per seed, f crashing at protocol moments,
+# partitions. Prints progress; writes the reports under bench-results/.
+SOAK_SEEDS ?= 10000
+SOAK_JOBS ?= $(shell nproc)
+soak: setup
+	status=0; \
+	$(VENV)/bin/consortia sim --nodes 4 --byzantine 1 --crash 1 --partitions \
+	  --seeds $(SOAK_SEEDS) --jobs $(SOAK_JOBS) --out bench-results/soak-n4.json || status=1; \
+	$(VENV)/bin/consortia sim --nodes 7 --byzantine 2 --crash 2 --partitions \
+	  --seeds $(SOAK_SEEDS) --jobs $(SOAK_JOBS) --out bench-results/soak-n7.json || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(DEMO_DIR)

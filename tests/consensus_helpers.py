@@ -56,7 +56,7 @@ from consortia.types.consensus import (
     Vote,
     VoteData,
 )
-from consortia.types.signing import block_id, merkle_root, sign
+from consortia.types.signing import SigningDomain, block_id, merkle_root, sign
 
 T = TypeVar("T")
 
@@ -64,6 +64,9 @@ SUITE = get_suite("intl")
 CHAIN_ID = "test"
 PROTOCOL_VERSION = 1
 GENESIS_TIME_MS = 0
+# The test chain's genesis hash: every signature in these tests commits to it.
+GENESIS_HASH = SUITE.hash(b"consortia/test-genesis")
+DOMAIN = SigningDomain(GENESIS_HASH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +109,7 @@ class Cluster:
         return self.node_ids.index(node_id)
 
     def validator_set(self) -> ValidatorSet:
-        return ValidatorSet(self.config, SUITE, CHAIN_ID)
+        return ValidatorSet(self.config, SUITE, CHAIN_ID, domain=DOMAIN)
 
     def leader_election(self, window: int = 16, *, reputation: bool = True) -> LeaderElection:
         return LeaderElection(self.validator_set(), window, reputation=reputation)
@@ -138,9 +141,11 @@ def make_setup(
     params: Params | None = None,
     safety_state: SafetyState | None = None,
     weakening: Weakening = NO_WEAKENING,
+    commit_proof: QuorumCertificate | None = None,
 ) -> ReplicaSetup:
     return ReplicaSetup(
         chain_id=CHAIN_ID,
+        genesis_hash=GENESIS_HASH,
         suite=SUITE,
         private_key=key.private_key,
         node_id=key.node_id,
@@ -152,6 +157,7 @@ def make_setup(
         params=params if params is not None else Params(),
         safety_state=safety_state,
         weakening=weakening,
+        commit_proof=commit_proof,
     )
 
 
@@ -237,7 +243,7 @@ def make_proposal(
     header = block.header
     if signature is None:
         data = ProposalData(CHAIN_ID, header.epoch, header.round, block_id(SUITE, header))
-        signature = sign(SUITE, key.private_key, data)
+        signature = sign(SUITE, key.private_key, data, DOMAIN)
     return Proposal(block=block, signature=signature, timeout_certificate=tc)
 
 
@@ -248,7 +254,7 @@ def vote_data_for(block: Block) -> VoteData:
 
 def make_vote(block: Block, key: Key) -> Vote:
     data = vote_data_for(block)
-    return Vote(data=data, author=key.node_id, signature=sign(SUITE, key.private_key, data))
+    return Vote(data=data, author=key.node_id, signature=sign(SUITE, key.private_key, data, DOMAIN))
 
 
 def make_qc(cluster: Cluster, block: Block, signers: Iterable[Key]) -> QuorumCertificate:
@@ -256,7 +262,9 @@ def make_qc(cluster: Cluster, block: Block, signers: Iterable[Key]) -> QuorumCer
     data = vote_data_for(block)
     entries = sorted(
         (
-            SignerSignature(cluster.index_of(key.node_id), sign(SUITE, key.private_key, data))
+            SignerSignature(
+                cluster.index_of(key.node_id), sign(SUITE, key.private_key, data, DOMAIN)
+            )
             for key in signers
         ),
         key=lambda entry: entry.index,
@@ -288,28 +296,43 @@ def make_timeout(
     return Timeout(
         data=data,
         author=key.node_id,
-        signature=sign(SUITE, key.private_key, data),
+        signature=sign(SUITE, key.private_key, data, DOMAIN),
         high_qc=high_qc,
         last_timeout_certificate=last_tc,
     )
 
 
 def make_tc(
-    cluster: Cluster, round_: int, signers: Iterable[tuple[Key, int]], epoch: int = 0
+    cluster: Cluster,
+    round_: int,
+    signers: Iterable[tuple[Key, int]],
+    epoch: int = 0,
+    high_qc: QuorumCertificate | None = None,
 ) -> TimeoutCertificate:
-    """A TC of `round_` from (key, high_qc_round) pairs."""
+    """A TC of `round_` from (key, high_qc_round) pairs, carrying `high_qc` (by default the
+    epoch-0 root QC, for signers whose high QC rounds are all 0)."""
     entries = sorted(
         (
             TimeoutSignature(
                 cluster.index_of(key.node_id),
                 high_qc_round,
-                sign(SUITE, key.private_key, TimeoutData(CHAIN_ID, epoch, round_, high_qc_round)),
+                sign(
+                    SUITE,
+                    key.private_key,
+                    TimeoutData(CHAIN_ID, epoch, round_, high_qc_round),
+                    DOMAIN,
+                ),
             )
             for key, high_qc_round in signers
         ),
         key=lambda entry: entry.index,
     )
-    return TimeoutCertificate(epoch=epoch, round=round_, signatures=entries)
+    return TimeoutCertificate(
+        epoch=epoch,
+        round=round_,
+        signatures=entries,
+        high_qc=high_qc if high_qc is not None else cluster.root_qc,
+    )
 
 
 # ------------------------------------------------------------------ action inspection

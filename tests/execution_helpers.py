@@ -60,7 +60,7 @@ class Ledger:
         body = TransactionBody(
             CHAIN_ID, sender, public_key, nonce, contract, version, method, args or {}, expiry
         )
-        return encode(Transaction(body, sign(SUITE, private_key, body)))
+        return encode(Transaction(body, sign(SUITE, private_key, body, self.engine.domain)))
 
     def block(self, *txs: bytes, time_ms: int | None = None) -> list[Any]:
         self.height += 1

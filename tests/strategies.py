@@ -213,15 +213,28 @@ def timeout_signatures() -> st.SearchStrategy[TimeoutSignature]:
     )
 
 
-def timeout_certificates(max_signers: int = 4) -> st.SearchStrategy[TimeoutCertificate]:
-    """At least one signature, strictly increasing by validator index."""
-    signers = st.lists(
-        timeout_signatures(),
-        min_size=1,
-        max_size=max(1, max_signers),
-        unique_by=lambda entry: entry.index,
-    ).map(_sorted_by_index)
-    return st.builds(TimeoutCertificate, epoch=epochs(), round=rounds(), signatures=signers)
+@st.composite
+def timeout_certificates(draw: st.DrawFn, max_signers: int = 4) -> TimeoutCertificate:
+    """At least one signature, strictly increasing by validator index; the carried QC is of
+    the TC's epoch and its highest signed round, which is below the TC's round."""
+    signers = draw(
+        st.lists(
+            st.builds(
+                TimeoutSignature,
+                index=validator_indexes(),
+                high_qc_round=st.integers(min_value=0, max_value=2**62),
+                signature=signatures(),
+            ),
+            min_size=1,
+            max_size=max(1, max_signers),
+            unique_by=lambda entry: entry.index,
+        ).map(_sorted_by_index)
+    )
+    epoch = draw(epochs())
+    highest = max(entry.high_qc_round for entry in signers)
+    qc = msgspec.structs.replace(draw(quorum_certificates(max_signers)), epoch=epoch, round=highest)
+    round_ = draw(st.integers(min_value=highest + 1, max_value=2**63 - 1))
+    return TimeoutCertificate(epoch=epoch, round=round_, signatures=signers, high_qc=qc)
 
 
 def block_headers(
@@ -504,6 +517,7 @@ def consensus_params() -> st.SearchStrategy[ConsensusParams]:
     return st.just(ConsensusParams()) | st.builds(
         ConsensusParams,
         round_timeout_ms=positives(),
+        round_timeout_ms_min=positives(),
         round_timeout_ms_max=positives(),
         timeout_backoff_percent=st.integers(min_value=100, max_value=400),
         block_payload_items_max=positives(),

@@ -18,7 +18,7 @@ from consortia.execution.contracts.regulator import FREEZE_BLOCKS_MAX, Regulator
 from consortia.execution.engine import Engine, Receipt
 from consortia.execution.genesis import genesis_writes
 from consortia.execution.registry import ContractRegistry
-from consortia.types.genesis import Genesis
+from consortia.types.genesis import Genesis, genesis_hash
 from tests.execution_helpers import SUITE, Ledger, make_ledger
 
 
@@ -232,7 +232,12 @@ def test_a_frozen_regulator_contract_does_not_stop_payments() -> None:
     chain = ledger()
     writes = genesis_writes(chain.genesis, [StandInIdentity, Asset, Regulator])
     writes["sys"]["contract/regulator"]["status"] = "frozen"
-    engine = Engine(SUITE, chain.genesis.chain_id, ContractRegistry([Asset, Regulator]))
+    engine = Engine(
+        SUITE,
+        chain.genesis.chain_id,
+        ContractRegistry([Asset, Regulator]),
+        genesis_hash=genesis_hash(chain.genesis),
+    )
     engine.initialise(writes)
     frozen = Ledger(engine, chain.genesis, chain.keys)
     receipt = pay(frozen, "alice", "bob", 5)

@@ -733,7 +733,9 @@ def test_qc_with_unsorted_or_repeated_signers_is_rejected_where_nested(
 
 @pytest.mark.parametrize("indexes", [[], [2, 1], [1, 1]])
 def test_tc_with_no_unsorted_or_repeated_signers_is_rejected(indexes: list[int]) -> None:
-    tc = TimeoutCertificate(0, 1, [TimeoutSignature(0, 0, bytes(64))])
+    tc = TimeoutCertificate(
+        0, 1, [TimeoutSignature(0, 0, bytes(64))], QuorumCertificate(0, 0, bytes(32), 0, [])
+    )
     raw = _raw(tc)
     raw[_index(TimeoutCertificate, "signatures")] = [
         ["timeout_signer", i, 0, bytes(64)] for i in indexes

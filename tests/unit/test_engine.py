@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from consortia.execution.contract import TX_GAS_LIMIT, Context, Contract, method
 from consortia.execution.contracts.asset import Asset
+from consortia.execution.engine import EXPIRY_BLOCKS_MAX
 from consortia.execution.state import StateTree, verify_state_proof
-from consortia.types.encoding import encode
-from consortia.types.signing import sign
+from consortia.types.encoding import decode, encode
+from consortia.types.signing import SigningDomain, sign, transaction_id
 from consortia.types.transaction import Transaction, TransactionBody
 from tests.execution_helpers import CHAIN_ID, SUITE, Ledger, make_ledger
 
@@ -74,7 +75,7 @@ def _signed(book: Ledger, signer: str = "alice", **changes: object) -> bytes:
     }
     fields.update(changes)
     body = TransactionBody(**fields)  # type: ignore[arg-type]
-    return encode(Transaction(body, sign(SUITE, private_key, body)))
+    return encode(Transaction(body, sign(SUITE, private_key, body, book.engine.domain)))
 
 
 def test_admission_failures_have_stable_codes_and_change_nothing() -> None:
@@ -83,6 +84,7 @@ def test_admission_failures_have_stable_codes_and_change_nothing() -> None:
         "malformed_transaction": b"\x92\x01\x02",
         "wrong_chain": _signed(book, chain_id="other-chain"),
         "expired": _signed(book, expiry_height=0),
+        "expiry_too_far": _signed(book, expiry_height=EXPIRY_BLOCKS_MAX + 2),
         "unknown_account": _signed(book, sender="carol"),
         "wrong_key": _signed(book, signer="bob"),
         "bad_nonce": _signed(book, nonce=5),
@@ -103,6 +105,36 @@ def test_bad_signature_is_refused() -> None:
     tx = bytearray(book.tx("alice", "asset", "transfer", {"to": "bob", "amount": 1}))
     tx[-1] ^= 1
     (receipt,) = book.block(bytes(tx))
+    assert receipt.code == "bad_signature"
+
+
+def test_receipts_name_a_transaction_by_its_body_not_its_signature() -> None:
+    """Regression (security review): the id hashed body and signature together. Setup: a
+    signed transfer and the same body with another signature. Test: both receipts carry the
+    same id, the body's id under the transaction-id tag; junk bytes get an id of their own."""
+    book = ledger()
+    good = book.tx("alice", "asset", "transfer", {"to": "bob", "amount": 1}, nonce=0)
+    decoded = decode(good, Transaction)
+    other = encode(Transaction(decoded.body, bytes(64)))
+    assert book.engine.transaction_id(good) == book.engine.transaction_id(other)
+    assert book.engine.transaction_id(good) == transaction_id(SUITE, decoded.body)
+    refused, accepted = book.block(other, good)
+    assert (refused.code, accepted.code) == ("bad_signature", "ok")
+    assert refused.tx_id == accepted.tx_id == transaction_id(SUITE, decoded.body)
+    assert book.engine.transaction_id(b"junk") != book.engine.transaction_id(good)
+
+
+def test_a_transaction_signed_for_another_genesis_is_refused() -> None:
+    """Regression (security review): a key reused on a chain with the same chain id but
+    another genesis could replay its transactions. Test: signed for another genesis hash, a
+    transaction on this chain fails its signature check."""
+    book = ledger()
+    private_key, public_key = book.keys["alice"]
+    body = TransactionBody(
+        CHAIN_ID, "alice", public_key, 0, "asset", 1, "transfer", {"to": "bob", "amount": 1}, 100
+    )
+    rehearsal = SigningDomain(SUITE.hash(b"a rehearsal chain's genesis"))
+    (receipt,) = book.block(encode(Transaction(body, sign(SUITE, private_key, body, rehearsal))))
     assert receipt.code == "bad_signature"
 
 
@@ -229,3 +261,17 @@ def test_random_and_mutated_transactions_never_raise_out_of_a_block(
     }
     if all(receipt.code in admission for receipt in receipts):
         assert book.engine.root == root  # refused at admission: not even a nonce moved
+
+
+def test_a_signature_the_node_already_checked_is_not_checked_again() -> None:
+    """The mempool's record of checked signatures lets the engine skip the check: a forged
+    signature passes only when the node says it checked that exact transaction."""
+    book = ledger()
+    good = book.tx("alice", "asset", "transfer", {"to": "bob", "amount": 1}, nonce=0)
+    forged = encode(Transaction(decode(good, Transaction).body, bytes(64)))
+    result = book.engine.execute_block(1, 1000, [forged], signature_checked=lambda raw: False)
+    book.engine.commit()
+    assert result.receipts[0].code == "bad_signature"
+    result = book.engine.execute_block(2, 2000, [forged], signature_checked=lambda raw: True)
+    book.engine.commit()
+    assert result.receipts[0].code == "ok"

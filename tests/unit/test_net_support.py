@@ -14,9 +14,11 @@ import datetime
 import hashlib
 import ipaddress
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from consortia.net import TlsContexts, Transport, TransportLimits, contexts_from_pem
+from consortia.net.frames import PREAMBLE
 
 NOW = datetime.datetime.now(datetime.UTC)
 HOUR = datetime.timedelta(hours=1)
@@ -186,6 +189,7 @@ class Node:
     transport: Transport
     received: list[tuple[bytes, bytes]] = field(default_factory=list)
     allowed: set[bytes] | None = None  # None: allow every node id
+    failure: Exception | None = None  # raised by on_frame when set
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -214,6 +218,8 @@ def make_node(
     holder: list[Node] = []
 
     def on_frame(peer: bytes, frame: bytes) -> None:
+        if holder[0].failure is not None:
+            raise holder[0].failure
         holder[0].received.append((peer, frame))
         holder[0].arrived.set()
 
@@ -253,3 +259,39 @@ async def mesh(nodes: Iterable[Node]) -> None:
     for node in group:
         others = [other.node_id for other in group if other is not node]
         assert await node.transport.wait_connected(others, WAIT_S), "mesh did not form"
+
+
+TEST_TIMEOUT_S = 60.0
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, None]], loop: str = "asyncio") -> None:
+    """Run one async scenario on a fresh event loop ("asyncio" or "uvloop"), bounded."""
+
+    async def bounded() -> None:
+        await asyncio.wait_for(scenario(), TEST_TIMEOUT_S)
+
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(bounded())
+
+
+async def raw_link(
+    authority: Authority,
+    identity: Identity,
+    address: tuple[str, int],
+    *,
+    preamble: bytes = PREAMBLE,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A hand-driven TLS link to a transport, as a peer holding `identity` (trusting
+    `authority`): it writes `preamble` and, when that is the right one, reads the
+    transport's."""
+    _, client = contexts(authority, identity)
+    reader, writer = await asyncio.open_connection(*address, ssl=client)
+    writer.write(preamble)
+    await writer.drain()
+    if preamble == PREAMBLE:
+        assert await reader.readexactly(len(PREAMBLE)) == PREAMBLE
+    return reader, writer

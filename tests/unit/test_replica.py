@@ -46,6 +46,7 @@ from consortia.types.encoding import decode, encode
 from consortia.types.signing import block_id, merkle_root, sign, verify
 from tests.consensus_helpers import (
     CHAIN_ID,
+    DOMAIN,
     SUITE,
     Cluster,
     Key,
@@ -208,7 +209,7 @@ def test_vote_is_held_until_persist_done() -> None:
     vote = sends[0].message
     assert vote.data == vote_data_for(block)
     assert vote.author == ROLES.me.node_id
-    assert verify(SUITE, ROLES.me.public_key, vote.data, vote.signature)
+    assert verify(SUITE, ROLES.me.public_key, vote.data, vote.signature, DOMAIN)
     assert vote.signature == state.last_vote_signature
     # Released once only.
     assert replica.handle(PersistDone(3, persists[0].sequence)) == []
@@ -232,7 +233,7 @@ def test_timer_yields_persist_then_timeout_broadcast() -> None:
     assert isinstance(timeout, Timeout)
     assert timeout.data == TimeoutData(CHAIN_ID, 0, 1, 0)
     assert timeout.high_qc == CLUSTER.root_qc
-    assert verify(SUITE, ROLES.me.public_key, timeout.data, timeout.signature)
+    assert verify(SUITE, ROLES.me.public_key, timeout.data, timeout.signature, DOMAIN)
     assert replica.round == 1
     # Having timed out in round 1, it no longer votes in round 1.
     late = receive(replica, ROLES.leader1, make_proposal(block1(), ROLES.leader1), now=1002)
@@ -278,6 +279,10 @@ def test_leader_after_tc_proposes_with_the_tc() -> None:
     requests = of_type(actions, RequestPayload)
     assert [r.round for r in requests] == [2]
     proposed = replica.handle(PayloadReady(5, 0, 2, [b"a", b"b"]))
+    # Like a vote, the proposal leaves only once the state recording it is durable.
+    assert not [m for m in sent_messages(proposed) if isinstance(m, Proposal)]
+    assert [p.state.highest_proposal_round for p in of_type(proposed, Persist)] == [2]
+    proposed = ack_all(replica, proposed)
     proposals = [m for m in sent_messages(proposed) if isinstance(m, Proposal)]
     assert len(proposals) == 1
     proposal = proposals[0]
@@ -331,7 +336,7 @@ def _proposal_case(block: Block, key: Key, reason: str, **kwargs: Any) -> BadInp
 
 def _bad_proposal_signature() -> BadInput:
     block = block1()
-    wrong = sign(SUITE, ROLES.me.private_key, vote_data_for(block))
+    wrong = sign(SUITE, ROLES.me.private_key, vote_data_for(block), DOMAIN)
     return _proposal_case(block, ROLES.leader1, "bad_signature", signature=wrong)
 
 
@@ -362,7 +367,9 @@ def _proposal_of_stale_round() -> BadInput:
 def _vote_with_bad_signature() -> BadInput:
     voter = ROLES.others[0]
     vote = make_vote(block1(), voter)
-    forged = Vote(vote.data, vote.author, sign(SUITE, voter.private_key, vote_data_for(block1([]))))
+    forged = Vote(
+        vote.data, vote.author, sign(SUITE, voter.private_key, vote_data_for(block1([])), DOMAIN)
+    )
     return BadInput(started(ROLES.me), voter, forged, "bad_signature")
 
 
@@ -466,7 +473,12 @@ def _align(message: Any, author: bytes, round_: int) -> Any:
         )
         tc = message.timeout_certificate
         if tc is not None:
-            tc = replace(tc, epoch=0, round=max(0, round_ - 1))
+            tc = replace(
+                tc,
+                epoch=0,
+                round=max(0, round_ - 1),
+                high_qc=replace(tc.high_qc, epoch=0),
+            )
         return replace(message, block=Block(header, payload), timeout_certificate=tc)
     if isinstance(message, Vote):
         vote_data = replace(message.data, chain_id=CHAIN_ID, epoch=0, round=round_)
@@ -523,7 +535,7 @@ def test_random_messages_never_raise_and_never_commit(inputs: list[Any]) -> None
 
 def _odd_height_vote(vote: Vote, key: Key) -> Vote:
     data = msgspec.structs.replace(vote.data, height=vote.data.height + 1)
-    return Vote(data, key.node_id, sign(SUITE, key.private_key, data))
+    return Vote(data, key.node_id, sign(SUITE, key.private_key, data, DOMAIN))
 
 
 def test_qc_formed_from_votes_is_valid_for_everyone() -> None:

@@ -15,7 +15,17 @@ import pytest
 
 from consortia.consensus import proposals as proposals_module
 from consortia.consensus.config import Params
-from consortia.consensus.events import Action, MessageReceived, Send, Start
+from consortia.consensus.events import (
+    Action,
+    Broadcast,
+    MessageReceived,
+    PayloadReady,
+    Persist,
+    PersistDone,
+    Send,
+    Start,
+    TimerFired,
+)
 from consortia.consensus.replica import Replica
 from consortia.types.consensus import (
     BLOCK_REQUEST_COUNT_MAX,
@@ -24,6 +34,7 @@ from consortia.types.consensus import (
     BlockResponse,
     ConsensusMessage,
     Proposal,
+    Timeout,
 )
 from consortia.types.signing import block_id, merkle_root
 from tests.consensus_helpers import (
@@ -309,3 +320,105 @@ def test_oversized_proposal_is_refused_without_hashing_its_payload(
     assert replica.counters.dropped == {"oversized_block": 1}
     assert calls == []
     assert len(replica.tree.blocks) == 1
+
+
+# ------------------------------------------------------------------ 6. the second review
+
+
+def test_a_timeout_certificate_claiming_a_qc_that_does_not_exist_is_refused() -> None:
+    """Regression (review): one Byzantine validator stopped the chain by completing 2f honest
+    timeouts of round r with its own entry claiming a high QC of round r, a QC nobody holds;
+    every honest voter then refused the next leader's block. Setup: a replica in round 1 and
+    such a TC of round 1, carrying a made-up QC of round 1 for the claim. Test: the carrier
+    timeout is dropped as a bad certificate; the replica neither adopts the TC nor moves."""
+    replica = started()
+    attacker = ROLES.stranger
+    honest = [k for k in CLUSTER.keys if k not in (attacker, ROLES.me)]
+    phantom = block1([b"never proposed"])
+    fake_qc = make_qc(CLUSTER, phantom, [attacker])  # one signature: not a quorum
+    forged = make_tc(CLUSTER, 1, [*((k, 0) for k in honest), (attacker, 1)], high_qc=fake_qc)
+    actions = receive(replica, attacker, make_timeout(attacker, 1, CLUSTER.root_qc, forged))
+    assert replica.counters.dropped.get("bad_certificate") == 1
+    assert replica.round == 1 and replica.last_tc is None
+    assert not of_type(actions, Send)
+
+
+def test_a_timeout_certificate_carries_and_hands_over_the_highest_qc() -> None:
+    """Setup: a replica that saw block 1 certified only inside one peer's timeout. Test: the
+    TC it aggregates carries that QC (the highest signed round), and a replica that adopts
+    the TC adopts its QC."""
+    first = block1()
+    qc1 = make_qc(CLUSTER, first, CLUSTER.keys[:3])
+    aggregator = started(ROLES.leader2)
+    others = [k for k in CLUSTER.keys if k != ROLES.leader2]
+    timeouts = [
+        make_timeout(others[0], 2, qc1),
+        make_timeout(others[1], 2, CLUSTER.root_qc),
+        make_timeout(others[2], 2, CLUSTER.root_qc),
+    ]
+    for key, timeout in zip(others, timeouts, strict=True):
+        receive(aggregator, key, timeout)
+    tc = aggregator.last_tc
+    assert tc is not None and tc.round == 2 and tc.high_qc == qc1
+    follower = started()
+    sender = ROLES.stranger
+    receive(follower, sender, make_timeout(sender, 3, CLUSTER.root_qc, tc))
+    assert follower.tree.high_qc == qc1
+    assert follower.round == 3 and follower.last_tc == tc
+
+
+def test_a_negative_signer_index_never_counts_a_signature_twice() -> None:
+    """Regression (review): a QC built in memory (not decoded) with indexes i - n and i made
+    one signature count twice. Test: such a QC, with one real signer, does not verify."""
+    replica = started()
+    validators = replica.validators
+    first = block1()
+    signer = CLUSTER.keys[0]
+    single = make_qc(CLUSTER, first, [signer])
+    entry = single.signatures[0]
+    n = len(validators.validators)
+    aliased = type(single)(
+        epoch=single.epoch,
+        round=single.round,
+        block_id=single.block_id,
+        height=single.height,
+        signatures=[
+            type(entry)(entry.index - 2 * n, entry.signature),
+            type(entry)(entry.index - n, entry.signature),
+            entry,
+        ],
+    )
+    assert not validators.verify_qc(aliased)
+
+
+def test_a_restarted_replica_carries_its_last_commit_certificate() -> None:
+    """Regression (review, seed 183): the QC that made the last commit final was lost on
+    restart, so a stalled cluster never learnt this replica's commits and disagreed on
+    leaders for ever. Setup: a replica built with the commit proof its driver kept. Test:
+    its timeouts carry it."""
+    first = block1()
+    proof = make_qc(CLUSTER, first, CLUSTER.keys[:3])
+    replica = started(commit_proof=proof)
+    assert replica.high_commit_qc == proof
+    actions = replica.handle(TimerFired(1000, 0, 1))
+    timeouts = [p.state for p in of_type(actions, Persist)]
+    assert timeouts
+    released = replica.handle(PersistDone(1000, of_type(actions, Persist)[0].sequence))
+    sent = [b.message for b in of_type(released, Broadcast)]
+    assert [m.high_commit_qc for m in sent if isinstance(m, Timeout)] == [proof]
+
+
+def test_a_leader_never_signs_a_second_proposal_for_a_round_after_restarting() -> None:
+    """Regression (review): honest leaders signed two different proposals for one round
+    after a restart. Setup: round 1's leader proposes, its durable state is kept, it
+    restarts in round 1 and is offered another payload. Test: nothing is proposed; the
+    refusal is counted by rule."""
+    leader = started(ROLES.leader1)
+    actions = leader.handle(PayloadReady(1, 0, 1, [b"first"]))
+    persisted = of_type(actions, Persist)[-1].state
+    assert persisted.highest_proposal_round == 1
+    restarted = started(ROLES.leader1, safety_state=persisted)
+    again = restarted.handle(PayloadReady(2, 0, 1, [b"second"]))
+    assert not of_type(again, Persist) and not of_type(again, Broadcast)
+    assert restarted.counters.dropped == {"unsafe_to_propose": 1}
+    assert restarted.counters.refused == {"already_proposed_in_round": 1}

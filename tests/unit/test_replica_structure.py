@@ -89,7 +89,12 @@ def test_timeout_delay_backs_off_by_the_percentage_and_stops_at_the_cap() -> Non
     params = Params(round_timeout_ms=1000, round_timeout_ms_max=5000, timeout_backoff_percent=150)
     delays = [timeout_delay_ms(params, k) for k in range(8)]
     assert delays == [1000, 1500, 2250, 3375, 5000, 5000, 5000, 5000]
-    big = Params(round_timeout_ms=1, round_timeout_ms_max=10**12, timeout_backoff_percent=400)
+    big = Params(
+        round_timeout_ms=1,
+        round_timeout_ms_min=1,
+        round_timeout_ms_max=10**12,
+        timeout_backoff_percent=400,
+    )
     assert timeout_delay_ms(big, 1000) == timeout_delay_ms(big, BACKOFF_EXPONENT_MAX) == 4**16
 
 

@@ -26,6 +26,7 @@ from consortia.types.encoding import decode, encode
 from consortia.types.signing import block_id, verify
 from tests.consensus_helpers import (
     CHAIN_ID,
+    DOMAIN,
     SUITE,
     deterministic_key,
     make_cluster,
@@ -42,7 +43,9 @@ def fresh_state(epoch: int = 0) -> SafetyState:
 
 
 def new_rules(state: SafetyState | None = None, weakening: Weakening = NO_WEAKENING) -> SafetyRules:
-    return SafetyRules(SUITE, KEY.private_key, CHAIN_ID, state or fresh_state(), weakening)
+    return SafetyRules(
+        SUITE, KEY.private_key, CHAIN_ID, state or fresh_state(), weakening, domain=DOMAIN
+    )
 
 
 def header(round_: int, qc_round: int, fork: int = 0, epoch: int = 0) -> BlockHeader:
@@ -63,6 +66,7 @@ def tc_stub(round_: int, high_qc_rounds: list[int], epoch: int = 0) -> TimeoutCe
         epoch=epoch,
         round=round_,
         signatures=[TimeoutSignature(i, hqc, bytes(64)) for i, hqc in enumerate(high_qc_rounds)],
+        high_qc=qc_stub(max(high_qc_rounds), epoch=epoch),
     )
 
 
@@ -106,7 +110,7 @@ def test_consecutive_qc_is_accepted_and_a_gap_without_tc_is_not() -> None:
     assert not isinstance(made, Refusal)
     data, signature, _state = made
     assert data == VoteData(CHAIN_ID, 0, 3, data.block_id, 3)
-    assert verify(SUITE, KEY.public_key, data, signature)
+    assert verify(SUITE, KEY.public_key, data, signature, DOMAIN)
 
 
 def test_tc_justified_vote_needs_tc_of_previous_round() -> None:
@@ -158,7 +162,9 @@ def test_same_vote_after_restart_is_the_stored_one() -> None:
     # A restarted replica with the same persisted state but, say, a re-derived key object:
     # the stored signature is returned, not a fresh one.
     persisted = decode(encode(first[2]), SafetyState)
-    restarted = SafetyRules(SUITE, deterministic_key("other").private_key, CHAIN_ID, persisted)
+    restarted = SafetyRules(
+        SUITE, deterministic_key("other").private_key, CHAIN_ID, persisted, domain=DOMAIN
+    )
     again = vote(restarted, 2, 1)
     assert not isinstance(again, Refusal)
     assert again[1] == first[1]
@@ -225,7 +231,7 @@ def test_timeout_allowed_in_voted_round_but_not_below() -> None:
     made = rules.make_timeout(3, qc_stub(2), None)
     assert not isinstance(made, Refusal)
     data, signature, state = made
-    assert verify(SUITE, KEY.public_key, data, signature)
+    assert verify(SUITE, KEY.public_key, data, signature, DOMAIN)
     assert state.highest_vote_round == 3
     assert state.last_vote is not None  # the vote is kept for retransmission
 
@@ -335,7 +341,7 @@ def test_at_most_one_block_signed_per_round(steps: list[tuple[Any, ...]]) -> Non
             if isinstance(made, Refusal):
                 continue
             data, signature, state = made
-            assert verify(SUITE, KEY.public_key, data, signature)
+            assert verify(SUITE, KEY.public_key, data, signature, DOMAIN)
             key = (data.round, data.block_id)
             if key in signatures:
                 assert signatures[key] == signature  # a retransmission, never a new signature
@@ -507,3 +513,42 @@ def test_each_refusal_names_the_rule_that_refused_and_its_rounds() -> None:
     assert (refusal.round, refusal.qc_round, refusal.highest_vote_round) == (2, 1, 3)
     assert (refusal.highest_qc_round, refusal.tc_round) == (2, None)
     assert str(refusal) == "vote_round_not_above: round 2, qc 1, voted 3, lock 2"
+
+
+# ------------------------------------------------------------------ review regressions
+
+
+def test_the_tc_that_justified_a_vote_is_persisted_with_it() -> None:
+    """Regression (review, seed 166): a replica that voted in a round entered by TC, then
+    restarted, resumed a round behind and its timeout rule refused to sign there. Setup:
+    fresh rules. Test: the state returned with a TC-justified vote keeps that TC, so the
+    restarted rules can time out in the voted round."""
+    rules = new_rules()
+    tc = tc_stub(4, [2, 1, 0])
+    made = vote(rules, 5, 2, tc=tc)
+    assert not isinstance(made, Refusal)
+    assert made[2].last_timeout_certificate == tc
+    restarted = SafetyRules(
+        SUITE, KEY.private_key, CHAIN_ID, decode(encode(made[2]), SafetyState), domain=DOMAIN
+    )
+    assert not isinstance(restarted.make_timeout(5, qc_stub(2), tc), Refusal)
+
+
+def test_a_leader_signs_one_proposal_a_round_even_after_a_restart() -> None:
+    """Regression (review): an honest leader signed two different proposals for one round
+    after a restart. Test: the second signature is refused, before and after a restart."""
+    rules = new_rules()
+    first = header(3, 2, fork=0)
+    made = rules.make_proposal(first, block_id(SUITE, first))
+    assert not isinstance(made, Refusal)
+    assert made[1].highest_proposal_round == 3
+    other = header(3, 2, fork=1)
+    assert _rule(rules.make_proposal(other, block_id(SUITE, other))) == "already_proposed_in_round"
+    restarted = SafetyRules(
+        SUITE, KEY.private_key, CHAIN_ID, decode(encode(made[1]), SafetyState), domain=DOMAIN
+    )
+    assert _rule(restarted.make_proposal(other, block_id(SUITE, other))) == (
+        "already_proposed_in_round"
+    )
+    later = header(4, 3)
+    assert not isinstance(restarted.make_proposal(later, block_id(SUITE, later)), Refusal)

@@ -30,13 +30,15 @@ from consortia.types.signing import (
     LEAF_HASH_DOMAIN,
     NODE_HASH_DOMAIN,
     SIGNING_DOMAIN,
+    TX_ID_DOMAIN,
+    SigningDomain,
     block_id,
     merkle_root,
     sign,
-    signing_bytes,
+    transaction_id,
     verify,
 )
-from consortia.types.transaction import TransactionBody
+from consortia.types.transaction import Transaction, TransactionBody
 from tests.strategies import (
     block_headers,
     chain_ids,
@@ -66,6 +68,10 @@ def _keypair(name: str) -> tuple[bytes, bytes]:
     return suite(name).generate_keypair()
 
 
+DOMAIN = SigningDomain(bytes(range(32)))
+signing_bytes = DOMAIN.signing_bytes
+
+
 @functools.cache
 def _other_keypair(name: str) -> tuple[bytes, bytes]:
     return suite(name).generate_keypair()
@@ -78,8 +84,8 @@ def _other_keypair(name: str) -> tuple[bytes, bytes]:
 @given(payload=signables())
 def test_signing_bytes_are_the_domain_then_the_canonical_encoding(payload: Any) -> None:
     data = signing_bytes(payload)
-    assert data == SIGNING_DOMAIN + encode(payload)
-    assert decode(data[len(SIGNING_DOMAIN) :], type(payload)) == payload
+    assert data == SIGNING_DOMAIN + DOMAIN.genesis_hash + encode(payload)
+    assert decode(data[len(SIGNING_DOMAIN) + 32 :], type(payload)) == payload
 
 
 @PROPERTY
@@ -99,7 +105,7 @@ def test_vote_timeout_and_proposal_with_the_same_numbers_sign_differently(
     signed = {signing_bytes(vote), signing_bytes(timeout), signing_bytes(proposal)}
     assert len(signed) == 3
     # And none of them parses as the others: the tag differs, not only the length.
-    body = signing_bytes(vote)[len(SIGNING_DOMAIN) :]
+    body = signing_bytes(vote)[len(SIGNING_DOMAIN) + 32 :]
     for other in (TimeoutData, ProposalData, TransactionBody):
         with pytest.raises(DecodeError):
             decode(body, other)
@@ -135,19 +141,19 @@ def test_vote_signature_verifies_only_for_that_vote(
     assume(other_chain != vote.chain_id)
     chosen = suite(name)
     private_key, public_key = _keypair(name)
-    signature = sign(chosen, private_key, vote)
+    signature = sign(chosen, private_key, vote, DOMAIN)
     assert len(signature) == chosen.signature_size
-    assert verify(chosen, public_key, vote, signature)
+    assert verify(chosen, public_key, vote, signature, DOMAIN)
     # Another payload type with the same numbers.
     timeout = TimeoutData(vote.chain_id, vote.epoch, vote.round, vote.height)
-    assert not verify(chosen, public_key, timeout, signature)
+    assert not verify(chosen, public_key, timeout, signature, DOMAIN)
     proposal = ProposalData(vote.chain_id, vote.epoch, vote.round, vote.block_id)
-    assert not verify(chosen, public_key, proposal, signature)
+    assert not verify(chosen, public_key, proposal, signature, DOMAIN)
     # The same vote on another chain.
     moved = msgspec.structs.replace(vote, chain_id=other_chain)
-    assert not verify(chosen, public_key, moved, signature)
+    assert not verify(chosen, public_key, moved, signature, DOMAIN)
     # Another signer's key.
-    assert not verify(chosen, _other_keypair(name)[1], vote, signature)
+    assert not verify(chosen, _other_keypair(name)[1], vote, signature, DOMAIN)
 
 
 @pytest.mark.parametrize("name", SUITE_NAMES)
@@ -157,10 +163,10 @@ def test_any_signable_verifies_only_on_its_chain(name: str, payload: Any, other_
     assume(other_chain != payload.chain_id)
     chosen = suite(name)
     private_key, public_key = _keypair(name)
-    signature = sign(chosen, private_key, payload)
-    assert verify(chosen, public_key, payload, signature)
+    signature = sign(chosen, private_key, payload, DOMAIN)
+    assert verify(chosen, public_key, payload, signature, DOMAIN)
     moved = msgspec.structs.replace(payload, chain_id=other_chain)
-    assert not verify(chosen, public_key, moved, signature)
+    assert not verify(chosen, public_key, moved, signature, DOMAIN)
 
 
 @pytest.mark.parametrize("name", SUITE_NAMES)
@@ -168,10 +174,10 @@ def test_timeout_signature_does_not_verify_as_a_vote(name: str) -> None:
     chosen = suite(name)
     private_key, public_key = _keypair(name)
     timeout = TimeoutData("testnet", 3, 7, 6)
-    signature = sign(chosen, private_key, timeout)
-    assert verify(chosen, public_key, timeout, signature)
+    signature = sign(chosen, private_key, timeout, DOMAIN)
+    assert verify(chosen, public_key, timeout, signature, DOMAIN)
     vote = VoteData("testnet", 3, 7, bytes(32), 6)
-    assert not verify(chosen, public_key, vote, signature)
+    assert not verify(chosen, public_key, vote, signature, DOMAIN)
 
 
 @pytest.mark.parametrize("name", SUITE_NAMES)
@@ -181,16 +187,16 @@ def test_signature_without_the_domain_does_not_verify(name: str) -> None:
     vote = VoteData("testnet", 1, 2, bytes(32), 3)
     bare = chosen.sign(private_key, encode(vote))
     assert chosen.verify(public_key, encode(vote), bare)
-    assert not verify(chosen, public_key, vote, bare)
+    assert not verify(chosen, public_key, vote, bare, DOMAIN)
 
 
 def test_a_signature_of_one_suite_does_not_verify_under_the_other() -> None:
     vote = VoteData("testnet", 1, 2, bytes(32), 3)
     intl, gm = suite("intl"), suite("gm")
-    intl_signature = sign(intl, _keypair("intl")[0], vote)
-    gm_signature = sign(gm, _keypair("gm")[0], vote)
-    assert not verify(gm, _keypair("gm")[1], vote, intl_signature)
-    assert not verify(intl, _keypair("intl")[1], vote, gm_signature)
+    intl_signature = sign(intl, _keypair("intl")[0], vote, DOMAIN)
+    gm_signature = sign(gm, _keypair("gm")[0], vote, DOMAIN)
+    assert not verify(gm, _keypair("gm")[1], vote, intl_signature, DOMAIN)
+    assert not verify(intl, _keypair("intl")[1], vote, gm_signature, DOMAIN)
 
 
 # --- Merkle roots ---------------------------------------------------------------------------
@@ -347,3 +353,48 @@ def test_block_id_is_domain_separated(chosen: Suite) -> None:
 def test_block_ids_differ_between_suites() -> None:
     ids = {block_id(chosen, BASE_HEADER) for chosen in ALL_SUITES}
     assert len(ids) == len(ALL_SUITES)
+
+
+# --- Bound to the genesis, one id per transaction ----------------------------------------
+
+
+@pytest.mark.parametrize("name", SUITE_NAMES)
+def test_a_signature_never_verifies_on_a_chain_with_another_genesis(name: str) -> None:
+    """Regression (security review): signatures committed only to the chain-id string, so a
+    key reused on a rehearsal chain with the same chain id let its transactions replay from
+    nonce 0. Test: the same body, same chain id, signed for one genesis, fails on another."""
+    chosen = suite(name)
+    private_key, public_key = _keypair(name)
+    body = TransactionBody("bank-chain", "alice", public_key, 0, "asset", 1, "transfer", {}, 10)
+    rehearsal = SigningDomain(chosen.hash(b"rehearsal genesis"))
+    production = SigningDomain(chosen.hash(b"production genesis"))
+    signature = sign(chosen, private_key, body, rehearsal)
+    assert verify(chosen, public_key, body, signature, rehearsal)
+    assert not verify(chosen, public_key, body, signature, production)
+    vote = VoteData("bank-chain", 0, 1, bytes(32), 1)
+    vote_signature = sign(chosen, private_key, vote, rehearsal)
+    assert not verify(chosen, public_key, vote, vote_signature, production)
+
+
+def test_a_genesis_hash_has_the_suites_hash_size() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        SigningDomain(b"short")
+
+
+@pytest.mark.parametrize("name", SUITE_NAMES)
+def test_a_transactions_id_is_its_body_not_its_signature(name: str) -> None:
+    """Regression (security review): the id hashed body and signature together, so a
+    re-signed body (SM2 signatures are randomised) was another transaction to the mempool,
+    dedupe and receipt lookup. Test: two signatures of one body give one id; another body
+    another id; the id is the body's hash under the transaction-id tag."""
+    chosen = suite(name)
+    private_key, public_key = _keypair(name)
+    body = TransactionBody("bank-chain", "alice", public_key, 0, "asset", 1, "transfer", {}, 10)
+    first = Transaction(body, sign(chosen, private_key, body, DOMAIN))
+    second = Transaction(body, sign(chosen, private_key, body, DOMAIN))
+    if name == "gm":
+        assert first.signature != second.signature  # SM2 draws a fresh k each time
+    assert transaction_id(chosen, first.body) == transaction_id(chosen, second.body)
+    assert transaction_id(chosen, body) == chosen.hash(TX_ID_DOMAIN + encode(body))
+    other = msgspec.structs.replace(body, nonce=1)
+    assert transaction_id(chosen, other) != transaction_id(chosen, body)

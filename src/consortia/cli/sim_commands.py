@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -16,10 +17,14 @@ from consortia.consensus.safety import WEAKENING_NAMES, Weakening
 from consortia.crypto import SUITE_NAMES
 from consortia.errors import InvalidArgumentError
 from consortia.identity.consortium import NODES_MAX
+from consortia.sim.adversary import STRATEGIES
+from consortia.sim.faults import CRASH_MOMENTS, MIX
 from consortia.sim.report import run_seeds
 from consortia.sim.scenario import Scenario
 
 SEEDS_MAX = 1_000_000
+# Replicas accept a proposal's timestamp up to 30 s ahead of their clock: skews stay well below.
+CLOCK_SKEW_MS_MAX = 5000
 
 
 def register(app: typer.Typer) -> None:
@@ -27,13 +32,42 @@ def register(app: typer.Typer) -> None:
 
 
 def sim(
-    nodes: Annotated[int, typer.Option(help="Validators (each with voting power 1).")] = 4,
+    nodes: Annotated[int, typer.Option(help="Validators (voting power 1 each by default).")] = 4,
     byzantine: Annotated[
-        int, typer.Option(help="Byzantine validators, run as twins (two replicas, one key).")
+        int, typer.Option(help="Byzantine validators, each playing a --strategy.")
     ] = 0,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"What Byzantine validators do, repeatable ({', '.join(STRATEGIES)}); "
+            "by default each seed draws one per Byzantine validator."
+        ),
+    ] = None,
     crash: Annotated[int, typer.Option(help="Honest validators that crash and restart.")] = 0,
+    crash_moment: Annotated[
+        str,
+        typer.Option(
+            help=f"When they crash ({', '.join(CRASH_MOMENTS)}, or mix: drawn per validator)."
+        ),
+    ] = MIX,
+    crash_together: Annotated[
+        bool, typer.Option(help="Crash them all at the first moment that comes, restart together.")
+    ] = False,
     permanent_crash: Annotated[
-        bool, typer.Option(help="Crashed validators never come back (from the start).")
+        bool, typer.Option(help="Crashed validators never come back (crash at a random time).")
+    ] = False,
+    unequal_power: Annotated[
+        bool, typer.Option(help="Voting powers drawn from 1..4 (Byzantine power within f).")
+    ] = False,
+    clock_skew_ms: Annotated[
+        int, typer.Option(help="Each replica's clock runs 0..2x this many ms ahead.")
+    ] = 0,
+    adversarial_network: Annotated[
+        bool,
+        typer.Option(
+            help="After stabilisation, delay messages to and from the next leader, and "
+            "proposals to some replicas, to the bound."
+        ),
     ] = False,
     seeds: Annotated[int, typer.Option(help="How many seeds to run (0, 1, ...).")] = 100,
     seed: Annotated[int | None, typer.Option(help="Run only this seed (replay).")] = None,
@@ -84,6 +118,15 @@ def sim(
         leader_reputation,
         weaken or [],
     )
+    scenario = _adversary(
+        scenario,
+        strategy or [],
+        crash_moment,
+        crash_together=crash_together,
+        unequal_power=unequal_power,
+        clock_skew_ms=clock_skew_ms,
+        adversarial_network=adversarial_network,
+    )
     if not 1 <= seeds <= SEEDS_MAX:
         raise InvalidArgumentError(f"--seeds must be between 1 and {SEEDS_MAX}")
     seed_list = [seed] if seed is not None else list(range(seeds))
@@ -96,6 +139,7 @@ def sim(
     report = _run_with_progress(scenario, seed_list, jobs, console, quiet=json_output)
     text = json.dumps(report, indent=2)
     if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
     if json_output:
         typer.echo(text)
@@ -154,6 +198,44 @@ def _scenario(
         weakening=weakening,
         add_validator_at=add_validator_at,
         governance=governance,
+    )
+
+
+def _adversary(
+    scenario: Scenario,
+    strategies: list[str],
+    crash_moment: str,
+    *,
+    crash_together: bool,
+    unequal_power: bool,
+    clock_skew_ms: int,
+    adversarial_network: bool,
+) -> Scenario:
+    unknown = [name for name in strategies if name not in STRATEGIES]
+    if unknown:
+        raise InvalidArgumentError(
+            f"unknown --strategy {unknown[0]!r}; one of {', '.join(STRATEGIES)}"
+        )
+    if strategies and not scenario.byzantine:
+        raise InvalidArgumentError("--strategy needs --byzantine")
+    if crash_moment not in (*CRASH_MOMENTS, MIX):
+        raise InvalidArgumentError(
+            f"unknown --crash-moment {crash_moment!r}; one of {', '.join(CRASH_MOMENTS)}, mix"
+        )
+    if crash_moment == "epoch_change" and not scenario.add_validator_at:
+        raise InvalidArgumentError("--crash-moment epoch_change needs --add-validator-at")
+    if crash_together and not scenario.crash:
+        raise InvalidArgumentError("--crash-together needs --crash")
+    if not 0 <= clock_skew_ms <= CLOCK_SKEW_MS_MAX:
+        raise InvalidArgumentError(f"--clock-skew-ms must be between 0 and {CLOCK_SKEW_MS_MAX}")
+    return dataclasses.replace(
+        scenario,
+        strategies=tuple(strategies),
+        crash_moment=crash_moment,
+        crash_together=crash_together,
+        unequal_power=unequal_power,
+        clock_skew_ms=clock_skew_ms,
+        adversarial_network=adversarial_network,
     )
 
 

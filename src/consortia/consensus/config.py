@@ -40,6 +40,7 @@ class Params:
     """
 
     round_timeout_ms: int = _GENESIS_DEFAULTS.round_timeout_ms
+    round_timeout_ms_min: int = _GENESIS_DEFAULTS.round_timeout_ms_min
     round_timeout_ms_max: int = _GENESIS_DEFAULTS.round_timeout_ms_max
     timeout_backoff_percent: int = _GENESIS_DEFAULTS.timeout_backoff_percent
     block_payload_items_max: int = _GENESIS_DEFAULTS.block_payload_items_max
@@ -58,6 +59,7 @@ class Params:
     def __post_init__(self) -> None:
         for name in (
             "round_timeout_ms",
+            "round_timeout_ms_min",
             "round_timeout_ms_max",
             "block_payload_items_max",
             "block_bytes_max",
@@ -71,8 +73,11 @@ class Params:
                 raise ConfigError(f"consensus parameter {name} must be a positive integer")
         if type(self.clock_skew_ms_max) is not int or self.clock_skew_ms_max < 0:
             raise ConfigError("consensus parameter clock_skew_ms_max must be at least 0")
-        if self.round_timeout_ms > self.round_timeout_ms_max:
-            raise ConfigError("round_timeout_ms must not exceed round_timeout_ms_max")
+        if not self.round_timeout_ms_min <= self.round_timeout_ms <= self.round_timeout_ms_max:
+            raise ConfigError(
+                "round timeouts must be ordered: round_timeout_ms_min <= round_timeout_ms "
+                "<= round_timeout_ms_max"
+            )
         if not BACKOFF_PERCENT_MIN <= self.timeout_backoff_percent <= BACKOFF_PERCENT_MAX:
             raise ConfigError(
                 f"timeout_backoff_percent must be between {BACKOFF_PERCENT_MIN} and "
@@ -84,6 +89,7 @@ class Params:
         """The parameters a chain's genesis sets; the rest keep their defaults."""
         return cls(
             round_timeout_ms=consensus.round_timeout_ms,
+            round_timeout_ms_min=consensus.round_timeout_ms_min,
             round_timeout_ms_max=consensus.round_timeout_ms_max,
             timeout_backoff_percent=consensus.timeout_backoff_percent,
             block_payload_items_max=consensus.block_payload_items_max,
@@ -113,6 +119,8 @@ class AcceptPayloadRejectEpochChange:
 @dataclass(slots=True)
 class ReplicaSetup:
     chain_id: str
+    # The hash of the chain's genesis document: every signature commits to it.
+    genesis_hash: bytes
     suite: Suite
     private_key: bytes
     node_id: bytes
@@ -134,6 +142,9 @@ class ReplicaSetup:
     voted_blocks: list[Block] = field(default_factory=list)
     # Proofs of the epoch changes this replica committed (from EnterEpoch), kept by the driver.
     epoch_proofs: list[EpochChangeResponse] = field(default_factory=list)
+    # The QC that made the last commit final (`Commit.proof`), kept by the driver: timeouts
+    # carry it so that peers reach the same commits, hence the same leaders, after a restart.
+    commit_proof: QuorumCertificate | None = None
     weakening: Weakening = NO_WEAKENING
 
 

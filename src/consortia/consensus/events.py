@@ -222,6 +222,7 @@ DropReason = Literal[
     "duplicate_timeout",
     "unsafe_to_vote",
     "unsafe_to_timeout",
+    "unsafe_to_propose",
     # block sync
     "fetches_busy",
     "fetch_timed_out",

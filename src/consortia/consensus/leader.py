@@ -7,16 +7,26 @@ committed the same blocks computes the same leader:
    (replicas have committed those by the time they reach round r, in the common case).
 2. Each committed block records who authored it, who signed the QC it carries, and which
    leaders failed: the leaders of the rounds skipped between its parent and itself.
-3. Candidates are the validators that authored or signed in the window, minus those whose
-   latest failure as leader in the window came after their latest authored block. If that
-   leaves nobody (or the window is empty), every validator is a candidate.
-4. The leader is picked from the candidates in proportion to voting power by a
-   low-discrepancy walk over rounds (see `_weighted_pick`): deterministic, fair, and a
-   faulty candidate never leads many consecutive rounds.
+3. A validator is *reliable* when it authored or signed in the window and its latest failure
+   as leader (if any) came before its latest authored block. A failure is remembered until
+   the validator authors a committed block again, or for FAILURE_MEMORY_BLOCKS committed
+   blocks, longer than the window: a validator that signs but never leads well must not be
+   forgiven each time a window's length passes. Every validator
+   keeps a weight: its voting power times RELIABLE_WEIGHT when reliable, times 1 otherwise,
+   so none is ever left out for good, and one failure never costs a validator everything.
+4. While the window holds too little data (the validators it shows active hold less than a
+   quorum of power: an empty window, or the epoch's first block, whose certificate is the
+   unsigned root QC), or data too old (no block committed in the last `stall_rounds` rounds:
+   the chain is stalled, and a window frozen at a bad moment must not keep an attacker in
+   the lead), leaders rotate by voting power alone.
+5. The leader is picked in proportion to weight by a low-discrepancy walk over rounds (see
+   `_weighted_pick`): deterministic, fair, and a faulty validator never leads many
+   consecutive rounds.
 
-A crashed or silent validator therefore stops being chosen once one of its failed rounds is
-committed and LAG_ROUNDS have passed. A replica whose committed chain lags may compute a
-different leader; that costs liveness for a round (a timeout), never safety.
+A crashed or silent validator therefore leads about one round in RELIABLE_WEIGHT (times its
+share of power) once one of its failed rounds is committed and LAG_ROUNDS have passed. A
+replica whose committed chain lags may compute a different leader; that costs liveness for a
+round (a timeout), never safety.
 """
 
 from __future__ import annotations
@@ -32,6 +42,14 @@ LAG_ROUNDS = 3
 _GOLDEN_64 = 0x9E3779B97F4A7C15
 _EPOCH_OFFSET = 7919
 FAILED_LEADERS_PER_BLOCK_MAX = 64
+# How much more often a reliable validator leads than an unreliable one of the same power.
+RELIABLE_WEIGHT = 100
+# With 2 rounds per validator, the rounds without a commit after which reputation pauses.
+STALL_ROUNDS_BASE = 4
+# Committed blocks after which a failure as leader is forgotten.
+FAILURE_MEMORY_BLOCKS = 1024
+# Failures and authored blocks remembered per validator (the latest few are all it needs).
+_PER_VALIDATOR_KEPT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +68,22 @@ class LeaderElection:
         self._reputation = reputation
         # Enough history for any round: the window plus blocks too recent to count yet.
         self._history: deque[CommittedRound] = deque(maxlen=window + 4 * LAG_ROUNDS + 8)
-        self._sorted = sorted(v.node_id for v in validators.validators)
+        # Committed blocks recorded, and each validator's latest failures as leader and
+        # authored blocks as (number of the committed block that recorded it, that block's
+        # round, the round failed or authored).
+        self._recorded = 0
+        self._failed: dict[bytes, deque[tuple[int, int, int]]] = {}
+        self._authored: dict[bytes, deque[tuple[int, int, int]]] = {}
+        # Rounds without a commit after which the window counts as stale.
+        self.stall_rounds = STALL_ROUNDS_BASE + 2 * len(validators.validators)
+        self._powers = [
+            (validator.node_id, validator.voting_power)
+            for validator in sorted(validators.validators, key=lambda v: v.node_id)
+        ]
 
     def leader(self, round_: int) -> bytes:
-        candidates = self._candidates(round_) if self._reputation else self._sorted
-        return self._weighted_pick(candidates, round_)
+        weights = self.weights(round_) if self._reputation else self._powers
+        return self._weighted_pick(weights, round_)
 
     def record_commit(
         self, round_: int, author: bytes, parent_round: int, qc_signers: frozenset[bytes]
@@ -63,6 +92,22 @@ class LeaderElection:
         first_skipped = max(parent_round + 1, round_ - FAILED_LEADERS_PER_BLOCK_MAX)
         failed = tuple((r, self.leader(r)) for r in range(first_skipped, round_))
         self._history.append(CommittedRound(round_, author, qc_signers, failed))
+        self._recorded += 1
+        for failed_round, leader in failed:
+            self._remember(self._failed, leader, round_, failed_round)
+        self._remember(self._authored, author, round_, round_)
+
+    def _remember(
+        self,
+        book: dict[bytes, deque[tuple[int, int, int]]],
+        node_id: bytes,
+        block_round: int,
+        round_: int,
+    ) -> None:
+        entries = book.get(node_id)
+        if entries is None:
+            entries = book[node_id] = deque(maxlen=_PER_VALIDATOR_KEPT)
+        entries.append((self._recorded, block_round, round_))
 
     def record_blocks(self, blocks: list[Block], after: BlockHeader | None = None) -> None:
         """Add committed blocks (oldest first) that follow `after` (the previous committed
@@ -83,43 +128,58 @@ class LeaderElection:
             self.record_commit(header.round, header.author, previous_round, signers)
             previous_round = header.round
 
-    def _candidates(self, round_: int) -> list[bytes]:
+    def weights(self, round_: int) -> list[tuple[bytes, int]]:
+        """Every validator with its weight for `round_`, in node-id order (all positive)."""
         limit = round_ - LAG_ROUNDS
         window = [entry for entry in self._history if entry.round <= limit][-self._window :]
-        if not window:
-            return self._sorted
         active: set[bytes] = set()
-        last_authored: dict[bytes, int] = {}
-        last_failed: dict[bytes, int] = {}
         for entry in window:
             active.add(entry.author)
             active.update(entry.signers)
-            last_authored[entry.author] = entry.round
-            for failed_round, leader in entry.failed_leaders:
-                if failed_round <= limit:
-                    last_failed[leader] = failed_round
-        candidates = [
-            node_id
-            for node_id in self._sorted
-            if node_id in active and last_failed.get(node_id, -1) <= last_authored.get(node_id, -1)
+        active_power = sum(power for node_id, power in self._powers if node_id in active)
+        if active_power < self._validators.quorum_power:
+            return self._powers  # too little data: plain rotation by voting power
+        if round_ - window[-1].round > self.stall_rounds:
+            return self._powers  # stalled: the window says nothing about who works now
+        forgotten = self._recorded - FAILURE_MEMORY_BLOCKS
+        return [
+            (
+                node_id,
+                power * RELIABLE_WEIGHT
+                if node_id in active
+                and _latest(self._failed.get(node_id), limit, forgotten)
+                <= _latest(self._authored.get(node_id), limit, 0)
+                else power,
+            )
+            for node_id, power in self._powers
         ]
-        return candidates or self._sorted
 
-    def _weighted_pick(self, candidates: list[bytes], round_: int) -> bytes:
-        """A low-discrepancy walk over the candidates' voting power.
+    def _weighted_pick(self, weights: list[tuple[bytes, int]], round_: int) -> bytes:
+        """A low-discrepancy walk over the validators' weights.
 
-        The point for round r is frac(r * phi) of the total power (integer Fibonacci hashing,
+        The point for round r is frac(r * phi) of the total weight (integer Fibonacci hashing,
         a Weyl sequence), offset by the epoch. Consecutive rounds land far apart, so each
-        candidate leads in proportion to its power and a faulty one never leads many rounds
+        validator leads in proportion to its weight and a faulty one never leads many rounds
         in a row, which a hash of the round alone could not promise.
         """
-        validators = self._validators
-        powers = [validators.validators[validators.index_of[c]].voting_power for c in candidates]
-        total = sum(powers)
-        step = (round_ + validators.epoch * _EPOCH_OFFSET) * _GOLDEN_64 % 2**64
+        total = sum(weight for _, weight in weights)
+        step = (round_ + self._validators.epoch * _EPOCH_OFFSET) * _GOLDEN_64 % 2**64
         point = step * total >> 64
-        for candidate, power in zip(candidates, powers, strict=True):
-            if point < power:
-                return candidate
-            point -= power
+        for node_id, weight in weights:
+            if point < weight:
+                return node_id
+            point -= weight
         raise AssertionError("weighted pick fell off the end")
+
+
+def _latest(entries: deque[tuple[int, int, int]] | None, limit: int, after: int) -> int:
+    """The latest round recorded by a block of round at most `limit` (old enough for every
+    replica to have committed it), after the `after`-th committed block."""
+    return max(
+        (
+            round_
+            for recorded, block_round, round_ in entries or ()
+            if block_round <= limit and recorded > after
+        ),
+        default=-1,
+    )

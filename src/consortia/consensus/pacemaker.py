@@ -9,7 +9,9 @@ each in one function there:
    in a round entered through a TC, that TC's round + 1, with the TC remembered.
 2. A QC of round r, wherever it came from (a proposal's justify, a quorum of votes, a
    timeout's high QC or commit QC): round r + 1, the last TC forgotten, back-off reset
-   (`Replica._advance_by_qc`).
+   (`Replica._advance_by_qc`). When that QC of the current round was made from votes that
+   replicas broadcast on timing out, the leader of r + 1 has sat on them for a whole timeout:
+   its round gets OVERDUE_PERCENT of a timer.
 3. A fetched chain whose certificates are ahead of this replica's round: its high QC's round
    + 1, as 2 (`Replica._connect`, through `_advance_by_qc`).
 4. A TC of round r (a quorum of timeouts, or one carried in a proposal or a timeout):
@@ -17,12 +19,16 @@ each in one function there:
 5. A new epoch: round 1 of the new epoch, back-off reset (`Replica._enter_epoch`).
 
 Every round entered sets a timer of `timeout_delay_ms`; every local timeout (the timer firing,
-or f + 1 peers timing out first) re-arms it with the same formula. Pure: no clock, no I/O.
+or f + 1 peers timing out first) re-arms it with the same formula. Its base adapts to the
+network: a few times the 90th percentile of recent rounds that ended in a QC, between
+round_timeout_ms_min and round_timeout_ms, so a failed leader costs a few round trips rather
+than a fixed second. Pure: time comes only from events' `now_ms`; no I/O.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from consortia.consensus.config import Params
 from consortia.consensus.events import Counters, SetTimer
@@ -31,15 +37,24 @@ from consortia.types.consensus import QuorumCertificate, SafetyState, Timeout, T
 
 # Timeout back-off stops growing after this many consecutive failed rounds.
 BACKOFF_EXPONENT_MAX = 16
+# The share of a timeout given to a round whose leader is already overdue.
+OVERDUE_PERCENT = 25
+# The timer adapts to the network: ADAPTIVE_FACTOR times the 90th percentile of the last
+# ROUND_SAMPLES successful rounds, once ROUND_SAMPLES_MIN are known, between
+# round_timeout_ms_min and round_timeout_ms.
+ADAPTIVE_FACTOR = 4
+ROUND_SAMPLES = 32
+ROUND_SAMPLES_MIN = 8
 
 
-def timeout_delay_ms(params: Params, consecutive_timeouts: int) -> int:
-    """round_timeout_ms * (backoff_percent / 100) ^ k, capped at round_timeout_ms_max.
+def timeout_delay_ms(params: Params, consecutive_timeouts: int, base_ms: int | None = None) -> int:
+    """base * (backoff_percent / 100) ^ k, capped at round_timeout_ms_max.
 
-    k is the number of consecutive rounds ended by timeouts, itself capped at
-    BACKOFF_EXPONENT_MAX; integer arithmetic, rounding down at each step.
+    The base is `base_ms` (the adaptive timer) or round_timeout_ms; k is the number of
+    consecutive rounds ended by timeouts, itself capped at BACKOFF_EXPONENT_MAX; integer
+    arithmetic, rounding down at each step.
     """
-    delay = params.round_timeout_ms
+    delay = params.round_timeout_ms if base_ms is None else base_ms
     for _ in range(min(consecutive_timeouts, BACKOFF_EXPONENT_MAX)):
         delay = min(delay * params.timeout_backoff_percent // 100, params.round_timeout_ms_max)
     return delay
@@ -56,10 +71,38 @@ class Pacemaker:
     # The highest round of this epoch this replica signed a timeout in. Invariant: never above
     # the replica's current round; never decreases within an epoch.
     timed_out_round: int = 0
+    # How long recent rounds that ended in a QC took, newest last. Invariant: at most
+    # ROUND_SAMPLES, each >= 0.
+    round_ms: deque[int] = field(default_factory=lambda: deque(maxlen=ROUND_SAMPLES))
+    # The round this replica is timing, and when it entered it (its own clock).
+    _timed_round: int = 0
+    _entered_ms: int = 0
 
-    def timer(self, epoch: int, round_: int) -> SetTimer:
-        """The timer for a round just entered, or re-armed after a local timeout."""
-        return SetTimer(epoch, round_, timeout_delay_ms(self.params, self.consecutive_timeouts))
+    def entered(self, round_: int, now_ms: int) -> None:
+        self._timed_round, self._entered_ms = round_, now_ms
+
+    def certified(self, qc_round: int, now_ms: int) -> None:
+        """A QC of `qc_round` arrived: if it is the round being timed, remember its length."""
+        if qc_round == self._timed_round:
+            self.round_ms.append(max(0, now_ms - self._entered_ms))
+
+    def base_ms(self) -> int:
+        """The timer before back-off: adapted to recent rounds when enough are known."""
+        params = self.params
+        if len(self.round_ms) < ROUND_SAMPLES_MIN:
+            return params.round_timeout_ms
+        ordered = sorted(self.round_ms)
+        p90 = ordered[(len(ordered) - 1) * 9 // 10]
+        return min(max(ADAPTIVE_FACTOR * p90, params.round_timeout_ms_min), params.round_timeout_ms)
+
+    def timer(self, epoch: int, round_: int, *, overdue: bool = False) -> SetTimer:
+        """The timer for a round just entered, or re-armed after a local timeout. A round
+        whose leader is already overdue (it held the votes for a whole timeout and did not
+        propose) gets OVERDUE_PERCENT of it: an honest leader would have proposed long ago."""
+        delay = timeout_delay_ms(self.params, self.consecutive_timeouts, self.base_ms())
+        if overdue:
+            delay = max(1, delay * OVERDUE_PERCENT // 100)
+        return SetTimer(epoch, round_, delay)
 
     def sign_timeout(
         self,
@@ -104,6 +147,7 @@ class Pacemaker:
     def new_epoch(self) -> None:
         self.consecutive_timeouts = 0
         self.timed_out_round = 0
+        self._timed_round = 0
 
     def check(self, current_round: int) -> str | None:
         """The first broken invariant, or None."""

@@ -25,7 +25,7 @@ from consortia.types.consensus import (
     ProposalData,
     TimeoutCertificate,
 )
-from consortia.types.signing import block_id, merkle_root, sign, verify
+from consortia.types.signing import block_id, merkle_root, verify
 
 
 def justified_round(header: BlockHeader, tc: TimeoutCertificate | None) -> bool:
@@ -70,7 +70,7 @@ class Proposals:
             reason = "non_member"
         elif not validators.verify_qc(header.justify, epoch_root_id=epoch_root_id):
             reason = "bad_certificate"
-        elif tc is not None and not validators.verify_tc(tc):
+        elif tc is not None and not validators.verify_tc(tc, epoch_root_id=epoch_root_id):
             reason = "bad_timeout_certificate"
         if reason is not None:
             self._counters.drop(reason)
@@ -127,7 +127,11 @@ class Proposals:
         index = validators.index_of.get(header.author)
         data = ProposalData(self._setup.chain_id, header.epoch, header.round, new_id)
         if index is None or not verify(
-            self._setup.suite, validators.validators[index].public_key, data, proposal.signature
+            self._setup.suite,
+            validators.validators[index].public_key,
+            data,
+            proposal.signature,
+            validators.domain,
         ):
             return "bad_signature"
         if header.payload_root != merkle_root(self._setup.suite, payload):
@@ -159,16 +163,17 @@ class Proposals:
             return False
         return True
 
-    def propose(
+    def build(
         self,
         tree: BlockTree,
         ready: PayloadReady,
         now_ms: int,
         last_tc: TimeoutCertificate | None,
-    ) -> Proposal | None:
-        """The leader's signed proposal of the offered payload, extending the high QC's block
-        (None while that block is being fetched). Nothing but an empty block follows a block
-        that ends the epoch, and a TC goes along when the round was entered through one."""
+    ) -> tuple[bytes, Block, TimeoutCertificate | None] | None:
+        """The leader's block of the offered payload, its id and the TC to send with it,
+        extending the high QC's block (None while that block is being fetched). Nothing but
+        an empty block follows a block that ends the epoch, and a TC goes along when the
+        round was entered through one. The safety rules sign it (`SafetyRules.make_proposal`)."""
         setup = self._setup
         suite = setup.suite
         qc = tree.high_qc
@@ -193,13 +198,8 @@ class Proposals:
             payload_count=len(items),
             next_epoch=next_epoch,
         )
-        new_id = block_id(suite, header)
-        data = ProposalData(setup.chain_id, ready.epoch, ready.round, new_id)
-        return Proposal(
-            block=Block(header=header, payload=items),
-            signature=sign(suite, setup.private_key, data),
-            timeout_certificate=last_tc if qc.round + 1 != ready.round else None,
-        )
+        tc = last_tc if qc.round + 1 != ready.round else None
+        return block_id(suite, header), Block(header=header, payload=items), tc
 
     def buffer(self, sender: bytes, new_id: bytes, proposal: Proposal) -> None:
         """Keep a proposal until its parent arrives."""

@@ -62,7 +62,7 @@ from consortia.types.consensus import (
     TimeoutCertificate,
     Vote,
 )
-from consortia.types.signing import block_id
+from consortia.types.signing import SigningDomain, block_id
 
 # Transitions: every input the replica takes and the one method that handles it.
 ON_EVENT: Final = {
@@ -97,6 +97,7 @@ class Replica:
         self.setup = setup
         self.node_id = setup.node_id
         self.chain_id = setup.chain_id
+        self.domain = SigningDomain(setup.genesis_hash)
         self.suite = setup.suite
         self.params: Params = setup.params
         self.counters = Counters()
@@ -115,7 +116,12 @@ class Replica:
         if state is None or state.epoch < self.epoch:
             state = SafetyState(epoch=self.epoch, highest_vote_round=0, highest_qc=setup.root_qc)
         self.safety = SafetyRules(
-            self.suite, setup.private_key, self.chain_id, state, setup.weakening
+            self.suite,
+            setup.private_key,
+            self.chain_id,
+            state,
+            setup.weakening,
+            domain=self.domain,
         )
         if state.highest_qc.round > self.tree.high_qc.round:
             self.tree.high_qc = state.highest_qc
@@ -133,7 +139,10 @@ class Replica:
         self.proposed_round = 0
         self._payload_requested_round = 0
         # The QC that made this replica's latest commit of this epoch final (None: none yet).
+        # Invariant: None or of this epoch.
         self.high_commit_qc: QuorumCertificate | None = None
+        if setup.commit_proof is not None and setup.commit_proof.epoch == self.epoch:
+            self.high_commit_qc = setup.commit_proof
         self.pacemaker = Pacemaker(self.params, self.node_id, self.counters)
         self.votes = VoteCollector(self.validators, self.chain_id, self.counters)
         self.proposals = Proposals(setup, self.counters, self.leaders)
@@ -180,6 +189,10 @@ class Replica:
             "the last TC is not of the previous round",
         )
         _require(self.tree.high_qc.epoch >= self.epoch, "high QC of an older epoch")
+        _require(
+            self.high_commit_qc is None or self.high_commit_qc.epoch == self.epoch,
+            "commit QC of another epoch",
+        )
         for broken in (
             self.pacemaker.check(self.round),
             self.durable.check(),
@@ -196,9 +209,11 @@ class Replica:
         start_round = max(self.tree.high_qc.round + 1, 1)
         tc = self.safety.state.last_timeout_certificate
         if tc is not None and tc.epoch == self.epoch and tc.round + 1 > start_round:
-            # Restarted after timing out in a round entered through this TC: resume there.
+            # Restarted after timing out or voting in a round entered through this TC: resume
+            # there, with the QC the TC carries.
             start_round = tc.round + 1
             self.last_tc = tc
+            self.tree.update_high_qc(tc.high_qc)
         self.round = 0
         self._enter_round(start_round)
 
@@ -210,7 +225,13 @@ class Replica:
         quorum_override = None
         if self.setup.weakening.quorum_is_f_plus_one:
             quorum_override = config.fault_power + 1
-        return ValidatorSet(config, self.suite, self.chain_id, quorum_override=quorum_override)
+        return ValidatorSet(
+            config,
+            self.suite,
+            self.chain_id,
+            domain=self.domain,
+            quorum_override=quorum_override,
+        )
 
     def _leader_election(self) -> LeaderElection:
         return LeaderElection(
@@ -219,7 +240,7 @@ class Replica:
 
     # ------------------------------------------------------------------ rounds
 
-    def _enter_round(self, new_round: int) -> None:
+    def _enter_round(self, new_round: int, *, leader_overdue: bool = False) -> None:
         """Move to `new_round` (never back): forget old rounds, arm the timer, and propose
         when leading. pacemaker.py lists every way this is reached."""
         if new_round <= self.round:
@@ -227,15 +248,23 @@ class Replica:
         self.round = new_round
         self.votes.prune(new_round - 1)
         self.proposals.prune(new_round - 1)
-        self._out.append(self.pacemaker.timer(self.epoch, new_round))
+        self.pacemaker.entered(new_round, self.now_ms)
+        self._out.append(self.pacemaker.timer(self.epoch, new_round, overdue=leader_overdue))
         if self._leader(new_round) == self.node_id:
             self._request_payload()
 
     def _advance_by_qc(self, qc_round: int) -> None:
-        """A QC of `qc_round` made progress: the one place the back-off resets in an epoch."""
+        """A QC of `qc_round` made progress: the one place the back-off resets in an epoch.
+
+        A QC of the current round that arrives after this replica timed out in it was made
+        from the votes replicas broadcast when they gave up: the leader of the next round had
+        those votes a whole timeout ago and has not proposed, so its round gets a short timer.
+        """
+        overdue = qc_round == self.round and self.pacemaker.has_timed_out(qc_round)
+        self.pacemaker.certified(qc_round, self.now_ms)
         self.last_tc = None
         self.pacemaker.reset_backoff()
-        self._enter_round(qc_round + 1)
+        self._enter_round(qc_round + 1, leader_overdue=overdue)
 
     def _leader(self, round_: int) -> bytes:
         return self.leaders.leader(round_)
@@ -262,11 +291,21 @@ class Replica:
             return
         if self.proposed_round >= self.round or self._leader(self.round) != self.node_id:
             return
-        proposal = self.proposals.propose(self.tree, event, self.now_ms, self.last_tc)
-        if proposal is not None:
-            self.proposed_round = self.round
-            self._out.append(Broadcast(proposal))
-            self._on_proposal(proposal, self.node_id)
+        built = self.proposals.build(self.tree, event, self.now_ms, self.last_tc)
+        if built is None:
+            return
+        new_id, block, tc = built
+        signed = self.safety.make_proposal(block.header, new_id)
+        if isinstance(signed, Refusal):
+            self.counters.drop("unsafe_to_propose")
+            self.counters.refuse(signed.rule)
+            return
+        signature, state = signed
+        self.proposed_round = self.round
+        proposal = Proposal(block=block, signature=signature, timeout_certificate=tc)
+        # Like a vote: the proposal leaves (and reaches this replica) once the state that
+        # records it is durable, so a restarted leader never signs another for this round.
+        self._persist_then(state, [Broadcast(proposal)], [proposal])
 
     # ------------------------------------------------------------------ messages
 
@@ -293,7 +332,7 @@ class Replica:
         if header.epoch != self.epoch:
             return  # its certificate ended the epoch
         if proposal.timeout_certificate is not None:
-            self._process_tc(proposal.timeout_certificate)
+            self._process_tc(proposal.timeout_certificate, sender)
         if not self.proposals.valid(proposal, new_id, self.validators, self.now_ms):
             return
         if header.round != self.round:
@@ -361,7 +400,7 @@ class Replica:
             # f+1 timed out: at least one honest replica gave up on this round; join them.
             self._local_timeout()
         if tc is not None:
-            self._process_tc(tc)
+            self._process_tc(tc, sender)
 
     def _adopt_certificates(self, sender: bytes, timeout: Timeout) -> bool:
         """Certificates first, whatever the timeout's round: they are self-authenticating, and
@@ -380,19 +419,41 @@ class Replica:
         self._process_qc(timeout.high_qc, sender)
         last_tc = timeout.last_timeout_certificate
         if last_tc is not None and last_tc.epoch == self.epoch:
-            self._process_tc(last_tc)
+            self._process_tc(last_tc, sender)
         return True
 
     def _local_timeout(self) -> None:
-        """Give up on the current round: sign and broadcast a timeout (again, if re-armed)."""
+        """Give up on the current round: sign and broadcast a timeout (again, if re-armed).
+
+        A vote this replica cast in the round goes to everyone with it: when the round failed
+        only because the next leader (who alone collects votes) is faulty, the votes still
+        make a QC wherever a quorum of them meets, and the block is not lost.
+        """
         if self.node_id in self.validators:
             signed = self.pacemaker.sign_timeout(
                 self.safety, self.round, self.tree.high_qc, self.last_tc, self.high_commit_qc
             )
             if signed is not None:
                 timeout, state = signed
-                self._persist_then(state, [Broadcast(timeout)], [timeout])
+                outgoing: list[Action] = [Broadcast(timeout)]
+                loopback: list[ConsensusMessage] = [timeout]
+                vote = self._vote_of_round(state)
+                if vote is not None:
+                    outgoing.append(Broadcast(vote))
+                    loopback.append(vote)
+                self._persist_then(state, outgoing, loopback)
         self._out.append(self.pacemaker.timer(self.epoch, self.round))
+
+    def _vote_of_round(self, state: SafetyState) -> Vote | None:
+        """The vote this replica signed in its current round, if any."""
+        data, signature = state.last_vote, state.last_vote_signature
+        if (
+            data is None
+            or signature is None
+            or (data.epoch, data.round) != (self.epoch, self.round)
+        ):
+            return None
+        return Vote(data=data, author=self.node_id, signature=signature)
 
     # ------------------------------------------------------------------ certificates
 
@@ -413,7 +474,9 @@ class Replica:
         elif self._leader(self.round) == self.node_id and qc.block_id in self.tree:
             self._request_payload()
 
-    def _process_tc(self, tc: TimeoutCertificate) -> None:
+    def _process_tc(self, tc: TimeoutCertificate, peer: bytes) -> None:
+        """Adopt a verified TC: first the QC it carries, then round tc.round + 1."""
+        self._process_qc(tc.high_qc, peer)
         if tc.epoch != self.epoch or tc.round + 1 <= self.round:
             return
         self.last_tc = tc

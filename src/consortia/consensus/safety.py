@@ -1,4 +1,5 @@
-"""Safety rules: the only code that decides whether this replica signs a vote or a timeout.
+"""Safety rules: the only code that decides whether this replica signs a vote, a timeout or a
+proposal.
 
 Everything that can make two honest replicas commit different blocks is decided here, in a
 few rules taken from Jolteon (DiemBFT v4), written out in docs/consensus.md section "Safety":
@@ -10,7 +11,9 @@ few rules taken from Jolteon (DiemBFT v4), written out in docs/consensus.md sect
   replica has voted on (the lock), r > max(highest_vote_round - 1, qc_round), and r follows
   the QC's round or the last TC's round;
 * a vote or timeout raises `highest_vote_round` to r, so after timing out in r the replica
-  never votes in r.
+  never votes in r;
+* sign a proposal for round r only if r > highest_proposal_round: an honest leader never
+  equivocates, even across a restart.
 
 A refusal is a value, not `None`: `Refusal` names the rule that refused and the rounds it
 compared, so a replica's metrics and a reviewer's trace say exactly why nothing was signed.
@@ -25,16 +28,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import msgspec
+
 from consortia.crypto import Suite
 from consortia.types.consensus import (
     BlockHeader,
+    ProposalData,
     QuorumCertificate,
     SafetyState,
     TimeoutCertificate,
     TimeoutData,
     VoteData,
 )
-from consortia.types.signing import sign
+from consortia.types.signing import SigningDomain, sign
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,9 @@ RefusalRule = Literal[
     "not_consecutive_without_tc",  # the QC is not of round-1 and no TC of round-1 came with it
     "tc_not_previous_round",  # a TC came, but not of round-1
     "qc_below_tc_high_qc",  # the QC is below the highest QC round the TC names
+    # proposals
+    "proposal_other_epoch",  # the block is not of the safety state's epoch
+    "already_proposed_in_round",  # this leader already signed a proposal in this round or later
     # timeouts
     "timeout_other_epoch",  # the high QC is not of the safety state's epoch
     "timeout_qc_below_lock",  # the high QC is below the highest QC voted on (the lock)
@@ -105,7 +114,10 @@ class SafetyRules:
         chain_id: str,
         state: SafetyState,
         weakening: Weakening = NO_WEAKENING,
+        *,
+        domain: SigningDomain,
     ) -> None:
+        self._domain = domain
         self._suite = suite
         self._private_key = private_key
         self._chain_id = chain_id
@@ -144,19 +156,37 @@ class SafetyRules:
         if refused is not None:
             return self._refusal(refused, header.round, header.justify.round, tc)
         data = VoteData(self._chain_id, header.epoch, header.round, block_id, header.height)
-        signature = sign(self._suite, self._private_key, data)
+        signature = sign(self._suite, self._private_key, data, self._domain)
         highest_qc = self.state.highest_qc
         if header.justify.round > highest_qc.round:
             highest_qc = header.justify
-        self.state = SafetyState(
-            epoch=self.state.epoch,
+        self.state = msgspec.structs.replace(
+            self.state,
             highest_vote_round=max(self.state.highest_vote_round, header.round),
             highest_qc=highest_qc,
             last_vote=data,
             last_vote_signature=signature,
-            last_timeout_certificate=self.state.last_timeout_certificate,
+            # The TC that justified this round goes to disk with the vote: after a restart the
+            # replica resumes in this round and can still time out in it.
+            last_timeout_certificate=self._remembered_tc(header.round, tc),
         )
         return data, signature, self.state
+
+    def make_proposal(
+        self, header: BlockHeader, block_id: bytes
+    ) -> tuple[bytes, SafetyState] | Refusal:
+        """The leader's signature on its block, and the state to persist before it leaves, or
+        why not: a leader signs at most one proposal a round, across restarts."""
+        if header.epoch != self.state.epoch:
+            return self._refusal("proposal_other_epoch", header.round, header.justify.round, None)
+        if header.round <= self.state.highest_proposal_round:
+            return self._refusal(
+                "already_proposed_in_round", header.round, header.justify.round, None
+            )
+        data = ProposalData(self._chain_id, header.epoch, header.round, block_id)
+        signature = sign(self._suite, self._private_key, data, self._domain)
+        self.state = msgspec.structs.replace(self.state, highest_proposal_round=header.round)
+        return signature, self.state
 
     def make_timeout(
         self, round_: int, high_qc: QuorumCertificate, tc: TimeoutCertificate | None
@@ -168,22 +198,25 @@ class SafetyRules:
         if refused is not None:
             return self._refusal(refused, round_, high_qc.round, tc)
         data = TimeoutData(self._chain_id, self.state.epoch, round_, high_qc.round)
-        signature = sign(self._suite, self._private_key, data)
-        remembered_tc = self.state.last_timeout_certificate
-        if tc is not None and tc.round + 1 == round_:
-            remembered_tc = tc
+        signature = sign(self._suite, self._private_key, data, self._domain)
+        remembered_tc = self._remembered_tc(round_, tc)
         if round_ > self.state.highest_vote_round or remembered_tc != (
             self.state.last_timeout_certificate
         ):
-            self.state = SafetyState(
-                epoch=self.state.epoch,
+            self.state = msgspec.structs.replace(
+                self.state,
                 highest_vote_round=max(round_, self.state.highest_vote_round),
-                highest_qc=self.state.highest_qc,
-                last_vote=self.state.last_vote,
-                last_vote_signature=self.state.last_vote_signature,
                 last_timeout_certificate=remembered_tc,
             )
         return data, signature, self.state
+
+    def _remembered_tc(
+        self, round_: int, tc: TimeoutCertificate | None
+    ) -> TimeoutCertificate | None:
+        """The TC to keep on disk after signing in `round_`: `tc` when it justified the round."""
+        if tc is not None and tc.round + 1 == round_:
+            return tc
+        return self.state.last_timeout_certificate
 
     def _refusal(
         self, rule: RefusalRule, round_: int, qc_round: int, tc: TimeoutCertificate | None

@@ -19,7 +19,7 @@ from consortia.types.consensus import (
     VoteData,
 )
 from consortia.types.encoding import encode
-from consortia.types.signing import signing_bytes
+from consortia.types.signing import SigningDomain
 
 _VERIFIED_MEMO_SIZE = 1024
 
@@ -31,8 +31,10 @@ class ValidatorSet:
         suite: Suite,
         chain_id: str,
         *,
+        domain: SigningDomain,
         quorum_override: int | None = None,
     ) -> None:
+        self.domain = domain
         self.config = config
         self.epoch = config.epoch
         self.suite = suite
@@ -57,7 +59,9 @@ class ValidatorSet:
 
     def verify_one(self, index: int, payload: VoteData | TimeoutData, signature: bytes) -> bool:
         validator = self.validators[index]
-        return self.suite.verify(validator.public_key, signing_bytes(payload), signature)
+        return self.suite.verify(
+            validator.public_key, self.domain.signing_bytes(payload), signature
+        )
 
     def verify_qc(self, qc: QuorumCertificate, *, epoch_root_id: bytes | None = None) -> bool:
         """True when `qc` is a quorum of valid votes of this epoch, or the epoch's root QC.
@@ -74,9 +78,9 @@ class ValidatorSet:
         if known is not None:
             return known
         indexes = [entry.index for entry in qc.signatures]
-        if any(index >= len(self.validators) for index in indexes) or not self.has_quorum(indexes):
+        if not self._known(indexes) or not self.has_quorum(indexes):
             return False
-        message = signing_bytes(qc.vote_data(self.chain_id))
+        message = self.domain.signing_bytes(qc.vote_data(self.chain_id))
         items = [
             (self.validators[entry.index].public_key, message, entry.signature)
             for entry in qc.signatures
@@ -85,7 +89,9 @@ class ValidatorSet:
         self._remember(key, valid)
         return valid
 
-    def verify_tc(self, tc: TimeoutCertificate) -> bool:
+    def verify_tc(self, tc: TimeoutCertificate, *, epoch_root_id: bytes) -> bool:
+        """True when `tc` is a quorum of valid timeouts of this epoch whose highest signed
+        high-QC round is the round of the valid QC it carries."""
         if tc.epoch != self.epoch:
             return False
         key = b"tc" + encode(tc)
@@ -93,12 +99,19 @@ class ValidatorSet:
         if known is not None:
             return known
         indexes = [entry.index for entry in tc.signatures]
-        if any(index >= len(self.validators) for index in indexes) or not self.has_quorum(indexes):
+        if not self._known(indexes) or not self.has_quorum(indexes):
+            return False
+        if tc.high_qc.round >= tc.round or not self.verify_qc(
+            tc.high_qc, epoch_root_id=epoch_root_id
+        ):
+            self._remember(key, False)
             return False
         items = [
             (
                 self.validators[entry.index].public_key,
-                signing_bytes(TimeoutData(self.chain_id, tc.epoch, tc.round, entry.high_qc_round)),
+                self.domain.signing_bytes(
+                    TimeoutData(self.chain_id, tc.epoch, tc.round, entry.high_qc_round)
+                ),
                 entry.signature,
             )
             for entry in tc.signatures
@@ -106,6 +119,13 @@ class ValidatorSet:
         valid = all(self.suite.verify_many(items))
         self._remember(key, valid)
         return valid
+
+    def _known(self, indexes: list[int]) -> bool:
+        """Every index names a validator, once (a struct built in memory, not decoded, could
+        hold a negative index that aliases another)."""
+        return all(0 <= index < len(self.validators) for index in indexes) and len(
+            set(indexes)
+        ) == len(indexes)
 
     def _remember(self, key: bytes, valid: bool) -> None:
         self._verified[key] = valid

@@ -33,15 +33,19 @@ class VoteCollector:
         self.votes: dict[int, dict[int, tuple[bytes, int, bytes]]] = {}
         # round -> validator index -> (high QC round, signature). Same invariants as `votes`.
         self.timeouts: dict[int, dict[int, tuple[int, bytes]]] = {}
+        # round -> the highest QC among that round's timeouts (what its TC will carry).
+        # Invariant: its round is the highest high-QC round in `timeouts[round]`.
+        self.timeout_qcs: dict[int, QuorumCertificate] = {}
 
     def new_epoch(self, validators: ValidatorSet) -> None:
         self.validators = validators
         self.votes.clear()
         self.timeouts.clear()
+        self.timeout_qcs.clear()
 
     def prune(self, below_round: int) -> None:
         """Forget rounds below `below_round`: no certificate of theirs can matter any more."""
-        for buffer in (self.votes, self.timeouts):
+        for buffer in (self.votes, self.timeouts, self.timeout_qcs):
             for stale in [r for r in buffer if r < below_round]:
                 del buffer[stale]
 
@@ -63,7 +67,7 @@ class VoteCollector:
         commit_qc = timeout.high_commit_qc
         valid = (
             validators.verify_qc(timeout.high_qc, epoch_root_id=epoch_root_id)
-            and (last_tc is None or validators.verify_tc(last_tc))
+            and (last_tc is None or validators.verify_tc(last_tc, epoch_root_id=epoch_root_id))
             and (
                 commit_qc is None
                 or commit_qc.epoch != validators.epoch
@@ -145,6 +149,9 @@ class VoteCollector:
             return None
         round_timeouts = self.timeouts.setdefault(data.round, {})
         round_timeouts[index] = (data.high_qc_round, timeout.signature)
+        best = self.timeout_qcs.get(data.round)
+        if best is None or timeout.high_qc.round > best.round:
+            self.timeout_qcs[data.round] = timeout.high_qc
         power = self.validators.power_of(list(round_timeouts))
         if power < self.validators.quorum_power:
             return power, None
@@ -155,5 +162,6 @@ class VoteCollector:
                 TimeoutSignature(i, hqc_round, signature)
                 for i, (hqc_round, signature) in sorted(round_timeouts.items())
             ],
+            high_qc=self.timeout_qcs[data.round],
         )
         return power, tc

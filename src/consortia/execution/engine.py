@@ -23,7 +23,7 @@ tree or the registry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,8 +50,14 @@ from consortia.execution.registry import (
 from consortia.execution.state import StateTree
 from consortia.execution.values import canonical, decode_value, state_key
 from consortia.types.encoding import decode
-from consortia.types.signing import verify
+from consortia.types.signing import SigningDomain, transaction_id, verify
 from consortia.types.transaction import Transaction
+
+# The farthest ahead a transaction may set its expiry height (about a day at one block a
+# second): a signed transaction can be replayed only within a bounded window.
+EXPIRY_BLOCKS_MAX = 100_000
+# Receipts of bytes that are no transaction at all are named by the bytes' hash under this.
+UNDECODABLE_TX_DOMAIN = b"consortia/undecodable-tx/v1\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,16 +182,20 @@ class Engine:
         chain_id: str,
         registry: ContractRegistry,
         *,
+        genesis_hash: bytes,
         supported_protocols: tuple[int, ...] = (1,),
         protocol_guard: ProtocolGuard | None = None,
     ) -> None:
         self.suite = suite
         self.chain_id = chain_id
+        # Transactions are signed for this chain's genesis, not only its chain id.
+        self.domain = SigningDomain(genesis_hash)
         self.registry = registry
         self.supported_protocols = supported_protocols
         self._protocol_guard = protocol_guard
         self.state = StateTree(suite)
         self._pending: BlockRun | None = None
+        self.last_writes: dict[bytes, bytes | None] = {}
 
     # ------------------------------------------------------------------ genesis
 
@@ -202,14 +212,78 @@ class Engine:
 
     def check(self, tx_bytes: bytes) -> Receipt:
         """Would this transaction be accepted against committed state? Changes nothing."""
-        tx_id = self.suite.hash(tx_bytes)
+        tx_id, tx = self._decode(tx_bytes)
         try:
-            self._admit(self._run(self.state.height + 1, 0), tx_bytes)
+            self._admit(self._run(self.state.height + 1, 0), tx)
         except ContractError as error:
             return Receipt.refused(tx_id, error)
         return Receipt(tx_id, True, "ok", "", 0)
 
-    def execute_block(self, height: int, time_ms: int, txs: Sequence[bytes]) -> BlockResult:
+    def view(self, tx_bytes: bytes, height: int | None = None) -> Receipt:
+        """A signed read request: the call runs against committed state (at `height`, or the
+        latest), as its signer, and everything it writes is thrown away; no nonce is spent.
+        The request passes every admission check but the nonce, so only a holder of the
+        account's key can read through it, and a contract's own rules (a regulator-only
+        method, say) apply as they do to a transaction."""
+        at = self.state.height if height is None else height
+        tx_id, decoded = self._decode(tx_bytes)
+        run = self._run(at + 1, 0)
+        if height is not None and height < self.state.height:
+            run = BlockRun(_AtHeight(self.state, height), self.registry.code, at + 1, 0)
+        try:
+            tx = self._admit(run, decoded, check_nonce=False)
+        except ContractError as error:
+            return Receipt.refused(tx_id, error)
+        body = tx.body
+        meter = Meter(TX_GAS_LIMIT)
+        ctx = Context(
+            host=run,
+            contract=body.contract,
+            caller=body.sender,
+            origin=body.sender,
+            height=run.height,
+            time_ms=run.time_ms,
+            meter=meter,
+        )
+        run.begin()
+        try:
+            result = run.call(ctx, body.method, dict(body.args))
+            canonical(result)
+        except ContractError as error:
+            return Receipt.refused(tx_id, error, meter.used)
+        except (AssertionError, UnknownContractCodeError):
+            raise
+        except Exception as error:  # a contract bug fails the read, not the node
+            return Receipt(tx_id, False, "contract_fault", type(error).__name__, meter.used)
+        finally:
+            run.discard()
+        return Receipt(tx_id, True, "ok", "", meter.used, tuple(ctx.events), result)
+
+    def transaction_id(self, tx_bytes: bytes) -> bytes:
+        """The id receipts and lookups use: the hash of the signed body under its own tag, so
+        a re-signed body is the same transaction; for bytes that are no transaction at all,
+        the hash of the bytes under another tag."""
+        return self._decode(tx_bytes)[0]
+
+    def _decode(self, tx_bytes: bytes) -> tuple[bytes, Transaction | DecodeError]:
+        try:
+            tx = decode(tx_bytes, Transaction)
+        except DecodeError as error:
+            return self.suite.hash(UNDECODABLE_TX_DOMAIN + tx_bytes), error
+        return transaction_id(self.suite, tx.body), tx
+
+    def execute_block(
+        self,
+        height: int,
+        time_ms: int,
+        txs: Sequence[bytes],
+        *,
+        signature_checked: Callable[[bytes], bool] | None = None,
+    ) -> BlockResult:
+        """Run a block's transactions in order. `signature_checked(tx_bytes)` may say that
+        this node already verified that exact signed transaction (its mempool did): the check
+        is then skipped, which never changes a result, since a valid signature is valid on
+        every node."""
         assert self._pending is None, "execute_block twice without commit"
         assert height == self.state.height + 1, "blocks execute in height order"
         if self._protocol_guard is not None:
@@ -217,16 +291,26 @@ class Engine:
             if reason is not None:
                 raise ProtocolUnsupportedError(reason)
         run = self._run(height, time_ms)
-        receipts = [self._execute(run, tx_bytes) for tx_bytes in txs]
+        checked = signature_checked or _never
+        receipts = [self._execute(run, tx_bytes, checked(tx_bytes)) for tx_bytes in txs]
         self._pending = run
         return BlockResult(height, receipts)
 
     def commit(self) -> bytes:
+        """Apply the executed block's writes; return the new state root. The writes stay in
+        `last_writes` until the next commit, for the node to store with the block."""
         run = self._pending
         assert run is not None, "commit without execute_block"
         assert not run.call_writes
         self._pending = None
+        self.last_writes = dict(run.block_writes)
         return self.state.apply(run.height, run.block_writes)
+
+    def restore(self, height: int, values: dict[bytes, bytes], root: bytes) -> None:
+        """Rebuild committed state from a node's store after a restart, without re-executing
+        a block. A root that differs from the stored one is a corrupt store: stop."""
+        restored = self.state.restore(height, values)
+        assert restored == root, "the stored state does not hash to the stored state root"
 
     def query(self, contract: str, key: str, height: int | None = None) -> Any:
         return decode_value(self.state.get(state_key(contract, key), height))
@@ -244,10 +328,10 @@ class Engine:
     def _run(self, height: int, time_ms: int) -> BlockRun:
         return BlockRun(self.state.current, self.registry.code, height, time_ms)
 
-    def _execute(self, run: BlockRun, tx_bytes: bytes) -> Receipt:
-        tx_id = self.suite.hash(tx_bytes)
+    def _execute(self, run: BlockRun, tx_bytes: bytes, signature_checked: bool) -> Receipt:
+        tx_id, decoded = self._decode(tx_bytes)
         try:
-            tx = self._admit(run, tx_bytes)
+            tx = self._admit(run, decoded, signature_checked=signature_checked)
         except ContractError as error:
             return Receipt.refused(tx_id, error)
         body = tx.body
@@ -285,18 +369,31 @@ class Engine:
         run.keep()
         return Receipt(tx_id, True, "ok", "", meter.used, tuple(ctx.events), result)
 
-    def _admit(self, run: BlockRun, tx_bytes: bytes) -> Transaction:
+    def _admit(
+        self,
+        run: BlockRun,
+        tx: Transaction | DecodeError,
+        *,
+        signature_checked: bool = False,
+        check_nonce: bool = True,
+    ) -> Transaction:
         """Checks every transaction passes before it may run, in a fixed order."""
-        try:
-            tx = decode(tx_bytes, Transaction)
-        except DecodeError as error:
-            raise ContractError("malformed_transaction", error.message) from None
+        if isinstance(tx, DecodeError):
+            raise ContractError("malformed_transaction", tx.message)
         body = tx.body
         if body.chain_id != self.chain_id:
             raise ContractError("wrong_chain", f"transaction is for chain {body.chain_id!r}")
         if body.expiry_height < run.height:
             raise ContractError("expired", f"expired at height {body.expiry_height}")
-        if not verify(self.suite, body.public_key, body, tx.signature):
+        if body.expiry_height > run.height + EXPIRY_BLOCKS_MAX:
+            raise ContractError(
+                "expiry_too_far",
+                f"expiry height {body.expiry_height} is more than {EXPIRY_BLOCKS_MAX} blocks "
+                f"after height {run.height}",
+            )
+        if not signature_checked and not verify(
+            self.suite, body.public_key, body, tx.signature, self.domain
+        ):
             raise ContractError("bad_signature", "the signature does not verify")
         account = identity_state.read_account(run.query, body.sender)
         if account is None:
@@ -308,7 +405,7 @@ class Engine:
             raise ContractError("account_frozen", f"account {body.sender!r} is frozen")
         if account.get("public_key") != body.public_key.hex():
             raise ContractError("wrong_key", "the key is not the account's current key")
-        if body.nonce != account.get("nonce", 0):
+        if check_nonce and body.nonce != account.get("nonce", 0):
             raise ContractError(
                 "bad_nonce", f"expected nonce {account.get('nonce', 0)}, got {body.nonce}"
             )
@@ -330,3 +427,31 @@ class Engine:
                 f"{body.contract} runs version {record['active_version']}, "
                 f"the transaction expects {body.contract_version}",
             )
+
+
+def _never(tx_bytes: bytes) -> bool:
+    return False
+
+
+class _AtHeight(Mapping[bytes, bytes]):
+    """Committed state as it was at a past height (read-only, for signed reads)."""
+
+    def __init__(self, state: StateTree, height: int) -> None:
+        self._state = state
+        self._height = height
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self._state.get(key, self._height)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        value = self._state.get(key, self._height)
+        return default if value is None else value
+
+    def __iter__(self) -> Iterator[bytes]:
+        raise TypeError("past state cannot be listed")
+
+    def __len__(self) -> int:
+        raise TypeError("past state cannot be counted")

@@ -19,7 +19,7 @@ from consortia.execution.contract import Contract
 from consortia.execution.contracts import identity_state, system
 from consortia.execution.engine import Engine
 from consortia.execution.registry import ContractRegistry
-from consortia.types.genesis import Genesis
+from consortia.types.genesis import Genesis, genesis_hash
 
 
 def genesis_writes(genesis: Genesis, contracts: list[type[Contract]]) -> dict[str, dict[str, Any]]:
@@ -39,17 +39,22 @@ def engine_from_genesis(
     contracts: list[type[Contract]],
     *,
     supported_protocols: tuple[int, ...] = (1,),
+    initialise: bool = True,
 ) -> Engine:
-    """An engine at height 0 for this genesis. When the `sys` contract is among `contracts`,
-    the engine refuses to execute blocks under a protocol version it does not support."""
+    """An engine at height 0 for this genesis (with its genesis state unless `initialise` is
+    off: a node restarting restores its committed state instead). When the `sys` contract is
+    among `contracts`, the engine refuses to execute blocks under a protocol version it does
+    not support."""
     has_system = any(c.name == system.CONTRACT for c in contracts)
     guard = system.protocol_check if has_system else None
     engine = Engine(
         get_suite(genesis.suite),
         genesis.chain_id,
         ContractRegistry(contracts),
+        genesis_hash=genesis_hash(genesis),
         supported_protocols=supported_protocols,
         protocol_guard=guard,
     )
-    engine.initialise(genesis_writes(genesis, contracts))
+    if initialise:
+        engine.initialise(genesis_writes(genesis, contracts))
     return engine

@@ -90,6 +90,15 @@ class StateTree:
         self._apply_writes(0, dict(writes))
         return self.root
 
+    def restore(self, height: int, values: dict[bytes, bytes]) -> bytes:
+        """Load the committed values of `height` (from a node's store, after a restart) into
+        an empty tree; return the root, which the caller checks against the stored one. No
+        history before `height` is kept."""
+        assert self.height == 0 and not self._values, "state is restored once, into nothing"
+        self._apply_writes(height, dict(values))
+        self._history.clear()
+        return self.root
+
     def apply(self, height: int, writes: dict[bytes, bytes | None]) -> bytes:
         """Commit a block's writes (None deletes) at `height`; return the new state root."""
         assert height == self.height + 1, "blocks are applied in order"

@@ -27,8 +27,8 @@ from consortia.errors import GenesisError
 from consortia.identity.files import read_bounded, write_public_file
 from consortia.identity.strict_json import check_unique_keys
 from consortia.types.consensus import EpochConfig, Validator
-from consortia.types.encoding import encode
-from consortia.types.genesis import GENESIS_HASH_DOMAIN, Genesis
+from consortia.types.genesis import Genesis
+from consortia.types.genesis import genesis_hash as types_genesis_hash
 
 GENESIS_SIZE_MAX: Final = 64 * 1024 * 1024
 # EpochConfig bounds each validator's power to 2**32.
@@ -42,7 +42,7 @@ def node_id(chain_suite: Suite, public_key: bytes) -> bytes:
 
 def genesis_hash(genesis: Genesis) -> bytes:
     """The hash that identifies `genesis` (see the module docstring)."""
-    return suite(genesis.suite).hash(GENESIS_HASH_DOMAIN + encode(genesis))
+    return types_genesis_hash(genesis)
 
 
 def genesis_json(genesis: Genesis) -> bytes:
@@ -105,8 +105,16 @@ def check_genesis(genesis: Genesis, source: str = "genesis") -> None:
     _check_validators(genesis, source)
     _check_members(genesis, source)
     _check_accounts(genesis, source)
-    if genesis.consensus.round_timeout_ms > genesis.consensus.round_timeout_ms_max:
-        raise GenesisError(f"{source}: round_timeout_ms exceeds round_timeout_ms_max")
+    consensus = genesis.consensus
+    if not (
+        consensus.round_timeout_ms_min
+        <= consensus.round_timeout_ms
+        <= consensus.round_timeout_ms_max
+    ):
+        raise GenesisError(
+            f"{source}: round timeouts must be ordered: round_timeout_ms_min <= "
+            "round_timeout_ms <= round_timeout_ms_max"
+        )
 
 
 def _check_validators(genesis: Genesis, source: str) -> None:

@@ -73,6 +73,7 @@ class Counters:
     bytes_received: int = 0
     keepalives_sent: int = 0
     dials: int = 0
+    dial_failures: int = 0  # TCP connects that failed or timed out
     connections_opened: int = 0
     drops: dict[DropReason, int] = field(default_factory=lambda: _zeros(DropReason))
     refusals: dict[Refusal, int] = field(default_factory=lambda: _zeros(Refusal))
@@ -88,6 +89,7 @@ class Counters:
             "bytes_received": self.bytes_received,
             "keepalives_sent": self.keepalives_sent,
             "dials": self.dials,
+            "dial_failures": self.dial_failures,
             "connections_opened": self.connections_opened,
         }
         flat |= {f"drops_{reason}": count for reason, count in self.drops.items()}

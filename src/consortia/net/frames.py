@@ -2,9 +2,10 @@
 
 After its TLS handshake, and once it has accepted the peer's certificate, each side writes the
 16-byte PREAMBLE (which names the transport version), then frames: a 4-byte big-endian length
-and that many bytes. A frame of length 0 is a keepalive and never reaches the node. A side
-writes no frame before it has read the peer's preamble, so a frame that arrives before this
-side has accepted the peer is a protocol violation.
+and that many bytes. A side writes no frame before it has read the peer's preamble. Two
+lengths are signals that never reach the node: 0 is a keepalive, and 0xFFFFFFFF (GOODBYE) says
+the writer will write nothing more on this link (it retires a duplicate link without losing
+the frames still in flight on it).
 
 `FrameReader` is the receiving half as a pure state machine shaped for
 asyncio.BufferedProtocol: `get_buffer` lends the space to read into, `buffer_updated` returns
@@ -28,6 +29,8 @@ PREAMBLE: Final = b"consortia-net/1\n"
 HEADER: Final = struct.Struct(">I")
 HEADER_SIZE: Final = HEADER.size
 KEEPALIVE: Final = HEADER.pack(0)
+GOODBYE_LENGTH: Final = 0xFFFFFFFF
+GOODBYE: Final = HEADER.pack(GOODBYE_LENGTH)
 # A read is never offered less room than this, so large streams arrive in few calls.
 READ_SIZE_MIN: Final = 16 * 1024
 
@@ -49,6 +52,7 @@ class FrameReader:
         "_initial_size",
         "_start",
         "_view",
+        "goodbye_received",
         "preamble_received",
     )
 
@@ -64,6 +68,7 @@ class FrameReader:
         self._start = 0  # the first byte not yet parsed
         self._end = 0  # one past the last byte read
         self.preamble_received = False
+        self.goodbye_received = False  # after it, nothing more is parsed
 
     @property
     def buffered(self) -> int:
@@ -86,6 +91,9 @@ class FrameReader:
         FrameError when the stream breaks the framing; the reader is then unusable."""
         assert 0 < nbytes <= len(self._buffer) - self._end, nbytes
         self._end += nbytes
+        if self.goodbye_received:
+            self._start = self._end  # the peer promised to write nothing more
+            return []
         if not self.preamble_received:
             if self._end - self._start < len(PREAMBLE):
                 return []
@@ -108,6 +116,10 @@ class FrameReader:
         start, end, size_max = self._start, self._end, self._frame_size_max
         while end - start >= HEADER_SIZE:
             (size,) = unpack(buffer, start)
+            if size == GOODBYE_LENGTH:
+                self.goodbye_received = True
+                start = end
+                break
             if size > size_max:
                 self._start = start
                 raise FrameError(f"a frame of {size} bytes exceeds the limit of {size_max}")

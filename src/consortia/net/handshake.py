@@ -1,70 +1,82 @@
-"""The handshake of one link: TLS 1.3 over a TCP connection, then the checks of the peer's id.
+"""TLS as bytes in, bytes out (`TlsSession`), and the checks of a peer's id after a handshake.
 
-`secure` upgrades a TCP connection with `loop.start_tls`, so a failed handshake comes back
-here as an exception that can be counted and logged with its reason (a server made with
-`create_server(ssl=...)` would swallow it). `check_peer` reads the node id from the
-certificate OpenSSL verified and applies the transport's rules to it.
+A link drives its own TLS: `TlsSession` wraps an ssl.SSLObject over two memory BIOs, so the
+connection that receives the TCP bytes is the one that feeds them to TLS, on any event loop,
+and a failed handshake surfaces as an exception that the transport counts and logs with its
+reason. (loop.start_tls would hand over the socket after it is already reading, and a server
+made with create_server(ssl=...) swallows failed handshakes.) `check_peer` reads the node id
+from the certificate OpenSSL verified and applies the transport's rules to it.
 
 This module must never accept a peer whose id does not come from its verified certificate,
-nor read or write a frame.
+do I/O, or read a frame.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import ssl
 from collections.abc import Callable
-from typing import cast
 
 from consortia.net.counters import Refusal
 from consortia.net.tls import PeerIdentityError, peer_node_id
 
 
-class Plain(asyncio.Protocol):
-    """The protocol of a TCP connection until start_tls replaces it: reads nothing."""
+class TlsSession:
+    """One side of a TLS connection: ciphertext in with `receive`, plaintext out with
+    `read_into`, plaintext in with `send`, ciphertext out with `outgoing`."""
 
-    def __init__(self, on_made: Callable[[asyncio.Transport], None] | None = None) -> None:
-        self._on_made = on_made
+    __slots__ = ("_incoming", "_object", "_outgoing")
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not derive from asyncio.Transport; both have its methods.
-        stream = cast(asyncio.Transport, transport)
-        stream.pause_reading()  # the ClientHello waits for start_tls
-        if self._on_made is not None:
-            self._on_made(stream)
-
-
-async def secure(
-    raw: asyncio.Transport,
-    protocol: asyncio.BaseProtocol,
-    context: ssl.SSLContext,
-    *,
-    server_side: bool,
-    handshake_timeout_s: float,
-    shutdown_timeout_s: float,
-) -> asyncio.Transport:
-    """The TLS transport over `raw` once the handshake is done; raises ssl.SSLError (a
-    certificate OpenSSL refused: ssl.SSLCertVerificationError), OSError or TimeoutError."""
-    if raw.is_closing():
-        raise ConnectionResetError("closed before the TLS handshake")
-    loop = asyncio.get_running_loop()
-    # start_tls enforces the handshake timeout itself; the outer one is a backstop.
-    async with asyncio.timeout(handshake_timeout_s + 1.0):
-        tls = await loop.start_tls(
-            raw,
-            protocol,
-            context,
-            server_side=server_side,
-            ssl_handshake_timeout=handshake_timeout_s,
-            ssl_shutdown_timeout=shutdown_timeout_s,
+    def __init__(self, context: ssl.SSLContext, *, server_side: bool) -> None:
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._object = context.wrap_bio(
+            self._incoming, self._outgoing, server_side=server_side, server_hostname=None
         )
-    if tls is None:
-        raise ConnectionResetError("the link closed during the TLS handshake")
-    return tls
+
+    def receive(self, ciphertext: bytes) -> None:
+        self._incoming.write(ciphertext)
+
+    def handshake(self) -> bool:
+        """Advance the handshake: True once it is complete. ssl.SSLError when it fails (a
+        certificate OpenSSL refused: ssl.SSLCertVerificationError)."""
+        try:
+            self._object.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        return True
+
+    def read_into(self, buffer: memoryview) -> int | None:
+        """Plaintext into `buffer`: the byte count, 0 when the peer closed TLS, None when no
+        whole record is waiting. ssl.SSLError when the stream is broken."""
+        try:
+            # With a buffer, read returns the count (typeshed says bytes either way).
+            count: int = self._object.read(len(buffer), buffer)  # type: ignore[assignment]
+        except ssl.SSLWantReadError:
+            return None
+        except ssl.SSLZeroReturnError:
+            return 0  # the peer's close_notify, after ours
+        return count
+
+    def send(self, plaintext: bytes) -> None:
+        self._object.write(plaintext)
+
+    def outgoing(self) -> bytes:
+        """The ciphertext to write to the peer now (may be empty)."""
+        return self._outgoing.read()
+
+    def close(self) -> None:
+        """Queue a close_notify alert (sent with the next `outgoing`)."""
+        # SSLError: waiting for the peer's close_notify, or the link is already broken.
+        with contextlib.suppress(ssl.SSLError):
+            self._object.unwrap()
+
+    def peer_certificate(self) -> bytes | None:
+        return self._object.getpeercert(binary_form=True)
 
 
 def check_peer(
-    tls: asyncio.Transport,
+    certificate_der: bytes | None,
     *,
     expected: bytes | None,
     own_id: bytes,
@@ -74,12 +86,10 @@ def check_peer(
     """(the refusal or None, the peer's node id or b"", a detail for the log). `expected` is
     the id dialled (None for an inbound link); `has_room` says whether the peer table can
     hold the id."""
-    ssl_object = tls.get_extra_info("ssl_object")
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    if der is None:
+    if certificate_der is None:
         return Refusal.NO_NODE_ID, b"", "no certificate"
     try:
-        peer_id = peer_node_id(der)
+        peer_id = peer_node_id(certificate_der)
     except PeerIdentityError as error:
         return Refusal.NO_NODE_ID, b"", str(error)
     if expected is not None and peer_id != expected:

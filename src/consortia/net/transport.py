@@ -32,7 +32,7 @@ from consortia.errors import InvalidArgumentError
 from consortia.net.connection import Connection, FrameHandler, State
 from consortia.net.counters import CloseReason, Counters, DropReason, Refusal
 from consortia.net.frames import SendQueue
-from consortia.net.handshake import Plain, check_peer, describe, secure
+from consortia.net.handshake import check_peer, describe
 from consortia.net.limits import TransportLimits, backoff_delay_s
 from consortia.net.peers import Address, Peer, PeerStatus, check_node_id, preferred
 from consortia.net.tls import TlsContexts, refusal_of
@@ -78,9 +78,7 @@ class Transport:
         self._log: structlog.typing.FilteringBoundLogger = base_logger.bind(node_id=node_id.hex())
         self._peers: dict[bytes, Peer] = {}
         self._connections: set[Connection] = set()  # every live link, handshaking ones too
-        self._handshakes = 0
         self._serials = itertools.count()
-        self._tasks: set[asyncio.Task[object]] = set()
         self._server: asyncio.Server | None = None
         self._keepalive: asyncio.Task[None] | None = None
         self._running = False
@@ -97,7 +95,7 @@ class Transport:
         loop = asyncio.get_running_loop()
         host, port = self._listen
         self._server = await loop.create_server(
-            lambda: Plain(self._accept_inbound), host, port, reuse_address=True, backlog=128
+            self._accept_inbound, host, port, reuse_address=True, backlog=128
         )
         self._running = True
         for peer in self._peers.values():
@@ -119,7 +117,7 @@ class Transport:
         self._running = False
         assert self._server is not None
         self._server.close()
-        tasks = [*self._tasks, *(p.dialer for p in self._peers.values() if p.dialer)]
+        tasks: list[asyncio.Task[None]] = [p.dialer for p in self._peers.values() if p.dialer]
         if self._keepalive is not None:
             tasks.append(self._keepalive)
         for task in tasks:
@@ -133,7 +131,7 @@ class Transport:
                 await asyncio.wait_for(self._none_left.wait(), self.limits.close_timeout_s)
             except TimeoutError:
                 for connection in list(self._connections):
-                    connection.close(CloseReason.SHUTDOWN)  # abort
+                    connection.abort()
         self._log.info("closed")
 
     # -- peers -----------------------------------------------------------------------------
@@ -165,14 +163,16 @@ class Transport:
         """Close every link to `node_id` now and drop its queued frames (for a revocation:
         `is_allowed` must already refuse it, or it will be dialled and accepted again).
         Returns the number of links closed."""
+        peer = self._peers.get(node_id)
+        if peer is not None:
+            self.counters.drops[DropReason.DISCONNECTED] += peer.queue.clear()
+            if peer.connection is not None:
+                self._deactivate(peer)  # at once: not when the link reports it is lost
         closed = 0
         for connection in list(self._connections):
             if connection.peer_id == node_id and connection.state is not State.HANDSHAKING:
                 connection.close(CloseReason.DISCONNECTED, "disconnected by the node")
                 closed += 1
-        peer = self._peers.get(node_id)
-        if peer is not None:
-            self.counters.drops[DropReason.DISCONNECTED] += peer.queue.clear()
         return closed
 
     def enforce_allowed(self) -> int:
@@ -184,6 +184,11 @@ class Transport:
             if connection.state is not State.HANDSHAKING and not self._allowed(connection.peer_id)
         }
         return sum(self.disconnect(node_id) for node_id in refused)
+
+    @property
+    def link_count(self) -> int:
+        """Live links, those still in their handshake included (a gauge for monitoring)."""
+        return len(self._connections)
 
     def connected(self) -> set[bytes]:
         """The peers with an open link."""
@@ -261,49 +266,105 @@ class Transport:
                 return None
             peer = self._peers[connection.peer_id] = Peer(connection.peer_id, None, self.limits)
         current = peer.connection
+        if (
+            current is not None
+            and current.state is State.OPEN
+            and preferred(current, connection) is current
+        ):
+            connection.retire(CloseReason.DUPLICATE, "another link is kept")
+            return None
         if current is not None:
-            if preferred(current, connection) is current:
-                connection.close(CloseReason.DUPLICATE, "another link is kept", abort=False)
-                return None
             current.detach()
-            current.close(CloseReason.DUPLICATE, "another link is kept", abort=False)
         peer.connection = connection
         peer.idle.clear()
         self.counters.connections_opened += 1
         self._notify_change()
         connection.log.info("connected")
+        if current is not None:
+            current.retire(CloseReason.DUPLICATE, "another link is kept")
         return peer.queue
 
-    def connection_closed(self, connection: Connection, reason: CloseReason) -> None:
-        self._connections.discard(connection)
-        self.counters.closes[reason] += 1
+    def link_inactive(self, connection: Connection) -> None:
+        """`connection` carries no more frames (retired or closing): if it was its peer's
+        active link, the peer has none until another opens; frames wait in its queue."""
         peer = self._peers.get(connection.peer_id)
         if peer is not None and peer.connection is connection:
-            peer.connection = None
-            peer.idle.set()
-            self._notify_change()
+            self._deactivate(peer)
+
+    def connection_closed(self, connection: Connection, reason: CloseReason | None) -> None:
+        """`connection` is gone; `reason` is None when it never passed its handshake."""
+        self._connections.discard(connection)
+        if reason is not None:
+            self.counters.closes[reason] += 1
+        peer = self._peers.get(connection.peer_id) if connection.peer_id else None
+        if peer is not None and peer.connection is connection:
+            self._deactivate(peer)
         if not self._connections:
             self._none_left.set()
+
+    def _deactivate(self, peer: Peer) -> None:
+        assert peer.connection is not None
+        peer.connection.detach()
+        peer.connection = None
+        peer.idle.set()
+        self._notify_change()
 
     def _notify_change(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    # -- handshakes ------------------------------------------------------------------------
+    # -- handshakes, called by Connection -------------------------------------------------
 
-    def _accept_inbound(self, raw: asyncio.Transport) -> None:
-        address = raw.get_extra_info("peername")
+    def link_made(self, connection: Connection) -> bool:
+        """A TCP connection is up: register it, unless the limits are reached."""
+        handshaking = sum(1 for link in self._connections if link.state is State.HANDSHAKING)
         if not self._running:
-            raw.abort()
-            return
+            return False
         if (
-            self._handshakes >= self.limits.handshakes_in_progress_max
+            handshaking >= self.limits.handshakes_in_progress_max
             or len(self._connections) >= self.limits.connections_max
         ):
-            self._refused(Refusal.CAPACITY, "too many links or handshakes", address)
-            raw.abort()
-            return
-        self._spawn(self._secure(raw, expected=None, address=address))
+            self._refused(connection, Refusal.CAPACITY, "too many links or handshakes")
+            return False
+        self._connections.add(connection)
+        return True
+
+    def link_established(self, connection: Connection, certificate: bytes | None) -> bytes | None:
+        """The TLS handshake is done: the peer's node id when it passes every check, else
+        None (the refusal counted and logged)."""
+        refusal, peer_id, detail = check_peer(
+            certificate,
+            expected=connection.expected_id,
+            own_id=self.node_id,
+            is_allowed=self._allowed,
+            has_room=lambda node_id: (
+                node_id in self._peers or len(self._peers) < self.limits.peers_max
+            ),
+        )
+        if refusal is not None:
+            self._refused(connection, refusal, detail, peer_id)
+            return None
+        return peer_id
+
+    def handshake_failed(self, connection: Connection, error: BaseException) -> None:
+        self._refused(connection, refusal_of(error), describe(error))
+
+    # -- dialling --------------------------------------------------------------------------
+
+    def _accept_inbound(self) -> Connection:
+        return self._new_connection(self._server_context, expected_id=None)
+
+    def _new_connection(self, context: ssl.SSLContext, expected_id: bytes | None) -> Connection:
+        return Connection(
+            self,
+            context,
+            expected_id=expected_id,
+            serial=next(self._serials),
+            limits=self.limits,
+            counters=self.counters,
+            on_frame=self._on_frame,
+            logger=self._log,
+        )
 
     def _start_dialer(self, peer: Peer) -> None:
         if peer.address is not None and (peer.dialer is None or peer.dialer.done()):
@@ -327,64 +388,15 @@ class Transport:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.limits.connect_timeout_s):
-                raw, _ = await loop.create_connection(Plain, address[0], address[1])
+                _, connection = await loop.create_connection(
+                    lambda: self._new_connection(self._client_context, peer.node_id),
+                    address[0],
+                    address[1],
+                )
         except (OSError, TimeoutError) as error:
+            self.counters.dial_failures += 1
             self._log.debug("dial failed", peer_id=peer.node_id.hex(), error=repr(error))
             return None
-        return await self._secure(raw, expected=peer.node_id, address=address)
-
-    async def _secure(
-        self, raw: asyncio.Transport, *, expected: bytes | None, address: object
-    ) -> Connection | None:
-        """The TLS handshake and the certificate checks of one link; the accepted Connection,
-        or None after the refusal is counted and logged."""
-        outbound = expected is not None
-        connection = Connection(
-            self,
-            outbound=outbound,
-            serial=next(self._serials),
-            limits=self.limits,
-            counters=self.counters,
-            on_frame=self._on_frame,
-            logger=self._log,
-        )
-        self._connections.add(connection)
-        self._handshakes += 1
-        try:
-            tls = await secure(
-                raw,
-                connection,
-                self._client_context if outbound else self._server_context,
-                server_side=not outbound,
-                handshake_timeout_s=self.limits.handshake_timeout_s,
-                shutdown_timeout_s=self.limits.close_timeout_s,
-            )
-        except (ssl.SSLError, OSError, TimeoutError) as error:
-            raw.abort()
-            self._forget(connection)
-            self._refused(refusal_of(error), describe(error), address, expected)
-            return None
-        except BaseException:
-            raw.abort()
-            self._forget(connection)
-            raise
-        finally:
-            self._handshakes -= 1
-        refusal, peer_id, detail = check_peer(
-            tls,
-            expected=expected,
-            own_id=self.node_id,
-            is_allowed=self._allowed,
-            has_room=lambda node_id: (
-                node_id in self._peers or len(self._peers) < self.limits.peers_max
-            ),
-        )
-        if refusal is not None:
-            tls.abort()
-            self._forget(connection)
-            self._refused(refusal, detail, address, peer_id or expected)
-            return None
-        connection.accept(tls, peer_id)
         return connection
 
     def _allowed(self, node_id: bytes) -> bool:
@@ -395,28 +407,18 @@ class Transport:
             self._log.exception("is_allowed raised; refusing", peer_id=node_id.hex())
             return False
 
-    def _forget(self, connection: Connection) -> None:
-        self._connections.discard(connection)
-        if not self._connections:
-            self._none_left.set()
-
     def _refused(
-        self, reason: Refusal, detail: str, address: object, peer_id: bytes | None = None
+        self, connection: Connection, reason: Refusal, detail: str, peer_id: bytes = b""
     ) -> None:
         self.counters.refusals[reason] += 1
-        self._log.warning(
+        claimed = peer_id or connection.expected_id
+        connection.log.warning(
             "handshake refused",
             reason=str(reason),
             detail=detail,
-            address=str(address),
-            peer_id=peer_id.hex() if peer_id else None,
+            address=connection.address,
+            peer_id=claimed.hex() if claimed else None,
         )
-
-    def _spawn(self, coroutine: object) -> None:
-        assert asyncio.iscoroutine(coroutine)
-        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _keepalive_loop(self) -> None:
         limits = self.limits

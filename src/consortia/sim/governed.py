@@ -16,9 +16,10 @@ from __future__ import annotations
 from consortia.crypto import Suite
 from consortia.execution.builtin import BUILTIN_CONTRACTS
 from consortia.execution.contracts import governance_state, identity_state
-from consortia.execution.engine import Engine
+from consortia.execution.engine import EXPIRY_BLOCKS_MAX, Engine
 from consortia.execution.genesis import engine_from_genesis
-from consortia.types.consensus import Block, BlockHeader, EpochConfig, Validator
+from consortia.execution.membership import EngineMembership
+from consortia.types.consensus import Block, EpochConfig, Validator
 from consortia.types.encoding import encode
 from consortia.types.genesis import (
     CommitteeSeat,
@@ -29,9 +30,12 @@ from consortia.types.genesis import (
     Governance,
     Member,
     MempoolParams,
+    genesis_hash,
 )
-from consortia.types.signing import sign
+from consortia.types.signing import SigningDomain, sign
 from consortia.types.transaction import Transaction, TransactionBody
+
+__all__ = ["EngineMembership", "GovernanceScript", "execute"]
 
 GOVERNANCE = governance_state.CONTRACT
 JOINING_MEMBER = "bank-new"
@@ -96,6 +100,7 @@ class GovernanceScript:
                 for i, (name, _, public) in enumerate(self._accounts)
             ],
         )
+        self.domain = SigningDomain(genesis_hash(self.genesis))
         self._proposal_args: dict[str, int | str | bool | list[int | str]] = {
             "kind": "add_validator",
             "node_id": joining.node_id.hex(),
@@ -141,28 +146,20 @@ class GovernanceScript:
         args: dict[str, int | str | bool | list[int | str]],
     ) -> bytes:
         body = TransactionBody(
-            self._chain_id, account, public_key, 0, GOVERNANCE, 1, method_name, args, 10**9
+            self._chain_id,
+            account,
+            public_key,
+            0,
+            GOVERNANCE,
+            1,
+            method_name,
+            args,
+            self._from_height + EXPIRY_BLOCKS_MAX // 2,
         )
-        return encode(Transaction(body, sign(self._suite, private_key, body)))
+        return encode(Transaction(body, sign(self._suite, private_key, body, self.domain)))
 
 
 def execute(engine: Engine, block: Block) -> bytes:
     """Run a committed block through the engine, as a node does; return the state root."""
     engine.execute_block(block.header.height, block.header.timestamp_ms, block.payload)
     return engine.commit()
-
-
-class EngineMembership:
-    """A slot's say on proposals: epoch changes only as its own engine's governance state says."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def check_payload(self, header: BlockHeader, payload: list[bytes]) -> bool:
-        return True
-
-    def check_epoch_change(self, header: BlockHeader, config: EpochConfig) -> bool:
-        return config == governance_state.pending_epoch_config(self.engine.query, header.epoch)
-
-    def next_epoch(self, epoch: int) -> EpochConfig | None:
-        return governance_state.pending_epoch_config(self.engine.query, epoch)

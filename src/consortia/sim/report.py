@@ -75,6 +75,12 @@ def summarise(base: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "weakening": [
                 name for name, value in dataclasses.asdict(base.weakening).items() if value
             ],
+            "strategies": list(base.strategies) or "mix",
+            "crash_moment": base.crash_moment,
+            "crash_together": base.crash_together,
+            "unequal_power": base.unequal_power,
+            "clock_skew_ms": base.clock_skew_ms,
+            "adversarial_network": base.adversarial_network,
         },
         "seeds": len(runs),
         "safety_violations": sum(len(r["safety_violations"]) for r in runs),
@@ -85,5 +91,8 @@ def summarise(base: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "rounds_per_commit": mean("rounds_per_commit"),
         "commit_latency_round_trips": mean("commit_latency_round_trips"),
         "blocks_per_simulated_second": mean("blocks_per_simulated_second"),
+        "stable_blocks_per_simulated_second": mean("stable_blocks_per_simulated_second"),
+        "rounds_without_commit_max": max((r["rounds_without_commit_max"] for r in runs), default=0),
+        "frames_refused": sum(r["frames_refused"] for r in runs),
         "failures": failing,
     }

@@ -38,6 +38,20 @@ class Scenario:
     # With add_validator_at: the change goes through a real governance proposal and votes,
     # executed by every slot's own engine, instead of being scripted into proposals.
     governance: bool = False
+    # What the Byzantine validators do (adversary.STRATEGIES). Empty: each seed draws one
+    # strategy per Byzantine validator, so many seeds test a mix.
+    strategies: tuple[str, ...] = ()
+    # When crashing validators go down (faults.CRASH_MOMENTS, or "mix": drawn per validator).
+    crash_moment: str = "mix"
+    # Crash every crashing validator at the first moment that comes, restart them together.
+    crash_together: bool = False
+    # Voting powers drawn from 1..4 (Byzantine power kept within f) instead of 1 each.
+    unequal_power: bool = False
+    # Each replica's clock runs ahead of simulated time by a fixed 0..2*skew ms.
+    clock_skew_ms: int = 0
+    # After stabilisation, the network delays messages to and from the next leader, and
+    # proposals to some replicas, to the bound.
+    adversarial_network: bool = False
 
     def command(self) -> str:
         """The exact command that replays this run."""
@@ -61,6 +75,17 @@ class Scenario:
             parts.append(f"--add-validator-at {self.add_validator_at}")
         if self.governance:
             parts.append("--governance")
+        parts.extend(f"--strategy {name}" for name in self.strategies)
+        if self.crash and self.crash_moment != "mix":
+            parts.append(f"--crash-moment {self.crash_moment}")
+        if self.crash_together:
+            parts.append("--crash-together")
+        if self.unequal_power:
+            parts.append("--unequal-power")
+        if self.clock_skew_ms:
+            parts.append(f"--clock-skew-ms {self.clock_skew_ms}")
+        if self.adversarial_network:
+            parts.append("--adversarial-network")
         parts.extend(
             f"--weaken {name}" for name in WEAKENING_NAMES if getattr(self.weakening, name)
         )
@@ -80,6 +105,17 @@ class RunResult:
     commit_latency_ms: list[int]
     mean_latency_ms: float
     dropped: dict[str, int] = field(default_factory=dict)
+    # The safety rules' refusals, by rule (`safety.RefusalRule`), over all replicas.
+    refused: dict[str, int] = field(default_factory=dict)
+    # The most rounds the cluster went through without a new commit after stabilisation.
+    rounds_without_commit_max: int = 0
+    # Frames the receivers' decoders refused (malformed or oversized).
+    frames_refused: int = 0
+    # The strategy each Byzantine validator played (by slot index).
+    strategies: dict[int, str] = field(default_factory=dict)
+    # Blocks first committed after stabilisation (and the last restart), and over how long.
+    stable_blocks: int = 0
+    stable_ms: int = 0
 
     @property
     def ok(self) -> bool:
@@ -104,6 +140,11 @@ class RunResult:
     def blocks_per_second(self) -> float:
         return 1000 * self.min_committed_height / max(1, self.sim_time_ms)
 
+    @property
+    def stable_blocks_per_second(self) -> float:
+        """The commit rate once the network is synchronous and every crash is over."""
+        return 1000 * self.stable_blocks / max(1, self.stable_ms)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "seed": self.scenario.seed,
@@ -115,6 +156,11 @@ class RunResult:
             "rounds_per_commit": round(self.rounds_per_commit, 3),
             "commit_latency_round_trips": round(self.commit_latency_round_trips, 3),
             "blocks_per_simulated_second": round(self.blocks_per_second, 3),
+            "stable_blocks_per_simulated_second": round(self.stable_blocks_per_second, 3),
             "sim_time_ms": self.sim_time_ms,
+            "rounds_without_commit_max": self.rounds_without_commit_max,
+            "frames_refused": self.frames_refused,
+            "strategies": sorted(self.strategies.values()),
             "dropped": dict(sorted(self.dropped.items())),
+            "refused": dict(sorted(self.refused.items())),
         }

@@ -13,7 +13,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from consortia.consensus.events import PayloadReady
-from consortia.types.consensus import Block, ConsensusMessage, SafetyState
+from consortia.types.consensus import Block, SafetyState
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +27,16 @@ class Restart:
 
 
 @dataclass(frozen=True, slots=True)
+class CrashDue:
+    """Crashes aimed at protocol moments that have not come by now happen now."""
+
+
+@dataclass(frozen=True, slots=True)
 class Deliver:
+    """A frame on the wire: decoded (or refused) by the receiver, as a node would."""
+
     sender: bytes
-    message: ConsensusMessage
+    frame: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +65,7 @@ class PayloadOffered:
     ready: PayloadReady
 
 
-SimEvent = Crash | Restart | Deliver | TimerDue | PersistLanded | PayloadOffered
+SimEvent = Crash | Restart | CrashDue | Deliver | TimerDue | PersistLanded | PayloadOffered
 
 
 @dataclass(order=True, frozen=True, slots=True)

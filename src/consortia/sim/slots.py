@@ -22,6 +22,7 @@ from consortia.consensus.events import Commit, ServeBlocks
 from consortia.consensus.replica import Replica
 from consortia.crypto import Suite
 from consortia.execution.engine import Engine
+from consortia.sim.adversary import Attacker, Strategy
 from consortia.sim.governed import EngineMembership, GovernanceScript, execute
 from consortia.sim.scenario import Scenario
 from consortia.sim.schedule import TimerDue
@@ -48,6 +49,7 @@ class Disk:
     safety: SafetyState | None = None
     committed: list[tuple[bytes, Block]] = field(default_factory=list)
     certificate: QuorumCertificate | None = None
+    proof: QuorumCertificate | None = None  # the QC that made the last commit final
     epoch_config: EpochConfig | None = None
     epoch_root_id: bytes = b""
     heights: dict[bytes, int] = field(default_factory=dict)  # block id -> height
@@ -65,6 +67,7 @@ class Disk:
             if block.header.next_epoch is not None:
                 self.epoch_root_id = new_id
         self.certificate = action.certificate
+        self.proof = action.proof
         top = len(self.committed)
         for stale in [i for i, b in self.voted.items() if b.header.height <= top]:
             del self.voted[stale]
@@ -100,6 +103,10 @@ class Slot:
     persist_done_ms: int = 0
     engine: Engine | None = None
     membership: EngineMembership | None = None
+    skew_ms: int = 0  # this replica's clock runs this far ahead of simulated time
+    # A Byzantine validator that is not a twin: what it knows, and what it does.
+    attacker: Attacker | None = None
+    strategy: Strategy | None = None
 
 
 class ScriptedMembership:
@@ -130,6 +137,7 @@ class ReplicaFactory:
     genesis: Block
     next_config: EpochConfig | None
     script: GovernanceScript | None
+    genesis_hash: bytes
 
     def make(self, slot: Slot) -> Replica:
         disk = slot.disk
@@ -160,6 +168,7 @@ class ReplicaFactory:
             slot.membership = checker = EngineMembership(slot.engine)
         setup = ReplicaSetup(
             chain_id=CHAIN_ID,
+            genesis_hash=self.genesis_hash,
             suite=self.suite,
             private_key=slot.private_key,
             node_id=slot.node_id,
@@ -175,5 +184,6 @@ class ReplicaFactory:
             checker=checker,
             epoch_proofs=list(disk.epoch_proofs),
             voted_blocks=list(disk.voted.values()),
+            commit_proof=disk.proof,
         )
         return Replica(setup)

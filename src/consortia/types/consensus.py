@@ -124,16 +124,26 @@ class TimeoutSignature(_Canonical, frozen=True, tag="timeout_signer"):
 
 
 class TimeoutCertificate(_Canonical, frozen=True, tag="tc"):
-    """Timeouts from more than 2/3 of the voting power for one round."""
+    """Timeouts from more than 2/3 of the voting power for one round, and the highest QC
+    among the signers' timeouts.
+
+    `high_qc` is what makes the certificate honest: each entry names its signer's high QC
+    round, and the highest of them must be the round of a real QC carried here, so no signer
+    can claim a QC that does not exist (a forged claim would make every honest voter refuse
+    the next leader's block). Whoever adopts the TC adopts its QC.
+    """
 
     epoch: Epoch
     round: Round
     signatures: Annotated[list[TimeoutSignature], Meta(min_length=1, max_length=VALIDATORS_MAX)]
+    high_qc: QuorumCertificate
 
     def __post_init__(self) -> None:
         indexes = [entry.index for entry in self.signatures]
         if any(a >= b for a, b in pairwise(indexes)):
             raise ValueError("signatures must be sorted by strictly increasing validator index")
+        if self.high_qc.round != self.highest_qc_round or self.high_qc.epoch != self.epoch:
+            raise ValueError("a TC's high QC must be of its epoch and its highest signed round")
 
     @property
     def highest_qc_round(self) -> int:
@@ -268,10 +278,13 @@ class SafetyState(_Canonical, frozen=True, tag="safety_state"):
     # The last vote signed, so a restarted replica re-sends it rather than signing another.
     last_vote: VoteData | None = None
     last_vote_signature: Signature | None = None
-    # The TC that justified the last round this replica timed out in: after a restart it can
-    # time out again in that round (the timeout rule needs round == tc.round + 1), so even a
-    # cluster that restarted entirely finds its way to a new round.
+    # The TC that justified the last round this replica timed out or voted in: after a
+    # restart it can time out again in that round (the timeout rule needs round ==
+    # tc.round + 1), so even a cluster that restarted entirely finds its way to a new round.
     last_timeout_certificate: TimeoutCertificate | None = None
+    # The highest round this replica signed a proposal in: a leader proposes at most once a
+    # round, across restarts, as it votes at most once.
+    highest_proposal_round: Round = 0
 
 
 ConsensusMessage = (

@@ -15,6 +15,8 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta
 
+from consortia.crypto import suite
+from consortia.types.encoding import encode
 from consortia.types.primitives import U64_MAX, VALIDATORS_MAX, ChainId, Name
 
 GENESIS_HASH_DOMAIN: Final = b"consortia/genesis/v1\x00"
@@ -48,6 +50,8 @@ class ConsensusParams(_Document, frozen=True):
     # The first round's timeout; each consecutive timeout multiplies it by backoff_percent/100,
     # up to round_timeout_ms_max.
     round_timeout_ms: Positive = 1000
+    # The timer adapts to recent rounds, but never below this.
+    round_timeout_ms_min: Positive = 100
     round_timeout_ms_max: Positive = 60_000
     timeout_backoff_percent: Annotated[int, Meta(ge=100, le=400)] = 150  # as Params checks
     block_payload_items_max: Positive = 5000
@@ -110,3 +114,10 @@ class Genesis(_Document, frozen=True):
     accounts: Annotated[list[GenesisAccount], Meta(max_length=100_000)] = msgspec.field(
         default_factory=list
     )
+
+
+def genesis_hash(genesis: Genesis) -> bytes:
+    """The hash that identifies a chain: its suite's hash of GENESIS_HASH_DOMAIN followed by
+    the canonical encoding of its genesis document (JSON whitespace and key order never
+    change it). Every signature of the chain commits to it (`types.signing.SigningDomain`)."""
+    return suite(genesis.suite).hash(GENESIS_HASH_DOMAIN + encode(genesis))

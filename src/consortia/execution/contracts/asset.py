@@ -124,6 +124,11 @@ def balance(ctx: Context, account: str, currency: str) -> int:
     return value
 
 
+def currencies_prefix() -> str:
+    """The key prefix under which every currency's issuer is recorded (for listing)."""
+    return issuer_key("")
+
+
 def issuer(ctx: Context, currency: str) -> str | None:
     """The account that issues `currency`, or None: no such currency on this chain."""
     account = ctx.read_other(CONTRACT, issuer_key(currency))

@@ -45,6 +45,7 @@ GOVERNANCE_PARAM_BOUNDS: dict[str, tuple[int, int]] = {
 }
 CONSENSUS_PARAM_BOUNDS: dict[str, tuple[int, int]] = {
     "round_timeout_ms": (50, 600_000),
+    "round_timeout_ms_min": (10, 600_000),
     "round_timeout_ms_max": (50, 3_600_000),
     "timeout_backoff_percent": (100, 400),
     "block_payload_items_max": (1, 20_000),
@@ -217,9 +218,11 @@ def _params_after(ctx: Context, group: str | None, name: str, value: int) -> dic
 def _require_consistent(ctx: Context, params: dict[str, Any]) -> None:
     consensus, mempool = params["consensus"], params["mempool"]
     ctx.require(
-        consensus["round_timeout_ms"] <= consensus["round_timeout_ms_max"],
+        consensus["round_timeout_ms_min"]
+        <= consensus["round_timeout_ms"]
+        <= consensus["round_timeout_ms_max"],
         "bad_argument",
-        "round_timeout_ms must not exceed round_timeout_ms_max",
+        "round timeouts must be ordered: min <= round_timeout_ms <= max",
     )
     ctx.require(
         mempool["transaction_bytes_max"] <= mempool["bytes_max"]

@@ -188,11 +188,16 @@ def acts_for(ctx: Context, account_id: str) -> str | None:
 # ---------------------------------------------------------------------- members
 
 
-def member_record(ctx: Context, member: str) -> dict[str, Any] | None:
+def read_member(read: StateReader, member: str) -> dict[str, Any] | None:
     """The member's record (roles, certificate standing), or None for no such member."""
     if not isinstance(member, str) or not member:
         return None
-    return read_record(ctx.read_other, CONTRACT, member_key(member))
+    return read_record(read, CONTRACT, member_key(member))
+
+
+def member_record(ctx: Context, member: str) -> dict[str, Any] | None:
+    """`read_member` from inside a call."""
+    return read_member(ctx.read_other, member)
 
 
 def member_exists(ctx: Context, member: str) -> bool:

@@ -1,0 +1,188 @@
+"""The OpenAPI 3.1 document of the node's HTTP API, served at /openapi.json.
+
+Written out by hand beside the routes (`app.py`), so it describes exactly what the node
+answers; a test checks that every route is in it and that the examples it names validate.
+Must never describe a route the app does not serve.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+_ERROR: Final = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "stable, machine-readable"},
+                "message": {"type": "string"},
+            },
+        }
+    },
+}
+_HEX: Final = {"type": "string", "pattern": "^[0-9a-f]*$"}
+_SIGNED: Final = {
+    "type": "object",
+    "required": ["body", "signature"],
+    "properties": {
+        "body": {
+            "type": "object",
+            "required": [
+                "chain_id",
+                "sender",
+                "public_key",
+                "nonce",
+                "contract",
+                "contract_version",
+                "method",
+                "args",
+                "expiry_height",
+            ],
+            "properties": {
+                "chain_id": {"type": "string"},
+                "sender": {"type": "string"},
+                "public_key": _HEX,
+                "nonce": {"type": "integer", "minimum": 0},
+                "contract": {"type": "string"},
+                "contract_version": {"type": "integer", "minimum": 1},
+                "method": {"type": "string"},
+                "args": {"type": "object"},
+                "expiry_height": {"type": "integer", "minimum": 0},
+            },
+        },
+        "signature": _HEX,
+    },
+    "description": "A signed transaction: the signature covers the canonical encoding of the "
+    "body under the chain's genesis hash (docs/crypto.md). Also accepted as its canonical "
+    "binary encoding with Content-Type application/msgpack.",
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {
+        str(status): {
+            "description": "an error",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for status in statuses
+    }
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema or {"type": "object"}}},
+    }
+
+
+def _get(
+    summary: str, *parameters: dict[str, Any], errors: tuple[int, ...] = (400, 404)
+) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": list(parameters),
+            "responses": {"200": _ok(summary), **_errors(*errors)},
+        }
+    }
+
+
+def _path(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+_HEIGHT: Final = {
+    "name": "height",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 0},
+    "description": "a committed height (default: the latest)",
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    signed_body = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/SignedTransaction"}},
+            "application/msgpack": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "consortia node API",
+            "version": "1",
+            "description": "Submit signed transactions, follow them to commit, read blocks, "
+            "accounts and contract state, and watch the node.",
+        },
+        "paths": {
+            "/v1/tx": {
+                "post": {
+                    "summary": "Submit a signed transaction",
+                    "requestBody": signed_body,
+                    "responses": {
+                        "202": _ok(
+                            "admitted: pending until committed",
+                            {
+                                "type": "object",
+                                "properties": {"tx_hash": _HEX, "status": {"const": "pending"}},
+                            },
+                        ),
+                        **_errors(400, 409, 413, 415, 503),
+                    },
+                }
+            },
+            "/v1/tx/{tx_hash}": _get(
+                "A transaction: pending, committed or failed, with its receipt",
+                _path("tx_hash", "64 hex digits"),
+            ),
+            "/v1/views": {
+                "post": {
+                    "summary": "A signed read request: a contract call run as its signer "
+                    "against committed state, nothing kept, no nonce spent",
+                    "parameters": [_HEIGHT],
+                    "requestBody": signed_body,
+                    "responses": {"200": _ok("the call's outcome"), **_errors(400, 404, 413, 415)},
+                }
+            },
+            "/v1/blocks/{height}": _get(
+                "A committed block with its certificate", _path("height", "a height or 'latest'")
+            ),
+            "/v1/status": _get("The node's view of the chain", errors=(400,)),
+            "/v1/accounts/{account_id}": _get(
+                "An account: balances per currency, nonce, status, roles",
+                _path("account_id", "the account id"),
+            ),
+            "/v1/state/{contract}/{key}": _get(
+                "A contract's stored value at a key",
+                _path("contract", "the contract name"),
+                _path("key", "the key in its namespace"),
+                _HEIGHT,
+            ),
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {"summary": "This document", "responses": {"200": _ok("OpenAPI 3.1")}}
+            },
+        },
+        "components": {"schemas": {"Error": _ERROR, "SignedTransaction": _SIGNED}},
+    }

@@ -1,0 +1,30 @@
+"""The consortia SDK: build and sign transactions for any contract, submit them to a node,
+wait for them to commit, and read receipts, accounts, blocks and state. Sync and async.
+
+    from consortia.client import Client, Signer
+    with Client("http://127.0.0.1:8700") as node:
+        alice = Signer.from_private_key("alice", private_key, node.chain())
+        receipt = node.call(alice, "asset", "transfer", {"to": "bob", "amount": 5}, wait=True)
+
+Everything the node refuses raises `ClientError` with the node's stable code. The SDK learns
+the chain's id, suite, genesis hash and contract versions from the node (`/v1/status`) and
+signs locally: a private key never leaves the caller's process.
+"""
+
+from consortia.client.sdk import (
+    AsyncClient,
+    ChainInfo,
+    Client,
+    ClientError,
+    Signer,
+    TimeoutWaitingError,
+)
+
+__all__ = [
+    "AsyncClient",
+    "ChainInfo",
+    "Client",
+    "ClientError",
+    "Signer",
+    "TimeoutWaitingError",
+]

@@ -1,0 +1,315 @@
+"""The SDK's clients: one API, synchronous (`Client`) and asynchronous (`AsyncClient`).
+
+Owns the HTTP conversation with a node (httpx), signing with a caller-held key (`Signer`), and
+waiting for commits by polling with a bounded back-off. Must never send a private key or a
+passphrase anywhere, nor log one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+
+from consortia.client.codec import transaction_to_json
+from consortia.crypto import suite as get_suite
+from consortia.types.encoding import decode, encode
+from consortia.types.signing import SigningDomain, sign, transaction_id
+from consortia.types.transaction import Transaction, TransactionBody
+
+# How far ahead of the node's height a transaction's expiry is set by default.
+EXPIRY_AHEAD_DEFAULT: Final = 1000
+WAIT_S_DEFAULT: Final = 30.0
+_POLL_S_MIN: Final = 0.02
+_POLL_S_MAX: Final = 0.5
+
+
+class ClientError(Exception):
+    """The node refused, or could not be reached: `code` is the node's stable code."""
+
+    def __init__(self, code: str, message: str, status: int = 0) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.status = code, message, status
+
+
+class TimeoutWaitingError(ClientError):
+    def __init__(self, tx_hash: str, seconds: float) -> None:
+        super().__init__("timeout", f"{tx_hash} not committed within {seconds} s")
+
+
+@dataclass(frozen=True, slots=True)
+class ChainInfo:
+    """What signing needs to know about the chain, as the node reports it."""
+
+    chain_id: str
+    suite: str
+    genesis_hash: bytes
+    contract_versions: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_status(cls, status: dict[str, Any]) -> ChainInfo:
+        return cls(
+            chain_id=status["chain_id"],
+            suite=status["suite"],
+            genesis_hash=bytes.fromhex(status["genesis_hash"]),
+            contract_versions={
+                name: int(entry["active_version"])
+                for name, entry in status.get("contracts", {}).items()
+                if entry.get("active_version") is not None
+            },
+        )
+
+
+class Signer:
+    """An account and its private key, held in memory by the caller, and the chain it signs
+    for. Its repr names the account only."""
+
+    __slots__ = ("_private_key", "account", "chain", "public_key")
+
+    def __init__(self, account: str, private_key: bytes, chain: ChainInfo) -> None:
+        self.account = account
+        self.chain = chain
+        self._private_key = private_key
+        self.public_key = get_suite(chain.suite).public_key(private_key)
+
+    @classmethod
+    def from_private_key(cls, account: str, private_key: bytes, chain: ChainInfo) -> Signer:
+        return cls(account, private_key, chain)
+
+    def __repr__(self) -> str:
+        return f"<signer {self.account}>"
+
+    def transaction(
+        self,
+        contract: str,
+        method: str,
+        args: dict[str, Any],
+        *,
+        nonce: int,
+        expiry_height: int,
+        contract_version: int | None = None,
+    ) -> bytes:
+        """The canonical bytes of a signed transaction."""
+        version = contract_version or self.chain.contract_versions.get(contract, 1)
+        body = TransactionBody(
+            self.chain.chain_id,
+            self.account,
+            self.public_key,
+            nonce,
+            contract,
+            version,
+            method,
+            args,
+            expiry_height,
+        )
+        suite = get_suite(self.chain.suite)
+        domain = SigningDomain(self.chain.genesis_hash)
+        return encode(Transaction(body, sign(suite, self._private_key, body, domain)))
+
+
+def _raise_for(response: httpx.Response) -> dict[str, Any]:
+    try:
+        payload = response.json()
+    except ValueError:
+        raise ClientError("bad_response", response.text[:200], response.status_code) from None
+    if response.status_code >= 400:
+        error = payload.get("error", {}) if isinstance(payload, dict) else {}
+        raise ClientError(
+            str(error.get("code", "http_error")),
+            str(error.get("message", "")),
+            response.status_code,
+        )
+    assert isinstance(payload, dict)
+    return payload
+
+
+def tx_hash_of(raw: bytes, suite_name: str) -> str:
+    """The id the node gives a signed transaction (its body's hash), before submitting."""
+    return transaction_id(get_suite(suite_name), decode(raw, Transaction).body).hex()
+
+
+class Client:
+    """A node's API, synchronously."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = 10.0) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=timeout_s)
+        self._chain: ChainInfo | None = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _get(self, path: str) -> dict[str, Any]:
+        try:
+            return _raise_for(self._http.get(path))
+        except httpx.HTTPError as error:
+            raise ClientError("unreachable", str(error)) from None
+
+    def status(self) -> dict[str, Any]:
+        return self._get("/v1/status")
+
+    def chain(self) -> ChainInfo:
+        if self._chain is None:
+            self._chain = ChainInfo.from_status(self.status())
+        return self._chain
+
+    def account(self, account_id: str) -> dict[str, Any]:
+        return self._get(f"/v1/accounts/{account_id}")
+
+    def block(self, height: int | None = None) -> dict[str, Any]:
+        return self._get(f"/v1/blocks/{'latest' if height is None else height}")
+
+    def state(self, contract: str, key: str, height: int | None = None) -> Any:
+        suffix = "" if height is None else f"?height={height}"
+        return self._get(f"/v1/state/{contract}/{key}{suffix}")["value"]
+
+    def transaction(self, tx_hash: str) -> dict[str, Any]:
+        return self._get(f"/v1/tx/{tx_hash}")
+
+    def submit(self, raw: bytes) -> str:
+        try:
+            response = self._http.post("/v1/tx", json=transaction_to_json(raw))
+        except httpx.HTTPError as error:
+            raise ClientError("unreachable", str(error)) from None
+        return str(_raise_for(response)["tx_hash"])
+
+    def view(self, raw: bytes, height: int | None = None) -> dict[str, Any]:
+        suffix = "" if height is None else f"?height={height}"
+        try:
+            response = self._http.post(f"/v1/views{suffix}", json=transaction_to_json(raw))
+        except httpx.HTTPError as error:
+            raise ClientError("unreachable", str(error)) from None
+        return _raise_for(response)
+
+    def wait(self, tx_hash: str, timeout_s: float = WAIT_S_DEFAULT) -> dict[str, Any]:
+        """The transaction's record once committed (or failed), polling with back-off."""
+        deadline = time.monotonic() + timeout_s
+        pause = _POLL_S_MIN
+        while True:
+            try:
+                record = self.transaction(tx_hash)
+                if record["status"] != "pending":
+                    return record
+            except ClientError as error:
+                if error.code != "not_found":
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutWaitingError(tx_hash, timeout_s)
+            time.sleep(pause)
+            pause = min(pause * 2, _POLL_S_MAX)
+
+    def call(
+        self,
+        signer: Signer,
+        contract: str,
+        method: str,
+        args: dict[str, Any] | None = None,
+        *,
+        nonce: int | None = None,
+        wait: bool = False,
+        timeout_s: float = WAIT_S_DEFAULT,
+    ) -> dict[str, Any]:
+        """Sign and submit a call; with `wait`, its committed record (receipt included)."""
+        if nonce is None:
+            nonce = int(self.account(signer.account)["nonce"])
+        height = int(self.status()["height"])
+        raw = signer.transaction(
+            contract, method, args or {}, nonce=nonce, expiry_height=height + EXPIRY_AHEAD_DEFAULT
+        )
+        tx_hash = self.submit(raw)
+        if not wait:
+            return {"tx_hash": tx_hash, "status": "pending"}
+        return self.wait(tx_hash, timeout_s)
+
+
+class AsyncClient:
+    """A node's API, asynchronously (the same methods, awaited)."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = 10.0) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
+        self._chain: ChainInfo | None = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _get(self, path: str) -> dict[str, Any]:
+        try:
+            return _raise_for(await self._http.get(path))
+        except httpx.HTTPError as error:
+            raise ClientError("unreachable", str(error)) from None
+
+    async def status(self) -> dict[str, Any]:
+        return await self._get("/v1/status")
+
+    async def chain(self) -> ChainInfo:
+        if self._chain is None:
+            self._chain = ChainInfo.from_status(await self.status())
+        return self._chain
+
+    async def account(self, account_id: str) -> dict[str, Any]:
+        return await self._get(f"/v1/accounts/{account_id}")
+
+    async def block(self, height: int | None = None) -> dict[str, Any]:
+        return await self._get(f"/v1/blocks/{'latest' if height is None else height}")
+
+    async def transaction(self, tx_hash: str) -> dict[str, Any]:
+        return await self._get(f"/v1/tx/{tx_hash}")
+
+    async def submit(self, raw: bytes) -> str:
+        try:
+            response = await self._http.post("/v1/tx", json=transaction_to_json(raw))
+        except httpx.HTTPError as error:
+            raise ClientError("unreachable", str(error)) from None
+        return str(_raise_for(response)["tx_hash"])
+
+    async def wait(self, tx_hash: str, timeout_s: float = WAIT_S_DEFAULT) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        pause = _POLL_S_MIN
+        while True:
+            try:
+                record = await self.transaction(tx_hash)
+                if record["status"] != "pending":
+                    return record
+            except ClientError as error:
+                if error.code != "not_found":
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutWaitingError(tx_hash, timeout_s)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _POLL_S_MAX)
+
+    async def call(
+        self,
+        signer: Signer,
+        contract: str,
+        method: str,
+        args: dict[str, Any] | None = None,
+        *,
+        nonce: int | None = None,
+        wait: bool = False,
+        timeout_s: float = WAIT_S_DEFAULT,
+    ) -> dict[str, Any]:
+        if nonce is None:
+            nonce = int((await self.account(signer.account))["nonce"])
+        height = int((await self.status())["height"])
+        raw = signer.transaction(
+            contract, method, args or {}, nonce=nonce, expiry_height=height + EXPIRY_AHEAD_DEFAULT
+        )
+        tx_hash = await self.submit(raw)
+        if not wait:
+            return {"tx_hash": tx_hash, "status": "pending"}
+        return await self.wait(tx_hash, timeout_s)

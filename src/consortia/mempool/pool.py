@@ -1,0 +1,273 @@
+"""The mempool: admission, deduplication, bounds, ordering by sender and nonce, batching.
+
+Owns the transactions this node has admitted and not yet seen committed, and the record of
+which signatures it has already checked (so the engine need not check them again: a valid
+signature is valid on every node, so skipping the check never changes a result).
+
+Admission, in a fixed order, each refusal a stable code that changes nothing: the size, the
+encoding, the chain id, the expiry window, the account and its next nonce (no replay; at most
+`per_sender_max` ahead), duplicates, the signature under the chain's suite and genesis (checked
+in batches over every core), then the per-sender and total bounds ("mempool_full").
+
+Batches take, sender by sender in the order senders first arrived, the next nonces each can
+run, so one busy sender never starves the others and no batch holds a nonce gap.
+
+Must never: read a clock, the disk or the network (the node hands in the height and each
+account's next nonce), or execute anything.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from consortia.crypto import Suite
+from consortia.errors import DecodeError
+from consortia.types.encoding import decode
+from consortia.types.genesis import MempoolParams
+from consortia.types.signing import SigningDomain, transaction_id
+from consortia.types.transaction import Transaction, TransactionBody
+
+# An account's next nonce, or None when no such account exists (committed state).
+NextNonce = Callable[[str], int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class MempoolLimits:
+    transactions_max: int = MempoolParams().transactions_max
+    bytes_max: int = MempoolParams().bytes_max
+    transaction_bytes_max: int = MempoolParams().transaction_bytes_max
+    batch_transactions_max: int = MempoolParams().batch_transactions_max
+    # Transactions one sender may have waiting: nonces next .. next + per_sender_max - 1.
+    per_sender_max: int = 256
+    # The farthest ahead an expiry height may be (the engine refuses beyond it too).
+    expiry_blocks_max: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            assert getattr(self, name) >= 1, f"mempool limit {name} must be positive"
+        assert self.transaction_bytes_max <= self.bytes_max
+
+    @classmethod
+    def from_genesis(cls, params: MempoolParams, *, expiry_blocks_max: int) -> MempoolLimits:
+        return cls(
+            transactions_max=params.transactions_max,
+            bytes_max=params.bytes_max,
+            transaction_bytes_max=params.transaction_bytes_max,
+            batch_transactions_max=params.batch_transactions_max,
+            expiry_blocks_max=expiry_blocks_max,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The answer to one submitted transaction: accepted, or refused with a stable code."""
+
+    ok: bool
+    code: str  # "ok" or why not
+    message: str
+    tx_id: bytes  # empty when the bytes are no transaction at all
+
+
+@dataclass(slots=True)
+class _Entry:
+    tx_id: bytes
+    body: TransactionBody
+    raw: bytes
+
+
+@dataclass(slots=True)
+class _Candidate:
+    index: int
+    raw: bytes
+    tx: Transaction
+    tx_id: bytes
+
+
+@dataclass(slots=True)
+class Mempool:
+    suite: Suite
+    domain: SigningDomain
+    chain_id: str
+    limits: MempoolLimits = field(default_factory=MempoolLimits)
+    # Invariants: every entry is in `_by_id` and in `_by_sender` under its nonce, once;
+    # `_bytes` is the sum of their sizes; both bounded by the limits.
+    _by_id: dict[bytes, _Entry] = field(default_factory=dict)
+    _by_sender: OrderedDict[str, dict[int, _Entry]] = field(default_factory=OrderedDict)
+    _bytes: int = 0
+    # Hashes of whole signed transactions whose signature verified here (bounded, oldest out).
+    _verified: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def __contains__(self, tx_id: bytes) -> bool:
+        return tx_id in self._by_id
+
+    def admit(self, raw: bytes, *, height: int, next_nonce: NextNonce) -> Admission:
+        return self.admit_many([raw], height=height, next_nonce=next_nonce)[0]
+
+    def admit_many(
+        self, raws: list[bytes], *, height: int, next_nonce: NextNonce
+    ) -> list[Admission]:
+        """Admit transactions in order; signatures are checked together, over every core."""
+        answers: list[Admission | None] = [None] * len(raws)
+        candidates: list[_Candidate] = []
+        for index, raw in enumerate(raws):
+            refused = self._precheck(index, raw, height, next_nonce, candidates)
+            if isinstance(refused, Admission):
+                answers[index] = refused
+        valid = self.suite.verify_many(
+            [
+                (c.tx.body.public_key, self.domain.signing_bytes(c.tx.body), c.tx.signature)
+                for c in candidates
+            ]
+        )
+        for candidate, good in zip(candidates, valid, strict=True):
+            answers[candidate.index] = (
+                self._insert(candidate, next_nonce)
+                if good
+                else _refused("bad_signature", "the signature does not verify", candidate.tx_id)
+            )
+        return [answer for answer in answers if answer is not None]
+
+    def _precheck(
+        self,
+        index: int,
+        raw: bytes,
+        height: int,
+        next_nonce: NextNonce,
+        candidates: list[_Candidate],
+    ) -> Admission | None:
+        limits = self.limits
+        if len(raw) > limits.transaction_bytes_max:
+            return _refused("too_large", f"over {limits.transaction_bytes_max} bytes", b"")
+        try:
+            tx = decode(raw, Transaction)
+        except DecodeError as error:
+            return _refused("malformed_transaction", error.message, b"")
+        body = tx.body
+        tx_id = transaction_id(self.suite, body)
+        if body.chain_id != self.chain_id:
+            return _refused("wrong_chain", f"transaction is for chain {body.chain_id!r}", tx_id)
+        if body.expiry_height <= height:
+            return _refused("expired", f"expired at height {body.expiry_height}", tx_id)
+        if body.expiry_height > height + 1 + limits.expiry_blocks_max:
+            return _refused("expiry_too_far", "the expiry height is too far ahead", tx_id)
+        if tx_id in self._by_id or any(c.tx_id == tx_id for c in candidates):
+            return _refused("duplicate", "already waiting", tx_id)
+        expected = next_nonce(body.sender)
+        if expected is None:
+            return _refused("unknown_account", f"no account {body.sender!r}", tx_id)
+        if body.nonce < expected:
+            return _refused(
+                "stale_nonce", f"nonce {body.nonce} is spent; next is {expected}", tx_id
+            )
+        if body.nonce >= expected + limits.per_sender_max:
+            return _refused("nonce_too_far", f"nonce {body.nonce}; next is {expected}", tx_id)
+        if body.nonce in self._by_sender.get(body.sender, {}):
+            return _refused(
+                "nonce_taken", f"another transaction waits with nonce {body.nonce}", tx_id
+            )
+        candidates.append(_Candidate(index, raw, tx, tx_id))
+        return None
+
+    def _insert(self, candidate: _Candidate, next_nonce: NextNonce) -> Admission:
+        limits = self.limits
+        body = candidate.tx.body
+        self._remember_verified(candidate.raw)
+        waiting = self._by_sender.get(body.sender, {})
+        if body.nonce in waiting:  # a twin in the same submission
+            return _refused(
+                "nonce_taken", "another transaction waits with this nonce", candidate.tx_id
+            )
+        if len(waiting) >= limits.per_sender_max:
+            return _refused("sender_limit", "too many transactions waiting", candidate.tx_id)
+        if (
+            len(self._by_id) >= limits.transactions_max
+            or self._bytes + len(candidate.raw) > limits.bytes_max
+        ):
+            return _refused("mempool_full", "the mempool is full; retry later", candidate.tx_id)
+        entry = _Entry(candidate.tx_id, body, candidate.raw)
+        self._by_id[entry.tx_id] = entry
+        self._by_sender.setdefault(body.sender, {})[body.nonce] = entry
+        self._bytes += len(candidate.raw)
+        return Admission(True, "ok", "", candidate.tx_id)
+
+    def _remember_verified(self, raw: bytes) -> None:
+        key = self.suite.hash(raw)
+        self._verified[key] = None
+        self._verified.move_to_end(key)
+        while len(self._verified) > self.limits.transactions_max:
+            self._verified.popitem(last=False)
+
+    def signature_checked(self, raw: bytes) -> bool:
+        """Did this exact signed transaction's signature verify here already?"""
+        return self.suite.hash(raw) in self._verified
+
+    def batch(
+        self, *, next_nonce: NextNonce, items_max: int | None = None, bytes_max: int | None = None
+    ) -> list[bytes]:
+        """Transactions for the next block: for each sender, in order of first arrival, its
+        next runnable nonces, one sender at a time round after round."""
+        items_max = min(
+            items_max or self.limits.batch_transactions_max, self.limits.batch_transactions_max
+        )
+        bytes_max = bytes_max or self.limits.bytes_max
+        cursors = {sender: next_nonce(sender) for sender in self._by_sender}
+        chosen: list[bytes] = []
+        size = 0
+        progress = True
+        while progress and len(chosen) < items_max:
+            progress = False
+            for sender, waiting in self._by_sender.items():
+                nonce = cursors[sender]
+                entry = waiting.get(nonce) if nonce is not None else None
+                if entry is None or len(chosen) >= items_max:
+                    continue
+                if size + len(entry.raw) > bytes_max:
+                    return chosen
+                chosen.append(entry.raw)
+                size += len(entry.raw)
+                cursors[sender] = nonce + 1 if nonce is not None else None
+                progress = True
+        return chosen
+
+    def committed(self, payload: Iterable[bytes], *, height: int, next_nonce: NextNonce) -> None:
+        """A block committed with these transactions: forget them, and every waiting one whose
+        nonce they spent (a sender may have signed another body with the same nonce and sent
+        it elsewhere) or whose expiry has passed."""
+        touched: set[str] = set()
+        for raw in payload:
+            try:
+                body = decode(raw, Transaction).body
+            except DecodeError:
+                continue
+            touched.add(body.sender)
+            entry = self._by_id.get(transaction_id(self.suite, body))
+            if entry is not None:
+                self._remove(entry)
+        for sender in list(self._by_sender):
+            expected = next_nonce(sender) if sender in touched else None
+            for entry in list(self._by_sender.get(sender, {}).values()):
+                spent = expected is not None and entry.body.nonce < expected
+                if spent or entry.body.expiry_height <= height:
+                    self._remove(entry)
+
+    def _remove(self, entry: _Entry) -> None:
+        del self._by_id[entry.tx_id]
+        waiting = self._by_sender[entry.body.sender]
+        del waiting[entry.body.nonce]
+        if not waiting:
+            del self._by_sender[entry.body.sender]
+        self._bytes -= len(entry.raw)
+        assert self._bytes >= 0
+
+
+def _refused(code: str, message: str, tx_id: bytes) -> Admission:
+    return Admission(False, code, message, tx_id)

@@ -1,0 +1,205 @@
+"""The node's ledger: the execution engine and the durable store, kept in step.
+
+Owns executing committed blocks and recording them. A `Commit` from the replica runs each
+block through the engine, then writes the block, its certificates, its receipts, its state
+writes, the new state root and the epoch bookkeeping to the store in one durable transaction,
+before anyone is told the block is committed. A restarted node restores the engine's
+committed state from the store (checked against the stored root) instead of re-executing the
+chain, and rebuilds its replica from what the store kept.
+
+Must never decide anything about consensus (the replica does) nor admit transactions (the
+mempool does); it reads the clock and the disk only through what the node hands it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from consortia.consensus.config import Params, ReplicaSetup, genesis_block, root_qc_for
+from consortia.consensus.events import Commit
+from consortia.crypto import suite as get_suite
+from consortia.execution.builtin import BUILTIN_CONTRACTS
+from consortia.execution.contracts import identity_state
+from consortia.execution.engine import Receipt
+from consortia.execution.genesis import engine_from_genesis
+from consortia.execution.membership import EngineMembership
+from consortia.execution.values import state_key
+from consortia.storage import CommitRecord, NodeStore, StoredEvent, StoredReceipt
+from consortia.types.consensus import Block, EpochConfig, QuorumCertificate, Validator
+from consortia.types.genesis import Genesis, genesis_hash
+from consortia.types.signing import block_id
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedBlock:
+    """A block as it was recorded: what the node tells the API and the mempool."""
+
+    block: Block
+    block_id: bytes
+    state_root: bytes
+    receipts: list[StoredReceipt]
+
+
+def genesis_epoch(genesis: Genesis) -> EpochConfig:
+    """Epoch 0's validator set, from the genesis document."""
+    validators = sorted(
+        (
+            Validator(bytes.fromhex(v.node_id), bytes.fromhex(v.public_key), v.voting_power)
+            for v in genesis.validators
+        ),
+        key=lambda v: v.node_id,
+    )
+    return EpochConfig(epoch=0, validators=validators)
+
+
+class Chain:
+    def __init__(self, genesis: Genesis, store: NodeStore) -> None:
+        self.genesis = genesis
+        self.genesis_hash = genesis_hash(genesis)
+        self.store = store
+        self.suite = get_suite(genesis.suite)
+        self.genesis_block = genesis_block_of(genesis)
+        self.genesis_id = block_id(self.suite, self.genesis_block.header)
+        stored = store.height
+        if stored is None:
+            self.engine = engine_from_genesis(genesis, BUILTIN_CONTRACTS)
+            store.initialise(
+                state=dict(self.engine.state.current),
+                state_root=self.engine.root,
+                epoch_config=genesis_epoch(genesis),
+                genesis_id=self.genesis_id,
+            )
+        else:
+            self.engine = engine_from_genesis(genesis, BUILTIN_CONTRACTS, initialise=stored == 0)
+            if stored > 0:
+                tip = store.tip()
+                assert tip is not None
+                self.engine.restore(stored, dict(store.state_items()), tip.state_root)
+        self.membership = EngineMembership(self.engine)
+
+    @property
+    def height(self) -> int:
+        return self.engine.height
+
+    # ------------------------------------------------------------------ the replica
+
+    def replica_setup(self, *, private_key: bytes, node_id: bytes, params: Params) -> ReplicaSetup:
+        """Everything a (re)starting replica needs, from the store."""
+        store = self.store
+        tip = store.tip()
+        commit_proof: QuorumCertificate | None = None
+        if tip is None:
+            config = genesis_epoch(self.genesis)
+            root, root_id, epoch_root_id = self.genesis_block, self.genesis_id, self.genesis_id
+            root_qc = root_qc_for(self.suite, root, 0)
+        else:
+            config, root, root_id = tip.epoch_config, tip.block, tip.block_id
+            epoch_root_id = tip.epoch_root_id
+            commit_proof = tip.proof
+            root_qc = (
+                root_qc_for(self.suite, root, config.epoch)
+                if root_id == epoch_root_id
+                else tip.certificate
+            )
+        recent = store.blocks_of_epoch(config.epoch, tip.height) if tip is not None else []
+        return ReplicaSetup(
+            chain_id=self.genesis.chain_id,
+            genesis_hash=self.genesis_hash,
+            suite=self.suite,
+            private_key=private_key,
+            node_id=node_id,
+            protocol_version=self.genesis.protocol_version,
+            epoch_config=config,
+            root=root,
+            root_qc=root_qc,
+            epoch_root_id=epoch_root_id,
+            params=params,
+            safety_state=store.safety_state(),
+            recent_committed=recent,
+            checker=self.membership,
+            epoch_proofs=store.epoch_proofs(),
+            voted_blocks=store.voted_blocks(),
+            commit_proof=commit_proof,
+        )
+
+    # ------------------------------------------------------------------ commits
+
+    def apply(
+        self, commit: Commit, *, signature_checked: Callable[[bytes], bool] | None = None
+    ) -> list[CommittedBlock]:
+        """Execute and durably record the blocks a `Commit` made final, in order."""
+        recorded = []
+        tip = self.store.tip()
+        config = tip.epoch_config if tip is not None else genesis_epoch(self.genesis)
+        epoch_root_id = tip.epoch_root_id if tip is not None else self.genesis_id
+        blocks = commit.blocks
+        for index, block in enumerate(blocks):
+            header = block.header
+            new_id = block_id(self.suite, header)
+            result = self.engine.execute_block(
+                header.height,
+                header.timestamp_ms,
+                block.payload,
+                signature_checked=signature_checked,
+            )
+            root = self.engine.commit()
+            certificate = (
+                blocks[index + 1].header.justify if index + 1 < len(blocks) else commit.certificate
+            )
+            receipts = [
+                _stored(receipt, header.height, position)
+                for position, receipt in enumerate(result.receipts)
+            ]
+            if header.next_epoch is not None:
+                config, epoch_root_id = header.next_epoch, new_id
+            self.store.commit_block(
+                block=block,
+                block_id=new_id,
+                record=CommitRecord(certificate=certificate, proof=commit.proof),
+                receipts=receipts,
+                writes=self.engine.last_writes,
+                state_root=root,
+                epoch_config=config,
+                epoch_root_id=epoch_root_id,
+            )
+            recorded.append(CommittedBlock(block, new_id, root, receipts))
+        return recorded
+
+    # ------------------------------------------------------------------ reads
+
+    def next_nonce(self, account: str) -> int | None:
+        """The nonce an account's next transaction must carry, or None for no account."""
+        record = identity_state.read_account(self.engine.query, account)
+        return None if record is None else int(record.get("nonce", 0))
+
+    def query(self, contract: str, key: str, height: int | None = None) -> Any:
+        return self.engine.query(contract, key, height)
+
+    def raw_state(self, contract: str, key: str) -> bytes | None:
+        return self.engine.state.get(state_key(contract, key))
+
+
+def genesis_block_of(genesis: Genesis) -> Block:
+    """Height 0 of this chain, as every node computes it from the genesis document."""
+    return genesis_block(
+        get_suite(genesis.suite),
+        genesis.chain_id,
+        genesis.protocol_version,
+        genesis.genesis_time_ms,
+    )
+
+
+def _stored(receipt: Receipt, height: int, index: int) -> StoredReceipt:
+    return StoredReceipt(
+        tx_id=receipt.tx_id,
+        height=height,
+        index=index,
+        ok=receipt.ok,
+        code=receipt.code,
+        message=receipt.message,
+        gas_used=receipt.gas_used,
+        events=[StoredEvent(e.contract, e.name, dict(e.fields)) for e in receipt.events],
+        result=receipt.result,
+    )

@@ -1,0 +1,261 @@
+"""The replica driver: turns the consensus core's actions into I/O, and I/O into its events.
+
+Owns the replica of one node and the effects of its actions: sending and broadcasting (through
+the transport), timers (on the asyncio loop), persisting safety state (durable before
+`PersistDone`), offering payloads (from the mempool, never a transaction already proposed in
+an uncommitted ancestor), executing and recording commits (through `Chain`), answering block
+requests from the store, keeping epoch proofs, and halting the node when the replica halts.
+It also admits transactions (from clients and from peers) and passes client ones on.
+
+Must never decide anything the replica decides, nor sign anything: the core does both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from consortia.consensus.block_sync import bounded_response
+from consortia.consensus.events import (
+    Action,
+    Broadcast,
+    Commit,
+    EnterEpoch,
+    Event,
+    Halt,
+    MessageReceived,
+    PayloadReady,
+    Persist,
+    PersistDone,
+    RequestPayload,
+    Send,
+    ServeBlocks,
+    SetTimer,
+    Start,
+    TimerFired,
+)
+from consortia.consensus.replica import Replica
+from consortia.errors import DecodeError
+from consortia.mempool import Admission, Mempool
+from consortia.node.chain import Chain, CommittedBlock
+from consortia.types.consensus import Block, BlockResponse
+from consortia.types.encoding import decode, encode
+from consortia.types.network import TX_BATCH_MAX, TxBatch, WireMessage
+from consortia.types.signing import block_id
+from consortia.types.transaction import Transaction
+
+# Client transactions are passed on to peers in batches, at most this often.
+GOSSIP_INTERVAL_S = 0.005
+
+
+class Sender(Protocol):
+    """What the driver needs of the transport."""
+
+    def send(self, node_id: bytes, frame: bytes) -> bool: ...
+
+    def broadcast(self, frame: bytes) -> int: ...
+
+
+@dataclass(slots=True)
+class DriverCounters:
+    frames_refused: int = 0
+    transactions_committed: int = 0
+    persist_ms_total: float = 0.0
+    persists: int = 0
+
+
+class Driver:
+    def __init__(
+        self,
+        *,
+        replica: Replica,
+        chain: Chain,
+        mempool: Mempool,
+        transport: Sender,
+        loop: asyncio.AbstractEventLoop,
+        clock_ms: Callable[[], int],
+        on_halt: Callable[[str], None],
+    ) -> None:
+        self.replica = replica
+        self.chain = chain
+        self.mempool = mempool
+        self.transport = transport
+        self._loop = loop
+        self._clock_ms = clock_ms
+        self._on_halt = on_halt
+        self._timer: asyncio.TimerHandle | None = None
+        self._gossip: list[bytes] = []
+        self._gossip_handle: asyncio.Handle | None = None
+        self.counters = DriverCounters()
+        # Called with every batch of blocks once they are durably recorded.
+        self.on_commit: list[Callable[[list[CommittedBlock]], None]] = []
+        self._log = structlog.get_logger("consortia.node").bind(node=replica.node_id.hex()[:16])
+
+    # ------------------------------------------------------------------ inputs
+
+    def start(self) -> None:
+        self._handle(Start(now_ms=self._clock_ms()))
+
+    def on_frame(self, sender: bytes, frame: bytes) -> None:
+        """A frame from an authenticated peer (`sender` is the node id in its certificate)."""
+        try:
+            message = decode(frame, WireMessage)
+        except DecodeError:
+            self.counters.frames_refused += 1
+            return
+        if isinstance(message, TxBatch):
+            self.mempool.admit_many(
+                list(message.transactions), height=self.chain.height, next_nonce=self._next_nonce
+            )
+            return
+        self._handle(MessageReceived(self._clock_ms(), sender, message))
+
+    def submit(self, raw: bytes) -> Admission:
+        """A client's transaction: admitted here, then passed on to the peers."""
+        admission = self.mempool.admit(raw, height=self.chain.height, next_nonce=self._next_nonce)
+        if admission.ok:
+            self._gossip.append(raw)
+            if len(self._gossip) >= TX_BATCH_MAX:
+                self._flush_gossip()
+            elif self._gossip_handle is None:
+                self._gossip_handle = self._loop.call_later(GOSSIP_INTERVAL_S, self._flush_gossip)
+        return admission
+
+    def _flush_gossip(self) -> None:
+        self._gossip_handle = None
+        batch, self._gossip = self._gossip[:TX_BATCH_MAX], self._gossip[TX_BATCH_MAX:]
+        if batch:
+            self.transport.broadcast(encode(TxBatch(transactions=batch)))
+        if self._gossip:
+            self._gossip_handle = self._loop.call_soon(self._flush_gossip)
+
+    def _fire(self, epoch: int, round_: int) -> None:
+        self._timer = None
+        self._handle(TimerFired(self._clock_ms(), epoch, round_))
+
+    # ------------------------------------------------------------------ actions
+
+    def _handle(self, event: Event) -> None:
+        for action in self.replica.handle(event):
+            self._perform(action)
+
+    def _perform(self, action: Action) -> None:
+        if isinstance(action, Send):
+            self.transport.send(action.to, encode(action.message))
+        elif isinstance(action, Broadcast):
+            self.transport.broadcast(encode(action.message))
+        elif isinstance(action, SetTimer):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_later(
+                action.delay_ms / 1000, self._fire, action.epoch, action.round
+            )
+        elif isinstance(action, Persist):
+            self._persist(action)
+        elif isinstance(action, RequestPayload):
+            self._offer_payload(action)
+        elif isinstance(action, Commit):
+            self._commit(action)
+        elif isinstance(action, EnterEpoch):
+            if action.proof is not None:
+                self.chain.store.save_epoch_proof(action.proof)
+            self._log.info("epoch entered", epoch=action.config.epoch)
+        elif isinstance(action, ServeBlocks):
+            self._serve_blocks(action)
+        elif isinstance(action, Halt):
+            self._log.error("replica halted", reason=action.reason)
+            self._on_halt(action.reason)
+
+    def _persist(self, action: Persist) -> None:
+        """Durable (fsync'd) before the replica hears `PersistDone`, so before any signed
+        message it guards leaves this node."""
+        started = self._loop.time()
+        voted = None
+        if action.block is not None:
+            voted = (block_id(self.chain.suite, action.block.header), action.block)
+        self.chain.store.persist_safety(action.state, voted)
+        self.counters.persists += 1
+        self.counters.persist_ms_total += (self._loop.time() - started) * 1000
+        self._loop.call_soon(self._handle, PersistDone(self._clock_ms(), action.sequence))
+
+    def _offer_payload(self, action: RequestPayload) -> None:
+        """The mempool's next batch, without what uncommitted ancestors already carry, and
+        the next epoch when committed governance says one is due."""
+        proposed: dict[str, int] = {}
+        for raw in self._uncommitted_payload(action.parent_id):
+            try:
+                body = decode(raw, Transaction).body
+            except DecodeError:
+                continue
+            proposed[body.sender] = max(proposed.get(body.sender, 0), body.nonce + 1)
+
+        def next_nonce(sender: str) -> int | None:
+            committed = self._next_nonce(sender)
+            if committed is None:
+                return None
+            return max(committed, proposed.get(sender, 0))
+
+        items = self.mempool.batch(
+            next_nonce=next_nonce, items_max=action.items_max, bytes_max=action.bytes_max
+        )
+        next_epoch = self.chain.membership.next_epoch(action.epoch)
+        ready = PayloadReady(self._clock_ms(), action.epoch, action.round, items, next_epoch)
+        self._loop.call_soon(self._handle, ready)
+
+    def _uncommitted_payload(self, parent_id: bytes) -> list[bytes]:
+        tree = self.replica.tree
+        items: list[bytes] = []
+        current = parent_id
+        while current != tree.root_id:
+            block = tree.get(current)
+            if block is None:
+                break
+            items.extend(block.payload)
+            current = block.header.parent_id
+        return items
+
+    def _commit(self, action: Commit) -> None:
+        committed = self.chain.apply(action, signature_checked=self.mempool.signature_checked)
+        for entry in committed:
+            self.mempool.committed(
+                entry.block.payload, height=entry.block.header.height, next_nonce=self._next_nonce
+            )
+            self.counters.transactions_committed += len(entry.receipts)
+        for listener in self.on_commit:
+            listener(committed)
+        last = committed[-1]
+        self._log.info(
+            "committed",
+            height=last.block.header.height,
+            epoch=last.block.header.epoch,
+            round=last.block.header.round,
+            transactions=sum(len(c.receipts) for c in committed),
+        )
+
+    def _serve_blocks(self, action: ServeBlocks) -> None:
+        store = self.chain.store
+
+        def lookup(wanted: bytes) -> Block | None:
+            height = store.height_of(wanted)
+            return None if height is None else store.block(height)
+
+        blocks = bounded_response(lookup, action.block_id, action.count)
+        if not blocks:
+            voted = {block_id(self.chain.suite, b.header): b for b in store.voted_blocks()}
+            block = voted.get(action.block_id)
+            blocks = [block] if block is not None else []
+        if blocks:
+            self.transport.send(action.to, encode(BlockResponse(action.block_id, blocks)))
+
+    def _next_nonce(self, sender: str) -> int | None:
+        return self.chain.next_nonce(sender)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._gossip_handle is not None:
+            self._gossip_handle.cancel()

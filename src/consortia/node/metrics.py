@@ -1,0 +1,85 @@
+"""The node's Prometheus metrics, collected when /metrics is read.
+
+Owns the metric names and their help texts. Reads the node's counters at scrape time (no
+background thread, no state of its own) and never changes anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from consortia.node.driver import Driver
+from consortia.node.service import NodeService
+
+
+class _NodeCollector(Collector):
+    def __init__(self, service: NodeService, driver: Driver, transport: Any) -> None:
+        self._service = service
+        self._driver = driver
+        self._transport = transport
+
+    def collect(self) -> Iterator[Any]:
+        driver = self._driver
+        replica = driver.replica
+        yield GaugeMetricFamily(
+            "consortia_committed_height",
+            "The height of the last committed block",
+            driver.chain.height,
+        )
+        yield GaugeMetricFamily("consortia_epoch", "The replica's epoch", replica.epoch)
+        yield GaugeMetricFamily("consortia_round", "The replica's round", replica.round)
+        yield CounterMetricFamily(
+            "consortia_transactions_committed",
+            "Transactions in blocks this node committed (receipts, failed ones included)",
+            driver.counters.transactions_committed,
+        )
+        yield GaugeMetricFamily(
+            "consortia_mempool_transactions", "Transactions waiting", len(driver.mempool)
+        )
+        yield GaugeMetricFamily(
+            "consortia_mempool_bytes", "Bytes of transactions waiting", driver.mempool.size_bytes
+        )
+        yield GaugeMetricFamily(
+            "consortia_peers_connected", "Peers with a live link", len(self._transport.connected())
+        )
+        drops = CounterMetricFamily(
+            "consortia_consensus_dropped",
+            "Messages the replica dropped, by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(replica.counters.dropped.items()):
+            drops.add_metric([reason], count)
+        yield drops
+        refused = CounterMetricFamily(
+            "consortia_safety_refused",
+            "Signatures the safety rules refused, by rule",
+            labels=["rule"],
+        )
+        for rule, count in sorted(replica.counters.refused.items()):
+            refused.add_metric([rule], count)
+        yield refused
+        persists = driver.counters.persists
+        yield CounterMetricFamily(
+            "consortia_persist_count", "Safety-state writes made durable", persists
+        )
+        yield GaugeMetricFamily(
+            "consortia_persist_ms_mean",
+            "Mean time to make the safety state durable (ms)",
+            driver.counters.persist_ms_total / persists if persists else 0.0,
+        )
+        yield CounterMetricFamily(
+            "consortia_frames_refused",
+            "Frames from peers that did not decode",
+            driver.counters.frames_refused,
+        )
+
+
+def node_registry(service: NodeService, driver: Driver, transport: Any) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(_NodeCollector(service, driver, transport))
+    return registry

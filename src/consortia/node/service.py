@@ -1,0 +1,197 @@
+"""What a node offers its HTTP API: submit, look up, read, and report, as plain values.
+
+Owns the translation from the node's internals (driver, chain, store, mempool, transport) to
+JSON-ready dictionaries with hex ids, so the API layer stays a thin mapping of routes onto
+these methods and never reaches into the node. Every method is synchronous and cheap (reads
+from memory or the store) and runs on the node's event loop.
+
+Must never change state but through `submit` (the mempool's admission); reads never write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from consortia.execution.builtin import BUILTIN_CONTRACTS
+from consortia.execution.contracts import asset, identity_state, system
+from consortia.execution.values import state_key
+from consortia.mempool import Admission
+from consortia.node.driver import Driver
+from consortia.storage import StoredReceipt
+from consortia.types.consensus import Block, QuorumCertificate
+from consortia.types.signing import block_id
+
+HEX_ID_LENGTH = 64
+
+
+class NotFoundError(Exception):
+    """What the request names does not exist (an unknown block, transaction or account)."""
+
+
+@dataclass(slots=True)
+class NodeService:
+    driver: Driver
+    node_id: bytes
+    connected_peers: Callable[[], set[bytes]]
+
+    @property
+    def chain(self) -> Any:
+        return self.driver.chain
+
+    # ------------------------------------------------------------------ transactions
+
+    def submit(self, raw: bytes) -> Admission:
+        return self.driver.submit(raw)
+
+    def transaction(self, tx_id: bytes) -> dict[str, Any]:
+        receipt = self.chain.store.receipt(tx_id)
+        if receipt is not None:
+            return _receipt_view(receipt)
+        if tx_id in self.driver.mempool:
+            return {"tx_hash": tx_id.hex(), "status": "pending"}
+        raise NotFoundError(f"no transaction {tx_id.hex()}")
+
+    def view(self, raw: bytes, height: int | None) -> dict[str, Any]:
+        """A signed read request's outcome."""
+        self._check_height(height)
+        receipt = self.chain.engine.view(raw, height)
+        return {
+            "ok": receipt.ok,
+            "code": receipt.code,
+            "message": receipt.message,
+            "gas_used": receipt.gas_used,
+            "result": receipt.result,
+            "height": height if height is not None else self.chain.height,
+        }
+
+    # ------------------------------------------------------------------ blocks and state
+
+    def block(self, height: int | None) -> dict[str, Any]:
+        store = self.chain.store
+        at = store.height if height is None else height
+        if at is None or at < 1:
+            raise NotFoundError("no block yet" if height is None else f"no block {height}")
+        block = store.block(at)
+        record = store.commit_record(at)
+        if block is None or record is None:
+            raise NotFoundError(f"no block {at}")
+        return _block_view(block, block_id(self.chain.suite, block.header), record.certificate)
+
+    def status(self) -> dict[str, Any]:
+        chain = self.chain
+        tip = chain.store.tip()
+        replica = self.driver.replica
+        contracts = {}
+        for contract in BUILTIN_CONTRACTS:
+            record = system.read_deployment(chain.engine.query, contract.name)
+            if record is not None:
+                contracts[contract.name] = {
+                    "active_version": record.get("active_version"),
+                    "status": record.get("status"),
+                }
+        return {
+            "chain_id": chain.genesis.chain_id,
+            "suite": chain.genesis.suite,
+            "contracts": contracts,
+            "node_id": self.node_id.hex(),
+            "protocol_version": chain.genesis.protocol_version,
+            "genesis_hash": chain.genesis_hash.hex(),
+            "epoch": replica.epoch,
+            "round": replica.round,
+            "height": tip.height if tip else 0,
+            "block_hash": tip.block_id.hex() if tip else chain.genesis_id.hex(),
+            "state_root": chain.engine.root.hex(),
+            "peers": sorted(peer.hex() for peer in self.connected_peers()),
+            "validators": [
+                {"node_id": v.node_id.hex(), "voting_power": v.voting_power}
+                for v in replica.validators.validators
+            ],
+            "mempool": {
+                "transactions": len(self.driver.mempool),
+                "bytes": self.driver.mempool.size_bytes,
+            },
+        }
+
+    def account(self, account_id: str) -> dict[str, Any]:
+        chain = self.chain
+        record = identity_state.read_account(chain.engine.query, account_id)
+        if record is None:
+            raise NotFoundError(f"no account {account_id!r}")
+        issuers = state_key(asset.CONTRACT, asset.currencies_prefix())
+        balances: dict[str, int] = {}
+        for key in chain.engine.state.keys_with_prefix(issuers):
+            currency = key[len(issuers) :].decode()
+            value = chain.query(asset.CONTRACT, asset.balance_key(currency, account_id))
+            balances[currency] = int(value or 0)
+        return {
+            "id": account_id,
+            "nonce": int(record.get("nonce", 0)),
+            "status": record.get("status"),
+            "roles": record.get("roles", []),
+            "member": record.get("sponsor") or record.get("member"),
+            "public_key": record.get("public_key"),
+            "balances": balances,
+            "balance": balances.get("CNY", 0),
+        }
+
+    def state(self, contract: str, key: str, height: int | None) -> dict[str, Any]:
+        self._check_height(height)
+        return {
+            "contract": contract,
+            "key": key,
+            "height": height if height is not None else self.chain.height,
+            "value": self.chain.query(contract, key, height),
+        }
+
+    def _check_height(self, height: int | None) -> None:
+        if height is not None and not 0 <= height <= self.chain.height:
+            raise NotFoundError(f"height {height} is not committed")
+
+
+def _qc_view(qc: QuorumCertificate) -> dict[str, Any]:
+    return {
+        "epoch": qc.epoch,
+        "round": qc.round,
+        "block_hash": qc.block_id.hex(),
+        "height": qc.height,
+        "signers": [entry.index for entry in qc.signatures],
+        "signatures": [entry.signature.hex() for entry in qc.signatures],
+    }
+
+
+def _block_view(block: Block, block_hash: bytes, certificate: QuorumCertificate) -> dict[str, Any]:
+    header = block.header
+    return {
+        "height": header.height,
+        "hash": block_hash.hex(),
+        "parent_hash": header.parent_id.hex(),
+        "epoch": header.epoch,
+        "round": header.round,
+        "author": header.author.hex(),
+        "timestamp_ms": header.timestamp_ms,
+        "payload_root": header.payload_root.hex(),
+        "transactions": [item.hex() for item in block.payload],
+        "justify": _qc_view(header.justify),
+        "qc": _qc_view(certificate),
+    }
+
+
+def _receipt_view(receipt: StoredReceipt) -> dict[str, Any]:
+    return {
+        "tx_hash": receipt.tx_id.hex(),
+        "status": "committed" if receipt.ok else "failed",
+        "height": receipt.height,
+        "index": receipt.index,
+        "receipt": {
+            "ok": receipt.ok,
+            "code": receipt.code,
+            "message": receipt.message,
+            "gas_used": receipt.gas_used,
+            "events": [msgspec.to_builtins(event) for event in receipt.events],
+            "result": msgspec.to_builtins(receipt.result),
+        },
+    }

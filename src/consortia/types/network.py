@@ -1,0 +1,31 @@
+"""What nodes send each other besides consensus messages: transactions passed on.
+
+A client may submit a transaction to any node; the node that admits it passes it on to its
+peers in batches, so whichever validator leads next has it. Every frame between nodes decodes
+as exactly one `WireMessage`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+from msgspec import Meta
+
+from consortia.types.consensus import ConsensusMessage
+
+TX_BATCH_MAX: Final = 1024
+TX_BYTES_MAX: Final = 64 * 1024
+
+
+class TxBatch(
+    msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, tag="msg_txs"
+):
+    """Signed transactions a node admitted, passed on to a peer (each is re-admitted there)."""
+
+    transactions: Annotated[
+        list[Annotated[bytes, Meta(max_length=TX_BYTES_MAX)]], Meta(max_length=TX_BATCH_MAX)
+    ]
+
+
+WireMessage = ConsensusMessage | TxBatch

@@ -1,0 +1,185 @@
+"""The HTTP API over in-process nodes: submissions in JSON and binary, transactions followed to
+commit, blocks, status, accounts, state, signed reads, and a 4xx with a machine-readable body
+for every client mistake."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from consortia.api import create_app
+from consortia.api.openapi import openapi_document
+from consortia.client.codec import transaction_to_json
+from consortia.node.service import NodeService
+from tests.node_helpers import (
+    BALANCE,
+    Hub,
+    make_driver,
+    make_genesis,
+    transfer,
+    validator_keys,
+)
+
+
+def as_json(raw: bytes) -> dict[str, Any]:
+    return transaction_to_json(raw)
+
+
+def run_with_api(tmp_path: Path, test: Callable[[httpx.AsyncClient, Any], Awaitable[None]]) -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        hub = Hub(loop, random.Random(3))
+        genesis = make_genesis(4)
+        drivers = [make_driver(hub, genesis, tmp_path, key) for key in validator_keys(4)]
+        for driver in drivers:
+            driver.start()
+        service = NodeService(drivers[0], drivers[0].replica.node_id, lambda: set(hub.drivers))
+        transport = httpx.ASGITransport(app=create_app(service))
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            await test(client, genesis)
+        for driver in drivers:
+            driver.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_transfer_is_followed_from_submission_to_receipt(tmp_path: Path) -> None:
+    async def test(client: httpx.AsyncClient, genesis: Any) -> None:
+        answer = await client.post("/v1/tx", json=as_json(transfer(genesis, "alice", "bob", 25, 0)))
+        assert answer.status_code == 202, answer.text
+        tx_hash = answer.json()["tx_hash"]
+        binary = transfer(genesis, "alice", "bob", 5, 1)
+        answer = await client.post(
+            "/v1/tx", content=binary, headers={"content-type": "application/msgpack"}
+        )
+        assert answer.status_code == 202, answer.text
+
+        async def committed() -> bool:
+            return (await client.get(f"/v1/tx/{tx_hash}")).json()["status"] == "committed"
+
+        for _ in range(2000):
+            if await committed():
+                break
+            await asyncio.sleep(0.01)
+        record = (await client.get(f"/v1/tx/{tx_hash}")).json()
+        assert record["receipt"]["ok"] and record["receipt"]["code"] == "ok"
+        assert record["height"] >= 1
+        block = (await client.get(f"/v1/blocks/{record['height']}")).json()
+        assert {"height", "hash", "parent_hash", "transactions", "qc"} <= set(block)
+        latest = (await client.get("/v1/blocks/latest")).json()
+        assert latest["height"] >= record["height"]
+        bob = (await client.get("/v1/accounts/bob")).json()
+        for _ in range(2000):
+            if bob["balance"] == BALANCE + 30:
+                break
+            await asyncio.sleep(0.01)
+            bob = (await client.get("/v1/accounts/bob")).json()
+        assert bob["balance"] == BALANCE + 30 and bob["balances"]["CNY"] == BALANCE + 30
+        status = (await client.get("/v1/status")).json()
+        for field in (
+            "chain_id",
+            "node_id",
+            "protocol_version",
+            "epoch",
+            "height",
+            "block_hash",
+            "state_root",
+            "peers",
+            "validators",
+        ):
+            assert field in status
+        state = (await client.get("/v1/state/asset/balance/CNY/bob")).json()
+        assert state["value"] == BALANCE + 30
+        past = (await client.get("/v1/state/asset/balance/CNY/bob?height=0")).json()
+        assert past["value"] == BALANCE
+
+    run_with_api(tmp_path, test)
+
+
+def test_every_client_mistake_is_a_4xx_with_a_code(tmp_path: Path) -> None:
+    async def test(client: httpx.AsyncClient, genesis: Any) -> None:
+        good = transfer(genesis, "alice", "bob", 1, 0)
+        forged = as_json(good)
+        forged["signature"] = "00" * 64
+        wrong_chain = as_json(good)
+        wrong_chain["body"]["chain_id"] = "other-chain"
+        cases: list[tuple[str, dict[str, Any], int, str]] = [
+            (
+                "malformed JSON",
+                {"content": b"{not json", "headers": {"content-type": "application/json"}},
+                400,
+                "malformed_transaction",
+            ),
+            (
+                "missing field",
+                {"json": {"body": {}, "signature": ""}},
+                400,
+                "malformed_transaction",
+            ),
+            ("bad signature", {"json": forged}, 400, "bad_signature"),
+            ("wrong chain", {"json": wrong_chain}, 400, "wrong_chain"),
+            (
+                "unknown account",
+                {"json": as_json(transfer(genesis, "eve", "bob", 1, 0))},
+                400,
+                "unknown_account",
+            ),
+            (
+                "oversized",
+                {"content": b"x" * 200_000, "headers": {"content-type": "application/json"}},
+                413,
+                "too_large",
+            ),
+            (
+                "media type",
+                {"content": b"x", "headers": {"content-type": "text/plain"}},
+                415,
+                "unsupported_media_type",
+            ),
+        ]
+        for name, request, status, code in cases:
+            answer = await client.post("/v1/tx", **request)
+            assert answer.status_code == status, (name, answer.text)
+            assert answer.json()["error"]["code"] == code, name
+        first = await client.post("/v1/tx", json=as_json(good))
+        assert first.status_code == 202
+        again = await client.post("/v1/tx", json=as_json(good))
+        assert (again.status_code, again.json()["error"]["code"]) == (409, "duplicate")
+        for path, status, code in [
+            ("/v1/tx/" + "ab" * 32, 404, "not_found"),
+            ("/v1/tx/xyz", 400, "bad_argument"),
+            ("/v1/blocks/abc", 400, "bad_argument"),
+            ("/v1/blocks/999999", 404, "not_found"),
+            ("/v1/accounts/nobody", 404, "not_found"),
+            ("/v1/state/asset/x?height=-1", 400, "bad_argument"),
+            ("/v1/state/asset/x?height=999999", 404, "not_found"),
+            ("/v1/nothing", 404, "not_found"),
+            ("/metrics", 404, "not_found"),
+        ]:
+            answer = await client.get(path)
+            assert answer.status_code == status, (path, answer.text)
+            assert answer.json()["error"]["code"] == code, path
+
+    run_with_api(tmp_path, test)
+
+
+def test_the_openapi_document_names_every_route() -> None:
+    document = openapi_document()
+    assert document["openapi"].startswith("3.1")
+    for path in [
+        "/v1/tx",
+        "/v1/tx/{tx_hash}",
+        "/v1/views",
+        "/v1/blocks/{height}",
+        "/v1/status",
+        "/v1/accounts/{account_id}",
+        "/v1/state/{contract}/{key}",
+        "/metrics",
+        "/openapi.json",
+    ]:
+        assert path in document["paths"], path

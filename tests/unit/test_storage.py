@@ -1,0 +1,170 @@
+"""The node's store: commits are whole or absent, durable across reopening and SIGKILL, and the
+records a restarted node needs read back exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from consortia.storage import CommitRecord, NodeStore, StoredEvent, StoredReceipt
+from consortia.types.consensus import Block, CommitProof, EpochChangeResponse, SafetyState
+from consortia.types.signing import block_id
+from tests.consensus_helpers import (
+    SUITE,
+    make_block,
+    make_cluster,
+    make_qc,
+)
+
+CLUSTER = make_cluster(4)
+
+
+def chain(length: int) -> list[Block]:
+    blocks = [CLUSTER.genesis]
+    qc = CLUSTER.root_qc
+    for round_ in range(1, length + 1):
+        block = make_block(blocks[-1], qc, round_=round_, author=CLUSTER.node_ids[round_ % 4])
+        qc = make_qc(CLUSTER, block, CLUSTER.keys[:3])
+        blocks.append(block)
+    return blocks[1:]
+
+
+def commit(store: NodeStore, blocks: list[Block], index: int, value: bytes = b"v") -> None:
+    block = blocks[index]
+    child = blocks[index + 1]
+    store.commit_block(
+        block=block,
+        block_id=block_id(SUITE, block.header),
+        record=CommitRecord(child.header.justify, child.header.justify),
+        receipts=[
+            StoredReceipt(
+                bytes([index]) * 32,
+                block.header.height,
+                0,
+                True,
+                "ok",
+                "",
+                7,
+                [StoredEvent("asset", "transferred", {"amount": index})],
+            )
+        ],
+        writes={b"key-%d" % index: value, b"gone": None},
+        state_root=bytes([index]) * 32,
+        epoch_config=CLUSTER.config,
+        epoch_root_id=CLUSTER.genesis_id,
+    )
+
+
+def fresh(path: Path) -> NodeStore:
+    store = NodeStore(path / "store", map_size=64 * 1024**2)
+    store.initialise(
+        state={b"gone": b"x"},
+        state_root=bytes(32),
+        epoch_config=CLUSTER.config,
+        genesis_id=CLUSTER.genesis_id,
+    )
+    return store
+
+
+def test_committed_blocks_read_back_after_reopening(tmp_path: Path) -> None:
+    blocks = chain(4)
+    store = fresh(tmp_path)
+    assert store.height == 0 and store.tip() is None
+    for index in range(3):
+        commit(store, blocks, index)
+    store.close()
+    store = NodeStore(tmp_path / "store", map_size=64 * 1024**2)
+    tip = store.tip()
+    assert tip is not None and tip.height == 3 and tip.block == blocks[2]
+    assert tip.block_id == block_id(SUITE, blocks[2].header)
+    assert tip.state_root == bytes([2]) * 32 and tip.epoch_config == CLUSTER.config
+    assert store.block(1) == blocks[0] and store.height_of(block_id(SUITE, blocks[1].header)) == 2
+    receipt = store.receipt(bytes([1]) * 32)
+    assert receipt is not None and receipt.height == 2 and receipt.events[0].fields == {"amount": 1}
+    state = dict(store.state_items())
+    assert state == {b"key-0": b"v", b"key-1": b"v", b"key-2": b"v"}  # "gone" deleted
+    assert store.blocks_of_epoch(0, 3) == blocks[:3]
+
+
+def test_blocks_commit_in_order_only(tmp_path: Path) -> None:
+    blocks = chain(3)
+    store = fresh(tmp_path)
+    with pytest.raises(AssertionError, match="committed after"):
+        commit(store, blocks, 1)
+    assert store.height == 0
+
+
+def test_safety_state_and_voted_blocks_survive_until_committed(tmp_path: Path) -> None:
+    blocks = chain(3)
+    store = fresh(tmp_path)
+    state = SafetyState(epoch=0, highest_vote_round=2, highest_qc=CLUSTER.root_qc)
+    store.persist_safety(state, (block_id(SUITE, blocks[1].header), blocks[1]))
+    store.persist_safety(state, (block_id(SUITE, blocks[0].header), blocks[0]))
+    assert store.safety_state() == state
+    assert sorted(b.header.height for b in store.voted_blocks()) == [1, 2]
+    commit(store, blocks, 0)
+    assert [b.header.height for b in store.voted_blocks()] == [2]
+
+
+def test_epoch_proofs_are_kept(tmp_path: Path) -> None:
+    blocks = chain(3)
+    store = fresh(tmp_path)
+    proof = EpochChangeResponse(
+        ending=blocks[0].header,
+        proof=CommitProof(headers=[blocks[1].header], qc=blocks[2].header.justify),
+    )
+    store.save_epoch_proof(proof)
+    assert store.epoch_proofs() == [proof]
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from tests.unit.test_storage import chain, commit, fresh
+    blocks = chain(400)
+    store = fresh(Path(sys.argv[1]))
+    print("ready", flush=True)
+    for index in range(399):
+        commit(store, blocks, index, value=bytes([index % 251]) * 2000)
+    """
+)
+
+
+@pytest.mark.parametrize("delay_lines", [0, 1, 3])
+def test_a_store_killed_mid_commit_reopens_consistent(tmp_path: Path, delay_lines: int) -> None:
+    """A writer committing blocks is killed with SIGKILL while it writes; the store reopens
+    with a whole prefix of blocks: each present block has its certificates, receipt and state
+    writes, and the recorded height names the last of them."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == b"ready"
+    # Let it get somewhere, without a fixed sleep: wait until a few commits are on disk.
+    probe = NodeStore(tmp_path / "store", map_size=64 * 1024**2)
+    while (probe.height or 0) < 3 + 20 * delay_lines and process.poll() is None:
+        time.sleep(0.002)  # polling a condition, not waiting for luck
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    probe.close()
+    store = NodeStore(tmp_path / "store", map_size=64 * 1024**2)
+    height = store.height
+    assert height is not None and height >= 3
+    state = dict(store.state_items())
+    for committed in range(1, height + 1):
+        assert store.block(committed) is not None
+        assert store.commit_record(committed) is not None
+        assert store.receipt(bytes([committed - 1]) * 32) is not None
+        assert state[b"key-%d" % (committed - 1)] == bytes([(committed - 1) % 251]) * 2000
+    assert store.block(height + 1) is None
+    assert b"key-%d" % height not in state
