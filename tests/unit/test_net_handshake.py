@@ -5,12 +5,16 @@ reason and logged with the node's id."""
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ssl
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 from structlog.testing import capture_logs
 
-from consortia.net import CloseReason, Refusal
+from consortia.identity import certificates
+from consortia.net import CloseReason, Refusal, TransportLimits, contexts_from_pem, peer_node_id
 from consortia.net.frames import PREAMBLE
 from tests.unit.test_net_support import (
     DAY,
@@ -216,3 +220,58 @@ def test_a_revocation_drops_a_live_link_at_once(how: str) -> None:
         await _close(good, *peers)
 
     run(scenario)
+
+
+def test_a_peer_speaking_anything_but_tls_13_is_refused() -> None:
+    async def scenario() -> None:
+        ca = make_authority()
+        limits = TransportLimits(handshake_timeout_s=0.3)
+        node = make_node(ca, issue(ca, node_id(GOOD)), limits=limits)
+        await node.transport.start()
+        refusals = node.transport.counters.refusals
+
+        # Plain text instead of a ClientHello.
+        reader, writer = await asyncio.open_connection(*node.address)
+        writer.write(b"GET / HTTP/1.1\r\nHost: consortia\r\n\r\n")
+        await reader.read()
+        writer.close()
+        await eventually(lambda: refusals[Refusal.TLS_ERROR] == 1)
+
+        # A client that offers TLS 1.2 at most, with a valid consortium certificate.
+        _, old = contexts(ca, issue(ca, node_id(1)))
+        old.maximum_version = ssl.TLSVersion.TLSv1_2
+        old.minimum_version = ssl.TLSVersion.TLSv1_2
+        with pytest.raises(ssl.SSLError):
+            await asyncio.open_connection(*node.address, ssl=old)
+        await eventually(lambda: refusals[Refusal.TLS_ERROR] == 2)
+
+        # A TCP connection that never starts its handshake.
+        _, silent = await asyncio.open_connection(*node.address)
+        await eventually(lambda: refusals[Refusal.TIMEOUT] == 1)
+        silent.close()
+        assert node.transport.connected() == set()
+        await eventually(lambda: node.transport.link_count == 0)
+        await _close(node)
+
+    run(scenario)
+
+
+def test_certificates_from_the_identity_package_carry_the_id_the_transport_reads() -> None:
+    """The conventions of consortia.identity (CN and URI) and of consortia.net agree."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = certificates.generate_tls_key()
+    ca = certificates.create_ca_certificate(
+        ca_key, "conformance", now, certificates.permitted_names(["127.0.0.1"])
+    )
+    key = certificates.generate_tls_key()
+    issued = certificates.issue_node_certificate(
+        ca_key,
+        ca,
+        node_id=node_id(9),
+        member="Conformance Bank",
+        host="127.0.0.1",
+        public_key=key.public_key(),
+        now=now,
+    )
+    assert peer_node_id(issued.public_bytes(Encoding.DER)) == node_id(9)
+    contexts_from_pem(certificates.certificate_pem(ca), certificates.certificate_pem(issued), key)
