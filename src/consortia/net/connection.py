@@ -147,7 +147,9 @@ class Connection(asyncio.Protocol):
         if not self._closed.done():
             self._closed.set_result(self._was_open)
         if previous is State.HANDSHAKING and not self._handshake_reported:
-            self._handshake_failed(exc or ConnectionResetError("closed during the handshake"))
+            self._handshake_reported = True
+            error = exc or ConnectionResetError("closed during the handshake")
+            self._owner.handshake_failed(self, error)
         reason = self._close_reason
         if self._accepted and reason is None:
             reason = CloseReason.PEER_CLOSED if self._was_open else CloseReason.REFUSED_BY_PEER

@@ -154,7 +154,8 @@ class Transport:
             self._start_dialer(peer)
 
     def remove_peer(self, node_id: bytes) -> None:
-        """Forget `node_id`: stop dialling it, close its links and drop its queued frames."""
+        """Forget `node_id`: stop dialling it, close its links and drop its queued frames. A
+        peer that `is_allowed` still accepts may dial in again and be known anew."""
         self.disconnect(node_id)
         peer = self._peers.pop(node_id, None)
         if peer is not None and peer.dialer is not None:
