@@ -119,7 +119,8 @@ class SafetyRules:
     ) -> None:
         self._domain = domain
         self._suite = suite
-        self._private_key = private_key
+        # Held for the replica's life: it signs every round (votes, timeouts, proposals).
+        self._private_key = suite.signing_key(private_key)
         self._chain_id = chain_id
         self.state = state
         self._weakening = weakening

@@ -40,6 +40,7 @@ from consortia.identity.keystore import load_key
 from consortia.identity.tls import load_node_identity
 from consortia.mempool import Mempool, MempoolLimits
 from consortia.net import Transport, TransportLimits
+from consortia.net.tls import TlsContexts, build_contexts
 from consortia.node.chain import Chain
 from consortia.node.driver import Driver
 from consortia.node.metrics import node_registry
@@ -80,28 +81,19 @@ def load(home: Path, passphrase: str) -> Loaded:
     return Loaded(config, config_path, genesis, node_id, key.private_key)
 
 
-def _contexts(loaded: Loaded, passphrase: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+def _contexts(loaded: Loaded, passphrase: str) -> TlsContexts:
     keys = loaded.config.keys
-    ca = resolve(loaded.config_path, keys.ca_certificate)
-    contexts = []
-    for purpose in (ssl.Purpose.CLIENT_AUTH, ssl.Purpose.SERVER_AUTH):
-        context = ssl.SSLContext(
-            ssl.PROTOCOL_TLS_SERVER
-            if purpose is ssl.Purpose.CLIENT_AUTH
-            else ssl.PROTOCOL_TLS_CLIENT
-        )
-        context.minimum_version = ssl.TLSVersion.TLSv1_3
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(cafile=str(ca))
+    ca = resolve(loaded.config_path, keys.ca_certificate).read_bytes()
+
+    def load_identity(context: ssl.SSLContext) -> None:
         load_node_identity(
             context,
             resolve(loaded.config_path, keys.tls_certificate),
             resolve(loaded.config_path, keys.tls_key),
             passphrase,
         )
-        contexts.append(context)
-    return contexts[0], contexts[1]
+
+    return build_contexts(ca, load_identity)
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -155,7 +147,7 @@ class NodeProcess:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        server_context, client_context = _contexts(self.loaded, self._passphrase)
+        tls = _contexts(self.loaded, self._passphrase)
         config = self.loaded.config
         peers = {
             bytes.fromhex(peer.node_id): _host_port(peer.address)
@@ -171,14 +163,13 @@ class NodeProcess:
         transport = Transport(
             self.loaded.node_id,
             _host_port(config.network.listen),
-            peers,
-            server_context,
-            client_context,
-            on_frame,
-            self.is_allowed,
-            logger=self.log,
+            peers=peers,
+            tls=tls,
+            on_frame=on_frame,
+            is_allowed=self.is_allowed,
             rng=random.Random(int.from_bytes(os.urandom(8), "big")),  # noqa: S311 - back-off jitter
             limits=TransportLimits(),
+            logger=self.log,
         )
         driver = Driver(
             replica=self.replica,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from consortia.crypto import Suite
+from consortia.crypto import SigningKey, Suite
 from consortia.types.consensus import BlockHeader, ProposalData, TimeoutData, VoteData
 from consortia.types.encoding import encode
 from consortia.types.transaction import TransactionBody
@@ -45,8 +45,15 @@ class SigningDomain:
         return SIGNING_DOMAIN + self.genesis_hash + encode(payload)
 
 
-def sign(suite: Suite, private_key: bytes, payload: Signable, domain: SigningDomain) -> bytes:
-    return suite.sign(private_key, domain.signing_bytes(payload))
+def sign(
+    suite: Suite, private_key: bytes | SigningKey, payload: Signable, domain: SigningDomain
+) -> bytes:
+    """The signature of `payload` for this chain; a frequent signer passes a held
+    `SigningKey` (the key expansion is then paid once)."""
+    message = domain.signing_bytes(payload)
+    if isinstance(private_key, SigningKey):
+        return private_key.sign(message)
+    return suite.sign(private_key, message)
 
 
 def verify(
