@@ -16,9 +16,10 @@ committed the same blocks computes the same leader:
    so none is ever left out for good, and one failure never costs a validator everything.
 4. While the window holds too little data (the validators it shows active hold less than a
    quorum of power: an empty window, or the epoch's first block, whose certificate is the
-   unsigned root QC), or data too old (no block committed in the last `stall_rounds` rounds:
-   the chain is stalled, and a window frozen at a bad moment must not keep an attacker in
-   the lead), leaders rotate by voting power alone.
+   unsigned root QC), data too old (no block committed in the last `stall_rounds` = 4 + 2f
+   rounds: the chain is stalled, and a window frozen at a bad moment must not keep an
+   attacker in the lead), or data from a troubled period (the validators it finds reliable
+   hold less than a quorum of power), leaders rotate by voting power alone.
 5. The leader is picked in proportion to weight by a low-discrepancy walk over rounds (see
    `_weighted_pick`): deterministic, fair, and a faulty validator never leads many
    consecutive rounds.
@@ -44,7 +45,8 @@ _EPOCH_OFFSET = 7919
 FAILED_LEADERS_PER_BLOCK_MAX = 64
 # How much more often a reliable validator leads than an unreliable one of the same power.
 RELIABLE_WEIGHT = 100
-# With 2 rounds per validator, the rounds without a commit after which reputation pauses.
+# With 2 rounds per tolerated fault, the rounds without a commit after which reputation
+# pauses (f faulty leaders in a row cost about 2f rounds; beyond that the data is stale).
 STALL_ROUNDS_BASE = 4
 # Committed blocks after which a failure as leader is forgotten.
 FAILURE_MEMORY_BLOCKS = 1024
@@ -75,7 +77,7 @@ class LeaderElection:
         self._failed: dict[bytes, deque[tuple[int, int, int]]] = {}
         self._authored: dict[bytes, deque[tuple[int, int, int]]] = {}
         # Rounds without a commit after which the window counts as stale.
-        self.stall_rounds = STALL_ROUNDS_BASE + 2 * len(validators.validators)
+        self.stall_rounds = STALL_ROUNDS_BASE + 2 * validators.config.fault_power
         self._powers = [
             (validator.node_id, validator.voting_power)
             for validator in sorted(validators.validators, key=lambda v: v.node_id)
@@ -142,15 +144,22 @@ class LeaderElection:
         if round_ - window[-1].round > self.stall_rounds:
             return self._powers  # stalled: the window says nothing about who works now
         forgotten = self._recorded - FAILURE_MEMORY_BLOCKS
+        reliable = {
+            node_id
+            for node_id, _ in self._powers
+            if node_id in active
+            and _latest(self._failed.get(node_id), limit, forgotten)
+            <= _latest(self._authored.get(node_id), limit, 0)
+        }
+        reliable_power = sum(power for node_id, power in self._powers if node_id in reliable)
+        if reliable_power < self._validators.quorum_power:
+            # In a synchronous period every honest validator leads well, and the honest hold a
+            # quorum: a history that trusts less than a quorum comes from a troubled period
+            # (partitions, a restart) and must not hand the few it trusts, perhaps the
+            # faulty, most of the rounds.
+            return self._powers
         return [
-            (
-                node_id,
-                power * RELIABLE_WEIGHT
-                if node_id in active
-                and _latest(self._failed.get(node_id), limit, forgotten)
-                <= _latest(self._authored.get(node_id), limit, 0)
-                else power,
-            )
+            (node_id, power * RELIABLE_WEIGHT if node_id in reliable else power)
             for node_id, power in self._powers
         ]
 
