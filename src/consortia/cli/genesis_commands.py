@@ -30,7 +30,7 @@ from consortia.identity.joining import configure_node
 genesis_app = typer.Typer(
     name="genesis", help="Build a genesis from the institutions' requests.", no_args_is_help=True
 )
-node_app = typer.Typer(name="node", help="Set up a node's folder.", no_args_is_help=True)
+node_app = typer.Typer(name="node", help="Set up and run a node.", no_args_is_help=True)
 
 CaCertificateOption = Annotated[
     Path, typer.Option("--ca-certificate", help="The consortium CA's root certificate (ca.crt).")

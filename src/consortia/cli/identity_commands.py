@@ -48,13 +48,14 @@ SuiteOption = Annotated[str, typer.Option("--suite", help="Crypto suite: intl or
 
 def register(app: typer.Typer) -> None:
     """Add `init`, `demo` and the `keys`, `ca`, `genesis` and `node` groups to `consortia`."""
-    from consortia.cli import ca_commands, genesis_commands, keys_commands
+    from consortia.cli import ca_commands, genesis_commands, keys_commands, node_commands
 
     app.command("init")(init_command)
     app.command("demo")(demo_command)
     app.add_typer(keys_commands.keys_app, name="keys")
     app.add_typer(ca_commands.ca_app, name="ca")
     app.add_typer(genesis_commands.genesis_app, name="genesis")
+    node_commands.register(genesis_commands.node_app)
     app.add_typer(genesis_commands.node_app, name="node")
 
 
