@@ -412,3 +412,60 @@ def test_a_folder_of_the_earlier_layout_says_what_to_do(
         node_dir(root, index).rename(root / f"node{index}")
     with pytest.raises(ConfigError, match="earlier consortia"):
         inspect_consortium(root, None)
+
+
+# --- Demo accounts (consortia cluster up) -------------------------------------------------------
+
+
+def test_demo_accounts_are_funded_after_the_treasuries_with_keys_in_accounts(
+    tmp_path: Path,
+) -> None:
+    """alice..dave: keys in DIR/accounts under their sponsor's passphrase (members take
+    turns), funded at genesis after every treasury, so bank-0's treasury still issues CNY."""
+    names = ("alice", "bob", "carol", "dave", "erin")
+    summary = build(tmp_path / "net", demo_accounts=names)
+    root = summary.out_dir
+    assert mode(root / "accounts") == 0o700
+    genesis, _ = load_genesis(root / "genesis.json", summary.genesis_hash)
+    assert [account.id for account in genesis.accounts] == [
+        *(f"bank-{i}.treasury" for i in range(4)),
+        *names,
+    ]
+    for index, name in enumerate(names):
+        account = genesis.accounts[4 + index]
+        sponsor = f"bank-{index % 4}"
+        assert (account.sponsor, account.currency) == (sponsor, "CNY")
+        assert account.balance == module.DEMO_ACCOUNT_BALANCE == 100_000_000
+        path = root / "accounts" / f"{name}.key"
+        assert mode(path) == 0o600
+        key = load_key(path, passphrase_of(Holder("member", sponsor)), purpose="account")
+        assert key.header.public_key == account.public_key
+    assert inspect_consortium(root, Book()).keys_decrypted
+
+
+def test_inspect_checks_demo_account_keys(tmp_path: Path) -> None:
+    root = build(tmp_path / "net", demo_accounts=("alice", "bob")).out_dir
+    (root / "accounts" / "alice.key").unlink()
+    shutil.copy(root / "accounts" / "bob.key", root / "accounts" / "alice.key")
+    with pytest.raises(KeyFileError, match="bank-0"):
+        inspect_consortium(root, None)
+    (root / "accounts").chmod(0o755)
+    with pytest.raises(InsecurePermissionsError):
+        inspect_consortium(root, None)
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (("alice", "alice"), "differ"),
+        (("bank-1",), "no member's name"),
+        (("a.b",), "without '.'"),
+        (("../x",), "demo account"),
+    ],
+)
+def test_demo_account_names_are_checked(
+    tmp_path: Path, names: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        plan_consortium(tmp_path / "net", nodes=4, suite_name="intl", demo_accounts=names)
+    assert not (tmp_path / "net").exists()

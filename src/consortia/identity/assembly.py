@@ -12,6 +12,8 @@ sent a request, with a treasury account; every node as a validator of voting pow
 member a validator operator; the regulator, if named, as a member with no keys; a governance
 committee of one seat per member. `consortia init` uses the same function, so a one-machine
 test network and a consortium formed by separate institutions have genesis files of one shape.
+A local demo network (`consortia cluster up`) adds funded customer accounts after the
+treasuries (`extra_accounts`), so the first member's treasury stays the currency's issuer.
 
 This module only reads public files; it must never read or ask for a private key.
 """
@@ -112,8 +114,10 @@ def assemble_genesis(
     ca_certificate: x509.Certificate,
     regulator: str | None,
     now: datetime.datetime,
+    extra_accounts: Sequence[GenesisAccount] = (),
 ) -> Genesis:
-    """The genesis of a consortium of `gathered`'s members and nodes under `ca_certificate`."""
+    """The genesis of a consortium of `gathered`'s members and nodes under `ca_certificate`;
+    `extra_accounts` follow the members' treasuries (their sponsors must be members)."""
     verify_ca_certificate(ca_certificate, now, "the CA certificate")
     suite_name = _one_suite(gathered)
     member_names = [member.member for member in gathered.members]
@@ -152,7 +156,7 @@ def assemble_genesis(
             committee=[CommitteeSeat(member=member.name, weight=1) for member in members],
             validators_min=min(BFT_NODES_MIN, len(validators)),
         ),
-        accounts=[_treasury(member) for member in gathered.members],
+        accounts=[*(_treasury(member) for member in gathered.members), *extra_accounts],
     )
     check_genesis(genesis, "the new genesis")
     return genesis

@@ -9,6 +9,11 @@ bank an institution folder with its member's account key and its node's keys and
 (institution.py), a certificate for each node from the CA, the genesis from the requests and
 certificates (assembly.py), and each node's config (joining.py).
 
+A local demo network (`consortia cluster up`) also asks for funded customer accounts
+(`demo_accounts`: alice, bob, ...): each one's key goes to `DIR/accounts/NAME.key` under the
+passphrase of the member that sponsors it (members take turns), and the genesis gives it
+DEMO_ACCOUNT_BALANCE after the members' treasuries.
+
 Every holder has its own passphrase: the CA, each node and each member (custody.py). Only in
 demo custody does one passphrase protect everything, and then it is written to
 `.demo-passphrase` when the caller asks: the one documented exception to keeping secrets out
@@ -25,7 +30,7 @@ import datetime
 import os
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -43,9 +48,9 @@ from consortia.identity.certificates import certificate_pem, fingerprint, permit
 from consortia.identity.custody import CA_HOLDER, Holder, Passphrases
 from consortia.identity.files import make_private_dir, write_private_file, write_public_file
 from consortia.identity.genesis import genesis_json, parse_genesis
-from consortia.identity.institution import generate_member, generate_node
+from consortia.identity.institution import check_name, generate_member, generate_node
 from consortia.identity.joining import configure_node
-from consortia.identity.keystore import DEFAULT_ARGON2, Argon2Cost
+from consortia.identity.keystore import DEFAULT_ARGON2, Argon2Cost, new_keypair, seal_key
 from consortia.identity.passphrase import check_new_passphrase
 from consortia.identity.requests import (
     MemberRequest,
@@ -53,11 +58,14 @@ from consortia.identity.requests import (
     load_node_request,
 )
 from consortia.identity.staging import staged_directory
+from consortia.types.genesis import GenesisAccount
 from consortia.types.primitives import CHAIN_ID_LENGTH_MAX, CHAIN_ID_PATTERN
 
 NODES_MAX: Final = assembly.NODES_MAX
 BFT_NODES_MIN: Final = assembly.BFT_NODES_MIN
 REGULATOR: Final = "regulator"
+DEMO_ACCOUNT_BALANCE: Final = 100_000_000  # minor units (fen): 1,000,000 CNY per demo account
+DEMO_ACCOUNTS_MAX: Final = 64
 _CHAIN_ID: Final = re.compile(CHAIN_ID_PATTERN)
 
 Progress = Callable[[str], None]
@@ -79,16 +87,31 @@ class NodePlan:
 
 
 @dataclasses.dataclass(frozen=True)
+class AccountPlan:
+    """A funded demo account: id `name`, key in DIR/accounts/NAME.key, sponsored by `sponsor`
+    (whose passphrase protects the key)."""
+
+    name: str
+    sponsor: str
+    balance: int = DEMO_ACCOUNT_BALANCE
+
+    @property
+    def holder(self) -> Holder:
+        return Holder("member", self.sponsor)
+
+
+@dataclasses.dataclass(frozen=True)
 class ConsortiumPlan:
     out_dir: Path
     suite: str
     chain_id: str
     nodes: tuple[NodePlan, ...]
+    accounts: tuple[AccountPlan, ...] = ()
 
     @property
     def step_count(self) -> int:
         """How many times `build_consortium` calls its progress callback."""
-        return 3 * len(self.nodes) + 2
+        return 3 * len(self.nodes) + 2 + len(self.accounts)
 
     def holders(self, *, with_ca: bool) -> list[Holder]:
         """Everyone who gets a passphrase: the CA (unless an existing CA is used), then each
@@ -130,8 +153,10 @@ def plan_consortium(
     suite_name: str,
     hosts: str | None = None,
     chain_id: str | None = None,
+    demo_accounts: Sequence[str] = (),
 ) -> ConsortiumPlan:
-    """Check the arguments of `consortia init` and choose addresses; writes nothing."""
+    """Check the arguments of `consortia init` and choose addresses; writes nothing.
+    `demo_accounts` names funded customer accounts for a local demo network."""
     check_node_count(nodes)
     suite(suite_name)  # UnknownSuiteError for an unknown name
     chain = check_chain_id(chain_id)
@@ -142,7 +167,25 @@ def plan_consortium(
         NodePlan(layout.node_dir_name(i), layout.member_name(i), placement)
         for i, placement in enumerate(placements)
     )
-    return ConsortiumPlan(out, suite_name, chain, node_plans)
+    accounts = _plan_accounts(demo_accounts, [node.member for node in node_plans])
+    return ConsortiumPlan(out, suite_name, chain, node_plans, accounts)
+
+
+def _plan_accounts(names: Sequence[str], members: Sequence[str]) -> tuple[AccountPlan, ...]:
+    """One AccountPlan per name, sponsored by the members in turn."""
+    if len(names) > DEMO_ACCOUNTS_MAX:
+        raise InvalidArgumentError(f"at most {DEMO_ACCOUNTS_MAX} demo accounts")
+    for name in names:
+        check_name(name, "demo account")
+        if "." in name or name in members:
+            raise InvalidArgumentError(
+                f"demo account {name!r}: a name without '.' that is no member's name"
+            )
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError("demo account names must differ")
+    return tuple(
+        AccountPlan(name, members[index % len(members)]) for index, name in enumerate(names)
+    )
 
 
 def check_node_count(nodes: int) -> None:
@@ -240,6 +283,7 @@ class _Builder:
             member, gathered = self._make_institution(node, ca)
             members.append(member)
             nodes.append(gathered)
+        accounts = [self._make_account(account) for account in self.plan.accounts]
         self.progress("genesis and node configs")
         genesis = assemble_genesis(
             gathered_of(members, nodes),
@@ -247,6 +291,7 @@ class _Builder:
             ca_certificate=ca.certificate,
             regulator=REGULATOR,
             now=self.now,
+            extra_accounts=accounts,
         )
         document = genesis_json(genesis)
         _parsed, digest = parse_genesis(document)  # the exact bytes every node will check
@@ -300,6 +345,29 @@ class _Builder:
         request = load_node_request(generated.request_path)
         certificate = issue(ca, request, self.now)
         return load_member_request(member.request_path), GatheredNode(request, certificate)
+
+    def _make_account(self, account: AccountPlan) -> GenesisAccount:
+        """A demo account's key, sealed under its sponsor's passphrase, and its genesis entry."""
+        self.progress(f"account {account.name}: key")
+        accounts_dir = self.root / layout.ACCOUNTS_DIR
+        if not accounts_dir.is_dir():
+            make_private_dir(accounts_dir)
+        private_key, public_key = new_keypair(self.plan.suite, "account")
+        sealed = seal_key(
+            self.plan.suite,
+            "account",
+            private_key,
+            self.passphrases[account.holder],
+            cost=self.cost,
+        )
+        write_private_file(self.root / layout.account_key_file(account.name), sealed)
+        return GenesisAccount(
+            id=account.name,
+            sponsor=account.sponsor,
+            public_key=public_key.hex(),
+            currency="CNY",
+            balance=account.balance,
+        )
 
     def _configure(
         self,

@@ -6,9 +6,10 @@ each node's, each accounts folder and data folder) is reachable by its owner onl
 private key file is mode 0600; for every validator, that its config expects this genesis, its
 copy of the genesis has that hash, its consensus key is the validator's, its TLS certificate
 chains to the CA, names the node id and belongs to its TLS key; and for every genesis account,
-that its key file holds the account's public key. With the passphrases it also opens every key
-(the CA's, each node's consensus and TLS keys, each member's account keys) and checks each
-against its public half.
+that its key file holds the account's public key (a member's account in the member's folder,
+a demo account of `consortia cluster up` in DIR/accounts). With the passphrases it also opens
+every key (the CA's, each node's consensus and TLS keys, each member's account keys) and checks
+each against its public half.
 
 This module only reads; it must never modify a consortium, nor print or log a key or passphrase.
 """
@@ -130,14 +131,20 @@ def _check_ca_dir(ca_dir: Path, ca: x509.Certificate, keys: _KeyChecker) -> None
 
 
 def _check_account(root: Path, account: GenesisAccount, keys: _KeyChecker) -> None:
+    """A member's account (`bank-0.treasury`: its key in the member's folder) or a demo
+    account (`alice`: its key in DIR/accounts, under its sponsor's passphrase)."""
     member, dot, local = account.id.partition(".")
-    if member != account.sponsor or not dot or not _SAFE_DIR_NAME.match(member + local):
+    if not dot and _SAFE_DIR_NAME.match(account.id):
+        folder, local = root, account.id
+    elif member == account.sponsor and dot and _SAFE_DIR_NAME.match(member + local):
+        folder = root / member
+        check_private_dir(folder)
+    else:
         raise ConfigError(f"account {account.id!r} is not an account init makes")
-    institution = root / member
-    check_private_dir(institution)
-    check_private_dir(institution / layout.ACCOUNTS_DIR)
-    path = institution / layout.account_key_file(local)
-    keys.check(path, "account", bytes.fromhex(account.public_key), Holder("member", member))
+    check_private_dir(folder / layout.ACCOUNTS_DIR)
+    path = folder / layout.account_key_file(local)
+    holder = Holder("member", account.sponsor)
+    keys.check(path, "account", bytes.fromhex(account.public_key), holder)
 
 
 class _NodeChecker:

@@ -17,6 +17,12 @@ The offline CA's folder (`consortia ca init --out CA`):
     DIR/genesis.json, DIR/ca.crt, DIR/ca/ (the CA's folder), DIR/bank-I/ (institution folders,
     node I in DIR/bank-I/nodeI/)
 
+`consortia cluster up --home DIR` adds a local network's demo accounts and its processes:
+
+    DIR/accounts/NAME.key     a demo account's key (alice, bob, ...; its sponsor's passphrase)
+    DIR/logs/nodeI.log        what node I wrote (appended at each start)
+    DIR/run/nodeI.pid         the process id of node I while it runs
+
 This module only names things; it must never touch the file system.
 """
 
@@ -43,6 +49,9 @@ MEMBER_REQUEST_SUFFIX: Final = ".member.json"
 NODE_REQUEST_SUFFIX: Final = ".node.json"
 CERTIFICATE_SUFFIX: Final = ".crt"
 DEMO_PASSPHRASE_FILE: Final = ".demo-passphrase"  # noqa: S105 - a file name, not a secret
+LOGS_DIR: Final = "logs"
+RUN_DIR: Final = "run"
+DEMO_ACCOUNTS: Final = ("alice", "bob", "carol", "dave")
 
 
 def node_dir_name(index: int) -> str:
