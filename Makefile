@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO_DIR ?= demo-consortium
+DEMO_DIR ?= demo-cluster
 # pytest workers: both cores by default; override with `make test JOBS=1`.
 JOBS ?= 2
 
@@ -22,10 +22,10 @@ $(STAMP): pyproject.toml constraints.txt scripts/setup-system.sh
 
 setup: $(STAMP)
 
+# A live 4-validator consortium in $(DEMO_DIR)/ (made again when stale), a demo workload and a
+# dashboard until Ctrl-C, which stops every node cleanly.
 run: setup
-	$(VENV)/bin/consortia demo --out $(DEMO_DIR)
-	@echo "Simulating the consensus of 4 validators, one of them Byzantine (twins), under partitions:"
-	$(VENV)/bin/consortia sim --nodes 4 --byzantine 1 --partitions --seeds 50
+	$(VENV)/bin/consortia cluster demo --home $(DEMO_DIR)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests
@@ -35,7 +35,7 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 unit: setup
-	$(VENV)/bin/pytest -n $(JOBS) tests
+	$(VENV)/bin/pytest -n $(JOBS) --dist loadgroup tests
 
 test: lint typecheck unit
 
@@ -59,4 +59,6 @@ soak: setup
 	exit $$status
 
 clean:
+	@if [ -x $(VENV)/bin/consortia ] && [ -d $(DEMO_DIR) ]; then \
+	  $(VENV)/bin/consortia cluster down --home $(DEMO_DIR) || true; fi
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(DEMO_DIR)

@@ -102,3 +102,50 @@ class KeyRequestError(ConsortiaError):
     """A member's or node's key request that is malformed, unsigned or inconsistent."""
 
     code = "key_request_invalid"
+
+
+class NoConsortiumError(ConsortiaError):
+    """A folder that holds no consortium (no genesis.json) where one is needed."""
+
+    code = "no_consortium"
+
+
+class AccountKeyNotFoundError(ConsortiaError):
+    """No key file for the account a command should sign for."""
+
+    code = "no_account_key"
+
+
+class NodeUnavailableError(ConsortiaError):
+    """A node's API does not answer, or no node of a local cluster is running."""
+
+    code = "node_unavailable"
+
+
+class NodeStartError(ConsortiaError):
+    """A node process exited while starting, or did not serve its API in time."""
+
+    code = "node_start_failed"
+
+
+class NodeStopError(ConsortiaError):
+    """A node process did not exit in time after it was asked to stop."""
+
+    code = "node_stop_failed"
+
+
+class NodeRefusalError(ConsortiaError):
+    """A node refused a request, or a transaction failed in its block: the error carries the
+    node's own stable code (`bad_signature`, `insufficient_funds`, ...) and prints it."""
+
+    code = "node_refused"
+
+    def __init__(self, node_code: str, message: str) -> None:
+        super().__init__(message)
+        self.node_code = node_code
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.node_code, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.node_code}: {self.message}"

@@ -238,7 +238,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Com
 def test_demo_creates_then_verifies(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     out, first = demo
     assert_ok(first)
-    assert "Created demo consortium" in first.stdout and "later release" in first.stdout
+    assert "Created demo consortium" in first.stdout and "cluster up" in first.stdout
     assert "demo only" in first.stderr and "demo custody" in first.stderr
     passphrase_file = out / ".demo-passphrase"
     assert (passphrase_file.stat().st_mode & 0o777) == 0o600

@@ -152,8 +152,9 @@ def demo_command(
         warn_leftovers(plan.out_dir)
         _create_with_one_passphrase(plan, None, "Created demo consortium")
     out.print(
-        "[bold]The consortia network node arrives in a later release.[/] This demo creates and"
-        " checks the consortium's identities; it starts no network."
+        "This command creates and checks a consortium's identities; it starts no network."
+        " For a live network with demo accounts: [bold]consortia cluster up --home DIR[/],"
+        " or [bold]make run[/] for a dashboard."
     )
 
 

@@ -40,10 +40,19 @@ def version() -> None:
 
 def _register_commands() -> None:
     # Imported here so that `consortia --help` stays fast and each command group owns its module.
-    from consortia.cli import identity_commands, sim_commands
+    from consortia.cli import (
+        cluster_commands,
+        dashboard,
+        identity_commands,
+        sim_commands,
+        tx_commands,
+    )
 
     identity_commands.register(app)
     sim_commands.register(app)
+    cluster_commands.register(app)
+    dashboard.register()
+    tx_commands.register(app)
 
 
 def run() -> None:
