@@ -11,6 +11,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import quote
 
 import httpx
 
@@ -169,7 +170,8 @@ class Client:
 
     def state(self, contract: str, key: str, height: int | None = None) -> Any:
         suffix = "" if height is None else f"?height={height}"
-        return self._get(f"/v1/state/{contract}/{key}{suffix}")["value"]
+        path = f"/v1/state/{quote(contract, safe='')}/{quote(key, safe='/')}"  # ids hold '#'
+        return self._get(f"{path}{suffix}")["value"]
 
     def transaction(self, tx_hash: str) -> dict[str, Any]:
         return self._get(f"/v1/tx/{tx_hash}")

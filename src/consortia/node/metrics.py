@@ -77,6 +77,21 @@ class _NodeCollector(Collector):
             "Frames from peers that did not decode",
             driver.counters.frames_refused,
         )
+        yield from _transport_metrics(self._transport)
+
+
+def _transport_metrics(transport: Any) -> Iterator[Any]:
+    """The transport's refused handshakes, dropped frames and closed links, by reason."""
+    counters = transport.counters
+    for name, help_text, by_reason in (
+        ("consortia_peer_refusals", "Peer connections refused at the handshake", "refusals"),
+        ("consortia_peer_drops", "Frames to peers dropped", "drops"),
+        ("consortia_peer_closes", "Peer links closed", "closes"),
+    ):
+        family = CounterMetricFamily(name, f"{help_text}, by reason", labels=["reason"])
+        for reason, count in sorted(getattr(counters, by_reason).items()):
+            family.add_metric([str(reason)], count)
+        yield family
 
 
 def node_registry(service: NodeService, driver: Driver, transport: Any) -> CollectorRegistry:
