@@ -165,7 +165,7 @@ class ReplicaFactory:
             slot.engine = self.script.new_engine()
             for _, block in disk.committed:
                 execute(slot.engine, block)
-            slot.membership = checker = EngineMembership(slot.engine)
+            slot.membership = checker = EngineMembership(slot.engine, envelopes_only=False)
         setup = ReplicaSetup(
             chain_id=CHAIN_ID,
             genesis_hash=self.genesis_hash,
