@@ -104,7 +104,14 @@ class Chain:
                 if root_id == epoch_root_id
                 else tip.certificate
             )
-        recent = store.blocks_of_epoch(config.epoch, tip.height) if tip is not None else []
+        # Leader reputation: the state stored with the last commit, or (a store from before
+        # it was kept, or a crash between the blocks of one commit) a replay of the epoch.
+        reputation = store.reputation()
+        if reputation is not None and reputation.epoch != config.epoch:
+            reputation = None
+        recent: list[Block] = []
+        if reputation is None and tip is not None:
+            recent = store.blocks_of_epoch(config.epoch, tip.height)
         return ReplicaSetup(
             chain_id=self.genesis.chain_id,
             genesis_hash=self.genesis_hash,
@@ -119,6 +126,7 @@ class Chain:
             params=params,
             safety_state=store.safety_state(),
             recent_committed=recent,
+            reputation=reputation,
             checker=self.membership,
             epoch_proofs=store.epoch_proofs(),
             voted_blocks=store.voted_blocks(),
@@ -164,6 +172,7 @@ class Chain:
                 state_root=root,
                 epoch_config=config,
                 epoch_root_id=epoch_root_id,
+                reputation=commit.reputation if index == len(blocks) - 1 else None,
             )
             recorded.append(CommittedBlock(block, new_id, root, receipts))
         return recorded
