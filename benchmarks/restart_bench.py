@@ -4,7 +4,8 @@ A restarted replica must pick the same leaders as its peers, so it replays the c
 blocks of the running epoch into `LeaderElection` (a truncated replay can disagree: each
 block's failed leaders depend on the window before it). This measures that replay (reading
 the epoch's blocks from LMDB, decoding them, recording them) for epochs of growing length,
-against the alternative of persisting the election's state with every commit.
+against the alternative the node uses: persisting the election's state with every commit
+(its size, the cost of encoding it at each commit, and of decoding and restoring it).
 
     python benchmarks/restart_bench.py [--blocks 1000,10000,100000] [--runs 3] [--out FILE]
 
@@ -30,9 +31,11 @@ from consortia.types.consensus import (
     BlockHeader,
     EpochConfig,
     QuorumCertificate,
+    ReputationState,
     SignerSignature,
     Validator,
 )
+from consortia.types.encoding import decode, encode
 from consortia.types.signing import SigningDomain, block_id
 
 SUITE = get_suite("intl")
@@ -93,8 +96,10 @@ def build(path: Path, blocks: int, config: EpochConfig) -> None:
     store.close()
 
 
-def replay(path: Path, config: EpochConfig) -> tuple[float, float]:
-    """(seconds reading the epoch's blocks, seconds recording them), as a restart does."""
+def replay(path: Path, config: EpochConfig) -> tuple[float, float, float, float, int]:
+    """(seconds reading the epoch's blocks, seconds recording them, as a restart without a
+    snapshot does; seconds encoding the snapshot, as each commit does; seconds decoding and
+    restoring it, as a restart does; the snapshot's size in bytes)."""
     store = NodeStore(path)
     height = store.height
     assert height is not None
@@ -108,7 +113,15 @@ def replay(path: Path, config: EpochConfig) -> tuple[float, float]:
     recorded = time.perf_counter() - started
     store.close()
     assert len(blocks) == height
-    return read, recorded
+    started = time.perf_counter()
+    snapshot = encode(election.state())
+    encoded = time.perf_counter() - started
+    started = time.perf_counter()
+    restored = LeaderElection(validators, Params().reputation_window)
+    restored.restore(decode(snapshot, ReputationState))
+    restoring = time.perf_counter() - started
+    assert restored.state() == election.state()
+    return read, recorded, encoded, restoring, len(snapshot)
 
 
 def main() -> None:
@@ -119,14 +132,20 @@ def main() -> None:
     args = parser.parse_args()
     config = _config()
     rows = []
-    print(f"{'blocks':>8} {'read ms':>9} {'record ms':>10} {'total ms':>9} {'us/block':>9}")
+    print(
+        f"{'blocks':>8} {'read ms':>9} {'record ms':>10} {'total ms':>9} {'us/block':>9}"
+        f" {'snap B':>7} {'encode us':>10} {'restore us':>11}"
+    )
     for size in (int(part) for part in args.blocks.split(",")):
         with tempfile.TemporaryDirectory() as directory:
             path = Path(directory) / "store"
             build(path, size, config)
             runs = [replay(path, config) for _ in range(args.runs)]
-            read = statistics.median(r for r, _ in runs) * 1000
-            record = statistics.median(c for _, c in runs) * 1000
+            read = statistics.median(run[0] for run in runs) * 1000
+            record = statistics.median(run[1] for run in runs) * 1000
+            encode_us = statistics.median(run[2] for run in runs) * 1e6
+            restore_us = statistics.median(run[3] for run in runs) * 1e6
+            size_bytes = runs[0][4]
             total = read + record
             rows.append(
                 {
@@ -135,10 +154,14 @@ def main() -> None:
                     "record_ms": round(record, 2),
                     "total_ms": round(total, 2),
                     "us_per_block": round(total * 1000 / size, 2),
+                    "snapshot_bytes": size_bytes,
+                    "snapshot_encode_us": round(encode_us, 1),
+                    "snapshot_restore_us": round(restore_us, 1),
                 }
             )
             print(
                 f"{size:>8} {read:>9.1f} {record:>10.1f} {total:>9.1f} {total * 1000 / size:>9.2f}"
+                f" {size_bytes:>7} {encode_us:>10.1f} {restore_us:>11.1f}"
             )
     args.out.write_text(json.dumps({"runs": args.runs, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
