@@ -100,16 +100,29 @@ def make_genesis(count: int = 4) -> Genesis:
 def transfer(
     genesis: Genesis, sender: str, to: str, amount: int, nonce: int, expiry: int = 1000
 ) -> bytes:
+    return call(genesis, sender, "asset", "transfer", {"to": to, "amount": amount}, nonce, expiry)
+
+
+def call(
+    genesis: Genesis,
+    sender: str,
+    contract: str,
+    method: str,
+    args: dict[str, object],
+    nonce: int,
+    expiry: int = 1000,
+) -> bytes:
+    """A signed call by `sender` (its key from `account_key`) of any contract method."""
     private, public = account_key(sender)
     body = TransactionBody(
         genesis.chain_id,
         sender,
         public,
         nonce,
-        "asset",
+        contract,
         1,
-        "transfer",
-        {"to": to, "amount": amount},
+        method,
+        args,  # type: ignore[arg-type]
         min(expiry, EXPIRY_BLOCKS_MAX),
     )
     domain = SigningDomain(genesis_hash(genesis))

@@ -19,7 +19,10 @@ from consortia.execution.contracts.governance_kinds import (
     CONSENSUS_PARAM_BOUNDS,
     MEMPOOL_PARAM_BOUNDS,
 )
-from consortia.execution.contracts.governance_state import pending_epoch_config
+from consortia.execution.contracts.governance_state import (
+    pending_epoch_config,
+    validator_members,
+)
 from consortia.execution.contracts.identity import Identity
 from consortia.execution.contracts.system import System, protocol_check
 from consortia.execution.engine import ProtocolUnsupportedError, Receipt
@@ -394,6 +397,34 @@ def test_adding_a_validator_sets_the_pending_epoch() -> None:
     assert pending_epoch_config(chain.engine.query, 1) is None  # the node runs epoch 1 already
 
 
+def test_a_validator_added_with_its_member_is_known_by_member_until_revoked() -> None:
+    chain = ledger()
+    node_id, public_key = validator_key(4)
+    executed(
+        chain,
+        "add_validator",
+        node_id=node_id,
+        public_key=public_key,
+        voting_power=1,
+        member="bank-1",
+    )
+    members = validator_members(chain.engine.query)
+    assert members[bytes.fromhex(node_id)] == "bank-1"
+    assert members[bytes.fromhex(VALIDATOR_0[0])] is None  # founders: the genesis names them
+    executed(chain, "revoke_certificate", member="bank-1")
+    other_id, other_key = validator_key(5)
+    receipt = propose(
+        chain,
+        "alice",
+        "add_validator",
+        node_id=other_id,
+        public_key=other_key,
+        voting_power=1,
+        member="bank-1",
+    )
+    assert not receipt.ok and receipt.code == "member_revoked"
+
+
 def test_no_pending_epoch_at_genesis() -> None:
     assert pending_epoch_config(ledger().engine.query, 0) is None
 
@@ -718,6 +749,16 @@ REFUSED_PROPOSALS: list[tuple[dict[str, Any], str]] = [
             "voting_power": 0,
         },
         "bad_argument",
+    ),
+    (
+        {
+            "kind": "add_validator",
+            "node_id": UNKNOWN_NODE,
+            "public_key": "cd" * 32,
+            "voting_power": 1,
+            "member": "no-such-bank",
+        },
+        "unknown_member",
     ),
     ({"kind": "remove_validator", "node_id": UNKNOWN_NODE}, "unknown_validator"),
     ({"kind": "set_voting_power", "node_id": UNKNOWN_NODE, "voting_power": 2}, "unknown_validator"),

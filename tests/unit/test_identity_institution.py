@@ -304,6 +304,59 @@ def test_configure_refuses_a_node_the_genesis_does_not_list(tmp_path: Path) -> N
     assert not (institutions[0] / "bank-a-node" / "config.toml").exists()
 
 
+def test_a_node_joining_a_running_chain_is_configured_from_its_own_request(
+    tmp_path: Path,
+) -> None:
+    authority = make_ca(tmp_path / "ca")
+    institutions = [make_institution(tmp_path, f"bank-{c}", 9000 + i) for i, c in enumerate("ab")]
+    gathered = gather(gathered_folder(tmp_path, authority, institutions))
+    only_a = dataclasses.replace(gathered, nodes=gathered.nodes[:1])
+    genesis = assemble_genesis(
+        only_a, chain_id="t", ca_certificate=authority.certificate, regulator=None, now=NOW
+    )
+    document = genesis_json(genesis)
+    founder = institutions[0] / "bank-a-node"
+    with pytest.raises(ConfigError, match="founding validator"):
+        configure_node(
+            founder,
+            genesis_document=document,
+            expected_hash=None,
+            ca_certificate=authority.certificate,
+            certificate=gathered.nodes[0].certificate,
+            now=NOW,
+            join=True,
+        )
+    newcomer = institutions[1] / "bank-b-node"
+    with pytest.raises(CertificateError):  # another node's certificate
+        configure_node(
+            newcomer,
+            genesis_document=document,
+            expected_hash=None,
+            ca_certificate=authority.certificate,
+            certificate=gathered.nodes[0].certificate,
+            now=NOW,
+            join=True,
+        )
+    joined = configure_node(
+        newcomer,
+        genesis_document=document,
+        expected_hash=None,
+        ca_certificate=authority.certificate,
+        certificate=gathered.nodes[1].certificate,
+        now=NOW,
+        join=True,
+    )
+    request = gathered.nodes[1].request.request
+    assert (joined.name, joined.member, joined.node_id.hex()) == (
+        request.node,
+        request.member,
+        request.node_id,
+    )
+    assert joined.public_key == request.consensus_public_key
+    config = (newcomer / "config.toml").read_text()
+    assert genesis.validators[0].address in config  # it dials the founders to sync
+
+
 # --- Where passphrases come from --------------------------------------------------------------
 
 

@@ -108,6 +108,14 @@ def node_configure(
         str | None,
         typer.Option(help="The genesis hash the coordinator announced (checked if given)."),
     ] = None,
+    join: Annotated[
+        bool,
+        typer.Option(
+            "--join",
+            help="A node joining a running chain, added by an add_validator proposal"
+            " (not in the genesis).",
+        ),
+    ] = False,
 ) -> None:
     """Write the node's config.toml and its copies of the genesis and certificates."""
     expected = _hash(genesis_hash) if genesis_hash is not None else None
@@ -118,12 +126,20 @@ def node_configure(
         ca_certificate=load_certificate(ca_certificate),
         certificate=load_certificate(certificate),
         now=datetime.datetime.now(datetime.UTC),
+        join=join,
     )
     out.print(
         f"configured node {joined.name} of {joined.member} ({joined.node_id.hex()[:PREFIX]}…)"
         f" at {joined.address}, API on {joined.api_listen}"
     )
-    out.print(f"{len(joined.genesis.validators) - 1} peer(s) in {node_dir / 'config.toml'}")
+    peers = len(joined.genesis.validators) - (0 if join else 1)
+    out.print(f"{peers} peer(s) in {node_dir / 'config.toml'}")
+    if join:
+        out.print(
+            "governance adds it with: kind=add_validator"
+            f" node_id={joined.node_id.hex()} public_key={joined.public_key}"
+            f" voting_power=1 member={joined.member}"
+        )
     out.print(f"genesis hash: {joined.genesis_hash.hex()}")
     if expected is None:
         warn(

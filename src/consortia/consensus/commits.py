@@ -59,7 +59,8 @@ class CommitLog:
             if len(self.recent) > RECENT_COMMITTED_MAX:
                 self.recent.popitem(last=False)
         ended = proof_headers if last.header.next_epoch is not None else None
-        return Commit(blocks=blocks, certificate=certificate, proof=proof), ended
+        commit = Commit(blocks, certificate, proof, reputation=leaders.state())
+        return commit, ended
 
     def check(self) -> str | None:
         """The first broken invariant, or None."""

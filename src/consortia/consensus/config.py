@@ -20,9 +20,11 @@ from consortia.types.consensus import (
     EpochChangeResponse,
     EpochConfig,
     QuorumCertificate,
+    ReputationState,
     SafetyState,
 )
 from consortia.types.genesis import ConsensusParams
+from consortia.types.primitives import REPUTATION_WINDOW_MAX
 from consortia.types.signing import block_id, merkle_root
 
 _GENESIS_DEFAULTS = ConsensusParams()
@@ -71,6 +73,8 @@ class Params:
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ConfigError(f"consensus parameter {name} must be a positive integer")
+        if self.reputation_window > REPUTATION_WINDOW_MAX:
+            raise ConfigError(f"reputation_window must be at most {REPUTATION_WINDOW_MAX}")
         if type(self.clock_skew_ms_max) is not int or self.clock_skew_ms_max < 0:
             raise ConfigError("consensus parameter clock_skew_ms_max must be at least 0")
         if not self.round_timeout_ms_min <= self.round_timeout_ms <= self.round_timeout_ms_max:
@@ -137,6 +141,9 @@ class ReplicaSetup:
     # do for a while (liveness only), since each block's failed leaders depend on the window
     # before it.
     recent_committed: list[Block] = field(default_factory=list)
+    # Or, instead, leader election's state as the last `Commit` carried it (used when it is
+    # of the current epoch; then `recent_committed` is not replayed).
+    reputation: ReputationState | None = None
     checker: ProposalChecker = field(default_factory=AcceptPayloadRejectEpochChange)
     # Blocks this replica voted for above the root (from Persist), kept by the driver.
     voted_blocks: list[Block] = field(default_factory=list)

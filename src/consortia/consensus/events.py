@@ -17,6 +17,7 @@ from consortia.types.consensus import (
     EpochChangeResponse,
     EpochConfig,
     QuorumCertificate,
+    ReputationState,
     SafetyState,
 )
 
@@ -130,6 +131,9 @@ class Commit:
     blocks: list[Block]
     certificate: QuorumCertificate
     proof: QuorumCertificate
+    # Leader election's state once these blocks are recorded (of the epoch they end, when they
+    # end one): the driver stores it with the last block, and hands it back at a restart.
+    reputation: ReputationState | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,13 @@ from collections import deque
 from dataclasses import dataclass
 
 from consortia.consensus.validators import ValidatorSet
-from consortia.types.consensus import Block, BlockHeader
+from consortia.types.consensus import (
+    Block,
+    BlockHeader,
+    ReputationMark,
+    ReputationRound,
+    ReputationState,
+)
 
 LAG_ROUNDS = 3
 # 2**64 / golden ratio, odd: successive multiples spread evenly over [0, 2**64).
@@ -130,6 +136,45 @@ class LeaderElection:
             self.record_commit(header.round, header.author, previous_round, signers)
             previous_round = header.round
 
+    def state(self) -> ReputationState:
+        """Everything `leader` depends on, as a value a node stores with each commit."""
+        return ReputationState(
+            epoch=self._validators.epoch,
+            recorded=self._recorded,
+            history=[
+                ReputationRound(
+                    entry.round,
+                    entry.author,
+                    sorted(entry.signers),
+                    [(round_, leader) for round_, leader in entry.failed_leaders],
+                )
+                for entry in self._history
+            ],
+            failed=_marks(self._failed),
+            authored=_marks(self._authored),
+        )
+
+    def restore(self, state: ReputationState) -> None:
+        """Take over a stored `state` of this epoch, as if its blocks had been recorded."""
+        assert state.epoch == self._validators.epoch, "reputation of another epoch"
+        assert self._recorded == 0, "restore into a fresh election only"
+        self._recorded = state.recorded
+        self._history.extend(
+            CommittedRound(
+                entry.round,
+                entry.author,
+                frozenset(entry.signers),
+                tuple((round_, leader) for round_, leader in entry.failed),
+            )
+            for entry in state.history
+        )
+        for book, marks in ((self._failed, state.failed), (self._authored, state.authored)):
+            for mark in marks:
+                entries = book.get(mark.node_id)
+                if entries is None:
+                    entries = book[mark.node_id] = deque(maxlen=_PER_VALIDATOR_KEPT)
+                entries.append((mark.recorded, mark.block_round, mark.round))
+
     def weights(self, round_: int) -> list[tuple[bytes, int]]:
         """Every validator with its weight for `round_`, in node-id order (all positive)."""
         limit = round_ - LAG_ROUNDS
@@ -179,6 +224,14 @@ class LeaderElection:
                 return node_id
             point -= weight
         raise AssertionError("weighted pick fell off the end")
+
+
+def _marks(book: dict[bytes, deque[tuple[int, int, int]]]) -> list[ReputationMark]:
+    return [
+        ReputationMark(node_id, recorded, block_round, round_)
+        for node_id in sorted(book)
+        for recorded, block_round, round_ in book[node_id]
+    ]
 
 
 def _latest(entries: deque[tuple[int, int, int]] | None, limit: int, after: int) -> int:

@@ -126,7 +126,10 @@ class Replica:
         if state.highest_qc.round > self.tree.high_qc.round:
             self.tree.high_qc = state.highest_qc
         self.leaders = self._leader_election()
-        self.leaders.record_blocks(setup.recent_committed)
+        if setup.reputation is not None and setup.reputation.epoch == self.epoch:
+            self.leaders.restore(setup.reputation)
+        else:
+            self.leaders.record_blocks(setup.recent_committed)
         for voted in sorted(setup.voted_blocks, key=lambda b: b.header.height):
             if voted.header.epoch == self.epoch:
                 self.tree.insert(block_id(self.suite, voted.header), voted)

@@ -7,6 +7,11 @@ certificate is the one the genesis lists for this node and belongs to the node's
 writes genesis.json, ca.crt, tls.crt and config.toml into the node's folder. Nothing but public
 key headers is read from the key files, so no passphrase is needed.
 
+A node that joins a running chain (`join=True`: governance adds it with an `add_validator`
+proposal) is in no genesis: its name, member and address come from the signed node request
+`keys generate` left beside it (`../public/NODE.node.json`), its certificate is checked
+against the CA alone, and its peers are the founding validators, which it dials to sync.
+
 This module must never read a private key, and never overwrite a file in a node folder.
 """
 
@@ -41,6 +46,7 @@ from consortia.identity.files import write_public_file
 from consortia.identity.genesis import parse_genesis
 from consortia.identity.institution import check_private_dir
 from consortia.identity.keystore import p256_public_point, read_key_header
+from consortia.identity.requests import load_node_request
 from consortia.types.genesis import Genesis, GenesisValidator
 
 
@@ -51,6 +57,7 @@ class JoinedNode:
     name: str
     member: str
     node_id: bytes
+    public_key: str
     address: str
     api_listen: str
     certificate_fingerprint: str
@@ -67,13 +74,18 @@ def configure_node(
     certificate: x509.Certificate,
     now: datetime.datetime,
     placement: Placement | None = None,
+    join: bool = False,
 ) -> JoinedNode:
     """Check the inputs against the node's keys and write its public files and config."""
     if not node_dir.is_dir() or node_dir.is_symlink():
         raise ConfigError(f"{node_dir} is not a node folder (consortia keys generate makes one)")
     check_private_dir(node_dir)
     genesis, digest = parse_genesis(genesis_document, expected_hash, "the genesis")
-    validator = _validator_of(node_dir, genesis)
+    validator = (
+        _joining_validator(node_dir, genesis, certificate)
+        if join
+        else _validator_of(node_dir, genesis)
+    )
     if fingerprint(ca_certificate) != genesis.ca_certificate_fingerprint:
         raise CertificateError("the CA certificate is not the one the genesis names")
     verify_ca_certificate(ca_certificate, now, "the CA certificate")
@@ -101,6 +113,7 @@ def configure_node(
         name=validator.name,
         member=validator.member,
         node_id=bytes.fromhex(validator.node_id),
+        public_key=validator.public_key,
         address=validator.address,
         api_listen=chosen.api_listen,
         certificate_fingerprint=validator.certificate_fingerprint,
@@ -119,6 +132,28 @@ def _validator_of(node_dir: Path, genesis: Genesis) -> GenesisValidator:
         if validator.public_key == header.public_key:
             return validator
     raise ConfigError(f"the genesis has no validator with the consensus key in {node_dir}")
+
+
+def _joining_validator(
+    node_dir: Path, genesis: Genesis, certificate: x509.Certificate
+) -> GenesisValidator:
+    """The node as governance will add it, from its own signed request."""
+    header = read_key_header(node_dir / layout.CONSENSUS_KEY_FILE)
+    if any(v.public_key == header.public_key for v in genesis.validators):
+        raise ConfigError(f"{node_dir} is a founding validator of this genesis; omit --join")
+    request_path = node_dir.parent / layout.PUBLIC_DIR / layout.node_request_file(node_dir.name)
+    request = load_node_request(request_path).request
+    if request.consensus_public_key != header.public_key or request.suite != genesis.suite:
+        raise KeyFileError(f"{request_path} is not the request of the keys in {node_dir}")
+    return GenesisValidator(
+        name=request.node,
+        member=request.member,
+        node_id=request.node_id,
+        public_key=request.consensus_public_key,
+        certificate_fingerprint=fingerprint(certificate),
+        voting_power=1,
+        address=request.address,
+    )
 
 
 def _config(

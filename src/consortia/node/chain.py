@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from consortia.consensus.config import Params, ReplicaSetup, genesis_block, root_qc_for
 from consortia.consensus.events import Commit
 from consortia.crypto import suite as get_suite
 from consortia.execution.builtin import BUILTIN_CONTRACTS
-from consortia.execution.contracts import identity_state
+from consortia.execution.contracts import governance_state, identity_state
 from consortia.execution.engine import Receipt
 from consortia.execution.genesis import engine_from_genesis
 from consortia.execution.membership import EngineMembership
@@ -78,6 +78,7 @@ class Chain:
                 assert tip is not None
                 self.engine.restore(stored, dict(store.state_items()), tip.state_root)
         self.membership = EngineMembership(self.engine)
+        self._founders = {bytes.fromhex(v.node_id): v.member for v in genesis.validators}
 
     @property
     def height(self) -> int:
@@ -103,7 +104,14 @@ class Chain:
                 if root_id == epoch_root_id
                 else tip.certificate
             )
-        recent = store.blocks_of_epoch(config.epoch, tip.height) if tip is not None else []
+        # Leader reputation: the state stored with the last commit, or (a store from before
+        # it was kept, or a crash between the blocks of one commit) a replay of the epoch.
+        reputation = store.reputation()
+        if reputation is not None and reputation.epoch != config.epoch:
+            reputation = None
+        recent: list[Block] = []
+        if reputation is None and tip is not None:
+            recent = store.blocks_of_epoch(config.epoch, tip.height)
         return ReplicaSetup(
             chain_id=self.genesis.chain_id,
             genesis_hash=self.genesis_hash,
@@ -118,6 +126,7 @@ class Chain:
             params=params,
             safety_state=store.safety_state(),
             recent_committed=recent,
+            reputation=reputation,
             checker=self.membership,
             epoch_proofs=store.epoch_proofs(),
             voted_blocks=store.voted_blocks(),
@@ -163,6 +172,7 @@ class Chain:
                 state_root=root,
                 epoch_config=config,
                 epoch_root_id=epoch_root_id,
+                reputation=commit.reputation if index == len(blocks) - 1 else None,
             )
             recorded.append(CommittedBlock(block, new_id, root, receipts))
         return recorded
@@ -174,11 +184,43 @@ class Chain:
         record = identity_state.read_account(self.engine.query, account)
         return None if record is None else int(record.get("nonce", 0))
 
+    def peer_allowed(self, node_id: bytes) -> bool:
+        """Whether a peer holding a CA-issued certificate for `node_id` may link to this node:
+        it is a validator of the epoch running now or of the set committed governance has
+        chosen (so a validator added by governance can join), and the member institution that
+        runs it has not had its certificate revoked. Every other id is refused."""
+        tip = self.store.tip()
+        running = tip.epoch_config if tip is not None else genesis_epoch(self.genesis)
+        chosen = governance_state.validator_members(self.engine.query)
+        if node_id not in chosen and all(v.node_id != node_id for v in running.validators):
+            return False
+        member = chosen.get(node_id) or self._founders.get(node_id)
+        if member is None:
+            return True  # added without naming its member: its certificate vouches alone
+        record = identity_state.read_member(self.engine.query, member)
+        return record is not None and not record.get("certificate_revoked", False)
+
     def query(self, contract: str, key: str, height: int | None = None) -> Any:
         return self.engine.query(contract, key, height)
 
     def raw_state(self, contract: str, key: str) -> bytes | None:
         return self.engine.state.get(state_key(contract, key))
+
+
+# Receipt events after which `peer_allowed` may answer differently for some peer.
+MEMBERSHIP_EVENTS: Final = frozenset(
+    {"certificate_revoked", "certificate_restored", "validator_set_changed"}
+)
+
+
+def changes_membership(committed: list[CommittedBlock]) -> bool:
+    """Whether these blocks changed who may link to this node (a revocation, a new validator
+    set, or an epoch hand-over): the transport then asks again about every link."""
+    return any(
+        entry.block.header.next_epoch is not None
+        or any(e.name in MEMBERSHIP_EVENTS for r in entry.receipts for e in r.events)
+        for entry in committed
+    )
 
 
 def genesis_block_of(genesis: Genesis) -> Block:

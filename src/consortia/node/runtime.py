@@ -32,7 +32,6 @@ from consortia.consensus.config import Params
 from consortia.consensus.replica import Replica
 from consortia.crypto import suite as get_suite
 from consortia.errors import ConfigError
-from consortia.execution.contracts import identity_state
 from consortia.execution.engine import EXPIRY_BLOCKS_MAX
 from consortia.identity.config import NodeConfig, load_node_config, resolve
 from consortia.identity.genesis import load_genesis
@@ -41,7 +40,7 @@ from consortia.identity.tls import load_node_identity
 from consortia.mempool import Mempool, MempoolLimits
 from consortia.net import Transport, TransportLimits
 from consortia.net.tls import TlsContexts, build_contexts
-from consortia.node.chain import Chain
+from consortia.node.chain import Chain, CommittedBlock, changes_membership
 from consortia.node.driver import Driver
 from consortia.node.metrics import node_registry
 from consortia.node.service import NodeService
@@ -133,16 +132,9 @@ class NodeProcess:
         self._stopping: asyncio.Event | None = None
         self.log = structlog.get_logger("consortia.node").bind(node=config.node.node_id[:16])
 
-    def _members_by_node(self) -> dict[bytes, str]:
-        return {bytes.fromhex(v.node_id): v.member for v in self.loaded.genesis.validators}
-
     def is_allowed(self, node_id: bytes) -> bool:
-        """A peer may connect unless governance revoked its member's certificate."""
-        member = self._members_by_node().get(node_id)
-        if member is None:
-            return True  # a validator added later, or an observer: its certificate vouches
-        record = identity_state.read_member(self.chain.engine.query, member)
-        return record is None or not record.get("certificate_revoked", False)
+        """Asked at every handshake, and again for every link when membership changes."""
+        return self.chain.peer_allowed(node_id)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -180,6 +172,13 @@ class NodeProcess:
             clock_ms=lambda: time.time_ns() // 1_000_000,
             on_halt=self._halt,
         )
+
+        def enforce_membership(committed: list[CommittedBlock]) -> None:
+            if changes_membership(committed):
+                cut = transport.enforce_allowed()
+                self.log.info("membership changed", links_cut=cut, height=self.chain.height)
+
+        driver.on_commit.append(enforce_membership)
         service = NodeService(driver, self.loaded.node_id, transport.connected)
         registry = node_registry(service, driver, transport)
         host, port = _host_port(config.network.api_listen)

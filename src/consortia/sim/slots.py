@@ -9,6 +9,7 @@ and never reads the simulator's randomness: `harness.py` does.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from consortia.consensus.block_sync import bounded_response
@@ -33,6 +34,7 @@ from consortia.types.consensus import (
     EpochChangeResponse,
     EpochConfig,
     QuorumCertificate,
+    ReputationState,
     SafetyState,
 )
 from consortia.types.signing import block_id
@@ -55,6 +57,7 @@ class Disk:
     heights: dict[bytes, int] = field(default_factory=dict)  # block id -> height
     epoch_proofs: list[EpochChangeResponse] = field(default_factory=list)
     voted: dict[bytes, Block] = field(default_factory=dict)  # voted, not yet committed
+    reputation: ReputationState | None = None  # leader election's, from the last Commit
 
     def store_commit(self, suite: Suite, action: Commit) -> list[tuple[bytes, Block]]:
         """Append the committed blocks; forget the voted blocks they cover. Returns them."""
@@ -68,6 +71,7 @@ class Disk:
                 self.epoch_root_id = new_id
         self.certificate = action.certificate
         self.proof = action.proof
+        self.reputation = action.reputation
         top = len(self.committed)
         for stale in [i for i, b in self.voted.items() if b.header.height <= top]:
             del self.voted[stale]
@@ -165,7 +169,7 @@ class ReplicaFactory:
             slot.engine = self.script.new_engine()
             for _, block in disk.committed:
                 execute(slot.engine, block)
-            slot.membership = checker = EngineMembership(slot.engine)
+            slot.membership = checker = EngineMembership(slot.engine, envelopes_only=False)
         setup = ReplicaSetup(
             chain_id=CHAIN_ID,
             genesis_hash=self.genesis_hash,
@@ -185,5 +189,13 @@ class ReplicaFactory:
             epoch_proofs=list(disk.epoch_proofs),
             voted_blocks=list(disk.voted.values()),
             commit_proof=disk.proof,
+            reputation=disk.reputation,
         )
-        return Replica(setup)
+        replica = Replica(setup)
+        if disk.reputation is not None and disk.reputation.epoch == epoch:
+            # The node restores the stored state instead of replaying its epoch: it must be
+            # exactly what the replay gives.
+            replayed = Replica(dataclasses.replace(setup, reputation=None))
+            if replayed.leaders.state() != replica.leaders.state():
+                raise AssertionError(f"slot {slot.index}: stored reputation differs from replay")
+        return replica

@@ -33,6 +33,7 @@ from consortia.types.consensus import (
     EpochChangeResponse,
     EpochConfig,
     QuorumCertificate,
+    ReputationState,
     SafetyState,
 )
 from consortia.types.encoding import decode, encode
@@ -44,6 +45,7 @@ _HEIGHT: Final = b"height"
 _STATE_ROOT: Final = b"state_root"
 _EPOCH_CONFIG: Final = b"epoch_config"
 _EPOCH_ROOT: Final = b"epoch_root_id"
+_REPUTATION: Final = b"reputation"
 _SAFETY: Final = b"state"
 _VOTED: Final = b"voted:"
 
@@ -100,14 +102,18 @@ def _height_key(height: int) -> bytes:
 
 
 class NodeStore:
-    def __init__(self, path: Path, *, map_size: int = MAP_SIZE_DEFAULT) -> None:
+    def __init__(
+        self, path: Path, *, map_size: int = MAP_SIZE_DEFAULT, durable: bool = True
+    ) -> None:
+        """`durable=False` skips fsync: only for benchmarks that build a store to measure
+        reading it; a node never passes it."""
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._env = lmdb.open(
             str(path),
             map_size=map_size,
             max_dbs=len(_TABLES),
-            sync=True,
-            metasync=True,
+            sync=durable,
+            metasync=durable,
             subdir=True,
             lock=True,
         )
@@ -154,8 +160,11 @@ class NodeStore:
         state_root: bytes,
         epoch_config: EpochConfig,
         epoch_root_id: bytes,
+        reputation: ReputationState | None = None,
     ) -> None:
-        """Everything a committed block brings, in one durable transaction."""
+        """Everything a committed block brings, in one durable transaction. `reputation` is
+        leader election's state after this block, when the replica gave one (the last block
+        of a `Commit`); for any other block the stored one is dropped, as it would be stale."""
         height = block.header.height
         with self._env.begin(write=True) as txn:
             current = txn.get(_HEIGHT, db=self._db[b"meta"])
@@ -179,6 +188,10 @@ class NodeStore:
             txn.put(_STATE_ROOT, state_root, db=meta)
             txn.put(_EPOCH_CONFIG, encode(epoch_config), db=meta)
             txn.put(_EPOCH_ROOT, epoch_root_id, db=meta)
+            if reputation is None:
+                txn.delete(_REPUTATION, db=meta)
+            else:
+                txn.put(_REPUTATION, encode(reputation), db=meta)
             # Voted blocks at or below the committed height are settled.
             safety = self._db[b"safety"]
             with txn.cursor(db=safety) as cursor:
@@ -244,6 +257,12 @@ class NodeStore:
                 epoch_config=decode(_present(txn.get(_EPOCH_CONFIG, db=meta)), EpochConfig),
                 epoch_root_id=_present(txn.get(_EPOCH_ROOT, db=meta)),
             )
+
+    def reputation(self) -> ReputationState | None:
+        """Leader election's state after the last committed block, if it was stored."""
+        with self._env.begin() as txn:
+            data = txn.get(_REPUTATION, db=self._db[b"meta"])
+        return None if data is None else decode(bytes(data), ReputationState)
 
     def epoch_config(self) -> EpochConfig | None:
         with self._env.begin() as txn:

@@ -16,6 +16,7 @@ from msgspec import Meta
 
 from consortia.types.primitives import (
     PAYLOAD_ITEMS_MAX,
+    REPUTATION_WINDOW_MAX,
     U64,
     VALIDATORS_MAX,
     ChainId,
@@ -296,3 +297,37 @@ ConsensusMessage = (
     | EpochChangeRequest
     | EpochChangeResponse
 )
+
+
+# ---------------------------------------------------------------------- node-local state
+
+
+class ReputationRound(_Canonical, frozen=True, tag="reputation_round"):
+    """One committed block as leader election remembers it."""
+
+    round: Round
+    author: NodeId
+    signers: Annotated[list[NodeId], Meta(max_length=VALIDATORS_MAX)]  # sorted
+    failed: Annotated[list[tuple[Round, NodeId]], Meta(max_length=64)]
+
+
+class ReputationMark(_Canonical, frozen=True, tag="reputation_mark"):
+    """A validator's failure as leader, or block authored: (the number of the committed
+    block that recorded it, that block's round, the round failed or authored)."""
+
+    node_id: NodeId
+    recorded: U64
+    block_round: Round
+    round: Round
+
+
+class ReputationState(_Canonical, frozen=True, tag="reputation"):
+    """Leader election's whole state after a commit. A node stores it with each commit, so a
+    restarted replica picks the same leaders as its peers without replaying its epoch (never
+    sent to peers: each node computes its own from committed blocks)."""
+
+    epoch: Epoch
+    recorded: U64
+    history: Annotated[list[ReputationRound], Meta(max_length=REPUTATION_WINDOW_MAX + 64)]
+    failed: Annotated[list[ReputationMark], Meta(max_length=VALIDATORS_MAX * 8)]
+    authored: Annotated[list[ReputationMark], Meta(max_length=VALIDATORS_MAX * 8)]

@@ -17,7 +17,13 @@ from msgspec import Meta
 
 from consortia.crypto import suite
 from consortia.types.encoding import encode
-from consortia.types.primitives import U64_MAX, VALIDATORS_MAX, ChainId, Name
+from consortia.types.primitives import (
+    REPUTATION_WINDOW_MAX,
+    U64_MAX,
+    VALIDATORS_MAX,
+    ChainId,
+    Name,
+)
 
 GENESIS_HASH_DOMAIN: Final = b"consortia/genesis/v1\x00"
 HexHash = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
@@ -57,8 +63,9 @@ class ConsensusParams(_Document, frozen=True):
     block_payload_items_max: Positive = 5000
     block_bytes_max: Positive = 4 * 1024 * 1024
     # Leader reputation: over the last `reputation_window` committed blocks, validators that
-    # failed to propose are skipped as leaders (docs/consensus.md).
-    reputation_window: Positive = 16
+    # failed to propose are skipped as leaders (docs/consensus.md). Bounded so that a node's
+    # stored reputation snapshot (types/consensus.py ReputationState) stays small.
+    reputation_window: Annotated[int, Meta(ge=1, le=REPUTATION_WINDOW_MAX)] = 16
 
 
 class MempoolParams(_Document, frozen=True):

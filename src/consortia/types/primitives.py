@@ -21,6 +21,8 @@ CHAIN_ID_LENGTH_MAX: Final = 64
 CHAIN_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9.-]*\Z"
 NAME_LENGTH_MAX: Final = 64
 VALIDATORS_MAX: Final = 1024
+# Leader reputation looks back at most this many committed blocks (genesis reputation_window).
+REPUTATION_WINDOW_MAX: Final = 4096
 PAYLOAD_ITEMS_MAX: Final = 20_000
 PAYLOAD_ITEM_SIZE_MAX: Final = 64 * 1024
 # msgspec bounds fit in int64; no counter of ours comes near 2**63.

@@ -106,6 +106,14 @@ def _check_add_validator(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         "public_key": arg_hex(args, "public_key", PUBLIC_KEY_HEX_LENGTHS),
         "voting_power": _voting_power(args),
     }
+    if "member" in args:  # the institution that runs the node: its revocation cuts the node off
+        member, record = identity_state.load_member(ctx, args)
+        ctx.require(
+            not record["certificate_revoked"],
+            "member_revoked",
+            f"the certificate of member {member!r} is revoked",
+        )
+        checked["member"] = member
     _validators_after(ctx, "add_validator", checked)
     return checked
 
@@ -372,6 +380,7 @@ KINDS: dict[str, Kind] = {
         ("node_id", "public_key", "voting_power"),
         _check_add_validator,
         _effect_validators("add_validator"),
+        optional=("member",),
     ),
     "remove_validator": Kind(
         ("node_id",), _check_remove_validator, _effect_validators("remove_validator")

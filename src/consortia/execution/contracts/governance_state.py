@@ -6,7 +6,7 @@ and the `consensus` and `mempool` parameter maps), `validators` (sorted by node 
 `pending_epoch`, `proposal_count`, `proposal/<n>`, `intervention_count`, `intervention/<n>`.
 Other code reads governance's state only through the accessors here: identity
 (`key_reset_lock_blocks`), the node and the simulator (`pending_epoch_config`,
-`read_proposal`).
+`read_proposal`, `validator_members`).
 
 Must never write: only the `governance` contract (governance.py, governance_kinds.py) changes
 this state. Must never import another contract module (identity reads from here, and
@@ -101,6 +101,18 @@ def key_reset_lock_blocks(read: StateReader) -> int | None:
         if isinstance(blocks, int) and not isinstance(blocks, bool) and blocks >= 1:
             return blocks
     return None
+
+
+def validator_members(read: StateReader) -> dict[bytes, str | None]:
+    """The validators governance has now (node id to the member running it, None where the
+    proposal that added it named none; the genesis names every founding validator's)."""
+    value = read(CONTRACT, VALIDATORS)
+    entries = value if isinstance(value, list) else []
+    return {
+        bytes.fromhex(entry["node_id"]): entry.get("member")
+        for entry in entries
+        if isinstance(entry, dict)
+    }
 
 
 def read_proposal(read: StateReader, number: int) -> dict[str, Any] | None:
