@@ -80,6 +80,22 @@ class LiveCluster:
                 self.signer(sender), "asset", "transfer", args, wait=wait, timeout_s=WAIT_S
             )
 
+    def call(
+        self,
+        sender: str,
+        contract: str,
+        method: str,
+        args: dict[str, Any],
+        *,
+        node: int = 0,
+        wait: bool = True,
+    ) -> dict[str, Any]:
+        """Sign `contract.method(args)` as `sender` and submit it; with `wait`, its record."""
+        with self.client(node) as client:
+            return client.call(
+                self.signer(sender), contract, method, args, wait=wait, timeout_s=WAIT_S
+            )
+
     def account(self, account_id: str, node: int = 0) -> dict[str, Any]:
         with self.client(node) as client:
             return client.account(account_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -279,3 +280,26 @@ def test_a_repeated_key_in_a_key_file_is_refused() -> None:
         parse_header(doubled.encode())
     with pytest.raises(KeyFileError, match="repeats"):
         open_key(doubled.encode(), PASSPHRASE)
+
+
+def test_keys_open_from_several_threads_at_once() -> None:
+    """Regression: the library's Argon2id with several lanes deadlocked when two threads
+    derived at once (a client opening keys from a thread pool hung for good)."""
+    cost = Argon2Cost(memory_kib=1024, iterations=1, lanes=4)
+    keys = []
+    for _ in range(4):
+        private_key, _public_key = new_keypair("intl", "account")
+        keys.append((private_key, seal_key("intl", "account", private_key, PASSPHRASE, cost=cost)))
+    opened: list[bytes] = []
+
+    def open_all() -> None:
+        for _, data in keys:
+            opened.append(open_key(data, PASSPHRASE, purpose="account").private_key)
+
+    threads = [threading.Thread(target=open_all, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)  # a deadline for a deadlock, not a pause: joins when done
+    assert not any(thread.is_alive() for thread in threads), "Argon2id deadlocked"
+    assert sorted(opened) == sorted(private for private, _ in keys for _ in range(4))

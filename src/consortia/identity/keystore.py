@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import threading
 from pathlib import Path
 from typing import Annotated, Final, Literal, NamedTuple
 
@@ -273,15 +274,23 @@ def _check_key_pair(header: KeyFileHeader, private_key: bytes, source: str) -> N
         raise KeyFileError(f"{source}: the private key does not match the public key")
 
 
+# Argon2id runs one at a time in a process: the library's Argon2id (cryptography 50, lanes > 1)
+# deadlocks when two threads derive at once (a client opening several keys from a thread pool
+# hung for good). Serialising costs nothing real: each run already uses `lanes` threads.
+_ARGON2_LOCK: Final = threading.Lock()
+
+
 def _derive(chain_suite: Suite, kdf: KdfParams, passphrase: str) -> tuple[bytes, bytes]:
     """(AEAD key, passphrase check) from Argon2id over the passphrase."""
-    output = Argon2id(
+    kdf_function = Argon2id(
         salt=bytes.fromhex(kdf.salt),
         length=chain_suite.aead_key_size + CHECK_SIZE,
         iterations=kdf.iterations,
         lanes=kdf.lanes,
         memory_cost=kdf.memory_kib,
-    ).derive(passphrase_bytes(passphrase))
+    )
+    with _ARGON2_LOCK:
+        output = kdf_function.derive(passphrase_bytes(passphrase))
     aead_key, check_seed = output[: chain_suite.aead_key_size], output[-CHECK_SIZE:]
     return aead_key, chain_suite.hash(_CHECK_DOMAIN + check_seed)
 
