@@ -69,9 +69,9 @@ def _pass(cluster: LiveCluster, kind: str, args: dict[str, Any]) -> dict[str, An
 
 
 def _event(record: dict[str, Any], name: str) -> dict[str, Any] | None:
-    for event in record["receipt"]["events"]:
-        if event["name"] == name:
-            fields: dict[str, Any] = event["fields"]
+    for _contract, event, fields in record["receipt"]["events"]:  # as the API lists them
+        if event == name:
+            assert isinstance(fields, dict)
             return fields
     return None
 
