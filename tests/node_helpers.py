@@ -5,6 +5,7 @@ by the asyncio loop instead of sockets), so node logic is tested without process
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
@@ -168,12 +169,19 @@ class HubLink:
 
 
 def make_driver(
-    hub: Hub, genesis: Genesis, directory: Path, key: tuple[bytes, bytes, bytes]
+    hub: Hub,
+    genesis: Genesis,
+    directory: Path,
+    key: tuple[bytes, bytes, bytes],
+    *,
+    fetched_blocks_max: int | None = None,
 ) -> Driver:
     node_id, _, private = key
     store = NodeStore(directory / node_id.hex()[:8], map_size=256 * 1024**2)
     chain = Chain(genesis, store)
     params = Params.from_genesis(genesis.consensus)
+    if fetched_blocks_max is not None:
+        params = dataclasses.replace(params, fetched_blocks_max=fetched_blocks_max)
     replica = Replica(chain.replica_setup(private_key=private, node_id=node_id, params=params))
     mempool = Mempool(SUITE, SigningDomain(chain.genesis_hash), genesis.chain_id, MempoolLimits())
     driver = Driver(

@@ -95,6 +95,34 @@ def test_a_restarted_node_recovers_from_its_store_and_catches_up(tmp_path: Path)
     asyncio.run(scenario())
 
 
+def test_a_node_far_behind_catches_up_in_segments(tmp_path: Path) -> None:
+    """Setup: node 3 is down from the start while the others commit 150 blocks; its fetched
+    chain is bounded to 16 blocks (8,192 by default). Test: let back, it fetches the gap in
+    segments of at most 16 and reaches the others' height with the same blocks. Regression:
+    a replica further behind than the bound dropped the fetch (fetch_too_long) for ever."""
+
+    async def scenario() -> None:
+        hub = Hub(asyncio.get_running_loop(), random.Random(3))
+        genesis = make_genesis(4)
+        keys = validator_keys(4)
+        drivers = [make_driver(hub, genesis, tmp_path, key) for key in keys[:3]]
+        late = make_driver(hub, genesis, tmp_path, keys[3], fetched_blocks_max=16)
+        hub.down.add(keys[3][0])
+        for driver in [*drivers, late]:
+            driver.start()
+        await wait_for(lambda: drivers[0].chain.height >= 150, timeout_s=60)
+        assert late.chain.height == 0
+        hub.down.discard(keys[3][0])
+        target = drivers[0].chain.height
+        await wait_for(lambda: late.chain.height >= target, timeout_s=60)
+        assert late.chain.store.block(target) == drivers[0].chain.store.block(target)
+        assert "fetch_too_long" not in late.replica.counters.dropped
+        for driver in [*drivers, late]:
+            driver.close()
+
+    asyncio.run(scenario())
+
+
 def test_accounts_exist_at_genesis() -> None:
     genesis = make_genesis(4)
     assert {a.id for a in genesis.accounts} == set(ACCOUNTS)

@@ -4,7 +4,12 @@ Owns the fetch state machine. A fetch starts from an id this replica trusts (nam
 verified certificate or proposal), asks the peer that named it, and walks parents backwards
 until the fetched chain connects to the block tree; each answer is checked by hash and by
 payload root, a forged answer is dropped whole and never cancels the fetch, and a peer that
-never answers is given up on after one round timeout. Also the one function that builds a
+never answers is given up on after one round timeout. A replica far behind (more than
+`fetched_blocks_max` blocks, or FETCH_BYTES_MAX of payload) fetches in segments: when the
+chain in hand is full, the id of its newest block is remembered (it is authenticated by the
+hash chain from the trusted id) and the blocks are dropped; the walk goes on down to the
+tree, hands that oldest segment back, and then walks down from each remembered id in turn,
+newest last, each time to the segment handed back before. Also the one function that builds a
 bounded block response (`bounded_response`), used by the replica, the simulator and the test
 drivers alike.
 
@@ -15,7 +20,7 @@ Never changes rounds, commits or epochs: a connected chain is handed back to the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from consortia.consensus.block_tree import BlockTree
 from consortia.consensus.config import Params
@@ -35,6 +40,11 @@ FETCHES_MAX = 4
 # Payload bytes in one block response (besides its first block): half the message limit, so
 # a response always decodes on the other side.
 RESPONSE_PAYLOAD_BYTES_MAX = MESSAGE_SIZE_MAX // 2
+# Payload bytes one fetch holds in memory before it cuts a segment.
+FETCH_BYTES_MAX = 256 * 1024 * 1024
+# Segments one fetch remembers to come back for: how far behind a replica can catch up in one
+# fetch (with the default 8,192 blocks a segment, 33 million blocks).
+FETCH_SEGMENTS_MAX = 4096
 
 
 def bounded_response(
@@ -73,6 +83,12 @@ class Fetch:
     next_id: bytes  # the block asked for next
     commit_through: bool  # the target is known committed (an epoch change proof)
     started_ms: int  # when the last request went out
+    # Payload bytes in `chain`. Invariant: at most FETCH_BYTES_MAX.
+    chain_bytes: int = 0
+    # The newest ids of the segments cut so far, oldest cut first; each is an ancestor of the
+    # target, walked down from once the segments below it are in the tree. Invariant: at
+    # most FETCH_SEGMENTS_MAX.
+    segment_tops: list[bytes] = field(default_factory=list)
 
 
 class BlockSync:
@@ -183,22 +199,50 @@ class BlockSync:
         if not accepted and expected not in tree:
             self._counters.drop("empty_block_response")
             return None, False
-        fetch.chain.extend(accepted)
-        if len(fetch.chain) > self._params.fetched_blocks_max:
-            self._counters.drop("fetch_too_long")
-            return None, self._abandon(fetch)
+        for entry in accepted:
+            if (
+                len(fetch.chain) >= self._params.fetched_blocks_max
+                or fetch.chain_bytes + _payload_bytes(entry[1]) > FETCH_BYTES_MAX
+            ) and not self._cut_segment(fetch):
+                return None, self._abandon(fetch)
+            fetch.chain.append(entry)
+            fetch.chain_bytes += _payload_bytes(entry[1])
         if expected not in tree:
             oldest = fetch.chain[-1][1] if fetch.chain else None
             if oldest is not None and oldest.header.height <= tree.root_height:
                 # Ancestors below our committed root that are not our root: another branch.
                 self._counters.drop("fetch_below_root")
                 return None, self._abandon(fetch)
-            fetch.next_id = expected
-            fetch.started_ms = now_ms
-            self._out.append(Send(sender, BlockRequest(epoch, expected, BLOCK_REQUEST_COUNT_MAX)))
+            self._ask(fetch, sender, expected, epoch, now_ms)
             return None, False
-        del self.fetches[fetch.target_id]
-        return fetch, False
+        if not fetch.segment_tops:
+            del self.fetches[fetch.target_id]
+            return fetch, False
+        # A segment connects: hand it back (unless it is empty: its top was in the tree
+        # already), then walk down from the next segment's top to it.
+        segment = None
+        if fetch.chain:
+            segment = Fetch(
+                fetch.chain[0][0], sender, fetch.chain, expected, fetch.commit_through, now_ms
+            )
+        fetch.chain, fetch.chain_bytes = [], 0
+        self._ask(fetch, sender, fetch.segment_tops.pop(), epoch, now_ms)
+        return segment, False
+
+    def _cut_segment(self, fetch: Fetch) -> bool:
+        """Drop the full chain in hand, remembering its newest id; False when the fetch already
+        remembers FETCH_SEGMENTS_MAX segments (it is given up)."""
+        if len(fetch.segment_tops) >= FETCH_SEGMENTS_MAX:
+            self._counters.drop("fetch_too_long")
+            return False
+        fetch.segment_tops.append(fetch.chain[0][0])
+        fetch.chain, fetch.chain_bytes = [], 0
+        return True
+
+    def _ask(self, fetch: Fetch, peer: bytes, wanted: bytes, epoch: int, now_ms: int) -> None:
+        fetch.next_id = wanted
+        fetch.started_ms = now_ms
+        self._out.append(Send(peer, BlockRequest(epoch, wanted, BLOCK_REQUEST_COUNT_MAX)))
 
     def valid_body(self, block: Block) -> bool:
         """A block's payload is what its header commits to, within the limits."""
@@ -216,4 +260,12 @@ class BlockSync:
         for fetch in self.fetches.values():
             if len(fetch.chain) > self._params.fetched_blocks_max:
                 return f"a fetch holds {len(fetch.chain)} blocks"
+            if fetch.chain_bytes > FETCH_BYTES_MAX:
+                return f"a fetch holds {fetch.chain_bytes} payload bytes"
+            if len(fetch.segment_tops) > FETCH_SEGMENTS_MAX:
+                return f"a fetch remembers {len(fetch.segment_tops)} segments"
         return None
+
+
+def _payload_bytes(block: Block) -> int:
+    return sum(len(item) for item in block.payload)
