@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,6 +176,7 @@ def make_driver(
     key: tuple[bytes, bytes, bytes],
     *,
     fetched_blocks_max: int | None = None,
+    on_halt: Callable[[str], None] | None = None,
 ) -> Driver:
     node_id, _, private = key
     store = NodeStore(directory / node_id.hex()[:8], map_size=256 * 1024**2)
@@ -191,10 +193,14 @@ def make_driver(
         transport=hub.link(node_id),
         loop=hub.loop,
         clock_ms=lambda: time.time_ns() // 1_000_000,
-        on_halt=lambda reason: (_ for _ in ()).throw(AssertionError(f"halted: {reason}")),
+        on_halt=on_halt or _never_halts,
     )
     hub.drivers[node_id] = driver
     return driver
+
+
+def _never_halts(reason: str) -> None:
+    raise AssertionError(f"halted: {reason}")
 
 
 async def wait_for(condition: object, timeout_s: float = 20.0) -> None:

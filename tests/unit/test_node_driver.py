@@ -123,6 +123,38 @@ def test_a_node_far_behind_catches_up_in_segments(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_a_store_failure_stops_the_node_and_it_says_why(tmp_path: Path) -> None:
+    """Setup: node 3's store fails when it records a commit (a full disk). Test: its driver
+    stops for good (asks the process to halt, with the reason) and then neither signs nor
+    records anything more, while the other three keep committing."""
+
+    async def scenario() -> None:
+        hub = Hub(asyncio.get_running_loop(), random.Random(4))
+        genesis = make_genesis(4)
+        keys = validator_keys(4)
+        halted: list[str] = []
+        drivers = [make_driver(hub, genesis, tmp_path, key) for key in keys[:3]]
+        broken = make_driver(hub, genesis, tmp_path, keys[3], on_halt=halted.append)
+
+        def full_disk(*args: object, **kwargs: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        broken.chain.store.commit_block = full_disk  # type: ignore[method-assign]
+        for driver in [*drivers, broken]:
+            driver.start()
+        await wait_for(lambda: halted, timeout_s=30)
+        assert broken.failed is not None and "No space left" in halted[0]
+        persists, round_ = broken.counters.persists, broken.replica.round
+        height = drivers[0].chain.height
+        await wait_for(lambda: drivers[0].chain.height >= height + 20, timeout_s=30)
+        assert (broken.counters.persists, broken.replica.round) == (persists, round_)
+        assert len(halted) == 1
+        for driver in [*drivers, broken]:
+            driver.close()
+
+    asyncio.run(scenario())
+
+
 def test_accounts_exist_at_genesis() -> None:
     genesis = make_genesis(4)
     assert {a.id for a in genesis.accounts} == set(ACCOUNTS)

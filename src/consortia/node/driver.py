@@ -91,6 +91,8 @@ class Driver:
         self._gossip: list[bytes] = []
         self._gossip_handle: asyncio.Handle | None = None
         self.counters = DriverCounters()
+        # Why this driver stopped for good (an exception while handling an event), or None.
+        self.failed: str | None = None
         # Called with every batch of blocks once they are durably recorded.
         self.on_commit: list[Callable[[list[CommittedBlock]], None]] = []
         self._log = structlog.get_logger("consortia.node").bind(node=replica.node_id.hex()[:16])
@@ -102,15 +104,22 @@ class Driver:
 
     def on_frame(self, sender: bytes, frame: bytes) -> None:
         """A frame from an authenticated peer (`sender` is the node id in its certificate)."""
+        if self.failed is not None:
+            return
         try:
             message = decode(frame, WireMessage)
         except DecodeError:
             self.counters.frames_refused += 1
             return
         if isinstance(message, TxBatch):
-            self.mempool.admit_many(
-                list(message.transactions), height=self.chain.height, next_nonce=self._next_nonce
-            )
+            try:
+                self.mempool.admit_many(
+                    list(message.transactions),
+                    height=self.chain.height,
+                    next_nonce=self._next_nonce,
+                )
+            except Exception as error:  # a broken invariant or a failed read: stop the node
+                self._fail(error)
             return
         self._handle(MessageReceived(self._clock_ms(), sender, message))
 
@@ -140,8 +149,25 @@ class Driver:
     # ------------------------------------------------------------------ actions
 
     def _handle(self, event: Event) -> None:
-        for action in self.replica.handle(event):
-            self._perform(action)
+        if self.failed is not None:
+            return  # stopping: nothing more is decided, sent or written
+        try:
+            for action in self.replica.handle(event):
+                self._perform(action)
+        except Exception as error:  # a broken invariant or a failed write: stop the node
+            self._fail(error)
+
+    def _fail(self, error: Exception) -> None:
+        """Stop driving the replica for good and ask the process to stop: a node whose
+        invariants broke, or whose store failed, must never go on (it could sign or record
+        something wrong). The process exits with the halted status and says why."""
+        reason = f"{type(error).__name__}: {error}"
+        self.failed = reason
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._log.critical("node failing", reason=reason, exc_info=error)
+        self._on_halt(reason)
 
     def _perform(self, action: Action) -> None:
         if isinstance(action, Send):

@@ -50,7 +50,8 @@ from consortia.types.signing import SigningDomain
 
 CONFIG_FILE: Final = "config.toml"
 STORE_DIR: Final = "store"
-# Exit statuses: 0 stopped on request, 3 the replica halted, 4 the node could not start.
+# Exit statuses: 0 stopped on request, 2 the node could not start (a one-line error), 3 the
+# replica halted or the driver failed (an invariant broke, the store failed): the log says why.
 EXIT_HALTED: Final = 3
 
 
