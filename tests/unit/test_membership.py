@@ -20,9 +20,18 @@ def _membership(*, envelopes_only: bool = True) -> tuple[EngineMembership, bytes
 
 def test_a_block_of_transactions_is_accepted() -> None:
     membership, tx = _membership()
-    header = genesis_block_of(make_genesis()).header
+    genesis = make_genesis()
+    header = genesis_block_of(genesis).header
     assert membership.check_payload(header, [])
-    assert membership.check_payload(header, [tx, tx])
+    assert membership.check_payload(header, [tx, transfer(genesis, "alice", "bob", 5, 1)])
+
+
+def test_a_block_carrying_one_transaction_twice_is_refused() -> None:
+    membership, tx = _membership()
+    genesis = make_genesis()
+    other = transfer(genesis, "bob", "alice", 1, 0)
+    header = genesis_block_of(genesis).header
+    assert not membership.check_payload(header, [tx, other, tx])
 
 
 def test_a_block_with_any_item_that_is_no_transaction_is_refused() -> None:

@@ -36,14 +36,22 @@ def chain(length: int) -> list[Block]:
     return blocks[1:]
 
 
-def commit(store: NodeStore, blocks: list[Block], index: int, value: bytes = b"v") -> None:
+def commit(
+    store: NodeStore,
+    blocks: list[Block],
+    index: int,
+    value: bytes = b"v",
+    receipts: list[StoredReceipt] | None = None,
+) -> None:
     block = blocks[index]
     child = blocks[index + 1]
     store.commit_block(
         block=block,
         block_id=block_id(SUITE, block.header),
         record=CommitRecord(child.header.justify, child.header.justify),
-        receipts=[
+        receipts=receipts
+        if receipts is not None
+        else [
             StoredReceipt(
                 bytes([index]) * 32,
                 block.header.height,
@@ -91,6 +99,24 @@ def test_committed_blocks_read_back_after_reopening(tmp_path: Path) -> None:
     state = dict(store.state_items())
     assert state == {b"key-0": b"v", b"key-1": b"v", b"key-2": b"v"}  # "gone" deleted
     assert store.blocks_of_epoch(0, 3) == blocks[:3]
+
+
+def test_a_failed_copy_never_replaces_a_transactions_successful_receipt(tmp_path: Path) -> None:
+    """A faulty leader puts an already executed transaction in a later block (or twice in one):
+    its copy fails (its nonce is spent), and the transaction's receipt stays the successful one;
+    a failure is replaced by a later success."""
+    blocks = chain(4)
+    store = fresh(tmp_path)
+    tx = b"\x07" * 32
+
+    def receipt(height: int, index: int, ok: bool) -> StoredReceipt:
+        return StoredReceipt(tx, height, index, ok, "ok" if ok else "bad_nonce", "", 1, [])
+
+    commit(store, blocks, 0, receipts=[receipt(1, 0, False)])
+    assert store.receipt(tx) == receipt(1, 0, False)
+    commit(store, blocks, 1, receipts=[receipt(2, 0, True), receipt(2, 1, False)])
+    commit(store, blocks, 2, receipts=[receipt(3, 0, False)])
+    assert store.receipt(tx) == receipt(2, 0, True)
 
 
 def test_blocks_commit_in_order_only(tmp_path: Path) -> None:

@@ -4,9 +4,10 @@ The consensus core asks its node, through `ProposalChecker`, whether a proposed 
 the epoch with a given validator set; a node (and each simulated slot) answers from its own
 engine's committed governance state, so a Byzantine leader can never invent a validator set.
 Leaders ask the same object what the next epoch is when one is due. A node also refuses a
-block carrying any item that does not decode as the signed transaction envelope: blocks carry
-transactions and nothing else (a bad signature or nonce is the engine's business: it gets a
-failed receipt, since whether it is valid can depend on the transactions before it).
+block carrying any item that does not decode as the signed transaction envelope, or the same
+transaction twice (one id, even re-signed): blocks carry transactions and nothing else (a bad
+signature or nonce is the engine's business: it gets a failed receipt, since whether it is
+valid can depend on the transactions before it).
 
 Owns nothing; reads governance's state only through its accessors. Must never write state.
 """
@@ -18,6 +19,7 @@ from consortia.execution.contracts import governance_state
 from consortia.execution.engine import Engine
 from consortia.types.consensus import BlockHeader, EpochConfig
 from consortia.types.encoding import decode
+from consortia.types.signing import transaction_id
 from consortia.types.transaction import Transaction
 
 
@@ -32,11 +34,16 @@ class EngineMembership:
     def check_payload(self, header: BlockHeader, payload: list[bytes]) -> bool:
         if not self.envelopes_only:
             return True
+        seen: set[bytes] = set()
         for item in payload:
             try:
-                decode(item, Transaction)
+                tx = decode(item, Transaction)
             except DecodeError:
                 return False
+            tx_id = transaction_id(self.engine.suite, tx.body)
+            if tx_id in seen:
+                return False
+            seen.add(tx_id)
         return True
 
     def check_epoch_change(self, header: BlockHeader, config: EpochConfig) -> bool:

@@ -174,8 +174,13 @@ class NodeStore:
             txn.put(key, encode(block), db=self._db[b"blocks"])
             txn.put(block_id, key, db=self._db[b"ids"])
             txn.put(key, encode(record), db=self._db[b"certs"])
+            # A transaction id has one receipt: a successful execution (a nonce runs once, so
+            # there is at most one) is never replaced by a later failed copy of the same
+            # transaction that a faulty leader put in a block.
+            table = self._db[b"receipts"]
             for receipt in receipts:
-                txn.put(receipt.tx_id, encode(receipt), db=self._db[b"receipts"])
+                if receipt.ok or txn.get(receipt.tx_id, db=table) is None:
+                    txn.put(receipt.tx_id, encode(receipt), db=table)
             state = self._db[b"state"]
             for state_key in sorted(writes):
                 value = writes[state_key]
