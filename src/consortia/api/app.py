@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from consortia.api.openapi import openapi_document
 from consortia.errors import DecodeError
+from consortia.execution.state import HeightUnavailableError
 from consortia.node.service import HEX_ID_LENGTH, NodeService, NotFoundError
 from consortia.types.encoding import decode, encode
 from consortia.types.transaction import Transaction, TransactionBody
@@ -172,6 +173,10 @@ def create_app(service: NodeService, registry: CollectorRegistry | None = None) 
     async def not_found(request: Request, error: Exception) -> Response:
         return error_response(404, "not_found", str(error))
 
+    async def gone(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HeightUnavailableError)
+        return error_response(410, error.code, str(error))
+
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "bad_request")
@@ -193,6 +198,7 @@ def create_app(service: NodeService, registry: CollectorRegistry | None = None) 
         exception_handlers={
             ApiError: api_error,
             NotFoundError: not_found,
+            HeightUnavailableError: gone,
             HTTPException: http_error,
         },
     )

@@ -105,7 +105,8 @@ _HEIGHT: Final = {
     "in": "query",
     "required": False,
     "schema": {"type": "integer", "minimum": 0},
-    "description": "a committed height (default: the latest)",
+    "description": "a committed height (default: the latest); 410 height_unavailable when the"
+    " node no longer keeps (or, since it restarted, never had) the state of that height",
 }
 
 
@@ -152,7 +153,10 @@ def openapi_document() -> dict[str, Any]:
                     "against committed state, nothing kept, no nonce spent",
                     "parameters": [_HEIGHT],
                     "requestBody": signed_body,
-                    "responses": {"200": _ok("the call's outcome"), **_errors(400, 404, 413, 415)},
+                    "responses": {
+                        "200": _ok("the call's outcome"),
+                        **_errors(400, 404, 410, 413, 415),
+                    },
                 }
             },
             "/v1/blocks/{height}": _get(
@@ -168,6 +172,7 @@ def openapi_document() -> dict[str, Any]:
                 _path("contract", "the contract name"),
                 _path("key", "the key in its namespace"),
                 _HEIGHT,
+                errors=(400, 404, 410),
             ),
             "/metrics": {
                 "get": {

@@ -56,6 +56,9 @@ class StateTree:
         self._bucket_keys: list[list[bytes]] = [[] for _ in range(BUCKETS)]  # sorted
         self._bucket_roots: list[bytes] = [merkle_root(suite, [])] * BUCKETS
         self._history: dict[bytes, tuple[list[int], list[bytes | None]]] = {}
+        # The oldest height whose values `_history` can give (a restored tree knows nothing
+        # before the height it was restored at). Invariant: at most `height`.
+        self._history_floor = 0
         self._history_heights_max = history_heights_max
         self.height = 0
         self.root = merkle_root(suite, self._bucket_roots)
@@ -72,6 +75,11 @@ class StateTree:
         if height < self.height - self._history_heights_max:
             raise HeightUnavailableError(
                 f"height {height} is older than the {self._history_heights_max} heights kept"
+            )
+        if height < self._history_floor:
+            raise HeightUnavailableError(
+                f"height {height} is before {self._history_floor}, where this node's state"
+                " history starts (it restarted there)"
             )
         record = self._history.get(key)
         if record is None:
@@ -97,6 +105,7 @@ class StateTree:
         assert self.height == 0 and not self._values, "state is restored once, into nothing"
         self._apply_writes(height, dict(values))
         self._history.clear()
+        self._history_floor = height
         return self.root
 
     def apply(self, height: int, writes: dict[bytes, bytes | None]) -> bytes:
