@@ -1,0 +1,140 @@
+"""Two figures of the node quoted in docs/node.md, from four in-process nodes.
+
+The nodes are real drivers (store, engine, mempool, replica) joined by the in-process network
+of tests/node_helpers.py (frames carried by the event loop, no sockets), as in the node tests.
+
+    python benchmarks/node_figures.py growth [--blocks 1000]
+        LMDB space used per committed empty block (what an idle network writes).
+    python benchmarks/node_figures.py catchup [--gap 200] [--limit 64] [--wait 30]
+        Hold one validator down until the others have committed --gap blocks, then let it
+        back, with the replica's fetched-chain bound (`Params.fetched_blocks_max`, 8192 by
+        default) set to --limit, and report whether it catches up within --wait seconds.
+
+Prints one line; the nodes' log lines below warnings are silenced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import structlog
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.node_helpers import SUITE, Hub, make_genesis, validator_keys, wait_for
+
+from consortia.consensus.config import Params
+from consortia.consensus.replica import Replica
+from consortia.mempool import Mempool, MempoolLimits
+from consortia.node.chain import Chain
+from consortia.node.driver import Driver
+from consortia.storage import NodeStore
+from consortia.types.encoding import encode
+from consortia.types.genesis import Genesis
+from consortia.types.signing import SigningDomain
+
+
+def node(
+    hub: Hub, genesis: Genesis, directory: Path, key: tuple[bytes, bytes, bytes], limit: int
+) -> Driver:
+    node_id, _, private = key
+    store = NodeStore(directory / node_id.hex()[:8], map_size=1024**3)
+    chain = Chain(genesis, store)
+    params = dataclasses.replace(Params.from_genesis(genesis.consensus), fetched_blocks_max=limit)
+    replica = Replica(chain.replica_setup(private_key=private, node_id=node_id, params=params))
+    mempool = Mempool(SUITE, SigningDomain(chain.genesis_hash), genesis.chain_id, MempoolLimits())
+    driver = Driver(
+        replica=replica,
+        chain=chain,
+        mempool=mempool,
+        transport=hub.link(node_id),
+        loop=hub.loop,
+        clock_ms=lambda: time.time_ns() // 1_000_000,
+        on_halt=lambda reason: print(f"halted: {reason}", file=sys.stderr),
+    )
+    hub.drivers[node_id] = driver
+    return driver
+
+
+async def growth(blocks: int) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        hub = Hub(asyncio.get_running_loop(), random.Random(1))
+        genesis = make_genesis(4)
+        drivers = [node(hub, genesis, Path(directory), k, 8192) for k in validator_keys(4)]
+        for driver in drivers:
+            driver.start()
+        chain = drivers[0].chain
+        env = chain.store._env
+
+        def used() -> int:
+            return int((env.info()["last_pgno"] + 1) * env.stat()["psize"])
+
+        await wait_for(lambda: chain.height >= 100, 300)
+        start_height, start_used = chain.height, used()
+        await wait_for(lambda: chain.height >= start_height + blocks, 3600)
+        height = chain.height
+        block, record = chain.store.block(height), chain.store.commit_record(height)
+        assert block is not None and record is not None
+        per_block = (used() - start_used) / (height - start_height)
+        print(
+            f"{height - start_height} empty blocks: {per_block:.0f} bytes of LMDB pages per block"
+            f" (encoded block {len(encode(block))} B, commit record {len(encode(record))} B)"
+        )
+        for driver in drivers:
+            driver.close()
+
+
+async def catchup(gap: int, limit: int, wait_s: float) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        hub = Hub(asyncio.get_running_loop(), random.Random(1))
+        genesis = make_genesis(4)
+        drivers = [node(hub, genesis, Path(directory), k, limit) for k in validator_keys(4)]
+        late = drivers[3]
+        hub.down.add(late.replica.node_id)
+        for driver in drivers:
+            driver.start()
+        await wait_for(lambda: drivers[0].chain.height >= gap, 3600)
+        behind = drivers[0].chain.height - late.chain.height
+        hub.down.discard(late.replica.node_id)
+        started = time.monotonic()
+        try:
+            await wait_for(lambda: late.chain.height >= drivers[0].chain.height - 5, wait_s)
+            outcome = f"caught up in {time.monotonic() - started:.1f} s"
+        except AssertionError:
+            dropped = {k: v for k, v in late.replica.counters.dropped.items() if "fetch" in k}
+            outcome = f"not caught up after {wait_s:.0f} s (height {late.chain.height}; {dropped})"
+        print(f"{behind} blocks behind, fetched_blocks_max {limit}: {outcome}")
+        for driver in drivers:
+            driver.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="figure", required=True)
+    grow = commands.add_parser("growth")
+    grow.add_argument("--blocks", type=int, default=1000)
+    catch = commands.add_parser("catchup")
+    catch.add_argument("--gap", type=int, default=200)
+    catch.add_argument("--limit", type=int, default=64)
+    catch.add_argument("--wait", type=float, default=30.0)
+    args = parser.parse_args()
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )
+    if args.figure == "growth":
+        asyncio.run(growth(args.blocks))
+    else:
+        asyncio.run(catchup(args.gap, args.limit, args.wait))
+
+
+if __name__ == "__main__":
+    main()
