@@ -38,6 +38,9 @@ from consortia.types.consensus import (
     Proposal,
     ProposalData,
     QuorumCertificate,
+    ReputationMark,
+    ReputationRound,
+    ReputationState,
     SafetyState,
     SignerSignature,
     Timeout,
@@ -66,6 +69,7 @@ from consortia.types.primitives import (
     PAYLOAD_ITEMS_MAX,
     PUBLIC_KEY_SIZE_MAX,
     PUBLIC_KEY_SIZE_MIN,
+    REPUTATION_WINDOW_MAX,
     SIGNATURE_SIZE,
     U64_MAX,
     VALIDATORS_MAX,
@@ -439,6 +443,33 @@ def signables(chain_id: st.SearchStrategy[str] | None = None) -> st.SearchStrate
     )
 
 
+def reputation_rounds() -> st.SearchStrategy[ReputationRound]:
+    return st.builds(
+        ReputationRound,
+        round=rounds(),
+        author=node_ids(),
+        signers=st.lists(node_ids(), max_size=4).map(sorted),
+        failed=st.lists(st.tuples(rounds(), node_ids()), max_size=3),
+    )
+
+
+def reputation_marks() -> st.SearchStrategy[ReputationMark]:
+    return st.builds(
+        ReputationMark, node_id=node_ids(), recorded=u64s(), block_round=rounds(), round=rounds()
+    )
+
+
+def reputation_states() -> st.SearchStrategy[ReputationState]:
+    return st.builds(
+        ReputationState,
+        epoch=epochs(),
+        recorded=u64s(),
+        history=st.lists(reputation_rounds(), max_size=4),
+        failed=st.lists(reputation_marks(), max_size=4),
+        authored=st.lists(reputation_marks(), max_size=4),
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Every MessagePack struct type
 
@@ -465,6 +496,9 @@ STRATEGIES_BY_TYPE: dict[type, Callable[[], st.SearchStrategy[Any]]] = {
     SafetyState: safety_states,
     TransactionBody: transaction_bodies,
     Transaction: transactions,
+    ReputationRound: reputation_rounds,
+    ReputationMark: reputation_marks,
+    ReputationState: reputation_states,
 }
 """Each canonical (tagged, array-like) struct type and a strategy for it."""
 
@@ -522,7 +556,7 @@ def consensus_params() -> st.SearchStrategy[ConsensusParams]:
         timeout_backoff_percent=st.integers(min_value=100, max_value=400),
         block_payload_items_max=positives(),
         block_bytes_max=positives(),
-        reputation_window=positives(),
+        reputation_window=st.integers(min_value=1, max_value=REPUTATION_WINDOW_MAX),
     )
 
 
