@@ -4,7 +4,8 @@ Every vote and timeout the safety rules sign changes the safety state; the drive
 that state durable (`Persist`) and say so (`PersistDone`) before the signed message may leave,
 or a crash could let the replica sign a conflicting message after restarting. This module
 owns the `Persist` sequence numbers and the messages held behind them, and releases them in
-order. It never decides what to sign (`safety.py`) nor where a message goes (`replica.py`).
+order; a `PersistDone` for a sequence never issued breaks an invariant (the replica halts).
+It never decides what to sign (`safety.py`) nor where a message goes (`replica.py`).
 Pure: no clock, no I/O.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from consortia.consensus.events import Action, Persist
+from consortia.consensus.invariants import require
 from consortia.types.consensus import Block, ConsensusMessage, SafetyState
 
 # Signed messages waiting for their safety state to be durable. A driver that leaves this
@@ -49,7 +51,9 @@ class DurableGate:
         return Persist(self.sequence, state, block)
 
     def release(self, sequence: int) -> list[Held]:
-        """Everything held behind `Persist`s up to `sequence`, oldest first."""
+        """Everything held behind `Persist`s up to `sequence`, oldest first. A `PersistDone`
+        for a `Persist` never issued means the driver lost track: the replica halts."""
+        require(sequence <= self.sequence, f"PersistDone({sequence}) for a Persist never issued")
         count = 0
         while count < len(self.held) and self.held[count].sequence <= sequence:
             count += 1

@@ -6,7 +6,8 @@ QC that made it final) and sends it to peers still in the old epoch; a replica t
 later epoch asks for one, checks it against the validators it knows, and then fetches the
 ending block and commits it.
 
-Owns the kept proofs, the rate limits on asking and helping, and the proof being acted on.
+Owns the kept proofs (those the driver kept across a restart first), the rate limits on
+asking and helping, and the proof being acted on, until its ending block can be committed.
 Never changes rounds or commits itself: `replica.py` commits the ending block and enters the
 new epoch. Pure: no clock, no I/O; everything bounded.
 """
@@ -39,7 +40,14 @@ _NEVER = -(10**12)
 
 
 class EpochChange:
-    def __init__(self, suite: Suite, params: Params, counters: Counters, out: list[Action]) -> None:
+    def __init__(
+        self,
+        suite: Suite,
+        params: Params,
+        counters: Counters,
+        out: list[Action],
+        kept: list[EpochChangeResponse],
+    ) -> None:
         self._suite = suite
         self._params = params
         self._counters = counters
@@ -54,6 +62,8 @@ class EpochChange:
         # A verified proof whose ending block is being fetched. Invariant: its ending block
         # belongs to the replica's current epoch.
         self.pending: EpochChangeResponse | None = None
+        for response in kept:  # the proofs the driver kept across a restart
+            self.keep(response)
 
     def keep(self, response: EpochChangeResponse) -> None:
         self.proofs[response.ending.epoch] = response
@@ -108,6 +118,17 @@ class EpochChange:
             return False
         self.pending = response
         return True
+
+    def ending_to_commit(self, tree: BlockTree) -> tuple[bytes, QuorumCertificate] | None:
+        """The pending proof's ending block and the QC that made it final, once that block
+        is in the tree and not yet committed; None otherwise."""
+        pending = self.pending
+        if pending is None:
+            return None
+        ending_id = block_id(self._suite, pending.ending)
+        if ending_id not in tree or ending_id == tree.root_id:
+            return None
+        return ending_id, pending.proof.qc
 
     def _valid_commit_proof(
         self,

@@ -1,12 +1,15 @@
 """The pacemaker: how long a round's timer runs, and the back-off that stretches it.
 
 Owns the count of consecutive rounds ended by timeouts, the highest round this replica has
-timed out in, and the one timeout-delay formula. It never moves the round itself: the replica
-(`replica.py`) is the single owner of round state, and a round starts in exactly these ways,
-each in one function there:
+timed out in, the one timeout-delay formula, and this replica's local timeout: signing it
+(through the safety rules, with the vote it signed in the round), when f + 1 peers' timeouts
+make it join them (`joins`), and when a certified round's next leader is already overdue
+(`certified`). It never moves the round itself: the replica (`replica.py`) is the single
+owner of round state, and a round starts in exactly these ways, each in one function there:
 
-1. `Start` (`Replica._start`): round max(high QC round + 1, 1); after a restart that timed out
-   in a round entered through a TC, that TC's round + 1, with the TC remembered.
+1. `Start` (`Replica._start`, the round from `restore.start_round`): round max(high QC round
+   + 1, 1); after a restart that timed out in a round entered through a TC, that TC's round
+   + 1, with the TC remembered.
 2. A QC of round r, wherever it came from (a proposal's justify, a quorum of votes, a
    timeout's high QC or commit QC): round r + 1, the last TC forgotten, back-off reset
    (`Replica._advance_by_qc`). When that QC of the current round was made from votes that
@@ -33,7 +36,13 @@ from dataclasses import dataclass, field
 from consortia.consensus.config import Params
 from consortia.consensus.events import Counters, SetTimer
 from consortia.consensus.safety import Refusal, SafetyRules
-from consortia.types.consensus import QuorumCertificate, SafetyState, Timeout, TimeoutCertificate
+from consortia.types.consensus import (
+    QuorumCertificate,
+    SafetyState,
+    Timeout,
+    TimeoutCertificate,
+    Vote,
+)
 
 # Timeout back-off stops growing after this many consecutive failed rounds.
 BACKOFF_EXPONENT_MAX = 16
@@ -81,10 +90,19 @@ class Pacemaker:
     def entered(self, round_: int, now_ms: int) -> None:
         self._timed_round, self._entered_ms = round_, now_ms
 
-    def certified(self, qc_round: int, now_ms: int) -> None:
-        """A QC of `qc_round` arrived: if it is the round being timed, remember its length."""
+    def certified(self, qc_round: int, current_round: int, now_ms: int) -> bool:
+        """A QC of `qc_round` made progress: remember the round's length if it is the round
+        being timed, and reset the back-off. True when the next round's leader is overdue.
+
+        A QC of the current round that arrives after this replica timed out in it was made
+        from the votes replicas broadcast when they gave up: the leader of the next round had
+        those votes a whole timeout ago and has not proposed, so its round gets a short timer.
+        """
+        overdue = qc_round == current_round and self.has_timed_out(qc_round)
         if qc_round == self._timed_round:
             self.round_ms.append(max(0, now_ms - self._entered_ms))
+        self.reset_backoff()
+        return overdue
 
     def base_ms(self) -> int:
         """The timer before back-off: adapted to recent rounds when enough are known."""
@@ -107,13 +125,21 @@ class Pacemaker:
     def sign_timeout(
         self,
         safety: SafetyRules,
+        epoch: int,
         round_: int,
         high_qc: QuorumCertificate,
+        *,
         last_tc: TimeoutCertificate | None,
         high_commit_qc: QuorumCertificate | None,
-    ) -> tuple[Timeout, SafetyState] | None:
-        """This replica gives up on `round_`: the signed timeout to broadcast and the safety
-        state to persist first, or None (counted by rule) when the safety rules refuse."""
+    ) -> tuple[list[Timeout | Vote], SafetyState] | None:
+        """This replica gives up on `round_`: the signed timeout to broadcast (then the vote
+        it signed in that round, if any) and the safety state to persist first, or None
+        (counted by rule) when the safety rules refuse.
+
+        A vote this replica cast in the round goes to everyone with the timeout: when the
+        round failed only because the next leader (who alone collects votes) is faulty, the
+        votes still make a QC wherever a quorum of them meets, and the block is not lost.
+        """
         made = safety.make_timeout(round_, high_qc, last_tc)
         if isinstance(made, Refusal):
             self.counters.drop("unsafe_to_timeout")
@@ -129,7 +155,18 @@ class Pacemaker:
             high_commit_qc=high_commit_qc,
         )
         self.timed_out(round_)
-        return timeout, state
+        messages: list[Timeout | Vote] = [timeout]
+        vote = self._vote_of_round(state, epoch, round_)
+        if vote is not None:
+            messages.append(vote)
+        return messages, state
+
+    def _vote_of_round(self, state: SafetyState, epoch: int, round_: int) -> Vote | None:
+        """The vote this replica signed in `round_` of `epoch`, if any."""
+        data, signature = state.last_vote, state.last_vote_signature
+        if data is None or signature is None or (data.epoch, data.round) != (epoch, round_):
+            return None
+        return Vote(data=data, author=self.node_id, signature=signature)
 
     def reset_backoff(self) -> None:
         """A QC made progress: the next timers start from round_timeout_ms again."""
@@ -143,6 +180,17 @@ class Pacemaker:
 
     def has_timed_out(self, round_: int) -> bool:
         return self.timed_out_round >= round_
+
+    def joins(
+        self, timeout_round: int, current_round: int, power: int, validity_power: int
+    ) -> bool:
+        """Peers' timeouts of `timeout_round` make this replica give up on its round too: f + 1
+        of the power timed out in it (so at least one honest replica did) and it has not yet."""
+        return (
+            timeout_round == current_round
+            and not self.has_timed_out(current_round)
+            and power >= validity_power
+        )
 
     def new_epoch(self) -> None:
         self.consecutive_timeouts = 0

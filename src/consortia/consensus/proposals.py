@@ -3,10 +3,12 @@
 Owns the one-proposal-per-round record and the proposals waiting for a missing parent, and
 the order of the checks (cheap ones first: nothing is hashed or verified for a proposal that
 a size or round check already refuses). Building the block a leader proposes is here too, so
-what a leader makes and what a voter accepts sit side by side.
+what a leader makes and what a voter accepts sit side by side: the payload request, the
+block, and its proposal signed through the safety rules.
 
-Never votes, signs a vote, changes rounds or touches the tree: `replica.py` does, after these
-checks pass. Pure: no clock, no I/O; refusals are counted by reason, nothing raises.
+Never votes, signs a vote, changes rounds or touches the tree, and never decides whether to
+propose: `replica.py` does, after these checks pass. Pure: no clock, no I/O; refusals are
+counted by reason, nothing raises.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ from collections import OrderedDict
 
 from consortia.consensus.block_tree import BlockTree
 from consortia.consensus.config import Params, ReplicaSetup
-from consortia.consensus.events import Counters, DropReason, PayloadReady
+from consortia.consensus.events import Counters, DropReason, PayloadReady, RequestPayload
 from consortia.consensus.leader import LeaderElection
+from consortia.consensus.safety import Refusal, SafetyRules
 from consortia.consensus.validators import ValidatorSet
 from consortia.types.consensus import (
     Block,
     BlockHeader,
     Proposal,
     ProposalData,
+    SafetyState,
     TimeoutCertificate,
 )
 from consortia.types.signing import block_id, merkle_root, verify
@@ -78,14 +82,24 @@ class Proposals:
         return True
 
     def valid(
-        self, proposal: Proposal, new_id: bytes, validators: ValidatorSet, now_ms: int
+        self,
+        proposal: Proposal,
+        new_id: bytes,
+        validators: ValidatorSet,
+        now_ms: int,
+        round_: int,
     ) -> bool:
-        """Everything about the proposal itself; on success its round is marked as seen."""
+        """Everything about the proposal itself (then its round is marked as seen), and that
+        it is of the replica's current round `round_`."""
+        header = proposal.block.header
         reason = self._refusal(proposal, new_id, validators, now_ms)
+        if reason is None:
+            self.seen[header.round] = new_id
+            if header.round != round_:
+                reason = "proposal_not_current_round"
         if reason is not None:
             self._counters.drop(reason)
             return False
-        self.seen[proposal.block.header.round] = new_id
         return True
 
     def _refusal(
@@ -163,6 +177,42 @@ class Proposals:
             return False
         return True
 
+    def request(self, tree: BlockTree, epoch: int, round_: int) -> RequestPayload | None:
+        """Ask the node for the payload of this leader's block of `round_`, extending the high
+        QC's block; None while that block is being fetched (propose when it arrives)."""
+        if tree.high_qc.block_id not in tree:
+            return None
+        return RequestPayload(
+            epoch=epoch,
+            round=round_,
+            parent_id=tree.high_qc.block_id,
+            items_max=self._params.block_payload_items_max,
+            bytes_max=self._params.block_bytes_max,
+        )
+
+    def propose(
+        self,
+        safety: SafetyRules,
+        tree: BlockTree,
+        ready: PayloadReady,
+        now_ms: int,
+        last_tc: TimeoutCertificate | None,
+    ) -> tuple[Proposal, SafetyState] | None:
+        """The leader's signed proposal of the offered payload (`build`) and the safety state
+        to persist before it leaves; None when there is no block to build, or (counted by
+        rule) when the safety rules refuse to sign it."""
+        built = self.build(tree, ready, now_ms, last_tc)
+        if built is None:
+            return None
+        new_id, block, tc = built
+        signed = safety.make_proposal(block.header, new_id)
+        if isinstance(signed, Refusal):
+            self._counters.drop("unsafe_to_propose")
+            self._counters.refuse(signed.rule)
+            return None
+        signature, state = signed
+        return Proposal(block=block, signature=signature, timeout_certificate=tc), state
+
     def build(
         self,
         tree: BlockTree,
@@ -208,8 +258,11 @@ class Proposals:
             self.pending.popitem(last=False)
             self._counters.drop("pending_proposals_full")
 
-    def take_ready(self, tree: BlockTree) -> list[tuple[bytes, bytes, Proposal]]:
-        """The buffered proposals whose parent is now in the tree, removed from the buffer."""
+    def take_ready(
+        self, tree: BlockTree, epoch: int, round_: int
+    ) -> list[tuple[bytes, bytes, Proposal]]:
+        """The buffered proposals whose parent is now in the tree, removed from the buffer;
+        only those of the replica's current `epoch` and `round_` are returned."""
         ready = [
             (new_id, sender, proposal)
             for new_id, (sender, proposal) in self.pending.items()
@@ -217,7 +270,11 @@ class Proposals:
         ]
         for new_id, _, _ in ready:
             del self.pending[new_id]
-        return ready
+        return [
+            (new_id, sender, proposal)
+            for new_id, sender, proposal in ready
+            if (proposal.block.header.epoch, proposal.block.header.round) == (epoch, round_)
+        ]
 
     def check(self) -> str | None:
         """The first broken invariant, or None."""

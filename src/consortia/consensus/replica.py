@@ -1,27 +1,28 @@
 """One validator's consensus state machine: `Replica.handle(event) -> list[Action]`.
 
 The router, and the single owner of round state (epoch, round, last TC, what was proposed).
-Every input goes through the two transition tables below; the seams sit beside it:
-`pacemaker.py` (timer lengths and back-off, and the list of every way a round starts),
-`votes.py` (votes and timeouts into QCs and TCs), `proposals.py` (a proposal's checks and
-the leader's block), `block_sync.py` (fetching and serving blocks), `epoch_change.py`
-(proofs that an epoch ended), `safety.py` (the only code that decides a signature),
-`leader.py` and `block_tree.py`. docs/consensus.md is the protocol and its safety argument.
+Every input goes through the two transition tables below; the seams sit beside it and never
+move the round: `pacemaker.py` (timers, back-off, the local timeout, and the list of every
+way a round starts), `votes.py` (votes and timeouts into QCs and TCs; this replica's vote),
+`proposals.py` (a proposal's checks; the leader's block), `block_sync.py`, `epoch_change.py`,
+`commits.py`, `durable.py`, `restore.py` (where a start or restart resumes), `invariants.py`,
+`safety.py` (the only code that decides a signature), `leader.py` and `block_tree.py`.
+docs/consensus.md maps each file to the protocol and gives its safety argument.
 
 Every signature goes through `SafetyRules`; the signed message is held until the driver
 acknowledges that the new safety state is durable (`Persist` then `PersistDone`). The
 replica drops and counts what it cannot use (`events.DropReason`); nothing a peer sends can
 make it raise. Its invariants are stated on its fields and checked after every event; a
 broken one halts it (`Halt`, then silence), because carrying on would risk the ledger.
-Never reads a clock, the disk, the network or randomness.
+Must never sign anything itself, nor read a clock, the disk, the network or randomness.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
+from consortia.consensus import restore
 from consortia.consensus.block_sync import BlockSync, Fetch
-from consortia.consensus.block_tree import BlockTree
 from consortia.consensus.commits import CommitLog
 from consortia.consensus.config import Params, ReplicaSetup, root_qc_for
 from consortia.consensus.durable import DurableGate
@@ -36,16 +37,17 @@ from consortia.consensus.events import (
     MessageReceived,
     PayloadReady,
     PersistDone,
-    RequestPayload,
     Send,
     Start,
     TimerFired,
 )
-from consortia.consensus.leader import LeaderElection
+from consortia.consensus.invariants import (
+    InvariantBrokenError,
+    check_invariants,
+    check_transition_tables,
+)
 from consortia.consensus.pacemaker import Pacemaker
 from consortia.consensus.proposals import Proposals
-from consortia.consensus.safety import Refusal, SafetyRules
-from consortia.consensus.validators import ValidatorSet
 from consortia.consensus.votes import VoteCollector
 from consortia.types.consensus import (
     Block,
@@ -54,7 +56,6 @@ from consortia.types.consensus import (
     ConsensusMessage,
     EpochChangeRequest,
     EpochChangeResponse,
-    EpochConfig,
     Proposal,
     QuorumCertificate,
     SafetyState,
@@ -83,15 +84,6 @@ ON_MESSAGE: Final = {
 }
 
 
-class InvariantBrokenError(Exception):
-    """A replica invariant does not hold: the replica halts (see `Replica.handle`)."""
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise InvariantBrokenError(message)
-
-
 class Replica:
     def __init__(self, setup: ReplicaSetup) -> None:
         self.setup = setup
@@ -106,33 +98,13 @@ class Replica:
         # Actions of the event being handled; shared with the seams, emptied by `handle`.
         self._out: list[Action] = []
 
-        root_id = block_id(self.suite, setup.root.header)
-        assert setup.root_qc.block_id == root_id, "root QC must certify the root"
+        # Where it left off (`restore.py`): the safety state, the tree, leader election.
         self.epoch = setup.epoch_config.epoch  # never decreases
-        self.validators = self._validator_set(setup.epoch_config)  # this epoch's
+        self.validators = restore.validator_set(setup, setup.epoch_config, self.domain)
         self.epoch_root_id = setup.epoch_root_id  # the block this epoch started from
-        self.tree = BlockTree(setup.root, root_id, setup.root_qc)
-        state = setup.safety_state
-        if state is None or state.epoch < self.epoch:
-            state = SafetyState(epoch=self.epoch, highest_vote_round=0, highest_qc=setup.root_qc)
-        self.safety = SafetyRules(
-            self.suite,
-            setup.private_key,
-            self.chain_id,
-            state,
-            setup.weakening,
-            domain=self.domain,
-        )
-        if state.highest_qc.round > self.tree.high_qc.round:
-            self.tree.high_qc = state.highest_qc
-        self.leaders = self._leader_election()
-        if setup.reputation is not None and setup.reputation.epoch == self.epoch:
-            self.leaders.restore(setup.reputation)
-        else:
-            self.leaders.record_blocks(setup.recent_committed)
-        for voted in sorted(setup.voted_blocks, key=lambda b: b.header.height):
-            if voted.header.epoch == self.epoch:
-                self.tree.insert(block_id(self.suite, voted.header), voted)
+        self.safety = restore.safety_rules(setup, self.epoch, self.domain)
+        self.tree = restore.block_tree(setup, self.safety.state, self.epoch)
+        self.leaders = restore.kept_leaders(setup, self.validators, self.epoch)
 
         # Round state. Invariants: (epoch, round) never decreases; round >= 1 once started;
         # last_tc is None or a TC of this epoch for round - 1; proposed_round and
@@ -140,21 +112,19 @@ class Replica:
         self.round = 0
         self.last_tc: TimeoutCertificate | None = None
         self.proposed_round = 0
-        self._payload_requested_round = 0
+        self.payload_requested_round = 0
         # The QC that made this replica's latest commit of this epoch final (None: none yet).
         # Invariant: None or of this epoch.
-        self.high_commit_qc: QuorumCertificate | None = None
-        if setup.commit_proof is not None and setup.commit_proof.epoch == self.epoch:
-            self.high_commit_qc = setup.commit_proof
+        self.high_commit_qc = restore.kept_commit_qc(setup, self.epoch)
         self.pacemaker = Pacemaker(self.params, self.node_id, self.counters)
         self.votes = VoteCollector(self.validators, self.chain_id, self.counters)
         self.proposals = Proposals(setup, self.counters, self.leaders)
         self.sync = BlockSync(
             self.suite, self.params, self.node_id, self.tree, counters=self.counters, out=self._out
         )
-        self.epochs = EpochChange(self.suite, self.params, self.counters, self._out)
-        for response in setup.epoch_proofs:
-            self.epochs.keep(response)
+        self.epochs = EpochChange(
+            self.suite, self.params, self.counters, self._out, setup.epoch_proofs
+        )
         self.durable = DurableGate()
         self.chain = CommitLog()
 
@@ -171,7 +141,7 @@ class Replica:
             if self.sync.expire(self.now_ms):
                 self.epochs.pending = None
             getattr(self, ON_EVENT[type(event)])(event)
-            self._check_invariants(before)
+            check_invariants(self, before)
         except InvariantBrokenError as broken:
             self._out.clear()
             self.halted = str(broken)
@@ -180,41 +150,13 @@ class Replica:
         self._out.clear()
         return out
 
-    def _check_invariants(self, before: tuple[int, int, int]) -> None:
-        epoch, round_, sequence = before
-        _require((self.epoch, self.round) >= (epoch, round_), "the round went backwards")
-        _require(self.durable.sequence >= sequence, "persist sequence went backwards")
-        _require(self.proposed_round <= self.round, "proposed above the current round")
-        _require(self._payload_requested_round <= self.round, "payload asked above the round")
-        last_tc = self.last_tc
-        _require(
-            last_tc is None or (last_tc.epoch == self.epoch and last_tc.round + 1 == self.round),
-            "the last TC is not of the previous round",
-        )
-        _require(self.tree.high_qc.epoch >= self.epoch, "high QC of an older epoch")
-        _require(
-            self.high_commit_qc is None or self.high_commit_qc.epoch == self.epoch,
-            "commit QC of another epoch",
-        )
-        for broken in (
-            self.pacemaker.check(self.round),
-            self.durable.check(),
-            self.sync.check(),
-            self.epochs.check(),
-            self.proposals.check(),
-            self.chain.check(),
-        ):
-            _require(broken is None, str(broken))
-
     # ------------------------------------------------------------------ lifecycle
 
     def _start(self, event: Start) -> None:
-        start_round = max(self.tree.high_qc.round + 1, 1)
-        tc = self.safety.state.last_timeout_certificate
-        if tc is not None and tc.epoch == self.epoch and tc.round + 1 > start_round:
+        start_round, tc = restore.start_round(self.tree.high_qc, self.safety.state, self.epoch)
+        if tc is not None:
             # Restarted after timing out or voting in a round entered through this TC: resume
             # there, with the QC the TC carries.
-            start_round = tc.round + 1
             self.last_tc = tc
             self.tree.update_high_qc(tc.high_qc)
         self.round = 0
@@ -223,23 +165,6 @@ class Replica:
     def _on_timer(self, event: TimerFired) -> None:
         if event.epoch == self.epoch and event.round == self.round:
             self._local_timeout()
-
-    def _validator_set(self, config: EpochConfig) -> ValidatorSet:
-        quorum_override = None
-        if self.setup.weakening.quorum_is_f_plus_one:
-            quorum_override = config.fault_power + 1
-        return ValidatorSet(
-            config,
-            self.suite,
-            self.chain_id,
-            domain=self.domain,
-            quorum_override=quorum_override,
-        )
-
-    def _leader_election(self) -> LeaderElection:
-        return LeaderElection(
-            self.validators, self.params.reputation_window, reputation=self.params.leader_reputation
-        )
 
     # ------------------------------------------------------------------ rounds
 
@@ -253,59 +178,36 @@ class Replica:
         self.proposals.prune(new_round - 1)
         self.pacemaker.entered(new_round, self.now_ms)
         self._out.append(self.pacemaker.timer(self.epoch, new_round, overdue=leader_overdue))
-        if self._leader(new_round) == self.node_id:
-            self._request_payload()
+        self._request_payload()
 
     def _advance_by_qc(self, qc_round: int) -> None:
-        """A QC of `qc_round` made progress: the one place the back-off resets in an epoch.
-
-        A QC of the current round that arrives after this replica timed out in it was made
-        from the votes replicas broadcast when they gave up: the leader of the next round had
-        those votes a whole timeout ago and has not proposed, so its round gets a short timer.
-        """
-        overdue = qc_round == self.round and self.pacemaker.has_timed_out(qc_round)
-        self.pacemaker.certified(qc_round, self.now_ms)
+        """A QC of `qc_round` made progress: the one place the back-off resets in an epoch
+        (`Pacemaker.certified`, which also says whether the next leader is overdue)."""
+        overdue = self.pacemaker.certified(qc_round, self.round, self.now_ms)
         self.last_tc = None
-        self.pacemaker.reset_backoff()
         self._enter_round(qc_round + 1, leader_overdue=overdue)
 
-    def _leader(self, round_: int) -> bytes:
-        return self.leaders.leader(round_)
-
     def _request_payload(self) -> None:
-        if self.proposed_round >= self.round or self._payload_requested_round >= self.round:
+        """When leading the current round, ask the node once for the payload to propose."""
+        if self.leaders.leader(self.round) != self.node_id:
             return
-        parent = self.tree.get(self.tree.high_qc.block_id)
-        if parent is None:
-            return  # the QC's block is being fetched; propose when it arrives
-        self._payload_requested_round = self.round
-        self._out.append(
-            RequestPayload(
-                epoch=self.epoch,
-                round=self.round,
-                parent_id=self.tree.high_qc.block_id,
-                items_max=self.params.block_payload_items_max,
-                bytes_max=self.params.block_bytes_max,
-            )
-        )
+        if self.proposed_round >= self.round or self.payload_requested_round >= self.round:
+            return
+        request = self.proposals.request(self.tree, self.epoch, self.round)
+        if request is not None:
+            self.payload_requested_round = self.round
+            self._out.append(request)
 
     def _on_payload(self, event: PayloadReady) -> None:
         if event.epoch != self.epoch or event.round != self.round:
             return
-        if self.proposed_round >= self.round or self._leader(self.round) != self.node_id:
+        if self.proposed_round >= self.round or self.leaders.leader(self.round) != self.node_id:
             return
-        built = self.proposals.build(self.tree, event, self.now_ms, self.last_tc)
-        if built is None:
+        made = self.proposals.propose(self.safety, self.tree, event, self.now_ms, self.last_tc)
+        if made is None:
             return
-        new_id, block, tc = built
-        signed = self.safety.make_proposal(block.header, new_id)
-        if isinstance(signed, Refusal):
-            self.counters.drop("unsafe_to_propose")
-            self.counters.refuse(signed.rule)
-            return
-        signature, state = signed
+        proposal, state = made
         self.proposed_round = self.round
-        proposal = Proposal(block=block, signature=signature, timeout_certificate=tc)
         # Like a vote: the proposal leaves (and reaches this replica) once the state that
         # records it is durable, so a restarted leader never signs another for this round.
         self._persist_then(state, [Broadcast(proposal)], [proposal])
@@ -336,10 +238,7 @@ class Replica:
             return  # its certificate ended the epoch
         if proposal.timeout_certificate is not None:
             self._process_tc(proposal.timeout_certificate, sender)
-        if not self.proposals.valid(proposal, new_id, self.validators, self.now_ms):
-            return
-        if header.round != self.round:
-            self.counters.drop("proposal_not_current_round")
+        if not self.proposals.valid(proposal, new_id, self.validators, self.now_ms, self.round):
             return
         if header.parent_id not in self.tree:
             self.proposals.buffer(sender, new_id, proposal)
@@ -357,14 +256,12 @@ class Replica:
             return
         if self.node_id not in self.validators:
             return  # an observer follows the chain but never votes
-        made = self.safety.make_vote(header, new_id, proposal.timeout_certificate)
-        if isinstance(made, Refusal):
-            self.counters.drop("unsafe_to_vote")
-            self.counters.refuse(made.rule)
+        tc = proposal.timeout_certificate
+        signed = self.votes.sign_vote(self.safety, self.node_id, header, new_id, tc)
+        if signed is None:
             return
-        data, signature, state = made
-        vote = Vote(data=data, author=self.node_id, signature=signature)
-        next_leader = self._leader(header.round + 1)
+        vote, state = signed
+        next_leader = self.leaders.leader(header.round + 1)
         if next_leader == self.node_id:
             self._persist_then(state, [], [vote], block)
         else:
@@ -381,35 +278,24 @@ class Replica:
         data = timeout.data
         if not self._same_epoch(sender, data.epoch):
             return
-        index = self.votes.member_index(timeout.author, data.chain_id)
+        index = self.votes.timeout_author(timeout, self.epoch_root_id)
         if index is None:
             return
-        if data.high_qc_round != timeout.high_qc.round:
-            self.counters.drop("malformed_timeout")
-            return
-        if not self._adopt_certificates(sender, timeout):
-            return
+        self._adopt_certificates(sender, timeout)
         if data.epoch != self.epoch:
             return  # the certificate ended the epoch; this timeout belongs to the old one
         added = self.votes.add_timeout(timeout, index, self.round, self.params.rounds_ahead_max)
         if added is None:
             return
         power, tc = added
-        if (
-            data.round == self.round
-            and not self.pacemaker.has_timed_out(self.round)
-            and power >= self.validators.validity_power
-        ):
-            # f+1 timed out: at least one honest replica gave up on this round; join them.
-            self._local_timeout()
+        if self.pacemaker.joins(data.round, self.round, power, self.validators.validity_power):
+            self._local_timeout()  # f+1 timed out: at least one honest replica gave up
         if tc is not None:
             self._process_tc(tc, sender)
 
-    def _adopt_certificates(self, sender: bytes, timeout: Timeout) -> bool:
+    def _adopt_certificates(self, sender: bytes, timeout: Timeout) -> None:
         """Certificates first, whatever the timeout's round: they are self-authenticating, and
         they are how a replica that fell far behind learns where everyone else is."""
-        if not self.votes.timeout_certificates_valid(timeout, self.epoch_root_id):
-            return False
         commit_qc = timeout.high_commit_qc
         if commit_qc is not None and commit_qc.epoch == self.epoch:
             # Catch up on the peer's latest commit: fetch the certified block, then commit.
@@ -418,45 +304,28 @@ class Replica:
             elif commit_qc.height > self.tree.root_height + 1:
                 self._fetch(commit_qc.block_id, sender)
             if self.epoch != timeout.data.epoch:
-                return True
+                return
         self._process_qc(timeout.high_qc, sender)
         last_tc = timeout.last_timeout_certificate
         if last_tc is not None and last_tc.epoch == self.epoch:
             self._process_tc(last_tc, sender)
-        return True
 
     def _local_timeout(self) -> None:
-        """Give up on the current round: sign and broadcast a timeout (again, if re-armed).
-
-        A vote this replica cast in the round goes to everyone with it: when the round failed
-        only because the next leader (who alone collects votes) is faulty, the votes still
-        make a QC wherever a quorum of them meets, and the block is not lost.
-        """
+        """Give up on the current round (again, if re-armed): sign and broadcast a timeout,
+        with the vote signed in the round if any (`Pacemaker.sign_timeout`); re-arm the timer."""
         if self.node_id in self.validators:
             signed = self.pacemaker.sign_timeout(
-                self.safety, self.round, self.tree.high_qc, self.last_tc, self.high_commit_qc
+                self.safety,
+                self.epoch,
+                self.round,
+                self.tree.high_qc,
+                last_tc=self.last_tc,
+                high_commit_qc=self.high_commit_qc,
             )
             if signed is not None:
-                timeout, state = signed
-                outgoing: list[Action] = [Broadcast(timeout)]
-                loopback: list[ConsensusMessage] = [timeout]
-                vote = self._vote_of_round(state)
-                if vote is not None:
-                    outgoing.append(Broadcast(vote))
-                    loopback.append(vote)
-                self._persist_then(state, outgoing, loopback)
+                messages, state = signed
+                self._persist_then(state, [Broadcast(m) for m in messages], [*messages])
         self._out.append(self.pacemaker.timer(self.epoch, self.round))
-
-    def _vote_of_round(self, state: SafetyState) -> Vote | None:
-        """The vote this replica signed in its current round, if any."""
-        data, signature = state.last_vote, state.last_vote_signature
-        if (
-            data is None
-            or signature is None
-            or (data.epoch, data.round) != (self.epoch, self.round)
-        ):
-            return None
-        return Vote(data=data, author=self.node_id, signature=signature)
 
     # ------------------------------------------------------------------ certificates
 
@@ -474,7 +343,7 @@ class Replica:
                 return  # the commit ended the epoch: this QC's rounds mean nothing any more
         if qc.round + 1 > self.round:
             self._advance_by_qc(qc.round)
-        elif self._leader(self.round) == self.node_id and qc.block_id in self.tree:
+        elif qc.block_id in self.tree:
             self._request_payload()
 
     def _process_tc(self, tc: TimeoutCertificate, peer: bytes) -> None:
@@ -510,8 +379,10 @@ class Replica:
         assert config is not None and config.epoch == self.epoch + 1
         ending_id = block_id(self.suite, ending.header)
         self.epoch = config.epoch
-        self.validators = self._validator_set(config)
-        self.leaders = self.proposals.leaders = self._leader_election()
+        self.validators = restore.validator_set(self.setup, config, self.domain)
+        self.leaders = self.proposals.leaders = restore.leader_election(
+            self.validators, self.params
+        )
         root_qc = root_qc_for(self.suite, ending, self.epoch)
         self.epoch_root_id = ending_id
         self.tree.reset_root(ending, ending_id, root_qc)
@@ -522,9 +393,7 @@ class Replica:
         self.last_tc = None
         self.high_commit_qc = None
         self.pacemaker.new_epoch()
-        self.round = 0
-        self.proposed_round = 0
-        self._payload_requested_round = 0
+        self.round = self.proposed_round = self.payload_requested_round = 0
         self._out.append(EnterEpoch(config, proof))
         state = self.safety.enter_epoch(self.epoch, root_qc)
         self._persist_then(state, [], [])
@@ -543,10 +412,6 @@ class Replica:
         self._out.append(self.durable.persist(state, outgoing, loopback, block))
 
     def _on_persisted(self, event: PersistDone) -> None:
-        _require(
-            event.sequence <= self.durable.sequence,
-            f"PersistDone({event.sequence}) for a Persist never issued",
-        )
         for held in self.durable.release(event.sequence):
             self._out.extend(held.outgoing)
             for message in held.loopback:
@@ -592,14 +457,12 @@ class Replica:
             # The fetched chain carried certificates newer than this replica's round.
             self._advance_by_qc(high_qc.round)
         self._resume_pending()
-        if self._leader(self.round) == self.node_id:
-            self._request_payload()
+        self._request_payload()
 
     def _resume_pending(self) -> None:
-        for new_id, sender, proposal in self.proposals.take_ready(self.tree):
-            header = proposal.block.header
-            if header.round == self.round and header.epoch == self.epoch:
-                self._accept_proposal(sender, new_id, proposal)
+        ready = self.proposals.take_ready(self.tree, self.epoch, self.round)
+        for new_id, sender, proposal in ready:
+            self._accept_proposal(sender, new_id, proposal)
 
     # ------------------------------------------------------------------ epochs
 
@@ -614,21 +477,10 @@ class Replica:
 
     def _finish_epoch_change(self) -> bool:
         """Commit the pending epoch's ending block once it is in the tree; True if done."""
-        pending = self.epochs.pending
-        if pending is None:
-            return False
-        ending_id = block_id(self.suite, pending.ending)
-        if ending_id not in self.tree or ending_id == self.tree.root_id:
-            return False
-        self._commit(ending_id, pending.proof.qc)
-        return True
+        ready = self.epochs.ending_to_commit(self.tree)
+        if ready is not None:
+            self._commit(*ready)
+        return ready is not None
 
 
-def _check_transition_tables() -> None:
-    """Every input type has a handler, and every handler exists (checked at import)."""
-    for table in (ON_EVENT, ON_MESSAGE):
-        for kind, name in table.items():
-            assert callable(getattr(Replica, name, None)), f"{kind.__name__} -> {name} missing"
-
-
-_check_transition_tables()
+check_transition_tables(Replica, ON_EVENT, ON_MESSAGE)

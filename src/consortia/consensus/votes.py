@@ -4,16 +4,21 @@ Owns the per-round buffers of verified votes and timeouts, and the rules for adm
 into them (membership, round window, duplicates and equivocation, signature). It builds a QC
 when a quorum signed the same `VoteData`, and a TC when a quorum timed out in one round; what
 a certificate then does to rounds and commits is the replica's business (`replica.py`), not
-this module's. Pure: no clock, no I/O; drops are counted by reason, nothing raises.
+this module's. This replica's own vote is made here too (`sign_vote`, through the safety
+rules), beside the checks its peers' votes must pass; where it goes is the replica's choice.
+Pure: no clock, no I/O; drops are counted by reason, nothing raises.
 """
 
 from __future__ import annotations
 
 from consortia.consensus.block_tree import BlockTree
 from consortia.consensus.events import Counters
+from consortia.consensus.safety import Refusal, SafetyRules
 from consortia.consensus.validators import ValidatorSet
 from consortia.types.consensus import (
+    BlockHeader,
     QuorumCertificate,
+    SafetyState,
     SignerSignature,
     Timeout,
     TimeoutCertificate,
@@ -60,7 +65,40 @@ class VoteCollector:
             return None
         return index
 
-    def timeout_certificates_valid(self, timeout: Timeout, epoch_root_id: bytes) -> bool:
+    def timeout_author(self, timeout: Timeout, epoch_root_id: bytes) -> int | None:
+        """The index of a timeout's author when it is a member, the timeout carries the high
+        QC it signed and its certificates verify; None (counted) otherwise. Its signature is
+        checked later (`add_timeout`), once its certificates have been adopted."""
+        data = timeout.data
+        index = self.member_index(timeout.author, data.chain_id)
+        if index is None:
+            return None
+        if data.high_qc_round != timeout.high_qc.round:
+            self._counters.drop("malformed_timeout")
+            return None
+        if not self._timeout_certificates_valid(timeout, epoch_root_id):
+            return None
+        return index
+
+    def sign_vote(
+        self,
+        safety: SafetyRules,
+        node_id: bytes,
+        header: BlockHeader,
+        new_id: bytes,
+        tc: TimeoutCertificate | None,
+    ) -> tuple[Vote, SafetyState] | None:
+        """This replica's vote for the block `new_id` and the safety state to persist before
+        it leaves, or None (counted by rule) when the safety rules refuse."""
+        made = safety.make_vote(header, new_id, tc)
+        if isinstance(made, Refusal):
+            self._counters.drop("unsafe_to_vote")
+            self._counters.refuse(made.rule)
+            return None
+        data, signature, state = made
+        return Vote(data=data, author=node_id, signature=signature), state
+
+    def _timeout_certificates_valid(self, timeout: Timeout, epoch_root_id: bytes) -> bool:
         """The certificates a timeout carries verify (its commit QC only when of this epoch)."""
         validators = self.validators
         last_tc = timeout.last_timeout_certificate
