@@ -1,4 +1,4 @@
-"""Two figures of the node quoted in docs/node.md, from four in-process nodes.
+"""Figures of the node quoted in docs/node.md, from four in-process nodes.
 
 The nodes are real drivers (store, engine, mempool, replica) joined by the in-process network
 of tests/node_helpers.py (frames carried by the event loop, no sockets), as in the node tests.
@@ -10,7 +10,13 @@ of tests/node_helpers.py (frames carried by the event loop, no sockets), as in t
         back, with the replica's fetched-chain bound (`Params.fetched_blocks_max`, 8192 by
         default) set to --limit, and report whether it catches up within --wait seconds.
 
-Prints one line; the nodes' log lines below warnings are silenced.
+    python benchmarks/node_figures.py idle [--seconds 20] [--transfers 20] [--no-pacing]
+        An idle network for --seconds: committed blocks a second, round timers fired and
+        empty payloads held back; then --transfers transfers one after another, each from
+        submission to its receipt at node 0 (median and worst, in ms). --no-pacing turns the
+        driver's idle pacing off (IDLE_DELAY_MAX_MS = 0), the baseline.
+
+Prints its result; the nodes' log lines below warnings are silenced.
 """
 
 from __future__ import annotations
@@ -29,11 +35,12 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.node_helpers import SUITE, Hub, make_genesis, validator_keys, wait_for
+from tests.node_helpers import SUITE, Hub, make_genesis, transfer, validator_keys, wait_for
 
 from consortia.consensus.config import Params
 from consortia.consensus.replica import Replica
 from consortia.mempool import Mempool, MempoolLimits
+from consortia.node import driver as driver_module
 from consortia.node.chain import Chain
 from consortia.node.driver import Driver
 from consortia.storage import NodeStore
@@ -116,6 +123,44 @@ async def catchup(gap: int, limit: int, wait_s: float) -> None:
             driver.close()
 
 
+async def idle(seconds: float, transfers: int) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        hub = Hub(asyncio.get_running_loop(), random.Random(1))
+        genesis = make_genesis(4)
+        drivers = [node(hub, genesis, Path(directory), k, 8192) for k in validator_keys(4)]
+        for driver in drivers:
+            driver.start()
+        chain = drivers[0].chain
+        await wait_for(lambda: chain.height >= 20, 300)
+        await asyncio.sleep(2.0)  # warm-up: the adaptive timer settles
+        height, started = chain.height, time.monotonic()
+        timeouts = sum(d.counters.timeouts for d in drivers)
+        pauses = sum(d.counters.idle_pauses for d in drivers)
+        await asyncio.sleep(seconds)
+        elapsed = time.monotonic() - started
+        blocks = chain.height - height
+        timeouts = sum(d.counters.timeouts for d in drivers) - timeouts
+        pauses = sum(d.counters.idle_pauses for d in drivers) - pauses
+        latencies = []
+        for nonce in range(transfers):
+            raw = transfer(genesis, "alice", "bob", 1, nonce)
+            tx_id = chain.engine.transaction_id(raw)
+            sent = time.monotonic()
+            admission = drivers[nonce % 4].submit(raw)
+            assert admission.ok, admission.code
+            await wait_for(lambda: chain.store.receipt(tx_id) is not None, 60)  # noqa: B023
+            latencies.append((time.monotonic() - sent) * 1000)
+            await asyncio.sleep(1.0)  # idle again before the next one
+        latencies.sort()
+        print(
+            f"idle {elapsed:.0f} s: {blocks / elapsed:.1f} blocks/s, {timeouts} round timeouts,"
+            f" {pauses} empty payloads held back; {transfers} transfers, submit to receipt:"
+            f" median {latencies[len(latencies) // 2]:.0f} ms, worst {latencies[-1]:.0f} ms"
+        )
+        for driver in drivers:
+            driver.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="figure", required=True)
@@ -125,6 +170,10 @@ def main() -> None:
     catch.add_argument("--gap", type=int, default=200)
     catch.add_argument("--limit", type=int, default=64)
     catch.add_argument("--wait", type=float, default=30.0)
+    quiet = commands.add_parser("idle")
+    quiet.add_argument("--seconds", type=float, default=20.0)
+    quiet.add_argument("--transfers", type=int, default=20)
+    quiet.add_argument("--no-pacing", action="store_true")
     args = parser.parse_args()
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
@@ -132,6 +181,10 @@ def main() -> None:
     )
     if args.figure == "growth":
         asyncio.run(growth(args.blocks))
+    elif args.figure == "idle":
+        if args.no_pacing:
+            driver_module.IDLE_DELAY_MAX_MS = 0
+        asyncio.run(idle(args.seconds, args.transfers))
     else:
         asyncio.run(catchup(args.gap, args.limit, args.wait))
 

@@ -155,6 +155,34 @@ def test_a_store_failure_stops_the_node_and_it_says_why(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_an_idle_leader_holds_its_empty_block_and_a_transaction_wakes_it(tmp_path: Path) -> None:
+    """Setup: four nodes with nothing to do. Test: leaders hold their empty payloads (idle
+    pacing); a transfer submitted then wakes the holding leader and commits everywhere;
+    afterwards the network is idle again. (Rates: benchmarks/node_figures.py idle.)"""
+
+    async def scenario() -> None:
+        hub = Hub(asyncio.get_running_loop(), random.Random(5))
+        genesis = make_genesis(4)
+        drivers = [make_driver(hub, genesis, tmp_path, key) for key in validator_keys(4)]
+        for driver in drivers:
+            driver.start()
+
+        def pauses() -> int:
+            return sum(d.counters.idle_pauses for d in drivers)
+
+        await wait_for(lambda: pauses() >= 4, timeout_s=30)
+        drivers[2].submit(transfer(genesis, "alice", "bob", 7, 0))
+        await wait_for(lambda: all(balance(d, "bob") == BALANCE + 7 for d in drivers), 30)
+        busy = max(d.chain.store.tip().height for d in drivers)  # type: ignore[union-attr]
+        held = pauses()
+        await wait_for(lambda: pauses() >= held + 4, timeout_s=30)
+        assert all(d.chain.height >= busy for d in drivers)
+        for driver in drivers:
+            driver.close()
+
+    asyncio.run(scenario())
+
+
 def test_accounts_exist_at_genesis() -> None:
     genesis = make_genesis(4)
     assert {a.id for a in genesis.accounts} == set(ACCOUNTS)

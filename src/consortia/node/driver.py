@@ -7,6 +7,14 @@ an uncommitted ancestor), executing and recording commits (through `Chain`), ans
 requests from the store, keeping epoch proofs, and halting the node when the replica halts.
 It also admits transactions (from clients and from peers) and passes client ones on.
 
+Idle pacing: a leader with nothing to propose (no transaction ready, none in an uncommitted
+ancestor or in the last two committed blocks, no epoch change due) holds its empty payload for
+up to a quarter of its replica's current round timer (at most IDLE_DELAY_MAX_MS), and offers
+it at once when a transaction arrives. The previous leader's round then spans two pauses, half
+its timer at most, and the replica's adaptive timer (4 times the 90th percentile of recent
+rounds) grows to match, so no round times out for it; an idle network then commits a few
+empty blocks a second instead of dozens (docs/node.md).
+
 Must never decide anything the replica decides, nor sign anything: the core does both.
 """
 
@@ -50,6 +58,11 @@ from consortia.types.transaction import Transaction
 
 # Client transactions are passed on to peers in batches, at most this often.
 GOSSIP_INTERVAL_S = 0.005
+# The longest a leader holds an empty payload while the network is idle, and the share of its
+# replica's round timer it may hold it for. A quarter, because the previous leader's round
+# spans two pauses (its own, then the next leader's) and must stay well inside its timer.
+IDLE_DELAY_MAX_MS = 250
+IDLE_DELAY_TIMER_DIVISOR = 4
 
 
 class Sender(Protocol):
@@ -66,6 +79,8 @@ class DriverCounters:
     transactions_committed: int = 0
     persist_ms_total: float = 0.0
     persists: int = 0
+    idle_pauses: int = 0  # empty payloads held back while idle
+    timeouts: int = 0  # round timers that fired
 
 
 class Driver:
@@ -93,6 +108,11 @@ class Driver:
         self.counters = DriverCounters()
         # Why this driver stopped for good (an exception while handling an event), or None.
         self.failed: str | None = None
+        # The payload request held back while idle, and its timer (both None or both set).
+        self._idle_request: RequestPayload | None = None
+        self._idle_handle: asyncio.TimerHandle | None = None
+        # The height of the last committed block that carried transactions.
+        self._busy_height = 0
         # Called with every batch of blocks once they are durably recorded.
         self.on_commit: list[Callable[[list[CommittedBlock]], None]] = []
         self._log = structlog.get_logger("consortia.node").bind(node=replica.node_id.hex()[:16])
@@ -118,6 +138,7 @@ class Driver:
                     height=self.chain.height,
                     next_nonce=self._next_nonce,
                 )
+                self._wake()
             except Exception as error:  # a broken invariant or a failed read: stop the node
                 self._fail(error)
             return
@@ -127,6 +148,7 @@ class Driver:
         """A client's transaction: admitted here, then passed on to the peers."""
         admission = self.mempool.admit(raw, height=self.chain.height, next_nonce=self._next_nonce)
         if admission.ok:
+            self._wake()
             self._gossip.append(raw)
             if len(self._gossip) >= TX_BATCH_MAX:
                 self._flush_gossip()
@@ -144,6 +166,7 @@ class Driver:
 
     def _fire(self, epoch: int, round_: int) -> None:
         self._timer = None
+        self.counters.timeouts += 1
         self._handle(TimerFired(self._clock_ms(), epoch, round_))
 
     # ------------------------------------------------------------------ actions
@@ -163,6 +186,7 @@ class Driver:
         something wrong). The process exits with the halted status and says why."""
         reason = f"{type(error).__name__}: {error}"
         self.failed = reason
+        self._cancel_idle()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -209,6 +233,51 @@ class Driver:
         self._loop.call_soon(self._handle, PersistDone(self._clock_ms(), action.sequence))
 
     def _offer_payload(self, action: RequestPayload) -> None:
+        """Offer a payload for `action` now, or, when there is nothing to propose, after the
+        idle pause (sooner if a transaction arrives). A request repeated for the round being
+        held keeps its pause: the pause never restarts."""
+        held = self._idle_request
+        if held is not None and (held.epoch, held.round) == (action.epoch, action.round):
+            self._idle_request = action
+            return
+        self._cancel_idle()
+        delay_ms = self._idle_delay_ms(action)
+        if delay_ms == 0:
+            self._offer_now(action)
+            return
+        self.counters.idle_pauses += 1
+        self._idle_request = action
+        self._idle_handle = self._loop.call_later(delay_ms / 1000, self._wake)
+
+    def _idle_delay_ms(self, action: RequestPayload) -> int:
+        """How long to hold an empty payload: 0 unless the network is idle."""
+        if len(self.mempool) and self.mempool.batch(
+            next_nonce=self._next_nonce, items_max=1, bytes_max=action.bytes_max
+        ):
+            return 0
+        if self.chain.height < self._busy_height + 2:
+            return 0  # the blocks that commit the last busy one go at once
+        if self._uncommitted_payload(action.parent_id):
+            return 0
+        if self.chain.membership.next_epoch(action.epoch) is not None:
+            return 0
+        return min(IDLE_DELAY_MAX_MS, self.replica.pacemaker.base_ms() // IDLE_DELAY_TIMER_DIVISOR)
+
+    def _wake(self) -> None:
+        """Offer the held-back payload now (a transaction arrived, or the pause is over)."""
+        action = self._idle_request
+        if action is None:
+            return
+        self._cancel_idle()
+        if self.failed is None:
+            self._offer_now(action)
+
+    def _cancel_idle(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        self._idle_request = self._idle_handle = None
+
+    def _offer_now(self, action: RequestPayload) -> None:
         """The mempool's next batch, without what uncommitted ancestors already carry, and
         the next epoch when committed governance says one is due."""
         proposed: dict[str, int] = {}
@@ -247,6 +316,8 @@ class Driver:
     def _commit(self, action: Commit) -> None:
         committed = self.chain.apply(action, signature_checked=self.mempool.signature_checked)
         for entry in committed:
+            if entry.block.payload:
+                self._busy_height = entry.block.header.height
             self.mempool.committed(
                 entry.block.payload, height=entry.block.header.height, next_nonce=self._next_nonce
             )
@@ -281,6 +352,7 @@ class Driver:
         return self.chain.next_nonce(sender)
 
     def close(self) -> None:
+        self._cancel_idle()
         if self._timer is not None:
             self._timer.cancel()
         if self._gossip_handle is not None:

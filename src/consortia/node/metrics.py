@@ -77,6 +77,16 @@ class _NodeCollector(Collector):
             "Frames from peers that did not decode",
             driver.counters.frames_refused,
         )
+        yield CounterMetricFamily(
+            "consortia_round_timeouts",
+            "Round timers that fired on this node",
+            driver.counters.timeouts,
+        )
+        yield CounterMetricFamily(
+            "consortia_idle_pauses",
+            "Empty payloads this node held back as leader while the network was idle",
+            driver.counters.idle_pauses,
+        )
         yield from _transport_metrics(self._transport)
 
 
