@@ -156,6 +156,23 @@ class Driver:
                 self._gossip_handle = self._loop.call_later(GOSSIP_INTERVAL_S, self._flush_gossip)
         return admission
 
+    def submit_many(self, raws: list[bytes]) -> list[Admission]:
+        """A client's batch of transactions, in order: admitted in one mempool call (their
+        signatures checked together, over every core), then the admitted ones passed on to
+        the peers at once, in frames of at most TX_BATCH_MAX, with whatever single
+        submissions were waiting for the next gossip tick."""
+        admissions = self.mempool.admit_many(
+            raws, height=self.chain.height, next_nonce=self._next_nonce
+        )
+        admitted = [raw for raw, answer in zip(raws, admissions, strict=True) if answer.ok]
+        if admitted:
+            self._wake()
+            self._gossip.extend(admitted)
+            if self._gossip_handle is not None:
+                self._gossip_handle.cancel()
+            self._flush_gossip()
+        return admissions
+
     def _flush_gossip(self) -> None:
         self._gossip_handle = None
         batch, self._gossip = self._gossip[:TX_BATCH_MAX], self._gossip[TX_BATCH_MAX:]

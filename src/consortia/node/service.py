@@ -47,6 +47,10 @@ class NodeService:
     def submit(self, raw: bytes) -> Admission:
         return self.driver.submit(raw)
 
+    def submit_many(self, raws: list[bytes]) -> list[Admission]:
+        """Admit a client's batch in one mempool call; one answer per transaction, in order."""
+        return self.driver.submit_many(raws)
+
     def transaction(self, tx_id: bytes) -> dict[str, Any]:
         receipt = self.chain.store.receipt(tx_id)
         if receipt is not None:
@@ -80,6 +84,26 @@ class NodeService:
         if block is None or record is None:
             raise NotFoundError(f"no block {at}")
         return _block_view(block, block_id(self.chain.suite, block.header), record.certificate)
+
+    def block_receipts(self, height: int) -> dict[str, Any]:
+        """Each transaction of the committed block at `height`, in block order: its hash,
+        whether it succeeded and its code (what a client following commits needs, without
+        one request per transaction)."""
+        chain = self.chain
+        block = chain.store.block(height) if height >= 1 else None
+        if block is None:
+            raise NotFoundError(f"no block {height}")
+        receipts = []
+        for raw in block.payload:
+            tx_id = chain.engine.receipt_id(raw)
+            receipt = chain.store.receipt(tx_id)
+            ok, code = (False, "no_receipt") if receipt is None else (receipt.ok, receipt.code)
+            receipts.append({"tx_hash": tx_id.hex(), "ok": ok, "code": code})
+        return {
+            "height": height,
+            "timestamp_ms": block.header.timestamp_ms,
+            "receipts": receipts,
+        }
 
     def status(self) -> dict[str, Any]:
         chain = self.chain
