@@ -139,6 +139,10 @@ class BenchAccounts:
     def __repr__(self) -> str:
         return f"<{self.count} benchmark accounts>"
 
+    def master_key(self) -> bytes:
+        """The master private key, for the benchmark's own client processes to derive from."""
+        return self._master
+
     def private_key(self, index: int) -> bytes:
         assert 0 <= index < self.count
         return derive_private_key(self.suite, self._master, index)
