@@ -193,4 +193,7 @@ def print_result(result: BenchResult) -> None:
         cpu = "-" if use.cpu_percent is None else f"{use.cpu_percent:g}%"
         rss = "-" if use.rss_mib is None else f"{use.rss_mib:g} MiB"
         peak = "-" if use.peak_rss_mib is None else f"{use.peak_rss_mib:g} MiB"
-        out.print(f"{use.name:<9} pid {use.pid}  CPU {cpu} of a core  RSS {rss} (peak {peak})")
+        timeouts = "" if use.round_timeouts is None else f"  round timeouts {use.round_timeouts}"
+        out.print(
+            f"{use.name:<9} pid {use.pid}  CPU {cpu} of a core  RSS {rss} (peak {peak}){timeouts}"
+        )

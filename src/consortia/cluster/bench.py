@@ -7,9 +7,10 @@ nonces, and signs all of its transactions before the clock starts: transfers of 
 each of its accounts in turn to the next benchmark account, each sender's nonces consecutive,
 so no two transactions ever collide. Then, once every client is ready:
 
-* at a fixed rate R, client c sends transaction j at start + j / (R / C), in batches of those
-  due every few milliseconds (POST /v1/txs, binary), each batch to the next node in turn,
-  without waiting for earlier answers (open loop: a slow answer never delays the schedule);
+* at a fixed rate R, transaction j of client c is due at start + j / (R / C); every
+  SEND_INTERVAL_S the client sends what has come due in one batch (POST /v1/txs, binary), each
+  batch to the next node in turn, without waiting for earlier answers (open loop: a slow answer
+  never delays the schedule);
 * at `max`, each client sends batches as fast as the nodes take them, to the nodes in turn,
   while fewer than `window` admitted transactions wait for a block (so the load saturates
   the network without flooding its mempools); a batch entry refused with `mempool_full` is
@@ -17,15 +18,17 @@ so no two transactions ever collide. Then, once every client is ready:
 
 This process follows the chain meanwhile: it reads each new block's receipts from node 0
 (`GET /v1/blocks/{height}/receipts`) and matches them with what the clients report having
-admitted. A transaction's latency is from the moment its batch was sent until this process saw
-its block. When the time is up, it waits (at most `drain_s`) for every admitted transaction
+admitted. A transaction's latency runs until this process saw its block, from its due time
+at a fixed rate (so the wait for the next send counts), from the moment its batch left at
+`max`. When the time is up, it waits (at most `drain_s`) for every admitted transaction
 to be committed or failed; what never shows up is `lost`.
 
 Counts: `submitted` (sent at least once), `committed` (a successful receipt), `failed` (a
 refused admission or a failed receipt, by code), `lost`; submitted = committed + failed +
 lost. `tps` is the transactions committed during the measurement window (from the start to
-`duration_s` later) per second of it. Each node's CPU (percent of one core) and memory come
-from /proc/PID/stat and /proc/PID/status of the pids in the cluster's pid files.
+`duration_s` later) per second of it. Each node's CPU (percent of one core, over the window)
+and memory come from /proc/PID/stat and /proc/PID/status of the pids in the cluster's pid
+files (the client processes' too), its round timeouts from its /metrics.
 
 This module only reports, through `BenchProgress` and `BenchResult`; it must never print. The
 master key of the benchmark accounts goes to the client processes it starts, and nowhere else.
@@ -49,6 +52,8 @@ from multiprocessing.context import SpawnProcess
 from pathlib import Path
 from typing import Any, Final
 
+import httpx
+
 from consortia.client import AsyncClient, ChainInfo, ClientError, Signer
 from consortia.client.sdk import BATCH_TRANSACTIONS_MAX
 from consortia.cluster.home import ClusterHome, NodeEntry
@@ -69,7 +74,8 @@ MAX_PRESIGN_PER_S: Final = 2500  # transactions signed ahead per second of a `ma
 DRAIN_S_DEFAULT: Final = 60.0
 EXPIRY_AHEAD_BLOCKS: Final = 50_000
 AMOUNT: Final = 1  # fen a transfer
-TICK_S: Final = 0.005
+TICK_S: Final = 0.005  # how often a `max` client looks at its window
+SEND_INTERVAL_S: Final = 0.02  # how often a fixed-rate client sends what has come due
 FOLLOW_PAUSE_S: Final = 0.02
 PROGRESS_S: Final = 0.25
 NONCE_READS_AT_ONCE: Final = 16
@@ -125,6 +131,7 @@ class ProcessUse:
     cpu_percent: float | None  # of one core, over the measurement window
     rss_mib: float | None  # at the end of the window
     peak_rss_mib: float | None  # the process's peak since it started (VmHWM)
+    round_timeouts: int | None = None  # a node's round timers fired in the run (drain too)
 
 
 @dataclass
@@ -173,6 +180,7 @@ def _use_dict(use: ProcessUse) -> dict[str, Any]:
         "cpu_percent": use.cpu_percent,
         "rss_mib": use.rss_mib,
         "peak_rss_mib": use.peak_rss_mib,
+        **({} if use.round_timeouts is None else {"round_timeouts": use.round_timeouts}),
     }
 
 
@@ -208,10 +216,13 @@ def memory_mib(pid: int) -> tuple[float | None, float | None]:
 class _Watched:
     name: str
     pid: int | None
+    api_url: str | None = None  # a node's, to read its round timeouts
     cpu_start: float | None = None
     cpu_end: float | None = None
     rss: float | None = None
     peak: float | None = None
+    timeouts_start: int | None = None
+    timeouts_end: int | None = None
 
     def begin(self) -> None:
         self.cpu_start = None if self.pid is None else cpu_seconds(self.pid)
@@ -225,13 +236,38 @@ class _Watched:
         cpu = None
         if self.cpu_start is not None and self.cpu_end is not None and window_s > 0:
             cpu = round(100 * (self.cpu_end - self.cpu_start) / window_s, 1)
+        timeouts = None
+        if self.timeouts_start is not None and self.timeouts_end is not None:
+            timeouts = self.timeouts_end - self.timeouts_start
         return ProcessUse(
             self.name,
             self.pid,
             cpu,
             None if self.rss is None else round(self.rss, 1),
             None if self.peak is None else round(self.peak, 1),
+            timeouts,
         )
+
+
+TIMEOUTS_METRIC: Final = "consortia_round_timeouts_total"
+
+
+async def _round_timeouts(http: httpx.AsyncClient, watched: Sequence[_Watched]) -> list[int | None]:
+    """Each watched node's count of round timers fired, from its /metrics."""
+
+    async def read(entry: _Watched) -> int | None:
+        if entry.api_url is None:
+            return None
+        try:
+            text = (await http.get(f"{entry.api_url}/metrics")).text
+        except httpx.HTTPError:
+            return None
+        for line in text.splitlines():
+            if line.startswith(TIMEOUTS_METRIC + " "):
+                return int(float(line.split()[1]))
+        return None
+
+    return list(await asyncio.gather(*(read(entry) for entry in watched)))
 
 
 # ---------------------------------------------------------------- client processes
@@ -293,6 +329,7 @@ class _Client:
         self.lag_s = 0.0
         self.exhausted = False
         self.requests = 0  # in flight
+        self.start = 0.0
         self.node = spec.index
 
     async def main(self) -> None:
@@ -357,13 +394,16 @@ class _Client:
     async def send_all(self, clients: list[AsyncClient]) -> None:
         spec = self.spec
         tasks: set[asyncio.Task[None]] = set()
-        start = float(self.shared.start_at.value)
+        start = self.start = float(self.shared.start_at.value)
         end = start + spec.duration_s
+        tick = TICK_S if spec.rate_per_s is None else SEND_INTERVAL_S
         while time.monotonic() < start:
             await asyncio.sleep(0.001)
         while not self.shared.stop.is_set():
             now = time.monotonic()
             if now >= end:
+                if spec.rate_per_s is not None:  # what came due since the last send
+                    self._send_due(clients, tasks, start, end)
                 break
             if spec.rate_per_s is not None:
                 self._send_due(clients, tasks, start, now)
@@ -371,7 +411,7 @@ class _Client:
                     break
             elif not self._send_more(clients, tasks):
                 break
-            await asyncio.sleep(max(0.0, min(TICK_S, end - time.monotonic())))
+            await asyncio.sleep(max(0.0, min(tick, end - time.monotonic())))
         if tasks:
             await asyncio.gather(*tasks)
         if self.retry:
@@ -387,7 +427,7 @@ class _Client:
     ) -> None:
         rate = self.spec.rate_per_s
         assert rate is not None
-        due = min(len(self.raws), int((now - start) * rate) + 1)
+        due = min(len(self.raws), math.ceil((now - start) * rate))
         while self.sent < due:
             first = self.sent
             last = min(due, first + BATCH_TRANSACTIONS_MAX)
@@ -433,7 +473,10 @@ class _Client:
         task.add_done_callback(tasks.discard)
 
     async def _post(self, client: AsyncClient, indices: list[int], *, retry: bool) -> None:
-        at_max = self.spec.rate_per_s is None
+        """Send one batch; report what was admitted with the time its latency counts from:
+        at a fixed rate each transaction's due time, at `max` the moment the batch left."""
+        rate = self.spec.rate_per_s
+        at_max = rate is None
         sent_at = time.monotonic()
         admitted: list[tuple[str, float]] = []
         refused: Counter[str] = Counter()
@@ -450,7 +493,8 @@ class _Client:
         for i, result in zip(indices, results, strict=False):
             code = str(result["error"]["code"]) if "error" in result else None
             if code is None or (retry and code == "duplicate"):
-                admitted.append((self.hashes[i], sent_at))
+                due = sent_at if rate is None else self.start + i / rate
+                admitted.append((self.hashes[i], due))
             elif at_max and code == "mempool_full":
                 self.retry.append(i)
             else:
@@ -649,13 +693,20 @@ class Bench:
     ) -> BenchResult:
         self._shared, self._processes = shared, processes
         presign_s = await self._wait_ready()
-        watched = [_Watched(node.name, running_pid(self.home, node)) for node in nodes]
+        watched = [
+            _Watched(node.name, running_pid(self.home, node), node.api_url) for node in nodes
+        ]
         clients = [_Watched(f"client {i}", self._ready[i][1]) for i in range(len(processes))]
         height_start = int((await follower.status())["height"])
         self._tally.height = height_start
-        for entry in (*watched, *clients):
-            entry.begin()
-        blocks = await self._measure(follower, (*watched, *clients), height_start)
+        async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as http:
+            for entry, count in zip(watched, await _round_timeouts(http, watched), strict=True):
+                entry.timeouts_start = count
+            for entry in (*watched, *clients):
+                entry.begin()
+            blocks = await self._measure(follower, (*watched, *clients), height_start)
+            for entry, count in zip(watched, await _round_timeouts(http, watched), strict=True):
+                entry.timeouts_end = count
         config, tally, reports = self.config, self._tally, self._reports.values()
         failed = tally.failed + self._refused
         return BenchResult(

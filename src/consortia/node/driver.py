@@ -159,8 +159,8 @@ class Driver:
     def submit_many(self, raws: list[bytes]) -> list[Admission]:
         """A client's batch of transactions, in order: admitted in one mempool call (their
         signatures checked together, over every core), then the admitted ones passed on to
-        the peers at once, in frames of at most TX_BATCH_MAX, with whatever single
-        submissions were waiting for the next gossip tick."""
+        the peers together, as single submissions are: in one frame with whatever else
+        arrived within GOSSIP_INTERVAL_S, at once when TX_BATCH_MAX are waiting."""
         admissions = self.mempool.admit_many(
             raws, height=self.chain.height, next_nonce=self._next_nonce
         )
@@ -168,9 +168,12 @@ class Driver:
         if admitted:
             self._wake()
             self._gossip.extend(admitted)
-            if self._gossip_handle is not None:
-                self._gossip_handle.cancel()
-            self._flush_gossip()
+            if len(self._gossip) >= TX_BATCH_MAX:
+                if self._gossip_handle is not None:
+                    self._gossip_handle.cancel()
+                self._flush_gossip()
+            elif self._gossip_handle is None:
+                self._gossip_handle = self._loop.call_later(GOSSIP_INTERVAL_S, self._flush_gossip)
         return admissions
 
     def _flush_gossip(self) -> None:
