@@ -72,14 +72,18 @@ BATCH_DEFAULT: Final = 250  # transactions a request, at `max`
 REQUESTS_PER_CLIENT: Final = 2  # requests one client has in flight at once, at `max`
 MAX_PRESIGN_PER_S: Final = 2500  # transactions signed ahead per second of a `max` run
 DRAIN_S_DEFAULT: Final = 60.0
-EXPIRY_AHEAD_BLOCKS: Final = 50_000
+# Transactions expire this many blocks a second of the run (and drain, and a minute more) after
+# the start, so an earlier run's leftovers (behind a nonce gap) leave the mempools in time.
+EXPIRY_BLOCKS_PER_S: Final = 50
+EXPIRY_AHEAD_MIN: Final = 1000
+MEMPOOL_EMPTY_WAIT_S: Final = 10.0
 AMOUNT: Final = 1  # fen a transfer
 TICK_S: Final = 0.005  # how often a `max` client looks at its window
 SEND_INTERVAL_S: Final = 0.02  # how often a fixed-rate client sends what has come due
 FOLLOW_PAUSE_S: Final = 0.02
 PROGRESS_S: Final = 0.25
 NONCE_READS_AT_ONCE: Final = 16
-REQUEST_TIMEOUT_S: Final = 30.0
+REQUEST_TIMEOUT_S: Final = 120.0  # generous: an overloaded node answers late, not never
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +310,15 @@ class _Shared:
     messages: Any
 
 
+def _load_client(url: str) -> AsyncClient:
+    """A client whose requests are all sent at once, however many wait for an answer: a pool
+    limit would hold requests back (open loop) and time them out unsent."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+    return AsyncClient(
+        url, timeout_s=REQUEST_TIMEOUT_S, transport=httpx.AsyncHTTPTransport(limits=limits)
+    )
+
+
 def _client_main(spec: _ClientSpec, shared: _Shared) -> None:
     """A client process: sign, report ready, wait for the start, send, report done."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it through `shared.stop`
@@ -334,7 +347,7 @@ class _Client:
 
     async def main(self) -> None:
         spec, shared = self.spec, self.shared
-        clients = [AsyncClient(url, timeout_s=REQUEST_TIMEOUT_S) for url in spec.urls]
+        clients = [_load_client(url) for url in spec.urls]
         try:
             await self.read_nonces(clients)
             started = time.monotonic()
@@ -608,6 +621,36 @@ class Bench:
     def run(self) -> BenchResult:
         return asyncio.run(self._run())
 
+    def _expiry_ahead(self) -> int:
+        seconds = self.config.duration_s + self.config.drain_s + 60
+        return max(EXPIRY_AHEAD_MIN, math.ceil(seconds * EXPIRY_BLOCKS_PER_S))
+
+    async def _check_mempools_empty(self, nodes: list[NodeEntry]) -> None:
+        """Wait a little for the nodes' mempools to empty; BenchError if they keep
+        transactions (an earlier run's, stuck behind a nonce gap, would collide with this
+        run's nonces)."""
+        deadline = time.monotonic() + MEMPOOL_EMPTY_WAIT_S
+        clients = [AsyncClient(node.api_url, timeout_s=REQUEST_TIMEOUT_S) for node in nodes]
+        try:
+            while True:
+                statuses = await asyncio.gather(*(client.status() for client in clients))
+                waiting = sum(int(status["mempool"]["transactions"]) for status in statuses)
+                if not waiting:
+                    return
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"the nodes' mempools still hold {waiting} transactions (an earlier"
+                        " run's, behind a lost one?); they would collide with this run's"
+                        " nonces. Restart the cluster to empty them: consortia cluster down"
+                        f" --home {self.home.root}; consortia cluster up --home {self.home.root}"
+                    )
+                await asyncio.sleep(0.5)
+        except ClientError as error:
+            raise BenchError(f"a node does not answer: {error}") from None
+        finally:
+            for client in clients:
+                await client.close()
+
     async def _run(self) -> BenchResult:
         config, context = self.config, self.context
         nodes = [node for node in self.home.nodes if running_pid(self.home, node) is not None]
@@ -619,6 +662,7 @@ class Bench:
         except ClientError as error:
             raise BenchError(f"{nodes[0].name} does not answer: {error}") from None
         chain = ChainInfo.from_status(status)
+        await self._check_mempools_empty(nodes)
         shared = _Shared(
             sent=context.Array("q", config.clients, lock=False),
             admitted=context.Array("q", config.clients, lock=False),
@@ -680,7 +724,7 @@ class Bench:
             duration_s=config.duration_s,
             window=config.window,
             batch=config.batch,
-            expiry_height=int(status["height"]) + EXPIRY_AHEAD_BLOCKS,
+            expiry_height=int(status["height"]) + self._expiry_ahead(),
         )
 
     async def _drive(
