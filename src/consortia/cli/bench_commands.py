@@ -169,11 +169,12 @@ def print_result(result: BenchResult) -> None:
     )
     out.print(
         f"submitted {result.submitted}  committed {result.committed}  failed {result.failed}"
-        f"  lost {result.lost}"
-        + (f"  (re-sent after mempool_full: {result.retried})" if result.retried else "")
+        f"  lost {result.lost}" + (f"  (sent again: {result.retried})" if result.retried else "")
     )
     for code, count in result.failed_by_code.items():
         out.print(f"  failed {code}: {count}")
+    for error in result.request_errors:
+        out.print(f"  a request got no answer: {error}")
     out.print(
         f"throughput {result.tps:g} tx/s ({result.committed_in_window} committed in the"
         f" window, {result.blocks} blocks)"

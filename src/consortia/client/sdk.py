@@ -138,6 +138,12 @@ class Signer:
         return raw, transaction_id(self._suite, body).hex()
 
 
+def _unreachable(error: httpx.HTTPError) -> ClientError:
+    """No answer from the node: the kind of failure (ConnectError, ReadTimeout, ...) and its
+    text, which httpx leaves empty for some."""
+    return ClientError("unreachable", f"{type(error).__name__}: {error}".rstrip(": "))
+
+
 def _raise_for(response: httpx.Response) -> dict[str, Any]:
     try:
         payload = response.json()
@@ -199,7 +205,7 @@ class Client:
         try:
             return _raise_for(self._http.get(path))
         except httpx.HTTPError as error:
-            raise ClientError("unreachable", str(error)) from None
+            raise _unreachable(error) from None
 
     def status(self) -> dict[str, Any]:
         return self._get("/v1/status")
@@ -227,7 +233,7 @@ class Client:
         try:
             response = self._http.post("/v1/tx", json=transaction_to_json(raw))
         except httpx.HTTPError as error:
-            raise ClientError("unreachable", str(error)) from None
+            raise _unreachable(error) from None
         return str(_raise_for(response)["tx_hash"])
 
     def submit_many(self, raws: Sequence[bytes]) -> list[dict[str, Any]]:
@@ -241,7 +247,7 @@ class Client:
                     "/v1/txs", content=msgspec.msgpack.encode(list(chunk)), headers=MSGPACK
                 )
             except httpx.HTTPError as error:
-                raise ClientError("unreachable", str(error)) from None
+                raise _unreachable(error) from None
             results.extend(_batch_results(response, len(chunk)))
         return results
 
@@ -254,7 +260,7 @@ class Client:
         try:
             response = self._http.post(f"/v1/views{suffix}", json=transaction_to_json(raw))
         except httpx.HTTPError as error:
-            raise ClientError("unreachable", str(error)) from None
+            raise _unreachable(error) from None
         return _raise_for(response)
 
     def wait(self, tx_hash: str, timeout_s: float = WAIT_S_DEFAULT) -> dict[str, Any]:
@@ -324,7 +330,7 @@ class AsyncClient:
         try:
             return _raise_for(await self._http.get(path))
         except httpx.HTTPError as error:
-            raise ClientError("unreachable", str(error)) from None
+            raise _unreachable(error) from None
 
     async def status(self) -> dict[str, Any]:
         return await self._get("/v1/status")
@@ -347,7 +353,7 @@ class AsyncClient:
         try:
             response = await self._http.post("/v1/tx", json=transaction_to_json(raw))
         except httpx.HTTPError as error:
-            raise ClientError("unreachable", str(error)) from None
+            raise _unreachable(error) from None
         return str(_raise_for(response)["tx_hash"])
 
     async def submit_many(self, raws: Sequence[bytes]) -> list[dict[str, Any]]:
@@ -359,7 +365,7 @@ class AsyncClient:
                     "/v1/txs", content=msgspec.msgpack.encode(list(chunk)), headers=MSGPACK
                 )
             except httpx.HTTPError as error:
-                raise ClientError("unreachable", str(error)) from None
+                raise _unreachable(error) from None
             results.extend(_batch_results(response, len(chunk)))
         return results
 

@@ -69,6 +69,8 @@ WORKLOAD_TRANSFER: Final = "transfer"
 CLIENTS_DEFAULT: Final = 2
 WINDOW_DEFAULT: Final = 4000  # admitted transactions waiting for a block, at `max`
 BATCH_DEFAULT: Final = 250  # transactions a request, at `max`
+UNANSWERED_TRIES: Final = 3  # sends of a batch that got no answer, at a fixed rate
+ERRORS_KEPT: Final = 5
 REQUESTS_PER_CLIENT: Final = 2  # requests one client has in flight at once, at `max`
 MAX_PRESIGN_PER_S: Final = 2500  # transactions signed ahead per second of a `max` run
 DRAIN_S_DEFAULT: Final = 60.0
@@ -153,12 +155,13 @@ class BenchResult:
     failed: int
     failed_by_code: dict[str, int]
     lost: int
-    retried: int  # re-sends after mempool_full, at `max`
+    retried: int  # transactions sent again: after mempool_full (`max`), or no answer
     committed_in_window: int
     tps: float
     latency_ms: dict[str, float]
     send_lag_ms_max: float  # how late the clients sent against their schedule (fixed rate)
     exhausted: bool  # a `max` run used every pre-signed transaction before its end
+    request_errors: list[str]  # the first few distinct errors of requests that got no answer
     blocks: int
     height_start: int
     height_end: int
@@ -342,6 +345,7 @@ class _Client:
         self.lag_s = 0.0
         self.exhausted = False
         self.requests = 0  # in flight
+        self.errors: list[str] = []  # the first few distinct request errors
         self.start = 0.0
         self.node = spec.index
 
@@ -478,34 +482,48 @@ class _Client:
         *,
         retry: bool,
     ) -> None:
-        client = clients[self.node % len(clients)]
-        self.node += 1
         self.requests += 1
-        task = asyncio.get_running_loop().create_task(self._post(client, indices, retry=retry))
+        task = asyncio.get_running_loop().create_task(self._post(clients, indices, retry=retry))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    async def _post(self, client: AsyncClient, indices: list[int], *, retry: bool) -> None:
-        """Send one batch; report what was admitted with the time its latency counts from:
-        at a fixed rate each transaction's due time, at `max` the moment the batch left."""
+    async def _post(self, clients: list[AsyncClient], indices: list[int], *, retry: bool) -> None:
+        """Send one batch to the next node; report what was admitted with the time its latency
+        counts from: at a fixed rate each transaction's due time, at `max` the moment the
+        batch left. A batch that got no answer is sent again to the next node (up to
+        UNANSWERED_TRIES times at a fixed rate; at `max` with the other re-sends): sending a
+        signed transaction twice is harmless, and on a re-send `duplicate` (it was admitted)
+        or `stale_nonce` (it was committed: nobody else signs with these nonces) counts as
+        admitted."""
         rate = self.spec.rate_per_s
         at_max = rate is None
-        sent_at = time.monotonic()
         admitted: list[tuple[str, float]] = []
         refused: Counter[str] = Counter()
+        results: list[dict[str, Any]] = []
         try:
-            results = await client.submit_many([self.raws[i] for i in indices])
-        except ClientError as error:
-            if at_max:
-                self.retry.extend(indices)
-            else:
-                refused[error.code] += len(indices)
-            results = []
+            for attempt in range(UNANSWERED_TRIES):
+                client = clients[self.node % len(clients)]
+                self.node += 1
+                sent_at = time.monotonic()
+                try:
+                    results = await client.submit_many([self.raws[i] for i in indices])
+                    break
+                except ClientError as error:
+                    self._note_error(error)
+                    if at_max:
+                        self.retry.extend(indices)
+                    elif attempt + 1 < UNANSWERED_TRIES and error.code == "unreachable":
+                        self.retried += len(indices)
+                        retry = True
+                        continue
+                    else:
+                        refused[error.code] += len(indices)
+                    break
         finally:
             self.requests -= 1
         for i, result in zip(indices, results, strict=False):
             code = str(result["error"]["code"]) if "error" in result else None
-            if code is None or (retry and code == "duplicate"):
+            if code is None or (retry and code in ("duplicate", "stale_nonce")):
                 due = sent_at if rate is None else self.start + i / rate
                 admitted.append((self.hashes[i], due))
             elif at_max and code == "mempool_full":
@@ -516,12 +534,18 @@ class _Client:
         self.shared.admitted[self.spec.index] += len(admitted)
         self.shared.messages.put(("batch", self.spec.index, admitted, dict(refused)))
 
+    def _note_error(self, error: ClientError) -> None:
+        text = f"{error.code}: {error.message}"[:200]
+        if text not in self.errors and len(self.errors) < ERRORS_KEPT:
+            self.errors.append(text)
+
     def report(self) -> dict[str, Any]:
         return {
             "sent": self.sent,
             "retried": self.retried,
             "lag_s": self.lag_s,
             "exhausted": self.exhausted,
+            "errors": self.errors,
         }
 
 
@@ -741,6 +765,7 @@ class Bench:
             _Watched(node.name, running_pid(self.home, node), node.api_url) for node in nodes
         ]
         clients = [_Watched(f"client {i}", self._ready[i][1]) for i in range(len(processes))]
+        clients.append(_Watched("bench", os.getpid()))  # this process: following, matching
         height_start = int((await follower.status())["height"])
         self._tally.height = height_start
         async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as http:
@@ -773,6 +798,7 @@ class Bench:
             latency_ms=_percentiles(tally.latencies),
             send_lag_ms_max=round(max(float(report["lag_s"]) for report in reports) * 1000, 1),
             exhausted=any(report["exhausted"] for report in reports),
+            request_errors=sorted({e for r in reports for e in r["errors"]})[:ERRORS_KEPT],
             blocks=blocks,
             height_start=height_start,
             height_end=tally.height,
