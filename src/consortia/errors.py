@@ -149,3 +149,9 @@ class NodeRefusalError(ConsortiaError):
 
     def __str__(self) -> str:
         return f"{self.node_code}: {self.message}"
+
+
+class BenchError(ConsortiaError):
+    """A benchmark could not run to its end: a client process failed, or no node answered."""
+
+    code = "bench_failed"

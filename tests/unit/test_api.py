@@ -11,11 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
 from consortia.api import create_app
+from consortia.api.app import BATCH_BODY_BYTES_MAX, BATCH_TRANSACTIONS_MAX
 from consortia.api.openapi import openapi_document
+from consortia.client import AsyncClient
 from consortia.client.codec import transaction_to_json
 from consortia.node.service import NodeService
+from consortia.types.encoding import decode
+from consortia.types.network import TxBatch, WireMessage
 from tests.node_helpers import (
     BALANCE,
     Hub,
@@ -173,9 +178,11 @@ def test_the_openapi_document_names_every_route() -> None:
     assert document["openapi"].startswith("3.1")
     for path in [
         "/v1/tx",
+        "/v1/txs",
         "/v1/tx/{tx_hash}",
         "/v1/views",
         "/v1/blocks/{height}",
+        "/v1/blocks/{height}/receipts",
         "/v1/status",
         "/v1/accounts/{account_id}",
         "/v1/state/{contract}/{key}",
@@ -216,3 +223,213 @@ def test_a_restarted_node_says_which_past_heights_it_cannot_answer(tmp_path: Pat
         restarted.chain.store.close()
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- batch submission
+
+
+class _CountingLink:
+    """The first node's transport, counting what it broadcasts."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.broadcasts: list[bytes] = []
+
+    def send(self, node_id: bytes, frame: bytes) -> bool:
+        return bool(self.inner.send(node_id, frame))
+
+    def broadcast(self, frame: bytes) -> int:
+        self.broadcasts.append(frame)
+        return int(self.inner.broadcast(frame))
+
+
+Scenario = Callable[[httpx.AsyncClient, Any, list[Any], _CountingLink], Awaitable[None]]
+
+
+def run_with_nodes(tmp_path: Path, test: Scenario) -> None:
+    """As run_with_api, and the test sees the drivers and node 0's broadcasts."""
+
+    async def scenario() -> None:
+        hub = Hub(asyncio.get_running_loop(), random.Random(11))
+        genesis = make_genesis(4)
+        drivers = [make_driver(hub, genesis, tmp_path, key) for key in validator_keys(4)]
+        link = _CountingLink(drivers[0].transport)
+        drivers[0].transport = link
+        for driver in drivers:
+            driver.start()
+        service = NodeService(drivers[0], drivers[0].replica.node_id, lambda: set(hub.drivers))
+        transport = httpx.ASGITransport(app=create_app(service))
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            client.service = service  # type: ignore[attr-defined]
+            await test(client, genesis, drivers, link)
+        for driver in drivers:
+            driver.close()
+
+    asyncio.run(scenario())
+
+
+async def _settled(client: httpx.AsyncClient, tx_hash: str) -> dict[str, Any]:
+    for _ in range(3000):
+        record = await client.get(f"/v1/tx/{tx_hash}")
+        if record.status_code == 200 and record.json()["status"] != "pending":
+            return dict(record.json())
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{tx_hash} never committed")
+
+
+def _tx_batches(frames: list[bytes]) -> list[TxBatch]:
+    messages = [decode(frame, WireMessage) for frame in frames]
+    return [message for message in messages if isinstance(message, TxBatch)]
+
+
+def test_a_json_batch_answers_each_transaction_and_changes_nothing_for_the_bad_ones(
+    tmp_path: Path,
+) -> None:
+    async def test(
+        client: httpx.AsyncClient, genesis: Any, drivers: list[Any], link: _CountingLink
+    ) -> None:
+        good_alice = transfer(genesis, "alice", "bob", 7, 0)
+        good_carol = transfer(genesis, "carol", "dave", 11, 0)
+        forged = as_json(transfer(genesis, "alice", "bob", 1_000, 1))
+        forged["signature"] = "00" * 64
+        wrong_chain = as_json(transfer(genesis, "dave", "bob", 1, 0))
+        wrong_chain["body"]["chain_id"] = "other-chain"
+        batch = [
+            as_json(good_alice),
+            forged,
+            {"body": {}, "signature": ""},
+            as_json(transfer(genesis, "eve", "bob", 1, 0)),
+            wrong_chain,
+            as_json(good_carol),
+            as_json(good_alice),  # the same transaction again
+            as_json(transfer(genesis, "bob", "alice", 1, 5_000)),  # nonce far ahead
+        ]
+        link.broadcasts.clear()
+        answer = await client.post("/v1/txs", json=batch)
+        assert answer.status_code == 200, answer.text
+        results = answer.json()["results"]
+        assert len(results) == len(batch)
+        assert results[0]["status"] == "pending" and results[5]["status"] == "pending"
+        codes = [result.get("error", {}).get("code") for result in results]
+        assert codes == [
+            None,
+            "bad_signature",
+            "malformed_transaction",
+            "unknown_account",
+            "wrong_chain",
+            None,
+            "duplicate",
+            "nonce_too_far",
+        ]
+        assert all(result["error"]["message"] for result in results if "error" in result)
+        for result in (results[0], results[5]):
+            record = await _settled(client, result["tx_hash"])
+            assert record["status"] == "committed"
+        # One gossip frame for the whole batch, carrying exactly the admitted transactions.
+        sent = _tx_batches(link.broadcasts)
+        assert len(sent) == 1
+        assert list(sent[0].transactions) == [good_alice, good_carol]
+        assert (await client.get(f"/v1/tx/{results[1]['tx_hash']}")).status_code == 404
+        bob = (await client.get("/v1/accounts/bob")).json()
+        alice = (await client.get("/v1/accounts/alice")).json()
+        dave = (await client.get("/v1/accounts/dave")).json()
+        assert (bob["balance"], bob["nonce"]) == (BALANCE + 7, 0)
+        assert (alice["balance"], alice["nonce"]) == (BALANCE - 7, 1)
+        assert (dave["balance"], dave["nonce"]) == (BALANCE + 11, 0)
+        assert len(drivers[0].mempool) == 0
+
+    run_with_nodes(tmp_path, test)
+
+
+def test_a_binary_batch_through_the_sdk_and_its_block_receipts(tmp_path: Path) -> None:
+    async def test(
+        client: httpx.AsyncClient, genesis: Any, drivers: list[Any], link: _CountingLink
+    ) -> None:
+        raws = [transfer(genesis, "alice", "bob", 1, nonce) for nonce in range(40)]
+        raws.insert(3, b"\x01not a transaction")
+        sdk = AsyncClient("http://node", transport=client._transport)
+        link.broadcasts.clear()
+        results = await sdk.submit_many(raws)
+        assert len(results) == 41
+        assert results[3]["error"]["code"] == "malformed_transaction"
+        pending = [result for index, result in enumerate(results) if index != 3]
+        assert all(result["status"] == "pending" for result in pending)
+        last = await _settled(client, pending[-1]["tx_hash"])
+        sent = _tx_batches(link.broadcasts)
+        assert len(sent) == 1
+        assert list(sent[0].transactions) == [raw for index, raw in enumerate(raws) if index != 3]
+        seen: dict[str, dict[str, Any]] = {}
+        for height in range(1, last["height"] + 1):
+            block = await sdk.block_receipts(height)
+            assert block["height"] == height and block["timestamp_ms"] > 0
+            for receipt in block["receipts"]:
+                seen[receipt["tx_hash"]] = receipt
+        for result in pending:
+            assert seen[result["tx_hash"]]["ok"] and seen[result["tx_hash"]]["code"] == "ok"
+        # Older blocks come from the store, and read the same as from memory.
+        from_memory = await sdk.block_receipts(last["height"])
+        client.service._recent.clear()  # type: ignore[attr-defined]
+        assert await sdk.block_receipts(last["height"]) == from_memory
+        missing = await client.get("/v1/blocks/999999/receipts")
+        assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+        await sdk.close()
+
+    run_with_nodes(tmp_path, test)
+
+
+def test_batches_over_the_limits_are_refused_whole(tmp_path: Path) -> None:
+    async def test(
+        client: httpx.AsyncClient, genesis: Any, drivers: list[Any], link: _CountingLink
+    ) -> None:
+        one = transfer(genesis, "alice", "bob", 1, 0)
+        cases: list[tuple[str, dict[str, Any], int, str]] = [
+            (
+                "too many (binary)",
+                {
+                    "content": msgspec.msgpack.encode([one] * (BATCH_TRANSACTIONS_MAX + 1)),
+                    "headers": {"content-type": "application/msgpack"},
+                },
+                413,
+                "too_many_transactions",
+            ),
+            (
+                "too many (JSON)",
+                {"json": [as_json(one)] * (BATCH_TRANSACTIONS_MAX + 1)},
+                413,
+                "too_many_transactions",
+            ),
+            (
+                "too large",
+                {
+                    "content": b"[" + b" " * BATCH_BODY_BYTES_MAX + b"]",
+                    "headers": {"content-type": "application/json"},
+                },
+                413,
+                "too_large",
+            ),
+            ("not an array", {"json": {"body": {}}}, 400, "malformed_batch"),
+            (
+                "binary items that are not bytes",
+                {
+                    "content": msgspec.msgpack.encode([1, 2]),
+                    "headers": {"content-type": "application/msgpack"},
+                },
+                400,
+                "malformed_batch",
+            ),
+            (
+                "media type",
+                {"content": b"[]", "headers": {"content-type": "text/plain"}},
+                415,
+                "unsupported_media_type",
+            ),
+        ]
+        for name, request, status, code in cases:
+            answer = await client.post("/v1/txs", **request)
+            assert answer.status_code == status, (name, answer.text)
+            assert answer.json()["error"]["code"] == code, name
+        assert len(drivers[0].mempool) == 0
+        empty = await client.post("/v1/txs", json=[])
+        assert (empty.status_code, empty.json()) == (200, {"results": []})
+
+    run_with_nodes(tmp_path, test)

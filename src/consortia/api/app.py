@@ -6,8 +6,15 @@ the limit is refused with 413 before it is read whole. Signed transactions and s
 requests come as JSON (`{"body": {...}, "signature": "<hex>"}`, keys and signatures in hex)
 or in their canonical binary encoding (`Content-Type: application/msgpack`).
 
+`POST /v1/txs` takes up to BATCH_TRANSACTIONS_MAX transactions at once (a JSON array of the
+objects `POST /v1/tx` takes, or a msgpack array of canonical encodings) and admits them in one
+mempool call; it answers 200 with one result per transaction, in order, each either
+`{"tx_hash", "status": "pending"}` or `{"error": {"code", "message"}}` (with `tx_hash` when the
+node could name the transaction). A body that is no array is 400 `malformed_batch`; too many
+transactions or too many bytes is 413 (`too_many_transactions`, `too_large`).
+
 Owns routing and the mapping between HTTP and the node's values. Must never change node state
-but through `NodeService.submit`, and never log a request body.
+but through `NodeService.submit` and `submit_many`, and never log a request body.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from consortia.types.encoding import decode, encode
 from consortia.types.transaction import Transaction, TransactionBody
 
 BODY_BYTES_MAX: Final = 128 * 1024
+# POST /v1/txs: at most this many transactions, in a body of at most this many bytes.
+BATCH_TRANSACTIONS_MAX: Final = 2000
+BATCH_BODY_BYTES_MAX: Final = 8 * 1024 * 1024
 BINARY_TYPES: Final = ("application/msgpack", "application/octet-stream")
 # Admission refusals that are not plain bad requests.
 _STATUS_OF_CODE: Final = {
@@ -57,27 +67,37 @@ class _Signed(msgspec.Struct, forbid_unknown_fields=True):
     signature: str
 
 
-async def _read_body(request: Request) -> bytes:
+async def _read_body(request: Request, limit: int = BODY_BYTES_MAX) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > BODY_BYTES_MAX):
-        raise ApiError(413, "too_large", f"the body is limited to {BODY_BYTES_MAX} bytes")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise ApiError(413, "too_large", f"the body is limited to {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > BODY_BYTES_MAX:
-            raise ApiError(413, "too_large", f"the body is limited to {BODY_BYTES_MAX} bytes")
+        if size > limit:
+            raise ApiError(413, "too_large", f"the body is limited to {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _content_type(request: Request) -> str:
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if content_type not in (*BINARY_TYPES, "application/json"):
+        raise ApiError(415, "unsupported_media_type", f"send JSON or {BINARY_TYPES[0]}")
+    return content_type
 
 
 async def signed_transaction(request: Request) -> bytes:
     """The canonical bytes of the signed transaction (or read request) in the body."""
     data = await _read_body(request)
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    if content_type in BINARY_TYPES:
+    if _content_type(request) in BINARY_TYPES:
         return data
-    if content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", f"send JSON or {BINARY_TYPES[0]}")
+    return _from_json(data)
+
+
+def _from_json(data: bytes | msgspec.Raw) -> bytes:
+    """The canonical bytes of one signed transaction in its JSON form; ApiError 400
+    malformed_transaction when it is none."""
     try:
         signed = msgspec.json.decode(data, type=_Signed)
         body = dict(signed.body)
@@ -98,6 +118,39 @@ async def signed_transaction(request: Request) -> bytes:
     ) as error:
         raise ApiError(400, "malformed_transaction", _short(error)) from None
     return raw
+
+
+_BatchItem = bytes | ApiError
+
+
+async def signed_batch(request: Request) -> list[_BatchItem]:
+    """The transactions of a POST /v1/txs body, in order: a JSON array of signed transactions
+    in their JSON form, or a msgpack array of their canonical encodings. An item that is no
+    signed transaction in JSON form is its ApiError (answered in its place); a body that is no
+    array, or holds too many, is refused whole."""
+    data = await _read_body(request, BATCH_BODY_BYTES_MAX)
+    binary = _content_type(request) in BINARY_TYPES
+    try:
+        items: list[Any] = (
+            msgspec.msgpack.decode(data, type=list[bytes])
+            if binary
+            else msgspec.json.decode(data, type=list[msgspec.Raw])
+        )
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise ApiError(400, "malformed_batch", _short(error)) from None
+    if len(items) > BATCH_TRANSACTIONS_MAX:
+        raise ApiError(
+            413, "too_many_transactions", f"at most {BATCH_TRANSACTIONS_MAX} transactions a batch"
+        )
+    if binary:
+        return list(items)
+    parsed: list[_BatchItem] = []
+    for item in items:
+        try:
+            parsed.append(_from_json(item))
+        except ApiError as error:
+            parsed.append(error)
+    return parsed
 
 
 def _short(error: Exception) -> str:
@@ -133,6 +186,27 @@ def create_app(service: NodeService, registry: CollectorRegistry | None = None) 
             return error_response(status, admission.code, admission.message)
         return JSONResponse({"tx_hash": admission.tx_id.hex(), "status": "pending"}, 202)
 
+    async def submit_batch(request: Request) -> Response:
+        items = await signed_batch(request)
+        raws = [item for item in items if isinstance(item, bytes)]
+        admissions = iter(service.submit_many(raws))
+        results: list[dict[str, Any]] = []
+        for item in items:
+            if isinstance(item, ApiError):
+                results.append({"error": {"code": item.code, "message": item.message}})
+                continue
+            admission = next(admissions)
+            if admission.ok:
+                results.append({"tx_hash": admission.tx_id.hex(), "status": "pending"})
+            else:
+                refused: dict[str, Any] = {
+                    "error": {"code": admission.code, "message": admission.message}
+                }
+                if admission.tx_id:
+                    refused["tx_hash"] = admission.tx_id.hex()
+                results.append(refused)
+        return JSONResponse({"results": results})
+
     async def transaction(request: Request) -> Response:
         return JSONResponse(service.transaction(_hex_id(request.path_params["tx_hash"])))
 
@@ -147,6 +221,12 @@ def create_app(service: NodeService, registry: CollectorRegistry | None = None) 
         if not raw.isdigit() or len(raw) > 19:
             raise ApiError(400, "bad_argument", "a block is named by its height or 'latest'")
         return JSONResponse(service.block(int(raw)))
+
+    async def block_receipts(request: Request) -> Response:
+        raw = request.path_params["height"]
+        if not raw.isdigit() or len(raw) > 19:
+            raise ApiError(400, "bad_argument", "a block is named by its height")
+        return JSONResponse(service.block_receipts(int(raw)))
 
     async def status(request: Request) -> Response:
         return JSONResponse(service.status())
@@ -184,9 +264,11 @@ def create_app(service: NodeService, registry: CollectorRegistry | None = None) 
 
     routes = [
         Route("/v1/tx", submit, methods=["POST"]),
+        Route("/v1/txs", submit_batch, methods=["POST"]),
         Route("/v1/tx/{tx_hash}", transaction, methods=["GET"]),
         Route("/v1/views", view, methods=["POST"]),
         Route("/v1/blocks/{height}", block, methods=["GET"]),
+        Route("/v1/blocks/{height}/receipts", block_receipts, methods=["GET"]),
         Route("/v1/status", status, methods=["GET"]),
         Route("/v1/accounts/{account_id}", account, methods=["GET"]),
         Route("/v1/state/{contract}/{key:path}", state, methods=["GET"]),

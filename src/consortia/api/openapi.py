@@ -60,6 +60,24 @@ _SIGNED: Final = {
     "binary encoding with Content-Type application/msgpack.",
 }
 
+_BATCH_RESULT: Final = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["tx_hash", "status"],
+            "properties": {"tx_hash": _HEX, "status": {"const": "pending"}},
+            "description": "admitted: pending until committed",
+        },
+        {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": _ERROR["properties"]["error"], "tx_hash": _HEX},  # type: ignore[index]
+            "description": "refused, with the code POST /v1/tx would answer (tx_hash when "
+            "the node could name the transaction); nothing changed for it",
+        },
+    ]
+}
+
 
 def _errors(*statuses: int) -> dict[str, Any]:
     return {
@@ -143,6 +161,46 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/txs": {
+                "post": {
+                    "summary": "Submit many signed transactions at once (at most 2,000, a body "
+                    "of at most 8 MiB), admitted in one mempool call and passed on to the peers "
+                    "together",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "array",
+                                    "maxItems": 2000,
+                                    "items": {"$ref": "#/components/schemas/SignedTransaction"},
+                                }
+                            },
+                            "application/msgpack": {
+                                "schema": {"type": "string", "format": "binary"},
+                                "description": "a msgpack array of canonical transaction "
+                                "encodings (each a msgpack bin)",
+                            },
+                        },
+                    },
+                    "responses": {
+                        "200": _ok(
+                            "one result per transaction, in the order sent",
+                            {
+                                "type": "object",
+                                "required": ["results"],
+                                "properties": {
+                                    "results": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/BatchResult"},
+                                    }
+                                },
+                            },
+                        ),
+                        **_errors(400, 413, 415),
+                    },
+                }
+            },
             "/v1/tx/{tx_hash}": _get(
                 "A transaction: pending, committed or failed, with its receipt",
                 _path("tx_hash", "64 hex digits"),
@@ -161,6 +219,11 @@ def openapi_document() -> dict[str, Any]:
             },
             "/v1/blocks/{height}": _get(
                 "A committed block with its certificate", _path("height", "a height or 'latest'")
+            ),
+            "/v1/blocks/{height}/receipts": _get(
+                "Each transaction of a committed block, in order: its hash, whether it "
+                "succeeded, its code",
+                _path("height", "a height"),
             ),
             "/v1/status": _get("The node's view of the chain", errors=(400,)),
             "/v1/accounts/{account_id}": _get(
@@ -189,5 +252,11 @@ def openapi_document() -> dict[str, Any]:
                 "get": {"summary": "This document", "responses": {"200": _ok("OpenAPI 3.1")}}
             },
         },
-        "components": {"schemas": {"Error": _ERROR, "SignedTransaction": _SIGNED}},
+        "components": {
+            "schemas": {
+                "Error": _ERROR,
+                "SignedTransaction": _SIGNED,
+                "BatchResult": _BATCH_RESULT,
+            }
+        },
     }

@@ -2,4 +2,5 @@
 
 from consortia.cli.main import run
 
-run()
+if __name__ == "__main__":  # not when a spawned process (consortia bench) imports it
+    run()

@@ -1,7 +1,9 @@
 """`consortia cluster`: a local consortium on this machine, one background process per node.
 
-    cluster up --home DIR [--nodes N] [--suite intl|gm]   create it if DIR holds none, start
-                                                          every node, return once all serve
+    cluster up --home DIR [--nodes N] [--suite intl|gm] [--accounts A]
+                                                          create it if DIR holds none (with A
+                                                          benchmark accounts), start every
+                                                          node, return once all serve
     cluster status --home DIR [--json]                    each node: id, API, pid, alive, height
     cluster stop --home DIR [--node I] [--kill]           SIGTERM (SIGKILL) and wait for exit
     cluster start --home DIR [--node I]                   start what is not running
@@ -34,6 +36,7 @@ from consortia.cluster.setup import (
     start_cluster,
 )
 from consortia.errors import InvalidArgumentError
+from consortia.identity.bench_accounts import BENCH_ACCOUNTS_MAX, account_name, bench_account_count
 from consortia.identity.consortium import BFT_NODES_MIN
 from consortia.identity.inspection import is_consortium
 
@@ -80,15 +83,25 @@ def up_command(
     suite_name: Annotated[
         str | None, typer.Option("--suite", help=f"intl or gm (default {DEMO_SUITE}).")
     ] = None,
+    accounts: Annotated[
+        int | None,
+        typer.Option(
+            "--accounts",
+            help="Also make this many funded benchmark accounts, bench-000000 ... (a new"
+            " cluster only; their keys derive from one master key in DIR/bench).",
+            min=1,
+            max=BENCH_ACCOUNTS_MAX,
+        ),
+    ] = None,
     timeout_s: TimeoutOption = START_TIMEOUT_S,
 ) -> None:
     """Create a demo consortium in --home if it holds none, start every node, wait until all
     serve, and print their API URLs."""
     root = Path(os.path.abspath(home))
     if is_consortium(root):
-        _check_matches(ClusterHome.open(root), nodes, suite_name)
+        _check_matches(ClusterHome.open(root), nodes, suite_name, accounts)
     else:
-        ensure_created(root, nodes or DEMO_NODES, suite_name or DEMO_SUITE)
+        ensure_created(root, nodes or DEMO_NODES, suite_name or DEMO_SUITE, accounts or 0)
     cluster = ClusterHome.open(root)
     start_all(cluster, timeout_s)
     print_nodes(cluster)
@@ -96,9 +109,9 @@ def up_command(
     out.print(FIRST_STEPS.format(home=_shown(root)), highlight=False)
 
 
-def ensure_created(root: Path, nodes: int, suite_name: str) -> Created:
+def ensure_created(root: Path, nodes: int, suite_name: str, bench_accounts: int = 0) -> Created:
     """Make a new cluster in `root`, with progress, a summary and the custody warnings."""
-    plan = plan_cluster(root, nodes=nodes, suite_name=suite_name)
+    plan = plan_cluster(root, nodes=nodes, suite_name=suite_name, bench_accounts=bench_accounts)
     warn_leftovers(plan.out_dir)
     if nodes < BFT_NODES_MIN:
         warn(f"{nodes} validator(s) tolerate no Byzantine fault; a BFT network needs at least 4")
@@ -109,6 +122,12 @@ def ensure_created(root: Path, nodes: int, suite_name: str) -> Created:
         "Demo accounts alice, bob, carol and dave hold 1,000,000.00 CNY each (100000000 fen);"
         f" their keys are in {root / 'accounts'}."
     )
+    if bench_accounts:
+        out.print(
+            f"Benchmark accounts {account_name(0)} to {account_name(bench_accounts - 1)} hold"
+            f" 1,000,000.00 CNY each; their keys derive from the master key in {root / 'bench'}"
+            " (demo custody: whoever opens it signs for all of them)."
+        )
     warn(DEMO_CUSTODY)
     if created.passphrase_file is not None:
         warn(
@@ -131,7 +150,16 @@ def start_all(cluster: ClusterHome, timeout_s: float, index: int | None = None) 
         )
 
 
-def _check_matches(cluster: ClusterHome, nodes: int | None, suite_name: str | None) -> None:
+def _check_matches(
+    cluster: ClusterHome, nodes: int | None, suite_name: str | None, accounts: int | None = None
+) -> None:
+    if accounts is not None and accounts != bench_account_count(cluster.root):
+        has = bench_account_count(cluster.root)
+        raise InvalidArgumentError(
+            f"{cluster.root} already holds a consortium (with {has} benchmark accounts);"
+            " --accounts applies to a new one, since benchmark accounts are funded at genesis"
+            " (use another --home)"
+        )
     if nodes is not None and nodes != len(cluster.nodes):
         raise InvalidArgumentError(
             f"{cluster.root} already holds a consortium of {len(cluster.nodes)} validators;"

@@ -41,6 +41,7 @@ def version() -> None:
 def _register_commands() -> None:
     # Imported here so that `consortia --help` stays fast and each command group owns its module.
     from consortia.cli import (
+        bench_commands,
         cluster_commands,
         dashboard,
         identity_commands,
@@ -53,6 +54,7 @@ def _register_commands() -> None:
     cluster_commands.register(app)
     dashboard.register()
     tx_commands.register(app)
+    bench_commands.register(app)
 
 
 def run() -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
+import msgspec
 
 from consortia.client.codec import transaction_to_json
 from consortia.crypto import suite as get_suite
@@ -26,6 +28,10 @@ EXPIRY_AHEAD_DEFAULT: Final = 1000
 WAIT_S_DEFAULT: Final = 30.0
 _POLL_S_MIN: Final = 0.02
 _POLL_S_MAX: Final = 0.5
+# The most transactions one POST /v1/txs carries (the node refuses more with 413);
+# `submit_many` splits longer lists into requests of at most this many.
+BATCH_TRANSACTIONS_MAX: Final = 2000
+MSGPACK: Final = {"content-type": "application/msgpack"}
 
 
 class ClientError(Exception):
@@ -68,13 +74,15 @@ class Signer:
     """An account and its private key, held in memory by the caller, and the chain it signs
     for. Its repr names the account only."""
 
-    __slots__ = ("_private_key", "account", "chain", "public_key")
+    __slots__ = ("_domain", "_key", "_suite", "account", "chain", "public_key")
 
     def __init__(self, account: str, private_key: bytes, chain: ChainInfo) -> None:
         self.account = account
         self.chain = chain
-        self._private_key = private_key
-        self.public_key = get_suite(chain.suite).public_key(private_key)
+        self._suite = get_suite(chain.suite)
+        self._domain = SigningDomain(chain.genesis_hash)
+        self._key = self._suite.signing_key(private_key)  # expanded once, not per signature
+        self.public_key = self._key.public_key
 
     @classmethod
     def from_private_key(cls, account: str, private_key: bytes, chain: ChainInfo) -> Signer:
@@ -94,6 +102,26 @@ class Signer:
         contract_version: int | None = None,
     ) -> bytes:
         """The canonical bytes of a signed transaction."""
+        return self.signed(
+            contract,
+            method,
+            args,
+            nonce=nonce,
+            expiry_height=expiry_height,
+            contract_version=contract_version,
+        )[0]
+
+    def signed(
+        self,
+        contract: str,
+        method: str,
+        args: dict[str, Any],
+        *,
+        nonce: int,
+        expiry_height: int,
+        contract_version: int | None = None,
+    ) -> tuple[bytes, str]:
+        """The canonical bytes of a signed transaction and the hash the node will give it."""
         version = contract_version or self.chain.contract_versions.get(contract, 1)
         body = TransactionBody(
             self.chain.chain_id,
@@ -106,9 +134,14 @@ class Signer:
             args,
             expiry_height,
         )
-        suite = get_suite(self.chain.suite)
-        domain = SigningDomain(self.chain.genesis_hash)
-        return encode(Transaction(body, sign(suite, self._private_key, body, domain)))
+        raw = encode(Transaction(body, sign(self._suite, self._key, body, self._domain)))
+        return raw, transaction_id(self._suite, body).hex()
+
+
+def _unreachable(error: httpx.HTTPError) -> ClientError:
+    """No answer from the node: the kind of failure (ConnectError, ReadTimeout, ...) and its
+    text, which httpx leaves empty for some."""
+    return ClientError("unreachable", f"{type(error).__name__}: {error}".rstrip(": "))
 
 
 def _raise_for(response: httpx.Response) -> dict[str, Any]:
@@ -127,6 +160,20 @@ def _raise_for(response: httpx.Response) -> dict[str, Any]:
     return payload
 
 
+def _batch_results(response: httpx.Response, expected: int) -> list[dict[str, Any]]:
+    results = _raise_for(response).get("results")
+    if not isinstance(results, list) or len(results) != expected:
+        raise ClientError("bad_response", "not one result per transaction", response.status_code)
+    return results
+
+
+def _chunks(raws: Sequence[bytes]) -> list[Sequence[bytes]]:
+    return [
+        raws[start : start + BATCH_TRANSACTIONS_MAX]
+        for start in range(0, len(raws), BATCH_TRANSACTIONS_MAX)
+    ]
+
+
 def tx_hash_of(raw: bytes, suite_name: str) -> str:
     """The id the node gives a signed transaction (its body's hash), before submitting."""
     return transaction_id(get_suite(suite_name), decode(raw, Transaction).body).hex()
@@ -135,8 +182,14 @@ def tx_hash_of(raw: bytes, suite_name: str) -> str:
 class Client:
     """A node's API, synchronously."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 10.0) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=timeout_s)
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport)
         self._chain: ChainInfo | None = None
 
     def __enter__(self) -> Client:
@@ -152,7 +205,7 @@ class Client:
         try:
             return _raise_for(self._http.get(path))
         except httpx.HTTPError as error:
-            raise ClientError("unreachable", str(error)) from None
+            raise _unreachable(error) from None
 
     def status(self) -> dict[str, Any]:
         return self._get("/v1/status")
@@ -180,15 +233,34 @@ class Client:
         try:
             response = self._http.post("/v1/tx", json=transaction_to_json(raw))
         except httpx.HTTPError as error:
-            raise ClientError("unreachable", str(error)) from None
+            raise _unreachable(error) from None
         return str(_raise_for(response)["tx_hash"])
+
+    def submit_many(self, raws: Sequence[bytes]) -> list[dict[str, Any]]:
+        """Submit signed transactions in batches (POST /v1/txs, binary); one result per
+        transaction, in order: `{"tx_hash": ..., "status": "pending"}` when admitted, else
+        `{"error": {"code": ..., "message": ...}}`."""
+        results: list[dict[str, Any]] = []
+        for chunk in _chunks(raws):
+            try:
+                response = self._http.post(
+                    "/v1/txs", content=msgspec.msgpack.encode(list(chunk)), headers=MSGPACK
+                )
+            except httpx.HTTPError as error:
+                raise _unreachable(error) from None
+            results.extend(_batch_results(response, len(chunk)))
+        return results
+
+    def block_receipts(self, height: int) -> dict[str, Any]:
+        """The outcome of every transaction in the committed block at `height`."""
+        return self._get(f"/v1/blocks/{height}/receipts")
 
     def view(self, raw: bytes, height: int | None = None) -> dict[str, Any]:
         suffix = "" if height is None else f"?height={height}"
         try:
             response = self._http.post(f"/v1/views{suffix}", json=transaction_to_json(raw))
         except httpx.HTTPError as error:
-            raise ClientError("unreachable", str(error)) from None
+            raise _unreachable(error) from None
         return _raise_for(response)
 
     def wait(self, tx_hash: str, timeout_s: float = WAIT_S_DEFAULT) -> dict[str, Any]:
@@ -235,8 +307,14 @@ class Client:
 class AsyncClient:
     """A node's API, asynchronously (the same methods, awaited)."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 10.0) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, transport=transport)
         self._chain: ChainInfo | None = None
 
     async def __aenter__(self) -> AsyncClient:
@@ -252,7 +330,7 @@ class AsyncClient:
         try:
             return _raise_for(await self._http.get(path))
         except httpx.HTTPError as error:
-            raise ClientError("unreachable", str(error)) from None
+            raise _unreachable(error) from None
 
     async def status(self) -> dict[str, Any]:
         return await self._get("/v1/status")
@@ -275,8 +353,24 @@ class AsyncClient:
         try:
             response = await self._http.post("/v1/tx", json=transaction_to_json(raw))
         except httpx.HTTPError as error:
-            raise ClientError("unreachable", str(error)) from None
+            raise _unreachable(error) from None
         return str(_raise_for(response)["tx_hash"])
+
+    async def submit_many(self, raws: Sequence[bytes]) -> list[dict[str, Any]]:
+        """As `Client.submit_many`."""
+        results: list[dict[str, Any]] = []
+        for chunk in _chunks(raws):
+            try:
+                response = await self._http.post(
+                    "/v1/txs", content=msgspec.msgpack.encode(list(chunk)), headers=MSGPACK
+                )
+            except httpx.HTTPError as error:
+                raise _unreachable(error) from None
+            results.extend(_batch_results(response, len(chunk)))
+        return results
+
+    async def block_receipts(self, height: int) -> dict[str, Any]:
+        return await self._get(f"/v1/blocks/{height}/receipts")
 
     async def wait(self, tx_hash: str, timeout_s: float = WAIT_S_DEFAULT) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s

@@ -7,6 +7,7 @@ cluster`, `consortia tx` and `make run`).
     processes.py  one node process: start detached, find again, stop, wait until it serves
     accounts.py   which key signs for an account name; `--arg` values of a contract call
     workload.py   the demo workload: transfers and a receivable's whole life
+    bench.py      `consortia bench`: open-loop load from client processes, measured
     monitor.py    what the dashboard shows, read from the nodes' APIs
 
 This package runs nodes as separate processes and talks to them only through their HTTP API:

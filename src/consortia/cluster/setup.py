@@ -3,7 +3,9 @@ holds none, every node started in the background and serving, every node stopped
 
 A new cluster is a consortium in demo custody (one passphrase for every key, as
 `consortia init --demo`) with the demo accounts alice, bob, carol and dave, each funded with
-1,000,000 CNY at genesis (their keys in DIR/accounts). The passphrase is CONSORTIA_PASSPHRASE
+1,000,000 CNY at genesis (their keys in DIR/accounts), and, when asked, benchmark accounts
+bench-000000 ... funded the same way, their keys derived from one master key in DIR/bench
+(identity/bench_accounts.py). The passphrase is CONSORTIA_PASSPHRASE
 when it is set; otherwise a random one, written to DIR/.demo-passphrase (mode 0600) so that
 the nodes, `consortia tx` and later `cluster start` can open the keys without typing. That
 file is the one documented exception to keeping secrets out of files, for a demo only.
@@ -59,10 +61,17 @@ class Created:
     passphrase_file: Path | None  # where the generated passphrase was written, if it was
 
 
-def plan_cluster(root: Path, *, nodes: int, suite_name: str) -> ConsortiumPlan:
-    """The plan of a new cluster in `root` (validators and the demo accounts); writes nothing."""
+def plan_cluster(
+    root: Path, *, nodes: int, suite_name: str, bench_accounts: int = 0
+) -> ConsortiumPlan:
+    """The plan of a new cluster in `root` (validators, the demo accounts and
+    `bench_accounts` benchmark accounts); writes nothing."""
     return plan_consortium(
-        root, nodes=nodes, suite_name=suite_name, demo_accounts=layout.DEMO_ACCOUNTS
+        root,
+        nodes=nodes,
+        suite_name=suite_name,
+        demo_accounts=layout.DEMO_ACCOUNTS,
+        bench_accounts=bench_accounts,
     )
 
 

@@ -265,6 +265,11 @@ class Engine:
         the hash of the bytes under another tag."""
         return self._decode(tx_bytes)[0]
 
+    def receipt_id(self, tx_bytes: bytes) -> bytes:
+        """The id a transaction's receipt carries: the transaction's id, or, for bytes that
+        are no transaction, their hash under a domain of their own."""
+        return self._decode(tx_bytes)[0]
+
     def _decode(self, tx_bytes: bytes) -> tuple[bytes, Transaction | DecodeError]:
         try:
             tx = decode(tx_bytes, Transaction)

@@ -12,7 +12,9 @@ certificates (assembly.py), and each node's config (joining.py).
 A local demo network (`consortia cluster up`) also asks for funded customer accounts
 (`demo_accounts`: alice, bob, ...): each one's key goes to `DIR/accounts/NAME.key` under the
 passphrase of the member that sponsors it (members take turns), and the genesis gives it
-DEMO_ACCOUNT_BALANCE after the members' treasuries.
+DEMO_ACCOUNT_BALANCE after the members' treasuries. It may also ask for benchmark accounts
+(`bench_accounts`: bench-000000, ...), whose keys derive from one master key sealed under the
+first member's passphrase (bench_accounts.py).
 
 Every holder has its own passphrase: the CA, each node and each member (custody.py). Only in
 demo custody does one passphrase protect everything, and then it is written to
@@ -44,6 +46,8 @@ from consortia.identity.assembly import (
     gathered_of,
 )
 from consortia.identity.authority import Authority, create_authority, issue
+from consortia.identity.bench_accounts import check_count as check_bench_count
+from consortia.identity.bench_accounts import create_bench_accounts
 from consortia.identity.certificates import certificate_pem, fingerprint, permitted_names
 from consortia.identity.custody import CA_HOLDER, Holder, Passphrases
 from consortia.identity.files import make_private_dir, write_private_file, write_public_file
@@ -107,11 +111,12 @@ class ConsortiumPlan:
     chain_id: str
     nodes: tuple[NodePlan, ...]
     accounts: tuple[AccountPlan, ...] = ()
+    bench_accounts: int = 0  # benchmark accounts (bench_accounts.py), for a local network
 
     @property
     def step_count(self) -> int:
         """How many times `build_consortium` calls its progress callback."""
-        return 3 * len(self.nodes) + 2 + len(self.accounts)
+        return 3 * len(self.nodes) + 2 + len(self.accounts) + (1 if self.bench_accounts else 0)
 
     def holders(self, *, with_ca: bool) -> list[Holder]:
         """Everyone who gets a passphrase: the CA (unless an existing CA is used), then each
@@ -154,10 +159,14 @@ def plan_consortium(
     hosts: str | None = None,
     chain_id: str | None = None,
     demo_accounts: Sequence[str] = (),
+    bench_accounts: int = 0,
 ) -> ConsortiumPlan:
     """Check the arguments of `consortia init` and choose addresses; writes nothing.
-    `demo_accounts` names funded customer accounts for a local demo network."""
+    `demo_accounts` names funded customer accounts for a local demo network, and
+    `bench_accounts` asks for that many benchmark accounts (bench_accounts.py)."""
     check_node_count(nodes)
+    if bench_accounts:
+        check_bench_count(bench_accounts)
     suite(suite_name)  # UnknownSuiteError for an unknown name
     chain = check_chain_id(chain_id)
     out = Path(os.path.abspath(out_dir))
@@ -168,7 +177,7 @@ def plan_consortium(
         for i, placement in enumerate(placements)
     )
     accounts = _plan_accounts(demo_accounts, [node.member for node in node_plans])
-    return ConsortiumPlan(out, suite_name, chain, node_plans, accounts)
+    return ConsortiumPlan(out, suite_name, chain, node_plans, accounts, bench_accounts)
 
 
 def _plan_accounts(names: Sequence[str], members: Sequence[str]) -> tuple[AccountPlan, ...]:
@@ -284,6 +293,17 @@ class _Builder:
             members.append(member)
             nodes.append(gathered)
         accounts = [self._make_account(account) for account in self.plan.accounts]
+        if self.plan.bench_accounts:
+            self.progress(f"{self.plan.bench_accounts} benchmark accounts: master key")
+            sponsor = self.plan.nodes[0].member_holder
+            accounts += create_bench_accounts(
+                self.root,
+                suite_name=self.plan.suite,
+                count=self.plan.bench_accounts,
+                sponsors=[node.member for node in self.plan.nodes],
+                passphrase=self.passphrases[sponsor],
+                cost=self.cost,
+            )
         self.progress("genesis and node configs")
         genesis = assemble_genesis(
             gathered_of(members, nodes),

@@ -118,8 +118,11 @@ class Mempool:
         """Admit transactions in order; signatures are checked together, over every core."""
         answers: list[Admission | None] = [None] * len(raws)
         candidates: list[_Candidate] = []
+        seen: set[bytes] = set()  # the ids of `candidates`, for duplicates within the call
         for index, raw in enumerate(raws):
-            refused = self._precheck(index, raw, height, next_nonce, candidates)
+            refused = self._precheck(
+                index, raw, height, next_nonce, candidates=candidates, seen=seen
+            )
             if isinstance(refused, Admission):
                 answers[index] = refused
         valid = self.suite.verify_many(
@@ -142,7 +145,9 @@ class Mempool:
         raw: bytes,
         height: int,
         next_nonce: NextNonce,
+        *,
         candidates: list[_Candidate],
+        seen: set[bytes],
     ) -> Admission | None:
         limits = self.limits
         if len(raw) > limits.transaction_bytes_max:
@@ -159,7 +164,7 @@ class Mempool:
             return _refused("expired", f"expired at height {body.expiry_height}", tx_id)
         if body.expiry_height > height + 1 + limits.expiry_blocks_max:
             return _refused("expiry_too_far", "the expiry height is too far ahead", tx_id)
-        if tx_id in self._by_id or any(c.tx_id == tx_id for c in candidates):
+        if tx_id in self._by_id or tx_id in seen:
             return _refused("duplicate", "already waiting", tx_id)
         expected = next_nonce(body.sender)
         if expected is None:
@@ -175,6 +180,7 @@ class Mempool:
                 "nonce_taken", f"another transaction waits with nonce {body.nonce}", tx_id
             )
         candidates.append(_Candidate(index, raw, tx, tx_id))
+        seen.add(tx_id)
         return None
 
     def _insert(self, candidate: _Candidate, next_nonce: NextNonce) -> Admission:

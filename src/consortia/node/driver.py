@@ -156,6 +156,26 @@ class Driver:
                 self._gossip_handle = self._loop.call_later(GOSSIP_INTERVAL_S, self._flush_gossip)
         return admission
 
+    def submit_many(self, raws: list[bytes]) -> list[Admission]:
+        """A client's batch of transactions, in order: admitted in one mempool call (their
+        signatures checked together, over every core), then the admitted ones passed on to
+        the peers together, as single submissions are: in one frame with whatever else
+        arrived within GOSSIP_INTERVAL_S, at once when TX_BATCH_MAX are waiting."""
+        admissions = self.mempool.admit_many(
+            raws, height=self.chain.height, next_nonce=self._next_nonce
+        )
+        admitted = [raw for raw, answer in zip(raws, admissions, strict=True) if answer.ok]
+        if admitted:
+            self._wake()
+            self._gossip.extend(admitted)
+            if len(self._gossip) >= TX_BATCH_MAX:
+                if self._gossip_handle is not None:
+                    self._gossip_handle.cancel()
+                self._flush_gossip()
+            elif self._gossip_handle is None:
+                self._gossip_handle = self._loop.call_later(GOSSIP_INTERVAL_S, self._flush_gossip)
+        return admissions
+
     def _flush_gossip(self) -> None:
         self._gossip_handle = None
         batch, self._gossip = self._gossip[:TX_BATCH_MAX], self._gossip[TX_BATCH_MAX:]

@@ -10,9 +10,10 @@ Must never change state but through `submit` (the mempool's admission); reads ne
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import msgspec
 
@@ -20,12 +21,15 @@ from consortia.execution.builtin import BUILTIN_CONTRACTS
 from consortia.execution.contracts import asset, identity_state, system
 from consortia.execution.values import state_key
 from consortia.mempool import Admission
+from consortia.node.chain import CommittedBlock
 from consortia.node.driver import Driver
 from consortia.storage import StoredReceipt
 from consortia.types.consensus import Block, QuorumCertificate
 from consortia.types.signing import block_id
 
 HEX_ID_LENGTH = 64
+# Commits whose receipts /v1/blocks/{height}/receipts answers from memory (a follower keeps up).
+RECENT_BLOCKS: Final = 16
 
 
 class NotFoundError(Exception):
@@ -37,6 +41,10 @@ class NodeService:
     driver: Driver
     node_id: bytes
     connected_peers: Callable[[], set[bytes]]
+    _recent: OrderedDict[int, CommittedBlock] = field(default_factory=OrderedDict)
+
+    def __post_init__(self) -> None:
+        self.driver.on_commit.append(self._remember)
 
     @property
     def chain(self) -> Any:
@@ -46,6 +54,10 @@ class NodeService:
 
     def submit(self, raw: bytes) -> Admission:
         return self.driver.submit(raw)
+
+    def submit_many(self, raws: list[bytes]) -> list[Admission]:
+        """Admit a client's batch in one mempool call; one answer per transaction, in order."""
+        return self.driver.submit_many(raws)
 
     def transaction(self, tx_id: bytes) -> dict[str, Any]:
         receipt = self.chain.store.receipt(tx_id)
@@ -80,6 +92,32 @@ class NodeService:
         if block is None or record is None:
             raise NotFoundError(f"no block {at}")
         return _block_view(block, block_id(self.chain.suite, block.header), record.certificate)
+
+    def block_receipts(self, height: int) -> dict[str, Any]:
+        """Each transaction of the committed block at `height`, in block order: its hash,
+        whether it succeeded and its code (what a client following commits needs, without
+        one request per transaction). The last RECENT_BLOCKS commits are answered from
+        memory (what the commit recorded); older blocks from the store."""
+        recent = self._recent.get(height)
+        if recent is not None:
+            return _receipts_view(recent.block, recent.receipts)
+        chain = self.chain
+        block = chain.store.block(height) if height >= 1 else None
+        if block is None:
+            raise NotFoundError(f"no block {height}")
+        receipts = []
+        for raw in block.payload:
+            receipt = chain.store.receipt(chain.engine.receipt_id(raw))
+            assert receipt is not None, f"a committed transaction of block {height} has no receipt"
+            receipts.append(receipt)
+        return _receipts_view(block, receipts)
+
+    def _remember(self, committed: list[CommittedBlock]) -> None:
+        """Keep the latest commits' receipts (references only: nothing is copied)."""
+        for entry in committed:
+            self._recent[entry.block.header.height] = entry
+        while len(self._recent) > RECENT_BLOCKS:
+            self._recent.popitem(last=False)
 
     def status(self) -> dict[str, Any]:
         chain = self.chain
@@ -177,6 +215,17 @@ def _block_view(block: Block, block_hash: bytes, certificate: QuorumCertificate)
         "transactions": [item.hex() for item in block.payload],
         "justify": _qc_view(header.justify),
         "qc": _qc_view(certificate),
+    }
+
+
+def _receipts_view(block: Block, receipts: list[StoredReceipt]) -> dict[str, Any]:
+    return {
+        "height": block.header.height,
+        "timestamp_ms": block.header.timestamp_ms,
+        "receipts": [
+            {"tx_hash": receipt.tx_id.hex(), "ok": receipt.ok, "code": receipt.code}
+            for receipt in receipts
+        ],
     }
 
 

@@ -1,0 +1,200 @@
+"""`consortia bench`: measure a local cluster under an open-loop load of signed transfers.
+
+    bench --home DIR --workload transfer --duration S --rate R|max [--accounts A]
+          [--clients C] [--json] [--out FILE]
+
+The cluster must have benchmark accounts (`cluster up --accounts A` on a new folder). The
+load, its counts and its measurements are described in `consortia.cluster.bench`; this command
+shows a progress bar while it runs (on a terminal), then prints the results, or one JSON object
+with --json; --out FILE writes that JSON too. It never prints a passphrase or a key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from consortia.cli.output import err, out
+from consortia.cluster.bench import (
+    BATCH_DEFAULT,
+    CLIENTS_DEFAULT,
+    DRAIN_S_DEFAULT,
+    WINDOW_DEFAULT,
+    WORKLOAD_TRANSFER,
+    BenchConfig,
+    BenchProgress,
+    BenchResult,
+    open_bench,
+)
+from consortia.cluster.home import ClusterHome, demo_passphrase
+from consortia.errors import InvalidArgumentError
+
+WORKLOADS: Final = (WORKLOAD_TRANSFER,)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench_command)
+
+
+def parse_rate(text: str) -> float | None:
+    """A rate in transactions a second, or None for `max`."""
+    if text == "max":
+        return None
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not 0 < rate < math.inf:  # NaN fails too
+        raise InvalidArgumentError(
+            f"--rate {text!r}: a positive number of transactions a second, or max"
+        )
+    return rate
+
+
+def bench_command(
+    home: Annotated[Path, typer.Option("--home", help="The cluster's folder.")],
+    duration_s: Annotated[
+        float, typer.Option("--duration", help="Seconds of load (the measurement window).")
+    ],
+    rate: Annotated[str, typer.Option("--rate", help="Transactions a second in all, or max.")],
+    workload: Annotated[
+        str, typer.Option("--workload", help="What to send: transfer.")
+    ] = WORKLOAD_TRANSFER,
+    accounts: Annotated[
+        int | None,
+        typer.Option(
+            "--accounts", help="Use the first A benchmark accounts (default: all).", min=1
+        ),
+    ] = None,
+    clients: Annotated[
+        int, typer.Option("--clients", help="Client processes sending the load.", min=1, max=64)
+    ] = CLIENTS_DEFAULT,
+    window: Annotated[
+        int,
+        typer.Option(
+            "--window", help="At max: admitted transactions waiting for a block, at most.", min=1
+        ),
+    ] = WINDOW_DEFAULT,
+    batch: Annotated[
+        int, typer.Option("--batch", help="At max: transactions a request.", min=1, max=2000)
+    ] = BATCH_DEFAULT,
+    transactions: Annotated[
+        int | None,
+        typer.Option(
+            "--transactions",
+            help="Transactions to sign ahead (default: rate x duration; at max 2,500 a second).",
+            min=1,
+        ),
+    ] = None,
+    drain_s: Annotated[
+        float,
+        typer.Option(
+            "--drain", help="Seconds to wait after the window for what was admitted.", min=0
+        ),
+    ] = DRAIN_S_DEFAULT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Also write the JSON object to FILE.")
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--passphrase-file",
+            help="File holding the passphrase (default: $CONSORTIA_PASSPHRASE, then"
+            " DIR/.demo-passphrase).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Load a local cluster with signed transfers from client processes and report
+    throughput, latency percentiles and each node's CPU and memory."""
+    if workload not in WORKLOADS:
+        raise InvalidArgumentError(f"--workload {workload!r}: one of {', '.join(WORKLOADS)}")
+    config = BenchConfig(
+        duration_s=duration_s,
+        rate=parse_rate(rate),
+        clients=clients,
+        accounts=accounts,
+        window=window,
+        batch=batch,
+        transactions=transactions,
+        drain_s=drain_s,
+    )
+    config.check()
+    cluster = ClusterHome.open(home)
+    passphrase = demo_passphrase(cluster, passphrase_file)
+    with Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[counts]}"),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("signing", total=duration_s, counts="")
+
+        def show(state: BenchProgress) -> None:
+            progress.update(
+                task,
+                description=state.phase,
+                completed=min(state.elapsed_s, state.duration_s) if state.phase != "signing" else 0,
+                counts=(
+                    f"submitted {state.submitted}  committed {state.committed}  failed"
+                    f" {state.failed}  waiting {state.waiting}  height {state.height}"
+                ),
+            )
+
+        result = open_bench(cluster.root, passphrase, config, show).run()
+    document = result.as_dict()
+    if out_file is not None:
+        out_file.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(json.dumps(document))
+        return
+    print_result(result)
+
+
+def print_result(result: BenchResult) -> None:
+    rate = "max" if result.rate is None else f"{result.rate:g}/s"
+    latency = result.latency_ms
+    out.print(
+        f"transfer at {rate} for {result.duration_s:g} s: {result.clients} client processes,"
+        f" {result.accounts} accounts, {result.nodes} nodes"
+    )
+    out.print(
+        f"submitted {result.submitted}  committed {result.committed}  failed {result.failed}"
+        f"  lost {result.lost}" + (f"  (sent again: {result.retried})" if result.retried else "")
+    )
+    for code, count in result.failed_by_code.items():
+        out.print(f"  failed {code}: {count}")
+    for error in result.request_errors:
+        out.print(f"  a request got no answer: {error}")
+    out.print(
+        f"throughput {result.tps:g} tx/s ({result.committed_in_window} committed in the"
+        f" window, {result.blocks} blocks)"
+    )
+    out.print(
+        f"latency ms: p50 {latency['p50']:g}  p95 {latency['p95']:g}  p99 {latency['p99']:g}"
+        f"  max {latency['max']:g}"
+    )
+    if result.rate is not None:
+        out.print(f"clients sent at most {result.send_lag_ms_max:g} ms behind schedule")
+    if result.exhausted:
+        out.print(
+            f"every pre-signed transaction ({result.presigned}) was sent before the end:"
+            " raise --transactions"
+        )
+    for use in (*result.node_use, *result.client_use):
+        cpu = "-" if use.cpu_percent is None else f"{use.cpu_percent:g}%"
+        rss = "-" if use.rss_mib is None else f"{use.rss_mib:g} MiB"
+        peak = "-" if use.peak_rss_mib is None else f"{use.peak_rss_mib:g} MiB"
+        timeouts = "" if use.round_timeouts is None else f"  round timeouts {use.round_timeouts}"
+        out.print(
+            f"{use.name:<9} pid {use.pid}  CPU {cpu} of a core  RSS {rss} (peak {peak}){timeouts}"
+        )

@@ -1,0 +1,122 @@
+"""`consortia bench` against a real 4-validator cluster made with benchmark accounts
+(`cluster up --accounts`): a short fixed-rate run settles everything it submitted, and the
+batch endpoint answers the synchronous SDK. No timing is asserted: the machine may be busy.
+
+Runs in the xdist group "cluster" (as test_cluster.py), so two clusters never run at once.
+
+Run alone: .venv/bin/pytest tests/integration/test_bench.py
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from consortia.client import Signer
+from consortia.cluster.home import ClusterHome, demo_passphrase
+from consortia.identity.bench_accounts import account_name, open_bench_accounts
+from tests.cli_helpers import assert_ok, assert_user_error, run
+from tests.cluster_helpers import LiveCluster
+
+pytestmark = pytest.mark.xdist_group("cluster")
+ACCOUNTS = 40
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
+    root = tmp_path_factory.mktemp("bench") / "net"
+    result = run("cluster", "up", "--home", root, "--nodes", "4", "--accounts", str(ACCOUNTS))
+    try:
+        assert_ok(result)
+        yield LiveCluster(root, ClusterHome.open(root), result.stdout + result.stderr)
+    finally:
+        if (root / "genesis.json").exists():
+            down = run("cluster", "stop", "--home", root, "--kill")
+            assert down.returncode == 0, down.stderr
+
+
+def test_benchmark_accounts_are_funded_and_fixed_at_creation(cluster: LiveCluster) -> None:
+    assert "bench-000000" in cluster.up_output
+    last = cluster.account(account_name(ACCOUNTS - 1))
+    assert last["balance"] == 100_000_000 and last["nonce"] == 0
+    assert (cluster.root / "bench" / "master.key").stat().st_mode & 0o777 == 0o600
+    again = run("cluster", "up", "--home", cluster.root, "--accounts", "10")
+    assert_user_error(again, "invalid_argument")
+    assert "--accounts applies to a new one" in again.stderr
+
+
+def test_a_short_fixed_rate_run_settles_everything_it_submitted(cluster: LiveCluster) -> None:
+    out_file = cluster.root / "bench.json"
+    result = run(
+        "bench",
+        "--home",
+        cluster.root,
+        "--workload",
+        "transfer",
+        "--duration",
+        "3",
+        "--rate",
+        "50",
+        "--json",
+        "--out",
+        out_file,
+    )
+    assert_ok(result)
+    report = json.loads(result.stdout)
+    assert report == json.loads(out_file.read_text())
+    assert report["submitted"] == 150
+    assert report["committed"] == report["submitted"]
+    assert report["failed"] == 0 and report["failed_by_code"] == {}
+    assert report["lost"] == 0
+    assert set(report["latency_ms"]) >= {"p50", "p95", "p99"}
+    assert report["tps"] > 0
+    nodes = report["nodes_resources"]
+    assert [node["name"] for node in nodes] == ["node0", "node1", "node2", "node3"]
+    assert all(node["cpu_percent"] is not None and node["rss_mib"] > 0 for node in nodes)
+    # Each sender's nonces were consecutive: 150 transfers from 40 accounts.
+    nonces = [cluster.account(account_name(index))["nonce"] for index in range(ACCOUNTS)]
+    assert sum(nonces) == 150
+
+
+def test_the_sync_sdk_submits_a_batch_with_a_bad_transaction(cluster: LiveCluster) -> None:
+    accounts = open_bench_accounts(cluster.root, demo_passphrase(cluster.home))
+    assert accounts is not None
+    with cluster.client(1) as client:
+        chain = client.chain()
+        status = client.status()
+        sender = account_name(ACCOUNTS - 1)
+        nonce = int(client.account(sender)["nonce"])
+        signer = Signer(sender, accounts.private_key(ACCOUNTS - 1), chain)
+        raws = [
+            signer.transaction(
+                "asset",
+                "transfer",
+                {"to": "alice", "amount": 3, "currency": "CNY"},
+                nonce=nonce + offset,
+                expiry_height=int(status["height"]) + 1000,
+            )
+            for offset in range(3)
+        ]
+        results = client.submit_many([raws[0], b"garbage", raws[1], raws[0], raws[2]])
+        codes = [result.get("error", {}).get("code") for result in results]
+        assert codes == [None, "malformed_transaction", None, "duplicate", None]
+        record = client.wait(results[4]["tx_hash"], timeout_s=120)
+        assert record["status"] == "committed"
+        assert int(client.account(sender)["nonce"]) == nonce + 3
+
+
+def test_bench_refuses_a_consortium_without_benchmark_accounts(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    folder = tmp_path_factory.mktemp("nobench") / "net"
+    passphrase = "a demo passphrase for the test"
+    assert_ok(run("init", "--nodes", "1", "--out", folder, "--demo", passphrase=passphrase))
+    result = run(
+        "bench", "--home", folder, "--duration", "1", "--rate", "max", passphrase=passphrase
+    )
+    assert_user_error(result, "no_account_key")
+    assert "cluster up --home NEW_DIR --accounts" in result.stderr
+    bad_rate = run("bench", "--home", folder, "--duration", "1", "--rate", "fast")
+    assert_user_error(bad_rate, "invalid_argument")
