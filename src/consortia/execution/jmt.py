@@ -19,7 +19,8 @@ prune, deletes the nodes that became stale at or before the oldest version it ke
 version from there on reaches none of them), then calls `retain_from` so the tree refuses
 older versions clearly (`VersionUnavailableError`). `MemoryNodeStore` does this in a dict.
 
-Owns the tree's shape, the nodes' encoding and the cache of decoded nodes. Must never touch
+Owns the tree's shape, its versions and the cache of decoded nodes (their encoding is
+`jmt_nodes.py`'s, proofs and hashing `jmt_proof.py`'s). Must never touch
 the disk, a clock or randomness: nodes it does not hold come through the injected reader, and
 what it writes leaves as a `TreeUpdate` for the caller to store. The reader must return, before
 the next `apply` or read, every node of the updates handed out (apply, then persist).
