@@ -100,9 +100,17 @@ def make_genesis(count: int = 4) -> Genesis:
 
 
 def transfer(
-    genesis: Genesis, sender: str, to: str, amount: int, nonce: int, expiry: int = 1000
+    genesis: Genesis,
+    sender: str,
+    to: str,
+    amount: int,
+    nonce: int,
+    expiry: int = 1000,
+    *,
+    key_of: str | None = None,
 ) -> bytes:
-    return call(genesis, sender, "asset", "transfer", {"to": to, "amount": amount}, nonce, expiry)
+    args: dict[str, object] = {"to": to, "amount": amount}
+    return call(genesis, sender, "asset", "transfer", args, nonce, expiry, key_of=key_of)
 
 
 def call(
@@ -113,9 +121,12 @@ def call(
     args: dict[str, object],
     nonce: int,
     expiry: int = 1000,
+    *,
+    key_of: str | None = None,
 ) -> bytes:
-    """A signed call by `sender` (its key from `account_key`) of any contract method."""
-    private, public = account_key(sender)
+    """A signed call by `sender` (its key from `account_key(key_of or sender)`) of any
+    contract method."""
+    private, public = account_key(key_of or sender)
     body = TransactionBody(
         genesis.chain_id,
         sender,
@@ -177,9 +188,10 @@ def make_driver(
     *,
     fetched_blocks_max: int | None = None,
     on_halt: Callable[[str], None] | None = None,
+    map_size: int = 256 * 1024**2,
 ) -> Driver:
     node_id, _, private = key
-    store = NodeStore(directory / node_id.hex()[:8], map_size=256 * 1024**2)
+    store = NodeStore(directory / node_id.hex()[:8], map_size=map_size)
     chain = Chain(genesis, store)
     params = Params.from_genesis(genesis.consensus)
     if fetched_blocks_max is not None:

@@ -268,10 +268,13 @@ def test_a_signature_the_node_already_checked_is_not_checked_again() -> None:
     signature passes only when the node says it checked that exact transaction."""
     book = ledger()
     good = book.tx("alice", "asset", "transfer", {"to": "bob", "amount": 1}, nonce=0)
-    forged = encode(Transaction(decode(good, Transaction).body, bytes(64)))
-    result = book.engine.execute_block(1, 1000, [forged], signature_checked=lambda raw: False)
+    tx = decode(good, Transaction)
+    forged = encode(Transaction(tx.body, bytes(64)))
+    result = book.engine.execute_block(1, 1000, [forged], known=lambda raw: None)
     book.engine.commit()
     assert result.receipts[0].code == "bad_signature"
-    result = book.engine.execute_block(2, 2000, [forged], signature_checked=lambda raw: True)
+    tx_id = book.engine.transaction_id(forged)
+    as_known = (tx_id, decode(forged, Transaction))
+    result = book.engine.execute_block(2, 2000, [forged], known=lambda raw: as_known)
     book.engine.commit()
     assert result.receipts[0].code == "ok"

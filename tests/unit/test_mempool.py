@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from consortia.crypto import suite as get_suite
 from consortia.mempool import Mempool, MempoolLimits
 from consortia.types.encoding import decode, encode
-from consortia.types.signing import SigningDomain, sign
+from consortia.types.signing import SigningDomain, sign, transaction_id
 from consortia.types.transaction import Transaction, TransactionBody
 
 SUITE = get_suite("intl")
@@ -119,11 +119,15 @@ def test_a_commit_removes_its_transactions_and_spent_or_expired_ones() -> None:
 def test_the_engine_skips_a_signature_the_mempool_checked() -> None:
     mempool = pool()
     good = tx("alice", 0)
-    assert not mempool.signature_checked(good)
+    assert mempool.known(good) is None
     assert codes(mempool, [good]) == ["ok"]
-    assert mempool.signature_checked(good)
+    known = mempool.known(good)
+    assert known is not None
+    assert known[1] == decode(good, Transaction)
+    assert known[0] == transaction_id(mempool.suite, known[1].body)
     forged = encode(msgspec.structs.replace(decode(good, Transaction), signature=bytes(64)))
-    assert not mempool.signature_checked(forged)
+    assert mempool.known(forged) is None
+    assert codes(pool(), [forged]) == ["bad_signature"]
 
 
 @settings(max_examples=60, deadline=None)

@@ -59,6 +59,10 @@ EXPIRY_BLOCKS_MAX = 100_000
 # Receipts of bytes that are no transaction at all are named by the bytes' hash under this.
 UNDECODABLE_TX_DOMAIN = b"consortia/undecodable-tx/v1\x00"
 
+# The id and decoded form of a signed transaction whose signature the caller verified from
+# exactly these bytes, or None (see `Engine.execute_block`).
+KnownTransactions = Callable[[bytes], tuple[bytes, Transaction] | None]
+
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
@@ -85,12 +89,18 @@ class BlockResult:
         return [event for receipt in self.receipts for event in receipt.events]
 
 
+# A key's previous state in the journal when the block had not written it yet.
+_UNWRITTEN: Any = object()
+
+
 @dataclass(slots=True)
 class BlockRun:
     """One block being executed, and the `Host` its contract calls see.
 
-    A block overlay over committed state and a stack of per-call overlays, so a failed call
-    discards exactly its own writes. It reads committed state through a read-only view and
+    The block's writes over committed state, with a journal so that a failed call discards
+    exactly its own writes: every write inside a call records the key's previous value, and
+    discarding a call restores them back to the call's mark (reads are then one lookup, and
+    keeping a call copies nothing). It reads committed state through a read-only view and
     finds code in a read-only map: nothing in it reaches the engine, the state tree or the
     registry."""
 
@@ -98,22 +108,30 @@ class BlockRun:
     code: Code
     height: int
     time_ms: int
+    # The block's writes so far (kept calls and the calls still open); None deletes.
     block_writes: dict[bytes, bytes | None] = field(default_factory=dict)
-    call_writes: list[dict[bytes, bytes | None]] = field(default_factory=list)
+    # (key, previous value or _UNWRITTEN) for every write since the outermost open call.
+    _journal: list[tuple[bytes, Any]] = field(default_factory=list)
+    # The journal's length when each open call began, outermost first.
+    _marks: list[int] = field(default_factory=list)
+    # Deployment records the engine looked up, with the stored bytes they were decoded from
+    # (a record is decoded again only when its bytes are no longer the ones read then).
+    _deployments: dict[str, tuple[bytes | None, dict[str, Any] | None]] = field(
+        default_factory=dict
+    )
 
     # The Host protocol.
 
     def read(self, key: bytes) -> bytes | None:
-        for overlay in reversed(self.call_writes):
-            if key in overlay:
-                return overlay[key]
-        if key in self.block_writes:
-            return self.block_writes[key]
+        writes = self.block_writes
+        if key in writes:
+            return writes[key]
         return self.committed.get(key)
 
     def write(self, key: bytes, value: bytes | None) -> None:
-        assert self.call_writes, "writes happen inside a call"
-        self.call_writes[-1][key] = value
+        assert self._marks, "writes happen inside a call"
+        self._journal.append((key, self.block_writes.get(key, _UNWRITTEN)))
+        self.block_writes[key] = value
 
     def call(self, ctx: Context, method_name: str, args: dict[str, Any]) -> Any:
         instance = self._active(ctx.contract)
@@ -144,18 +162,39 @@ class BlockRun:
         return decode_value(self.read(state_key(contract, key)))
 
     def begin(self) -> None:
-        self.call_writes.append({})
+        self._marks.append(len(self._journal))
 
     def keep(self) -> None:
-        overlay = self.call_writes.pop()
-        target = self.call_writes[-1] if self.call_writes else self.block_writes
-        target.update(overlay)
+        self._marks.pop()
+        if not self._marks:
+            self._journal.clear()  # nothing open could discard these writes any more
 
     def discard(self) -> None:
-        self.call_writes.pop()
+        mark = self._marks.pop()
+        journal, writes = self._journal, self.block_writes
+        for key, previous in reversed(journal[mark:]):
+            if previous is _UNWRITTEN:
+                del writes[key]
+            else:
+                writes[key] = previous
+        del journal[mark:]
+
+    @property
+    def open_calls(self) -> int:
+        return len(self._marks)
+
+    def deployment(self, contract: str) -> dict[str, Any] | None:
+        """`contract`'s deployment record as this block stands (unmetered; never mutate it)."""
+        raw = self.read(state_key(system.CONTRACT, system.deployment_key(contract)))
+        cached = self._deployments.get(contract)
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        record = system.read_deployment(self.query, contract)
+        self._deployments[contract] = (raw, record)
+        return record
 
     def _active(self, contract: str) -> Contract:
-        record = system.read_deployment(self.query, contract)
+        record = self.deployment(contract)
         if record is None:
             raise ContractError("unknown_contract", f"no contract {contract!r}")
         if not system.deployment_runs(record, self.height):
@@ -283,12 +322,12 @@ class Engine:
         time_ms: int,
         txs: Sequence[bytes],
         *,
-        signature_checked: Callable[[bytes], bool] | None = None,
+        known: KnownTransactions | None = None,
     ) -> BlockResult:
-        """Run a block's transactions in order. `signature_checked(tx_bytes)` may say that
-        this node already verified that exact signed transaction (its mempool did): the check
-        is then skipped, which never changes a result, since a valid signature is valid on
-        every node."""
+        """Run a block's transactions in order. `known(tx_bytes)` may give the id and decoded
+        form of a signed transaction whose signature this node already verified (its mempool
+        did): decoding and the signature check are then skipped, which never changes a
+        result, since a valid signature is valid on every node."""
         assert self._pending is None, "execute_block twice without commit"
         assert height == self.state.height + 1, "blocks execute in height order"
         if self._protocol_guard is not None:
@@ -296,8 +335,8 @@ class Engine:
             if reason is not None:
                 raise ProtocolUnsupportedError(reason)
         run = self._run(height, time_ms)
-        checked = signature_checked or _never
-        receipts = [self._execute(run, tx_bytes, checked(tx_bytes)) for tx_bytes in txs]
+        lookup = known or _unknown
+        receipts = [self._execute(run, tx_bytes, lookup(tx_bytes)) for tx_bytes in txs]
         self._pending = run
         return BlockResult(height, receipts)
 
@@ -306,7 +345,7 @@ class Engine:
         `last_writes` until the next commit, for the node to store with the block."""
         run = self._pending
         assert run is not None, "commit without execute_block"
-        assert not run.call_writes
+        assert not run.open_calls
         self._pending = None
         self.last_writes = dict(run.block_writes)
         return self.state.apply(run.height, run.block_writes)
@@ -333,10 +372,12 @@ class Engine:
     def _run(self, height: int, time_ms: int) -> BlockRun:
         return BlockRun(self.state.current, self.registry.code, height, time_ms)
 
-    def _execute(self, run: BlockRun, tx_bytes: bytes, signature_checked: bool) -> Receipt:
-        tx_id, decoded = self._decode(tx_bytes)
+    def _execute(
+        self, run: BlockRun, tx_bytes: bytes, known: tuple[bytes, Transaction] | None
+    ) -> Receipt:
+        tx_id, decoded = self._decode(tx_bytes) if known is None else known
         try:
-            tx = self._admit(run, decoded, signature_checked=signature_checked)
+            tx = self._admit(run, decoded, signature_checked=known is not None)
         except ContractError as error:
             return Receipt.refused(tx_id, error)
         body = tx.body
@@ -419,7 +460,7 @@ class Engine:
 
     def _admit_contract(self, run: BlockRun, tx: Transaction) -> None:
         body = tx.body
-        record = system.read_deployment(run.query, body.contract)
+        record = run.deployment(body.contract)
         if record is None:
             raise ContractError("unknown_contract", f"no contract {body.contract!r}")
         if record["status"] == system.RETIRED:
@@ -434,8 +475,8 @@ class Engine:
             )
 
 
-def _never(tx_bytes: bytes) -> bool:
-    return False
+def _unknown(tx_bytes: bytes) -> tuple[bytes, Transaction] | None:
+    return None
 
 
 class _AtHeight(Mapping[bytes, bytes]):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from consortia.errors import DecodeError
 from consortia.execution.contracts import governance_state
-from consortia.execution.engine import Engine
+from consortia.execution.engine import Engine, KnownTransactions
 from consortia.types.consensus import BlockHeader, EpochConfig
 from consortia.types.encoding import decode
 from consortia.types.signing import transaction_id
@@ -30,17 +30,24 @@ class EngineMembership:
         self.engine = engine
         # False only in the simulator, whose filler payload items stand for transactions.
         self.envelopes_only = envelopes_only
+        # Transactions the node already decoded (its mempool's `known`), set by the node.
+        self.known: KnownTransactions | None = None
 
     def check_payload(self, header: BlockHeader, payload: list[bytes]) -> bool:
         if not self.envelopes_only:
             return True
         seen: set[bytes] = set()
+        known = self.known
         for item in payload:
-            try:
-                tx = decode(item, Transaction)
-            except DecodeError:
-                return False
-            tx_id = transaction_id(self.engine.suite, tx.body)
+            found = known(item) if known is not None else None
+            if found is not None:
+                tx_id = found[0]
+            else:
+                try:
+                    tx = decode(item, Transaction)
+                except DecodeError:
+                    return False
+                tx_id = transaction_id(self.engine.suite, tx.body)
             if tx_id in seen:
                 return False
             seen.add(tx_id)

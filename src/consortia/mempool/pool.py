@@ -1,8 +1,10 @@
 """The mempool: admission, deduplication, bounds, ordering by sender and nonce, batching.
 
 Owns the transactions this node has admitted and not yet seen committed, and the record of
-which signatures it has already checked (so the engine need not check them again: a valid
-signature is valid on every node, so skipping the check never changes a result).
+which signed transactions it has already decoded and whose signatures it checked (`known`:
+the proposal checks, the engine and the mempool's own bookkeeping then neither decode nor
+hash nor verify them again; a valid signature is valid on every node, so skipping the check
+never changes a result).
 
 Admission, in a fixed order, each refusal a stable code that changes nothing: the size, the
 encoding, the chain id, the expiry window, the account and its next nonce (no replay; at most
@@ -31,6 +33,9 @@ from consortia.types.transaction import Transaction, TransactionBody
 
 # An account's next nonce, or None when no such account exists (committed state).
 NextNonce = Callable[[str], int | None]
+# A signed transaction this node decoded and whose signature verified: its id and the
+# transaction decoded from exactly those bytes.
+Known = tuple[bytes, Transaction]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +101,9 @@ class Mempool:
     _by_id: dict[bytes, _Entry] = field(default_factory=dict)
     _by_sender: OrderedDict[str, dict[int, _Entry]] = field(default_factory=OrderedDict)
     _bytes: int = 0
-    # Hashes of whole signed transactions whose signature verified here (bounded, oldest out).
-    _verified: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
+    # Whole signed transactions whose signature verified here, with their id and decoded form
+    # (bounded by `transactions_max`, oldest out).
+    _known: OrderedDict[bytes, Known] = field(default_factory=OrderedDict)
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -186,7 +192,7 @@ class Mempool:
     def _insert(self, candidate: _Candidate, next_nonce: NextNonce) -> Admission:
         limits = self.limits
         body = candidate.tx.body
-        self._remember_verified(candidate.raw)
+        self._remember(candidate)
         waiting = self._by_sender.get(body.sender, {})
         if body.nonce in waiting:  # a twin in the same submission
             return _refused(
@@ -205,16 +211,16 @@ class Mempool:
         self._bytes += len(candidate.raw)
         return Admission(True, "ok", "", candidate.tx_id)
 
-    def _remember_verified(self, raw: bytes) -> None:
-        key = self.suite.hash(raw)
-        self._verified[key] = None
-        self._verified.move_to_end(key)
-        while len(self._verified) > self.limits.transactions_max:
-            self._verified.popitem(last=False)
+    def _remember(self, candidate: _Candidate) -> None:
+        self._known[candidate.raw] = (candidate.tx_id, candidate.tx)
+        self._known.move_to_end(candidate.raw)
+        while len(self._known) > self.limits.transactions_max:
+            self._known.popitem(last=False)
 
-    def signature_checked(self, raw: bytes) -> bool:
-        """Did this exact signed transaction's signature verify here already?"""
-        return self.suite.hash(raw) in self._verified
+    def known(self, raw: bytes) -> Known | None:
+        """The id and decoded form of this exact signed transaction, when its signature
+        verified here; None otherwise (then decode and verify it yourself)."""
+        return self._known.get(raw)
 
     def batch(
         self, *, next_nonce: NextNonce, items_max: int | None = None, bytes_max: int | None = None
@@ -250,12 +256,17 @@ class Mempool:
         it elsewhere) or whose expiry has passed."""
         touched: set[str] = set()
         for raw in payload:
-            try:
-                body = decode(raw, Transaction).body
-            except DecodeError:
-                continue
+            known = self._known.get(raw)
+            if known is None:
+                try:
+                    body = decode(raw, Transaction).body
+                except DecodeError:
+                    continue
+                tx_id = transaction_id(self.suite, body)
+            else:
+                tx_id, body = known[0], known[1].body
             touched.add(body.sender)
-            entry = self._by_id.get(transaction_id(self.suite, body))
+            entry = self._by_id.get(tx_id)
             if entry is not None:
                 self._remove(entry)
         for sender in list(self._by_sender):

@@ -13,7 +13,6 @@ mempool does); it reads the clock and the disk only through what the node hands 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -22,7 +21,7 @@ from consortia.consensus.events import Commit
 from consortia.crypto import suite as get_suite
 from consortia.execution.builtin import BUILTIN_CONTRACTS
 from consortia.execution.contracts import governance_state, identity_state
-from consortia.execution.engine import Receipt
+from consortia.execution.engine import KnownTransactions, Receipt
 from consortia.execution.genesis import engine_from_genesis
 from consortia.execution.membership import EngineMembership
 from consortia.execution.values import state_key
@@ -54,6 +53,10 @@ def genesis_epoch(genesis: Genesis) -> EpochConfig:
     return EpochConfig(epoch=0, validators=validators)
 
 
+# The most accounts whose next nonce is remembered between two commits.
+NONCE_CACHE_MAX: Final = 100_000
+
+
 class Chain:
     def __init__(self, genesis: Genesis, store: NodeStore) -> None:
         self.genesis = genesis
@@ -78,6 +81,9 @@ class Chain:
                 assert tip is not None
                 self.engine.restore(stored, dict(store.state_items()), tip.state_root)
         self.membership = EngineMembership(self.engine)
+        # Accounts' next nonces at the committed height (admission and batching ask for the
+        # same senders many times a block); emptied whenever a block commits.
+        self._nonces: dict[str, int | None] = {}
         self._founders = {bytes.fromhex(v.node_id): v.member for v in genesis.validators}
 
     @property
@@ -136,10 +142,11 @@ class Chain:
     # ------------------------------------------------------------------ commits
 
     def apply(
-        self, commit: Commit, *, signature_checked: Callable[[bytes], bool] | None = None
+        self, commit: Commit, *, known: KnownTransactions | None = None
     ) -> list[CommittedBlock]:
         """Execute and durably record the blocks a `Commit` made final, in order."""
         recorded = []
+        self._nonces.clear()
         tip = self.store.tip()
         config = tip.epoch_config if tip is not None else genesis_epoch(self.genesis)
         epoch_root_id = tip.epoch_root_id if tip is not None else self.genesis_id
@@ -151,7 +158,7 @@ class Chain:
                 header.height,
                 header.timestamp_ms,
                 block.payload,
-                signature_checked=signature_checked,
+                known=known,
             )
             root = self.engine.commit()
             certificate = (
@@ -181,8 +188,14 @@ class Chain:
 
     def next_nonce(self, account: str) -> int | None:
         """The nonce an account's next transaction must carry, or None for no account."""
+        if account in self._nonces:
+            return self._nonces[account]
         record = identity_state.read_account(self.engine.query, account)
-        return None if record is None else int(record.get("nonce", 0))
+        nonce = None if record is None else int(record.get("nonce", 0))
+        if len(self._nonces) >= NONCE_CACHE_MAX:
+            self._nonces.clear()
+        self._nonces[account] = nonce
+        return nonce
 
     def peer_allowed(self, node_id: bytes) -> bool:
         """Whether a peer holding a CA-issued certificate for `node_id` may link to this node:

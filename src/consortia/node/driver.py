@@ -98,6 +98,7 @@ class Driver:
         self.replica = replica
         self.chain = chain
         self.mempool = mempool
+        chain.membership.known = mempool.known  # proposals' transactions it already decoded
         self.transport = transport
         self._loop = loop
         self._clock_ms = clock_ms
@@ -113,6 +114,9 @@ class Driver:
         self._idle_handle: asyncio.TimerHandle | None = None
         # The height of the last committed block that carried transactions.
         self._busy_height = 0
+        # Commits decided but not yet executed (see `_handle`), in order.
+        self._commits_due: list[Commit] = []
+        self._commits_scheduled = False
         # Called with every batch of blocks once they are durably recorded.
         self.on_commit: list[Callable[[list[CommittedBlock]], None]] = []
         self._log = structlog.get_logger("consortia.node").bind(node=replica.node_id.hex()[:16])
@@ -199,6 +203,24 @@ class Driver:
                 self._perform(action)
         except Exception as error:  # a broken invariant or a failed write: stop the node
             self._fail(error)
+            return
+        if self._commits_due and not self._commits_scheduled:
+            # Execute after the callbacks already scheduled (the `PersistDone` that releases
+            # this node's vote): the vote is on its way before the block runs, so executing
+            # a large block never holds back the next round.
+            self._commits_scheduled = True
+            self._loop.call_soon(self._apply_commits)
+
+    def _apply_commits(self) -> None:
+        self._commits_scheduled = False
+        if self.failed is not None:
+            return
+        try:
+            while self._commits_due:
+                self._commit(self._commits_due[0])
+                del self._commits_due[0]
+        except Exception as error:  # a failed execution or write: stop the node
+            self._fail(error)
 
     def _fail(self, error: Exception) -> None:
         """Stop driving the replica for good and ask the process to stop: a node whose
@@ -229,7 +251,7 @@ class Driver:
         elif isinstance(action, RequestPayload):
             self._offer_payload(action)
         elif isinstance(action, Commit):
-            self._commit(action)
+            self._commits_due.append(action)
         elif isinstance(action, EnterEpoch):
             if action.proof is not None:
                 self.chain.store.save_epoch_proof(action.proof)
@@ -302,10 +324,14 @@ class Driver:
         the next epoch when committed governance says one is due."""
         proposed: dict[str, int] = {}
         for raw in self._uncommitted_payload(action.parent_id):
-            try:
-                body = decode(raw, Transaction).body
-            except DecodeError:
-                continue
+            known = self.mempool.known(raw)
+            if known is not None:
+                body = known[1].body
+            else:
+                try:
+                    body = decode(raw, Transaction).body
+                except DecodeError:
+                    continue
             proposed[body.sender] = max(proposed.get(body.sender, 0), body.nonce + 1)
 
         def next_nonce(sender: str) -> int | None:
@@ -322,8 +348,12 @@ class Driver:
         self._loop.call_soon(self._handle, ready)
 
     def _uncommitted_payload(self, parent_id: bytes) -> list[bytes]:
+        """What the ancestors of `parent_id` carry that this node has not executed yet: the
+        replica's uncommitted blocks and the committed blocks still due for execution."""
         tree = self.replica.tree
-        items: list[bytes] = []
+        items: list[bytes] = [
+            raw for due in self._commits_due for entry in due.blocks for raw in entry.payload
+        ]
         current = parent_id
         while current != tree.root_id:
             block = tree.get(current)
@@ -334,7 +364,7 @@ class Driver:
         return items
 
     def _commit(self, action: Commit) -> None:
-        committed = self.chain.apply(action, signature_checked=self.mempool.signature_checked)
+        committed = self.chain.apply(action, known=self.mempool.known)
         for entry in committed:
             if entry.block.payload:
                 self._busy_height = entry.block.header.height
