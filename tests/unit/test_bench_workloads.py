@@ -14,12 +14,14 @@ import pytest
 
 from consortia.client import ChainInfo
 from consortia.cluster.bench_client import ClientSpec, Sender
+from consortia.cluster.bench_flows import FlowSender
 from consortia.cluster.bench_workloads import (
     FACE_VALUE,
     HOT_ACCOUNTS_PERCENT,
     HOT_SHARE_PERCENT,
     RECEIVABLE_STEPS,
     SMALLBANK_MIX,
+    WORKLOAD_RECEIVABLE,
     WORKLOAD_SMALLBANK,
     WORKLOAD_TRANSFER,
     Hotspot,
@@ -103,7 +105,7 @@ def spec_for(chain: Ledger, workload: str, index: int = 0, clients: int = 2) -> 
         window=100,
         batch=10,
         expiry_height=1_000,
-        maturity_blocks=5,
+        maturity_blocks=8,
     )
 
 
@@ -209,3 +211,49 @@ def test_a_receivable_flow_settles_through_the_contract() -> None:
     assert balance(flow.supplier) == BALANCE + FACE_VALUE - split_amount()
     assert balance(flow.second) == BALANCE + finance_price()
     assert balance(flow.bank) == BALANCE - finance_price() + split_amount()
+
+
+def test_the_flow_client_signs_a_step_only_after_the_previous_one_committed() -> None:
+    chain = bench_ledger()
+    shared: Any = FakeShared(Value(0), [queue.SimpleQueue()])
+    client = FlowSender(spec_for(chain, WORKLOAD_RECEIVABLE), shared)
+    client.nonces = dict.fromkeys(client.accounts, 0)
+    assert client.accounts == list(range(10))  # a contiguous share: every role
+    first = client.fresh(2)
+    assert [client.kinds[i] for i in first] == ["issue", "issue"]
+    # Nothing settled yet: more room means more flows, not the next steps.
+    assert [client.kinds[i] for i in client.fresh(1)] == ["issue"]
+    receipts = chain.block(*(client.raws[i] for i in range(3)))
+    assert all(receipt.ok for receipt in receipts)
+    shared.settlements[0].put([(client.hashes[0], True), (client.hashes[1], False)])
+    client.tick()
+    assert client.abandoned == 1
+    (accept,) = client.fresh(1)
+    assert client.kinds[accept] == "accept"
+    (receipt,) = chain.block(client.raws[accept])
+    assert receipt.ok
+    # Through to the repayment, which waits for the height of maturity (8 blocks on).
+    index = accept
+    for kind in ("split_transfer", "offer_finance", "finance"):
+        shared.settlements[0].put([(client.hashes[index], True)])
+        client.tick()
+        (index,) = [i for i in client.fresh(1) if client.kinds[i] == kind]
+        (receipt,) = chain.block(client.raws[index])
+        assert receipt.ok, receipt
+    shared.settlements[0].put([(client.hashes[index], True)])
+    client.tick()
+    assert len(client.maturing) == 1
+    (issue,) = client.fresh(1)  # the flow waits for maturity: another starts
+    assert client.kinds[issue] == "issue"
+    assert chain.block(client.raws[issue])[0].ok
+    shared.height.value = 8
+    client.tick()
+    (repay,) = client.fresh(1)
+    assert client.kinds[repay] == "repay"
+    while chain.height + 1 < 8:
+        chain.block()
+    (receipt,) = chain.block(client.raws[repay])
+    assert receipt.ok, receipt
+    shared.settlements[0].put([(client.hashes[repay], True)])
+    client.tick()
+    assert (client.started, client.completed, client.abandoned) == (4, 1, 1)
