@@ -19,7 +19,8 @@
 Everything random here comes from `client_rng(seed, client)`: the same seed gives the same
 transactions, so runs are comparable.
 
-This module only builds calls and choices; it must never sign, send, or read a clock.
+This module owns the workloads' calls and choices (and `read_one`, the query workload's one
+request); it must never sign or send a transaction, or read a clock.
 """
 
 from __future__ import annotations
