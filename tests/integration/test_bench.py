@@ -1,6 +1,7 @@
 """`consortia bench` against a real 4-validator cluster made with benchmark accounts
-(`cluster up --accounts`): a short fixed-rate run settles everything it submitted, and the
-batch endpoint answers the synchronous SDK. No timing is asserted: the machine may be busy.
+(`cluster up --accounts`): a short fixed-rate run of each workload (transfer, smallbank,
+receivable, query) settles everything it submitted, and the batch endpoint answers the
+synchronous SDK. No timing is asserted: the machine may be busy.
 
 Runs in the xdist group "cluster" (as test_cluster.py), so two clusters never run at once.
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -78,6 +80,60 @@ def test_a_short_fixed_rate_run_settles_everything_it_submitted(cluster: LiveClu
     # Each sender's nonces were consecutive: 150 transfers from 40 accounts.
     nonces = [cluster.account(account_name(index))["nonce"] for index in range(ACCOUNTS)]
     assert sum(nonces) == 150
+
+
+def bench_json(cluster: LiveCluster, workload: str, *options: str) -> dict[str, Any]:
+    result = run("bench", "--home", cluster.root, "--workload", workload, "--json", *options)
+    assert_ok(result)
+    report: dict[str, Any] = json.loads(result.stdout)
+    assert report["workload"] == workload
+    return report
+
+
+def test_a_short_smallbank_run_commits_everything_and_counts_rejections_apart(
+    cluster: LiveCluster,
+) -> None:
+    report = bench_json(cluster, "smallbank", "--duration", "3", "--rate", "40", "--seed", "5")
+    assert report["submitted"] == 120 and report["seed"] == 5
+    assert report["committed"] == report["submitted"]
+    assert report["failed"] == 0 and report["lost"] == 0
+    kinds = report["by_kind"]
+    assert set(kinds) <= {
+        "amalgamate",
+        "get_balance",
+        "deposit_checking",
+        "send_payment",
+        "transact_savings",
+        "write_check",
+    }
+    assert sum(counts["committed"] for counts in kinds.values()) == report["committed"]
+    # A business rule's refusal is a committed transaction with a failed receipt.
+    assert set(report["rejected_by_code"]) <= {"insufficient_funds"}
+    assert report["rejected"] == sum(counts.get("rejected", 0) for counts in kinds.values())
+    with cluster.client() as client:
+        customer = client.state("smallbank", "customer/bench-000000")
+    assert set(customer) == {"checking", "savings"}
+
+
+def test_a_short_receivable_run_commits_every_step_it_sends(cluster: LiveCluster) -> None:
+    report = bench_json(
+        cluster, "receivable", "--duration", "4", "--rate", "30", "--maturity-blocks", "60"
+    )
+    assert report["submitted"] == 120
+    assert report["committed"] == report["submitted"]
+    assert report["failed"] == 0 and report["lost"] == 0 and report["rejected"] == 0
+    kinds = report["by_kind"]
+    assert kinds["issue"]["committed"] == report["flows"]["started"] > 0
+    assert kinds["accept"]["committed"] > 0
+    assert report["flows"]["abandoned"] == 0
+
+
+def test_a_short_query_run_answers_every_read(cluster: LiveCluster) -> None:
+    report = bench_json(cluster, "query", "--duration", "2", "--rate", "50")
+    reads = report["reads"]
+    assert reads["sent"] == 100 and reads["answered"] == 100 and reads["failed"] == 0
+    assert report["submitted"] == report["committed"] == 0
+    assert report["latency_ms"]["p99"] > 0
 
 
 def test_the_sync_sdk_submits_a_batch_with_a_bad_transaction(cluster: LiveCluster) -> None:

@@ -1,10 +1,11 @@
-"""`consortia bench`: measure a local cluster under an open-loop load of signed transfers.
+"""`consortia bench`: measure a local cluster under a load of signed transactions or reads.
 
-    bench --home DIR --workload transfer --duration S --rate R|max [--accounts A]
-          [--clients C] [--json] [--out FILE]
+    bench --home DIR --workload transfer|smallbank|receivable|query --duration S --rate R|max
+          [--accounts A] [--clients C] [--seed N] [--json] [--out FILE]
 
 The cluster must have benchmark accounts (`cluster up --accounts A` on a new folder). The
-load, its counts and its measurements are described in `consortia.cluster.bench`; this command
+workloads are described in `consortia.cluster.bench_workloads`, the load, its counts and its
+measurements in `consortia.cluster.bench`; this command
 shows a progress bar while it runs (on a terminal), then prints the results, or one JSON object
 with --json; --out FILE writes that JSON too. It never prints a passphrase or a key.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,8 +25,10 @@ from consortia.cluster.bench import (
     BATCH_DEFAULT,
     CLIENTS_DEFAULT,
     DRAIN_S_DEFAULT,
+    MATURITY_BLOCKS_DEFAULT,
     WINDOW_DEFAULT,
     WORKLOAD_TRANSFER,
+    WORKLOADS,
     BenchConfig,
     BenchProgress,
     BenchResult,
@@ -34,7 +37,10 @@ from consortia.cluster.bench import (
 from consortia.cluster.home import ClusterHome, demo_passphrase
 from consortia.errors import InvalidArgumentError
 
-WORKLOADS: Final = (WORKLOAD_TRANSFER,)
+WORKLOAD_HELP: Final = (
+    "What to send: transfer (asset transfers), smallbank (the SmallBank mix, hotspot skew),"
+    " receivable (supply-chain finance flows), query (account reads)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -61,10 +67,10 @@ def bench_command(
     duration_s: Annotated[
         float, typer.Option("--duration", help="Seconds of load (the measurement window).")
     ],
-    rate: Annotated[str, typer.Option("--rate", help="Transactions a second in all, or max.")],
-    workload: Annotated[
-        str, typer.Option("--workload", help="What to send: transfer.")
-    ] = WORKLOAD_TRANSFER,
+    rate: Annotated[
+        str, typer.Option("--rate", help="Transactions (query: reads) a second in all, or max.")
+    ],
+    workload: Annotated[str, typer.Option("--workload", help=WORKLOAD_HELP)] = WORKLOAD_TRANSFER,
     accounts: Annotated[
         int | None,
         typer.Option(
@@ -97,6 +103,20 @@ def bench_command(
             "--drain", help="Seconds to wait after the window for what was admitted.", min=0
         ),
     ] = DRAIN_S_DEFAULT,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed", help="Seeds the workload's random choices (same seed, same load).", min=0
+        ),
+    ] = 0,
+    maturity_blocks: Annotated[
+        int,
+        typer.Option(
+            "--maturity-blocks",
+            help="receivable: blocks from an issue to its maturity (then the repayment).",
+            min=2,
+        ),
+    ] = MATURITY_BLOCKS_DEFAULT,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Also write the JSON object to FILE.")
@@ -111,11 +131,14 @@ def bench_command(
         ),
     ] = None,
 ) -> None:
-    """Load a local cluster with signed transfers from client processes and report
-    throughput, latency percentiles and each node's CPU and memory."""
+    """Load a local cluster with signed transactions (or reads) from client processes and
+    report throughput, latency percentiles and each node's CPU and memory."""
     if workload not in WORKLOADS:
         raise InvalidArgumentError(f"--workload {workload!r}: one of {', '.join(WORKLOADS)}")
     config = BenchConfig(
+        workload=workload,
+        seed=seed,
+        maturity_blocks=maturity_blocks,
         duration_s=duration_s,
         rate=parse_rate(rate),
         clients=clients,
@@ -145,8 +168,9 @@ def bench_command(
                 description=state.phase,
                 completed=min(state.elapsed_s, state.duration_s) if state.phase != "signing" else 0,
                 counts=(
-                    f"submitted {state.submitted}  committed {state.committed}  failed"
-                    f" {state.failed}  waiting {state.waiting}  height {state.height}"
+                    f"submitted {state.submitted}  committed {state.committed}  rejected"
+                    f" {state.rejected}  failed {state.failed}  waiting {state.waiting}"
+                    f"  height {state.height}"
                 ),
             )
 
@@ -164,21 +188,13 @@ def print_result(result: BenchResult) -> None:
     rate = "max" if result.rate is None else f"{result.rate:g}/s"
     latency = result.latency_ms
     out.print(
-        f"transfer at {rate} for {result.duration_s:g} s: {result.clients} client processes,"
-        f" {result.accounts} accounts, {result.nodes} nodes"
+        f"{result.workload} at {rate} for {result.duration_s:g} s: {result.clients} client"
+        f" processes, {result.accounts} accounts, {result.nodes} nodes, seed {result.seed}"
     )
-    out.print(
-        f"submitted {result.submitted}  committed {result.committed}  failed {result.failed}"
-        f"  lost {result.lost}" + (f"  (sent again: {result.retried})" if result.retried else "")
-    )
-    for code, count in result.failed_by_code.items():
-        out.print(f"  failed {code}: {count}")
-    for error in result.request_errors:
-        out.print(f"  a request got no answer: {error}")
-    out.print(
-        f"throughput {result.tps:g} tx/s ({result.committed_in_window} committed in the"
-        f" window, {result.blocks} blocks)"
-    )
+    if result.reads:
+        _print_reads(result.reads)
+    else:
+        _print_transactions(result)
     out.print(
         f"latency ms: p50 {latency['p50']:g}  p95 {latency['p95']:g}  p99 {latency['p99']:g}"
         f"  max {latency['max']:g}"
@@ -198,3 +214,41 @@ def print_result(result: BenchResult) -> None:
         out.print(
             f"{use.name:<9} pid {use.pid}  CPU {cpu} of a core  RSS {rss} (peak {peak}){timeouts}"
         )
+
+
+def _print_transactions(result: BenchResult) -> None:
+    out.print(
+        f"submitted {result.submitted}  committed {result.committed} (rejected"
+        f" {result.rejected})  failed {result.failed}  lost {result.lost}"
+        + (f"  (sent again: {result.retried})" if result.retried else "")
+    )
+    for code, count in result.rejected_by_code.items():
+        out.print(f"  rejected {code}: {count}")
+    for code, count in result.failed_by_code.items():
+        out.print(f"  failed {code}: {count}")
+    for kind, counts in result.by_kind.items():
+        rejected = counts.get("rejected", 0)
+        out.print(f"  {kind}: committed {counts.get('committed', 0)}, rejected {rejected}")
+    if result.flows:
+        flows = result.flows
+        out.print(
+            f"flows: started {flows.get('started', 0)}  completed {flows.get('completed', 0)}"
+            f"  abandoned {flows.get('abandoned', 0)}  awaiting maturity"
+            f" {flows.get('maturing', 0)}"
+        )
+    for error in result.request_errors:
+        out.print(f"  a request got no answer: {error}")
+    out.print(
+        f"throughput {result.tps:g} tx/s ({result.committed_in_window} committed in the"
+        f" window, {result.blocks} blocks)"
+    )
+
+
+def _print_reads(reads: dict[str, Any]) -> None:
+    out.print(f"reads sent {reads['sent']}  answered {reads['answered']}  failed {reads['failed']}")
+    for code, count in reads["failed_by_code"].items():
+        out.print(f"  failed {code}: {count}")
+    out.print(
+        f"throughput {reads['per_s']:g} reads/s ({reads['answered_in_window']} answered in the"
+        " window)"
+    )

@@ -14,6 +14,7 @@ from consortia.execution.contracts.governance import Governance
 from consortia.execution.contracts.identity import Identity
 from consortia.execution.contracts.receivable import Receivable
 from consortia.execution.contracts.regulator import Regulator
+from consortia.execution.contracts.smallbank import SmallBank
 from consortia.execution.contracts.system import System
 
 BUILTIN_CONTRACTS: list[type[Contract]] = [
@@ -23,5 +24,6 @@ BUILTIN_CONTRACTS: list[type[Contract]] = [
     Asset,
     Regulator,
     Receivable,
+    SmallBank,
 ]
 SUPPORTED_PROTOCOL_VERSIONS = (1,)

@@ -42,10 +42,23 @@ PREFIX: Final = "bench-"
 BENCH_ACCOUNTS_MAX: Final = 50_000  # the genesis holds at most 100,000 accounts in all
 BENCH_ACCOUNT_BALANCE: Final = 100_000_000  # 1,000,000.00 CNY in fen, as a demo account
 _DOMAIN: Final = b"consortia/bench-account-key/v1\x00"
+# Roles in the receivable workload, fixed by account number: of every ROLE_CYCLE accounts the
+# first is a core enterprise, the second a bank, the rest suppliers. The genesis funds them
+# alike (the receivable contract checks no role: a role is who signs which step).
+ROLE_CORE: Final = "core_enterprise"
+ROLE_BANK: Final = "bank"
+ROLE_SUPPLIER: Final = "supplier"
+ROLE_CYCLE: Final = 10
 
 
 def account_name(index: int) -> str:
     return f"{PREFIX}{index:06d}"
+
+
+def bench_role(index: int) -> str:
+    """Benchmark account `index`'s role in the receivable workload (see ROLE_CYCLE)."""
+    position = index % ROLE_CYCLE
+    return ROLE_CORE if position == 0 else ROLE_BANK if position == 1 else ROLE_SUPPLIER
 
 
 class BenchAccountsFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
