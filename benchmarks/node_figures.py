@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import random
 import sys
@@ -35,47 +34,48 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.node_helpers import SUITE, Hub, make_genesis, transfer, validator_keys, wait_for
+from tests.node_helpers import (
+    Hub,
+    make_driver,
+    make_genesis,
+    transfer,
+    validator_keys,
+    wait_for,
+)
 
-from consortia.consensus.config import Params
-from consortia.consensus.replica import Replica
-from consortia.mempool import Mempool, MempoolLimits
 from consortia.node import driver as driver_module
-from consortia.node.chain import Chain
 from consortia.node.driver import Driver
-from consortia.storage import NodeStore
 from consortia.types.encoding import encode
 from consortia.types.genesis import Genesis
-from consortia.types.signing import SigningDomain
 
 
-def node(
-    hub: Hub, genesis: Genesis, directory: Path, key: tuple[bytes, bytes, bytes], limit: int
-) -> Driver:
-    node_id, _, private = key
-    store = NodeStore(directory / node_id.hex()[:8], map_size=1024**3)
-    chain = Chain(genesis, store)
-    params = dataclasses.replace(Params.from_genesis(genesis.consensus), fetched_blocks_max=limit)
-    replica = Replica(chain.replica_setup(private_key=private, node_id=node_id, params=params))
-    mempool = Mempool(SUITE, SigningDomain(chain.genesis_hash), genesis.chain_id, MempoolLimits())
-    driver = Driver(
-        replica=replica,
-        chain=chain,
-        mempool=mempool,
-        transport=hub.link(node_id),
-        loop=hub.loop,
-        clock_ms=lambda: time.time_ns() // 1_000_000,
-        on_halt=lambda reason: print(f"halted: {reason}", file=sys.stderr),
-    )
-    hub.drivers[node_id] = driver
-    return driver
+def four_nodes(directory: Path, limit: int = 8192) -> tuple[Hub, Genesis, list[Driver]]:
+    """Four started in-process validators on one hub, with the replica's fetched-chain bound
+    set to `limit` and a 1 GiB store each."""
+    hub = Hub(asyncio.get_running_loop(), random.Random(1))
+    genesis = make_genesis(4)
+
+    def halted(reason: str) -> None:
+        print(f"halted: {reason}", file=sys.stderr)
+
+    drivers = [
+        make_driver(
+            hub,
+            genesis,
+            directory,
+            key,
+            fetched_blocks_max=limit,
+            on_halt=halted,
+            map_size=1024**3,
+        )
+        for key in validator_keys(4)
+    ]
+    return hub, genesis, drivers
 
 
 async def growth(blocks: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        hub = Hub(asyncio.get_running_loop(), random.Random(1))
-        genesis = make_genesis(4)
-        drivers = [node(hub, genesis, Path(directory), k, 8192) for k in validator_keys(4)]
+        _, _, drivers = four_nodes(Path(directory))
         for driver in drivers:
             driver.start()
         chain = drivers[0].chain
@@ -101,9 +101,7 @@ async def growth(blocks: int) -> None:
 
 async def catchup(gap: int, limit: int, wait_s: float) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        hub = Hub(asyncio.get_running_loop(), random.Random(1))
-        genesis = make_genesis(4)
-        drivers = [node(hub, genesis, Path(directory), k, limit) for k in validator_keys(4)]
+        hub, _, drivers = four_nodes(Path(directory), limit)
         late = drivers[3]
         hub.down.add(late.replica.node_id)
         for driver in drivers:
@@ -125,9 +123,7 @@ async def catchup(gap: int, limit: int, wait_s: float) -> None:
 
 async def idle(seconds: float, transfers: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        hub = Hub(asyncio.get_running_loop(), random.Random(1))
-        genesis = make_genesis(4)
-        drivers = [node(hub, genesis, Path(directory), k, 8192) for k in validator_keys(4)]
+        _, genesis, drivers = four_nodes(Path(directory))
         for driver in drivers:
             driver.start()
         chain = drivers[0].chain

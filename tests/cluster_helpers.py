@@ -8,7 +8,8 @@ cores): no test passes because it slept long enough.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -172,3 +173,17 @@ class LiveCluster:
             if tuple(self.height(index) for index in indices) != start:
                 return None
         return tuple(height or 0 for height in start)
+
+
+@contextmanager
+def live_cluster(root: Path, *options: str) -> Iterator[LiveCluster]:
+    """`consortia cluster up --home root OPTIONS`, yielded running; every node killed after
+    (whatever the test did)."""
+    result = run("cluster", "up", "--home", root, *options)
+    try:
+        assert_ok(result)
+        yield LiveCluster(root, ClusterHome.open(root), result.stdout + result.stderr)
+    finally:
+        if (root / "genesis.json").exists():
+            down = run("cluster", "stop", "--home", root, "--kill")
+            assert down.returncode == 0, down.stderr

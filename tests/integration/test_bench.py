@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from consortia.client import Signer
-from consortia.cluster.home import ClusterHome, demo_passphrase
+from consortia.cluster.home import demo_passphrase
 from consortia.identity.bench_accounts import account_name, open_bench_accounts
 from tests.cli_helpers import assert_ok, assert_user_error, run
-from tests.cluster_helpers import LiveCluster
+from tests.cluster_helpers import LiveCluster, live_cluster
 
 pytestmark = pytest.mark.xdist_group("cluster")
 ACCOUNTS = 40
@@ -28,15 +28,10 @@ ACCOUNTS = 40
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
-    root = tmp_path_factory.mktemp("bench") / "net"
-    result = run("cluster", "up", "--home", root, "--nodes", "4", "--accounts", str(ACCOUNTS))
-    try:
-        assert_ok(result)
-        yield LiveCluster(root, ClusterHome.open(root), result.stdout + result.stderr)
-    finally:
-        if (root / "genesis.json").exists():
-            down = run("cluster", "stop", "--home", root, "--kill")
-            assert down.returncode == 0, down.stderr
+    with live_cluster(
+        tmp_path_factory.mktemp("bench") / "net", "--nodes", "4", "--accounts", str(ACCOUNTS)
+    ) as cluster:
+        yield cluster
 
 
 def test_benchmark_accounts_are_funded_and_fixed_at_creation(cluster: LiveCluster) -> None:

@@ -28,11 +28,11 @@ import pytest
 from consortia.client import ChainInfo, Signer
 from consortia.client.codec import transaction_to_json
 from consortia.cluster.accounts import open_signer
-from consortia.cluster.home import ClusterHome, demo_passphrase
+from consortia.cluster.home import demo_passphrase
 from consortia.identity.tls import load_node_identity
 from consortia.net.tls import build_contexts, contexts_from_pem
 from tests.cli_helpers import CONSORTIA, assert_ok, assert_user_error, cli_env, run
-from tests.cluster_helpers import WAIT_S, LiveCluster, wait_for
+from tests.cluster_helpers import WAIT_S, LiveCluster, live_cluster, wait_for
 from tests.unit.test_net_support import issue, make_authority
 
 pytestmark = pytest.mark.xdist_group("cluster")
@@ -43,15 +43,8 @@ OBSERVE_S = 5.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
-    root = tmp_path_factory.mktemp("cluster") / "net"
-    result = run("cluster", "up", "--home", root, "--nodes", "4")
-    try:
-        assert_ok(result)
-        yield LiveCluster(root, ClusterHome.open(root), result.stdout + result.stderr)
-    finally:
-        if (root / "genesis.json").exists():
-            down = run("cluster", "stop", "--home", root, "--kill")
-            assert down.returncode == 0, down.stderr
+    with live_cluster(tmp_path_factory.mktemp("cluster") / "net", "--nodes", "4") as cluster:
+        yield cluster
 
 
 def _status_json(cluster: LiveCluster) -> list[dict[str, Any]]:

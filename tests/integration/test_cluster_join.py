@@ -21,7 +21,7 @@ import pytest
 
 from consortia.cluster.home import ClusterHome, demo_passphrase
 from tests.cli_helpers import assert_ok, run
-from tests.cluster_helpers import WAIT_S, LiveCluster, wait_for
+from tests.cluster_helpers import WAIT_S, LiveCluster, live_cluster, wait_for
 
 pytestmark = pytest.mark.xdist_group("cluster")
 FOUNDERS = 4
@@ -30,15 +30,8 @@ NEW = FOUNDERS  # the newcomer's index in `cluster status` (listed after the gen
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
-    root = tmp_path_factory.mktemp("join") / "net"
-    result = run("cluster", "up", "--home", root, "--nodes", str(FOUNDERS))
-    try:
-        assert_ok(result)
-        yield LiveCluster(root, ClusterHome.open(root), result.stdout + result.stderr)
-    finally:
-        if (root / "genesis.json").exists():
-            down = run("cluster", "stop", "--home", root, "--kill")
-            assert down.returncode == 0, down.stderr
+    with live_cluster(tmp_path_factory.mktemp("join") / "net", "--nodes", str(FOUNDERS)) as cluster:
+        yield cluster
 
 
 def _free_port() -> int:

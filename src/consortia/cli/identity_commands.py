@@ -28,7 +28,7 @@ from consortia.identity.consortium import (
     ConsortiumPlan,
     build_consortium,
     collect_passphrases,
-    new_demo_passphrase,
+    demo_custody_passphrase,
     plan_consortium,
 )
 from consortia.identity.custody import CA_HOLDER, OnePassphrase, PassphraseDirectory, Passphrases
@@ -161,11 +161,7 @@ def demo_command(
 def _create_with_one_passphrase(
     plan: ConsortiumPlan, passphrase_file: Path | None, title: str
 ) -> None:
-    if passphrase_file is not None or os.environ.get(PASSPHRASE_ENV):
-        passphrase, written = obtain_passphrase(passphrase_file, creating=True), None
-    else:
-        passphrase = new_demo_passphrase()
-        written = passphrase
+    passphrase, written = demo_custody_passphrase(passphrase_file)
     source = OnePassphrase(passphrase)
     passphrases = collect_passphrases(plan, source, with_ca=True)
     _warn_small(len(plan.nodes))

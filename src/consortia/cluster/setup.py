@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from consortia.cluster.home import ClusterHome, NodeEntry, demo_passphrase
-from consortia.cluster.home import passphrase_from_environment as passphrase_in_environment
 from consortia.cluster.processes import (
     START_TIMEOUT_S,
     node_passphrase_file,
@@ -43,12 +42,11 @@ from consortia.identity.consortium import (
     ConsortiumSummary,
     build_consortium,
     collect_passphrases,
-    new_demo_passphrase,
+    demo_custody_passphrase,
     plan_consortium,
 )
 from consortia.identity.custody import OnePassphrase
 from consortia.identity.keystore import DEFAULT_ARGON2, Argon2Cost, load_key
-from consortia.identity.passphrase import obtain_passphrase
 
 DEMO_NODES: Final = 4
 DEMO_SUITE: Final = "intl"
@@ -79,11 +77,7 @@ def create_cluster(
     plan: ConsortiumPlan, *, progress: Step | None = None, cost: Argon2Cost = DEFAULT_ARGON2
 ) -> Created:
     """Make the planned cluster in demo custody (see the module docstring)."""
-    if passphrase_in_environment():
-        passphrase, written = obtain_passphrase(None, creating=True), None
-    else:
-        passphrase = new_demo_passphrase()
-        written = passphrase
+    passphrase, written = demo_custody_passphrase()
     passphrases = collect_passphrases(plan, OnePassphrase(passphrase), with_ca=True)
     summary = build_consortium(
         plan, passphrases, demo_passphrase=written, cost=cost, progress=progress

@@ -55,7 +55,11 @@ from consortia.identity.genesis import genesis_json, parse_genesis
 from consortia.identity.institution import check_name, generate_member, generate_node
 from consortia.identity.joining import configure_node
 from consortia.identity.keystore import DEFAULT_ARGON2, Argon2Cost, new_keypair, seal_key
-from consortia.identity.passphrase import check_new_passphrase
+from consortia.identity.passphrase import (
+    PASSPHRASE_ENV,
+    check_new_passphrase,
+    obtain_passphrase,
+)
 from consortia.identity.requests import (
     MemberRequest,
     load_member_request,
@@ -215,6 +219,18 @@ def check_out_dir(out_dir: Path) -> None:
 def new_demo_passphrase() -> str:
     """A random passphrase for a demo consortium (32 URL-safe characters)."""
     return secrets.token_urlsafe(24)
+
+
+def demo_custody_passphrase(passphrase_file: Path | None = None) -> tuple[str, str | None]:
+    """The one passphrase of a consortium in demo custody, and what to write next to its keys.
+
+    From `passphrase_file` or the environment when either gives one (then nothing is
+    written: the operator holds it); otherwise a new random one, which is also the second
+    value, for `build_consortium` to write (mode 0600) beside the keys."""
+    if passphrase_file is not None or os.environ.get(PASSPHRASE_ENV):
+        return obtain_passphrase(passphrase_file, creating=True), None
+    passphrase = new_demo_passphrase()
+    return passphrase, passphrase
 
 
 def collect_passphrases(
