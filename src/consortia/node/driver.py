@@ -5,7 +5,9 @@ the transport), timers (on the asyncio loop), persisting safety state (durable b
 `PersistDone`), offering payloads (from the mempool, never a transaction already proposed in
 an uncommitted ancestor), executing and recording commits (through `Chain`), answering block
 requests from the store, keeping epoch proofs, and halting the node when the replica halts.
-It also admits transactions (from clients and from peers) and passes client ones on.
+It also admits transactions (from clients and from peers) and passes client ones on, and hands
+executed blocks and peers' execution votes to its `Certifier` (execution certificates); a
+node whose execution diverged from a quorum's stops there.
 
 Idle pacing: a leader with nothing to propose (no transaction ready, none in an uncommitted
 ancestor or in the last two committed blocks, no epoch change due) holds its empty payload for
@@ -49,10 +51,11 @@ from consortia.consensus.events import (
 from consortia.consensus.replica import Replica
 from consortia.errors import DecodeError
 from consortia.mempool import Admission, Mempool
+from consortia.node.certifier import Certifier
 from consortia.node.chain import Chain, CommittedBlock
 from consortia.types.consensus import Block, BlockResponse
 from consortia.types.encoding import decode, encode
-from consortia.types.network import TX_BATCH_MAX, TxBatch, WireMessage
+from consortia.types.network import TX_BATCH_MAX, ExecutionVote, TxBatch, WireMessage
 from consortia.types.signing import block_id
 from consortia.types.transaction import Transaction
 
@@ -115,6 +118,10 @@ class Driver:
         self._busy_height = 0
         # Called with every batch of blocks once they are durably recorded.
         self.on_commit: list[Callable[[list[CommittedBlock]], None]] = []
+        # Execution votes and certificates; it signs through the replica's safety rules.
+        self.certifier = Certifier(
+            chain=chain, node_id=replica.node_id, sign=replica.sign_execution, transport=transport
+        )
         self._log = structlog.get_logger("consortia.node").bind(node=replica.node_id.hex()[:16])
 
     # ------------------------------------------------------------------ inputs
@@ -140,6 +147,12 @@ class Driver:
                 )
                 self._wake()
             except Exception as error:  # a broken invariant or a failed read: stop the node
+                self._fail(error)
+            return
+        if isinstance(message, ExecutionVote):
+            try:
+                self.certifier.on_vote(sender, message)
+            except Exception as error:  # divergence, or a failed write: stop the node
                 self._fail(error)
             return
         self._handle(MessageReceived(self._clock_ms(), sender, message))
@@ -233,6 +246,7 @@ class Driver:
         elif isinstance(action, EnterEpoch):
             if action.proof is not None:
                 self.chain.store.save_epoch_proof(action.proof)
+            self.certifier.epoch(action.config)
             self._log.info("epoch entered", epoch=action.config.epoch)
         elif isinstance(action, ServeBlocks):
             self._serve_blocks(action)
@@ -344,6 +358,7 @@ class Driver:
             self.counters.transactions_committed += len(entry.receipts)
         for listener in self.on_commit:
             listener(committed)
+        self.certifier.executed(committed)
         last = committed[-1]
         self._log.info(
             "committed",

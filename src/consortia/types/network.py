@@ -1,4 +1,5 @@
-"""What nodes send each other besides consensus messages: transactions passed on.
+"""What nodes send each other besides consensus messages: transactions passed on, and each
+validator's signature of the execution header of every committed block it executed.
 
 A client may submit a transaction to any node; the node that admits it passes it on to its
 peers in batches, so whichever validator leads next has it. Every frame between nodes decodes
@@ -13,6 +14,8 @@ import msgspec
 from msgspec import Meta
 
 from consortia.types.consensus import ConsensusMessage
+from consortia.types.execution import ExecutionHeader
+from consortia.types.primitives import NodeId, Signature
 
 TX_BATCH_MAX: Final = 1024
 TX_BYTES_MAX: Final = 64 * 1024
@@ -28,4 +31,15 @@ class TxBatch(
     ]
 
 
-WireMessage = ConsensusMessage | TxBatch
+class ExecutionVote(
+    msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, tag="msg_exec_vote"
+):
+    """A validator's signature of the execution header of a block it executed (sent to every
+    validator; `node.attestation` gathers a quorum of them into an `ExecutionCertificate`)."""
+
+    header: ExecutionHeader
+    signer: NodeId
+    signature: Signature
+
+
+WireMessage = ConsensusMessage | TxBatch | ExecutionVote
