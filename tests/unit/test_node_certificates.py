@@ -1,0 +1,66 @@
+"""Execution certificates in process: four validators over the in-memory hub certify every
+committed height with the same header (their own), and a node whose execution differs from a
+quorum's halts with `execution_diverged`."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import msgspec
+
+from consortia.node.driver import Driver
+from consortia.types.execution import certificate_problem
+from consortia.types.signing import SigningDomain
+from tests.node_helpers import (
+    SUITE,
+    Hub,
+    make_driver,
+    make_genesis,
+    transfer,
+    validator_keys,
+    wait_for,
+)
+
+
+def _certified_through(driver: Driver, height: int) -> bool:
+    store = driver.chain.store
+    return all(store.execution_certificate(h) is not None for h in range(1, height + 1))
+
+
+def test_every_committed_height_is_certified_alike_on_every_node(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        hub = Hub(loop, random.Random(7))
+        genesis = make_genesis(4)
+        drivers = [make_driver(hub, genesis, tmp_path, key) for key in validator_keys(4)]
+        for driver in drivers:
+            driver.start()
+        for nonce in range(6):
+            assert drivers[nonce % 4].submit(transfer(genesis, "alice", "bob", 5, nonce)).ok
+        await wait_for(lambda: all(d.chain.height >= 8 for d in drivers))
+        target = min(d.chain.height for d in drivers) - 1
+        await wait_for(lambda: all(_certified_through(d, target) for d in drivers))
+        first = drivers[0].chain.store
+        config = first.tip().epoch_config  # type: ignore[union-attr]
+        domain = SigningDomain(drivers[0].chain.genesis_hash)
+        for height in range(1, target + 1):
+            certificates = [d.chain.store.execution_certificate(h) for d in drivers for h in [height]]
+            headers = {msgspec.msgpack.encode(c.header) for c in certificates if c is not None}
+            assert len(headers) == 1, f"nodes certified different headers at {height}"
+            certificate = certificates[0]
+            assert certificate is not None
+            record = first.execution_record(height)
+            assert record is not None and record.header == certificate.header
+            assert certificate.header.state_root == record.header.state_root
+            problem = certificate_problem(
+                SUITE, domain.signing_bytes(certificate.header), certificate, config
+            )
+            assert problem is None
+        for driver in drivers:
+            assert driver.failed is None
+            assert driver.certifier.attestations.check() is None
+            driver.close()
+
+    asyncio.run(scenario())
