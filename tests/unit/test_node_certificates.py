@@ -5,11 +5,14 @@ quorum's halts with `execution_diverged`."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
+from consortia.node.chain import CommittedBlock
 from consortia.node.driver import Driver
 from consortia.types.execution import certificate_problem
 from consortia.types.signing import SigningDomain
@@ -46,7 +49,9 @@ def test_every_committed_height_is_certified_alike_on_every_node(tmp_path: Path)
         config = first.tip().epoch_config  # type: ignore[union-attr]
         domain = SigningDomain(drivers[0].chain.genesis_hash)
         for height in range(1, target + 1):
-            certificates = [d.chain.store.execution_certificate(h) for d in drivers for h in [height]]
+            certificates = [
+                d.chain.store.execution_certificate(h) for d in drivers for h in [height]
+            ]
             headers = {msgspec.msgpack.encode(c.header) for c in certificates if c is not None}
             assert len(headers) == 1, f"nodes certified different headers at {height}"
             certificate = certificates[0]
@@ -61,6 +66,45 @@ def test_every_committed_height_is_certified_alike_on_every_node(tmp_path: Path)
         for driver in drivers:
             assert driver.failed is None
             assert driver.certifier.attestations.check() is None
+            driver.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_node_whose_execution_diverges_from_a_quorum_halts(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        hub = Hub(loop, random.Random(8))
+        genesis = make_genesis(4)
+        halts: list[str] = []
+        keys = validator_keys(4)
+        drivers = [make_driver(hub, genesis, tmp_path, key) for key in keys[:3]]
+        odd = make_driver(hub, genesis, tmp_path, keys[3], on_halt=halts.append)
+        apply = odd.chain.apply
+
+        def diverging(*args: Any, **kwargs: Any) -> list[CommittedBlock]:
+            """This node's engine reaches another state root from block 3 on."""
+            recorded = apply(*args, **kwargs)
+            return [
+                dataclasses.replace(
+                    entry,
+                    execution=msgspec.structs.replace(entry.execution, state_root=bytes(32)),
+                )
+                if entry.execution is not None and entry.execution.height >= 3
+                else entry
+                for entry in recorded
+            ]
+
+        odd.chain.apply = diverging  # type: ignore[method-assign]
+        for driver in [*drivers, odd]:
+            driver.start()
+        await wait_for(lambda: bool(halts))
+        assert odd.failed is not None and "ExecutionDivergedError" in odd.failed
+        assert "diverged" in halts[0]
+        # The honest three certified what they executed and went on.
+        await wait_for(lambda: all(_certified_through(d, 3) for d in drivers))
+        assert all(d.failed is None for d in drivers)
+        for driver in [*drivers, odd]:
             driver.close()
 
     asyncio.run(scenario())
