@@ -8,7 +8,12 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from consortia.client.light import VerificationError, verify_certificate
+from consortia.client.light import (
+    LightClient,
+    VerificationError,
+    verify_certificate,
+    verify_epoch_change,
+)
 from consortia.consensus.safety import SafetyRules
 from consortia.node.attestation import (
     AHEAD,
@@ -17,7 +22,15 @@ from consortia.node.attestation import (
     Attestations,
     ExecutionDivergedError,
 )
-from consortia.types.consensus import EpochConfig, SafetyState, Validator, VoteData
+from consortia.types.consensus import (
+    Block,
+    CommitProof,
+    EpochChangeResponse,
+    EpochConfig,
+    SafetyState,
+    Validator,
+    VoteData,
+)
 from consortia.types.encoding import decode, encode
 from consortia.types.execution import (
     ExecutionCertificate,
@@ -38,10 +51,14 @@ from tests.consensus_helpers import (
     DOMAIN,
     SUITE,
     Key,
+    make_block,
     make_cluster,
+    make_header,
     make_keys,
+    make_qc,
     qc_stub,
 )
+from tests.node_helpers import make_genesis
 
 CLUSTER = make_cluster(4)
 KEYS = CLUSTER.keys
@@ -340,3 +357,69 @@ def test_a_quorum_certifying_another_header_than_ours_is_divergence() -> None:
     late.add(vote(KEYS[1], theirs), KEYS[1].node_id)
     with pytest.raises(ExecutionDivergedError):
         late.add(vote(KEYS[2], theirs), KEYS[2].node_id)
+
+
+# ---------------------------------------------------------------------- epoch changes
+
+
+def epoch_change(signers: list[Key]) -> tuple[EpochChangeResponse, EpochConfig]:
+    """Epoch 0 ends at block 1 (naming epoch 1's set), made final by block 2's QC."""
+    following = EpochConfig(
+        epoch=1, validators=[Validator(k.node_id, k.public_key, 1) for k in make_keys(5, "e1")]
+    )
+    ending_header = make_header(
+        round_=1,
+        height=1,
+        parent_id=CLUSTER.genesis_id,
+        justify=CLUSTER.root_qc,
+        author=KEYS[0].node_id,
+        next_epoch=following,
+    )
+    ending = Block(ending_header, [])
+    child = make_block(ending, make_qc(CLUSTER, ending, KEYS[:3]), round_=2, author=KEYS[1].node_id)
+    proof = CommitProof(headers=[child.header], qc=make_qc(CLUSTER, child, signers))
+    return EpochChangeResponse(ending=ending_header, proof=proof), following
+
+
+def test_a_light_client_learns_the_next_validator_set_only_from_a_valid_epoch_proof() -> None:
+    response, following = epoch_change(KEYS[:3])
+    assert verify_epoch_change(SUITE, DOMAIN, CHAIN_ID, response, CONFIG) == following
+    light = LightClient(make_genesis(4))
+    # Point it at the test cluster's chain (its genesis set and signing domain).
+    light.chain_id, light.domain = CHAIN_ID, DOMAIN
+    light._sets = {0: CONFIG}
+    assert light.needs(1) == 0 and light.needs(0) is None
+    assert light.learn_epoch(encode(response)) == following
+    assert light.needs(1) is None and light.validator_set(1) == following
+    # A certificate of epoch 1 is now checked against epoch 1's set.
+    e1_keys = make_keys(5, "e1")
+    head = header(3, epoch=1)
+    good = ExecutionCertificate(
+        head,
+        [
+            ExecutionSignature(k.node_id, sign(SUITE, k.private_key, head, DOMAIN))
+            for k in e1_keys[:4]
+        ],
+    )
+    assert light.verify_certificate(good) == head
+    with pytest.raises(VerificationError, match="not a validator"):
+        light.verify_certificate(certificate(head, KEYS[:3]))
+
+
+def test_forged_epoch_proofs_are_refused() -> None:
+    response, _ = epoch_change(KEYS[:2])  # not a quorum
+    with pytest.raises(VerificationError, match="quorum"):
+        verify_epoch_change(SUITE, DOMAIN, CHAIN_ID, response, CONFIG)
+    good, following = epoch_change(KEYS[:3])
+    swapped = msgspec.structs.replace(
+        good.ending, next_epoch=msgspec.structs.replace(following, validators=CONFIG.validators)
+    )
+    with pytest.raises(VerificationError, match="descend"):
+        verify_epoch_change(
+            SUITE, DOMAIN, CHAIN_ID, msgspec.structs.replace(good, ending=swapped), CONFIG
+        )
+    with pytest.raises(VerificationError):
+        verify_epoch_change(SUITE, DOMAIN, CHAIN_ID, good, msgspec.structs.replace(CONFIG, epoch=1))
+    light = LightClient(make_genesis(4))
+    with pytest.raises(VerificationError, match="canonical"):
+        light.learn_epoch(b"\x00not an epoch proof")
