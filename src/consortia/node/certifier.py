@@ -3,8 +3,10 @@
 After the chain executed committed blocks, `Certifier.executed` asks the replica for this
 validator's signature of each block's `ExecutionHeader` (the consensus key never leaves
 `consensus/safety.py`), broadcasts it as an `ExecutionVote`, and hands it with every peer's
-vote to `Attestations` (`attestation.py`), which forms the certificate; each certificate is
-stored by height (`NodeStore.save_execution_certificate`), where the API serves it.
+vote to `Attestations` (`attestation.py`), which forms the certificate. Certificates are
+stored by height with the next commit's durable write (`take_unsaved`; a write of their own
+would cost an fsync each), or on their own at `close`; until then `certificate` answers from
+memory. A node killed in between loses those (at most a few heights' worth).
 
 A certificate of a header other than this node's own stops the node (the driver's failure
 path: `ExecutionDivergedError`), as does the safety rules' refusal to sign a second header for
@@ -35,6 +37,9 @@ from consortia.types.encoding import encode
 from consortia.types.execution import ExecutionCertificate, ExecutionHeader
 from consortia.types.network import ExecutionVote
 from consortia.types.signing import SigningDomain
+
+# Certificates held for the next commit's write before they are written on their own.
+UNSAVED_MAX = 64
 
 
 class Broadcaster(Protocol):
@@ -82,6 +87,8 @@ class Certifier:
             if record is not None:
                 self.attestations.executed(record.header)
         self.on_certificate: list[Callable[[ExecutionCertificate], None]] = []
+        # Certificates formed and not yet written, by height. Invariant: at most UNSAVED_MAX.
+        self._unsaved: dict[int, ExecutionCertificate] = {}
 
     def executed(self, committed: list[CommittedBlock]) -> None:
         """Sign and send this node's vote for each block just committed, in order."""
@@ -111,8 +118,29 @@ class Certifier:
         """A validator set this node learned (a commit or an epoch proof)."""
         self._store(self.attestations.add_epoch(config))
 
+    def certificate(self, height: int) -> ExecutionCertificate | None:
+        """The execution certificate of block `height`, written or not yet."""
+        unsaved = self._unsaved.get(height)
+        if unsaved is not None:
+            return unsaved
+        stored: ExecutionCertificate | None = self._chain.store.execution_certificate(height)
+        return stored
+
+    def take_unsaved(self) -> list[ExecutionCertificate]:
+        """The certificates to write with the next commit (they leave this buffer)."""
+        taken = list(self._unsaved.values())
+        self._unsaved.clear()
+        return taken
+
+    def close(self) -> None:
+        """Write what is still unsaved (a clean stop loses no certificate)."""
+        if self._unsaved:
+            self._chain.store.save_execution_certificates(self.take_unsaved())
+
     def _store(self, certificates: list[ExecutionCertificate]) -> None:
         for certificate in certificates:
-            self._chain.store.save_execution_certificate(certificate)
+            self._unsaved[certificate.header.height] = certificate
             for listener in self.on_certificate:
                 listener(certificate)
+        if len(self._unsaved) > UNSAVED_MAX:  # no commit for long: write them now
+            self.close()

@@ -15,7 +15,7 @@ mempool does); it reads the clock and the disk only through what the node hands 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -38,6 +38,7 @@ from consortia.storage import (
 from consortia.types.consensus import Block, EpochConfig, QuorumCertificate, Validator
 from consortia.types.encoding import encode
 from consortia.types.execution import (
+    ExecutionCertificate,
     ExecutionHeader,
     ReceiptEvent,
     TxReceipt,
@@ -154,9 +155,14 @@ class Chain:
     # ------------------------------------------------------------------ commits
 
     def apply(
-        self, commit: Commit, *, signature_checked: Callable[[bytes], bool] | None = None
+        self,
+        commit: Commit,
+        *,
+        signature_checked: Callable[[bytes], bool] | None = None,
+        certificates: Sequence[ExecutionCertificate] = (),
     ) -> list[CommittedBlock]:
-        """Execute and durably record the blocks a `Commit` made final, in order."""
+        """Execute and durably record the blocks a `Commit` made final, in order, and with
+        the first of them the execution certificates of earlier blocks formed since."""
         recorded = []
         tip = self.store.tip()
         config = tip.epoch_config if tip is not None else genesis_epoch(self.genesis)
@@ -201,6 +207,7 @@ class Chain:
                 epoch_root_id=epoch_root_id,
                 reputation=commit.reputation if index == len(blocks) - 1 else None,
                 execution=ExecutionRecord(execution, leaves),
+                certificates=certificates if index == 0 else (),
             )
             recorded.append(CommittedBlock(block, new_id, root, receipts, execution))
         return recorded

@@ -348,7 +348,11 @@ class Driver:
         return items
 
     def _commit(self, action: Commit) -> None:
-        committed = self.chain.apply(action, signature_checked=self.mempool.signature_checked)
+        committed = self.chain.apply(
+            action,
+            signature_checked=self.mempool.signature_checked,
+            certificates=self.certifier.take_unsaved(),
+        )
         for entry in committed:
             if entry.block.payload:
                 self._busy_height = entry.block.header.height
@@ -387,6 +391,8 @@ class Driver:
         return self.chain.next_nonce(sender)
 
     def close(self) -> None:
+        if self.failed is None:
+            self.certifier.close()
         self._cancel_idle()
         if self._timer is not None:
             self._timer.cancel()

@@ -97,8 +97,7 @@ class NodeService:
 
     def certificate(self, height: int) -> ExecutionCertificate | None:
         """The execution certificate of the committed block at `height`, if this node has it."""
-        certificate: ExecutionCertificate | None = self.chain.store.execution_certificate(height)
-        return certificate
+        return self.driver.certifier.certificate(height)
 
     def certificate_view(self, height: int) -> dict[str, Any]:
         """GET /v1/blocks/{height}/certificate: NotFoundError for no such block,

@@ -14,15 +14,17 @@ Owns the on-disk layout and the two write paths a node needs:
   and epoch bookkeeping, all in one transaction, durable before anyone hears it committed.
 So a node killed at any moment restarts from a consistent state: either a block is there
 with everything that belongs to it, or none of it is. A committed block's execution record
-(its execution header and receipt leaf hashes) goes in the same transaction; the execution
-certificate the validators sign later is written on its own (`save_execution_certificate`).
+(its execution header and receipt leaf hashes) goes in the same transaction, and so do the
+execution certificates formed since the last commit (a durable write costs an fsync; a
+certificate is not worth one of its own), or on their own at shutdown
+(`save_execution_certificates`).
 
 Must never: interpret transactions or decide anything; it stores what the node hands it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -175,11 +177,13 @@ class NodeStore:
         epoch_root_id: bytes,
         reputation: ReputationState | None = None,
         execution: ExecutionRecord | None = None,
+        certificates: Sequence[ExecutionCertificate] = (),
     ) -> None:
         """Everything a committed block brings, in one durable transaction. `reputation` is
         leader election's state after this block, when the replica gave one (the last block
         of a `Commit`); for any other block the stored one is dropped, as it would be stale.
-        `execution` is the block's execution record (kept by height)."""
+        `execution` is the block's execution record (kept by height); `certificates` are
+        execution certificates of earlier blocks, kept by their height."""
         height = block.header.height
         with self._env.begin(write=True) as txn:
             current = txn.get(_HEIGHT, db=self._db[b"meta"])
@@ -189,7 +193,7 @@ class NodeStore:
             txn.put(key, encode(block), db=self._db[b"blocks"])
             txn.put(block_id, key, db=self._db[b"ids"])
             txn.put(key, encode(record), db=self._db[b"certs"])
-            self._put_execution(txn, key, execution)
+            self._put_execution(txn, key, execution, certificates)
             # A transaction id has one receipt: a successful execution (a nonce runs once, so
             # there is at most one) is never replaced by a later failed copy of the same
             # transaction that a faulty leader put in a block.
@@ -250,16 +254,24 @@ class NodeStore:
             txn.put(_height_key(response.ending.epoch), encode(response), db=self._db[b"epochs"])
 
     def _put_execution(
-        self, txn: lmdb.Transaction, key: bytes, execution: ExecutionRecord | None
+        self,
+        txn: lmdb.Transaction,
+        key: bytes,
+        execution: ExecutionRecord | None,
+        certificates: Sequence[ExecutionCertificate],
     ) -> None:
         if execution is not None:
             txn.put(key, encode(execution), db=self._db[b"exec"])
+        for certificate in certificates:
+            height = _height_key(certificate.header.height)
+            txn.put(height, encode(certificate), db=self._db[b"exec_certs"])
 
-    def save_execution_certificate(self, certificate: ExecutionCertificate) -> None:
-        """A quorum's certificate of a committed block's execution header (durable)."""
-        key = _height_key(certificate.header.height)
+    def save_execution_certificates(self, certificates: Sequence[ExecutionCertificate]) -> None:
+        """Quorums' certificates of committed blocks' execution headers (durable)."""
         with self._env.begin(write=True) as txn:
-            txn.put(key, encode(certificate), db=self._db[b"exec_certs"])
+            for certificate in certificates:
+                key = _height_key(certificate.header.height)
+                txn.put(key, encode(certificate), db=self._db[b"exec_certs"])
 
     # ------------------------------------------------------------------ reads
 
