@@ -14,6 +14,7 @@ import msgspec
 
 from consortia.node.chain import CommittedBlock
 from consortia.node.driver import Driver
+from consortia.node.metrics import _certificate_metrics
 from consortia.types.execution import certificate_problem
 from consortia.types.signing import SigningDomain
 from tests.node_helpers import (
@@ -64,6 +65,8 @@ def test_every_committed_height_is_certified_alike_on_every_node(tmp_path: Path)
         for driver in drivers:
             assert driver.failed is None
             assert driver.certifier.attestations.check() is None
+            metrics = {m.name: m for m in _certificate_metrics(driver)}
+            assert metrics["consortia_certified_height"].samples[0].value >= target
             driver.close()
         # Written with later commits, the rest at close: all of them are in the store.
         for driver in drivers:

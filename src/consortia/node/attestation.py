@@ -60,8 +60,9 @@ class ExecutionDivergedError(ConsortiaError):
 class AttestationCounters:
     votes_accepted: int = 0
     certificates: int = 0
-    # Dropped votes by reason (a closed set: outside_window, wrong_chain, unknown_signer,
-    # not_from_signer, duplicate, conflicting, bad_signature, full, certified).
+    certified_height: int = 0  # the highest height certified
+    # Dropped votes by reason (a closed set: outside_window, wrong_chain, unknown_epoch,
+    # unknown_signer, not_from_signer, duplicate, conflicting, bad_signature, full, certified).
     dropped: Counter[str] = field(default_factory=Counter)
 
 
@@ -202,6 +203,7 @@ class Attestations:
         del self._pending[height]
         self._certified.add(height)
         self.counters.certificates += 1
+        self.counters.certified_height = max(self.counters.certified_height, height)
         own = self._own.get(height)
         if own is None:
             self._waiting[height] = certificate
