@@ -11,12 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
+from consortia.node.attestation import ExecutionDivergedError
 from consortia.node.chain import CommittedBlock
 from consortia.node.driver import Driver
 from consortia.node.metrics import _certificate_metrics
-from consortia.types.execution import certificate_problem
-from consortia.types.signing import SigningDomain
+from consortia.types.execution import (
+    ExecutionCertificate,
+    ExecutionHeader,
+    ExecutionSignature,
+    certificate_problem,
+)
+from consortia.types.network import CertificateResponse
+from consortia.types.signing import SigningDomain, sign
 from tests.node_helpers import (
     SUITE,
     Hub,
@@ -113,3 +121,70 @@ def test_a_node_whose_execution_diverges_from_a_quorum_halts(tmp_path: Path) -> 
             driver.close()
 
     asyncio.run(scenario())
+
+
+def test_a_node_that_missed_the_votes_fetches_the_certificates_from_its_peers(
+    tmp_path: Path,
+) -> None:
+    """Setup: node 3 is down while the others commit and certify 100 heights (beyond its vote
+    window). Test: back, it catches up, notes the heights it could not certify itself, asks
+    its peers, checks what they answer, and ends with every certificate they have."""
+
+    async def scenario() -> None:
+        hub = Hub(asyncio.get_running_loop(), random.Random(5))
+        genesis = make_genesis(4)
+        keys = validator_keys(4)
+        drivers = [make_driver(hub, genesis, tmp_path, key) for key in keys[:3]]
+        late = make_driver(hub, genesis, tmp_path, keys[3])
+        hub.down.add(keys[3][0])
+        for driver in [*drivers, late]:
+            driver.start()
+        await wait_for(lambda: drivers[0].chain.height >= 100, timeout_s=60)
+        target = drivers[0].chain.height - 2
+        await wait_for(lambda: all(_certified_through(d, target) for d in drivers))
+        hub.down.discard(keys[3][0])
+        await wait_for(lambda: late.chain.height >= target + 10, timeout_s=60)
+        await wait_for(lambda: _certified_through(late, target), timeout_s=60)
+        for height in range(1, target + 1):
+            ours = late.certifier.certificate(height)
+            assert (
+                ours is not None and ours.header == drivers[0].certifier.certificate(height).header
+            )  # type: ignore[union-attr]
+        assert late.failed is None and not late.certifier.missing
+        _forged_answers_are_refused(late, keys)
+        for driver in [*drivers, late]:
+            driver.close()
+
+    asyncio.run(scenario())
+
+
+def _forged_answers_are_refused(driver: Driver, keys: list[tuple[bytes, bytes, bytes]]) -> None:
+    """A peer's answer is checked, not trusted: a certificate short of a quorum or signed for
+    another header is not taken; a quorum's valid certificate of another header than this
+    node's is divergence."""
+    certifier = driver.certifier
+    height = 5
+    real = certifier.certificate(height)
+    assert real is not None
+    certifier.missing[height] = 0
+    domain = SigningDomain(driver.chain.genesis_hash)
+    other = msgspec.structs.replace(real.header, state_root=bytes(32))
+
+    def signed(header: ExecutionHeader, signers: list[tuple[bytes, bytes, bytes]]) -> Any:
+        return ExecutionCertificate(
+            header,
+            [
+                ExecutionSignature(node_id, sign(SUITE, private, header, domain))
+                for node_id, _, private in sorted(signers)
+            ],
+        )
+
+    peer = keys[0][0]
+    short = signed(real.header, keys[:2])
+    mismatched = ExecutionCertificate(other, real.signatures)
+    certifier.on_response(peer, CertificateResponse([short, mismatched]))
+    assert height in certifier.missing
+    with pytest.raises(ExecutionDivergedError):
+        certifier.on_response(peer, CertificateResponse([signed(other, keys[:3])]))
+    certifier.on_response(peer, CertificateResponse([real]))
+    assert height not in certifier.missing

@@ -106,6 +106,11 @@ class Attestations:
         for config in configs:
             self.add_epoch(config)
 
+    @property
+    def latest_epoch(self) -> int:
+        """The latest epoch whose validator set is known."""
+        return max(self._sets)
+
     def validators(self, epoch: int) -> ValidatorSet | None:
         """The validator set of `epoch`, when known."""
         return self._sets.get(epoch)

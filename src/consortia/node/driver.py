@@ -55,7 +55,14 @@ from consortia.node.certifier import Certifier
 from consortia.node.chain import Chain, CommittedBlock
 from consortia.types.consensus import Block, BlockResponse
 from consortia.types.encoding import decode, encode
-from consortia.types.network import TX_BATCH_MAX, ExecutionVote, TxBatch, WireMessage
+from consortia.types.network import (
+    TX_BATCH_MAX,
+    CertificateRequest,
+    CertificateResponse,
+    ExecutionVote,
+    TxBatch,
+    WireMessage,
+)
 from consortia.types.signing import block_id
 from consortia.types.transaction import Transaction
 
@@ -149,13 +156,23 @@ class Driver:
             except Exception as error:  # a broken invariant or a failed read: stop the node
                 self._fail(error)
             return
-        if isinstance(message, ExecutionVote):
+        if isinstance(message, ExecutionVote | CertificateRequest | CertificateResponse):
             try:
-                self.certifier.on_vote(sender, message)
+                self._certification(sender, message)
             except Exception as error:  # divergence, or a failed write: stop the node
                 self._fail(error)
             return
         self._handle(MessageReceived(self._clock_ms(), sender, message))
+
+    def _certification(
+        self, sender: bytes, message: ExecutionVote | CertificateRequest | CertificateResponse
+    ) -> None:
+        if isinstance(message, ExecutionVote):
+            self.certifier.on_vote(sender, message)
+        elif isinstance(message, CertificateRequest):
+            self.certifier.on_request(sender, message)
+        else:
+            self.certifier.on_response(sender, message)
 
     def submit(self, raw: bytes) -> Admission:
         """A client's transaction: admitted here, then passed on to the peers."""

@@ -14,11 +14,13 @@ import msgspec
 from msgspec import Meta
 
 from consortia.types.consensus import ConsensusMessage
-from consortia.types.execution import ExecutionHeader
-from consortia.types.primitives import NodeId, Signature
+from consortia.types.execution import ExecutionCertificate, ExecutionHeader
+from consortia.types.primitives import Height, NodeId, Signature
 
 TX_BATCH_MAX: Final = 1024
 TX_BYTES_MAX: Final = 64 * 1024
+# Execution certificates asked for, or answered, in one message.
+CERTIFICATE_REQUEST_MAX: Final = 16
 
 
 class TxBatch(
@@ -42,4 +44,26 @@ class ExecutionVote(
     signature: Signature
 
 
-WireMessage = ConsensusMessage | TxBatch | ExecutionVote
+class CertificateRequest(
+    msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, tag="msg_cert_request"
+):
+    """Ask a peer for the execution certificates of heights `start` .. `start + count - 1`
+    (a node that missed their votes)."""
+
+    start: Height
+    count: Annotated[int, Meta(ge=1, le=CERTIFICATE_REQUEST_MAX)]
+
+
+class CertificateResponse(
+    msgspec.Struct,
+    frozen=True,
+    array_like=True,
+    forbid_unknown_fields=True,
+    tag="msg_cert_response",
+):
+    """The certificates asked for that the peer holds (each checked by the receiver)."""
+
+    certificates: Annotated[list[ExecutionCertificate], Meta(max_length=CERTIFICATE_REQUEST_MAX)]
+
+
+WireMessage = ConsensusMessage | TxBatch | ExecutionVote | CertificateRequest | CertificateResponse
