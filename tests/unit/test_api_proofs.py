@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from consortia.api import create_app
-from consortia.client import AsyncClient, ClientError, LightClient, VerificationError
+from consortia.client import AsyncClient, Client, ClientError, LightClient, VerificationError
 from consortia.node.service import NodeService
 from tests.node_helpers import Hub, make_driver, make_genesis, transfer, validator_keys
 
@@ -85,6 +85,9 @@ def test_a_receipt_is_returned_only_when_proven_against_a_certified_header(
                     await client.transaction(hashes[2], verify=True)
                 assert refused.value.code == "verification_failed", name
             transport.edit = None
+            # The synchronous client checks the same answers alike.
+            proof_answer = await client._get(f"/v1/tx/{hashes[2]}?proof=true")
+            _sync_client_checks(genesis, hashes[2], proof_answer, record)
             # Another transaction's valid proof does not pass for this one.
             other = await client._get(f"/v1/tx/{hashes[1]}?proof=true")
             transport.edit = lambda _: other
@@ -106,6 +109,29 @@ def test_a_receipt_is_returned_only_when_proven_against_a_certified_header(
             driver.close()
 
     asyncio.run(scenario())
+
+
+def _sync_client_checks(
+    genesis: Any, tx_hash: str, answer: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    """`Client` (sync) over recorded answers: the proven receipt, or VerificationError."""
+    served = {"answer": answer}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == f"/v1/tx/{tx_hash}"
+        return httpx.Response(200, json=served["answer"])
+
+    light = LightClient(genesis)
+    with Client("http://node", transport=httpx.MockTransport(handler), light=light) as client:
+        assert client.transaction(tx_hash, verify=True) == expected
+        served["answer"] = _hex_edit(answer, "receipt_proof")
+        with pytest.raises(VerificationError):
+            client.transaction(tx_hash, verify=True)
+    with (
+        Client("http://node", transport=httpx.MockTransport(handler)) as unconfigured,
+        pytest.raises(VerificationError, match="LightClient"),
+    ):
+        unconfigured.transaction(tx_hash, verify=True)
 
 
 def _hex_edit(body: dict[str, Any], field: str) -> dict[str, Any]:
