@@ -13,6 +13,11 @@ mempool call; it answers 200 with one result per transaction, in order, each eit
 node could name the transaction). A body that is no array is 400 `malformed_batch`; too many
 transactions or too many bytes is 413 (`too_many_transactions`, `too_large`).
 
+Proofs (docs/node.md, *Execution certificates*): `GET /v1/blocks/{height}/certificate` is 404
+`not_certified` until the node holds the block's execution certificate; `GET
+/v1/tx/{hash}?proof=true` is 409 `not_committed` or `not_certified` until it can prove the
+receipt; `GET /v1/epochs/{epoch}/proof` serves the proofs light clients follow epochs with.
+
 Owns routing and the mapping between HTTP and the node's values. Must never change node state
 but through `NodeService.submit` and `submit_many`, and never log a request body.
 """

@@ -148,6 +148,16 @@ def _decode(data: bytes, type_: Any, what: str) -> Any:
         raise VerificationError(what, f"not a canonical encoding: {error}") from None
 
 
+def decode_certificate(encoded_hex: Any) -> ExecutionCertificate:
+    """An `ExecutionCertificate` from the hex of its canonical encoding, as the node serves it
+    (`encoded` in `/v1/blocks/{height}/certificate`, `proof.certificate` with a proof);
+    unchecked until `verify_certificate`."""
+    certificate: ExecutionCertificate = _decode(
+        _hex(encoded_hex, "certificate"), ExecutionCertificate, "certificate"
+    )
+    return certificate
+
+
 def _hex(value: Any, what: str) -> bytes:
     try:
         return bytes.fromhex(str(value))
@@ -219,10 +229,7 @@ class LightClient:
         proof = answer.get("proof")
         if not isinstance(proof, dict):
             raise VerificationError("answer", "no proof in the answer")
-        certificate: ExecutionCertificate = _decode(
-            _hex(proof.get("certificate"), "certificate"), ExecutionCertificate, "certificate"
-        )
-        header = self.verify_certificate(certificate)
+        header = self.verify_certificate(decode_certificate(proof.get("certificate")))
         encoded = _hex(proof.get("receipt"), "receipt")
         receipt: TxReceipt = _decode(encoded, TxReceipt, "receipt")
         receipt_proof: ReceiptProof = _decode(

@@ -22,12 +22,12 @@ from consortia.client.light import (
     LightClient,
     VerificationError,
     claimed_epoch,
+    decode_certificate,
     header_record,
     receipt_record,
 )
 from consortia.crypto import suite as get_suite
 from consortia.types.encoding import decode, encode
-from consortia.types.execution import ExecutionCertificate
 from consortia.types.signing import SigningDomain, sign, transaction_id
 from consortia.types.transaction import Transaction, TransactionBody
 
@@ -188,14 +188,6 @@ def _light(light: LightClient | None) -> LightClient:
     return light
 
 
-def _certificate_of(answer: dict[str, Any]) -> ExecutionCertificate:
-    try:
-        encoded = bytes.fromhex(str(answer["encoded"]))
-        return decode(encoded, ExecutionCertificate)
-    except Exception as error:  # KeyError, ValueError, or decode's DecodeError
-        raise VerificationError("certificate", f"not a canonical certificate: {error}") from None
-
-
 def tx_hash_of(raw: bytes, suite_name: str) -> str:
     """The id the node gives a signed transaction (its body's hash), before submitting."""
     return transaction_id(get_suite(suite_name), decode(raw, Transaction).body).hex()
@@ -270,7 +262,7 @@ class Client:
         answer = self._get(f"/v1/blocks/{height}/certificate")
         if not verify:
             return answer
-        certificate = _certificate_of(answer)
+        certificate = decode_certificate(answer.get("encoded"))
         self.follow_epochs(certificate.header.epoch)
         return header_record(_light(self.light).verify_certificate(certificate))
 
@@ -420,7 +412,7 @@ class AsyncClient:
         answer = await self._get(f"/v1/blocks/{height}/certificate")
         if not verify:
             return answer
-        certificate = _certificate_of(answer)
+        certificate = decode_certificate(answer.get("encoded"))
         await self.follow_epochs(certificate.header.epoch)
         return header_record(_light(self.light).verify_certificate(certificate))
 
