@@ -319,12 +319,17 @@ def test_votes_of_an_unknown_epoch_wait_for_its_validators_and_old_epochs_are_dr
     later = Attestations(SUITE, DOMAIN, CHAIN_ID, [next_config], height=3)
     assert later.add(vote(KEYS[0], header(4, epoch=0)), KEYS[0].node_id) == []
     assert later.counters.dropped["unknown_epoch"] == 1
-    # The waiting room is bounded.
+    # The waiting room is bounded, in all and per sender.
     crowded = aggregator()
     far = header(5, epoch=9)
-    for _ in range(UNKNOWN_EPOCH_MAX + 10):
+    per_sender = AHEAD + BEHIND + 1
+    for _ in range(per_sender + 10):
         crowded.add(vote(KEYS[0], far), KEYS[0].node_id)
     assert crowded.counters.dropped["unknown_epoch"] == 10
+    for key in KEYS[1:]:
+        for _ in range(per_sender):
+            crowded.add(vote(key, far), key.node_id)
+    assert len(crowded._unknown) == min(UNKNOWN_EPOCH_MAX, 4 * per_sender)
     assert crowded.check() is None
 
 

@@ -11,8 +11,8 @@ execution diverged from a quorum's: `ExecutionDivergedError`, and the node stops
 Bounded: votes are kept only for heights from `BEHIND` below this node's height to `AHEAD`
 above it, one per signer and height (the first; a second, different one is dropped), and at
 most `VOTES_MAX` in all; votes of an epoch whose validator set is not known yet wait in a
-buffer of at most `UNKNOWN_EPOCH_MAX`. Certificates formed before this node executed the
-height wait (within the same window) for its own header.
+buffer of at most `UNKNOWN_EPOCH_MAX` (and one a window height per sender). Certificates
+formed before this node executed the height wait (within the same window) for its own header.
 
 `Attestations` is pure (no clock, no I/O): it takes votes and headers and returns
 certificates. It never signs: the consensus key stays in `consensus/safety.py`
@@ -163,10 +163,7 @@ class Attestations:
             return self._drop("not_from_signer")
         validators = self._sets.get(header.epoch)
         if validators is None:
-            if (
-                header.epoch > max(self._sets, default=-1)
-                and len(self._unknown) < UNKNOWN_EPOCH_MAX
-            ):
+            if header.epoch > self.latest_epoch and self._may_wait(sender):
                 self._unknown.append((vote, sender))
                 return []
             return self._drop("unknown_epoch")
@@ -234,6 +231,13 @@ class Attestations:
             for height in [h for h in kept if h < low]:
                 del kept[height]
         self._certified = {h for h in self._certified if h >= low}
+
+    def _may_wait(self, sender: bytes) -> bool:
+        """Room for one more vote of an unknown epoch: in all, and from this sender (one per
+        height of the window, so no peer can crowd the others' out)."""
+        if len(self._unknown) >= UNKNOWN_EPOCH_MAX:
+            return False
+        return sum(1 for _, s in self._unknown if s == sender) < AHEAD + BEHIND + 1
 
     def _drop(self, reason: str) -> list[ExecutionCertificate]:
         self.counters.dropped[reason] += 1
