@@ -183,6 +183,8 @@ def test_the_openapi_document_names_every_route() -> None:
         "/v1/views",
         "/v1/blocks/{height}",
         "/v1/blocks/{height}/receipts",
+        "/v1/blocks/{height}/certificate",
+        "/v1/epochs/{epoch}/proof",
         "/v1/status",
         "/v1/accounts/{account_id}",
         "/v1/state/{contract}/{key}",

@@ -13,6 +13,11 @@ mempool call; it answers 200 with one result per transaction, in order, each eit
 node could name the transaction). A body that is no array is 400 `malformed_batch`; too many
 transactions or too many bytes is 413 (`too_many_transactions`, `too_large`).
 
+Proofs (docs/node.md, *Execution certificates*): `GET /v1/blocks/{height}/certificate` is 404
+`not_certified` until the node holds the block's execution certificate; `GET
+/v1/tx/{hash}?proof=true` is 409 `not_committed` or `not_certified` until it can prove the
+receipt; `GET /v1/epochs/{epoch}/proof` serves the proofs light clients follow epochs with.
+
 Owns routing and the mapping between HTTP and the node's values. Must never change node state
 but through `NodeService.submit` and `submit_many`, and never log a request body.
 """
@@ -33,7 +38,7 @@ from starlette.routing import Route
 from consortia.api.openapi import openapi_document
 from consortia.errors import DecodeError
 from consortia.execution.state import HeightUnavailableError
-from consortia.node.service import HEX_ID_LENGTH, NodeService, NotFoundError
+from consortia.node.service import HEX_ID_LENGTH, NodeService, NotFoundError, NotReadyError
 from consortia.types.encoding import decode, encode
 from consortia.types.transaction import Transaction, TransactionBody
 
@@ -175,6 +180,45 @@ def _height(request: Request, name: str = "height") -> int | None:
     return int(raw)
 
 
+def _path_int(request: Request, name: str) -> int:
+    raw = request.path_params[name]
+    if not raw.isdigit() or len(raw) > 19:
+        raise ApiError(400, "bad_argument", f"{name} must be a non-negative integer")
+    return int(raw)
+
+
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "false")
+    if raw not in ("true", "false"):
+        raise ApiError(400, "bad_argument", f"{name} is true or false")
+    return raw == "true"
+
+
+async def _api_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ApiError)
+    return error_response(error.status, error.code, error.message)
+
+
+async def _not_found(request: Request, error: Exception) -> Response:
+    return error_response(404, "not_found", str(error))
+
+
+async def _not_ready(request: Request, error: Exception) -> Response:
+    assert isinstance(error, NotReadyError)
+    return error_response(error.status, error.code, str(error))
+
+
+async def _gone(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HeightUnavailableError)
+    return error_response(410, error.code, str(error))
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "bad_request")
+    return error_response(error.status_code, code, str(error.detail))
+
+
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -208,7 +252,16 @@ def create_app(service: NodeService, registry: CollectorRegistry | None = None) 
         return JSONResponse({"results": results})
 
     async def transaction(request: Request) -> Response:
-        return JSONResponse(service.transaction(_hex_id(request.path_params["tx_hash"])))
+        tx_id = _hex_id(request.path_params["tx_hash"])
+        if _flag(request, "proof"):
+            return JSONResponse(service.transaction_proof(tx_id))
+        return JSONResponse(service.transaction(tx_id))
+
+    async def certificate(request: Request) -> Response:
+        return JSONResponse(service.certificate_view(_path_int(request, "height")))
+
+    async def epoch_proof(request: Request) -> Response:
+        return JSONResponse(service.epoch_proof(_path_int(request, "epoch")))
 
     async def view(request: Request) -> Response:
         height = _height(request)
@@ -246,22 +299,6 @@ def create_app(service: NodeService, registry: CollectorRegistry | None = None) 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document())
 
-    async def api_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, ApiError)
-        return error_response(error.status, error.code, error.message)
-
-    async def not_found(request: Request, error: Exception) -> Response:
-        return error_response(404, "not_found", str(error))
-
-    async def gone(request: Request, error: Exception) -> Response:
-        assert isinstance(error, HeightUnavailableError)
-        return error_response(410, error.code, str(error))
-
-    async def http_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, HTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "bad_request")
-        return error_response(error.status_code, code, str(error.detail))
-
     routes = [
         Route("/v1/tx", submit, methods=["POST"]),
         Route("/v1/txs", submit_batch, methods=["POST"]),
@@ -269,6 +306,8 @@ def create_app(service: NodeService, registry: CollectorRegistry | None = None) 
         Route("/v1/views", view, methods=["POST"]),
         Route("/v1/blocks/{height}", block, methods=["GET"]),
         Route("/v1/blocks/{height}/receipts", block_receipts, methods=["GET"]),
+        Route("/v1/blocks/{height}/certificate", certificate, methods=["GET"]),
+        Route("/v1/epochs/{epoch}/proof", epoch_proof, methods=["GET"]),
         Route("/v1/status", status, methods=["GET"]),
         Route("/v1/accounts/{account_id}", account, methods=["GET"]),
         Route("/v1/state/{contract}/{key:path}", state, methods=["GET"]),
@@ -278,9 +317,10 @@ def create_app(service: NodeService, registry: CollectorRegistry | None = None) 
     return Starlette(
         routes=routes,
         exception_handlers={
-            ApiError: api_error,
-            NotFoundError: not_found,
-            HeightUnavailableError: gone,
-            HTTPException: http_error,
+            ApiError: _api_error,
+            NotFoundError: _not_found,
+            NotReadyError: _not_ready,
+            HeightUnavailableError: _gone,
+            HTTPException: _http_error,
         },
     )

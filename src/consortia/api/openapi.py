@@ -128,6 +128,15 @@ _HEIGHT: Final = {
 }
 
 
+_PROOF: Final = {
+    "name": "proof",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["true", "false"]},
+    "description": "true: add the receipt's proof against the block's certified execution header",
+}
+
+
 def openapi_document() -> dict[str, Any]:
     signed_body = {
         "required": True,
@@ -202,8 +211,13 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/v1/tx/{tx_hash}": _get(
-                "A transaction: pending, committed or failed, with its receipt",
+                "A transaction: pending, committed or failed, with its receipt; with "
+                "proof=true also `proof`: the receipt's canonical encoding, its Merkle proof "
+                "against the receipts root and the block's execution certificate (hex), "
+                "409 not_committed or not_certified until there is one",
                 _path("tx_hash", "64 hex digits"),
+                _PROOF,
+                errors=(400, 404, 409),
             ),
             "/v1/views": {
                 "post": {
@@ -224,6 +238,17 @@ def openapi_document() -> dict[str, Any]:
                 "Each transaction of a committed block, in order: its hash, whether it "
                 "succeeded, its code",
                 _path("height", "a height"),
+            ),
+            "/v1/blocks/{height}/certificate": _get(
+                "The execution certificate of a committed block: its execution header (block "
+                "hash, state root, receipts root) signed by a quorum of the validators of its "
+                "epoch; 404 not_certified until this node holds one",
+                _path("height", "a height"),
+            ),
+            "/v1/epochs/{epoch}/proof": _get(
+                "The proof that an epoch ended (canonical encoding, hex): its last block's "
+                "header naming the next validator set, and the QCs that committed it",
+                _path("epoch", "the epoch that ended"),
             ),
             "/v1/status": _get("The node's view of the chain", errors=(400,)),
             "/v1/accounts/{account_id}": _get(

@@ -9,8 +9,13 @@ wait for them to commit, and read receipts, accounts, blocks and state. Sync and
 Everything the node refuses raises `ClientError` with the node's stable code. The SDK learns
 the chain's id, suite, genesis hash and contract versions from the node (`/v1/status`) and
 signs locally: a private key never leaves the caller's process.
+
+Reads need not trust the node: with a `LightClient` built from the genesis file,
+`node.transaction(tx_hash, verify=True)` returns a receipt only once it is proven against an
+execution header certified by the validators of its epoch (`VerificationError` otherwise).
 """
 
+from consortia.client.light import LightClient, VerificationError, verify_certificate
 from consortia.client.sdk import (
     AsyncClient,
     ChainInfo,
@@ -25,6 +30,9 @@ __all__ = [
     "ChainInfo",
     "Client",
     "ClientError",
+    "LightClient",
     "Signer",
     "TimeoutWaitingError",
+    "VerificationError",
+    "verify_certificate",
 ]

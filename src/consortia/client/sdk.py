@@ -18,6 +18,14 @@ import httpx
 import msgspec
 
 from consortia.client.codec import transaction_to_json
+from consortia.client.light import (
+    LightClient,
+    VerificationError,
+    claimed_epoch,
+    decode_certificate,
+    header_record,
+    receipt_record,
+)
 from consortia.crypto import suite as get_suite
 from consortia.types.encoding import decode, encode
 from consortia.types.signing import SigningDomain, sign, transaction_id
@@ -174,6 +182,12 @@ def _chunks(raws: Sequence[bytes]) -> list[Sequence[bytes]]:
     ]
 
 
+def _light(light: LightClient | None) -> LightClient:
+    if light is None:
+        raise VerificationError("setup", "verifying needs a LightClient (Client(..., light=))")
+    return light
+
+
 def tx_hash_of(raw: bytes, suite_name: str) -> str:
     """The id the node gives a signed transaction (its body's hash), before submitting."""
     return transaction_id(get_suite(suite_name), decode(raw, Transaction).body).hex()
@@ -188,9 +202,12 @@ class Client:
         *,
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        light: LightClient | None = None,
     ) -> None:
         self._http = httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport)
         self._chain: ChainInfo | None = None
+        # Validator sets proven from the genesis: what `verify=True` checks answers against.
+        self.light = light
 
     def __enter__(self) -> Client:
         return self
@@ -226,8 +243,41 @@ class Client:
         path = f"/v1/state/{quote(contract, safe='')}/{quote(key, safe='/')}"  # ids hold '#'
         return self._get(f"{path}{suffix}")["value"]
 
-    def transaction(self, tx_hash: str) -> dict[str, Any]:
-        return self._get(f"/v1/tx/{tx_hash}")
+    def transaction(self, tx_hash: str, *, verify: bool = False) -> dict[str, Any]:
+        """The transaction's record. With `verify`, only a committed one whose receipt is
+        proven against an execution header certified by its epoch's validators (learnt from
+        the genesis on, through this client's `light`), built from the proven receipt;
+        VerificationError (code verification_failed) when a check fails, ClientError
+        not_certified or not_committed while there is no proof yet."""
+        if not verify:
+            return self._get(f"/v1/tx/{tx_hash}")
+        light = _light(self.light)
+        answer = self._get(f"/v1/tx/{tx_hash}?proof=true")
+        self.follow_epochs(claimed_epoch(answer))
+        return receipt_record(*light.verify_receipt(answer, tx_hash))
+
+    def certificate(self, height: int, *, verify: bool = False) -> dict[str, Any]:
+        """The execution certificate of block `height` (404 not_certified until there is
+        one); with `verify`, the header it certifies, once checked."""
+        answer = self._get(f"/v1/blocks/{height}/certificate")
+        if not verify:
+            return answer
+        certificate = decode_certificate(answer.get("encoded"))
+        self.follow_epochs(certificate.header.epoch)
+        return header_record(_light(self.light).verify_certificate(certificate))
+
+    def epoch_proof(self, epoch: int) -> bytes:
+        """The canonical encoding of the proof that `epoch` ended (checked by `light`)."""
+        try:
+            return bytes.fromhex(str(self._get(f"/v1/epochs/{epoch}/proof")["proof"]))
+        except (KeyError, ValueError):
+            raise ClientError("bad_response", "no epoch proof in the answer") from None
+
+    def follow_epochs(self, epoch: int) -> None:
+        """Learn validator sets up to `epoch`, each from the proof the previous one ended."""
+        light = _light(self.light)
+        while (ending := light.needs(epoch)) is not None:
+            light.learn_epoch(self.epoch_proof(ending))
 
     def submit(self, raw: bytes) -> str:
         try:
@@ -313,9 +363,11 @@ class AsyncClient:
         *,
         timeout_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        light: LightClient | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, transport=transport)
         self._chain: ChainInfo | None = None
+        self.light = light
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -346,8 +398,34 @@ class AsyncClient:
     async def block(self, height: int | None = None) -> dict[str, Any]:
         return await self._get(f"/v1/blocks/{'latest' if height is None else height}")
 
-    async def transaction(self, tx_hash: str) -> dict[str, Any]:
-        return await self._get(f"/v1/tx/{tx_hash}")
+    async def transaction(self, tx_hash: str, *, verify: bool = False) -> dict[str, Any]:
+        """As `Client.transaction`."""
+        if not verify:
+            return await self._get(f"/v1/tx/{tx_hash}")
+        light = _light(self.light)
+        answer = await self._get(f"/v1/tx/{tx_hash}?proof=true")
+        await self.follow_epochs(claimed_epoch(answer))
+        return receipt_record(*light.verify_receipt(answer, tx_hash))
+
+    async def certificate(self, height: int, *, verify: bool = False) -> dict[str, Any]:
+        """As `Client.certificate`."""
+        answer = await self._get(f"/v1/blocks/{height}/certificate")
+        if not verify:
+            return answer
+        certificate = decode_certificate(answer.get("encoded"))
+        await self.follow_epochs(certificate.header.epoch)
+        return header_record(_light(self.light).verify_certificate(certificate))
+
+    async def epoch_proof(self, epoch: int) -> bytes:
+        try:
+            return bytes.fromhex(str((await self._get(f"/v1/epochs/{epoch}/proof"))["proof"]))
+        except (KeyError, ValueError):
+            raise ClientError("bad_response", "no epoch proof in the answer") from None
+
+    async def follow_epochs(self, epoch: int) -> None:
+        light = _light(self.light)
+        while (ending := light.needs(epoch)) is not None:
+            light.learn_epoch(await self.epoch_proof(ending))
 
     async def submit(self, raw: bytes) -> str:
         try:

@@ -63,6 +63,7 @@ from consortia.types.consensus import (
     TimeoutCertificate,
     Vote,
 )
+from consortia.types.execution import ExecutionHeader
 from consortia.types.signing import SigningDomain, block_id
 
 # Transitions: every input the replica takes and the one method that handles it.
@@ -149,6 +150,11 @@ class Replica:
         out = self._out.copy()
         self._out.clear()
         return out
+
+    def sign_execution(self, header: ExecutionHeader) -> bytes | None:
+        """The node's handle on the safety rules for execution headers (none of the
+        replica's state changes): the signature, or None when they refuse."""
+        return self.safety.sign_execution(header)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -13,7 +13,11 @@ few rules taken from Jolteon (DiemBFT v4), written out in docs/consensus.md sect
 * a vote or timeout raises `highest_vote_round` to r, so after timing out in r the replica
   never votes in r;
 * sign a proposal for round r only if r > highest_proposal_round: an honest leader never
-  equivocates, even across a restart.
+  equivocates, even across a restart;
+* sign an execution header (the state a committed block led to, `types.execution`) only of
+  this chain, and never two different headers for one height in this process. Not part of
+  the consensus rules and not persisted: execution is deterministic, so after a restart the
+  node signs the same header again; signing it only lets the node's state be certified.
 
 A refusal is a value, not `None`: `Refusal` names the rule that refused and the rounds it
 compared, so a replica's metrics and a reviewer's trace say exactly why nothing was signed.
@@ -25,6 +29,7 @@ module never reads a clock, the disk or randomness, and never sees the network.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,6 +45,8 @@ from consortia.types.consensus import (
     TimeoutData,
     VoteData,
 )
+from consortia.types.encoding import encode
+from consortia.types.execution import ExecutionHeader
 from consortia.types.signing import SigningDomain, sign
 
 
@@ -62,6 +69,9 @@ class Weakening:
 
 
 NO_WEAKENING = Weakening()
+
+# Execution headers remembered (by height) to refuse signing a different one for a height.
+EXECUTION_SIGNED_MAX = 1024
 
 # The weakenings by name, as `consortia sim --weaken NAME` and a run's replay command spell them.
 WEAKENING_NAMES: tuple[str, ...] = tuple(Weakening.__dataclass_fields__)
@@ -124,6 +134,8 @@ class SafetyRules:
         self._chain_id = chain_id
         self.state = state
         self._weakening = weakening
+        # height -> the encoding of the execution header signed for it (the latest ones).
+        self._executed: OrderedDict[int, bytes] = OrderedDict()
 
     @property
     def highest_qc_round(self) -> int:
@@ -210,6 +222,21 @@ class SafetyRules:
                 last_timeout_certificate=remembered_tc,
             )
         return data, signature, self.state
+
+    def sign_execution(self, header: ExecutionHeader) -> bytes | None:
+        """This validator's signature of an execution header, or None when it is of another
+        chain or another header was already signed for its height (execution went wrong:
+        the caller stops)."""
+        if header.chain_id != self._chain_id:
+            return None
+        encoded = encode(header)
+        signed = self._executed.get(header.height)
+        if signed is not None and signed != encoded:
+            return None
+        self._executed[header.height] = encoded
+        while len(self._executed) > EXECUTION_SIGNED_MAX:
+            self._executed.popitem(last=False)
+        return sign(self._suite, self._private_key, header, self._domain)
 
     def _remembered_tc(
         self, round_: int, tc: TimeoutCertificate | None

@@ -3,9 +3,11 @@
 Owns executing committed blocks and recording them. A `Commit` from the replica runs each
 block through the engine, then writes the block, its certificates, its receipts, its state
 writes, the new state root and the epoch bookkeeping to the store in one durable transaction,
-before anyone is told the block is committed. A restarted node restores the engine's
-committed state from the store (checked against the stored root) instead of re-executing the
-chain, and rebuilds its replica from what the store kept.
+before anyone is told the block is committed. With them goes the block's execution record:
+the `ExecutionHeader` (block id, state root, receipts root) the validators sign and certify
+(`node/attestation.py`), and its receipts' leaf hashes, to prove any one of them. A restarted
+node restores the engine's committed state from the store (checked against the stored root)
+instead of re-executing the chain, and rebuilds its replica from what the store kept.
 
 Must never decide anything about consensus (the replica does) nor admit transactions (the
 mempool does); it reads the clock and the disk only through what the node hands it.
@@ -13,6 +15,7 @@ mempool does); it reads the clock and the disk only through what the node hands 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -25,8 +28,23 @@ from consortia.execution.engine import KnownTransactions, Receipt
 from consortia.execution.genesis import engine_from_genesis
 from consortia.execution.membership import EngineMembership
 from consortia.execution.values import state_key
-from consortia.storage import CommitRecord, NodeStore, StoredEvent, StoredReceipt
+from consortia.storage import (
+    CommitRecord,
+    ExecutionRecord,
+    NodeStore,
+    StoredEvent,
+    StoredReceipt,
+)
 from consortia.types.consensus import Block, EpochConfig, QuorumCertificate, Validator
+from consortia.types.encoding import encode
+from consortia.types.execution import (
+    ExecutionCertificate,
+    ExecutionHeader,
+    ReceiptEvent,
+    TxReceipt,
+    receipt_leaf,
+    receipts_root,
+)
 from consortia.types.genesis import Genesis, genesis_hash
 from consortia.types.signing import block_id
 
@@ -39,6 +57,8 @@ class CommittedBlock:
     block_id: bytes
     state_root: bytes
     receipts: list[StoredReceipt]
+    # What this node's execution of the block led to, as the validators sign it.
+    execution: ExecutionHeader | None = None
 
 
 def genesis_epoch(genesis: Genesis) -> EpochConfig:
@@ -142,9 +162,14 @@ class Chain:
     # ------------------------------------------------------------------ commits
 
     def apply(
-        self, commit: Commit, *, known: KnownTransactions | None = None
+        self,
+        commit: Commit,
+        *,
+        known: KnownTransactions | None = None,
+        certificates: Sequence[ExecutionCertificate] = (),
     ) -> list[CommittedBlock]:
-        """Execute and durably record the blocks a `Commit` made final, in order."""
+        """Execute and durably record the blocks a `Commit` made final, in order, and with
+        the first of them the execution certificates of earlier blocks formed since."""
         recorded = []
         self._nonces.clear()
         tip = self.store.tip()
@@ -168,6 +193,15 @@ class Chain:
                 _stored(receipt, header.height, position)
                 for position, receipt in enumerate(result.receipts)
             ]
+            leaves = [receipt_leaf(self.suite, encode(tx_receipt(r))) for r in receipts]
+            execution = ExecutionHeader(
+                chain_id=header.chain_id,
+                epoch=header.epoch,
+                height=header.height,
+                block_id=new_id,
+                state_root=root,
+                receipts_root=receipts_root(self.suite, leaves),
+            )
             if header.next_epoch is not None:
                 config, epoch_root_id = header.next_epoch, new_id
             self.store.commit_block(
@@ -180,8 +214,10 @@ class Chain:
                 epoch_config=config,
                 epoch_root_id=epoch_root_id,
                 reputation=commit.reputation if index == len(blocks) - 1 else None,
+                execution=ExecutionRecord(execution, leaves),
+                certificates=certificates if index == 0 else (),
             )
-            recorded.append(CommittedBlock(block, new_id, root, receipts))
+            recorded.append(CommittedBlock(block, new_id, root, receipts, execution))
         return recorded
 
     # ------------------------------------------------------------------ reads
@@ -243,6 +279,21 @@ def genesis_block_of(genesis: Genesis) -> Block:
         genesis.chain_id,
         genesis.protocol_version,
         genesis.genesis_time_ms,
+    )
+
+
+def tx_receipt(receipt: StoredReceipt) -> TxReceipt:
+    """A stored receipt in the canonical form the receipts root commits to."""
+    return TxReceipt(
+        tx_id=receipt.tx_id,
+        height=receipt.height,
+        index=receipt.index,
+        ok=receipt.ok,
+        code=receipt.code,
+        message=receipt.message,
+        gas_used=receipt.gas_used,
+        events=[ReceiptEvent(e.contract, e.name, e.fields) for e in receipt.events],
+        result=receipt.result,
     )
 
 

@@ -5,7 +5,9 @@ the transport), timers (on the asyncio loop), persisting safety state (durable b
 `PersistDone`), offering payloads (from the mempool, never a transaction already proposed in
 an uncommitted ancestor), executing and recording commits (through `Chain`), answering block
 requests from the store, keeping epoch proofs, and halting the node when the replica halts.
-It also admits transactions (from clients and from peers) and passes client ones on.
+It also admits transactions (from clients and from peers) and passes client ones on, and hands
+executed blocks and peers' execution votes to its `Certifier` (execution certificates); a
+node whose execution diverged from a quorum's stops there.
 
 Idle pacing: a leader with nothing to propose (no transaction ready, none in an uncommitted
 ancestor or in the last two committed blocks, no epoch change due) holds its empty payload for
@@ -49,10 +51,18 @@ from consortia.consensus.events import (
 from consortia.consensus.replica import Replica
 from consortia.errors import DecodeError
 from consortia.mempool import Admission, Mempool
+from consortia.node.certifier import Certifier
 from consortia.node.chain import Chain, CommittedBlock
 from consortia.types.consensus import Block, BlockResponse
 from consortia.types.encoding import decode, encode
-from consortia.types.network import TX_BATCH_MAX, TxBatch, WireMessage
+from consortia.types.network import (
+    TX_BATCH_MAX,
+    CertificateRequest,
+    CertificateResponse,
+    ExecutionVote,
+    TxBatch,
+    WireMessage,
+)
 from consortia.types.signing import block_id
 from consortia.types.transaction import Transaction
 
@@ -119,6 +129,10 @@ class Driver:
         self._commits_scheduled = False
         # Called with every batch of blocks once they are durably recorded.
         self.on_commit: list[Callable[[list[CommittedBlock]], None]] = []
+        # Execution votes and certificates; it signs through the replica's safety rules.
+        self.certifier = Certifier(
+            chain=chain, node_id=replica.node_id, sign=replica.sign_execution, transport=transport
+        )
         self._log = structlog.get_logger("consortia.node").bind(node=replica.node_id.hex()[:16])
 
     # ------------------------------------------------------------------ inputs
@@ -146,7 +160,23 @@ class Driver:
             except Exception as error:  # a broken invariant or a failed read: stop the node
                 self._fail(error)
             return
+        if isinstance(message, ExecutionVote | CertificateRequest | CertificateResponse):
+            try:
+                self._certification(sender, message)
+            except Exception as error:  # divergence, or a failed write: stop the node
+                self._fail(error)
+            return
         self._handle(MessageReceived(self._clock_ms(), sender, message))
+
+    def _certification(
+        self, sender: bytes, message: ExecutionVote | CertificateRequest | CertificateResponse
+    ) -> None:
+        if isinstance(message, ExecutionVote):
+            self.certifier.on_vote(sender, message)
+        elif isinstance(message, CertificateRequest):
+            self.certifier.on_request(sender, message)
+        else:
+            self.certifier.on_response(sender, message)
 
     def submit(self, raw: bytes) -> Admission:
         """A client's transaction: admitted here, then passed on to the peers."""
@@ -255,6 +285,7 @@ class Driver:
         elif isinstance(action, EnterEpoch):
             if action.proof is not None:
                 self.chain.store.save_epoch_proof(action.proof)
+            self.certifier.epoch(action.config)
             self._log.info("epoch entered", epoch=action.config.epoch)
         elif isinstance(action, ServeBlocks):
             self._serve_blocks(action)
@@ -364,7 +395,9 @@ class Driver:
         return items
 
     def _commit(self, action: Commit) -> None:
-        committed = self.chain.apply(action, known=self.mempool.known)
+        committed = self.chain.apply(
+            action, known=self.mempool.known, certificates=self.certifier.take_unsaved()
+        )
         for entry in committed:
             if entry.block.payload:
                 self._busy_height = entry.block.header.height
@@ -374,6 +407,7 @@ class Driver:
             self.counters.transactions_committed += len(entry.receipts)
         for listener in self.on_commit:
             listener(committed)
+        self.certifier.executed(committed)
         last = committed[-1]
         self._log.info(
             "committed",
@@ -402,6 +436,8 @@ class Driver:
         return self.chain.next_nonce(sender)
 
     def close(self) -> None:
+        if self.failed is None:
+            self.certifier.close()
         self._cancel_idle()
         if self._timer is not None:
             self._timer.cancel()

@@ -87,7 +87,31 @@ class _NodeCollector(Collector):
             "Empty payloads this node held back as leader while the network was idle",
             driver.counters.idle_pauses,
         )
+        yield from _certificate_metrics(driver)
         yield from _transport_metrics(self._transport)
+
+
+def _certificate_metrics(driver: Driver) -> Iterator[Any]:
+    """Execution certificates formed, the highest certified height, and votes dropped."""
+    counters = driver.certifier.attestations.counters
+    yield CounterMetricFamily(
+        "consortia_execution_certificates",
+        "Execution certificates this node formed (a quorum signed a block's execution header)",
+        counters.certificates,
+    )
+    yield GaugeMetricFamily(
+        "consortia_certified_height",
+        "The highest height this node formed an execution certificate for",
+        counters.certified_height,
+    )
+    dropped = CounterMetricFamily(
+        "consortia_execution_votes_dropped",
+        "Execution votes dropped, by reason",
+        labels=["reason"],
+    )
+    for reason, count in sorted(counters.dropped.items()):
+        dropped.add_metric([reason], count)
+    yield dropped
 
 
 def _transport_metrics(transport: Any) -> Iterator[Any]:

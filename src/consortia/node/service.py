@@ -21,10 +21,12 @@ from consortia.execution.builtin import BUILTIN_CONTRACTS
 from consortia.execution.contracts import asset, identity_state, system
 from consortia.execution.values import state_key
 from consortia.mempool import Admission
-from consortia.node.chain import CommittedBlock
+from consortia.node.chain import CommittedBlock, tx_receipt
 from consortia.node.driver import Driver
 from consortia.storage import StoredReceipt
 from consortia.types.consensus import Block, QuorumCertificate
+from consortia.types.encoding import encode
+from consortia.types.execution import ExecutionCertificate, ExecutionHeader, receipt_proof
 from consortia.types.signing import block_id
 
 HEX_ID_LENGTH = 64
@@ -34,6 +36,30 @@ RECENT_BLOCKS: Final = 16
 
 class NotFoundError(Exception):
     """What the request names does not exist (an unknown block, transaction or account)."""
+
+
+class NotReadyError(Exception):
+    """What was asked exists but cannot be proven yet; `status` is the HTTP status the API
+    answers with, `code` its stable code."""
+
+    code = "not_ready"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotCertifiedError(NotReadyError):
+    """The block (or the block holding the transaction) is committed, but this node holds no
+    execution certificate of it yet (or never will: see node/certifier.py)."""
+
+    code = "not_certified"
+
+
+class NotCommittedError(NotReadyError):
+    """The transaction is known but not committed yet (a proof needs a committed block)."""
+
+    code = "not_committed"
 
 
 @dataclass(slots=True)
@@ -66,6 +92,57 @@ class NodeService:
         if tx_id in self.driver.mempool:
             return {"tx_hash": tx_id.hex(), "status": "pending"}
         raise NotFoundError(f"no transaction {tx_id.hex()}")
+
+    # ------------------------------------------------------------------ proofs
+
+    def certificate(self, height: int) -> ExecutionCertificate | None:
+        """The execution certificate of the committed block at `height`, if this node has it."""
+        return self.driver.certifier.certificate(height)
+
+    def certificate_view(self, height: int) -> dict[str, Any]:
+        """GET /v1/blocks/{height}/certificate: NotFoundError for no such block,
+        NotCertifiedError while it is not certified here."""
+        committed = self.chain.store.height or 0
+        if not 1 <= height <= committed:
+            raise NotFoundError(f"no block {height}")
+        certificate = self.certificate(height)
+        if certificate is None:
+            raise NotCertifiedError(f"block {height} has no execution certificate here yet", 404)
+        return _certificate_view(certificate)
+
+    def transaction_proof(self, tx_id: bytes) -> dict[str, Any]:
+        """GET /v1/tx/{hash}?proof=true: the receipt, its canonical encoding, its proof
+        against the receipts root of its block's execution header, and the certificate."""
+        store = self.chain.store
+        receipt = store.receipt(tx_id)
+        if receipt is None:
+            if tx_id in self.driver.mempool:
+                raise NotCommittedError(f"transaction {tx_id.hex()} is not committed yet", 409)
+            raise NotFoundError(f"no transaction {tx_id.hex()}")
+        record = store.execution_record(receipt.height)
+        certificate = self.certificate(receipt.height)
+        if record is None or certificate is None:
+            raise NotCertifiedError(
+                f"block {receipt.height} holding {tx_id.hex()} has no execution certificate here",
+                409,
+            )
+        proof = receipt_proof(self.chain.suite, record.receipt_leaves, receipt.index)
+        view = _receipt_view(receipt)
+        view["proof"] = {
+            "receipt": encode(tx_receipt(receipt)).hex(),
+            "receipt_proof": encode(proof).hex(),
+            "certificate": encode(certificate).hex(),
+            "header": _header_view(certificate.header),
+        }
+        return view
+
+    def epoch_proof(self, epoch: int) -> dict[str, Any]:
+        """GET /v1/epochs/{epoch}/proof: the proof that `epoch` ended (its last block's header,
+        naming the next validator set, and the QCs that committed it), for light clients."""
+        response = self.chain.store.epoch_proof(epoch)
+        if response is None:
+            raise NotFoundError(f"no proof that epoch {epoch} ended")
+        return {"epoch": epoch, "proof": encode(response).hex()}
 
     def view(self, raw: bytes, height: int | None) -> dict[str, Any]:
         """A signed read request's outcome."""
@@ -198,6 +275,27 @@ def _qc_view(qc: QuorumCertificate) -> dict[str, Any]:
         "height": qc.height,
         "signers": [entry.index for entry in qc.signatures],
         "signatures": [entry.signature.hex() for entry in qc.signatures],
+    }
+
+
+def _header_view(header: ExecutionHeader) -> dict[str, Any]:
+    return {
+        "chain_id": header.chain_id,
+        "epoch": header.epoch,
+        "height": header.height,
+        "block_hash": header.block_id.hex(),
+        "state_root": header.state_root.hex(),
+        "receipts_root": header.receipts_root.hex(),
+    }
+
+
+def _certificate_view(certificate: ExecutionCertificate) -> dict[str, Any]:
+    return {
+        "height": certificate.header.height,
+        "header": _header_view(certificate.header),
+        "signers": [entry.node_id.hex() for entry in certificate.signatures],
+        "signatures": [entry.signature.hex() for entry in certificate.signatures],
+        "encoded": encode(certificate).hex(),
     }
 
 

@@ -13,14 +13,18 @@ Owns the on-disk layout and the two write paths a node needs:
 * `commit_block`: a committed block with its certificates, receipts, state writes, state root
   and epoch bookkeeping, all in one transaction, durable before anyone hears it committed.
 So a node killed at any moment restarts from a consistent state: either a block is there
-with everything that belongs to it, or none of it is.
+with everything that belongs to it, or none of it is. A committed block's execution record
+(its execution header and receipt leaf hashes) goes in the same transaction, and so do the
+execution certificates formed since the last commit (a durable write costs an fsync; a
+certificate is not worth one of its own), or on their own at shutdown
+(`save_execution_certificates`).
 
 Must never: interpret transactions or decide anything; it stores what the node hands it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -37,6 +41,7 @@ from consortia.types.consensus import (
     SafetyState,
 )
 from consortia.types.encoding import decode, encode
+from consortia.types.execution import ExecutionCertificate, ExecutionHeader
 
 # The map is sparse: it reserves address space, not disk.
 MAP_SIZE_DEFAULT: Final = 64 * 1024**3
@@ -48,6 +53,8 @@ _EPOCH_ROOT: Final = b"epoch_root_id"
 _REPUTATION: Final = b"reputation"
 _SAFETY: Final = b"state"
 _VOTED: Final = b"voted:"
+# Execution records and certificates, by height (types.execution; node/attestation.py).
+_EXECUTION_TABLES: Final = (b"exec", b"exec_certs")
 
 
 class StoredEvent(msgspec.Struct, frozen=True, array_like=True):
@@ -75,6 +82,14 @@ class CommitRecord(msgspec.Struct, frozen=True, array_like=True):
 
     certificate: QuorumCertificate
     proof: QuorumCertificate
+
+
+class ExecutionRecord(msgspec.Struct, frozen=True, array_like=True):
+    """What this node's execution of a block produced: the header it signs and the leaf
+    hashes of the block's receipts in order (to prove any one of them)."""
+
+    header: ExecutionHeader
+    receipt_leaves: list[bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +126,13 @@ class NodeStore:
         self._env = lmdb.open(
             str(path),
             map_size=map_size,
-            max_dbs=len(_TABLES),
+            max_dbs=len(_TABLES) + len(_EXECUTION_TABLES),
             sync=durable,
             metasync=durable,
             subdir=True,
             lock=True,
         )
-        self._db = {name: self._env.open_db(name) for name in _TABLES}
+        self._db = {name: self._env.open_db(name) for name in _TABLES + _EXECUTION_TABLES}
 
     def close(self) -> None:
         self._env.close()
@@ -161,10 +176,14 @@ class NodeStore:
         epoch_config: EpochConfig,
         epoch_root_id: bytes,
         reputation: ReputationState | None = None,
+        execution: ExecutionRecord | None = None,
+        certificates: Sequence[ExecutionCertificate] = (),
     ) -> None:
         """Everything a committed block brings, in one durable transaction. `reputation` is
         leader election's state after this block, when the replica gave one (the last block
-        of a `Commit`); for any other block the stored one is dropped, as it would be stale."""
+        of a `Commit`); for any other block the stored one is dropped, as it would be stale.
+        `execution` is the block's execution record (kept by height); `certificates` are
+        execution certificates of earlier blocks, kept by their height."""
         height = block.header.height
         with self._env.begin(write=True) as txn:
             current = txn.get(_HEIGHT, db=self._db[b"meta"])
@@ -174,6 +193,7 @@ class NodeStore:
             txn.put(key, encode(block), db=self._db[b"blocks"])
             txn.put(block_id, key, db=self._db[b"ids"])
             txn.put(key, encode(record), db=self._db[b"certs"])
+            self._put_execution(txn, key, execution, certificates)
             # A transaction id has one receipt: a successful execution (a nonce runs once, so
             # there is at most one) is never replaced by a later failed copy of the same
             # transaction that a faulty leader put in a block.
@@ -233,7 +253,43 @@ class NodeStore:
         with self._env.begin(write=True) as txn:
             txn.put(_height_key(response.ending.epoch), encode(response), db=self._db[b"epochs"])
 
+    def _put_execution(
+        self,
+        txn: lmdb.Transaction,
+        key: bytes,
+        execution: ExecutionRecord | None,
+        certificates: Sequence[ExecutionCertificate],
+    ) -> None:
+        if execution is not None:
+            txn.put(key, encode(execution), db=self._db[b"exec"])
+        for certificate in certificates:
+            height = _height_key(certificate.header.height)
+            txn.put(height, encode(certificate), db=self._db[b"exec_certs"])
+
+    def save_execution_certificates(self, certificates: Sequence[ExecutionCertificate]) -> None:
+        """Quorums' certificates of committed blocks' execution headers (durable)."""
+        with self._env.begin(write=True) as txn:
+            for certificate in certificates:
+                key = _height_key(certificate.header.height)
+                txn.put(key, encode(certificate), db=self._db[b"exec_certs"])
+
     # ------------------------------------------------------------------ reads
+
+    def execution_record(self, height: int) -> ExecutionRecord | None:
+        with self._env.begin() as txn:
+            data = txn.get(_height_key(height), db=self._db[b"exec"])
+        return None if data is None else decode(bytes(data), ExecutionRecord)
+
+    def execution_certificate(self, height: int) -> ExecutionCertificate | None:
+        with self._env.begin() as txn:
+            data = txn.get(_height_key(height), db=self._db[b"exec_certs"])
+        return None if data is None else decode(bytes(data), ExecutionCertificate)
+
+    def epoch_proof(self, epoch: int) -> EpochChangeResponse | None:
+        """The proof that `epoch` ended (its last block and the QCs that committed it)."""
+        with self._env.begin() as txn:
+            data = txn.get(_height_key(epoch), db=self._db[b"epochs"])
+        return None if data is None else decode(bytes(data), EpochChangeResponse)
 
     @property
     def height(self) -> int | None:

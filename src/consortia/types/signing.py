@@ -1,14 +1,15 @@
 """Signing and hashing bytes with domain separation.
 
 A signature is made over `SIGNING_DOMAIN || genesis hash || encode(payload)`, where every
-payload struct is tagged (vote, timeout, proposal, tx, ...) and carries the chain id. So a
-vote can never be replayed as a timeout, and no signed message of one chain verifies on
-another: not even on a chain that reuses the chain id (user-chosen, or a short random one)
-and the same keys, as a rehearsal chain and production might. The genesis hash is the hash
-of the chain's genesis document (`types.genesis.genesis_hash`); it is not sent with messages,
-every verifier supplies its own (`SigningDomain`). Transaction ids hash the signed body alone
-under their own tag, so a re-signed body (SM2 signatures are randomised) is the same
-transaction. Hashes of blocks and of payload items use their own prefixes for the same reason.
+payload struct is tagged (vote, timeout, proposal, tx, execution header) and carries the
+chain id. So a vote can never be replayed as a timeout, and no signed message of one chain
+verifies on another: not even on a chain that reuses the chain id (user-chosen, or a short
+random one) and the same keys, as a rehearsal chain and production might. The genesis hash
+is the hash of the chain's genesis document (`types.genesis.genesis_hash`); it is not sent
+with messages, every verifier supplies its own (`SigningDomain`). Transaction ids hash the
+signed body alone under their own tag, so a re-signed body (SM2 signatures are randomised)
+is the same transaction. Hashes of blocks and of payload items use their own prefixes for
+the same reason.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Final
 from consortia.crypto import SigningKey, Suite
 from consortia.types.consensus import BlockHeader, ProposalData, TimeoutData, VoteData
 from consortia.types.encoding import encode
+from consortia.types.execution import ExecutionHeader
 from consortia.types.transaction import TransactionBody
 
 SIGNING_DOMAIN: Final = b"consortia/sig/v2\x00"
@@ -28,7 +30,7 @@ BLOCK_HASH_DOMAIN: Final = b"consortia/block/v1\x00"
 LEAF_HASH_DOMAIN: Final = b"\x00"
 NODE_HASH_DOMAIN: Final = b"\x01"
 
-Signable = VoteData | TimeoutData | ProposalData | TransactionBody
+Signable = VoteData | TimeoutData | ProposalData | TransactionBody | ExecutionHeader
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,252 @@
+"""Gathering execution votes into execution certificates, and noticing divergence.
+
+After executing committed block h, every validator signs its `ExecutionHeader` and sends the
+vote to the others (the driver does the I/O, `Certifier` below the glue). `Attestations`
+keeps the votes per height, checks each against the validator set of the header's epoch
+(`consensus.validators.ValidatorSet`: the same membership and quorum a consensus QC needs),
+and forms an `ExecutionCertificate` once signers holding a quorum of the voting power signed
+one header. If that header is not the one this node computed for the height, this node's
+execution diverged from a quorum's: `ExecutionDivergedError`, and the node stops.
+
+Bounded: votes are kept only for heights from `BEHIND` below this node's height to `AHEAD`
+above it, one per signer and height (the first; a second, different one is dropped), and at
+most `VOTES_MAX` in all; votes of an epoch whose validator set is not known yet wait in a
+buffer of at most `UNKNOWN_EPOCH_MAX` (and one a window height per sender). Certificates
+formed before this node executed the height wait (within the same window) for its own header.
+
+`Attestations` is pure (no clock, no I/O): it takes votes and headers and returns
+certificates. It never signs: the consensus key stays in `consensus/safety.py`
+(`node/certifier.py` asks the replica for the node's signature).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Final
+
+from consortia.consensus.validators import ValidatorSet
+from consortia.crypto import Suite
+from consortia.errors import ConsortiaError
+from consortia.types.consensus import EpochConfig
+from consortia.types.encoding import encode
+from consortia.types.execution import (
+    ExecutionCertificate,
+    ExecutionHeader,
+    ExecutionSignature,
+)
+from consortia.types.network import ExecutionVote
+from consortia.types.signing import SigningDomain
+
+# Heights kept around this node's height: votes for blocks it has not executed yet, and a
+# few it has (slower peers' votes still complete its certificates).
+AHEAD: Final = 64
+BEHIND: Final = 8
+# Votes kept at once, all heights together (a cap under the window's own bound).
+VOTES_MAX: Final = 16_384
+# Votes of an epoch whose validator set this node does not know yet (checked once it does).
+UNKNOWN_EPOCH_MAX: Final = 1024
+# Validator sets kept, by epoch (the newest).
+EPOCHS_MAX: Final = 16
+
+
+class ExecutionDivergedError(ConsortiaError):
+    """A quorum of validators certified a different execution of a block than this node's."""
+
+    code = "execution_diverged"
+
+
+@dataclass(slots=True)
+class AttestationCounters:
+    votes_accepted: int = 0
+    certificates: int = 0
+    certified_height: int = 0  # the highest height certified
+    # Dropped votes by reason (a closed set: outside_window, wrong_chain, unknown_epoch,
+    # unknown_signer, not_from_signer, duplicate, conflicting, bad_signature, full, certified).
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class _Height:
+    """The votes for one height: signer -> (header encoding, signature), and the header
+    each encoding stands for."""
+
+    votes: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)
+    headers: dict[bytes, ExecutionHeader] = field(default_factory=dict)
+
+
+class Attestations:
+    def __init__(
+        self,
+        suite: Suite,
+        domain: SigningDomain,
+        chain_id: str,
+        configs: list[EpochConfig],
+        *,
+        height: int = 0,
+    ) -> None:
+        self._suite = suite
+        self._domain = domain
+        self._chain_id = chain_id
+        self._sets: dict[int, ValidatorSet] = {}
+        # This node's executed height; the window is around it.
+        self.height = height
+        # height -> votes. Invariant: every height in the window, every vote verified.
+        self._pending: dict[int, _Height] = {}
+        self._votes = 0
+        # (vote, sender) of epochs not known yet. Invariant: at most UNKNOWN_EPOCH_MAX.
+        self._unknown: list[tuple[ExecutionVote, bytes]] = []
+        # height -> this node's own header, for heights in the window.
+        self._own: dict[int, ExecutionHeader] = {}
+        # height -> a certificate formed before this node executed the height.
+        self._waiting: dict[int, ExecutionCertificate] = {}
+        # Heights certified (so later votes for them are not kept), within the window.
+        self._certified: set[int] = set()
+        self.counters = AttestationCounters()
+        for config in configs:
+            self.add_epoch(config)
+
+    @property
+    def latest_epoch(self) -> int:
+        """The latest epoch whose validator set is known."""
+        return max(self._sets)
+
+    def validators(self, epoch: int) -> ValidatorSet | None:
+        """The validator set of `epoch`, when known."""
+        return self._sets.get(epoch)
+
+    # ------------------------------------------------------------------ inputs
+
+    def add_epoch(self, config: EpochConfig) -> list[ExecutionCertificate]:
+        """A validator set became known; the votes waiting for it are checked now."""
+        if config.epoch in self._sets:
+            return []
+        self._sets[config.epoch] = ValidatorSet(
+            config, self._suite, self._chain_id, domain=self._domain
+        )
+        while len(self._sets) > EPOCHS_MAX:
+            del self._sets[min(self._sets)]
+        waiting = self._unknown
+        self._unknown = [(v, s) for v, s in waiting if v.header.epoch != config.epoch]
+        formed: list[ExecutionCertificate] = []
+        for vote, sender in waiting:
+            if vote.header.epoch == config.epoch:
+                formed.extend(self.add(vote, sender))
+        return formed
+
+    def executed(self, header: ExecutionHeader) -> list[ExecutionCertificate]:
+        """This node executed `header.height` and reached `header`: the window moves, and a
+        certificate already formed for the height is returned if it matches (else this
+        node diverged: `ExecutionDivergedError`)."""
+        self.height = max(self.height, header.height)
+        self._own[header.height] = header
+        self._prune()
+        waiting = self._waiting.pop(header.height, None)
+        if waiting is None:
+            return []
+        self._check(waiting, header)
+        return [waiting]
+
+    def add(self, vote: ExecutionVote, sender: bytes) -> list[ExecutionCertificate]:
+        """A vote from the peer `sender` (authenticated by the transport; this node itself
+        for its own vote). Returns the certificate it completed, when this node has executed
+        the height (else the certificate waits for `executed`)."""
+        header = vote.header
+        height = header.height
+        if header.chain_id != self._chain_id:
+            return self._drop("wrong_chain")
+        if not self.height - BEHIND <= height <= self.height + AHEAD:
+            return self._drop("outside_window")
+        if height in self._certified:
+            return self._drop("certified")
+        if vote.signer != sender:
+            return self._drop("not_from_signer")
+        validators = self._sets.get(header.epoch)
+        if validators is None:
+            if header.epoch > self.latest_epoch and self._may_wait(sender):
+                self._unknown.append((vote, sender))
+                return []
+            return self._drop("unknown_epoch")
+        index = validators.index_of.get(vote.signer)
+        if index is None:
+            return self._drop("unknown_signer")
+        entry = self._pending.get(height)
+        encoded = encode(header)
+        if entry is not None and vote.signer in entry.votes:
+            same = entry.votes[vote.signer][0] == encoded
+            return self._drop("duplicate" if same else "conflicting")
+        if self._votes >= VOTES_MAX:
+            return self._drop("full")
+        message = self._domain.signing_bytes(header)
+        if not self._suite.verify(validators.validators[index].public_key, message, vote.signature):
+            return self._drop("bad_signature")
+        if entry is None:
+            entry = self._pending[height] = _Height()
+        entry.votes[vote.signer] = (encoded, vote.signature)
+        entry.headers[encoded] = header
+        self._votes += 1
+        self.counters.votes_accepted += 1
+        return self._tally(height, encoded, validators)
+
+    # ------------------------------------------------------------------ inside
+
+    def _tally(
+        self, height: int, encoded: bytes, validators: ValidatorSet
+    ) -> list[ExecutionCertificate]:
+        entry = self._pending[height]
+        signers = sorted(s for s, (e, _) in entry.votes.items() if e == encoded)
+        if not validators.has_quorum([validators.index_of[s] for s in signers]):
+            return []
+        certificate = ExecutionCertificate(
+            header=entry.headers[encoded],
+            signatures=[ExecutionSignature(s, entry.votes[s][1]) for s in signers],
+        )
+        self._votes -= len(entry.votes)
+        del self._pending[height]
+        self._certified.add(height)
+        self.counters.certificates += 1
+        self.counters.certified_height = max(self.counters.certified_height, height)
+        own = self._own.get(height)
+        if own is None:
+            self._waiting[height] = certificate
+            return []
+        self._check(certificate, own)
+        return [certificate]
+
+    def _check(self, certificate: ExecutionCertificate, own: ExecutionHeader) -> None:
+        if certificate.header != own:
+            certified = certificate.header
+            raise ExecutionDivergedError(
+                f"validators holding a quorum certified block {own.height} with state root "
+                f"{certified.state_root.hex()} and receipts root "
+                f"{certified.receipts_root.hex()}; this node reached "
+                f"{own.state_root.hex()} and {own.receipts_root.hex()}: its execution diverged"
+            )
+
+    def _prune(self) -> None:
+        low, high = self.height - BEHIND, self.height + AHEAD
+        for height in [h for h in self._pending if not low <= h <= high]:
+            self._votes -= len(self._pending.pop(height).votes)
+        for kept in (self._own, self._waiting):
+            for height in [h for h in kept if h < low]:
+                del kept[height]
+        self._certified = {h for h in self._certified if h >= low}
+
+    def _may_wait(self, sender: bytes) -> bool:
+        """Room for one more vote of an unknown epoch: in all, and from this sender (one per
+        height of the window, so no peer can crowd the others' out)."""
+        if len(self._unknown) >= UNKNOWN_EPOCH_MAX:
+            return False
+        return sum(1 for _, s in self._unknown if s == sender) < AHEAD + BEHIND + 1
+
+    def _drop(self, reason: str) -> list[ExecutionCertificate]:
+        self.counters.dropped[reason] += 1
+        return []
+
+    def check(self) -> str | None:
+        """The first broken bound, or None."""
+        if self._votes > VOTES_MAX or len(self._unknown) > UNKNOWN_EPOCH_MAX:
+            return "attestation buffers above their bounds"
+        if self._votes != sum(len(e.votes) for e in self._pending.values()):
+            return "attestation vote count out of step"
+        return None
