@@ -102,10 +102,11 @@ def test_timer_re_armed_after_a_local_timeout_uses_the_backed_off_delay() -> Non
     """Setup: a started replica in round 1. Test: its first timer is round_timeout_ms; after
     it times out in round 1, the re-armed timer for round 1 is backed off once."""
     replica = make_replica(CLUSTER, CLUSTER.keys[0])
+    base = replica.params.round_timeout_ms
     first = of_type(replica.handle(Start(now_ms=0)), SetTimer)
-    assert [t.delay_ms for t in first] == [1000]
-    again = of_type(replica.handle(TimerFired(1000, 0, 1)), SetTimer)
-    assert [(t.round, t.delay_ms) for t in again] == [(1, 1500)]
+    assert [t.delay_ms for t in first] == [base]
+    again = of_type(replica.handle(TimerFired(base, 0, 1)), SetTimer)
+    assert [(t.round, t.delay_ms) for t in again] == [(1, base * 3 // 2)]
 
 
 # ------------------------------------------------------------------ drop reasons

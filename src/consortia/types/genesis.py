@@ -54,8 +54,9 @@ class ConsensusParams(_Document, frozen=True):
     `consortia.consensus.config.Params` takes its defaults from here."""
 
     # The first round's timeout; each consecutive timeout multiplies it by backoff_percent/100,
-    # up to round_timeout_ms_max.
-    round_timeout_ms: Positive = 1000
+    # up to round_timeout_ms_max. Also the adaptive timer's ceiling: 3 s, since rounds with
+    # full blocks take up to ~1 s on four validators sharing two cores (docs/consensus.md §2).
+    round_timeout_ms: Positive = 3000
     # The timer adapts to recent rounds, but never below this.
     round_timeout_ms_min: Positive = 100
     round_timeout_ms_max: Positive = 60_000
