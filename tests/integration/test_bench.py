@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from consortia.client import Signer
+from consortia.client import Client, ClientError, Signer
+from consortia.client.light import LightClient
 from consortia.cluster.home import demo_passphrase
 from consortia.identity.bench_accounts import account_name, open_bench_accounts
 from tests.cli_helpers import assert_ok, assert_user_error, run
-from tests.cluster_helpers import LiveCluster, live_cluster
+from tests.cluster_helpers import LiveCluster, live_cluster, wait_for
 
 pytestmark = pytest.mark.xdist_group("cluster")
 ACCOUNTS = 40
@@ -171,3 +172,32 @@ def test_bench_refuses_a_consortium_without_benchmark_accounts(
     assert "cluster up --home NEW_DIR --accounts" in result.stderr
     bad_rate = run("bench", "--home", folder, "--duration", "1", "--rate", "fast")
     assert_user_error(bad_rate, "invalid_argument")
+
+
+def test_after_load_every_node_certifies_one_state_and_a_restart_reopens_it(
+    cluster: LiveCluster,
+) -> None:
+    """After the load runs above: at a height every node has committed, all four serve the
+    same execution certificate (one state root, signed by a quorum) and each verifies against
+    the genesis validator set; node 3, stopped and started again, serves that same root
+    again at once (its store reopened, nothing executed: it committed no transaction since it
+    started)."""
+    tip = min(cluster.wait_height(index, 1) for index in range(4))
+    light = LightClient.from_genesis_json((cluster.root / "genesis.json").read_bytes())
+
+    def certified(index: int) -> dict[str, Any] | None:
+        try:
+            with Client(cluster.nodes[index].api_url, timeout_s=10.0, light=light) as client:
+                return client.certificate(tip, verify=True)
+        except ClientError:
+            return None  # not certified there yet
+
+    headers = [wait_for(lambda i=i: certified(i), f"node {i} to certify {tip}") for i in range(4)]
+    assert all(header == headers[0] for header in headers)
+    cluster.stop(3, kill=False)
+    cluster.start(3)
+    status = wait_for(lambda: cluster.status(3), "node 3 to serve again")
+    assert int(status["height"]) >= tip
+    assert cluster.committed_transactions(3) == 0
+    again = wait_for(lambda: certified(3), "node 3 to serve its certificate again")
+    assert again == headers[0]
