@@ -51,10 +51,32 @@ def decode_value(raw: bytes | None, default: Value = None) -> Value:
     return default if raw is None else msgspec.msgpack.decode(raw)
 
 
+# Exact types a value may be without looking further (subclasses take the general path).
+_SCALARS: Final = frozenset({type(None), bool, int, str, bytes})
+
+
 def _check(value: Value, depth: int) -> None:
     if depth > VALUE_DEPTH_MAX:
         raise ContractError("value_too_deep", f"values nest at most {VALUE_DEPTH_MAX} deep")
-    if value is None or isinstance(value, bool | int | str | bytes):
+    kind = type(value)
+    if kind in _SCALARS:
+        return
+    # The common containers, their scalar items checked in place (the hot path of every
+    # write); a scalar one level deeper is only refused when that level is too deep.
+    scalar_items_ok = depth < VALUE_DEPTH_MAX
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str and not isinstance(key, str):
+                raise ContractError("bad_value", "map keys must be strings")
+            if not (scalar_items_ok and type(item) in _SCALARS):
+                _check(item, depth + 1)
+        return
+    if kind is list or kind is tuple:
+        for item in value:
+            if not (scalar_items_ok and type(item) in _SCALARS):
+                _check(item, depth + 1)
+        return
+    if isinstance(value, bool | int | str | bytes):
         return
     if isinstance(value, list | tuple):
         for item in value:
