@@ -70,12 +70,16 @@ def _check(value: Value, depth: int) -> None:
                 raise ContractError("bad_value", "map keys must be strings")
             if not (scalar_items_ok and type(item) in _SCALARS):
                 _check(item, depth + 1)
-        return
-    if kind is list or kind is tuple:
+    elif kind is list or kind is tuple:
         for item in value:
             if not (scalar_items_ok and type(item) in _SCALARS):
                 _check(item, depth + 1)
-        return
+    else:
+        _check_subclass(value, depth)
+
+
+def _check_subclass(value: Value, depth: int) -> None:
+    """The same rule for subclasses of the allowed types (an IntEnum, say)."""
     if isinstance(value, bool | int | str | bytes):
         return
     if isinstance(value, list | tuple):
