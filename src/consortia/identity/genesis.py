@@ -30,7 +30,7 @@ from consortia.types.consensus import EpochConfig, Validator
 from consortia.types.genesis import Genesis
 from consortia.types.genesis import genesis_hash as types_genesis_hash
 
-GENESIS_SIZE_MAX: Final = 64 * 1024 * 1024
+GENESIS_SIZE_MAX: Final = 256 * 1024 * 1024  # 1,000,000 accounts at ~150 bytes each
 # EpochConfig bounds each validator's power to 2**32.
 VOTING_POWER_MAX: Final = 2**32
 
