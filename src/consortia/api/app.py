@@ -13,6 +13,9 @@ mempool call; it answers 200 with one result per transaction, in order, each eit
 node could name the transaction). A body that is no array is 400 `malformed_batch`; too many
 transactions or too many bytes is 413 (`too_many_transactions`, `too_large`).
 
+`GET /v1/subscribe/blocks` and `GET /v1/subscribe/events` are server-sent event streams that
+follow the chain (api/streams.py holds them; this module only registers their routes).
+
 Owns routing and the mapping between HTTP and the node's values. Must never change node state
 but through `NodeService.submit` and `submit_many`, and never log a request body.
 """
@@ -31,6 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from consortia.api.openapi import openapi_document
+from consortia.api.streams import KEEPALIVE_S, subscription_routes
 from consortia.errors import DecodeError
 from consortia.execution.state import HeightUnavailableError
 from consortia.node.service import HEX_ID_LENGTH, NodeService, NotFoundError
@@ -178,7 +182,12 @@ def _height(request: Request, name: str = "height") -> int | None:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(service: NodeService, registry: CollectorRegistry | None = None) -> Starlette:
+def create_app(
+    service: NodeService,
+    registry: CollectorRegistry | None = None,
+    *,
+    keepalive_s: float = KEEPALIVE_S,
+) -> Starlette:
     async def submit(request: Request) -> Response:
         admission = service.submit(await signed_transaction(request))
         if not admission.ok:
@@ -274,6 +283,7 @@ def create_app(service: NodeService, registry: CollectorRegistry | None = None) 
         Route("/v1/state/{contract}/{key:path}", state, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        *subscription_routes(service, keepalive_s),  # server-sent events: api/streams.py
     ]
     return Starlette(
         routes=routes,

@@ -1,5 +1,6 @@
 """The consortia SDK: build and sign transactions for any contract, submit them to a node,
-wait for them to commit, and read receipts, accounts, blocks and state. Sync and async.
+wait for them to commit, and read receipts, accounts, blocks and state. Sync and async; the
+async client also follows the chain (`subscribe_blocks`, `subscribe_events`).
 
     from consortia.client import Client, Signer
     with Client("http://127.0.0.1:8700") as node:
@@ -16,6 +17,7 @@ from consortia.client.sdk import (
     ChainInfo,
     Client,
     ClientError,
+    Reconnect,
     Signer,
     TimeoutWaitingError,
 )
@@ -25,6 +27,7 @@ __all__ = [
     "ChainInfo",
     "Client",
     "ClientError",
+    "Reconnect",
     "Signer",
     "TimeoutWaitingError",
 ]
