@@ -267,7 +267,10 @@ def with_node(
         network = Hub(asyncio.get_running_loop(), random.Random(1))
         driver = make_driver(network, make_genesis(4), tmp_path, validator_keys(4)[0])
         service = NodeService(
-            driver, driver.replica.node_id, set, subscriptions=hub if hub is not None else SubscriptionHub()
+            driver,
+            driver.replica.node_id,
+            set,
+            subscriptions=hub if hub is not None else SubscriptionHub(),
         )
         transport = StreamingASGI(create_app(service, keepalive_s=keepalive_s))
         node = Node(driver, service, transport)
@@ -291,7 +294,10 @@ def test_blocks_replay_from_a_height_then_follow_live_commits(tmp_path: Path) ->
             node.commit(("alice", "bob", 1))
         stream = await node.open("/v1/subscribe/blocks?from=2")
         replayed = [await stream.next() for _ in range(2)]
-        assert [(i, e, d["height"]) for i, e, d in replayed] == [("2", "block", 2), ("3", "block", 3)]
+        assert [(i, e, d["height"]) for i, e, d in replayed] == [
+            ("2", "block", 2),
+            ("3", "block", 3),
+        ]
         stored = node.driver.chain.store
         for _, _, data in replayed:
             assert data["hash"] == stored.commit_record(data["height"]).certificate.block_id.hex()
@@ -571,7 +577,7 @@ def test_commits_the_replicas_decide_reach_a_subscriber(tmp_path: Path) -> None:
         drivers = [make_driver(network, genesis, tmp_path, key) for key in validator_keys(4)]
         for driver in drivers:
             driver.start()
-        service = NodeService(drivers[0], drivers[0].replica.node_id, lambda: set())
+        service = NodeService(drivers[0], drivers[0].replica.node_id, set)
         transport = StreamingASGI(create_app(service))
         async with AsyncClient("http://node", transport=transport) as client:
             events = client.subscribe_events(1, account="dave")
