@@ -21,9 +21,11 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from rich.console import Console
 
 from consortia.api import create_app
 from consortia.api.openapi import openapi_document
+from consortia.cli.events_commands import event_row
 from consortia.client import AsyncClient, ClientError, Reconnect
 from consortia.consensus.events import Commit
 from consortia.node.driver import Driver
@@ -389,6 +391,8 @@ def test_events_replay_with_ids_that_name_their_block_and_place(tmp_path: Path) 
         node.commit(("bob", "alice", 6))
         message_id, _, live = await stream.next()
         assert message_id == "4:0" and live["attributes"]["source"] == "bob"
+        replayed = await node.open("/v1/subscribe/events?from=4")
+        assert await replayed.next() == (message_id, "chain_event", live)
 
     with_node(tmp_path, test)
 
@@ -594,3 +598,20 @@ def test_commits_the_replicas_decide_reach_a_subscriber(tmp_path: Path) -> None:
             driver.close()
 
     asyncio.run(scenario())
+
+
+def test_the_events_command_prints_one_row_an_event_with_the_header_once() -> None:
+    console = Console(width=160, record=True)
+    item = {
+        "height": 12,
+        "index": 3,
+        "tx_hash": "ab" * 32,
+        "contract": "asset",
+        "name": "transferred",
+        "attributes": {"source": "alice", "target": "bob", "amount": 5},
+    }
+    console.print(event_row(item, header=True))
+    console.print(event_row(item, header=False))
+    text = console.export_text()
+    assert text.count("contract") == 1 and text.count("transferred") == 2
+    assert "abababababab…" in text and '"target":"bob"' in text

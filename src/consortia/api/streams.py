@@ -150,7 +150,7 @@ def _message(message_id: str, data: dict[str, Any], event: str) -> bytes:
     return b"".join(
         (
             f"id: {message_id}\nevent: {event}\ndata: ".encode(),
-            msgspec.json.encode(data),
+            msgspec.json.encode(data, order="sorted"),  # the same bytes live or replayed
             b"\n\n",
         )
     )
