@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 from starlette.requests import Request
@@ -30,11 +30,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from consortia.node.chain import CommittedBlock
 from consortia.node.service import NodeService
 from consortia.node.subscriptions import Subscription, TooManySubscribersError
-from consortia.storage import StoredReceipt
 from consortia.types.consensus import Block
+
+if TYPE_CHECKING:
+    from consortia.storage import StoredReceipt
 
 KEEPALIVE_S: Final = 15.0
 # Event attributes that name an account: `account=A` matches an event whose value under one
@@ -250,7 +251,7 @@ async def follow(
     height, after_index = start.height, start.after_index
     yield f"retry: {RETRY_MS}\n\n".encode()
     while not subscription.closed:
-        live: CommittedBlock | None = subscription.take(height)
+        live = subscription.take(height)
         if live is not None:
             block, block_hash, receipts = live.block, live.block_id, live.receipts
         elif height <= (store.height or 0):
