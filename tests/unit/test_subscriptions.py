@@ -552,6 +552,31 @@ def test_the_sdk_resumes_a_dropped_stream_from_the_last_id(tmp_path: Path) -> No
     with_node(tmp_path, test)
 
 
+def test_the_sdk_pins_the_next_block_when_no_height_is_given(tmp_path: Path) -> None:
+    """Without a height the SDK asks the node's and starts after it, so a stream dropped
+    before its first message resumes where it began, not at a later tip."""
+
+    async def test(node: Node) -> None:
+        node.commit()
+        node.commit()
+        client = AsyncClient("http://node", transport=node.transport)
+        blocks = client.subscribe_blocks(retry=Reconnect(attempts=1, backoff_s=0.001))
+        pending = asyncio.ensure_future(anext(blocks))
+        for _ in range(10_000):
+            if len(node.hub) and all(not s.behind for s in node.hub._subscriptions):
+                break
+            await asyncio.sleep(0)
+        node.transport.drop()  # before any message
+        node.commit()
+        block = await asyncio.wait_for(pending, SAFETY_S)
+        assert block["height"] == 3
+        assert all(r.url.params.get("from") == "3" for r in node.transport.requests[1:])
+        await blocks.aclose()  # type: ignore[attr-defined]
+        await client.close()
+
+    with_node(tmp_path, test)
+
+
 def test_the_sdk_gives_up_after_its_reconnections_with_a_clear_error(tmp_path: Path) -> None:
     async def test(node: Node) -> None:
         client = AsyncClient("http://node", transport=node.transport)
@@ -565,7 +590,7 @@ def test_the_sdk_gives_up_after_its_reconnections_with_a_clear_error(tmp_path: P
         with pytest.raises(ClientError) as bad:  # a refusal that is final: no reconnection
             await asyncio.wait_for(anext(client.subscribe_events(contract="x" * 200)), SAFETY_S)
         assert bad.value.code == "bad_argument" and bad.value.status == 400
-        assert len(node.transport.requests) == 4
+        assert len(node.transport.requests) == 5  # /v1/status, then the refused stream
         await client.close()
 
     with_node(tmp_path, test)

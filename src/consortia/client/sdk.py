@@ -466,6 +466,12 @@ async def _follow(
     last_id: str | None = None
     failures = 0
     timeout = httpx.Timeout(http.timeout.connect, read=retry.read_timeout_s)
+    if "from" not in params:  # pin "the next block" now, so a reconnection leaves no gap
+        try:
+            height = int(_raise_for(await http.get("/v1/status"))["height"])
+        except httpx.HTTPError as error:
+            raise _unreachable(error) from None
+        params = {**params, "from": str(height + 1)}
     while True:
         headers = {"accept": "text/event-stream"}
         if last_id is not None:
