@@ -17,6 +17,8 @@ Proofs (docs/node.md, *Execution certificates*): `GET /v1/blocks/{height}/certif
 `not_certified` until the node holds the block's execution certificate; `GET
 /v1/tx/{hash}?proof=true` is 409 `not_committed` or `not_certified` until it can prove the
 receipt; `GET /v1/epochs/{epoch}/proof` serves the proofs light clients follow epochs with.
+`GET /v1/subscribe/blocks` and `GET /v1/subscribe/events` are server-sent event streams that
+follow the chain (api/streams.py holds them; this module only registers their routes).
 
 Owns routing and the mapping between HTTP and the node's values. Must never change node state
 but through `NodeService.submit` and `submit_many`, and never log a request body.
@@ -36,6 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from consortia.api.openapi import openapi_document
+from consortia.api.streams import KEEPALIVE_S, subscription_routes
 from consortia.errors import DecodeError
 from consortia.execution.state import HeightUnavailableError
 from consortia.node.service import HEX_ID_LENGTH, NodeService, NotFoundError, NotReadyError
@@ -222,7 +225,12 @@ async def _http_error(request: Request, error: Exception) -> Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(service: NodeService, registry: CollectorRegistry | None = None) -> Starlette:
+def create_app(
+    service: NodeService,
+    registry: CollectorRegistry | None = None,
+    *,
+    keepalive_s: float = KEEPALIVE_S,
+) -> Starlette:
     async def submit(request: Request) -> Response:
         admission = service.submit(await signed_transaction(request))
         if not admission.ok:
@@ -313,6 +321,7 @@ def create_app(service: NodeService, registry: CollectorRegistry | None = None) 
         Route("/v1/state/{contract}/{key:path}", state, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        *subscription_routes(service, keepalive_s),  # server-sent events: api/streams.py
     ]
     return Starlette(
         routes=routes,

@@ -137,6 +137,51 @@ _PROOF: Final = {
 }
 
 
+_QUERY_TEXT: Final = {"type": "string", "minLength": 1, "maxLength": 128}
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema or _QUERY_TEXT,
+        "description": description,
+    }
+
+
+def _stream(summary: str, message: str, *parameters: dict[str, Any]) -> dict[str, Any]:
+    resume = {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "the id of the last message seen (a reconnecting client): the stream "
+        "resumes right after it, and the header wins over `from`; 400 bad_last_event_id when "
+        "malformed",
+    }
+    start = _query(
+        "from",
+        "the first height to send (0 and 1 are the first block; beyond the tip, the stream "
+        "waits for it); default: the next block to commit",
+        {"type": "integer", "minimum": 0},
+    )
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": [start, *parameters, resume],
+            "responses": {
+                "200": {
+                    "description": "a server-sent event stream, for ever: history from the "
+                    "store, then live commits; `: keep-alive` comments every 15 s; " + message,
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **_errors(400, 503),
+            },
+        }
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     signed_body = {
         "required": True,
@@ -249,6 +294,27 @@ def openapi_document() -> dict[str, Any]:
                 "The proof that an epoch ended (canonical encoding, hex): its last block's "
                 "header naming the next validator set, and the QCs that committed it",
                 _path("epoch", "the epoch that ended"),
+            ),
+            "/v1/subscribe/blocks": _stream(
+                "Follow committed blocks (server-sent events)",
+                "each message `event: block`, `id: <height>`, data {height, hash, parent_hash,"
+                " epoch, round, timestamp_ms, tx_count, state_root (null when the node no longer"
+                " knows it)}. 400 bad_argument or unknown_parameter; 503 too_many_subscribers",
+            ),
+            "/v1/subscribe/events": _stream(
+                "Follow contract events (server-sent events), filtered",
+                "each message `event: chain_event`, `id: <height>:<index>` (index: the event's"
+                " place among all events of its block), data {height, index, tx_hash, tx_index,"
+                " contract, name, attributes}. 400 bad_argument or unknown_parameter; 503"
+                " too_many_subscribers",
+                _query("contract", "only events of this contract"),
+                _query("event", "only events of this name"),
+                _query(
+                    "account",
+                    "only events that name this account under one of the attributes account,"
+                    " bank, by, debtor, holder, member, proposer, seller, source, sponsor,"
+                    " target, to",
+                ),
             ),
             "/v1/status": _get("The node's view of the chain", errors=(400,)),
             "/v1/accounts/{account_id}": _get(

@@ -44,6 +44,7 @@ def _register_commands() -> None:
         bench_commands,
         cluster_commands,
         dashboard,
+        events_commands,
         identity_commands,
         sim_commands,
         tx_commands,
@@ -55,6 +56,7 @@ def _register_commands() -> None:
     dashboard.register()
     tx_commands.register(app)
     bench_commands.register(app)
+    events_commands.register(app)
 
 
 def run() -> None:

@@ -1,5 +1,6 @@
 """The consortia SDK: build and sign transactions for any contract, submit them to a node,
-wait for them to commit, and read receipts, accounts, blocks and state. Sync and async.
+wait for them to commit, and read receipts, accounts, blocks and state. Sync and async; the
+async client also follows the chain (`subscribe_blocks`, `subscribe_events`).
 
     from consortia.client import Client, Signer
     with Client("http://127.0.0.1:8700") as node:
@@ -21,6 +22,7 @@ from consortia.client.sdk import (
     ChainInfo,
     Client,
     ClientError,
+    Reconnect,
     Signer,
     TimeoutWaitingError,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "Client",
     "ClientError",
     "LightClient",
+    "Reconnect",
     "Signer",
     "TimeoutWaitingError",
     "VerificationError",

@@ -1,15 +1,17 @@
 """The SDK's clients: one API, synchronous (`Client`) and asynchronous (`AsyncClient`).
 
-Owns the HTTP conversation with a node (httpx), signing with a caller-held key (`Signer`), and
-waiting for commits by polling with a bounded back-off. Must never send a private key or a
-passphrase anywhere, nor log one.
+Owns the HTTP conversation with a node (httpx), signing with a caller-held key (`Signer`),
+waiting for commits by polling with a bounded back-off, and following the chain's block and
+event streams (`AsyncClient.subscribe_*`), resumed after a dropped connection. Must never send
+a private key or a passphrase anywhere, nor log one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote
@@ -26,6 +28,7 @@ from consortia.client.light import (
     header_record,
     receipt_record,
 )
+from consortia.client.sse import StreamFormatError, server_events
 from consortia.crypto import suite as get_suite
 from consortia.types.encoding import decode, encode
 from consortia.types.signing import SigningDomain, sign, transaction_id
@@ -487,3 +490,93 @@ class AsyncClient:
         if not wait:
             return {"tx_hash": tx_hash, "status": "pending"}
         return await self.wait(tx_hash, timeout_s)
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def subscribe_blocks(
+        self, from_height: int | None = None, *, retry: Reconnect | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Each committed block's summary (`height`, `hash`, `parent_hash`, `epoch`, `round`,
+        `timestamp_ms`, `tx_count`, `state_root`), from `from_height` (default: the next
+        block) on, for ever. A dropped connection is resumed after the last block seen,
+        without gap or duplicate; ClientError `subscription_lost` once `retry` gives up."""
+        params = {} if from_height is None else {"from": str(from_height)}
+        return _follow(self._http, "/v1/subscribe/blocks", params, retry or Reconnect())
+
+    def subscribe_events(
+        self,
+        from_height: int | None = None,
+        *,
+        contract: str | None = None,
+        event: str | None = None,
+        account: str | None = None,
+        retry: Reconnect | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Each contract event (`height`, `index`, `tx_hash`, `tx_index`, `contract`, `name`,
+        `attributes`) matching every filter given, from `from_height` (default: the next
+        block) on, for ever; resumed as `subscribe_blocks` is. `account` matches events
+        whose account-naming attributes (docs/node.md) name it."""
+        params = {"from": from_height, "contract": contract, "event": event, "account": account}
+        given = {name: str(value) for name, value in params.items() if value is not None}
+        return _follow(self._http, "/v1/subscribe/events", given, retry or Reconnect())
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """How a subscription resumes a dropped stream: at most `attempts` reconnections in a
+    row (a message received resets the count), waiting `backoff_s`, doubled each time up to
+    `backoff_s_max`. `read_timeout_s` without a byte (the node sends a keep-alive every
+    15 s) counts as a dropped connection."""
+
+    attempts: int = 8
+    backoff_s: float = 0.25
+    backoff_s_max: float = 8.0
+    read_timeout_s: float = 45.0
+
+
+# Answers after which a subscription tries again; any other refusal is final.
+_RETRYABLE: Final = frozenset({502, 503, 504})
+
+
+async def _follow(
+    http: httpx.AsyncClient, path: str, params: dict[str, str], retry: Reconnect
+) -> AsyncIterator[dict[str, Any]]:
+    last_id: str | None = None
+    failures = 0
+    timeout = httpx.Timeout(http.timeout.connect, read=retry.read_timeout_s)
+    if "from" not in params:  # pin "the next block" now, so a reconnection leaves no gap
+        try:
+            height = int(_raise_for(await http.get("/v1/status"))["height"])
+        except httpx.HTTPError as error:
+            raise _unreachable(error) from None
+        params = {**params, "from": str(height + 1)}
+    while True:
+        headers = {"accept": "text/event-stream"}
+        if last_id is not None:
+            headers["last-event-id"] = last_id
+        try:
+            async with http.stream(
+                "GET", path, params=params, headers=headers, timeout=timeout
+            ) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    if response.status_code not in _RETRYABLE:
+                        _raise_for(response)
+                    cause = f"{response.status_code} {response.text[:200]}"
+                else:
+                    async for message in server_events(response.aiter_lines()):
+                        data = json.loads(message.data)
+                        last_id = message.id if message.id is not None else last_id
+                        failures = 0
+                        yield data
+                    cause = "the node ended the stream"
+        except (httpx.HTTPError, StreamFormatError, ValueError) as error:
+            cause = f"{type(error).__name__}: {error}".rstrip(": ")
+        failures += 1
+        if failures > retry.attempts:
+            resume = f"; resume after id {last_id}" if last_id is not None else ""
+            raise ClientError(
+                "subscription_lost",
+                f"{path}: gave up after {retry.attempts} reconnections ({cause}){resume}",
+            )
+        await asyncio.sleep(min(retry.backoff_s * 2 ** (failures - 1), retry.backoff_s_max))

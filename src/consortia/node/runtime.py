@@ -207,6 +207,7 @@ class NodeProcess:
         )
         await self._stopping.wait()
         driver.close()
+        service.subscriptions.close()  # open event streams end, so the API server can stop
         server.should_exit = True
         await api
         await transport.close()

@@ -23,6 +23,7 @@ from consortia.execution.values import state_key
 from consortia.mempool import Admission
 from consortia.node.chain import CommittedBlock, tx_receipt
 from consortia.node.driver import Driver
+from consortia.node.subscriptions import SubscriptionHub
 from consortia.storage import StoredReceipt
 from consortia.types.consensus import Block, QuorumCertificate
 from consortia.types.encoding import encode
@@ -68,9 +69,12 @@ class NodeService:
     node_id: bytes
     connected_peers: Callable[[], set[bytes]]
     _recent: OrderedDict[int, CommittedBlock] = field(default_factory=OrderedDict)
+    # The API's chain subscriptions, woken by every durable commit.
+    subscriptions: SubscriptionHub = field(default_factory=SubscriptionHub)
 
     def __post_init__(self) -> None:
         self.driver.on_commit.append(self._remember)
+        self.driver.on_commit.append(self.subscriptions.committed)
 
     @property
     def chain(self) -> Any:
