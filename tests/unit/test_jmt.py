@@ -21,11 +21,11 @@ from consortia.execution.jmt import (
     NodeKey,
     SparseMerkleProof,
     TreeUpdate,
-    VersionUnavailableError,
+    HeightUnavailableError,
     verify_proof,
 )
 from consortia.execution.jmt_nodes import Internal, Leaf, decode_node, encode_node
-from consortia.execution.jmt_proof import ProofLeaf, key_hash, placeholder
+from consortia.types.state_proof import ProofLeaf, key_hash, placeholder
 from consortia.types.encoding import decode, encode
 
 SUITE = suite("intl")
@@ -106,7 +106,7 @@ def test_the_long_prefix_keys_share_what_the_tests_rely_on() -> None:
 
 def test_an_empty_tree_has_the_placeholder_root_and_proves_absence() -> None:
     tree, store = new_tree()
-    with pytest.raises(VersionUnavailableError):
+    with pytest.raises(HeightUnavailableError):
         tree.root_hash()
     update = commit(tree, store, {})
     assert update.root == placeholder(SUITE) == tree.root_hash(0)
@@ -133,7 +133,7 @@ def test_values_are_read_back_at_every_version() -> None:
         assert dict(tree.items(version)) == state
         assert tree.root_hash(version) == built_at_once(state)
     assert tree.root_hash(3) == tree.root_hash(2), "a version without writes keeps its root"
-    with pytest.raises(VersionUnavailableError, match="after the latest"):
+    with pytest.raises(HeightUnavailableError, match="after the latest"):
         tree.get(b"a", 4)
 
 
@@ -153,7 +153,7 @@ def test_versions_are_applied_in_order_and_the_first_may_be_any() -> None:
     store.write(tree.apply(40, {b"k": b"v"}))
     with pytest.raises(AssertionError):
         tree.apply(42, {})
-    with pytest.raises(VersionUnavailableError, match="no state tree at version 39"):
+    with pytest.raises(HeightUnavailableError, match="no state tree at version 39"):
         tree.get(b"k", 39)
     assert tree.get(b"k", 40) == b"v"
 
@@ -278,9 +278,9 @@ def test_pruning_keeps_every_retained_version_and_refuses_older_ones(
                 assert value == models[version].get(key)
                 assert verify_proof(SUITE, root, key, value, proof)
         for version in range(oldest):
-            with pytest.raises(VersionUnavailableError, match="pruned"):
+            with pytest.raises(HeightUnavailableError, match="pruned"):
                 reader.get(A, version)
-            with pytest.raises(VersionUnavailableError, match="pruned"):
+            with pytest.raises(HeightUnavailableError, match="pruned"):
                 reader.prove(A, version)
 
 
@@ -296,7 +296,7 @@ def test_pruning_an_old_version_deletes_its_replaced_nodes() -> None:
     tree.retain_from(15)
     assert deleted > 0 and len(store) == before - deleted
     assert set(store.nodes) == set().union(*(reachable(store, v) for v in range(15, 20)))
-    with pytest.raises(VersionUnavailableError, match="before 15"):
+    with pytest.raises(HeightUnavailableError, match="before 15"):
         tree.root_hash(14)
     assert tree.root_hash(15) == built_at_once(dict(tree.items(15)))
 
