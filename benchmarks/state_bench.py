@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from consortia.execution.state import StateProof, StateTree, verify_state_proof
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -44,7 +45,6 @@ from consortia.execution.jmt import (
     MemoryNodeStore,
     verify_proof,
 )
-from consortia.execution.state import StateProof, StateTree, verify_state_proof
 from consortia.types.encoding import encode
 
 KEY_SIZE = 24

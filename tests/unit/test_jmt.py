@@ -16,17 +16,17 @@ from hypothesis import strategies as st
 from consortia.crypto import Suite, suite
 from consortia.errors import DecodeError
 from consortia.execution.jmt import (
+    HeightUnavailableError,
     JellyfishTree,
     MemoryNodeStore,
     NodeKey,
     SparseMerkleProof,
     TreeUpdate,
-    HeightUnavailableError,
     verify_proof,
 )
 from consortia.execution.jmt_nodes import Internal, Leaf, decode_node, encode_node
-from consortia.types.state_proof import ProofLeaf, key_hash, placeholder
 from consortia.types.encoding import decode, encode
+from consortia.types.state_proof import ProofLeaf, key_hash, placeholder
 
 SUITE = suite("intl")
 GM = suite("gm")

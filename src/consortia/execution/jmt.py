@@ -300,45 +300,17 @@ class JellyfishTree:
         under `path`."""
         if len(writes) == 1 and writes[0][1] is not None:
             return self._update_one(version, key, node, writes[0])
-        changed: list[tuple[int, _Placed | None]] = []
-        bitmap, leaves = node.bitmap, node.leaves
-        depth = len(path)
-        if len(writes) == 1:
-            groups: list[tuple[int, list[_Item]]] = [(NIBBLE[writes[0][0][depth]], writes)]
-        else:
-            groups = _groups(writes, depth)
-        for nibble, group in groups:
-            bit = 1 << nibble
-            child_path = path + _HEX[nibble]
-            placed: _Result
-            if not bitmap & bit:
-                placed = self._build(version, child_path, [i for i in group if i[1] is not None])
-                if placed is None:
-                    continue
-            else:
-                child_key = NodeKey(node.versions[nibble], child_path)
-                digest = node.hashes[nibble]
-                if leaves & bit:
-                    placed = self._replace_leaf(version, child_path, child_key, digest, group)
-                else:
-                    child = self._internal(child_key, digest)
-                    placed = self._update(version, child_path, child_key, child, group)
-                if placed is False:
-                    continue
-            changed.append((nibble, placed))
+        changed = self._changed_children(version, path, node, writes)
         if not changed:
             return False
         self._drop(key)
+        bitmap, leaves = node.bitmap, node.leaves
         for nibble, placed in changed:
             bit = 1 << nibble
-            if placed is None:
-                bitmap &= ~bit
-                leaves &= ~bit
-            elif isinstance(placed.node, Leaf):
-                bitmap |= bit
+            bitmap = bitmap & ~bit if placed is None else bitmap | bit
+            if placed is not None and isinstance(placed.node, Leaf):
                 leaves |= bit
             else:
-                bitmap |= bit
                 leaves &= ~bit
         if not bitmap:
             return None
@@ -355,6 +327,37 @@ class JellyfishTree:
             return _Placed(only, None)
         slots = (list(node.hashes), list(node.versions), bitmap, leaves)
         return self._finish(version, path, slots, changed)
+
+    def _changed_children(
+        self, version: int, path: str, node: Internal, writes: list[_Item]
+    ) -> list[tuple[int, _Placed | None]]:
+        """The children of `node` that `writes` change, each as it is now (None: empty)."""
+        changed: list[tuple[int, _Placed | None]] = []
+        depth = len(path)
+        if len(writes) == 1:
+            groups: list[tuple[int, list[_Item]]] = [(NIBBLE[writes[0][0][depth]], writes)]
+        else:
+            groups = _groups(writes, depth)
+        for nibble, group in groups:
+            bit = 1 << nibble
+            child_path = path + _HEX[nibble]
+            placed: _Result
+            if not node.bitmap & bit:
+                placed = self._build(version, child_path, [i for i in group if i[1] is not None])
+                if placed is None:
+                    continue
+            else:
+                child_key = NodeKey(node.versions[nibble], child_path)
+                digest = node.hashes[nibble]
+                if node.leaves & bit:
+                    placed = self._replace_leaf(version, child_path, child_key, digest, group)
+                else:
+                    child = self._internal(child_key, digest)
+                    placed = self._update(version, child_path, child_key, child, group)
+                if placed is False:
+                    continue
+            changed.append((nibble, placed))
+        return changed
 
     def _update_one(self, version: int, key: NodeKey, node: Internal, item: _Item) -> _Result:
         """`_update` for one key set (not deleted): down its path, then up again rewriting

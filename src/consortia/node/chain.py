@@ -2,10 +2,11 @@
 
 Owns executing committed blocks and recording them. A `Commit` from the replica runs each
 block through the engine, then writes the block, its certificates, its receipts, its state
-writes, the new state root and the epoch bookkeeping to the store in one durable transaction,
-before anyone is told the block is committed. A restarted node restores the engine's
-committed state from the store (checked against the stored root) instead of re-executing the
-chain, and rebuilds its replica from what the store kept.
+writes, the new state root, the state tree's new and stale nodes (and a bounded batch of
+pruning) and the epoch bookkeeping to the store in one durable transaction, before anyone is
+told the block is committed. The engine reads tree nodes it does not hold from the store. A
+restarted node reopens the engine's state tree at the stored root (and loads the current
+values) instead of re-executing the chain, and rebuilds its replica from what the store kept.
 
 Must never decide anything about consensus (the replica does) nor admit transactions (the
 mempool does); it reads the clock and the disk only through what the node hands it.
@@ -21,15 +22,18 @@ from consortia.consensus.config import Params, ReplicaSetup, genesis_block, root
 from consortia.consensus.events import Commit
 from consortia.crypto import suite as get_suite
 from consortia.execution.builtin import BUILTIN_CONTRACTS
+from consortia.execution.committed import HISTORY_HEIGHTS_DEFAULT
 from consortia.execution.contracts import governance_state, identity_state
-from consortia.execution.engine import Receipt
+from consortia.execution.engine import Engine, Receipt
 from consortia.execution.genesis import engine_from_genesis
+from consortia.execution.jmt_nodes import NodeKey
 from consortia.execution.membership import EngineMembership
 from consortia.execution.values import state_key
-from consortia.storage import CommitRecord, NodeStore, StoredEvent, StoredReceipt
+from consortia.storage import CommitRecord, NodeStore, StoredEvent, StoredReceipt, TreeWrite
 from consortia.types.consensus import Block, EpochConfig, QuorumCertificate, Validator
 from consortia.types.genesis import Genesis, genesis_hash
 from consortia.types.signing import block_id
+from consortia.types.state_proof import StateAnswer
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +59,15 @@ def genesis_epoch(genesis: Genesis) -> EpochConfig:
 
 
 class Chain:
-    def __init__(self, genesis: Genesis, store: NodeStore) -> None:
+    def __init__(
+        self,
+        genesis: Genesis,
+        store: NodeStore,
+        *,
+        state_history_heights: int = HISTORY_HEIGHTS_DEFAULT,
+    ) -> None:
+        """`state_history_heights`: how many heights back state reads and proofs are
+        answered (older state tree nodes are pruned)."""
         self.genesis = genesis
         self.genesis_hash = genesis_hash(genesis)
         self.store = store
@@ -63,20 +75,25 @@ class Chain:
         self.genesis_block = genesis_block_of(genesis)
         self.genesis_id = block_id(self.suite, self.genesis_block.header)
         stored = store.height
+        self.engine = engine_from_genesis(
+            genesis,
+            BUILTIN_CONTRACTS,
+            initialise=stored is None,
+            nodes=_node_reader(store),
+            history_heights=state_history_heights,
+        )
         if stored is None:
-            self.engine = engine_from_genesis(genesis, BUILTIN_CONTRACTS)
             store.initialise(
                 state=dict(self.engine.state.current),
                 state_root=self.engine.root,
                 epoch_config=genesis_epoch(genesis),
                 genesis_id=self.genesis_id,
+                tree=_tree_write(self.engine),
             )
         else:
-            self.engine = engine_from_genesis(genesis, BUILTIN_CONTRACTS, initialise=stored == 0)
-            if stored > 0:
-                tip = store.tip()
-                assert tip is not None
-                self.engine.restore(stored, dict(store.state_items()), tip.state_root)
+            root = store.state_root()
+            assert root is not None, "a store with a height has a state root"
+            self.engine.restore(stored, dict(store.state_items()), root, store.state_oldest())
         self.membership = EngineMembership(self.engine)
         self._founders = {bytes.fromhex(v.node_id): v.member for v in genesis.validators}
 
@@ -173,6 +190,7 @@ class Chain:
                 epoch_config=config,
                 epoch_root_id=epoch_root_id,
                 reputation=commit.reputation if index == len(blocks) - 1 else None,
+                tree=_tree_write(self.engine),
             )
             recorded.append(CommittedBlock(block, new_id, root, receipts))
         return recorded
@@ -206,6 +224,12 @@ class Chain:
     def raw_state(self, contract: str, key: str) -> bytes | None:
         return self.engine.state.get(state_key(contract, key))
 
+    def state_answer(self, contract: str, key: str, height: int | None = None) -> StateAnswer:
+        """`contract`'s `key` at `height` (the latest when None): its raw stored value (None:
+        absent) with a proof under that height's state root. HeightUnavailableError for a
+        height older than the state kept, or not yet committed."""
+        return self.engine.prove(contract, key, height)
+
 
 # Receipt events after which `peer_allowed` may answer differently for some peer.
 MEMBERSHIP_EVENTS: Final = frozenset(
@@ -230,6 +254,25 @@ def genesis_block_of(genesis: Genesis) -> Block:
         genesis.chain_id,
         genesis.protocol_version,
         genesis.genesis_time_ms,
+    )
+
+
+def _node_reader(store: NodeStore) -> Callable[[NodeKey], bytes | None]:
+    def read(key: NodeKey) -> bytes | None:
+        return store.tree_node(key.to_bytes())
+
+    return read
+
+
+def _tree_write(engine: Engine) -> TreeWrite:
+    """The engine's last state tree update, as the store keeps it."""
+    update = engine.last_update
+    assert update is not None
+    return TreeWrite(
+        version=update.version,
+        nodes={key.to_bytes(): data for key, data in update.nodes.items()},
+        stale=[key.to_bytes() for key in update.stale],
+        oldest=engine.oldest_height,
     )
 
 

@@ -1,6 +1,13 @@
 """Durable storage at the edge: the node's blocks, certificates, receipts, safety state and
 committed state, in an embedded transactional store. Never imported by the pure cores."""
 
-from consortia.storage.store import CommitRecord, NodeStore, StoredEvent, StoredReceipt, Tip
+from consortia.storage.store import (
+    CommitRecord,
+    NodeStore,
+    StoredEvent,
+    StoredReceipt,
+    Tip,
+    TreeWrite,
+)
 
-__all__ = ["CommitRecord", "NodeStore", "StoredEvent", "StoredReceipt", "Tip"]
+__all__ = ["CommitRecord", "NodeStore", "StoredEvent", "StoredReceipt", "Tip", "TreeWrite"]

@@ -71,6 +71,8 @@ class HeightUnavailableError(ConsortiaError):
     retention), not yet committed, or from before the state the node holds starts."""
 
     code = "height_unavailable"
+
+
 _Bitmap = Annotated[int, Meta(ge=0, le=BITMAP_MAX)]
 
 
