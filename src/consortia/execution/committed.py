@@ -33,12 +33,18 @@ from consortia.execution.jmt_nodes import (
     StateCorruptError,
     TreeUpdate,
 )
-from consortia.types.state_proof import SparseMerkleProof, placeholder
+from consortia.types.state_proof import (
+    STATE_HISTORY_HEIGHTS_DEFAULT,
+    STATE_HISTORY_HEIGHTS_MAX,
+    STATE_HISTORY_HEIGHTS_MIN,
+    SparseMerkleProof,
+    placeholder,
+)
 
-# How many heights of history a node keeps by default, and the bounds of its setting.
-HISTORY_HEIGHTS_DEFAULT: Final = 10_000
-HISTORY_HEIGHTS_MIN: Final = 16
-HISTORY_HEIGHTS_MAX: Final = 1_000_000
+# How many heights of history are kept by default, and the bounds of the setting.
+HISTORY_HEIGHTS_DEFAULT: Final = STATE_HISTORY_HEIGHTS_DEFAULT
+HISTORY_HEIGHTS_MIN: Final = STATE_HISTORY_HEIGHTS_MIN
+HISTORY_HEIGHTS_MAX: Final = STATE_HISTORY_HEIGHTS_MAX
 
 
 class CommittedState:

@@ -58,6 +58,12 @@ PATH_LENGTH: Final = 2 * HASH_SIZE
 NIBBLE: Final = {character: index for index, character in enumerate("0123456789abcdef")}
 BITMAP_MAX: Final = (1 << RADIX) - 1
 
+# How many heights of state history a node keeps (reads and proofs at a past height), by
+# default and at least and at most: a node's `state_history_heights` setting.
+STATE_HISTORY_HEIGHTS_DEFAULT: Final = 10_000
+STATE_HISTORY_HEIGHTS_MIN: Final = 16
+STATE_HISTORY_HEIGHTS_MAX: Final = 1_000_000
+
 # Bounds of a state key and a stored value (the engine's limits, `execution/values.py`, are
 # within them).
 STATE_KEY_SIZE_MAX: Final = 1024
