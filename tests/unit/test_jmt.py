@@ -233,6 +233,49 @@ def test_every_version_matches_the_model_and_a_tree_built_at_once(
             assert verify_proof(SUITE, root, key, value, proof)
 
 
+@PROPERTY
+@given(st.lists(WRITES, min_size=1, max_size=8), CACHES)
+def test_knowing_the_present_keys_changes_nothing_but_what_is_read(
+    batches: list[dict[bytes, bytes | None]], cache: int
+) -> None:
+    """With the present keys given, leaves that are only replaced are not read; the update
+    (root, nodes, stale list) is the one a tree that reads them writes."""
+    reading, reading_store = new_tree(cache)
+    knowing, knowing_store = new_tree(cache)
+    model: dict[bytes, bytes] = {}
+    for writes in batches:
+        version = 0 if reading.version is None else reading.version + 1
+        expected = reading.apply(version, writes)
+        reading_store.write(expected)
+        got = knowing.apply(version, writes, model)
+        knowing_store.write(got)
+        assert got.root == expected.root and got.nodes == expected.nodes
+        assert sorted(got.stale) == sorted(expected.stale)
+        for key, value in writes.items():
+            if value is None:
+                model.pop(key, None)
+            else:
+                model[key] = value
+    assert knowing.cache_misses <= reading.cache_misses
+
+
+def test_replacing_a_present_keys_value_reads_no_leaf() -> None:
+    tree, store = new_tree()
+    rng = random.Random(13)
+    state = {rng.randbytes(8): rng.randbytes(8) for _ in range(3000)}
+    commit(tree, store, state)
+    writes: dict[bytes, bytes | None] = {key: b"new" for key in rng.sample(sorted(state), 200)}
+    misses = []
+    for present in (state, None):
+        cold = JellyfishTree(SUITE, store.read, version=tree.version)
+        assert len(dict(cold.items())) == len(state)  # every internal node is cached now
+        before = cold.cache_misses
+        update = cold.apply(1, writes, present)
+        assert update.root == built_at_once({**state, **writes})  # type: ignore[dict-item]
+        misses.append(cold.cache_misses - before)
+    assert misses == [0, 200], "with the present keys, not one of the 200 leaves is read"
+
+
 # ---------------------------------------------------------------------- stale nodes, pruning
 
 

@@ -63,6 +63,7 @@ from consortia.execution.jmt_nodes import (
 )
 from consortia.types.state_proof import (
     HASH_SIZE,
+    INTERNAL_DOMAIN,
     KEY_DOMAIN,
     NIBBLE,
     PATH_LENGTH,
@@ -361,48 +362,84 @@ class JellyfishTree:
 
     def _update_one(self, version: int, key: NodeKey, node: Internal, item: _Item) -> _Result:
         """`_update` for one key set (not deleted): down its path, then up again rewriting
-        the nodes passed (the common case below the top levels of a large tree)."""
-        item_path, leaf, _ = item
+        the nodes passed (the common case below the top levels of a large tree). The hot
+        path of `apply`: written out rather than through the general helpers."""
+        item_path, leaf, known = item
         assert leaf is not None
         passed: list[tuple[NodeKey, Internal, int]] = []
         depth = len(key.path)
-        placed: _Result
+        cache = self._cache
+        # The subtree below the lowest node passed: a node, and its key (None: a leaf to
+        # place under that node).
+        top: Leaf | Internal = leaf
+        top_key: NodeKey | None = None
         while True:
             nibble = NIBBLE[item_path[depth]]
             bit = 1 << nibble
             passed.append((key, node, nibble))
             depth += 1
             if not node.bitmap & bit:
-                placed = _Placed(leaf, None)
                 break
             child_key = NodeKey(node.versions[nibble], item_path[:depth])
             digest = node.hashes[nibble]
             if node.leaves & bit:
+                if known:
+                    # The key's own leaf: replaced without being read.
+                    if leaf.hash == digest:
+                        return False
+                    self._stale.append(child_key)
+                    break
                 placed = self._replace_leaf(version, child_key.path, child_key, digest, [item])
                 if placed is False:
                     return False
+                assert placed is not None
+                top, top_key = placed.node, placed.key
                 break
-            key, node = child_key, self._internal(child_key, digest)
-        assert placed is not None
-        suite, nodes = self._suite, self._nodes
+            child = cache.get(child_key)
+            if child is None:
+                child = self._internal(child_key, digest)
+            else:
+                self.cache_hits += 1
+            key, node = child_key, child  # type: ignore[assignment]
+        return self._rewrite_up(version, passed, top, top_key)
+
+    def _rewrite_up(
+        self,
+        version: int,
+        passed: list[tuple[NodeKey, Internal, int]],
+        top: Leaf | Internal,
+        top_key: NodeKey | None,
+    ) -> _Placed:
+        """The nodes `passed` (root side first), each rewritten over the new subtree below."""
+        hash_of, nodes, stale, cache = self._hash_of, self._nodes, self._stale, self._cache
         for key, node, nibble in reversed(passed):
-            self._drop(key)
+            stale.append(key)
+            cache.pop(key, None)
             hashes, versions = list(node.hashes), list(node.versions)
             bit = 1 << nibble
-            child = placed.node
-            if placed.key is None:
-                assert isinstance(child, Leaf)
+            if top_key is None:
                 nodes[NodeKey(version, key.path + _HEX[nibble])] = encode_leaf(
-                    child.key, child.value
+                    top.key,  # type: ignore[union-attr]
+                    top.value,  # type: ignore[union-attr]
                 )
                 leaves = node.leaves | bit
             else:
                 leaves = node.leaves & ~bit
-            hashes[nibble] = child.hash
+            hashes[nibble] = top.hash
             versions[nibble] = version
-            parent = internal_node(suite, hashes, versions, node.bitmap | bit, leaves)
-            placed = self._place(NodeKey(version, key.path), parent)
-        return placed
+            top = Internal(
+                tuple(hashes),
+                tuple(versions),
+                node.bitmap | bit,
+                leaves,
+                hash_of(INTERNAL_DOMAIN + b"".join(hashes)),
+            )
+            top_key = NodeKey(version, key.path)
+            nodes[top_key] = encode_internal(top)
+            cache[top_key] = top
+        if len(cache) > self._cache_max:
+            self._evict()
+        return _Placed(top, top_key)
 
     def _replace_leaf(
         self, version: int, path: str, key: NodeKey, digest: bytes, writes: list[_Item]
@@ -576,8 +613,13 @@ class JellyfishTree:
         cache = self._cache
         cache[key] = node
         if len(cache) > self._cache_max:
-            for old in list(islice(cache, max(1, self._cache_max // _EVICT_SHARE))):
-                del cache[old]
+            self._evict()
+
+    def _evict(self) -> None:
+        """The oldest share of the cache goes (what changes each version is always young)."""
+        cache = self._cache
+        for old in list(islice(cache, max(1, self._cache_max // _EVICT_SHARE))):
+            del cache[old]
 
     def _node_hash(self, node: Node) -> bytes:
         return self._empty if isinstance(node, Empty) else node.hash

@@ -24,6 +24,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Annotated, Final, NamedTuple
 
 import msgspec
@@ -90,6 +91,9 @@ Child = tuple[int, bytes]
 
 
 class Leaf:
+    """A key and its value, with the key's hash (in hex: its path), the value's hash and the
+    leaf's hash."""
+
     __slots__ = ("hash", "key", "key_hash", "path", "value", "value_hash")
 
     def __init__(self, suite: Suite, key: bytes, value: bytes, digest: bytes | None = None) -> None:
@@ -191,20 +195,36 @@ def nibbles(bitmap: int) -> tuple[int, ...]:
     return _BITS[bitmap & 0xFF] + _HIGH_BITS[bitmap >> 8]
 
 
+# The tags of the records, and the encoder behind `encode`: a record's fields as a tuple
+# headed by its tag are its encoding (an array-like tagged struct is exactly that array), which
+# spares building the record on the hot path. `decode_node` checks both agree.
+_LEAF_TAG: Final = 2
+_INTERNAL_TAG: Final = 1
+_raw_encode: Final = msgspec.msgpack.Encoder(order="deterministic").encode
+_Pick = Callable[[tuple[object, ...]], tuple[object, ...]]
+# Per bitmap, what picks the slots of its children out of 16 (filled as bitmaps are met).
+_PICKERS: dict[int, _Pick] = {}
+
+
+def _picker(bitmap: int) -> _Pick:
+    present = nibbles(bitmap)
+    if len(present) == 1:
+        (only,) = present
+        return lambda slots: (slots[only],)
+    return itemgetter(*present)
+
+
 def encode_leaf(key: bytes, value: bytes) -> bytes:
-    return encode(_LeafRecord(key, value))
+    return _raw_encode((_LEAF_TAG, key, value))
 
 
 def encode_internal(node: Internal) -> bytes:
-    present = nibbles(node.bitmap)
-    versions, hashes = node.versions, node.hashes
-    return encode(
-        _InternalRecord(
-            node.bitmap,
-            node.leaves,
-            [versions[n] for n in present],
-            b"".join([hashes[n] for n in present]),
-        )
+    bitmap = node.bitmap
+    pick = _PICKERS.get(bitmap)
+    if pick is None:
+        pick = _PICKERS[bitmap] = _picker(bitmap)
+    return _raw_encode(
+        (_INTERNAL_TAG, bitmap, node.leaves, pick(node.versions), b"".join(pick(node.hashes)))  # type: ignore[arg-type]
     )
 
 
