@@ -168,22 +168,23 @@ def test_pruning_deletes_a_bounded_batch_per_commit(tmp_path: Path) -> None:
     store = NodeStore(tmp_path / "store", map_size=64 * 1024**2)
     chain = Chain(GENESIS, store, state_history_heights=HISTORY)
     commit_transfers(chain, GENESIS, 1)
-    backlog = 3 * PRUNE_NODES_MIN
-    # A height that made many nodes stale (made up: only the store's bookkeeping is tested).
+    # Heights that made many nodes stale (made up: only the store's bookkeeping is tested).
+    fake = [b"fake-%d" % index for index in range(3 * PRUNE_NODES_MIN)]
     with store._env.begin(write=True) as txn:
-        table = store._db[b"tree_stale"]
-        for index in range(backlog):
-            txn.put((1).to_bytes(8, "big") + b"fake-%d" % index, b"", db=table)
-    before = store.tree_counts()[1]
-    writes = [TreeWrite(version=height, nodes={}, stale=[], oldest=1) for height in range(2, 6)]
+        for since in (2, 3):
+            store._write_tree(txn, TreeWrite(since, dict.fromkeys(fake, b"x"), fake, 0))
+    nodes, before = store.tree_counts()
+    assert before >= 2 * len(fake)
     remaining = []
-    for write in writes:
+    for height in range(4, 12):
         with store._env.begin(write=True) as txn:
-            store._write_tree(txn, write)
+            store._write_tree(txn, TreeWrite(height, {}, [], oldest=3))
         remaining.append(store.tree_counts()[1])
-    assert remaining[0] == before - PRUNE_NODES_MIN
-    assert remaining[1] == before - 2 * PRUNE_NODES_MIN
-    assert remaining[-1] == max(0, before - 4 * PRUNE_NODES_MIN)
+    assert remaining[:3] == [before - k * PRUNE_NODES_MIN for k in (1, 2, 3)]
+    assert remaining[-1] == 0, "every list stale at or before the oldest kept height goes"
+    assert store.tree_counts()[0] < nodes
+    # Nothing stale after the oldest kept height goes.
+    assert all(store.tree_node(key.to_bytes()) is not None for key in [NodeKey(1, "")])
 
 
 def test_a_tampered_root_stops_the_restart(tmp_path: Path) -> None:

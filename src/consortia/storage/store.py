@@ -17,11 +17,11 @@ So a node killed at any moment restarts from a consistent state: either a block 
 with everything that belongs to it, or none of it is.
 
 The state tree (the engine's versioned sparse Merkle tree) lives in two tables: `tree_nodes`
-(node key bytes -> node bytes) and `tree_stale` (the height a node went stale, then its key ->
-nothing). Each commit stores the tree's new nodes and stale list, and deletes a bounded batch
-of nodes stale at or before the oldest height kept (recorded as `state_oldest`): no kept
-height reaches them. The flat `state` table keeps the current values, which a restarted
-engine loads instead of walking the tree.
+(node key bytes -> node bytes) and `tree_stale` (a height -> the keys of the nodes that went
+stale at it, each prefixed by its length). Each commit stores the tree's new nodes and stale
+list, and deletes a bounded batch of nodes stale at or before the oldest height kept
+(recorded as `state_oldest`): no kept height reaches them. The flat `state` table keeps the
+current values, which a restarted engine loads instead of walking the tree.
 
 Must never: interpret transactions or decide anything; it stores what the node hands it.
 """
@@ -135,6 +135,20 @@ def _present(data: bytes | None) -> bytes:
 
 def _height_key(height: int) -> bytes:
     return height.to_bytes(8, "big")
+
+
+def _pack_keys(keys: list[bytes]) -> bytes:
+    """A list of state tree node keys (each under 256 bytes) as one value."""
+    return b"".join(bytes((len(key),)) + key for key in keys)
+
+
+def _unpack_keys(data: bytes) -> list[bytes]:
+    keys, at = [], 0
+    while at < len(data):
+        end = at + 1 + data[at]
+        keys.append(bytes(data[at + 1 : end]))
+        at = end
+    return keys
 
 
 class NodeStore:
@@ -254,22 +268,26 @@ class NodeStore:
         if tree is None:
             return
         nodes, stale_table = self._db[b"tree_nodes"], self._db[b"tree_stale"]
-        for key, data in tree.nodes.items():
-            txn.put(key, data, db=nodes)
-        since = _height_key(tree.version)
-        for key in tree.stale:
-            txn.put(since + key, b"", db=stale_table)
+        with txn.cursor(db=nodes) as cursor:
+            cursor.putmulti(tree.nodes.items())
+        if tree.stale:
+            txn.put(_height_key(tree.version), _pack_keys(tree.stale), db=stale_table)
         budget = max(PRUNE_NODES_MIN, 2 * len(tree.stale))
         # Nodes stale at or before the oldest height kept: no kept height reaches them.
         with txn.cursor(db=stale_table) as cursor:
-            cursor.first()
-            while budget > 0:
-                entry = cursor.key()
-                if not entry or int.from_bytes(entry[:8], "big") > tree.oldest:
+            while budget > 0 and cursor.first():
+                since = cursor.key()
+                if int.from_bytes(since, "big") > tree.oldest:
                     break
-                txn.delete(entry[8:], db=nodes)
-                cursor.delete()
-                budget -= 1
+                keys = _unpack_keys(bytes(cursor.value()))
+                for key in keys[:budget]:
+                    txn.delete(key, db=nodes)
+                if len(keys) > budget:
+                    cursor.put(since, _pack_keys(keys[budget:]))
+                    budget = 0
+                else:
+                    cursor.delete()
+                    budget -= len(keys)
         txn.put(_STATE_OLDEST, _height_key(tree.oldest), db=self._db[b"meta"])
 
     def initialise(
@@ -347,10 +365,11 @@ class NodeStore:
         return None if data is None else bytes(data)
 
     def tree_counts(self) -> tuple[int, int]:
-        """(state tree nodes, stale entries not yet pruned) held: for tests and metrics."""
-        with self._env.begin() as txn:
+        """(state tree nodes, stale nodes not yet pruned) held: for tests (reads every
+        stale list)."""
+        with self._env.begin() as txn, txn.cursor(db=self._db[b"tree_stale"]) as cursor:
             nodes = txn.stat(self._db[b"tree_nodes"])["entries"]
-            stale = txn.stat(self._db[b"tree_stale"])["entries"]
+            stale = sum(len(_unpack_keys(bytes(value))) for _, value in cursor)
         return nodes, stale
 
     def reputation(self) -> ReputationState | None:
