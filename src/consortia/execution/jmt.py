@@ -95,6 +95,8 @@ CACHE_NODES_DEFAULT: Final = 1 << 19
 _EVICT_SHARE: Final = 8
 _HEX: Final = "0123456789abcdef"
 _first = itemgetter(0)
+# NodeKey(version, path) without the Python-level constructor, on the hot path.
+_node_key = tuple.__new__
 
 # A write: the key's path (its hash, in hex), its new leaf (None: deleted), and whether the
 # key was present before (None: not known).
@@ -288,10 +290,11 @@ class JellyfishTree:
         suite, hash_of = self._suite, self._hash_of
         for key, value in writes.items():
             known = None if present is None else key in present
+            digest = hash_of(KEY_DOMAIN + key)
             if value is None:
-                yield hash_of(KEY_DOMAIN + key).hex(), None, known
+                yield digest.hex(), None, known
             else:
-                leaf = Leaf(suite, key, value)
+                leaf = Leaf(suite, key, value, digest)
                 yield leaf.path, leaf, known
 
     def _update(
@@ -380,7 +383,7 @@ class JellyfishTree:
             depth += 1
             if not node.bitmap & bit:
                 break
-            child_key = NodeKey(node.versions[nibble], item_path[:depth])
+            child_key = _node_key(NodeKey, (node.versions[nibble], item_path[:depth]))
             digest = node.hashes[nibble]
             if node.leaves & bit:
                 if known:
@@ -418,7 +421,7 @@ class JellyfishTree:
             hashes, versions = list(node.hashes), list(node.versions)
             bit = 1 << nibble
             if top_key is None:
-                nodes[NodeKey(version, key.path + _HEX[nibble])] = encode_leaf(
+                nodes[_node_key(NodeKey, (version, key.path + _HEX[nibble]))] = encode_leaf(
                     top.key,  # type: ignore[union-attr]
                     top.value,  # type: ignore[union-attr]
                 )
@@ -434,7 +437,7 @@ class JellyfishTree:
                 leaves,
                 hash_of(INTERNAL_DOMAIN + b"".join(hashes)),
             )
-            top_key = NodeKey(version, key.path)
+            top_key = _node_key(NodeKey, (version, key.path))
             nodes[top_key] = encode_internal(top)
             cache[top_key] = top
         if len(cache) > self._cache_max:

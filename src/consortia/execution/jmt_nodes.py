@@ -38,12 +38,12 @@ from consortia.types.state_proof import (
     BITMAP_MAX,
     HASH_SIZE,
     INTERNAL_DOMAIN,
+    KEY_DOMAIN,
+    LEAF_DOMAIN,
     PATH_LENGTH,
     RADIX,
-    key_hash,
-    leaf_hash,
+    VALUE_DOMAIN,
     placeholder,
-    value_hash,
 )
 
 _VERSION_SIZE: Final = 8
@@ -64,11 +64,12 @@ class NodeKey(NamedTuple):
 
     def to_bytes(self) -> bytes:
         """Version (8 bytes, big-endian), path length, packed nibbles: ordered by version."""
-        path = self.path
+        version, path = self
+        length = len(path)
         return (
-            self.version.to_bytes(_VERSION_SIZE, "big")
-            + bytes((len(path),))
-            + bytes.fromhex(path + "0" if len(path) & 1 else path)
+            version.to_bytes(_VERSION_SIZE, "big")
+            + _LENGTHS[length]
+            + (bytes.fromhex(path + "0") if length & 1 else bytes.fromhex(path))
         )
 
     @classmethod
@@ -83,6 +84,7 @@ class NodeKey(NamedTuple):
         return cls(int.from_bytes(data[:_VERSION_SIZE], "big"), path[:length])
 
 
+_LENGTHS: Final = tuple(bytes((length,)) for length in range(PATH_LENGTH + 1))
 NodeReader = Callable[[NodeKey], bytes | None]
 
 
@@ -97,12 +99,14 @@ class Leaf:
     __slots__ = ("hash", "key", "key_hash", "path", "value", "value_hash")
 
     def __init__(self, suite: Suite, key: bytes, value: bytes, digest: bytes | None = None) -> None:
+        """`digest`: the key's hash, when the caller has it already."""
+        hash_of = suite.hash
         self.key = key
         self.value = value
-        self.key_hash = key_hash(suite, key) if digest is None else digest
+        self.key_hash = hash_of(KEY_DOMAIN + key) if digest is None else digest
         self.path = self.key_hash.hex()
-        self.value_hash = value_hash(suite, value)
-        self.hash = leaf_hash(suite, self.key_hash, self.value_hash)
+        self.value_hash = hash_of(VALUE_DOMAIN + value)
+        self.hash = hash_of(LEAF_DOMAIN + self.key_hash + self.value_hash)
 
 
 class Internal:
