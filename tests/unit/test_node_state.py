@@ -202,6 +202,17 @@ def test_a_tampered_root_stops_the_restart(tmp_path: Path) -> None:
         open_chain(tmp_path)
 
 
+def test_a_store_without_its_state_tree_stops_the_restart(tmp_path: Path) -> None:
+    chain = open_chain(tmp_path)
+    commit_transfers(chain, GENESIS, 2)
+    store = chain.store
+    with store._env.begin(write=True) as txn:
+        txn.delete(NodeKey(chain.height, "").to_bytes(), db=store._db[b"tree_nodes"])
+    store.close()
+    with pytest.raises(StateCorruptError, match="holds no state tree at height 2"):
+        open_chain(tmp_path)
+
+
 def test_a_tampered_leaf_is_caught_when_read(tmp_path: Path) -> None:
     chain = open_chain(tmp_path)
     commit_transfers(chain, GENESIS, 3)

@@ -37,6 +37,7 @@ from consortia.types.state_proof import (
     STATE_HISTORY_HEIGHTS_DEFAULT,
     STATE_HISTORY_HEIGHTS_MAX,
     STATE_HISTORY_HEIGHTS_MIN,
+    HeightUnavailableError,
     SparseMerkleProof,
     placeholder,
 )
@@ -129,7 +130,13 @@ class CommittedState:
             oldest_version=oldest_height,
             cache_nodes_max=self._cache_nodes_max,
         )
-        found = tree.root_hash()
+        try:
+            found = tree.root_hash()
+        except HeightUnavailableError:
+            raise StateCorruptError(
+                f"the store holds no state tree at height {height} (written before the state"
+                " tree was kept, or damaged)"
+            ) from None
         if found != root:
             raise StateCorruptError(
                 f"the stored state tree at height {height} has root {found.hex()}, not the"
