@@ -30,6 +30,7 @@ from consortia.execution import committed as state_module
 from consortia.execution import engine as engine_module
 from consortia.execution import genesis as genesis_module
 from consortia.execution import jmt as jmt_module
+from consortia.execution import jmt_write as jmt_write_module
 from consortia.execution import registry as registry_module
 from consortia.execution.committed import CommittedState
 from consortia.execution.contract import Context, Contract, Meter, method
@@ -46,7 +47,14 @@ from tests.unit.test_contract_imports import (
 )
 
 SEALED = (Engine, CommittedState, JellyfishTree, MemoryNodeStore, ContractRegistry)
-SEALED_MODULES = (engine_module, state_module, jmt_module, registry_module, genesis_module)
+SEALED_MODULES = (
+    engine_module,
+    state_module,
+    jmt_module,
+    jmt_write_module,
+    registry_module,
+    genesis_module,
+)
 # Leaves of the walk: values, and shared code (a class or a module is not something a call was
 # handed, and every Python object reaches its class).
 LEAVES = (str, bytes, int, float, complex, bool, type(None), type, types.ModuleType, types.CodeType)

@@ -55,7 +55,8 @@ HASH_SIZE: Final = 32
 RADIX: Final = 16
 # A path is the hex of a key hash: one character per nibble, 64 in all.
 PATH_LENGTH: Final = 2 * HASH_SIZE
-NIBBLE: Final = {character: index for index, character in enumerate("0123456789abcdef")}
+HEX: Final = "0123456789abcdef"
+NIBBLE: Final = {character: index for index, character in enumerate(HEX)}
 BITMAP_MAX: Final = (1 << RADIX) - 1
 
 # How many heights of state history a node keeps (reads and proofs at a past height), by
