@@ -7,7 +7,8 @@ the gas meter, the call overlays and the import allow-list:
 
 - walking every object reachable as data from a Context handed to a contract (attributes,
   container items, the object behind a bound method, closure cells) finds no Engine, no
-  StateTree and no ContractRegistry: not for a transaction's call, not for a nested call, not
+  committed state or state tree (nor its node store) and no ContractRegistry: not for a
+  transaction's call, not for a nested call, not
   for the context `sys` hands a contract's `migrate`;
 - committed state is visible to a call only as a read-only view;
 - only `sys` may run a contract's `migrate`;
