@@ -1,21 +1,21 @@
-"""What a block's state commit and a state proof cost, in the bucketed `StateTree` and in the
-versioned sparse Merkle tree (`JellyfishTree`), as the state grows.
+"""What a block's state commit, a read and a state proof cost in the versioned sparse Merkle
+tree (`JellyfishTree`), as the state grows.
 
-For each size, both trees are loaded with the same keys (the sparse tree in batches, through a
-`MemoryNodeStore`, as a node would write them), then each run commits the same block of
-`--writes` random writes to both: half updates of present keys, half new keys. Reported per
+For each size, the tree is loaded with that many keys (in batches, through a
+`MemoryNodeStore`, as a node would write them), then each run commits one block of `--writes`
+random writes: half updates of present keys, half new keys, passing the present keys as the
+engine does (so the leaves of updated keys are replaced without being read). Reported per
 size: the median commit time over `--runs` (wall clock and CPU time of this process; the CPU
 time is the steadier on a shared machine), what a commit hands the store (nodes and bytes), and
-for `--proofs` random present keys the median time to build and to verify a proof and the
-median proof size (the sparse tree's as its canonical encoding; the bucketed tree's as the bytes
-of its fields), and the median time to read one of those keys at the latest version (the
-bucketed tree reads a dict; the sparse tree walks from the root, through its node cache). Each
-key is read first, so the read finds the node cache cold and the proof then finds it warm. The
-sparse tree keeps only its loaded version (the preload's stale nodes are pruned). The garbage
+for `--proofs` random present keys the median time to read one at the latest version through
+the tree (the engine reads current values from a dict instead; the tree serves past heights),
+to build and to verify a proof, and the median proof size (its canonical encoding). Each key is
+read first, so the read finds the leaf in the store and the proof then walks the same path. The
+tree keeps only its loaded version (the preload's stale nodes are pruned). The garbage
 collector runs before each timed commit, so one run does not pay for another's garbage.
 
-    python benchmarks/state_bench.py [--sizes 10000,100000,400000] [--writes 1000] [--runs 5]
-        [--proofs 200] [--cache-nodes 65536] [--suite intl] [--seed 1] [--out FILE]
+    python benchmarks/state_bench.py [--sizes 10000,100000,300000] [--writes 1000] [--runs 7]
+        [--proofs 200] [--cache-nodes 524288] [--suite intl] [--seed 1] [--out FILE]
 
 Prints a table and writes JSON (`--out`).
 """
@@ -44,7 +44,6 @@ from consortia.execution.jmt import (
     MemoryNodeStore,
     verify_proof,
 )
-from consortia.execution.state import StateProof, StateTree, verify_state_proof
 from consortia.types.encoding import encode
 
 KEY_SIZE = 24
@@ -60,19 +59,14 @@ def timed(action: Callable[[], object]) -> tuple[float, float]:
     return (time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3
 
 
-def old_proof_size(proof: StateProof) -> int:
-    hashes = len(proof.bucket_leaves) + len(proof.bucket_roots)
-    return len(proof.key) + len(proof.value or b"") + 1 + 32 * hashes
-
-
-class Pair:
-    """The two trees over one state, written in step."""
+class Loaded:
+    """The tree over one state, and the state's keys (the engine's current values)."""
 
     def __init__(self, suite: Suite, cache_nodes: int) -> None:
         self.suite = suite
-        self.old = StateTree(suite)
+        self.present: set[bytes] = set()
         self.store = MemoryNodeStore()
-        self.new = JellyfishTree(suite, self.store.read, cache_nodes_max=cache_nodes)
+        self.tree = JellyfishTree(suite, self.store.read, cache_nodes_max=cache_nodes)
         self.keys: list[bytes] = []
 
     def preload(self, rng: random.Random, size: int, progress: Progress) -> None:
@@ -83,15 +77,14 @@ class Pair:
         items = list(state.items())
         for start in range(0, size, PRELOAD_BATCH):
             batch = dict(items[start : start + PRELOAD_BATCH])
-            version = 0 if self.new.version is None else self.new.version + 1
-            self.store.write(self.new.apply(version, batch))
+            version = 0 if self.tree.version is None else self.tree.version + 1
+            self.store.write(self.tree.apply(version, batch, self.present))
+            self.present.update(batch)
             progress.advance(task, len(batch))
         # Keep only the loaded version, as a node with a short retention would.
-        assert self.new.version is not None
-        self.store.prune(self.new.version)
-        self.new.retain_from(self.new.version)
-        # The bucketed tree loads a state in one call, as its height 0.
-        self.old.initialise(state)
+        assert self.tree.version is not None
+        self.store.prune(self.tree.version)
+        self.tree.retain_from(self.tree.version)
         progress.advance(task, size)
         self.keys = list(state)
 
@@ -106,70 +99,59 @@ class Pair:
         return block
 
 
-def measure_commits(pair: Pair, rng: random.Random, writes: int, runs: int) -> dict[str, Any]:
-    old_wall, old_cpu, new_wall, new_cpu, nodes, node_bytes, stale, misses = ([] for _ in range(8))
+def measure_commits(loaded: Loaded, rng: random.Random, writes: int, runs: int) -> dict[str, Any]:
+    wall_ms, cpu_ms, nodes, node_bytes, stale, misses = ([] for _ in range(6))
     for _ in range(runs):
-        block = pair.block(rng, writes)
-        height = pair.old.height + 1
-        version = (pair.new.version or 0) + 1
-        wall, cpu = timed(lambda: pair.old.apply(height, block))  # noqa: B023
-        old_wall.append(wall)
-        old_cpu.append(cpu)
+        block = loaded.block(rng, writes)
+        version = (loaded.tree.version or 0) + 1
         updates = []
-        misses_before = pair.new.cache_misses
-        wall, cpu = timed(lambda: updates.append(pair.new.apply(version, block)))  # noqa: B023
-        new_wall.append(wall)
-        new_cpu.append(cpu)
+        misses_before = loaded.tree.cache_misses
+        wall, cpu = timed(
+            lambda: updates.append(loaded.tree.apply(version, block, loaded.present))  # noqa: B023
+        )
+        wall_ms.append(wall)
+        cpu_ms.append(cpu)
         (update,) = updates
-        assert pair.new.root_hash() == update.root
-        pair.store.write(update)
+        assert loaded.tree.root_hash() == update.root
+        loaded.store.write(update)
+        loaded.present.update(key for key, value in block.items() if value is not None)
         nodes.append(len(update.nodes))
         node_bytes.append(sum(len(data) for data in update.nodes.values()))
         stale.append(len(update.stale))
-        misses.append(pair.new.cache_misses - misses_before)
+        misses.append(loaded.tree.cache_misses - misses_before)
     return {
-        "old": {"commit_ms": old_wall, "commit_cpu_ms": old_cpu},
-        "new": {
-            "commit_ms": new_wall,
-            "commit_cpu_ms": new_cpu,
-            "nodes_written": nodes,
-            "bytes_written": node_bytes,
-            "nodes_stale": stale,
-            "cache_misses": misses,
-        },
+        "commit_ms": wall_ms,
+        "commit_cpu_ms": cpu_ms,
+        "nodes_written": nodes,
+        "bytes_written": node_bytes,
+        "nodes_stale": stale,
+        "cache_misses": misses,
     }
 
 
-def measure_proofs(pair: Pair, rng: random.Random, proofs: int) -> dict[str, Any]:
-    suite = pair.suite
-    old_root, new_root = pair.old.root, pair.new.root_hash()
-    result: dict[str, dict[str, list[float]]] = {
-        "old": {"read_us": [], "prove_us": [], "verify_us": [], "proof_bytes": []},
-        "new": {"read_us": [], "prove_us": [], "verify_us": [], "proof_bytes": [], "levels": []},
+def measure_proofs(loaded: Loaded, rng: random.Random, proofs: int) -> dict[str, list[float]]:
+    suite = loaded.suite
+    root = loaded.tree.root_hash()
+    result: dict[str, list[float]] = {
+        "read_us": [],
+        "prove_us": [],
+        "verify_us": [],
+        "proof_bytes": [],
+        "levels": [],
     }
-    for key in rng.sample(pair.keys, proofs):
-        for tree, read in (("old", pair.old.get), ("new", pair.new.get)):
-            start = time.perf_counter()
-            read(key)
-            result[tree]["read_us"].append((time.perf_counter() - start) * 1e6)
+    for key in rng.sample(loaded.keys, proofs):
         start = time.perf_counter()
-        old = pair.old.prove(key)
-        middle = time.perf_counter()
-        assert verify_state_proof(suite, old_root, old)
-        end = time.perf_counter()
-        result["old"]["prove_us"].append((middle - start) * 1e6)
-        result["old"]["verify_us"].append((end - middle) * 1e6)
-        result["old"]["proof_bytes"].append(old_proof_size(old))
-
+        loaded.tree.get(key)
+        result["read_us"].append((time.perf_counter() - start) * 1e6)
         start = time.perf_counter()
-        value, new = pair.new.get_with_proof(key)
+        value, proof = loaded.tree.get_with_proof(key)
         middle = time.perf_counter()
-        assert verify_proof(suite, new_root, key, value, new)
+        assert verify_proof(suite, root, key, value, proof)
         end = time.perf_counter()
-        result["new"]["prove_us"].append((middle - start) * 1e6)
-        result["new"]["verify_us"].append((end - middle) * 1e6)
-        result["new"]["proof_bytes"].append(len(encode(new)))
-        result["new"]["levels"].append(len(new.bitmaps))
+        result["prove_us"].append((middle - start) * 1e6)
+        result["verify_us"].append((end - middle) * 1e6)
+        result["proof_bytes"].append(len(encode(proof)))
+        result["levels"].append(len(proof.bitmaps))
     return result
 
 
@@ -179,20 +161,17 @@ def median(values: list[float]) -> float:
 
 def run_size(args: argparse.Namespace, size: int, progress: Progress) -> dict[str, Any]:
     rng = random.Random(args.seed * 1_000_003 + size)
-    pair = Pair(get_suite(args.suite), args.cache_nodes)
-    pair.preload(rng, size, progress)
-    commits = measure_commits(pair, rng, args.writes, args.runs)
-    proofs = measure_proofs(pair, rng, args.proofs)
-    summary: dict[str, Any] = {"size": size}
-    for tree in ("old", "new"):
-        raw = {**commits[tree], **proofs[tree]}
-        summary[tree] = {
-            "median": {name: median(values) for name, values in raw.items()},
-            "runs": raw,
-        }
-    summary["new"]["store_nodes"] = len(pair.store)
-    summary["new"]["store_bytes"] = sum(len(data) for data in pair.store.nodes.values())
-    return summary
+    loaded = Loaded(get_suite(args.suite), args.cache_nodes)
+    loaded.preload(rng, size, progress)
+    raw = {**measure_commits(loaded, rng, args.writes, args.runs)}
+    raw.update(measure_proofs(loaded, rng, args.proofs))
+    return {
+        "size": size,
+        "median": {name: median(values) for name, values in raw.items()},
+        "runs": raw,
+        "store_nodes": len(loaded.store),
+        "store_bytes": sum(len(data) for data in loaded.store.nodes.values()),
+    }
 
 
 def table(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
@@ -202,7 +181,6 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
     )
     for column in (
         "keys",
-        "tree",
         "commit ms",
         "commit CPU ms",
         "nodes / KiB written",
@@ -213,32 +191,25 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
     ):
         out.add_column(column, justify="right")
     for result in results:
-        for tree, name in (("old", "buckets"), ("new", "sparse")):
-            median_of = result[tree]["median"]
-            written = (
-                f"{median_of['nodes_written']:,.0f} / {median_of['bytes_written'] / 1024:,.0f}"
-                if tree == "new"
-                else "-"
-            )
-            out.add_row(
-                f"{result['size']:,}",
-                name,
-                f"{median_of['commit_ms']:,.1f}",
-                f"{median_of['commit_cpu_ms']:,.1f}",
-                written,
-                f"{median_of['read_us']:,.1f}",
-                f"{median_of['proof_bytes']:,.0f}",
-                f"{median_of['prove_us']:,.0f}",
-                f"{median_of['verify_us']:,.0f}",
-            )
+        median_of = result["median"]
+        out.add_row(
+            f"{result['size']:,}",
+            f"{median_of['commit_ms']:,.1f}",
+            f"{median_of['commit_cpu_ms']:,.1f}",
+            f"{median_of['nodes_written']:,.0f} / {median_of['bytes_written'] / 1024:,.0f}",
+            f"{median_of['read_us']:,.1f}",
+            f"{median_of['proof_bytes']:,.0f}",
+            f"{median_of['prove_us']:,.0f}",
+            f"{median_of['verify_us']:,.0f}",
+        )
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000,400000")
+    parser.add_argument("--sizes", default="10000,100000,300000")
     parser.add_argument("--writes", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--proofs", type=int, default=200)
     parser.add_argument("--cache-nodes", type=int, default=CACHE_NODES_DEFAULT)
     parser.add_argument("--suite", default="intl", choices=["intl", "gm"])

@@ -189,10 +189,14 @@ def make_driver(
     fetched_blocks_max: int | None = None,
     on_halt: Callable[[str], None] | None = None,
     map_size: int = 256 * 1024**2,
+    state_history_heights: int | None = None,
 ) -> Driver:
     node_id, _, private = key
     store = NodeStore(directory / node_id.hex()[:8], map_size=map_size)
-    chain = Chain(genesis, store)
+    if state_history_heights is None:
+        chain = Chain(genesis, store)
+    else:
+        chain = Chain(genesis, store, state_history_heights=state_history_heights)
     params = Params.from_genesis(genesis.consensus)
     if fetched_blocks_max is not None:
         params = dataclasses.replace(params, fetched_blocks_max=fetched_blocks_max)

@@ -194,32 +194,41 @@ def test_the_openapi_document_names_every_route() -> None:
         assert path in document["paths"], path
 
 
-def test_a_restarted_node_says_which_past_heights_it_cannot_answer(tmp_path: Path) -> None:
-    """A node restarted from its store keeps no state history before its restart height: a
-    read at an earlier height is a 410 height_unavailable, never a wrong null (regression:
-    it answered null for a balance that existed)."""
+def test_a_restarted_node_answers_past_heights_and_says_which_it_no_longer_keeps(
+    tmp_path: Path,
+) -> None:
+    """A node restarted from its store answers reads at past heights from its stored state
+    tree (regression: it once answered null for a balance that existed); a height older than
+    the history it keeps is a 410 height_unavailable, never a wrong null."""
+    history = 16
 
     async def scenario() -> None:
         hub = Hub(asyncio.get_running_loop(), random.Random(6))
         genesis = make_genesis(4)
         keys = validator_keys(4)
-        drivers = [make_driver(hub, genesis, tmp_path, key) for key in keys]
+        drivers = [
+            make_driver(hub, genesis, tmp_path, key, state_history_heights=history) for key in keys
+        ]
         for driver in drivers:
             driver.start()
-        while drivers[3].chain.height < 5:
+        while drivers[3].chain.height < history + 4:
             await asyncio.sleep(0.01)
         drivers[3].close()
         drivers[3].chain.store.close()
-        restarted = make_driver(hub, genesis, tmp_path, keys[3])
+        restarted = make_driver(hub, genesis, tmp_path, keys[3], state_history_heights=history)
         restart_height = restarted.chain.height
+        oldest = restart_height - history
+        assert restarted.chain.engine.oldest_height == oldest
         service = NodeService(restarted, keys[3][0], lambda: set(hub.drivers))
         transport = httpx.ASGITransport(app=create_app(service))
         async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
-            now = await client.get(f"/v1/state/asset/balance/CNY/bob?height={restart_height}")
-            assert now.status_code == 200 and now.json()["value"] == BALANCE
-            before = await client.get("/v1/state/asset/balance/CNY/bob?height=1")
-            assert before.status_code == 410
-            assert before.json()["error"]["code"] == "height_unavailable"
+            for height in (restart_height, oldest, 1 + oldest):
+                now = await client.get(f"/v1/state/asset/balance/CNY/bob?height={height}")
+                assert now.status_code == 200 and now.json()["value"] == BALANCE
+            for height in (1, oldest - 1):
+                before = await client.get(f"/v1/state/asset/balance/CNY/bob?height={height}")
+                assert before.status_code == 410
+                assert before.json()["error"]["code"] == "height_unavailable"
         for driver in drivers[:3]:
             driver.close()
         restarted.chain.store.close()

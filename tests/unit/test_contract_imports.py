@@ -111,7 +111,7 @@ def test_contract_module_imports_only_the_allow_list(path: Path) -> None:
         "from consortia.execution import engine",
         "from consortia import crypto",
         "from .. import engine",
-        "from ..state import StateTree",
+        "from ..committed import CommittedState",
         "def f():\n    import time\n",
         "__import__('random')",
         "import importlib\nimportlib.import_module('time')",

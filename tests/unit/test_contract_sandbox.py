@@ -26,15 +26,17 @@ from typing import Any
 
 import pytest
 
+from consortia.execution import committed as state_module
 from consortia.execution import engine as engine_module
 from consortia.execution import genesis as genesis_module
+from consortia.execution import jmt as jmt_module
 from consortia.execution import registry as registry_module
-from consortia.execution import state as state_module
+from consortia.execution.committed import CommittedState
 from consortia.execution.contract import Context, Contract, Meter, method
 from consortia.execution.contracts.system import System
 from consortia.execution.engine import BlockRun, Engine
+from consortia.execution.jmt import JellyfishTree, MemoryNodeStore
 from consortia.execution.registry import ContractRegistry
-from consortia.execution.state import StateTree
 from tests.execution_helpers import Ledger, make_ledger
 from tests.unit.test_contract_imports import (
     ALLOWED,
@@ -43,8 +45,8 @@ from tests.unit.test_contract_imports import (
     violations,
 )
 
-SEALED = (Engine, StateTree, ContractRegistry)
-SEALED_MODULES = (engine_module, state_module, registry_module, genesis_module)
+SEALED = (Engine, CommittedState, JellyfishTree, MemoryNodeStore, ContractRegistry)
+SEALED_MODULES = (engine_module, state_module, jmt_module, registry_module, genesis_module)
 # Leaves of the walk: values, and shared code (a class or a module is not something a call was
 # handed, and every Python object reaches its class).
 LEAVES = (str, bytes, int, float, complex, bool, type(None), type, types.ModuleType, types.CodeType)
@@ -159,7 +161,8 @@ def _sealed(objects: list[object]) -> list[str]:
 def test_the_walk_finds_what_an_engine_reaches(chain: Ledger) -> None:
     """The walk is not blind: from the engine itself it finds the state tree and registry."""
     found = reachable(chain.engine)
-    assert any(isinstance(item, StateTree) for item in found)
+    assert any(isinstance(item, CommittedState) for item in found)
+    assert any(isinstance(item, JellyfishTree) for item in found)
     assert any(isinstance(item, ContractRegistry) for item in found)
 
 
@@ -221,12 +224,14 @@ def test_no_allowed_module_names_the_engine_state_or_registry(module: types.Modu
     [
         "from consortia.execution.engine import Engine",
         "from consortia.execution.engine import BlockRun",
-        "from consortia.execution.state import StateTree",
+        "from consortia.execution.committed import CommittedState",
+        "from consortia.execution.jmt import JellyfishTree",
         "from consortia.execution.registry import ContractRegistry",
         "from consortia.execution import registry",
         "from consortia.execution.genesis import engine_from_genesis",
         "from ..registry import ContractRegistry",
-        "from .. import state",
+        "from .. import committed",
+        "from .. import jmt",
     ],
 )
 def test_the_allow_list_refuses_the_engine_state_and_registry(source: str) -> None:

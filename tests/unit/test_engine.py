@@ -5,19 +5,22 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import consortia
 from consortia.execution.contract import TX_GAS_LIMIT, Context, Contract, method
 from consortia.execution.contracts.asset import Asset
 from consortia.execution.engine import EXPIRY_BLOCKS_MAX
-from consortia.execution.state import StateTree, verify_state_proof
 from consortia.types.encoding import decode, encode
 from consortia.types.signing import SigningDomain, sign, transaction_id
+from consortia.types.state_proof import verify_answer, verify_proof
 from consortia.types.transaction import Transaction, TransactionBody
 from tests.execution_helpers import CHAIN_ID, SUITE, Ledger, make_ledger
 
+SOURCE_ROOT = Path(consortia.__file__).resolve().parent.parent
 ACCOUNTS = {"treasury": ("bank-0", 10**9), "alice": ("bank-1", 500), "bob": ("bank-2", 0)}
 
 
@@ -183,13 +186,14 @@ def test_query_at_a_past_height() -> None:
 
 
 def test_state_proofs_verify_and_detect_tampering() -> None:
-    tree = StateTree(SUITE)
-    tree.apply(1, {f"k{i}".encode(): f"v{i}".encode() for i in range(500)})
-    proof = tree.prove(b"k7")
-    assert proof.value == b"v7"
-    assert verify_state_proof(SUITE, tree.root, proof)
-    forged = type(proof)(proof.key, b"other", proof.bucket, proof.bucket_leaves, proof.bucket_roots)
-    assert not verify_state_proof(SUITE, tree.root, forged)
+    book = ledger()
+    book.block(book.tx("alice", "asset", "transfer", {"to": "bob", "amount": 100}))
+    answer = book.engine.prove("asset", "balance/CNY/bob")
+    assert answer.height == book.engine.height and answer.root == book.engine.root
+    assert answer.key == b"asset/balance/CNY/bob" and answer.value == encode(100)
+    assert verify_answer(SUITE, answer)
+    assert not verify_proof(SUITE, answer.root, answer.key, encode(101), answer.proof)
+    assert not verify_proof(SUITE, answer.root, answer.key, None, answer.proof)
 
 
 def _random_history(seed: int, blocks: int) -> list[str]:
@@ -224,7 +228,8 @@ def test_the_same_blocks_give_the_same_roots_twice_and_in_another_process() -> N
         text=True,
         check=True,
         timeout=120,
-        env={"PYTHONHASHSEED": "123", "PATH": ""},
+        # The same consortia as this process imports (a worktree's, not an installed one).
+        env={"PYTHONHASHSEED": "123", "PATH": "", "PYTHONPATH": str(SOURCE_ROOT)},
     )
     assert other.stdout.strip().split(",") == here
 

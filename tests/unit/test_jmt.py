@@ -16,17 +16,17 @@ from hypothesis import strategies as st
 from consortia.crypto import Suite, suite
 from consortia.errors import DecodeError
 from consortia.execution.jmt import (
+    HeightUnavailableError,
     JellyfishTree,
     MemoryNodeStore,
     NodeKey,
     SparseMerkleProof,
     TreeUpdate,
-    VersionUnavailableError,
     verify_proof,
 )
 from consortia.execution.jmt_nodes import Internal, Leaf, decode_node, encode_node
-from consortia.execution.jmt_proof import ProofLeaf, key_hash, placeholder
 from consortia.types.encoding import decode, encode
+from consortia.types.state_proof import ProofLeaf, key_hash, placeholder
 
 SUITE = suite("intl")
 GM = suite("gm")
@@ -106,7 +106,7 @@ def test_the_long_prefix_keys_share_what_the_tests_rely_on() -> None:
 
 def test_an_empty_tree_has_the_placeholder_root_and_proves_absence() -> None:
     tree, store = new_tree()
-    with pytest.raises(VersionUnavailableError):
+    with pytest.raises(HeightUnavailableError):
         tree.root_hash()
     update = commit(tree, store, {})
     assert update.root == placeholder(SUITE) == tree.root_hash(0)
@@ -133,7 +133,7 @@ def test_values_are_read_back_at_every_version() -> None:
         assert dict(tree.items(version)) == state
         assert tree.root_hash(version) == built_at_once(state)
     assert tree.root_hash(3) == tree.root_hash(2), "a version without writes keeps its root"
-    with pytest.raises(VersionUnavailableError, match="after the latest"):
+    with pytest.raises(HeightUnavailableError, match="after the latest"):
         tree.get(b"a", 4)
 
 
@@ -153,7 +153,7 @@ def test_versions_are_applied_in_order_and_the_first_may_be_any() -> None:
     store.write(tree.apply(40, {b"k": b"v"}))
     with pytest.raises(AssertionError):
         tree.apply(42, {})
-    with pytest.raises(VersionUnavailableError, match="no state tree at version 39"):
+    with pytest.raises(HeightUnavailableError, match="no state tree at version 39"):
         tree.get(b"k", 39)
     assert tree.get(b"k", 40) == b"v"
 
@@ -233,6 +233,49 @@ def test_every_version_matches_the_model_and_a_tree_built_at_once(
             assert verify_proof(SUITE, root, key, value, proof)
 
 
+@PROPERTY
+@given(st.lists(WRITES, min_size=1, max_size=8), CACHES)
+def test_knowing_the_present_keys_changes_nothing_but_what_is_read(
+    batches: list[dict[bytes, bytes | None]], cache: int
+) -> None:
+    """With the present keys given, leaves that are only replaced are not read; the update
+    (root, nodes, stale list) is the one a tree that reads them writes."""
+    reading, reading_store = new_tree(cache)
+    knowing, knowing_store = new_tree(cache)
+    model: dict[bytes, bytes] = {}
+    for writes in batches:
+        version = 0 if reading.version is None else reading.version + 1
+        expected = reading.apply(version, writes)
+        reading_store.write(expected)
+        got = knowing.apply(version, writes, model)
+        knowing_store.write(got)
+        assert got.root == expected.root and got.nodes == expected.nodes
+        assert sorted(got.stale) == sorted(expected.stale)
+        for key, value in writes.items():
+            if value is None:
+                model.pop(key, None)
+            else:
+                model[key] = value
+    assert knowing.cache_misses <= reading.cache_misses
+
+
+def test_replacing_a_present_keys_value_reads_no_leaf() -> None:
+    tree, store = new_tree()
+    rng = random.Random(13)
+    state = {rng.randbytes(8): rng.randbytes(8) for _ in range(3000)}
+    commit(tree, store, state)
+    writes: dict[bytes, bytes | None] = {key: b"new" for key in rng.sample(sorted(state), 200)}
+    misses = []
+    for present in (state, None):
+        cold = JellyfishTree(SUITE, store.read, version=tree.version)
+        assert len(dict(cold.items())) == len(state)  # every internal node is cached now
+        before = cold.cache_misses
+        update = cold.apply(1, writes, present)
+        assert update.root == built_at_once({**state, **writes})  # type: ignore[dict-item]
+        misses.append(cold.cache_misses - before)
+    assert misses == [0, 200], "with the present keys, not one of the 200 leaves is read"
+
+
 # ---------------------------------------------------------------------- stale nodes, pruning
 
 
@@ -278,9 +321,9 @@ def test_pruning_keeps_every_retained_version_and_refuses_older_ones(
                 assert value == models[version].get(key)
                 assert verify_proof(SUITE, root, key, value, proof)
         for version in range(oldest):
-            with pytest.raises(VersionUnavailableError, match="pruned"):
+            with pytest.raises(HeightUnavailableError, match="pruned"):
                 reader.get(A, version)
-            with pytest.raises(VersionUnavailableError, match="pruned"):
+            with pytest.raises(HeightUnavailableError, match="pruned"):
                 reader.prove(A, version)
 
 
@@ -296,7 +339,7 @@ def test_pruning_an_old_version_deletes_its_replaced_nodes() -> None:
     tree.retain_from(15)
     assert deleted > 0 and len(store) == before - deleted
     assert set(store.nodes) == set().union(*(reachable(store, v) for v in range(15, 20)))
-    with pytest.raises(VersionUnavailableError, match="before 15"):
+    with pytest.raises(HeightUnavailableError, match="before 15"):
         tree.root_hash(14)
     assert tree.root_hash(15) == built_at_once(dict(tree.items(15)))
 

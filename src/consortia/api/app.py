@@ -37,9 +37,9 @@ from starlette.routing import Route
 
 from consortia.api.openapi import openapi_document
 from consortia.errors import DecodeError
-from consortia.execution.state import HeightUnavailableError
 from consortia.node.service import HEX_ID_LENGTH, NodeService, NotFoundError, NotReadyError
 from consortia.types.encoding import decode, encode
+from consortia.types.state_proof import HeightUnavailableError
 from consortia.types.transaction import Transaction, TransactionBody
 
 BODY_BYTES_MAX: Final = 128 * 1024

@@ -4,10 +4,13 @@
     execute_block(height, time_ms, txs)  -> BlockResult (receipts and events; writes pending)
     commit()                             -> state root
     query(contract, key, height=None)    -> value at a height
+    prove(contract, key, height=None)    -> StateAnswer (value and proof under that root)
 
 Owns: transaction admission, the order of a block's transactions, the per-call overlays
 (`BlockRun`, the `Host` every contract call goes through), receipts, nonces, and committing a
-block's writes to the state tree.
+block's writes to committed state (`committed.py`: current values in memory, history and
+proofs in the versioned sparse Merkle tree, whose nodes come through an injected reader and
+leave as `last_update` for the node to store).
 
 Deterministic: the same blocks give the same receipts and roots on every machine. The only
 clock is the block's agreed `time_ms`; there is no randomness, no I/O and no floating point.
@@ -29,6 +32,7 @@ from typing import Any
 
 from consortia.crypto import Suite
 from consortia.errors import ConsortiaError, DecodeError
+from consortia.execution.committed import HISTORY_HEIGHTS_DEFAULT, CommittedState
 from consortia.execution.contract import (
     GAS_TX_BASE,
     TX_GAS_LIMIT,
@@ -41,16 +45,17 @@ from consortia.execution.contract import (
     frozen_now,
 )
 from consortia.execution.contracts import identity_state, system
+from consortia.execution.jmt_nodes import NodeReader, TreeUpdate
 from consortia.execution.registry import (
     Code,
     ContractRegistry,
     UnknownContractCodeError,
     code_for,
 )
-from consortia.execution.state import StateTree
 from consortia.execution.values import canonical, decode_value, state_key
 from consortia.types.encoding import decode
 from consortia.types.signing import SigningDomain, transaction_id, verify
+from consortia.types.state_proof import StateAnswer
 from consortia.types.transaction import Transaction
 
 # The farthest ahead a transaction may set its expiry height (about a day at one block a
@@ -224,7 +229,12 @@ class Engine:
         genesis_hash: bytes,
         supported_protocols: tuple[int, ...] = (1,),
         protocol_guard: ProtocolGuard | None = None,
+        nodes: NodeReader | None = None,
+        history_heights: int = HISTORY_HEIGHTS_DEFAULT,
     ) -> None:
+        """`nodes` reads the state tree's nodes from the node's store (which then stores each
+        `last_update`); without it they stay in memory. `history_heights`: how many heights
+        back reads and proofs are answered."""
         self.suite = suite
         self.chain_id = chain_id
         # Transactions are signed for this chain's genesis, not only its chain id.
@@ -232,7 +242,7 @@ class Engine:
         self.registry = registry
         self.supported_protocols = supported_protocols
         self._protocol_guard = protocol_guard
-        self.state = StateTree(suite)
+        self.state = CommittedState(suite, nodes, history_heights=history_heights)
         self._pending: BlockRun | None = None
         self.last_writes: dict[bytes, bytes | None] = {}
 
@@ -350,14 +360,34 @@ class Engine:
         self.last_writes = dict(run.block_writes)
         return self.state.apply(run.height, run.block_writes)
 
-    def restore(self, height: int, values: dict[bytes, bytes], root: bytes) -> None:
-        """Rebuild committed state from a node's store after a restart, without re-executing
-        a block. A root that differs from the stored one is a corrupt store: stop."""
-        restored = self.state.restore(height, values)
-        assert restored == root, "the stored state does not hash to the stored state root"
+    def restore(
+        self, height: int, values: dict[bytes, bytes], root: bytes, oldest_height: int = 0
+    ) -> None:
+        """Reopen committed state from a node's store after a restart, without re-executing
+        a block. A tree whose root differs from the stored one is a corrupt store:
+        StateCorruptError, and the node stops."""
+        self.state.restore(height, values, root, oldest_height)
 
     def query(self, contract: str, key: str, height: int | None = None) -> Any:
         return decode_value(self.state.get(state_key(contract, key), height))
+
+    def prove(self, contract: str, key: str, height: int | None = None) -> StateAnswer:
+        """The raw value of `contract`'s `key` at `height` (the latest when None) with its
+        proof under that height's state root; HeightUnavailableError outside the heights
+        kept."""
+        full_key = state_key(contract, key)
+        at, value, proof, root = self.state.prove(full_key, height)
+        return StateAnswer(at, full_key, value, proof, root)
+
+    @property
+    def last_update(self) -> TreeUpdate | None:
+        """The state tree's update of the last commit (or genesis), for the node to store."""
+        return self.state.last_update
+
+    @property
+    def oldest_height(self) -> int:
+        """The oldest height whose state is kept: nodes stale at or before it may go."""
+        return self.state.oldest_height
 
     @property
     def height(self) -> int:
@@ -482,7 +512,7 @@ def _unknown(tx_bytes: bytes) -> tuple[bytes, Transaction] | None:
 class _AtHeight(Mapping[bytes, bytes]):
     """Committed state as it was at a past height (read-only, for signed reads)."""
 
-    def __init__(self, state: StateTree, height: int) -> None:
+    def __init__(self, state: CommittedState, height: int) -> None:
         self._state = state
         self._height = height
 

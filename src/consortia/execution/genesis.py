@@ -15,9 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 from consortia.crypto import suite as get_suite
+from consortia.execution.committed import HISTORY_HEIGHTS_DEFAULT
 from consortia.execution.contract import Contract
 from consortia.execution.contracts import identity_state, system
 from consortia.execution.engine import Engine
+from consortia.execution.jmt_nodes import NodeReader
 from consortia.execution.registry import ContractRegistry
 from consortia.types.genesis import Genesis, genesis_hash
 
@@ -40,11 +42,14 @@ def engine_from_genesis(
     *,
     supported_protocols: tuple[int, ...] = (1,),
     initialise: bool = True,
+    nodes: NodeReader | None = None,
+    history_heights: int = HISTORY_HEIGHTS_DEFAULT,
 ) -> Engine:
     """An engine at height 0 for this genesis (with its genesis state unless `initialise` is
     off: a node restarting restores its committed state instead). When the `sys` contract is
     among `contracts`, the engine refuses to execute blocks under a protocol version it does
-    not support."""
+    not support. `nodes` and `history_heights` are the engine's (its state tree's node store
+    and how many heights it keeps)."""
     has_system = any(c.name == system.CONTRACT for c in contracts)
     guard = system.protocol_check if has_system else None
     engine = Engine(
@@ -54,6 +59,8 @@ def engine_from_genesis(
         genesis_hash=genesis_hash(genesis),
         supported_protocols=supported_protocols,
         protocol_guard=guard,
+        nodes=nodes,
+        history_heights=history_heights,
     )
     if initialise:
         engine.initialise(genesis_writes(genesis, contracts))

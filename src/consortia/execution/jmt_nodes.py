@@ -6,8 +6,13 @@ character per nibble). `NodeKey.to_bytes` orders keys by version, so a store can
 them. Three kinds of node, each a tagged msgspec array with exactly one encoding:
 
     Empty     the root of a version whose tree holds no key
-    Internal  a bitmap of its non-empty children, their versions and their hashes
+    Internal  a bitmap of its non-empty children, a bitmap of those that are leaves, their
+              versions and their hashes
     Leaf      a key and its value (the hashes are recomputed when a leaf is decoded)
+
+An internal node knows which children are leaves so that a write replacing a key's leaf needs
+neither to read nor to decode the leaf it replaces. In memory an internal node holds its 16
+child hashes (the placeholder for an empty child) and versions, ready to be hashed again.
 
 Owns the node types, their encoding and `MemoryNodeStore`. Must never touch the disk, a clock
 or randomness; a durable store (the node's) implements the same reader and persists each
@@ -19,6 +24,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Annotated, Final, NamedTuple
 
 import msgspec
@@ -26,28 +32,28 @@ from msgspec import Meta
 
 from consortia.crypto import Suite
 from consortia.errors import ConsortiaError, DecodeError
-from consortia.execution.jmt_proof import (
-    BITMAP_MAX,
-    HASH_SIZE,
-    PATH_LENGTH,
-    RADIX,
-    internal_hash,
-    key_hash,
-    leaf_hash,
-    placeholder,
-    value_hash,
-)
 from consortia.types.encoding import encode
 from consortia.types.primitives import U64
+from consortia.types.state_proof import (
+    BITMAP_MAX,
+    HASH_SIZE,
+    INTERNAL_DOMAIN,
+    KEY_DOMAIN,
+    LEAF_DOMAIN,
+    PATH_LENGTH,
+    RADIX,
+    VALUE_DOMAIN,
+    placeholder,
+)
 
 _VERSION_SIZE: Final = 8
 
 
-class VersionUnavailableError(ConsortiaError):
-    """A read or proof at a version this tree does not hold: pruned, not yet written, or
-    from before the version the tree started at."""
+class StateCorruptError(ConsortiaError):
+    """The node store holds a tree node that is not what its parent (or the stored state
+    root) names: the store is damaged or was altered. The node must stop."""
 
-    code = "height_unavailable"
+    code = "state_corrupt"
 
 
 class NodeKey(NamedTuple):
@@ -58,11 +64,12 @@ class NodeKey(NamedTuple):
 
     def to_bytes(self) -> bytes:
         """Version (8 bytes, big-endian), path length, packed nibbles: ordered by version."""
-        padded = self.path + "0" if len(self.path) % 2 else self.path
+        version, path = self
+        length = len(path)
         return (
-            self.version.to_bytes(_VERSION_SIZE, "big")
-            + bytes([len(self.path)])
-            + (bytes.fromhex(padded))
+            version.to_bytes(_VERSION_SIZE, "big")
+            + _LENGTHS[length]
+            + (bytes.fromhex(path + "0") if length & 1 else bytes.fromhex(path))
         )
 
     @classmethod
@@ -77,6 +84,7 @@ class NodeKey(NamedTuple):
         return cls(int.from_bytes(data[:_VERSION_SIZE], "big"), path[:length])
 
 
+_LENGTHS: Final = tuple(bytes((length,)) for length in range(PATH_LENGTH + 1))
 NodeReader = Callable[[NodeKey], bytes | None]
 
 
@@ -85,32 +93,53 @@ Child = tuple[int, bytes]
 
 
 class Leaf:
+    """A key and its value, with the key's hash (in hex: its path), the value's hash and the
+    leaf's hash."""
+
     __slots__ = ("hash", "key", "key_hash", "path", "value", "value_hash")
 
     def __init__(self, suite: Suite, key: bytes, value: bytes, digest: bytes | None = None) -> None:
+        """`digest`: the key's hash, when the caller has it already."""
+        hash_of = suite.hash
         self.key = key
         self.value = value
-        self.key_hash = key_hash(suite, key) if digest is None else digest
+        self.key_hash = hash_of(KEY_DOMAIN + key) if digest is None else digest
         self.path = self.key_hash.hex()
-        self.value_hash = value_hash(suite, value)
-        self.hash = leaf_hash(suite, self.key_hash, self.value_hash)
+        self.value_hash = hash_of(VALUE_DOMAIN + value)
+        self.hash = hash_of(LEAF_DOMAIN + self.key_hash + self.value_hash)
 
 
 class Internal:
-    """Its non-empty children, nibble -> (version, hash), in nibble order; the bitmap of
-    their nibbles; its hash."""
+    """Its 16 child slots: `hashes` (the placeholder where a child is empty) and `versions`
+    (0 where empty); `bitmap` of the non-empty children, `leaves` of those that are leaves;
+    its hash. Immutable (tuples of atoms, which the garbage collector stops tracking)."""
 
-    __slots__ = ("bitmap", "children", "hash")
+    __slots__ = ("bitmap", "hash", "hashes", "leaves", "versions")
 
-    def __init__(self, children: dict[int, Child], bitmap: int, hash_: bytes) -> None:
-        assert children, "an internal node has children"
-        self.children = children
+    def __init__(
+        self,
+        hashes: tuple[bytes, ...],
+        versions: tuple[int, ...],
+        bitmap: int,
+        leaves: int,
+        hash_: bytes,
+    ) -> None:
+        assert bitmap, "an internal node has children"
+        self.hashes = hashes
+        self.versions = versions
         self.bitmap = bitmap
+        self.leaves = leaves
         self.hash = hash_
+
+    @property
+    def children(self) -> dict[int, Child]:
+        """The non-empty children, nibble -> (version, hash), in nibble order (not hot)."""
+        return {n: (self.versions[n], self.hashes[n]) for n in nibbles(self.bitmap)}
 
     def siblings(self, nibble: int) -> list[bytes]:
         """The hashes of the non-empty children other than `nibble`, in nibble order."""
-        return [child[1] for other, child in self.children.items() if other != nibble]
+        hashes = self.hashes
+        return [hashes[n] for n in nibbles(self.bitmap & ~(1 << nibble))]
 
 
 class Empty:
@@ -123,6 +152,19 @@ EMPTY: Final = Empty()
 Node = Leaf | Internal | Empty
 
 
+def internal_node(
+    suite: Suite, hashes: list[bytes], versions: list[int], bitmap: int, leaves: int
+) -> Internal:
+    """An internal node over its 16 slots, hashed (the suite's hash, one call)."""
+    return Internal(
+        tuple(hashes),
+        tuple(versions),
+        bitmap,
+        leaves,
+        suite.hash(INTERNAL_DOMAIN + b"".join(hashes)),
+    )
+
+
 class _EmptyRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, tag=0):
     pass
 
@@ -131,6 +173,7 @@ class _InternalRecord(
     msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, tag=1
 ):
     bitmap: Annotated[int, Meta(ge=1, le=BITMAP_MAX)]
+    leaves: Annotated[int, Meta(ge=0, le=BITMAP_MAX)]
     versions: Annotated[list[U64], Meta(min_length=1, max_length=RADIX)]
     hashes: Annotated[bytes, Meta(min_length=HASH_SIZE, max_length=RADIX * HASH_SIZE)]
 
@@ -151,14 +194,49 @@ _decoder: Final = msgspec.msgpack.Decoder(_Record)
 _SPLITS: Final = tuple(struct.Struct(f"{HASH_SIZE}s" * count) for count in range(RADIX + 1))
 
 
+def nibbles(bitmap: int) -> tuple[int, ...]:
+    """The nibbles set in a 16-bit bitmap, lowest first."""
+    return _BITS[bitmap & 0xFF] + _HIGH_BITS[bitmap >> 8]
+
+
+# The tags of the records, and the encoder behind `encode`: a record's fields as a tuple
+# headed by its tag are its encoding (an array-like tagged struct is exactly that array), which
+# spares building the record on the hot path. `decode_node` checks both agree.
+_LEAF_TAG: Final = 2
+_INTERNAL_TAG: Final = 1
+_raw_encode: Final = msgspec.msgpack.Encoder(order="deterministic").encode
+_Pick = Callable[[tuple[object, ...]], tuple[object, ...]]
+# Per bitmap, what picks the slots of its children out of 16 (filled as bitmaps are met).
+_PICKERS: dict[int, _Pick] = {}
+
+
+def _picker(bitmap: int) -> _Pick:
+    present = nibbles(bitmap)
+    if len(present) == 1:
+        (only,) = present
+        return lambda slots: (slots[only],)
+    return itemgetter(*present)
+
+
+def encode_leaf(key: bytes, value: bytes) -> bytes:
+    return _raw_encode((_LEAF_TAG, key, value))
+
+
+def encode_internal(node: Internal) -> bytes:
+    bitmap = node.bitmap
+    pick = _PICKERS.get(bitmap)
+    if pick is None:
+        pick = _PICKERS[bitmap] = _picker(bitmap)
+    return _raw_encode(
+        (_INTERNAL_TAG, bitmap, node.leaves, pick(node.versions), b"".join(pick(node.hashes)))  # type: ignore[arg-type]
+    )
+
+
 def encode_node(node: Node) -> bytes:
     if isinstance(node, Leaf):
-        return encode(_LeafRecord(node.key, node.value))
+        return encode_leaf(node.key, node.value)
     if isinstance(node, Internal):
-        children = node.children.values()
-        versions = [child[0] for child in children]
-        hashes = b"".join([child[1] for child in children])
-        return encode(_InternalRecord(node.bitmap, versions, hashes))
+        return encode_internal(node)
     return encode(_EmptyRecord())
 
 
@@ -175,16 +253,19 @@ def decode_node(suite: Suite, data: bytes, empty: bytes | None = None) -> Node:
     if isinstance(record, _LeafRecord):
         return Leaf(suite, record.key, record.value)
     if isinstance(record, _InternalRecord):
-        bitmap, versions, hashes = record.bitmap, record.versions, record.hashes
-        if len(versions) != bitmap.bit_count() or len(hashes) != len(versions) * HASH_SIZE:
+        bitmap, versions, packed = record.bitmap, record.versions, record.hashes
+        if len(versions) != bitmap.bit_count() or len(packed) != len(versions) * HASH_SIZE:
             raise DecodeError("an internal node's bitmap, versions and hashes disagree")
-        nibbles = _BITS[bitmap & 0xFF] + _HIGH_BITS[bitmap >> 8]
-        digests = _SPLITS[len(versions)].unpack(hashes)
-        slots = [placeholder(suite) if empty is None else empty] * RADIX
-        for nibble, digest in zip(nibbles, digests, strict=True):
-            slots[nibble] = digest
-        children = dict(zip(nibbles, zip(versions, digests, strict=True), strict=True))
-        return Internal(children, bitmap, internal_hash(suite, slots))
+        if record.leaves & ~bitmap:
+            raise DecodeError("an internal node marks an empty child as a leaf")
+        hashes = [placeholder(suite) if empty is None else empty] * RADIX
+        slots = [0] * RADIX
+        for nibble, version, digest in zip(
+            nibbles(bitmap), versions, _SPLITS[len(versions)].unpack(packed), strict=True
+        ):
+            hashes[nibble] = digest
+            slots[nibble] = version
+        return internal_node(suite, hashes, slots, bitmap, record.leaves)
     return EMPTY
 
 
@@ -206,6 +287,7 @@ class MemoryNodeStore:
 
     def __init__(self) -> None:
         self.nodes: dict[NodeKey, bytes] = {}
+        # Version -> the nodes it made stale, in the order the versions were written.
         self._stale: dict[int, list[NodeKey]] = {}
 
     def __len__(self) -> int:
@@ -223,8 +305,12 @@ class MemoryNodeStore:
         """Delete the nodes stale at `oldest_version` or before: no version from
         `oldest_version` on reaches them. Returns how many were deleted."""
         deleted = 0
-        for since in sorted(v for v in self._stale if v <= oldest_version):
-            for key in self._stale.pop(since):
+        stale = self._stale
+        while stale:
+            since = next(iter(stale))
+            if since > oldest_version:
+                break
+            for key in stale.pop(since):
                 del self.nodes[key]
                 deleted += 1
         return deleted

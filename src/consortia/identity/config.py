@@ -22,6 +22,11 @@ from consortia.errors import ConfigError
 from consortia.identity.files import read_bounded, write_public_file
 from consortia.types.genesis import Address, HexHash
 from consortia.types.primitives import ChainId, Name
+from consortia.types.state_proof import (
+    STATE_HISTORY_HEIGHTS_DEFAULT,
+    STATE_HISTORY_HEIGHTS_MAX,
+    STATE_HISTORY_HEIGHTS_MIN,
+)
 
 CONFIG_FILE_NAME: Final = "config.toml"
 CONFIG_SIZE_MAX: Final = 1024 * 1024
@@ -34,6 +39,10 @@ class NodeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     node_id: HexHash
     member: Name
     data_dir: RelativePath
+    # How many heights back state reads and proofs are answered; older state is pruned.
+    state_history_heights: Annotated[
+        int, Meta(ge=STATE_HISTORY_HEIGHTS_MIN, le=STATE_HISTORY_HEIGHTS_MAX)
+    ] = STATE_HISTORY_HEIGHTS_DEFAULT
 
 
 class ChainSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -2,12 +2,14 @@
 
 Owns executing committed blocks and recording them. A `Commit` from the replica runs each
 block through the engine, then writes the block, its certificates, its receipts, its state
-writes, the new state root and the epoch bookkeeping to the store in one durable transaction,
-before anyone is told the block is committed. With them goes the block's execution record:
-the `ExecutionHeader` (block id, state root, receipts root) the validators sign and certify
-(`node/attestation.py`), and its receipts' leaf hashes, to prove any one of them. A restarted
-node restores the engine's committed state from the store (checked against the stored root)
-instead of re-executing the chain, and rebuilds its replica from what the store kept.
+writes, the new state root, the state tree's new and stale nodes (and a bounded batch of
+pruning) and the epoch bookkeeping to the store in one durable transaction, before anyone is
+told the block is committed. With them goes the block's execution record: the
+`ExecutionHeader` (block id, state root, receipts root) the validators sign and certify
+(`node/attestation.py`), and its receipts' leaf hashes, to prove any one of them. The engine
+reads tree nodes it does not hold from the store. A restarted node reopens the engine's state
+tree at the stored root (and loads the current values) instead of re-executing the chain, and
+rebuilds its replica from what the store kept.
 
 Must never decide anything about consensus (the replica does) nor admit transactions (the
 mempool does); it reads the clock and the disk only through what the node hands it.
@@ -15,7 +17,7 @@ mempool does); it reads the clock and the disk only through what the node hands 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -23,9 +25,11 @@ from consortia.consensus.config import Params, ReplicaSetup, genesis_block, root
 from consortia.consensus.events import Commit
 from consortia.crypto import suite as get_suite
 from consortia.execution.builtin import BUILTIN_CONTRACTS
+from consortia.execution.committed import HISTORY_HEIGHTS_DEFAULT
 from consortia.execution.contracts import governance_state, identity_state
-from consortia.execution.engine import KnownTransactions, Receipt
+from consortia.execution.engine import Engine, KnownTransactions, Receipt
 from consortia.execution.genesis import engine_from_genesis
+from consortia.execution.jmt_nodes import NodeKey
 from consortia.execution.membership import EngineMembership
 from consortia.execution.values import state_key
 from consortia.storage import (
@@ -34,6 +38,7 @@ from consortia.storage import (
     NodeStore,
     StoredEvent,
     StoredReceipt,
+    TreeWrite,
 )
 from consortia.types.consensus import Block, EpochConfig, QuorumCertificate, Validator
 from consortia.types.encoding import encode
@@ -47,6 +52,7 @@ from consortia.types.execution import (
 )
 from consortia.types.genesis import Genesis, genesis_hash
 from consortia.types.signing import block_id
+from consortia.types.state_proof import StateAnswer
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +84,15 @@ NONCE_CACHE_MAX: Final = 100_000
 
 
 class Chain:
-    def __init__(self, genesis: Genesis, store: NodeStore) -> None:
+    def __init__(
+        self,
+        genesis: Genesis,
+        store: NodeStore,
+        *,
+        state_history_heights: int = HISTORY_HEIGHTS_DEFAULT,
+    ) -> None:
+        """`state_history_heights`: how many heights back state reads and proofs are
+        answered (older state tree nodes are pruned)."""
         self.genesis = genesis
         self.genesis_hash = genesis_hash(genesis)
         self.store = store
@@ -86,20 +100,25 @@ class Chain:
         self.genesis_block = genesis_block_of(genesis)
         self.genesis_id = block_id(self.suite, self.genesis_block.header)
         stored = store.height
+        self.engine = engine_from_genesis(
+            genesis,
+            BUILTIN_CONTRACTS,
+            initialise=stored is None,
+            nodes=_node_reader(store),
+            history_heights=state_history_heights,
+        )
         if stored is None:
-            self.engine = engine_from_genesis(genesis, BUILTIN_CONTRACTS)
             store.initialise(
                 state=dict(self.engine.state.current),
                 state_root=self.engine.root,
                 epoch_config=genesis_epoch(genesis),
                 genesis_id=self.genesis_id,
+                tree=_tree_write(self.engine),
             )
         else:
-            self.engine = engine_from_genesis(genesis, BUILTIN_CONTRACTS, initialise=stored == 0)
-            if stored > 0:
-                tip = store.tip()
-                assert tip is not None
-                self.engine.restore(stored, dict(store.state_items()), tip.state_root)
+            root = store.state_root()
+            assert root is not None, "a store with a height has a state root"
+            self.engine.restore(stored, dict(store.state_items()), root, store.state_oldest())
         self.membership = EngineMembership(self.engine)
         # Accounts' next nonces at the committed height (admission and batching ask for the
         # same senders many times a block); emptied whenever a block commits.
@@ -216,6 +235,7 @@ class Chain:
                 reputation=commit.reputation if index == len(blocks) - 1 else None,
                 execution=ExecutionRecord(execution, leaves),
                 certificates=certificates if index == 0 else (),
+                tree=_tree_write(self.engine),
             )
             recorded.append(CommittedBlock(block, new_id, root, receipts, execution))
         return recorded
@@ -254,6 +274,12 @@ class Chain:
 
     def raw_state(self, contract: str, key: str) -> bytes | None:
         return self.engine.state.get(state_key(contract, key))
+
+    def state_answer(self, contract: str, key: str, height: int | None = None) -> StateAnswer:
+        """`contract`'s `key` at `height` (the latest when None): its raw stored value (None:
+        absent) with a proof under that height's state root. HeightUnavailableError for a
+        height older than the state kept, or not yet committed."""
+        return self.engine.prove(contract, key, height)
 
 
 # Receipt events after which `peer_allowed` may answer differently for some peer.
@@ -294,6 +320,25 @@ def tx_receipt(receipt: StoredReceipt) -> TxReceipt:
         gas_used=receipt.gas_used,
         events=[ReceiptEvent(e.contract, e.name, e.fields) for e in receipt.events],
         result=receipt.result,
+    )
+
+
+def _node_reader(store: NodeStore) -> Callable[[NodeKey], bytes | None]:
+    def read(key: NodeKey) -> bytes | None:
+        return store.tree_node(key.to_bytes())
+
+    return read
+
+
+def _tree_write(engine: Engine) -> TreeWrite:
+    """The engine's last state tree update, as the store keeps it."""
+    update = engine.last_update
+    assert update is not None
+    return TreeWrite(
+        version=update.version,
+        nodes={key.to_bytes(): data for key, data in update.nodes.items()},
+        stale=[key.to_bytes() for key in update.stale],
+        oldest=engine.oldest_height,
     )
 
 

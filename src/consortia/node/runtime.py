@@ -115,7 +115,11 @@ class NodeProcess:
         config = loaded.config
         data_dir = resolve(loaded.config_path, config.node.data_dir)
         self.store = NodeStore(data_dir / STORE_DIR)
-        self.chain = Chain(loaded.genesis, self.store)
+        self.chain = Chain(
+            loaded.genesis,
+            self.store,
+            state_history_heights=config.node.state_history_heights,
+        )
         params = Params.from_genesis(loaded.genesis.consensus)
         self.replica = Replica(
             self.chain.replica_setup(

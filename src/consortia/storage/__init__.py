@@ -8,6 +8,15 @@ from consortia.storage.store import (
     StoredEvent,
     StoredReceipt,
     Tip,
+    TreeWrite,
 )
 
-__all__ = ["CommitRecord", "ExecutionRecord", "NodeStore", "StoredEvent", "StoredReceipt", "Tip"]
+__all__ = [
+    "CommitRecord",
+    "ExecutionRecord",
+    "NodeStore",
+    "StoredEvent",
+    "StoredReceipt",
+    "Tip",
+    "TreeWrite",
+]

@@ -10,14 +10,22 @@ and atomic multi-table commits matter more than raw rate (see docs/node.md).
 Owns the on-disk layout and the two write paths a node needs:
 * `persist_safety`: the safety rules' state and the block voted for, durable before the
   replica may release a signed message (the driver contract of `Persist`);
-* `commit_block`: a committed block with its certificates, receipts, state writes, state root
-  and epoch bookkeeping, all in one transaction, durable before anyone hears it committed.
+* `commit_block`: a committed block with its certificates, receipts, state writes, state root,
+  state tree nodes and epoch bookkeeping, all in one transaction, durable before anyone hears
+  it committed.
 So a node killed at any moment restarts from a consistent state: either a block is there
 with everything that belongs to it, or none of it is. A committed block's execution record
 (its execution header and receipt leaf hashes) goes in the same transaction, and so do the
 execution certificates formed since the last commit (a durable write costs an fsync; a
 certificate is not worth one of its own), or on their own at shutdown
 (`save_execution_certificates`).
+
+The state tree (the engine's versioned sparse Merkle tree) lives in two tables: `tree_nodes`
+(node key bytes -> node bytes) and `tree_stale` (a height -> the keys of the nodes that went
+stale at it, each prefixed by its length). Each commit stores the tree's new nodes and stale
+list, and deletes a bounded batch of nodes stale at or before the oldest height kept
+(recorded as `state_oldest`): no kept height reaches them. The flat `state` table keeps the
+current values, which a restarted engine loads instead of walking the tree.
 
 Must never: interpret transactions or decide anything; it stores what the node hands it.
 """
@@ -45,9 +53,26 @@ from consortia.types.execution import ExecutionCertificate, ExecutionHeader
 
 # The map is sparse: it reserves address space, not disk.
 MAP_SIZE_DEFAULT: Final = 64 * 1024**3
-_TABLES: Final = (b"meta", b"blocks", b"ids", b"certs", b"receipts", b"state", b"safety", b"epochs")
+_TABLES: Final = (
+    b"meta",
+    b"blocks",
+    b"ids",
+    b"certs",
+    b"receipts",
+    b"state",
+    b"safety",
+    b"epochs",
+    b"tree_nodes",
+    b"tree_stale",
+)
+# Room for a few more tables without a change of layout.
+_TABLES_MAX: Final = 16
 _HEIGHT: Final = b"height"
 _STATE_ROOT: Final = b"state_root"
+_STATE_OLDEST: Final = b"state_oldest"
+# Stale tree nodes deleted by one commit: at least this many, and at least twice as many as
+# the commit made stale, so a backlog (a lowered retention) always shrinks.
+PRUNE_NODES_MIN: Final = 4096
 _EPOCH_CONFIG: Final = b"epoch_config"
 _EPOCH_ROOT: Final = b"epoch_root_id"
 _REPUTATION: Final = b"reputation"
@@ -93,6 +118,17 @@ class ExecutionRecord(msgspec.Struct, frozen=True, array_like=True):
 
 
 @dataclass(frozen=True, slots=True)
+class TreeWrite:
+    """What one version of the state tree brings to the store: its new nodes and the nodes
+    it made stale (keys as the tree encodes them), and the oldest height still kept."""
+
+    version: int
+    nodes: dict[bytes, bytes]
+    stale: list[bytes]
+    oldest: int
+
+
+@dataclass(frozen=True, slots=True)
 class Tip:
     """The last committed block and what a restarted node needs with it."""
 
@@ -116,6 +152,20 @@ def _height_key(height: int) -> bytes:
     return height.to_bytes(8, "big")
 
 
+def _pack_keys(keys: list[bytes]) -> bytes:
+    """A list of state tree node keys (each under 256 bytes) as one value."""
+    return b"".join(bytes((len(key),)) + key for key in keys)
+
+
+def _unpack_keys(data: bytes) -> list[bytes]:
+    keys, at = [], 0
+    while at < len(data):
+        end = at + 1 + data[at]
+        keys.append(bytes(data[at + 1 : end]))
+        at = end
+    return keys
+
+
 class NodeStore:
     def __init__(
         self, path: Path, *, map_size: int = MAP_SIZE_DEFAULT, durable: bool = True
@@ -126,7 +176,7 @@ class NodeStore:
         self._env = lmdb.open(
             str(path),
             map_size=map_size,
-            max_dbs=len(_TABLES) + len(_EXECUTION_TABLES),
+            max_dbs=_TABLES_MAX,
             sync=durable,
             metasync=durable,
             subdir=True,
@@ -178,12 +228,14 @@ class NodeStore:
         reputation: ReputationState | None = None,
         execution: ExecutionRecord | None = None,
         certificates: Sequence[ExecutionCertificate] = (),
+        tree: TreeWrite | None = None,
     ) -> None:
         """Everything a committed block brings, in one durable transaction. `reputation` is
         leader election's state after this block, when the replica gave one (the last block
         of a `Commit`); for any other block the stored one is dropped, as it would be stale.
         `execution` is the block's execution record (kept by height); `certificates` are
-        execution certificates of earlier blocks, kept by their height."""
+        execution certificates of earlier blocks, kept by their height. `tree`: the state
+        tree's update at this height (and a bounded batch of pruning)."""
         height = block.header.height
         with self._env.begin(write=True) as txn:
             current = txn.get(_HEIGHT, db=self._db[b"meta"])
@@ -229,6 +281,34 @@ class NodeStore:
                             stale.append(bytes(voted_key))
             for voted_key in stale:
                 txn.delete(voted_key, db=safety)
+            assert tree is None or tree.version == height, "the tree's version is the height"
+            self._write_tree(txn, tree)
+
+    def _write_tree(self, txn: lmdb.Transaction, tree: TreeWrite | None) -> None:
+        if tree is None:
+            return
+        nodes, stale_table = self._db[b"tree_nodes"], self._db[b"tree_stale"]
+        with txn.cursor(db=nodes) as cursor:
+            cursor.putmulti(tree.nodes.items())
+        if tree.stale:
+            txn.put(_height_key(tree.version), _pack_keys(tree.stale), db=stale_table)
+        budget = max(PRUNE_NODES_MIN, 2 * len(tree.stale))
+        # Nodes stale at or before the oldest height kept: no kept height reaches them.
+        with txn.cursor(db=stale_table) as cursor:
+            while budget > 0 and cursor.first():
+                since = cursor.key()
+                if int.from_bytes(since, "big") > tree.oldest:
+                    break
+                keys = _unpack_keys(bytes(cursor.value()))
+                for key in keys[:budget]:
+                    txn.delete(key, db=nodes)
+                if len(keys) > budget:
+                    cursor.put(since, _pack_keys(keys[budget:]))
+                    budget = 0
+                else:
+                    cursor.delete()
+                    budget -= len(keys)
+        txn.put(_STATE_OLDEST, _height_key(tree.oldest), db=self._db[b"meta"])
 
     def initialise(
         self,
@@ -237,8 +317,9 @@ class NodeStore:
         state_root: bytes,
         epoch_config: EpochConfig,
         genesis_id: bytes,
+        tree: TreeWrite | None = None,
     ) -> None:
-        """The genesis state, at height 0, once."""
+        """The genesis state, at height 0, once (with its state tree, version 0)."""
         with self._env.begin(write=True) as txn:
             meta = self._db[b"meta"]
             assert txn.get(_HEIGHT, db=meta) is None, "the store is initialised once"
@@ -248,6 +329,8 @@ class NodeStore:
             txn.put(_STATE_ROOT, state_root, db=meta)
             txn.put(_EPOCH_CONFIG, encode(epoch_config), db=meta)
             txn.put(_EPOCH_ROOT, genesis_id, db=meta)
+            assert tree is None or (tree.version == 0 and not tree.stale)
+            self._write_tree(txn, tree)
 
     def save_epoch_proof(self, response: EpochChangeResponse) -> None:
         with self._env.begin(write=True) as txn:
@@ -318,6 +401,32 @@ class NodeStore:
                 epoch_config=decode(_present(txn.get(_EPOCH_CONFIG, db=meta)), EpochConfig),
                 epoch_root_id=_present(txn.get(_EPOCH_ROOT, db=meta)),
             )
+
+    def state_root(self) -> bytes | None:
+        """The state root of the committed height (genesis included), or None before it."""
+        with self._env.begin() as txn:
+            data = txn.get(_STATE_ROOT, db=self._db[b"meta"])
+        return None if data is None else bytes(data)
+
+    def state_oldest(self) -> int:
+        """The oldest height whose state tree is kept (0 until pruning starts)."""
+        with self._env.begin() as txn:
+            data = txn.get(_STATE_OLDEST, db=self._db[b"meta"])
+        return 0 if data is None else int.from_bytes(data, "big")
+
+    def tree_node(self, key: bytes) -> bytes | None:
+        """A state tree node by its key bytes (the engine's reader), or None."""
+        with self._env.begin() as txn:
+            data = txn.get(key, db=self._db[b"tree_nodes"])
+        return None if data is None else bytes(data)
+
+    def tree_counts(self) -> tuple[int, int]:
+        """(state tree nodes, stale nodes not yet pruned) held: for tests (reads every
+        stale list)."""
+        with self._env.begin() as txn, txn.cursor(db=self._db[b"tree_stale"]) as cursor:
+            nodes = txn.stat(self._db[b"tree_nodes"])["entries"]
+            stale = sum(len(_unpack_keys(bytes(value))) for _, value in cursor)
+        return nodes, stale
 
     def reputation(self) -> ReputationState | None:
         """Leader election's state after the last committed block, if it was stored."""

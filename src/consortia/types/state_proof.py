@@ -1,4 +1,5 @@
-"""Hashing and proofs of the versioned sparse Merkle tree (`jmt.py`).
+"""Hashing and proofs of the state tree (the versioned sparse Merkle tree of `execution/jmt.py`),
+and the answer a node gives to a proven state read.
 
 The tree is 16-ary over the nibbles of a key's hash (64 nibbles of a 32-byte digest). Four
 hashes, each under its own domain tag, so that no input of one kind is ever an input of another:
@@ -20,9 +21,17 @@ nibble order (empty children are the placeholder and are left out). It ends in o
 ways: the key's own leaf (inclusion), another leaf sitting on the key's path (absence: no
 other key can live below a single leaf), or an empty child on the path (absence).
 
-Owns the hash domains, the proof's encoding and `verify_proof`. Must never trust a proof's
-shape: `verify_proof` returns False for anything malformed, never raises, and reads nothing but
-its arguments (a light client runs it with the root alone).
+A `StateAnswer` is what a node answers to a proven read: the height, the full state key, the
+raw stored value (None: absent), the proof and the state root of that height. It shows the
+value under that root only; a client checks the root against the chain (a committed block's
+state root) itself. Reads at a height the node no longer keeps (or does not yet have) fail
+with `HeightUnavailableError`.
+
+Lives in `types/` so that clients (which import only `crypto` and `types`) verify proofs with
+the very code the node proves with. Owns the hash domains, the proof's encoding,
+`verify_proof` and `StateAnswer`. Must never trust a proof's shape: `verify_proof` returns
+False for anything malformed, never raises, and reads nothing but its arguments (a light
+client runs it with the root alone).
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ import msgspec
 from msgspec import Meta
 
 from consortia.crypto import Suite
+from consortia.errors import ConsortiaError
+from consortia.types.primitives import U64
 
 KEY_DOMAIN: Final = b"consortia/jmt-key/v1\x00"
 VALUE_DOMAIN: Final = b"consortia/jmt-value/v1\x00"
@@ -47,7 +58,27 @@ PATH_LENGTH: Final = 2 * HASH_SIZE
 NIBBLE: Final = {character: index for index, character in enumerate("0123456789abcdef")}
 BITMAP_MAX: Final = (1 << RADIX) - 1
 
+# How many heights of state history a node keeps (reads and proofs at a past height), by
+# default and at least and at most: a node's `state_history_heights` setting.
+STATE_HISTORY_HEIGHTS_DEFAULT: Final = 10_000
+STATE_HISTORY_HEIGHTS_MIN: Final = 16
+STATE_HISTORY_HEIGHTS_MAX: Final = 1_000_000
+
+# Bounds of a state key and a stored value (the engine's limits, `execution/values.py`, are
+# within them).
+STATE_KEY_SIZE_MAX: Final = 1024
+STATE_VALUE_SIZE_MAX: Final = 1024 * 1024
+
 _Hash = Annotated[bytes, Meta(min_length=HASH_SIZE, max_length=HASH_SIZE)]
+
+
+class HeightUnavailableError(ConsortiaError):
+    """A read or proof at a height whose state is not kept: pruned (older than the node's
+    retention), not yet committed, or from before the state the node holds starts."""
+
+    code = "height_unavailable"
+
+
 _Bitmap = Annotated[int, Meta(ge=0, le=BITMAP_MAX)]
 
 
@@ -71,6 +102,25 @@ class SparseMerkleProof(
     leaf: ProofLeaf | None
     bitmaps: Annotated[list[_Bitmap], Meta(max_length=PATH_LENGTH)]
     siblings: Annotated[list[_Hash], Meta(max_length=PATH_LENGTH * (RADIX - 1))]
+
+
+class StateAnswer(
+    msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, tag="state_answer"
+):
+    """A proven state read: `key` (the full state key, "<contract>/<key>") holds `value` (the
+    raw stored bytes; None: absent) at `height`, whose state root is `root`."""
+
+    height: U64
+    key: Annotated[bytes, Meta(max_length=STATE_KEY_SIZE_MAX)]
+    value: Annotated[bytes, Meta(max_length=STATE_VALUE_SIZE_MAX)] | None
+    proof: SparseMerkleProof
+    root: _Hash
+
+
+def verify_answer(suite: Suite, answer: StateAnswer) -> bool:
+    """True when the answer's proof shows its value (or absence) under its own root. Whether
+    that root is the chain's at `answer.height` is for the caller to check."""
+    return verify_proof(suite, answer.root, answer.key, answer.value, answer.proof)
 
 
 def key_hash(suite: Suite, key: bytes) -> bytes:
