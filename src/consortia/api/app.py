@@ -293,11 +293,14 @@ def create_app(
         return JSONResponse(service.status())
 
     async def account(request: Request) -> Response:
-        return JSONResponse(service.account(request.path_params["account_id"]))
+        proof = _flag(request, "proof")
+        return JSONResponse(service.account(request.path_params["account_id"], proof=proof))
 
     async def state(request: Request) -> Response:
-        params = request.path_params
-        return JSONResponse(service.state(params["contract"], params["key"], _height(request)))
+        params, proof = request.path_params, _flag(request, "proof")
+        return JSONResponse(
+            service.state(params["contract"], params["key"], _height(request), proof=proof)
+        )
 
     async def metrics(request: Request) -> Response:
         if registry is None:

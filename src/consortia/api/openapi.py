@@ -136,6 +136,14 @@ _PROOF: Final = {
     "description": "true: add the receipt's proof against the block's certified execution header",
 }
 
+_STATE_PROOF: Final = {
+    **_PROOF,
+    "description": "true: answer at the latest certified height (or `height`, which must be"
+    " certified: 409 not_certified otherwise), with `proof`: the execution header, its"
+    " certificate and, per state key, the raw value and its sparse Merkle proof under the"
+    " header's state root",
+}
+
 
 _QUERY_TEXT: Final = {"type": "string", "minLength": 1, "maxLength": 128}
 
@@ -320,13 +328,16 @@ def openapi_document() -> dict[str, Any]:
             "/v1/accounts/{account_id}": _get(
                 "An account: balances per currency, nonce, status, roles",
                 _path("account_id", "the account id"),
+                _STATE_PROOF,
+                errors=(400, 404, 409),
             ),
             "/v1/state/{contract}/{key}": _get(
                 "A contract's stored value at a key",
                 _path("contract", "the contract name"),
                 _path("key", "the key in its namespace"),
                 _HEIGHT,
-                errors=(400, 404, 410),
+                _STATE_PROOF,
+                errors=(400, 404, 409, 410),
             ),
             "/metrics": {
                 "get": {

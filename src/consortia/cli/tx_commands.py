@@ -28,7 +28,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from consortia.cli.output import out
-from consortia.client import Client, ClientError
+from consortia.client import Client, ClientError, LightClient, VerificationError
 from consortia.cluster.accounts import open_signer, parse_arguments
 from consortia.cluster.home import ClusterHome, demo_passphrase
 from consortia.cluster.processes import fetch_status
@@ -112,12 +112,24 @@ def account_show_command(
     name: Annotated[str, typer.Argument(help="An account id (alice, bank-0.treasury) or member.")],
     node: NodeOption = None,
     as_json: JsonOption = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Trust no node: check the answer's proofs against a header certified by the"
+            " validators, learnt from the genesis (prints verified: true only then).",
+        ),
+    ] = False,
 ) -> None:
     """An account's balance (CNY, in fen), nonce, status and roles."""
     cluster = ClusterHome.open(home)
     account_id = _account_id(cluster.root, name)
     with _client(cluster, node) as client:
-        record = _ask(lambda: client.account(account_id))
+        if verify:
+            client.light = LightClient.from_genesis_json(
+                (cluster.root / layout.GENESIS_FILE).read_bytes()
+            )
+        record = _ask(lambda: client.account(account_id, verify=verify))
     if as_json:
         typer.echo(json.dumps(record))
         return
@@ -131,6 +143,9 @@ def account_show_command(
     out.print(f"status    {record.get('status')}")
     out.print(f"roles     {', '.join(record.get('roles') or []) or '-'}")
     out.print(f"member    {record.get('member') or '-'}")
+    if verify:
+        out.print(f"height    {record['height']} (state root {record['header']['state_root']})")
+        out.print("verified: true")
 
 
 def _account_id(root: Path, name: str) -> str:
@@ -165,6 +180,8 @@ def _ask(request: Callable[[], T]) -> T:
     """`request()`, with the SDK's errors as one-line command errors."""
     try:
         return request()
+    except VerificationError as error:
+        raise NodeRefusalError(error.code, str(error)) from None
     except ClientError as error:
         if error.code == "unreachable":
             raise NodeUnavailableError(f"the node stopped answering: {error.message}") from None

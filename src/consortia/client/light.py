@@ -141,7 +141,7 @@ def verify_epoch_change(
     return following
 
 
-def _decode(data: bytes, type_: Any, what: str) -> Any:
+def decode_strict(data: bytes, type_: Any, what: str) -> Any:
     try:
         return decode(data, type_)
     except Exception as error:  # decode raises only errors.DecodeError (client/ imports no errors)
@@ -152,13 +152,13 @@ def decode_certificate(encoded_hex: Any) -> ExecutionCertificate:
     """An `ExecutionCertificate` from the hex of its canonical encoding, as the node serves it
     (`encoded` in `/v1/blocks/{height}/certificate`, `proof.certificate` with a proof);
     unchecked until `verify_certificate`."""
-    certificate: ExecutionCertificate = _decode(
-        _hex(encoded_hex, "certificate"), ExecutionCertificate, "certificate"
+    certificate: ExecutionCertificate = decode_strict(
+        from_hex(encoded_hex, "certificate"), ExecutionCertificate, "certificate"
     )
     return certificate
 
 
-def _hex(value: Any, what: str) -> bytes:
+def from_hex(value: Any, what: str) -> bytes:
     try:
         return bytes.fromhex(str(value))
     except ValueError:
@@ -198,7 +198,9 @@ class LightClient:
     def learn_epoch(self, encoded_proof: bytes) -> EpochConfig:
         """Learn the next validator set from the proof that the latest known epoch ended
         (the canonical encoding of an `EpochChangeResponse`, as the node serves it)."""
-        response: EpochChangeResponse = _decode(encoded_proof, EpochChangeResponse, "epoch_proof")
+        response: EpochChangeResponse = decode_strict(
+            encoded_proof, EpochChangeResponse, "epoch_proof"
+        )
         config = self._sets.get(response.ending.epoch)
         if config is None:
             raise VerificationError(
@@ -230,10 +232,10 @@ class LightClient:
         if not isinstance(proof, dict):
             raise VerificationError("answer", "no proof in the answer")
         header = self.verify_certificate(decode_certificate(proof.get("certificate")))
-        encoded = _hex(proof.get("receipt"), "receipt")
-        receipt: TxReceipt = _decode(encoded, TxReceipt, "receipt")
-        receipt_proof: ReceiptProof = _decode(
-            _hex(proof.get("receipt_proof"), "receipt_proof"), ReceiptProof, "receipt_proof"
+        encoded = from_hex(proof.get("receipt"), "receipt")
+        receipt: TxReceipt = decode_strict(encoded, TxReceipt, "receipt")
+        receipt_proof: ReceiptProof = decode_strict(
+            from_hex(proof.get("receipt_proof"), "receipt_proof"), ReceiptProof, "receipt_proof"
         )
         if receipt.height != header.height or receipt.index != receipt_proof.index:
             raise VerificationError("receipt", "the receipt names another height or index")

@@ -29,6 +29,7 @@ from consortia.client.light import (
     receipt_record,
 )
 from consortia.client.sse import StreamFormatError, server_events
+from consortia.client.state_reads import verified_account, verified_state
 from consortia.crypto import suite as get_suite
 from consortia.types.encoding import decode, encode
 from consortia.types.signing import SigningDomain, sign, transaction_id
@@ -185,6 +186,13 @@ def _chunks(raws: Sequence[bytes]) -> list[Sequence[bytes]]:
     ]
 
 
+def _state_path(contract: str, key: str, height: int | None, proof: bool) -> str:
+    query = [f"height={height}"] if height is not None else []
+    query += ["proof=true"] if proof else []
+    path = f"/v1/state/{quote(contract, safe='')}/{quote(key, safe='/')}"  # ids hold '#'
+    return path + ("?" + "&".join(query) if query else "")
+
+
 def _light(light: LightClient | None) -> LightClient:
     if light is None:
         raise VerificationError("setup", "verifying needs a LightClient (Client(..., light=))")
@@ -235,16 +243,28 @@ class Client:
             self._chain = ChainInfo.from_status(self.status())
         return self._chain
 
-    def account(self, account_id: str) -> dict[str, Any]:
-        return self._get(f"/v1/accounts/{account_id}")
+    def account(self, account_id: str, *, verify: bool = False) -> dict[str, Any]:
+        """The account's record and balances. With `verify`, only as proven under the state
+        root of a certified execution header (VerificationError otherwise)."""
+        if not verify:
+            return self._get(f"/v1/accounts/{account_id}")
+        answer = self._get(f"/v1/accounts/{account_id}?proof=true")
+        self.follow_epochs(claimed_epoch(answer))
+        return verified_account(_light(self.light), answer, account_id)
 
     def block(self, height: int | None = None) -> dict[str, Any]:
         return self._get(f"/v1/blocks/{'latest' if height is None else height}")
 
-    def state(self, contract: str, key: str, height: int | None = None) -> Any:
-        suffix = "" if height is None else f"?height={height}"
-        path = f"/v1/state/{quote(contract, safe='')}/{quote(key, safe='/')}"  # ids hold '#'
-        return self._get(f"{path}{suffix}")["value"]
+    def state(
+        self, contract: str, key: str, height: int | None = None, *, verify: bool = False
+    ) -> Any:
+        """A state value. With `verify`, only as proven (its absence included) under the
+        state root of a certified execution header (VerificationError otherwise)."""
+        answer = self._get(_state_path(contract, key, height, verify))
+        if not verify:
+            return answer["value"]
+        self.follow_epochs(claimed_epoch(answer))
+        return verified_state(_light(self.light), answer, contract, key)["value"]
 
     def transaction(self, tx_hash: str, *, verify: bool = False) -> dict[str, Any]:
         """The transaction's record. With `verify`, only a committed one whose receipt is
@@ -395,8 +415,23 @@ class AsyncClient:
             self._chain = ChainInfo.from_status(await self.status())
         return self._chain
 
-    async def account(self, account_id: str) -> dict[str, Any]:
-        return await self._get(f"/v1/accounts/{account_id}")
+    async def account(self, account_id: str, *, verify: bool = False) -> dict[str, Any]:
+        """As `Client.account`."""
+        if not verify:
+            return await self._get(f"/v1/accounts/{account_id}")
+        answer = await self._get(f"/v1/accounts/{account_id}?proof=true")
+        await self.follow_epochs(claimed_epoch(answer))
+        return verified_account(_light(self.light), answer, account_id)
+
+    async def state(
+        self, contract: str, key: str, height: int | None = None, *, verify: bool = False
+    ) -> Any:
+        """As `Client.state`."""
+        answer = await self._get(_state_path(contract, key, height, verify))
+        if not verify:
+            return answer["value"]
+        await self.follow_epochs(claimed_epoch(answer))
+        return verified_state(_light(self.light), answer, contract, key)["value"]
 
     async def block(self, height: int | None = None) -> dict[str, Any]:
         return await self._get(f"/v1/blocks/{'latest' if height is None else height}")

@@ -81,6 +81,7 @@ from consortia.cluster.bench_workloads import (
 from consortia.cluster.home import ClusterHome, NodeEntry
 from consortia.cluster.processes import running_pid
 from consortia.errors import AccountKeyNotFoundError, BenchError
+from consortia.identity import layout
 from consortia.identity.bench_accounts import open_bench_accounts
 
 # Transactions expire this many blocks a second of the run (and drain, and a minute more) after
@@ -281,6 +282,7 @@ class Bench:
             batch=config.batch,
             expiry_height=int(status["height"]) + self._expiry_ahead(),
             maturity_blocks=config.maturity_blocks,
+            genesis_json=(self.home.root / layout.GENESIS_FILE).read_bytes(),
         )
 
     async def _drive(

@@ -71,6 +71,7 @@ class ClientSpec:
     batch: int
     expiry_height: int
     maturity_blocks: int  # receivable: from the height the issuer knows to maturity
+    genesis_json: bytes = b""  # query: the genesis a light client checks reads from
 
     def chain(self) -> ChainInfo:
         return ChainInfo(self.chain_id, self.suite, self.genesis_hash, dict(self.contract_versions))

@@ -1,4 +1,5 @@
-"""The query workload's client: reads of GET /v1/accounts/{id} (`bench_workloads.read_one`),
+"""The query workload's client: certified reads of GET /v1/accounts/{id}?proof=true, each
+checked against the validators learnt from the genesis (`bench_workloads.read_one`),
 measured where they are made.
 
 Each client reads accounts chosen uniformly among the first A benchmark accounts
@@ -26,7 +27,7 @@ import time
 from collections import Counter
 from typing import Any, Final
 
-from consortia.client import AsyncClient, ClientError
+from consortia.client import AsyncClient, ClientError, LightClient, VerificationError
 from consortia.cluster.bench_client import (
     ERRORS_KEPT,
     SEND_INTERVAL_S,
@@ -61,6 +62,9 @@ class Reader:
     async def main(self) -> None:
         spec, shared = self.spec, self.shared
         clients = [load_client(url) for url in spec.urls]
+        light = LightClient.from_genesis_json(spec.genesis_json)
+        for client in clients:
+            client.light = light  # one set of proven validator sets for all
         try:
             shared.messages.put(("ready", spec.index, 0.0, os.getpid()))
             if not await wait_start(shared):
@@ -115,7 +119,7 @@ class Reader:
         began = time.monotonic() if due is None else due
         try:
             await read_one(client, account)
-        except ClientError as error:
+        except (ClientError, VerificationError) as error:
             self.failed[error.code] += 1
             text = f"{error.code}: {error.message}"[:200]
             if text not in self.errors and len(self.errors) < ERRORS_KEPT:

@@ -19,6 +19,9 @@ import msgspec
 
 from consortia.types.encoding import encode
 
+# The one form of a state key lives with the proofs (clients check them); re-exported here.
+from consortia.types.state_proof import state_key as state_key  # noqa: PLC0414
+
 KEY_LENGTH_MAX: Final = 256  # bytes of "<contract>/<key>"
 VALUE_BYTES_MAX: Final = 64 * 1024  # bytes of one stored value, encoded
 VALUE_DEPTH_MAX: Final = 16  # lists and maps nest at most this deep
@@ -33,11 +36,6 @@ class ContractError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-
-
-def state_key(contract: str, key: str) -> bytes:
-    """Where `key` of `contract`'s namespace is stored (no length check: see `Context`)."""
-    return f"{contract}/{key}".encode()
 
 
 def canonical(value: Value) -> bytes:

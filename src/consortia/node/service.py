@@ -23,6 +23,7 @@ from consortia.execution.values import state_key
 from consortia.mempool import Admission
 from consortia.node.chain import CommittedBlock, tx_receipt
 from consortia.node.driver import Driver
+from consortia.node.proven_reads import UncertifiedHeightError, proof_object, proven_height
 from consortia.node.subscriptions import SubscriptionHub
 from consortia.storage import StoredReceipt
 from consortia.types.consensus import Block, QuorumCertificate
@@ -235,18 +236,23 @@ class NodeService:
             },
         }
 
-    def account(self, account_id: str) -> dict[str, Any]:
+    def account(self, account_id: str, *, proof: bool = False) -> dict[str, Any]:
+        """The account's record and balances; with `proof`, at the latest certified height,
+        each entry (the record, a balance per currency) proven under its state root."""
         chain = self.chain
-        record = identity_state.read_account(chain.engine.query, account_id)
+        height, certificate = None, None
+        if proof:
+            height, certificate = self._proven(None)
+        record = identity_state.read_account(lambda c, k: chain.query(c, k, height), account_id)
         if record is None:
             raise NotFoundError(f"no account {account_id!r}")
-        issuers = state_key(asset.CONTRACT, asset.currencies_prefix())
+        keys = [(identity_state.CONTRACT, identity_state.account_key(account_id))]
         balances: dict[str, int] = {}
-        for key in chain.engine.state.keys_with_prefix(issuers):
-            currency = key[len(issuers) :].decode()
-            value = chain.query(asset.CONTRACT, asset.balance_key(currency, account_id))
-            balances[currency] = int(value or 0)
-        return {
+        for currency in self._currencies():
+            key = asset.balance_key(currency, account_id)
+            keys.append((asset.CONTRACT, key))
+            balances[currency] = int(chain.query(asset.CONTRACT, key, height) or 0)
+        view = {
             "id": account_id,
             "nonce": int(record.get("nonce", 0)),
             "status": record.get("status"),
@@ -256,8 +262,37 @@ class NodeService:
             "balances": balances,
             "balance": balances.get("CNY", 0),
         }
+        if certificate is not None:
+            answers = [(c, k, chain.state_answer(c, k, height)) for c, k in keys]
+            view["proof"] = proof_object(certificate, _header_view, answers)
+        return view
 
-    def state(self, contract: str, key: str, height: int | None) -> dict[str, Any]:
+    def _currencies(self) -> list[str]:
+        """The chain's currencies (each has an issuer), from the ordered state table."""
+        issuers = state_key(asset.CONTRACT, asset.currencies_prefix())
+        return [key[len(issuers) :].decode() for key in self.chain.store.state_keys(issuers)]
+
+    def _proven(self, height: int | None) -> tuple[int, ExecutionCertificate]:
+        try:
+            return proven_height(self.chain, self.certificate, height)
+        except UncertifiedHeightError as error:
+            raise NotCertifiedError(str(error), 409) from None
+
+    def state(
+        self, contract: str, key: str, height: int | None, *, proof: bool = False
+    ) -> dict[str, Any]:
+        """A state value; with `proof`, at `height` or the latest certified height, proven
+        under that height's certified state root (a proof of absence for no value)."""
+        if proof:
+            at, certificate = self._proven(height)
+            answer = self.chain.state_answer(contract, key, at)
+            return {
+                "contract": contract,
+                "key": key,
+                "height": at,
+                "value": None if answer.value is None else msgspec.msgpack.decode(answer.value),
+                "proof": proof_object(certificate, _header_view, [(contract, key, answer)]),
+            }
         self._check_height(height)
         return {
             "contract": contract,

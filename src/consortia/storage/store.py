@@ -73,6 +73,8 @@ _STATE_OLDEST: Final = b"state_oldest"
 # Stale tree nodes deleted by one commit: at least this many, and at least twice as many as
 # the commit made stale, so a backlog (a lowered retention) always shrinks.
 PRUNE_NODES_MIN: Final = 4096
+# The most keys one prefix listing returns (`state_keys`).
+STATE_KEYS_MAX: Final = 1024
 _EPOCH_CONFIG: Final = b"epoch_config"
 _EPOCH_ROOT: Final = b"epoch_root_id"
 _REPUTATION: Final = b"reputation"
@@ -458,6 +460,19 @@ class NodeStore:
         with self._env.begin() as txn:
             data = txn.get(tx_id, db=self._db[b"receipts"])
         return None if data is None else decode(bytes(data), StoredReceipt)
+
+    def state_keys(self, prefix: bytes, limit: int = STATE_KEYS_MAX) -> list[bytes]:
+        """Committed keys starting with `prefix`, in key order, at most `limit` (a range
+        read of the ordered table: cost grows with what is found, not with the state)."""
+        found: list[bytes] = []
+        with self._env.begin() as txn, txn.cursor(db=self._db[b"state"]) as cursor:
+            if not cursor.set_range(prefix):
+                return found
+            for key in cursor.iternext(values=False):
+                if not bytes(key).startswith(prefix) or len(found) >= limit:
+                    break
+                found.append(bytes(key))
+        return found
 
     def state_items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every committed key and value, in key order (to rebuild the engine's state)."""

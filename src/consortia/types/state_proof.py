@@ -73,6 +73,12 @@ STATE_VALUE_SIZE_MAX: Final = 1024 * 1024
 _Hash = Annotated[bytes, Meta(min_length=HASH_SIZE, max_length=HASH_SIZE)]
 
 
+def state_key(contract: str, key: str) -> bytes:
+    """Where `key` of `contract`'s namespace is stored: "<contract>/<key>" (the one form of
+    a state key, shared by the engine and by clients that check proofs; no length check)."""
+    return f"{contract}/{key}".encode()
+
+
 class HeightUnavailableError(ConsortiaError):
     """A read or proof at a height whose state is not kept: pruned (older than the node's
     retention), not yet committed, or from before the state the node holds starts."""
