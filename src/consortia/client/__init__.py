@@ -16,13 +16,12 @@ Reads need not trust the node: with a `LightClient` built from the genesis file,
 execution header certified by the validators of its epoch (`VerificationError` otherwise).
 """
 
+from consortia.client.async_sdk import AsyncClient, Reconnect
 from consortia.client.light import LightClient, VerificationError, verify_certificate
 from consortia.client.sdk import (
-    AsyncClient,
     ChainInfo,
     Client,
     ClientError,
-    Reconnect,
     Signer,
     TimeoutWaitingError,
 )

@@ -1,17 +1,15 @@
-"""The SDK's clients: one API, synchronous (`Client`) and asynchronous (`AsyncClient`).
+"""The SDK's synchronous client (`Client`) and what both clients share: errors, the chain's
+identity (`ChainInfo`), signing with a caller-held key (`Signer`), answers and batches.
 
-Owns the HTTP conversation with a node (httpx), signing with a caller-held key (`Signer`),
-waiting for commits by polling with a bounded back-off, and following the chain's block and
-event streams (`AsyncClient.subscribe_*`), resumed after a dropped connection. Must never send
-a private key or a passphrase anywhere, nor log one.
+Owns the HTTP conversation with a node (httpx) and waiting for commits by polling with a
+bounded back-off. The asynchronous client, with the chain's streams, is `async_sdk.py` (the
+same API). Must never send a private key or a passphrase anywhere, nor log one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote
@@ -28,7 +26,6 @@ from consortia.client.light import (
     header_record,
     receipt_record,
 )
-from consortia.client.sse import StreamFormatError, server_events
 from consortia.client.state_reads import verified_account, verified_state
 from consortia.crypto import suite as get_suite
 from consortia.types.encoding import decode, encode
@@ -38,8 +35,8 @@ from consortia.types.transaction import Transaction, TransactionBody
 # How far ahead of the node's height a transaction's expiry is set by default.
 EXPIRY_AHEAD_DEFAULT: Final = 1000
 WAIT_S_DEFAULT: Final = 30.0
-_POLL_S_MIN: Final = 0.02
-_POLL_S_MAX: Final = 0.5
+POLL_S_MIN: Final = 0.02
+POLL_S_MAX: Final = 0.5
 # The most transactions one POST /v1/txs carries (the node refuses more with 413);
 # `submit_many` splits longer lists into requests of at most this many.
 BATCH_TRANSACTIONS_MAX: Final = 2000
@@ -150,13 +147,13 @@ class Signer:
         return raw, transaction_id(self._suite, body).hex()
 
 
-def _unreachable(error: httpx.HTTPError) -> ClientError:
+def unreachable_error(error: httpx.HTTPError) -> ClientError:
     """No answer from the node: the kind of failure (ConnectError, ReadTimeout, ...) and its
     text, which httpx leaves empty for some."""
     return ClientError("unreachable", f"{type(error).__name__}: {error}".rstrip(": "))
 
 
-def _raise_for(response: httpx.Response) -> dict[str, Any]:
+def raise_for(response: httpx.Response) -> dict[str, Any]:
     try:
         payload = response.json()
     except ValueError:
@@ -172,28 +169,28 @@ def _raise_for(response: httpx.Response) -> dict[str, Any]:
     return payload
 
 
-def _batch_results(response: httpx.Response, expected: int) -> list[dict[str, Any]]:
-    results = _raise_for(response).get("results")
+def batch_results(response: httpx.Response, expected: int) -> list[dict[str, Any]]:
+    results = raise_for(response).get("results")
     if not isinstance(results, list) or len(results) != expected:
         raise ClientError("bad_response", "not one result per transaction", response.status_code)
     return results
 
 
-def _chunks(raws: Sequence[bytes]) -> list[Sequence[bytes]]:
+def batches_of(raws: Sequence[bytes]) -> list[Sequence[bytes]]:
     return [
         raws[start : start + BATCH_TRANSACTIONS_MAX]
         for start in range(0, len(raws), BATCH_TRANSACTIONS_MAX)
     ]
 
 
-def _state_path(contract: str, key: str, height: int | None, proof: bool) -> str:
+def state_path(contract: str, key: str, height: int | None, proof: bool) -> str:
     query = [f"height={height}"] if height is not None else []
     query += ["proof=true"] if proof else []
     path = f"/v1/state/{quote(contract, safe='')}/{quote(key, safe='/')}"  # ids hold '#'
     return path + ("?" + "&".join(query) if query else "")
 
 
-def _light(light: LightClient | None) -> LightClient:
+def need_light(light: LightClient | None) -> LightClient:
     if light is None:
         raise VerificationError("setup", "verifying needs a LightClient (Client(..., light=))")
     return light
@@ -231,9 +228,9 @@ class Client:
 
     def _get(self, path: str) -> dict[str, Any]:
         try:
-            return _raise_for(self._http.get(path))
+            return raise_for(self._http.get(path))
         except httpx.HTTPError as error:
-            raise _unreachable(error) from None
+            raise unreachable_error(error) from None
 
     def status(self) -> dict[str, Any]:
         return self._get("/v1/status")
@@ -250,7 +247,7 @@ class Client:
             return self._get(f"/v1/accounts/{account_id}")
         answer = self._get(f"/v1/accounts/{account_id}?proof=true")
         self.follow_epochs(claimed_epoch(answer))
-        return verified_account(_light(self.light), answer, account_id)
+        return verified_account(need_light(self.light), answer, account_id)
 
     def block(self, height: int | None = None) -> dict[str, Any]:
         return self._get(f"/v1/blocks/{'latest' if height is None else height}")
@@ -260,11 +257,11 @@ class Client:
     ) -> Any:
         """A state value. With `verify`, only as proven (its absence included) under the
         state root of a certified execution header (VerificationError otherwise)."""
-        answer = self._get(_state_path(contract, key, height, verify))
+        answer = self._get(state_path(contract, key, height, verify))
         if not verify:
             return answer["value"]
         self.follow_epochs(claimed_epoch(answer))
-        return verified_state(_light(self.light), answer, contract, key)["value"]
+        return verified_state(need_light(self.light), answer, contract, key)["value"]
 
     def transaction(self, tx_hash: str, *, verify: bool = False) -> dict[str, Any]:
         """The transaction's record. With `verify`, only a committed one whose receipt is
@@ -274,7 +271,7 @@ class Client:
         not_certified or not_committed while there is no proof yet."""
         if not verify:
             return self._get(f"/v1/tx/{tx_hash}")
-        light = _light(self.light)
+        light = need_light(self.light)
         answer = self._get(f"/v1/tx/{tx_hash}?proof=true")
         self.follow_epochs(claimed_epoch(answer))
         return receipt_record(*light.verify_receipt(answer, tx_hash))
@@ -287,7 +284,7 @@ class Client:
             return answer
         certificate = decode_certificate(answer.get("encoded"))
         self.follow_epochs(certificate.header.epoch)
-        return header_record(_light(self.light).verify_certificate(certificate))
+        return header_record(need_light(self.light).verify_certificate(certificate))
 
     def epoch_proof(self, epoch: int) -> bytes:
         """The canonical encoding of the proof that `epoch` ended (checked by `light`)."""
@@ -298,7 +295,7 @@ class Client:
 
     def follow_epochs(self, epoch: int) -> None:
         """Learn validator sets up to `epoch`, each from the proof the previous one ended."""
-        light = _light(self.light)
+        light = need_light(self.light)
         while (ending := light.needs(epoch)) is not None:
             light.learn_epoch(self.epoch_proof(ending))
 
@@ -306,22 +303,22 @@ class Client:
         try:
             response = self._http.post("/v1/tx", json=transaction_to_json(raw))
         except httpx.HTTPError as error:
-            raise _unreachable(error) from None
-        return str(_raise_for(response)["tx_hash"])
+            raise unreachable_error(error) from None
+        return str(raise_for(response)["tx_hash"])
 
     def submit_many(self, raws: Sequence[bytes]) -> list[dict[str, Any]]:
         """Submit signed transactions in batches (POST /v1/txs, binary); one result per
         transaction, in order: `{"tx_hash": ..., "status": "pending"}` when admitted, else
         `{"error": {"code": ..., "message": ...}}`."""
         results: list[dict[str, Any]] = []
-        for chunk in _chunks(raws):
+        for chunk in batches_of(raws):
             try:
                 response = self._http.post(
                     "/v1/txs", content=msgspec.msgpack.encode(list(chunk)), headers=MSGPACK
                 )
             except httpx.HTTPError as error:
-                raise _unreachable(error) from None
-            results.extend(_batch_results(response, len(chunk)))
+                raise unreachable_error(error) from None
+            results.extend(batch_results(response, len(chunk)))
         return results
 
     def block_receipts(self, height: int) -> dict[str, Any]:
@@ -333,13 +330,13 @@ class Client:
         try:
             response = self._http.post(f"/v1/views{suffix}", json=transaction_to_json(raw))
         except httpx.HTTPError as error:
-            raise _unreachable(error) from None
-        return _raise_for(response)
+            raise unreachable_error(error) from None
+        return raise_for(response)
 
     def wait(self, tx_hash: str, timeout_s: float = WAIT_S_DEFAULT) -> dict[str, Any]:
         """The transaction's record once committed (or failed), polling with back-off."""
         deadline = time.monotonic() + timeout_s
-        pause = _POLL_S_MIN
+        pause = POLL_S_MIN
         while True:
             try:
                 record = self.transaction(tx_hash)
@@ -351,7 +348,7 @@ class Client:
             if time.monotonic() > deadline:
                 raise TimeoutWaitingError(tx_hash, timeout_s)
             time.sleep(pause)
-            pause = min(pause * 2, _POLL_S_MAX)
+            pause = min(pause * 2, POLL_S_MAX)
 
     def call(
         self,
@@ -375,243 +372,3 @@ class Client:
         if not wait:
             return {"tx_hash": tx_hash, "status": "pending"}
         return self.wait(tx_hash, timeout_s)
-
-
-class AsyncClient:
-    """A node's API, asynchronously (the same methods, awaited)."""
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout_s: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-        light: LightClient | None = None,
-    ) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, transport=transport)
-        self._chain: ChainInfo | None = None
-        self.light = light
-
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._http.aclose()
-
-    async def _get(self, path: str) -> dict[str, Any]:
-        try:
-            return _raise_for(await self._http.get(path))
-        except httpx.HTTPError as error:
-            raise _unreachable(error) from None
-
-    async def status(self) -> dict[str, Any]:
-        return await self._get("/v1/status")
-
-    async def chain(self) -> ChainInfo:
-        if self._chain is None:
-            self._chain = ChainInfo.from_status(await self.status())
-        return self._chain
-
-    async def account(self, account_id: str, *, verify: bool = False) -> dict[str, Any]:
-        """As `Client.account`."""
-        if not verify:
-            return await self._get(f"/v1/accounts/{account_id}")
-        answer = await self._get(f"/v1/accounts/{account_id}?proof=true")
-        await self.follow_epochs(claimed_epoch(answer))
-        return verified_account(_light(self.light), answer, account_id)
-
-    async def state(
-        self, contract: str, key: str, height: int | None = None, *, verify: bool = False
-    ) -> Any:
-        """As `Client.state`."""
-        answer = await self._get(_state_path(contract, key, height, verify))
-        if not verify:
-            return answer["value"]
-        await self.follow_epochs(claimed_epoch(answer))
-        return verified_state(_light(self.light), answer, contract, key)["value"]
-
-    async def block(self, height: int | None = None) -> dict[str, Any]:
-        return await self._get(f"/v1/blocks/{'latest' if height is None else height}")
-
-    async def transaction(self, tx_hash: str, *, verify: bool = False) -> dict[str, Any]:
-        """As `Client.transaction`."""
-        if not verify:
-            return await self._get(f"/v1/tx/{tx_hash}")
-        light = _light(self.light)
-        answer = await self._get(f"/v1/tx/{tx_hash}?proof=true")
-        await self.follow_epochs(claimed_epoch(answer))
-        return receipt_record(*light.verify_receipt(answer, tx_hash))
-
-    async def certificate(self, height: int, *, verify: bool = False) -> dict[str, Any]:
-        """As `Client.certificate`."""
-        answer = await self._get(f"/v1/blocks/{height}/certificate")
-        if not verify:
-            return answer
-        certificate = decode_certificate(answer.get("encoded"))
-        await self.follow_epochs(certificate.header.epoch)
-        return header_record(_light(self.light).verify_certificate(certificate))
-
-    async def epoch_proof(self, epoch: int) -> bytes:
-        try:
-            return bytes.fromhex(str((await self._get(f"/v1/epochs/{epoch}/proof"))["proof"]))
-        except (KeyError, ValueError):
-            raise ClientError("bad_response", "no epoch proof in the answer") from None
-
-    async def follow_epochs(self, epoch: int) -> None:
-        light = _light(self.light)
-        while (ending := light.needs(epoch)) is not None:
-            light.learn_epoch(await self.epoch_proof(ending))
-
-    async def submit(self, raw: bytes) -> str:
-        try:
-            response = await self._http.post("/v1/tx", json=transaction_to_json(raw))
-        except httpx.HTTPError as error:
-            raise _unreachable(error) from None
-        return str(_raise_for(response)["tx_hash"])
-
-    async def submit_many(self, raws: Sequence[bytes]) -> list[dict[str, Any]]:
-        """As `Client.submit_many`."""
-        results: list[dict[str, Any]] = []
-        for chunk in _chunks(raws):
-            try:
-                response = await self._http.post(
-                    "/v1/txs", content=msgspec.msgpack.encode(list(chunk)), headers=MSGPACK
-                )
-            except httpx.HTTPError as error:
-                raise _unreachable(error) from None
-            results.extend(_batch_results(response, len(chunk)))
-        return results
-
-    async def block_receipts(self, height: int) -> dict[str, Any]:
-        return await self._get(f"/v1/blocks/{height}/receipts")
-
-    async def wait(self, tx_hash: str, timeout_s: float = WAIT_S_DEFAULT) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        pause = _POLL_S_MIN
-        while True:
-            try:
-                record = await self.transaction(tx_hash)
-                if record["status"] != "pending":
-                    return record
-            except ClientError as error:
-                if error.code != "not_found":
-                    raise
-            if time.monotonic() > deadline:
-                raise TimeoutWaitingError(tx_hash, timeout_s)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, _POLL_S_MAX)
-
-    async def call(
-        self,
-        signer: Signer,
-        contract: str,
-        method: str,
-        args: dict[str, Any] | None = None,
-        *,
-        nonce: int | None = None,
-        wait: bool = False,
-        timeout_s: float = WAIT_S_DEFAULT,
-    ) -> dict[str, Any]:
-        if nonce is None:
-            nonce = int((await self.account(signer.account))["nonce"])
-        height = int((await self.status())["height"])
-        raw = signer.transaction(
-            contract, method, args or {}, nonce=nonce, expiry_height=height + EXPIRY_AHEAD_DEFAULT
-        )
-        tx_hash = await self.submit(raw)
-        if not wait:
-            return {"tx_hash": tx_hash, "status": "pending"}
-        return await self.wait(tx_hash, timeout_s)
-
-    # ------------------------------------------------------------------ subscriptions
-
-    def subscribe_blocks(
-        self, from_height: int | None = None, *, retry: Reconnect | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Each committed block's summary (`height`, `hash`, `parent_hash`, `epoch`, `round`,
-        `timestamp_ms`, `tx_count`, `state_root`), from `from_height` (default: the next
-        block) on, for ever. A dropped connection is resumed after the last block seen,
-        without gap or duplicate; ClientError `subscription_lost` once `retry` gives up."""
-        params = {} if from_height is None else {"from": str(from_height)}
-        return _follow(self._http, "/v1/subscribe/blocks", params, retry or Reconnect())
-
-    def subscribe_events(
-        self,
-        from_height: int | None = None,
-        *,
-        contract: str | None = None,
-        event: str | None = None,
-        account: str | None = None,
-        retry: Reconnect | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Each contract event (`height`, `index`, `tx_hash`, `tx_index`, `contract`, `name`,
-        `attributes`) matching every filter given, from `from_height` (default: the next
-        block) on, for ever; resumed as `subscribe_blocks` is. `account` matches events
-        whose account-naming attributes (docs/node.md) name it."""
-        params = {"from": from_height, "contract": contract, "event": event, "account": account}
-        given = {name: str(value) for name, value in params.items() if value is not None}
-        return _follow(self._http, "/v1/subscribe/events", given, retry or Reconnect())
-
-
-@dataclass(frozen=True, slots=True)
-class Reconnect:
-    """How a subscription resumes a dropped stream: at most `attempts` reconnections in a
-    row (a message received resets the count), waiting `backoff_s`, doubled each time up to
-    `backoff_s_max`. `read_timeout_s` without a byte (the node sends a keep-alive every
-    15 s) counts as a dropped connection."""
-
-    attempts: int = 8
-    backoff_s: float = 0.25
-    backoff_s_max: float = 8.0
-    read_timeout_s: float = 45.0
-
-
-# Answers after which a subscription tries again; any other refusal is final.
-_RETRYABLE: Final = frozenset({502, 503, 504})
-
-
-async def _follow(
-    http: httpx.AsyncClient, path: str, params: dict[str, str], retry: Reconnect
-) -> AsyncIterator[dict[str, Any]]:
-    last_id: str | None = None
-    failures = 0
-    timeout = httpx.Timeout(http.timeout.connect, read=retry.read_timeout_s)
-    if "from" not in params:  # pin "the next block" now, so a reconnection leaves no gap
-        try:
-            height = int(_raise_for(await http.get("/v1/status"))["height"])
-        except httpx.HTTPError as error:
-            raise _unreachable(error) from None
-        params = {**params, "from": str(height + 1)}
-    while True:
-        headers = {"accept": "text/event-stream"}
-        if last_id is not None:
-            headers["last-event-id"] = last_id
-        try:
-            async with http.stream(
-                "GET", path, params=params, headers=headers, timeout=timeout
-            ) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    if response.status_code not in _RETRYABLE:
-                        _raise_for(response)
-                    cause = f"{response.status_code} {response.text[:200]}"
-                else:
-                    async for message in server_events(response.aiter_lines()):
-                        data = json.loads(message.data)
-                        last_id = message.id if message.id is not None else last_id
-                        failures = 0
-                        yield data
-                    cause = "the node ended the stream"
-        except (httpx.HTTPError, StreamFormatError, ValueError) as error:
-            cause = f"{type(error).__name__}: {error}".rstrip(": ")
-        failures += 1
-        if failures > retry.attempts:
-            resume = f"; resume after id {last_id}" if last_id is not None else ""
-            raise ClientError(
-                "subscription_lost",
-                f"{path}: gave up after {retry.attempts} reconnections ({cause}){resume}",
-            )
-        await asyncio.sleep(min(retry.backoff_s * 2 ** (failures - 1), retry.backoff_s_max))
