@@ -29,6 +29,7 @@ from consortia.types.execution import (
     receipt_proof,
     receipts_root,
 )
+from consortia.types.network import CertificateRequest
 from tests.consensus_helpers import CHAIN_ID, DOMAIN, SUITE, Key, make_keys
 from tests.node_helpers import (
     Hub,
@@ -171,10 +172,30 @@ def test_a_whole_cluster_crash_loses_no_certificate_for_good(tmp_path: Path) -> 
 
         await wait_for(lambda: all(certified(d) for d in again), timeout_s=60)
         assert all(d.failed is None for d in again)
+        await _peers_without_it_answer_with_their_votes(again)
         for driver in again:
             driver.close()
 
     asyncio.run(scenario())
+
+
+async def _peers_without_it_answer_with_their_votes(drivers: list[Any]) -> None:
+    """A height below the vote window that nobody holds a certificate of: asked for it, the
+    peers answer with their own votes, and the asker gathers them into the certificate."""
+    asker, peers = drivers[0], drivers[1:]
+    height = 3
+    asker.certifier.missing[height] = 0
+    for peer in peers:
+        peer.certifier.certificate = lambda h: None  # as if it held none
+        peer.certifier._answered.clear()
+        peer.certifier.on_request(asker.replica.node_id, CertificateRequest(start=height, count=1))
+    await wait_for(lambda: height not in asker.certifier.missing)
+    for peer in peers:
+        del peer.certifier.certificate
+    own = asker.chain.store.execution_record(height).header
+    gathered = asker.certifier.certificate(height)
+    assert gathered is not None and gathered.header == own and len(gathered.signatures) >= 3
+    assert not asker.certifier._recovering and asker.failed is None
 
 
 # ---------------------------------------------------------------------- the light client
