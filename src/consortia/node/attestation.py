@@ -131,10 +131,6 @@ class Attestations:
         """The validator set of `epoch`, when known."""
         return self._sets.get(epoch)
 
-    def own(self, height: int) -> ExecutionHeader | None:
-        """This node's own header of `height`, while it is in the window."""
-        return self._own.get(height)
-
     # ------------------------------------------------------------------ inputs
 
     def add_epoch(self, config: EpochConfig) -> list[ExecutionCertificate]:
