@@ -319,9 +319,13 @@ def test_votes_of_an_unknown_epoch_wait_for_its_validators_and_old_epochs_are_dr
     later = Attestations(SUITE, DOMAIN, CHAIN_ID, [next_config], height=3)
     assert later.add(vote(KEYS[0], header(4, epoch=0)), KEYS[0].node_id) == []
     assert later.counters.dropped["unknown_epoch"] == 1
+    # Only the next epoch's votes wait; those of epochs further ahead are dropped.
+    ahead = aggregator()
+    assert ahead.add(vote(KEYS[0], header(5, epoch=9)), KEYS[0].node_id) == []
+    assert ahead.counters.dropped["unknown_epoch"] == 1 and not ahead._unknown
     # The waiting room is bounded, in all and per sender.
     crowded = aggregator()
-    far = header(5, epoch=9)
+    far = header(5, epoch=1)
     per_sender = AHEAD + BEHIND + 1
     for _ in range(per_sender + 10):
         crowded.add(vote(KEYS[0], far), KEYS[0].node_id)

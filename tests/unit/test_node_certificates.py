@@ -180,11 +180,25 @@ def _forged_answers_are_refused(driver: Driver, keys: list[tuple[bytes, bytes, b
         )
 
     peer = keys[0][0]
+
+    def answer(response: CertificateResponse, sender: bytes = peer) -> None:
+        certifier._outstanding = (peer, height, 1)  # as if this node had asked `peer`
+        certifier.on_response(sender, response)
+
     short = signed(real.header, keys[:2])
     mismatched = ExecutionCertificate(other, real.signatures)
-    certifier.on_response(peer, CertificateResponse([short, mismatched]))
+    answer(CertificateResponse([short, mismatched]))
     assert height in certifier.missing
+    # A quorum's valid certificate naming another block (or epoch) for the height is not
+    # this node's block: dropped, not divergence.
+    elsewhere = msgspec.structs.replace(real.header, block_id=bytes(32))
+    answer(CertificateResponse([signed(elsewhere, keys[:3])]))
+    assert height in certifier.missing and driver.failed is None
+    # An answer from a peer that was not asked is not read.
+    unrequested = certifier.unrequested
+    answer(CertificateResponse([real]), sender=keys[1][0])
+    assert height in certifier.missing and certifier.unrequested == unrequested + 1
     with pytest.raises(ExecutionDivergedError):
-        certifier.on_response(peer, CertificateResponse([signed(other, keys[:3])]))
-    certifier.on_response(peer, CertificateResponse([real]))
+        answer(CertificateResponse([signed(other, keys[:3])]))
+    answer(CertificateResponse([real]))
     assert height not in certifier.missing

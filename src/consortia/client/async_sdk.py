@@ -122,7 +122,7 @@ class AsyncClient:
             return answer
         certificate = decode_certificate(answer.get("encoded"))
         await self.follow_epochs(certificate.header.epoch)
-        return header_record(need_light(self.light).verify_certificate(certificate))
+        return header_record(need_light(self.light).verify_certificate(certificate, height))
 
     async def epoch_proof(self, epoch: int) -> bytes:
         try:
@@ -131,8 +131,12 @@ class AsyncClient:
             raise ClientError("bad_response", "no epoch proof in the answer") from None
 
     async def follow_epochs(self, epoch: int) -> None:
+        """As `Client.follow_epochs`."""
         light = need_light(self.light)
-        while (ending := light.needs(epoch)) is not None:
+        for _ in range(light.follow_limit(epoch)):
+            ending = light.needs(epoch)
+            if ending is None:
+                return
             light.learn_epoch(await self.epoch_proof(ending))
 
     async def submit(self, raw: bytes) -> str:

@@ -8,6 +8,13 @@ against the set it already trusts; any node may serve these proofs, a wrong one 
 With the set of a block's epoch it checks the block's `ExecutionCertificate` (a quorum of that
 set signed the execution header), and with the header's receipts root a receipt's proof.
 
+Each epoch is bound to its heights: the proof that epoch e ended names its last height, so a
+certificate of epoch e is taken only for a height after the end of e - 1 and (once e ended) up
+to its own end; validators of an ended epoch, bound by nothing any more, cannot certify later
+heights. The limit: for heights after the latest epoch this client learnt, it trusts that
+epoch's set; a client must follow the newest epoch proofs (`follow_epochs`) to notice an
+epoch change (the usual freshness assumption of light clients).
+
 Owns these checks; pure (no I/O, no clock): the clients in `sdk.py` fetch what `needs` names
 and hand it to `learn_epoch`. Imports only crypto and types. Every failed check is a
 `VerificationError` (code `verification_failed`) saying what failed.
@@ -41,6 +48,26 @@ from consortia.types.signing import SigningDomain, block_id
 
 # Validator sets a light client keeps (each one proven from the one before).
 EPOCHS_KEPT_MAX: Final = 4096
+# Failed receipts' codes given before the sender's nonce is spent (the engine's admission
+# refusals): the same transaction may still be committed later, so such a failure is not final.
+NONCE_FREE_CODES: Final = frozenset(
+    {
+        "malformed_transaction",
+        "wrong_chain",
+        "expired",
+        "expiry_too_far",
+        "bad_signature",
+        "unknown_account",
+        "account_cancelled",
+        "account_frozen",
+        "wrong_key",
+        "bad_nonce",
+        "unknown_contract",
+        "contract_retired",
+        "contract_frozen",
+        "wrong_contract_version",
+    }
+)
 
 
 class VerificationError(Exception):
@@ -175,6 +202,9 @@ class LightClient:
         # epoch -> its validator set. Invariant: each proven from the one before (epoch 0:
         # the genesis), contiguous from 0.
         self._sets: dict[int, EpochConfig] = {0: genesis_validator_set(genesis)}
+        # ended epoch -> the height of its last block (from its proof). Invariant: known for
+        # every epoch below the latest.
+        self._ends: dict[int, int] = {}
 
     @classmethod
     def from_genesis_json(cls, data: bytes) -> LightClient:
@@ -197,26 +227,59 @@ class LightClient:
 
     def learn_epoch(self, encoded_proof: bytes) -> EpochConfig:
         """Learn the next validator set from the proof that the latest known epoch ended
-        (the canonical encoding of an `EpochChangeResponse`, as the node serves it)."""
+        (the canonical encoding of an `EpochChangeResponse`, as the node serves it), and the
+        height that epoch ended at. A proof of any other epoch is refused."""
         response: EpochChangeResponse = decode_strict(
             encoded_proof, EpochChangeResponse, "epoch_proof"
         )
-        config = self._sets.get(response.ending.epoch)
-        if config is None:
+        latest = self.latest_epoch
+        if response.ending.epoch != latest:
             raise VerificationError(
-                "epoch_proof", f"epoch {response.ending.epoch}'s validators are not known yet"
+                "epoch_proof",
+                f"a proof that epoch {response.ending.epoch} ended; the latest known is {latest}",
             )
-        following = verify_epoch_change(self.suite, self.domain, self.chain_id, response, config)
-        if len(self._sets) >= EPOCHS_KEPT_MAX and following.epoch not in self._sets:
+        following = verify_epoch_change(
+            self.suite, self.domain, self.chain_id, response, self._sets[latest]
+        )
+        if len(self._sets) >= EPOCHS_KEPT_MAX:
             raise VerificationError("epoch_proof", "too many epochs kept")
         self._sets[following.epoch] = following
+        self._ends[latest] = response.ending.height
         return following
 
-    def verify_certificate(self, certificate: ExecutionCertificate) -> ExecutionHeader:
-        config = self._sets.get(certificate.header.epoch)
+    def epoch_heights(self, epoch: int) -> tuple[int, int | None]:
+        """The first and last height of `epoch` (last None while it has not ended)."""
+        first = 1 if epoch == 0 else self._ends.get(epoch - 1, 0) + 1
+        return first, self._ends.get(epoch)
+
+    def follow_limit(self, epoch: int) -> int:
+        """How many epoch proofs learning `epoch`'s validators may take; VerificationError for
+        a negative or absurd epoch (a lying answer must not keep a client fetching)."""
+        if not 0 <= epoch < self.latest_epoch + EPOCHS_KEPT_MAX:
+            raise VerificationError("epoch", f"epoch {epoch} is out of reach")
+        return max(0, epoch - self.latest_epoch)
+
+    def verify_certificate(
+        self, certificate: ExecutionCertificate, height: int | None = None
+    ) -> ExecutionHeader:
+        """The certified header, when a quorum of its epoch's validators signed it, its
+        height is one of that epoch's and (given) is `height`."""
+        header = certificate.header
+        config = self._sets.get(header.epoch)
         if config is None:
             raise VerificationError(
-                "certificate", f"epoch {certificate.header.epoch}'s validators are not known"
+                "certificate", f"epoch {header.epoch}'s validators are not known"
+            )
+        if height is not None and header.height != height:
+            raise VerificationError(
+                "certificate", f"the header is of height {header.height}, not {height}"
+            )
+        first, last = self.epoch_heights(header.epoch)
+        if header.height < first or (last is not None and header.height > last):
+            raise VerificationError(
+                "certificate",
+                f"epoch {header.epoch} runs from height {first} to {last}; "
+                f"the header is of height {header.height}",
             )
         return verify_certificate(
             self.suite, certificate, config, domain=self.domain, chain_id=self.chain_id
@@ -256,8 +319,12 @@ def claimed_epoch(answer: dict[str, Any]) -> int:
 
 
 def receipt_record(receipt: TxReceipt, header: ExecutionHeader) -> dict[str, Any]:
-    """A verified receipt in the form `GET /v1/tx/{hash}` answers, with the certified header."""
+    """A verified receipt in the form `GET /v1/tx/{hash}` answers, with the certified header.
+    `final` is False for a failure given before the nonce was spent (`NONCE_FREE_CODES`):
+    a faulty leader may commit a transaction early to fail it, and the same one may still be
+    committed later (with the same hash), so such a receipt is not the transaction's outcome."""
     return {
+        "final": receipt.ok or receipt.code not in NONCE_FREE_CODES,
         "tx_hash": receipt.tx_id.hex(),
         "status": "committed" if receipt.ok else "failed",
         "height": receipt.height,

@@ -284,7 +284,7 @@ class Client:
             return answer
         certificate = decode_certificate(answer.get("encoded"))
         self.follow_epochs(certificate.header.epoch)
-        return header_record(need_light(self.light).verify_certificate(certificate))
+        return header_record(need_light(self.light).verify_certificate(certificate, height))
 
     def epoch_proof(self, epoch: int) -> bytes:
         """The canonical encoding of the proof that `epoch` ended (checked by `light`)."""
@@ -294,9 +294,13 @@ class Client:
             raise ClientError("bad_response", "no epoch proof in the answer") from None
 
     def follow_epochs(self, epoch: int) -> None:
-        """Learn validator sets up to `epoch`, each from the proof the previous one ended."""
+        """Learn validator sets up to `epoch`, each from the proof the previous one ended
+        (one proof a step, a bounded number of steps)."""
         light = need_light(self.light)
-        while (ending := light.needs(epoch)) is not None:
+        for _ in range(light.follow_limit(epoch)):
+            ending = light.needs(epoch)
+            if ending is None:
+                return
             light.learn_epoch(self.epoch_proof(ending))
 
     def submit(self, raw: bytes) -> str:

@@ -4,15 +4,23 @@ After executing committed block h, every validator signs its `ExecutionHeader` a
 vote to the others (the driver does the I/O, `Certifier` below the glue). `Attestations`
 keeps the votes per height, checks each against the validator set of the header's epoch
 (`consensus.validators.ValidatorSet`: the same membership and quorum a consensus QC needs),
-and forms an `ExecutionCertificate` once signers holding a quorum of the voting power signed
-one header. If that header is not the one this node computed for the height, this node's
-execution diverged from a quorum's: `ExecutionDivergedError`, and the node stops.
+and forms an `ExecutionCertificate` once this node executed the height and signers holding a
+quorum of the voting power signed its header.
+
+Which votes count: once this node executed a height, only votes for its own header's
+(epoch, height, block_id); a vote naming another epoch or block for the height is dropped
+(`other_block`), never taken for divergence: validators of an ended epoch, or a removed set,
+are bound by nothing and may sign anything for later heights. Before this node executed a
+height, votes of an epoch below the one it runs are dropped (`old_epoch`), the others wait.
+Divergence (`ExecutionDivergedError`, the node stops) only when a quorum of the validators
+of this node's own header's epoch signed a header of the same epoch, height and block with
+another state root or receipts root.
 
 Bounded: votes are kept only for heights from `BEHIND` below this node's height to `AHEAD`
-above it, one per signer and height (the first; a second, different one is dropped), and at
-most `VOTES_MAX` in all; votes of an epoch whose validator set is not known yet wait in a
-buffer of at most `UNKNOWN_EPOCH_MAX` (and one a window height per sender). Certificates
-formed before this node executed the height wait (within the same window) for its own header.
+above it, one per signer, epoch and height (the first; a second, different one is dropped),
+and at most `VOTES_MAX` in all; votes of the next epoch, whose validator set is not known yet,
+wait in a buffer of at most `UNKNOWN_EPOCH_MAX` (and one a window height per sender), pruned
+with the window; votes of epochs further ahead are dropped.
 
 `Attestations` is pure (no clock, no I/O): it takes votes and headers and returns
 certificates. It never signs: the consensus key stays in `consensus/safety.py`
@@ -62,17 +70,23 @@ class AttestationCounters:
     certificates: int = 0
     certified_height: int = 0  # the highest height certified
     # Dropped votes by reason (a closed set: outside_window, wrong_chain, unknown_epoch,
-    # unknown_signer, not_from_signer, duplicate, conflicting, bad_signature, full, certified).
+    # old_epoch, other_block, unknown_signer, not_from_signer, duplicate, conflicting,
+    # bad_signature, full, certified).
     dropped: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(slots=True)
 class _Height:
-    """The votes for one height: signer -> (header encoding, signature), and the header
-    each encoding stands for."""
+    """The votes for one height: (signer, epoch) -> (header encoding, signature), and the
+    header each encoding stands for."""
 
-    votes: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)
+    votes: dict[tuple[bytes, int], tuple[bytes, bytes]] = field(default_factory=dict)
     headers: dict[bytes, ExecutionHeader] = field(default_factory=dict)
+
+
+def same_block(header: ExecutionHeader, own: ExecutionHeader) -> bool:
+    """`header` names the epoch, height and block of `own` (its roots may differ)."""
+    return (header.epoch, header.height, header.block_id) == (own.epoch, own.height, own.block_id)
 
 
 class Attestations:
@@ -91,15 +105,17 @@ class Attestations:
         self._sets: dict[int, ValidatorSet] = {}
         # This node's executed height; the window is around it.
         self.height = height
-        # height -> votes. Invariant: every height in the window, every vote verified.
+        # The epoch of this node's latest executed block.
+        self.epoch = 0
+        # height -> votes. Invariant: every height in the window, every vote verified, and
+        # for a height this node executed, only votes for its own header's block.
         self._pending: dict[int, _Height] = {}
         self._votes = 0
-        # (vote, sender) of epochs not known yet. Invariant: at most UNKNOWN_EPOCH_MAX.
+        # (vote, sender) of the next epoch, not known yet. Invariant: at most
+        # UNKNOWN_EPOCH_MAX, every height above the window's low end.
         self._unknown: list[tuple[ExecutionVote, bytes]] = []
         # height -> this node's own header, for heights in the window.
         self._own: dict[int, ExecutionHeader] = {}
-        # height -> a certificate formed before this node executed the height.
-        self._waiting: dict[int, ExecutionCertificate] = {}
         # Heights certified (so later votes for them are not kept), within the window.
         self._certified: set[int] = set()
         self.counters = AttestationCounters()
@@ -135,35 +151,47 @@ class Attestations:
         return formed
 
     def executed(self, header: ExecutionHeader) -> list[ExecutionCertificate]:
-        """This node executed `header.height` and reached `header`: the window moves, and a
-        certificate already formed for the height is returned if it matches (else this
-        node diverged: `ExecutionDivergedError`)."""
+        """This node executed `header.height` and reached `header`: the window moves, the
+        votes held for the height that name another epoch or block are dropped, and the
+        certificate the others already complete is returned (a quorum certifying other roots
+        for this very block: `ExecutionDivergedError`)."""
+        if header.height >= self.height:
+            self.epoch = header.epoch
         self.height = max(self.height, header.height)
         self._own[header.height] = header
         self._prune()
-        waiting = self._waiting.pop(header.height, None)
-        if waiting is None:
+        entry = self._pending.get(header.height)
+        if entry is None or header.height in self._certified:
             return []
-        self._check(waiting, header)
-        return [waiting]
+        for key in [
+            k for k, (e, _) in entry.votes.items() if not same_block(entry.headers[e], header)
+        ]:
+            del entry.votes[key]
+            self._votes -= 1
+            self._drop("other_block")
+        entry.headers = {e: entry.headers[e] for e, _ in entry.votes.values()}
+        validators = self._sets.get(header.epoch)
+        if validators is None:
+            return []
+        for encoded in list(entry.headers):
+            formed = self._tally(header.height, encoded, validators)
+            if formed:
+                return formed
+        return []
 
     def add(self, vote: ExecutionVote, sender: bytes) -> list[ExecutionCertificate]:
         """A vote from the peer `sender` (authenticated by the transport; this node itself
         for its own vote). Returns the certificate it completed, when this node has executed
-        the height (else the certificate waits for `executed`)."""
+        the height (else the vote waits for `executed`)."""
         header = vote.header
         height = header.height
-        if header.chain_id != self._chain_id:
-            return self._drop("wrong_chain")
-        if not self.height - BEHIND <= height <= self.height + AHEAD:
-            return self._drop("outside_window")
-        if height in self._certified:
-            return self._drop("certified")
-        if vote.signer != sender:
-            return self._drop("not_from_signer")
+        refusal = self._refusal(vote, sender)
+        if refusal is not None:
+            return self._drop(refusal)
+        own = self._own.get(height)
         validators = self._sets.get(header.epoch)
         if validators is None:
-            if header.epoch > self.latest_epoch and self._may_wait(sender):
+            if header.epoch == self.latest_epoch + 1 and self._may_wait(sender):
                 self._unknown.append((vote, sender))
                 return []
             return self._drop("unknown_epoch")
@@ -172,8 +200,9 @@ class Attestations:
             return self._drop("unknown_signer")
         entry = self._pending.get(height)
         encoded = encode(header)
-        if entry is not None and vote.signer in entry.votes:
-            same = entry.votes[vote.signer][0] == encoded
+        key = (vote.signer, header.epoch)
+        if entry is not None and key in entry.votes:
+            same = entry.votes[key][0] == encoded
             return self._drop("duplicate" if same else "conflicting")
         if self._votes >= VOTES_MAX:
             return self._drop("full")
@@ -182,35 +211,55 @@ class Attestations:
             return self._drop("bad_signature")
         if entry is None:
             entry = self._pending[height] = _Height()
-        entry.votes[vote.signer] = (encoded, vote.signature)
+        entry.votes[key] = (encoded, vote.signature)
         entry.headers[encoded] = header
         self._votes += 1
         self.counters.votes_accepted += 1
+        if own is None:
+            return []  # counted once this node executed the height
         return self._tally(height, encoded, validators)
 
     # ------------------------------------------------------------------ inside
 
+    def _refusal(self, vote: ExecutionVote, sender: bytes) -> str | None:
+        """Why `vote` is dropped before its validators are looked up, or None."""
+        header = vote.header
+        if header.chain_id != self._chain_id:
+            return "wrong_chain"
+        if not self.height - BEHIND <= header.height <= self.height + AHEAD:
+            return "outside_window"
+        if header.height in self._certified:
+            return "certified"
+        if vote.signer != sender:
+            return "not_from_signer"
+        own = self._own.get(header.height)
+        if own is not None and not same_block(header, own):
+            return "other_block"
+        if own is None and header.epoch < self.epoch:
+            return "old_epoch"
+        return None
+
     def _tally(
         self, height: int, encoded: bytes, validators: ValidatorSet
     ) -> list[ExecutionCertificate]:
+        """The certificate of the header `encoded` (of this node's own block of `height`)
+        when a quorum of its epoch's `validators` signed it."""
         entry = self._pending[height]
-        signers = sorted(s for s, (e, _) in entry.votes.items() if e == encoded)
+        signers = sorted(s for (s, _), (e, _) in entry.votes.items() if e == encoded)
         if not validators.has_quorum([validators.index_of[s] for s in signers]):
             return []
+        header = entry.headers[encoded]
+        epoch = header.epoch
         certificate = ExecutionCertificate(
-            header=entry.headers[encoded],
-            signatures=[ExecutionSignature(s, entry.votes[s][1]) for s in signers],
+            header=header,
+            signatures=[ExecutionSignature(s, entry.votes[(s, epoch)][1]) for s in signers],
         )
         self._votes -= len(entry.votes)
         del self._pending[height]
         self._certified.add(height)
         self.counters.certificates += 1
         self.counters.certified_height = max(self.counters.certified_height, height)
-        own = self._own.get(height)
-        if own is None:
-            self._waiting[height] = certificate
-            return []
-        self._check(certificate, own)
+        self._check(certificate, self._own[height])
         return [certificate]
 
     def _check(self, certificate: ExecutionCertificate, own: ExecutionHeader) -> None:
@@ -227,10 +276,10 @@ class Attestations:
         low, high = self.height - BEHIND, self.height + AHEAD
         for height in [h for h in self._pending if not low <= h <= high]:
             self._votes -= len(self._pending.pop(height).votes)
-        for kept in (self._own, self._waiting):
-            for height in [h for h in kept if h < low]:
-                del kept[height]
+        for height in [h for h in self._own if h < low]:
+            del self._own[height]
         self._certified = {h for h in self._certified if h >= low}
+        self._unknown = [(v, s) for v, s in self._unknown if v.header.height >= low]
 
     def _may_wait(self, sender: bytes) -> bool:
         """Room for one more vote of an unknown epoch: in all, and from this sender (one per

@@ -20,11 +20,18 @@ those heights. It asks for them instead: each height that leaves the window unce
 at a start, each of the last `RESTART_SCAN` heights without one) is noted missing, and the
 node asks one validator (in turn) for up to `CERTIFICATE_REQUEST_MAX` of them from the lowest
 (`CertificateRequest`); one request at a time, the next (to the next validator) when the
-answer came, or after `ASK_STALE_COMMITS` commits without one. It takes each
-certificate answered only for a height it executed, when a quorum of the header's epoch
-signed it validly; a valid one of another header than its own is divergence. A height that
-`ATTEMPTS_MAX` answers lacked is given up (its API answers 404 `not_certified`).
-A node answers at most `ANSWERS_PER_COMMIT` requests a peer between two of its commits.
+answer came, or after `ASK_STALE_COMMITS` commits without one. Only the answer of the
+validator asked is read (others' are dropped unread). It takes each certificate answered only
+for a missing height it executed, of its own header's epoch and block (another is dropped),
+when a quorum of that epoch signed it validly; a valid one of other roots for its own block
+is divergence. A height that `ATTEMPTS_MAX` answers lacked is given up (its API answers 404
+`not_certified`). A node answers at most `ANSWERS_PER_COMMIT` requests a peer between two of
+its commits: with the certificates it holds and, for a height it executed without one, its own
+vote (the asker gathers such votes for its missing heights into a certificate, `_recover`).
+
+A whole-cluster crash loses the certificates formed only in memory on every node: at its
+start (`start`) a node signs again and sends its vote for each of the last `REVOTE_MAX`
+heights it executed without a certificate (the safety rules sign the same header again).
 
 Never decides anything the replica decides; signs nothing itself.
 """
@@ -39,6 +46,7 @@ from consortia.node.attestation import (
     BEHIND,
     Attestations,
     ExecutionDivergedError,
+    same_block,
 )
 from consortia.node.chain import Chain, CommittedBlock, genesis_epoch
 from consortia.types.consensus import EpochConfig
@@ -46,6 +54,7 @@ from consortia.types.encoding import encode
 from consortia.types.execution import (
     ExecutionCertificate,
     ExecutionHeader,
+    ExecutionSignature,
     certificate_problem,
 )
 from consortia.types.network import (
@@ -66,6 +75,10 @@ ATTEMPTS_MAX = 8
 RESTART_SCAN = 1024
 # Requests from one peer answered between two of this node's commits.
 ANSWERS_PER_COMMIT = 4
+# Heights, from the top, whose vote a start sends again when they lack a certificate.
+REVOTE_MAX = 64
+# Missing heights whose peers' votes are gathered at once (`_recover`).
+RECOVERING_MAX = 64
 
 
 class Peers(Protocol):
@@ -126,6 +139,11 @@ class Certifier:
         self._turn = 0  # which validator is asked next
         # Requests answered per peer since this node's last commit.
         self._answered: Counter[bytes] = Counter()
+        # Missing height -> signer -> signature of this node's own header, gathered from the
+        # votes peers answer requests with. Invariant: at most RECOVERING_MAX heights.
+        self._recovering: dict[int, dict[bytes, bytes]] = {}
+        # CertificateResponse frames dropped unread: not from the validator asked.
+        self.unrequested = 0
         top = chain.height - BEHIND - 1
         for height in range(max(1, top - RESTART_SCAN + 1), top + 1):
             if chain.store.execution_certificate(height) is None:
@@ -137,15 +155,8 @@ class Certifier:
             header = entry.execution
             assert header is not None, "a committed block without its execution header"
             self._store(self.attestations.executed(header))
-            validators = self.attestations.validators(header.epoch)
-            if validators is not None and self._node_id in validators:
-                signature = self._sign(header)
-                if signature is None:
-                    raise ExecutionDivergedError(
-                        f"the safety rules refused to sign the execution header of block "
-                        f"{header.height}: this node already signed another one for it"
-                    )
-                vote = ExecutionVote(header=header, signer=self._node_id, signature=signature)
+            vote = self._own_vote(header)
+            if vote is not None:
                 self._transport.broadcast(encode(vote))
                 self._store(self.attestations.add(vote, self._node_id))
             next_epoch = entry.block.header.next_epoch
@@ -158,8 +169,69 @@ class Certifier:
         self._answered.clear()
         self._ask()
 
+    def start(self) -> None:
+        """Send again this node's vote for each of the last `REVOTE_MAX` heights it executed
+        that hold no certificate (after a whole-cluster crash nobody else would)."""
+        top = self._chain.height
+        for height in range(max(1, top - REVOTE_MAX + 1), top + 1):
+            if self.certificate(height) is not None:
+                continue
+            record = self._chain.store.execution_record(height)
+            vote = None if record is None else self._own_vote(record.header)
+            if vote is not None:
+                self._transport.broadcast(encode(vote))
+                self.on_vote(self._node_id, vote)
+
     def on_vote(self, sender: bytes, vote: ExecutionVote) -> None:
-        self._store(self.attestations.add(vote, sender))
+        height = vote.header.height
+        if height < self.attestations.height - BEHIND and height in self.missing:
+            self._recover(sender, vote)
+        else:
+            self._store(self.attestations.add(vote, sender))
+
+    def _own_vote(self, header: ExecutionHeader) -> ExecutionVote | None:
+        """This node's vote for its own `header`, when it is a validator of its epoch."""
+        validators = self.attestations.validators(header.epoch)
+        if validators is None or self._node_id not in validators:
+            return None
+        signature = self._sign(header)
+        if signature is None:
+            raise ExecutionDivergedError(
+                f"the safety rules refused to sign the execution header of block "
+                f"{header.height}: this node already signed another one for it"
+            )
+        return ExecutionVote(header=header, signer=self._node_id, signature=signature)
+
+    def _recover(self, sender: bytes, vote: ExecutionVote) -> None:
+        """A vote for a missing height below the window: gathered when it is for this node's
+        own header, validly signed by a validator of its epoch; a quorum is the certificate."""
+        header, height = vote.header, vote.header.height
+        record = self._chain.store.execution_record(height)
+        if record is None or header != record.header or vote.signer != sender:
+            return
+        validators = self.attestations.validators(header.epoch)
+        index = None if validators is None else validators.index_of.get(sender)
+        if validators is None or index is None:
+            return
+        votes = self._recovering.get(height)
+        if votes is None:
+            for stale in [h for h in self._recovering if h not in self.missing]:
+                del self._recovering[stale]
+            if len(self._recovering) >= RECOVERING_MAX:
+                return
+            votes = self._recovering[height] = {}
+        if sender in votes:
+            return
+        message = self._domain.signing_bytes(header)
+        public_key = validators.validators[index].public_key
+        if not self._chain.suite.verify(public_key, message, vote.signature):
+            return
+        votes[sender] = vote.signature
+        if not validators.has_quorum([validators.index_of[s] for s in votes]):
+            return
+        signatures = [ExecutionSignature(s, votes[s]) for s in sorted(votes)]
+        del self._recovering[height], self.missing[height]
+        self._store([ExecutionCertificate(header=header, signatures=signatures)])
 
     def epoch(self, config: EpochConfig) -> None:
         """A validator set this node learned (a commit or an epoch proof)."""
@@ -168,31 +240,48 @@ class Certifier:
     # ------------------------------------------------------------------ missing certificates
 
     def on_request(self, sender: bytes, request: CertificateRequest) -> None:
-        """A peer asks for certificates: those this node holds, within the rate limit."""
+        """A peer asks for certificates: those this node holds, within the rate limit, and
+        for each height it executed without one, its own vote (sent first)."""
         if self._answered[sender] >= ANSWERS_PER_COMMIT:
             return
         self._answered[sender] += 1
-        found = [
-            certificate
-            for height in range(request.start, request.start + request.count)
-            if (certificate := self.certificate(height)) is not None
-        ]
+        found = []
+        for height in range(request.start, request.start + request.count):
+            certificate = self.certificate(height)
+            if certificate is not None:
+                found.append(certificate)
+                continue
+            record = self._chain.store.execution_record(height)
+            vote = None if record is None else self._own_vote(record.header)
+            if vote is not None:
+                self._transport.send(sender, encode(vote))
         # Answered even when empty: the asker then turns to another validator at once.
         self._transport.send(sender, encode(CertificateResponse(found)))
 
     def on_response(self, sender: bytes, response: CertificateResponse) -> None:
-        """Certificates a peer answered: each taken only for a missing height this node
-        executed, when a quorum of its epoch validly signed it (the sender is not trusted).
-        The answer to the request outstanding counts one attempt for each height it lacked;
-        the next request goes out at once."""
+        """Certificates the validator asked answered (any other peer's answer is dropped
+        unread): each taken only for a missing height this node executed, of its own header's
+        epoch and block, when a quorum of that epoch validly signed it (the sender is not
+        trusted). The answer counts one attempt for each height it lacked; the next request
+        goes out at once."""
+        outstanding = self._outstanding
+        if outstanding is None or outstanding[0] != sender:
+            self.unrequested += 1
+            return
+        _, start, count = outstanding
         taken = []
         for certificate in response.certificates:
             header = certificate.header
-            if header.height not in self.missing:
+            if header.height not in self.missing or not start <= header.height < start + count:
                 continue
             record = self._chain.store.execution_record(header.height)
+            if record is None:
+                continue
+            if not same_block(header, record.header):
+                self.attestations.counters.dropped["other_block"] += 1
+                continue
             validators = self.attestations.validators(header.epoch)
-            if record is None or validators is None:
+            if validators is None:
                 continue
             message = self._domain.signing_bytes(header)
             if certificate_problem(self._chain.suite, message, certificate, validators.config):
@@ -206,10 +295,6 @@ class Certifier:
             del self.missing[header.height]
             taken.append(certificate)
         self._store(taken)
-        outstanding = self._outstanding
-        if outstanding is None or outstanding[0] != sender:
-            return
-        _, start, count = outstanding
         for height in range(start, start + count):
             if height in self.missing:
                 self.missing[height] += 1

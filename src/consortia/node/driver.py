@@ -139,6 +139,11 @@ class Driver:
 
     def start(self) -> None:
         self._handle(Start(now_ms=self._clock_ms()))
+        if self.failed is None:
+            try:  # this node's votes for its last heights left uncertified (a crash)
+                self.certifier.start()
+            except Exception as error:  # a failed read or signature: stop the node
+                self._fail(error)
 
     def on_frame(self, sender: bytes, frame: bytes) -> None:
         """A frame from an authenticated peer (`sender` is the node id in its certificate)."""
