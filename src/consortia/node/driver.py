@@ -441,6 +441,10 @@ class Driver:
         return self.chain.next_nonce(sender)
 
     def close(self) -> None:
+        """Stop: the commits decided but not yet executed are executed and recorded first
+        (a stopped node's store holds every block its replica saw committed)."""
+        if self.failed is None and self._commits_due:
+            self._apply_commits()
         if self.failed is None:
             self.certifier.close()
         self._cancel_idle()
