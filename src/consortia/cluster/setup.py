@@ -49,6 +49,7 @@ from consortia.identity.custody import OnePassphrase
 from consortia.identity.keystore import DEFAULT_ARGON2, Argon2Cost, load_key
 
 DEMO_NODES: Final = 4
+GENESIS_WAIT_S_PER_MB: Final = 10.0
 DEMO_SUITE: Final = "intl"
 Step = Callable[[str], None]
 
@@ -102,6 +103,10 @@ def start_cluster(
         pid = start_node(home, node, passphrase_file)
         if on_started is not None:
             on_started(node, pid)
+    # A large genesis (benchmark accounts) takes each node a while to load and hash the first
+    # time: the wait grows with it (10 s a MB).
+    genesis_mb = (home.root / layout.GENESIS_FILE).stat().st_size / 1e6
+    timeout_s += genesis_mb * GENESIS_WAIT_S_PER_MB
     return wait_serving(home, chosen, timeout_s=timeout_s, on_ready=on_ready)
 
 
