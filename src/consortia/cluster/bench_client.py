@@ -47,6 +47,7 @@ ERRORS_KEPT: Final = 5
 REQUESTS_PER_CLIENT: Final = 2  # requests one client has in flight at once, at `max`
 TICK_S: Final = 0.005  # how often a `max` client looks at its window
 SEND_INTERVAL_S: Final = 0.02  # how often a fixed-rate client sends what has come due
+NONCE_READ_ATTEMPTS: Final = 4  # a nonce read whose connection dropped is retried
 NONCE_READS_AT_ONCE: Final = 16
 REQUEST_TIMEOUT_S: Final = 120.0  # generous: an overloaded node answers late, not never
 
@@ -170,9 +171,18 @@ class Sender:
 
         async def read(position: int, account: int) -> None:
             async with gate:
-                client = clients[position % len(clients)]
-                record = await client.account(account_name(account))
-                self.nonces[account] = int(record["nonce"])
+                for attempt in range(NONCE_READ_ATTEMPTS):
+                    # A dropped connection is asked again, of the next node.
+                    client = clients[(position + attempt) % len(clients)]
+                    try:
+                        record = await client.account(account_name(account))
+                    except ClientError as error:
+                        if error.code != "unreachable" or attempt + 1 == NONCE_READ_ATTEMPTS:
+                            raise
+                        await asyncio.sleep(0.1 * (attempt + 1))
+                        continue
+                    self.nonces[account] = int(record["nonce"])
+                    return
 
         await asyncio.gather(
             *(read(position, account) for position, account in enumerate(self.accounts))
