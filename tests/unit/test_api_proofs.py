@@ -16,22 +16,7 @@ from consortia.api import create_app
 from consortia.client import AsyncClient, Client, ClientError, LightClient, VerificationError
 from consortia.node.service import NodeService
 from tests.node_helpers import Hub, make_driver, make_genesis, transfer, validator_keys
-
-
-class Tampering(httpx.AsyncBaseTransport):
-    """Passes requests to the node; while `active`, rewrites answers with `edit`."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.edit: Any = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        if self.edit is None or "proof=true" not in str(request.url):
-            return response
-        await response.aread()
-        body = self.edit(response.json())
-        return httpx.Response(response.status_code, json=body)
+from tests.proof_helpers import Tampering
 
 
 def test_a_receipt_is_returned_only_when_proven_against_a_certified_header(

@@ -19,21 +19,7 @@ from consortia.client import AsyncClient, ClientError, LightClient, Verification
 from consortia.execution.contracts import asset, identity_state
 from consortia.node.service import NodeService
 from tests.node_helpers import BALANCE, Hub, make_driver, make_genesis, transfer, validator_keys
-
-
-class Tampering(httpx.AsyncBaseTransport):
-    """Passes requests to the node; while `edit` is set, rewrites proven answers with it."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.edit: Any = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        if self.edit is None or "proof=true" not in str(request.url):
-            return response
-        await response.aread()
-        return httpx.Response(response.status_code, json=self.edit(response.json()))
+from tests.proof_helpers import Tampering
 
 
 def _flip(body: dict[str, Any], field: str, entry: int | None = 0) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from consortia.types.execution import (
     ReceiptProof,
     TxReceipt,
     certificate_problem,
+    header_view,
     verify_receipt_proof,
 )
 from consortia.types.genesis import Genesis, genesis_hash
@@ -346,11 +347,5 @@ def receipt_record(receipt: TxReceipt, header: ExecutionHeader) -> dict[str, Any
 
 
 def header_record(header: ExecutionHeader) -> dict[str, Any]:
-    return {
-        "chain_id": header.chain_id,
-        "epoch": header.epoch,
-        "height": header.height,
-        "block_hash": header.block_id.hex(),
-        "state_root": header.state_root.hex(),
-        "receipts_root": header.receipts_root.hex(),
-    }
+    """A verified header in the form the API shows it."""
+    return header_view(header)

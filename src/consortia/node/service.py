@@ -28,7 +28,7 @@ from consortia.node.subscriptions import SubscriptionHub
 from consortia.storage import StoredReceipt
 from consortia.types.consensus import Block, QuorumCertificate
 from consortia.types.encoding import encode
-from consortia.types.execution import ExecutionCertificate, ExecutionHeader, receipt_proof
+from consortia.types.execution import ExecutionCertificate, header_view, receipt_proof
 from consortia.types.signing import block_id
 
 HEX_ID_LENGTH = 64
@@ -137,7 +137,7 @@ class NodeService:
             "receipt": encode(tx_receipt(receipt)).hex(),
             "receipt_proof": encode(proof).hex(),
             "certificate": encode(certificate).hex(),
-            "header": _header_view(certificate.header),
+            "header": header_view(certificate.header),
         }
         return view
 
@@ -264,7 +264,7 @@ class NodeService:
         }
         if certificate is not None:
             answers = [(c, k, chain.state_answer(c, k, height)) for c, k in keys]
-            view["proof"] = proof_object(certificate, _header_view, answers)
+            view["proof"] = proof_object(certificate, header_view, answers)
         return view
 
     def _currencies(self) -> list[str]:
@@ -291,7 +291,7 @@ class NodeService:
                 "key": key,
                 "height": at,
                 "value": None if answer.value is None else msgspec.msgpack.decode(answer.value),
-                "proof": proof_object(certificate, _header_view, [(contract, key, answer)]),
+                "proof": proof_object(certificate, header_view, [(contract, key, answer)]),
             }
         self._check_height(height)
         return {
@@ -317,21 +317,10 @@ def _qc_view(qc: QuorumCertificate) -> dict[str, Any]:
     }
 
 
-def _header_view(header: ExecutionHeader) -> dict[str, Any]:
-    return {
-        "chain_id": header.chain_id,
-        "epoch": header.epoch,
-        "height": header.height,
-        "block_hash": header.block_id.hex(),
-        "state_root": header.state_root.hex(),
-        "receipts_root": header.receipts_root.hex(),
-    }
-
-
 def _certificate_view(certificate: ExecutionCertificate) -> dict[str, Any]:
     return {
         "height": certificate.header.height,
-        "header": _header_view(certificate.header),
+        "header": header_view(certificate.header),
         "signers": [entry.node_id.hex() for entry in certificate.signatures],
         "signatures": [entry.signature.hex() for entry in certificate.signatures],
         "encoded": encode(certificate).hex(),

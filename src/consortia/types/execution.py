@@ -210,3 +210,16 @@ def certificate_problem(
     if not all(suite.verify_many(items)):
         return "a signature does not verify"
     return None
+
+
+def header_view(header: ExecutionHeader) -> dict[str, Any]:
+    """An execution header as the API shows it (and as a client rebuilds it once checked):
+    hashes in hex, the block id named `block_hash` as everywhere else in the API."""
+    return {
+        "chain_id": header.chain_id,
+        "epoch": header.epoch,
+        "height": header.height,
+        "block_hash": header.block_id.hex(),
+        "state_root": header.state_root.hex(),
+        "receipts_root": header.receipts_root.hex(),
+    }
