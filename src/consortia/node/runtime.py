@@ -41,6 +41,7 @@ from consortia.mempool import Mempool, MempoolLimits
 from consortia.net import Transport, TransportLimits
 from consortia.net.tls import TlsContexts, build_contexts
 from consortia.node.chain import Chain, CommittedBlock, changes_membership
+from consortia.node.collector import CollectorPolicy
 from consortia.node.driver import Driver
 from consortia.node.metrics import node_registry
 from consortia.node.service import NodeService
@@ -184,6 +185,9 @@ class NodeProcess:
                 self.log.info("membership changed", links_cut=cut, height=self.chain.height)
 
         driver.on_commit.append(enforce_membership)
+        collector = CollectorPolicy()
+        collector.start()  # the state is loaded: freeze it out of the collector's scans
+        driver.on_commit.append(collector.committed)
         service = NodeService(driver, self.loaded.node_id, transport.connected)
         registry = node_registry(service, driver, transport)
         host, port = _host_port(config.network.api_listen)
