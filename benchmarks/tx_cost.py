@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import logging
 import pstats
@@ -43,6 +44,7 @@ from tests.node_helpers import (
     validator_keys,
 )
 
+from consortia.node.collector import CollectorPolicy
 from consortia.types.genesis import Genesis, GenesisAccount
 
 BALANCE = 10**12
@@ -98,7 +100,11 @@ async def one_run(txs: list[bytes], genesis: Genesis, batch: int, seed: int) -> 
             make_driver(hub, genesis, Path(directory), key, map_size=4 * 1024**3)
             for key in validator_keys(4)
         ]
+        # The node process's garbage-collection policy (node/runtime.py does the same).
+        collector = CollectorPolicy()
+        collector.start()
         for driver in drivers:
+            driver.on_commit.append(collector.committed)
             driver.start()
         started = time.process_time()
         pending = list(txs)
@@ -119,6 +125,7 @@ async def one_run(txs: list[bytes], genesis: Genesis, batch: int, seed: int) -> 
             driver.failed = "benchmark over"  # nothing more is handled or written
             driver.close()
             driver.chain.store.close()
+    gc.unfreeze()
     return cpu
 
 
