@@ -7,9 +7,10 @@ only "contract:governance", after a passed proposal). A registered oracle signs 
 oracles registered for the kind *now* attested that same value as their first attestation of
 the fact. Later attestations never change a final fact.
 
-An attestation whose value differs from one already attested for the same fact, or from its
-final value, is a conflict: it is kept in the fact, numbered under `conflict/<n>` and emitted
-as `attestation_conflict`, where the regulator lists it (`regulator.list_conflicts`). An
+An attestation that disputes a fact is a conflict: it brings a value other than those already
+attested, or contradicts the final value, or contradicts the same oracle's earlier word. It is
+kept in the fact, numbered under `conflict/<n>` and emitted as `attestation_conflict`, where
+the regulator lists it (`regulator.list_conflicts`). An
 oracle's own second attestation of the same value counts once (`already_attested`); an oracle
 governance removed no longer attests, and its earlier attestations stop counting towards a
 pending fact.
@@ -88,7 +89,7 @@ class Oracle(Contract):
             "too_many_attestations",
             f"a fact keeps at most {state.ATTESTATIONS_MAX} attestations",
         )
-        against = _other_values(fact, value)
+        against = _conflict(fact, oracle, value)
         attestations.append({"oracle": oracle, "value": value, "height": ctx.height})
         if against:
             _record_conflict(ctx, fact, oracle, value, against)
@@ -126,13 +127,23 @@ def _require_governance(ctx: Context) -> None:
     )
 
 
-def _other_values(fact: dict[str, Any], value: str) -> list[str]:
-    """The values, other than `value`, already attested for the fact or final."""
-    values = {a["value"] for a in fact["attestations"]}
-    if fact["status"] == state.FINAL:
-        values.add(fact["value"])
-    values.discard(value)
-    return sorted(values)
+def _conflict(fact: dict[str, Any], oracle: str, value: str) -> list[str]:
+    """The values `oracle`'s attestation of `value` conflicts with ([] for none).
+
+    It is a conflict when the fact already holds another value and this attestation either
+    brings a value nobody attested before, or contradicts the final value, or contradicts
+    what the same oracle said before. An attestation that joins a value already disputed is
+    kept in the fact but not counted as a new conflict."""
+    attested = {a["value"] for a in fact["attestations"]}
+    final = fact["value"] if fact["status"] == state.FINAL else None
+    others = sorted((attested | ({final} if final is not None else set())) - {value})
+    if not others:
+        return []
+    own = {a["value"] for a in fact["attestations"] if a["oracle"] == oracle}
+    new_value = value not in attested
+    against_final = final is not None and value != final
+    changed = bool(own - {value})
+    return others if new_value or against_final or changed else []
 
 
 def _backers(attestations: list[dict[str, Any]], oracles: list[str], value: str) -> list[str]:

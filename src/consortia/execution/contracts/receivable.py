@@ -132,7 +132,11 @@ class Receivable(Contract):
         state.anchored(record, name, digest, ctx.origin, ctx.height)
         ctx.put(receivable_key(receivable_id), record)
         ctx.emit(
-            "document_anchored", receivable=receivable_id, name=name, digest=digest, by=ctx.origin
+            "document_anchored",
+            receivable=receivable_id,
+            document=name,
+            digest=digest,
+            by=ctx.origin,
         )
 
     @method("reject")
