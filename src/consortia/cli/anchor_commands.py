@@ -75,7 +75,7 @@ def digest_command(
     if as_json:
         typer.echo(json.dumps({"file": str(file), "suite": suite.name, "digest": digest}))
         return
-    out.print(f"{digest}  {file} ({HASHES.get(suite.name, suite.name)})")
+    _line(f"{digest}  {file} ({HASHES.get(suite.name, suite.name)})")
 
 
 def verify_command(
@@ -127,20 +127,24 @@ def _read(file: Path) -> bytes:
     return file.read_bytes()
 
 
+def _line(text: str) -> None:
+    out.print(text, markup=False)  # file names and document names are printed as they are
+
+
 def _print(result: dict[str, Any]) -> None:
     suite = result["suite"]
-    out.print(f"file        {result['file']}")
-    out.print(f"digest      {result['digest']} ({HASHES.get(suite, suite)})")
-    out.print(f"receivable  {result['receivable']} (height {result['height']})")
+    _line(f"file        {result['file']}")
+    _line(f"digest      {result['digest']} ({HASHES.get(suite, suite)})")
+    _line(f"receivable  {result['receivable']} (height {result['height']})")
     document = result["document"]
     if document is None:
         names = ", ".join(str(d["name"]) for d in result["documents"]) or "none"
-        out.print(f"not anchored: the receivable anchors {names}, none with this digest")
+        _line(f"not anchored: the receivable anchors {names}, none with this digest")
     else:
-        out.print(
+        _line(
             f"anchored    as {document['name']!r}, by {document['by']} at height"
             f" {document['height']}"
         )
     if result["verified"]:
-        out.print(f"state root  {result['state_root']}")
-        out.print("verified: true")
+        _line(f"state root  {result['state_root']}")
+        _line("verified: true")
