@@ -1,6 +1,7 @@
-"""`consortia anchor` against a live one-validator gm consortium: a receivable anchors an
-invoice's SM3 digest, `anchor verify` finds the file (with --verify, proven under a certified
-state root) and answers "not anchored" for a tampered copy.
+"""`consortia anchor`: `digest` of a file under either suite; and against a live
+one-validator gm consortium, a receivable anchors an invoice's SM3 digest, `anchor verify`
+finds the file (with --verify, proven under a certified state root) and answers "not
+anchored" for a tampered copy.
 
 Setup: `consortia cluster up --nodes 1 --suite gm` in a temporary folder; every node is killed
 after. Each wait polls a condition with a generous deadline.
@@ -16,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from consortia.client import LightClient
-from consortia.client.anchors import RECEIVABLE, receivable_key
+from consortia.client.anchors import RECEIVABLE, receivable_key, suite_digest
 from consortia.crypto import suite as get_suite
-from tests.cli_helpers import assert_user_error, run
+from tests.cli_helpers import assert_ok, assert_user_error, run
 from tests.cluster_helpers import live_cluster, wait_for
 
 pytestmark = pytest.mark.xdist_group("cluster")
@@ -71,3 +72,15 @@ def test_anchor_verify_finds_the_anchored_file_and_refuses_a_tampered_one(
         assert answer["anchored"] is False and answer["document"] is None
         missing = run("anchor", "verify", "--receivable", "NOPE", *home, invoice, "--verify")
         assert_user_error(missing, "unknown_receivable")
+
+
+def test_anchor_digest_prints_the_suite_s_digest_of_a_file(tmp_path: Path) -> None:
+    document = tmp_path / "invoice.pdf"
+    document.write_bytes(INVOICE)
+    for suite_name in ("intl", "gm"):
+        result = assert_ok(run("anchor", "digest", document, "--suite", suite_name, "--json"))
+        shown = json.loads(result.stdout)
+        assert shown["digest"] == suite_digest(suite_name, INVOICE)
+        assert shown["suite"] == suite_name
+    assert_user_error(run("anchor", "digest", document), "invalid_argument")
+    assert_user_error(run("anchor", "digest", document, "--suite", "rot13"), "unknown_suite")

@@ -6,8 +6,6 @@ anchor verify`) says whether a file is one of them."""
 from __future__ import annotations
 
 import hashlib
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +16,6 @@ from consortia.execution.contracts import receivable_state
 from consortia.execution.contracts.asset import Asset
 from consortia.execution.contracts.receivable import Receivable
 from consortia.execution.engine import Receipt
-from tests.cli_helpers import assert_ok, assert_user_error, run
 from tests.execution_helpers import Ledger, make_ledger
 from tests.unit.test_contract_receivable import EXAMPLE_ACCOUNTS, RECEIVABLE, call, ok, wait_until
 
@@ -140,15 +137,3 @@ def test_a_rejected_receivable_anchors_nothing_more() -> None:
     ok(chain, "carmaker", "issue", issue_args([f"invoice:{'11' * 32}"]))
     ok(chain, "tier1", "reject", {"receivable_id": RECEIVABLE})
     assert add(chain, "tier1", f"note:{'22' * 32}").code == "not_active"
-
-
-def test_anchor_digest_prints_the_suite_s_digest_of_a_file(tmp_path: Path) -> None:
-    document = tmp_path / "invoice.pdf"
-    document.write_bytes(INVOICE_FILE)
-    for suite_name in ("intl", "gm"):
-        result = assert_ok(run("anchor", "digest", document, "--suite", suite_name, "--json"))
-        shown = json.loads(result.stdout)
-        assert shown["digest"] == anchors.suite_digest(suite_name, INVOICE_FILE)
-        assert shown["suite"] == suite_name
-    assert_user_error(run("anchor", "digest", document), "invalid_argument")
-    assert_user_error(run("anchor", "digest", document, "--suite", "rot13"), "unknown_suite")
