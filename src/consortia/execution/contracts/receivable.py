@@ -16,7 +16,9 @@ money moves only through `asset.transfer`, from the signer (`ctx.origin`).
 This module owns the `receivable/` namespace below. It must never move money itself (only
 `asset` does), never use floats (amounts and prices are integers in minor units; discounts are
 computed off-chain and passed as `price`), never read another contract's state but through
-that contract's accessors, and never read a clock: maturity is a block height.
+that contract's accessors, never read a clock (maturity is a block height), never change or
+remove an anchored document, and never finance a part of a receivable whose kind requires a
+fact that is not final with the required value.
 
 Anchored documents: a receivable carries the digests of its trade documents (the invoice,
 the contract, a delivery note), each named, under the chain's suite hash; the documents stay
