@@ -138,7 +138,7 @@ def test_tx_call_reaches_any_contract_method(cluster: LiveCluster) -> None:
         "--arg",
         f"maturity_height={height + 100_000}",
         "--arg",
-        f"documents_digest:={json.dumps(digest)}",
+        f"documents:={json.dumps([f'invoice:{digest}'])}",
     )
     accepted = cluster.cli(
         *base, "--from", "alice", "--method", "accept", "--arg", "receivable_id=CLI-1"

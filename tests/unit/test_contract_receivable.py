@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from consortia.execution.contracts.asset import Asset
 from consortia.execution.contracts.receivable import PARTS_MAX, Receivable
+from consortia.execution.contracts.receivable_state import DOCUMENTS_MAX
 from consortia.execution.contracts.regulator import Regulator
 from consortia.execution.engine import Receipt
 from tests.execution_helpers import Ledger, make_ledger
@@ -24,7 +25,8 @@ from tests.unit.test_contract_regulator import StandInIdentity
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "contracts.md"
 BEGIN, END = "<!-- worked-example:begin -->", "<!-- worked-example:end -->"
-DIGEST = "5d" * 32  # the digest of the trade documents (computed off-chain)
+DIGEST = "5d" * 32  # the digest of the invoice's file (computed off-chain)
+INVOICE = f"invoice:{DIGEST}"  # a document as anchored: its name and its digest
 
 
 def call(chain: Ledger, sender: str, method: str, args: dict[str, Any]) -> Receipt:
@@ -98,7 +100,7 @@ EXAMPLE = [
             "amount": 100_000_000,
             "currency": "CNY",
             "maturity_height": MATURITY,
-            "documents_digest": DIGEST,
+            "documents": [INVOICE],
         },
     ),
     Step(2, "tier1", "accept", {"receivable_id": RECEIVABLE}),
@@ -262,9 +264,18 @@ def test_issue_refusals() -> None:
         ({"amount": 0}, "bad_argument"),
         ({"amount": 2**62 + 1}, "bad_argument"),
         ({"currency": "cny"}, "bad_argument"),
-        ({"documents_digest": "AB" * 32}, "bad_argument"),
-        ({"documents_digest": "ab" * 31}, "bad_argument"),
-        ({"documents_digest": "abc" * 21}, "bad_argument"),
+        ({"documents": ["invoice:" + "AB" * 32]}, "bad_argument"),
+        ({"documents": ["invoice:" + "ab" * 31]}, "bad_argument"),
+        ({"documents": ["invoice:" + "ab" * 64]}, "bad_argument"),
+        ({"documents": ["invoice" + "ab" * 32]}, "bad_argument"),
+        ({"documents": [":" + DIGEST]}, "bad_argument"),
+        ({"documents": ["in voice:" + DIGEST]}, "bad_argument"),
+        ({"documents": []}, "bad_argument"),
+        ({"documents": [f"d{n}:{DIGEST}" for n in range(17)]}, "bad_argument"),
+        ({"documents": [INVOICE, INVOICE]}, "duplicate_document"),
+        ({"documents": [INVOICE], "documents_digest": DIGEST}, "bad_argument"),
+        ({"kind": "Goods"}, "bad_argument"),
+        ({"order_ref": "PO 1"}, "bad_argument"),
         ({"grace_blocks": -1}, "bad_argument"),
         ({"grace_blocks": 100_001}, "bad_argument"),
         ({"maturity_height": "100"}, "bad_argument"),
@@ -555,6 +566,7 @@ OPERATION = st.one_of(
     st.tuples(st.just("overdue"), small, who),
     st.tuples(st.just("transfer"), who, who, small),
     st.tuples(st.just("mint"), small),
+    st.tuples(st.just("document"), small, who, st.sampled_from(["delivery", "invoice", "bl"])),
 )
 
 
@@ -588,6 +600,8 @@ class History:
     def __init__(self) -> None:
         self.chain = make_ledger([Asset, Receivable], PROPERTY_ACCOUNTS)
         self.financings: dict[str, str] = {}  # part id -> the bank that financed it
+        # receivable id -> the documents it anchored, as first seen: never changed after
+        self.documents: dict[str, list[dict[str, Any]]] = {}
         self.succeeded: set[str] = set()
 
     # --------------------------------------------------------------- reading state
@@ -638,7 +652,7 @@ class History:
             "holder": holder,
             "amount": amount + 1,
             "maturity_height": self.chain.height + 1 + term,
-            "documents_digest": DIGEST,
+            "documents": [INVOICE],
             "grace_blocks": 2,
         }
         self.send(debtor, "receivable", "issue", args)
@@ -710,6 +724,12 @@ class History:
     def op_mint(self, amount: int) -> None:
         self.send("central", "asset", "issue", {"amount": amount + 1})
 
+    def op_document(self, index: int, signer: str, name: str) -> None:
+        rid, _ = self.pick_receivable(index)
+        document = f"{name}:{DIGEST[:-2]}{index % 256:02x}"
+        args = {"receivable_id": rid, "document": document}
+        self.send(signer, "receivable", "add_document", args)
+
     def op_wait(self, blocks: int) -> None:
         for _ in range(blocks):
             self.chain.block()
@@ -719,6 +739,10 @@ class History:
     def check(self) -> None:
         parts = self.parts()
         for rid, record in self.receivables().items():
+            anchored = self.documents.setdefault(rid, record["documents"])
+            assert record["documents"][: len(anchored)] == anchored  # only ever appended
+            assert 1 <= len(record["documents"]) <= DOCUMENTS_MAX
+            self.documents[rid] = record["documents"]
             listed = record["parts"]
             assert len(set(listed)) == len(listed)
             assert all(parts[p]["receivable"] == rid for p in listed)

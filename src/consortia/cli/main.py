@@ -41,6 +41,7 @@ def version() -> None:
 def _register_commands() -> None:
     # Imported here so that `consortia --help` stays fast and each command group owns its module.
     from consortia.cli import (
+        anchor_commands,
         bench_commands,
         cluster_commands,
         dashboard,
@@ -55,6 +56,7 @@ def _register_commands() -> None:
     cluster_commands.register(app)
     dashboard.register()
     tx_commands.register(app)
+    anchor_commands.register(app)
     bench_commands.register(app)
     events_commands.register(app)
 

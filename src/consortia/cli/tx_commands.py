@@ -124,12 +124,12 @@ def account_show_command(
     """An account's balance (CNY, in fen), nonce, status and roles."""
     cluster = ClusterHome.open(home)
     account_id = _account_id(cluster.root, name)
-    with _client(cluster, node) as client:
+    with node_client(cluster, node) as client:
         if verify:
             client.light = LightClient.from_genesis_json(
                 (cluster.root / layout.GENESIS_FILE).read_bytes()
             )
-        record = _ask(lambda: client.account(account_id, verify=verify))
+        record = ask(lambda: client.account(account_id, verify=verify))
     if as_json:
         typer.echo(json.dumps(record))
         return
@@ -164,7 +164,7 @@ def _cny(minor_units: int) -> str:
     return f"{sign}{whole:,}.{cents:02d}"
 
 
-def _client(cluster: ClusterHome, index: int | None) -> Client:
+def node_client(cluster: ClusterHome, index: int | None) -> Client:
     """A client of node `index`, or of the first node that answers."""
     for node in cluster.select(index):
         if fetch_status(node) is not None:
@@ -176,7 +176,7 @@ def _client(cluster: ClusterHome, index: int | None) -> Client:
     )
 
 
-def _ask(request: Callable[[], T]) -> T:
+def ask(request: Callable[[], T]) -> T:
     """`request()`, with the SDK's errors as one-line command errors."""
     try:
         return request()
@@ -200,10 +200,10 @@ def _send(
     cluster = ClusterHome.open(home)
     passphrase = demo_passphrase(cluster, passphrase_file)
     contract, method, args = call
-    with _client(cluster, index) as client:
-        chain = _ask(client.chain)
+    with node_client(cluster, index) as client:
+        chain = ask(client.chain)
         signer = open_signer(cluster.root, sender, chain, passphrase)
-        record = _ask(
+        record = ask(
             lambda: client.call(signer, contract, method, args, wait=wait, timeout_s=WAIT_S)
         )
     if as_json:

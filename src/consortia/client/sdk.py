@@ -257,11 +257,19 @@ class Client:
     ) -> Any:
         """A state value. With `verify`, only as proven (its absence included) under the
         state root of a certified execution header (VerificationError otherwise)."""
+        return self.state_answer(contract, key, height, verify=verify)["value"]
+
+    def state_answer(
+        self, contract: str, key: str, height: int | None = None, *, verify: bool = False
+    ) -> dict[str, Any]:
+        """A state value with the height it was read at: `{"contract", "key", "height",
+        "value", "verified"}`; with `verify`, only as proven (its absence included) under
+        the state root of a certified execution header, which comes as `header`."""
         answer = self._get(state_path(contract, key, height, verify))
         if not verify:
-            return answer["value"]
+            return {**answer, "verified": False}
         self.follow_epochs(claimed_epoch(answer))
-        return verified_state(need_light(self.light), answer, contract, key)["value"]
+        return verified_state(need_light(self.light), answer, contract, key)
 
     def transaction(self, tx_hash: str, *, verify: bool = False) -> dict[str, Any]:
         """The transaction's record. With `verify`, only a committed one whose receipt is

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import random
 import time
 from collections import deque
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from consortia.client import AsyncClient, ClientError, Signer
+from consortia.client.anchors import suite_digest
 
 TICK_S: Final = 0.1
 TRANSFER_MINOR_MIN: Final = 100  # 1.00 CNY
@@ -84,6 +84,7 @@ class _Flow:
     step: int = 0
     waiting: str | None = None  # the hash of the step in flight
     maturity_height: int = 0
+    suite: str = "intl"  # the chain's suite: the invoice's digest is anchored under it
 
     @property
     def price(self) -> int:
@@ -99,14 +100,14 @@ class _Flow:
         part0, part1 = f"{receivable}#0", f"{receivable}#1"
         if name == "issue":
             self.maturity_height = height + maturity_blocks
-            digest = hashlib.sha256(f"invoice {receivable}".encode()).hexdigest()
+            invoice = f"invoice {receivable}".encode()  # stands for the invoice's file
             return self.debtor, {
                 "receivable_id": receivable,
                 "holder": self.supplier,
                 "amount": FACE_VALUE,
                 "currency": "CNY",
                 "maturity_height": self.maturity_height,
-                "documents_digest": digest,
+                "documents": [f"invoice:{suite_digest(self.suite, invoice)}"],
             }
         if name == "accept":
             return self.supplier, {"receivable_id": receivable}
@@ -309,6 +310,7 @@ class Workload:
             supplier=people[(cycle + 1) % len(people)],
             sub_supplier=people[(cycle + 2) % len(people)],
             bank=self.banks[cycle % len(self.banks)],
+            suite=self.signers[people[cycle % len(people)]].chain.suite,
         )
 
     async def _send_transfers(self) -> None:

@@ -12,6 +12,7 @@ from consortia.execution.contract import Contract
 from consortia.execution.contracts.asset import Asset
 from consortia.execution.contracts.governance import Governance
 from consortia.execution.contracts.identity import Identity
+from consortia.execution.contracts.oracle import Oracle
 from consortia.execution.contracts.receivable import Receivable
 from consortia.execution.contracts.regulator import Regulator
 from consortia.execution.contracts.smallbank import SmallBank
@@ -23,6 +24,7 @@ BUILTIN_CONTRACTS: list[type[Contract]] = [
     Governance,
     Asset,
     Regulator,
+    Oracle,
     Receivable,
     SmallBank,
 ]

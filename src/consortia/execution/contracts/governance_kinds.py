@@ -8,8 +8,9 @@ lists the kinds; adding one is a `Kind` in `KINDS` and a row there.
 Must never: run an effect that its check did not just pass (the lifecycle in governance.py
 calls check, then effect, in one call); let the validator set fall below `validators_min` or
 above `VALIDATORS_MAX`; leave the committee empty; change another contract's state except
-through that contract's methods (`ctx.invoke`, see `forward`); read another contract's state
-except through that contract's accessors.
+through that contract's methods (`ctx.invoke`, see `forward`: `sys`, `identity`, `oracle`'s
+fact kinds, `receivable`'s financing requirements); read another contract's state except
+through that contract's accessors.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from consortia.execution.contract import (
     arg_str,
 )
 from consortia.execution.contracts import governance_state as state
-from consortia.execution.contracts import identity_state, system
+from consortia.execution.contracts import identity_state, oracle_state, receivable_state, system
 
 NAME_LENGTH_MAX = 64  # of a kind's or a parameter's name
 VOTING_POWER_MAX = 2**32
@@ -35,6 +36,8 @@ SEAT_WEIGHT_MAX = 2**32
 NODE_ID_HEX_LENGTHS = (HASH_HEX_LENGTH,)
 SYS = system.CONTRACT
 IDENTITY = identity_state.CONTRACT
+ORACLE = oracle_state.CONTRACT
+RECEIVABLE = receivable_state.CONTRACT
 
 # What each parameter may be set to by a proposal: (least, most), integers only.
 GOVERNANCE_PARAM_BOUNDS: dict[str, tuple[int, int]] = {
@@ -375,6 +378,32 @@ def _require_member(ctx: Context, member: str) -> None:
     ctx.require(known, "unknown_member", f"no member {member!r}")
 
 
+# Oracles and financing requirements (through `oracle` and `receivable`) --------
+
+
+def _check_oracle_kind(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    return oracle_state.kind_config_arg(ctx, args)
+
+
+def _check_remove_oracle_kind(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    fact_kind = oracle_state.registered_kind_arg(ctx, args)
+    needing = receivable_state.kinds_requiring(ctx.read_other, fact_kind)
+    ctx.require(
+        not needing,
+        "fact_kind_in_use",
+        f"financing of {', '.join(needing)} receivables requires {fact_kind}: clear that first",
+    )
+    return {"fact_kind": fact_kind}
+
+
+def _check_requirement(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    return receivable_state.requirement_arg(ctx, args)
+
+
+def _check_clear_requirement(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    return {"receivable_kind": receivable_state.required_kind_arg(ctx, args)}
+
+
 KINDS: dict[str, Kind] = {
     "add_validator": Kind(
         ("node_id", "public_key", "voting_power"),
@@ -422,4 +451,18 @@ KINDS: dict[str, Kind] = {
     "revoke_certificate": Kind(("member",), _check_revoke, forward(IDENTITY, "revoke_certificate")),
     "add_member": Kind(("name", "roles"), _check_add_member, forward(IDENTITY, "add_member")),
     "set_roles": Kind(("member", "roles"), _check_set_roles, forward(IDENTITY, "set_roles")),
+    "set_oracle_kind": Kind(
+        ("fact_kind", "oracles", "threshold"), _check_oracle_kind, forward(ORACLE, "set_kind")
+    ),
+    "remove_oracle_kind": Kind(
+        ("fact_kind",), _check_remove_oracle_kind, forward(ORACLE, "remove_kind")
+    ),
+    "set_financing_requirement": Kind(
+        ("receivable_kind", "fact_kind", "value"),
+        _check_requirement,
+        forward(RECEIVABLE, "set_requirement"),
+    ),
+    "clear_financing_requirement": Kind(
+        ("receivable_kind",), _check_clear_requirement, forward(RECEIVABLE, "clear_requirement")
+    ),
 }

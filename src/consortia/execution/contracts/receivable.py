@@ -16,17 +16,32 @@ money moves only through `asset.transfer`, from the signer (`ctx.origin`).
 This module owns the `receivable/` namespace below. It must never move money itself (only
 `asset` does), never use floats (amounts and prices are integers in minor units; discounts are
 computed off-chain and passed as `price`), never read another contract's state but through
-that contract's accessors, and never read a clock: maturity is a block height.
+that contract's accessors, never read a clock (maturity is a block height), never change or
+remove an anchored document, and never finance a part of a receivable whose kind requires a
+fact that is not final with the required value.
 
-State (namespace `receivable/`):
+Anchored documents: a receivable carries the digests of its trade documents (the invoice,
+the contract, a delivery note), each named, under the chain's suite hash; the documents stay
+off the chain. The debtor or the first holder may anchor one more later (`add_document`),
+never change or remove one: anyone holding a file can check it against the chain
+(`consortia anchor verify`).
+
+Attested facts: governance may require, per receivable kind, a fact about the receivable's
+order (its `order_ref`) confirmed by the oracles (the `oracle` contract) before any part of
+it is financed: a "goods" receivable is financed only once k of n oracles attested its
+delivery (`fact_required`, `fact_mismatch`).
+
+State (namespace `receivable/`; keys and shared rules in receivable_state.py):
     receivable/<id>   {"debtor", "holder" (the first holder), "amount" (face value),
-                       "currency", "maturity_height", "grace_blocks", "documents_digest",
+                       "currency", "maturity_height", "grace_blocks", "kind", "order_ref",
+                       "documents": [{"name", "digest", "by", "height"}],
                        "status": issued|accepted|rejected|overdue|settled,
                        "issued_height", "parts": [part ids], "next_part": int}
     part/<part id>    {"receivable", "holder", "amount", "currency", "debtor",
                        "maturity_height", "status": held|financed|overdue|settled,
                        "offer": {"bank", "price", "height"}|None, and once financed
                        "financed_by", "price", "financed_height"}
+    requirements      {receivable kind: {"fact_kind", "value"}} (set by governance)
 Part ids are "<receivable id>#<n>", numbered from 0 in order of creation.
 """
 
@@ -35,7 +50,6 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from consortia.execution.contract import (
-    HEX_DIGITS,
     ID_CHARACTERS,
     Context,
     Contract,
@@ -44,12 +58,12 @@ from consortia.execution.contract import (
     arg_str,
     method,
 )
-from consortia.execution.contracts import asset, identity_state
+from consortia.execution.contracts import asset, governance_state, identity_state
+from consortia.execution.contracts import receivable_state as state
+from consortia.execution.contracts.receivable_state import part_key, receivable_key
 
 ID_LENGTH_MAX = 64
 PART_ID_LENGTH_MAX = 80
-DIGEST_HEX_MIN = 64
-DIGEST_HEX_MAX = 128
 # One repayment pays every part in one transaction, so it must fit a transaction's limits
 # even when the regulator raises every alert on every payment: per part at most 6 events
 # (the transfer, 4 alerts, part_paid), 40 x 6 + 1 <= 256 events, and well under the gas limit.
@@ -75,11 +89,11 @@ class Receivable(Contract):
         receivable_id = _receivable_id(args)
         record = _new_receivable(ctx, args)
         ctx.require(
-            not ctx.has(f"receivable/{receivable_id}"),
+            not ctx.has(receivable_key(receivable_id)),
             "duplicate_receivable",
             f"receivable {receivable_id!r} exists",
         )
-        ctx.put(f"receivable/{receivable_id}", record)
+        ctx.put(receivable_key(receivable_id), record)
         ctx.emit("issued", receivable=receivable_id, **_summary(record))
 
     @method("accept")
@@ -88,18 +102,51 @@ class Receivable(Contract):
         receivable_id, record = _pending(ctx, args)
         ctx.require(ctx.height < record["maturity_height"], "matured", "it has matured")
         part_id = f"{receivable_id}#0"
-        ctx.put(f"part/{part_id}", _part(receivable_id, record, record["holder"], record["amount"]))
+        ctx.put(part_key(part_id), _part(receivable_id, record, record["holder"], record["amount"]))
         record.update(status="accepted", parts=[part_id], next_part=1)
-        ctx.put(f"receivable/{receivable_id}", record)
+        ctx.put(receivable_key(receivable_id), record)
         ctx.emit("accepted", receivable=receivable_id, part=part_id, holder=record["holder"])
         return part_id
+
+    @method("add_document")
+    def add_document(self, ctx: Context, args: dict[str, Any]) -> None:
+        """The debtor or the first holder anchors one more document ("<name>:<digest>"), while
+        the receivable is issued or accepted; anchored documents are never changed."""
+        receivable_id, record = _receivable(ctx, args)
+        ctx.require(
+            ctx.origin in (record["debtor"], record["holder"]),
+            "not_party",
+            "only the debtor or the first holder anchors its documents",
+        )
+        status = record["status"]
+        ctx.require(status in ("issued", "accepted"), "not_active", f"it is {status}")
+        name, digest = state.document_arg(args.get("document"))
+        ctx.require(
+            all(entry["name"] != name for entry in record["documents"]),
+            "duplicate_document",
+            f"{receivable_id} already anchors a document named {name!r}",
+        )
+        ctx.require(
+            len(record["documents"]) < state.DOCUMENTS_MAX,
+            "too_many_documents",
+            f"a receivable anchors at most {state.DOCUMENTS_MAX} documents",
+        )
+        state.anchored(record, name, digest, ctx.origin, ctx.height)
+        ctx.put(receivable_key(receivable_id), record)
+        ctx.emit(
+            "document_anchored",
+            receivable=receivable_id,
+            document=name,
+            digest=digest,
+            by=ctx.origin,
+        )
 
     @method("reject")
     def reject(self, ctx: Context, args: dict[str, Any]) -> None:
         """The named holder refuses a wrong receivable; it can never be accepted after."""
         receivable_id, record = _pending(ctx, args)
         record["status"] = "rejected"
-        ctx.put(f"receivable/{receivable_id}", record)
+        ctx.put(receivable_key(receivable_id), record)
         ctx.emit("rejected", receivable=receivable_id, holder=record["holder"])
 
     # ------------------------------------------------------------------ split and transfer
@@ -113,12 +160,12 @@ class Receivable(Contract):
         ctx.require(amount <= part["amount"], "bad_amount", f"the part is {part['amount']}")
         if amount == part["amount"]:
             part.update(holder=target, offer=None)
-            ctx.put(f"part/{part_id}", part)
+            ctx.put(part_key(part_id), part)
             ctx.emit("part_transferred", part=part_id, source=ctx.origin, target=target)
             return part_id
         new_id = _add_part(ctx, part, target, amount)
         part.update(amount=part["amount"] - amount, offer=None)
-        ctx.put(f"part/{part_id}", part)
+        ctx.put(part_key(part_id), part)
         ctx.emit("part_split", part=part_id, new_part=new_id, amount=amount, target=target)
         return new_id
 
@@ -132,7 +179,7 @@ class Receivable(Contract):
         price = arg_int(args, "price", minimum=1)
         ctx.require(price <= part["amount"], "bad_price", "the price exceeds the part's amount")
         part["offer"] = {"bank": bank, "price": price, "height": ctx.height}
-        ctx.put(f"part/{part_id}", part)
+        ctx.put(part_key(part_id), part)
         ctx.emit("finance_offered", part=part_id, holder=ctx.origin, bank=bank, price=price)
 
     @method("withdraw_offer")
@@ -140,7 +187,7 @@ class Receivable(Contract):
         part_id, part = _held_by_signer(ctx, args)
         ctx.require(part["offer"] is not None, "no_offer", f"{part_id} is not on offer")
         part["offer"] = None
-        ctx.put(f"part/{part_id}", part)
+        ctx.put(part_key(part_id), part)
         ctx.emit("offer_withdrawn", part=part_id, holder=ctx.origin)
 
     @method("finance")
@@ -160,11 +207,12 @@ class Receivable(Contract):
         )
         seller = part["holder"]
         ctx.require(not _frozen(ctx, seller), "holder_frozen", f"{seller} is frozen")
+        _require_facts(ctx, part)
         pay = {"to": seller, "amount": price, "currency": part["currency"]}
         ctx.invoke(asset.CONTRACT, "transfer", pay)
         part.update(holder=bank, status="financed", offer=None, financed_by=bank, price=price)
         part["financed_height"] = ctx.height
-        ctx.put(f"part/{part_id}", part)
+        ctx.put(part_key(part_id), part)
         ctx.emit("financed", part=part_id, seller=seller, bank=bank, price=price)
 
     # ------------------------------------------------------------------ maturity
@@ -182,7 +230,7 @@ class Receivable(Contract):
         )
         paid = sum(_pay_part(ctx, part_id) for part_id in record["parts"])
         record["status"] = "settled"
-        ctx.put(f"receivable/{receivable_id}", record)
+        ctx.put(receivable_key(receivable_id), record)
         ctx.emit("settled", receivable=receivable_id, paid=paid)
         return paid
 
@@ -195,13 +243,36 @@ class Receivable(Contract):
         due = record["maturity_height"] + record["grace_blocks"]
         ctx.require(ctx.height > due, "not_overdue", f"it is not overdue before height {due + 1}")
         for part_id in record["parts"]:
-            part = ctx.get(f"part/{part_id}")
+            part = ctx.get(part_key(part_id))
             if part["status"] in OPEN:
                 part.update(status="overdue", offer=None)
-                ctx.put(f"part/{part_id}", part)
+                ctx.put(part_key(part_id), part)
         record["status"] = "overdue"
-        ctx.put(f"receivable/{receivable_id}", record)
+        ctx.put(receivable_key(receivable_id), record)
         ctx.emit("overdue", receivable=receivable_id, debtor=record["debtor"])
+
+    # ------------------------------------------------------------------ governance
+
+    @method("set_requirement")
+    def set_requirement(self, ctx: Context, args: dict[str, Any]) -> None:
+        """Require, for `receivable_kind`, the fact `fact_kind` about the order final with
+        `value` before financing (governance only)."""
+        _require_governance(ctx)
+        checked = state.requirement_arg(ctx, args)
+        kind = checked.pop("receivable_kind")
+        requirements = {**state.read_requirements(ctx.read_other), kind: checked}
+        ctx.put(state.REQUIREMENTS, dict(sorted(requirements.items())))
+        ctx.emit("requirement_set", receivable_kind=kind, **checked)
+
+    @method("clear_requirement")
+    def clear_requirement(self, ctx: Context, args: dict[str, Any]) -> None:
+        """Finance `receivable_kind` without a fact again (governance only)."""
+        _require_governance(ctx)
+        kind = state.required_kind_arg(ctx, args)
+        requirements = state.read_requirements(ctx.read_other)
+        del requirements[kind]
+        ctx.put(state.REQUIREMENTS, requirements)
+        ctx.emit("requirement_cleared", receivable_kind=kind)
 
 
 # ---------------------------------------------------------------------- arguments
@@ -221,8 +292,9 @@ def _new_receivable(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     currency = asset.arg_currency(ctx, args)
     maturity = arg_int(args, "maturity_height")
     grace = _grace(args)
-    digest = arg_str(args, "documents_digest", max_length=DIGEST_HEX_MAX)
-    _require_digest(digest)
+    documents = state.documents_arg(args)
+    kind = state.kind_arg(args) if args.get("kind") is not None else state.KIND_DEFAULT
+    order_ref = state.order_ref_arg(args, _receivable_id(args))
     _require_account(ctx, holder)
     ctx.require(holder != ctx.origin, "holder_is_debtor", "the debtor cannot hold its own debt")
     ctx.require(maturity > ctx.height, "bad_maturity", "maturity must be a future height")
@@ -238,7 +310,12 @@ def _new_receivable(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         "currency": currency,
         "maturity_height": maturity,
         "grace_blocks": grace,
-        "documents_digest": digest,
+        "kind": kind,
+        "order_ref": order_ref,
+        "documents": [
+            {"name": name, "digest": digest, "by": ctx.origin, "height": ctx.height}
+            for name, digest in documents
+        ],
         "status": "issued",
         "issued_height": ctx.height,
         "parts": [],
@@ -252,15 +329,6 @@ def _grace(args: dict[str, Any]) -> int:
     return arg_int(args, "grace_blocks", minimum=0, maximum=GRACE_BLOCKS_MAX)
 
 
-def _require_digest(digest: str) -> None:
-    if not (
-        DIGEST_HEX_MIN <= len(digest) <= DIGEST_HEX_MAX
-        and len(digest) % 2 == 0
-        and set(digest) <= HEX_DIGITS
-    ):
-        _bad("documents_digest is 32 to 64 bytes of lowercase hex")
-
-
 def _bad(message: str) -> NoReturn:
     raise ContractError("bad_argument", message)
 
@@ -270,7 +338,7 @@ def _bad(message: str) -> NoReturn:
 
 def _receivable(ctx: Context, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     receivable_id = arg_str(args, "receivable_id", max_length=ID_LENGTH_MAX)
-    record = ctx.get(f"receivable/{receivable_id}")
+    record = ctx.get(receivable_key(receivable_id))
     ctx.require(record is not None, "unknown_receivable", f"no receivable {receivable_id!r}")
     return receivable_id, record
 
@@ -292,7 +360,7 @@ def _require_live(ctx: Context, record: dict[str, Any]) -> None:
 
 def _part_arg(ctx: Context, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     part_id = arg_str(args, "part_id", max_length=PART_ID_LENGTH_MAX)
-    part = ctx.get(f"part/{part_id}")
+    part = ctx.get(part_key(part_id))
     ctx.require(part is not None, "unknown_part", f"no part {part_id!r}")
     return part_id, part
 
@@ -328,6 +396,26 @@ def _require_account(ctx: Context, account: str) -> None:
     )
 
 
+def _require_governance(ctx: Context) -> None:
+    ctx.require(
+        ctx.caller == governance_state.CALLER,
+        "not_authorised",
+        "only a passed governance proposal sets financing requirements",
+    )
+
+
+def _require_facts(ctx: Context, part: dict[str, Any]) -> None:
+    """The facts governance requires of the part's receivable kind are final (no read of the
+    receivable's record when no kind has a requirement)."""
+    requirements = state.read_requirements(ctx.read_other)
+    if not requirements:
+        return
+    record = ctx.get(receivable_key(part["receivable"]))
+    refusal = state.missing_fact(ctx.read_other, record, requirements)
+    if refusal is not None:
+        raise refusal
+
+
 def _frozen(ctx: Context, account: str) -> bool:
     """Frozen now: a frozen account's claims are not sold by a counterparty's action."""
     return identity_state.account_status(ctx, account) == identity_state.FROZEN
@@ -352,28 +440,29 @@ def _part(receivable_id: str, record: dict[str, Any], holder: str, amount: int) 
 def _add_part(ctx: Context, source: dict[str, Any], holder: str, amount: int) -> str:
     """A new part of `source`'s receivable; the caller reduces `source` by `amount`."""
     receivable_id = source["receivable"]
-    record = ctx.get(f"receivable/{receivable_id}")
+    record = ctx.get(receivable_key(receivable_id))
     ctx.require(len(record["parts"]) < PARTS_MAX, "too_many_parts", f"at most {PARTS_MAX} parts")
     part_id = f"{receivable_id}#{record['next_part']}"
-    ctx.put(f"part/{part_id}", _part(receivable_id, record, holder, amount))
+    ctx.put(part_key(part_id), _part(receivable_id, record, holder, amount))
     record.update(parts=[*record["parts"], part_id], next_part=record["next_part"] + 1)
-    ctx.put(f"receivable/{receivable_id}", record)
+    ctx.put(receivable_key(receivable_id), record)
     return part_id
 
 
 def _pay_part(ctx: Context, part_id: str) -> int:
     """Pay an open part's holder from the signer (the debtor); return the amount paid."""
-    part = ctx.get(f"part/{part_id}")
+    part = ctx.get(part_key(part_id))
     if part["status"] not in OPEN:
         return 0
     pay = {"to": part["holder"], "amount": part["amount"], "currency": part["currency"]}
     ctx.invoke(asset.CONTRACT, "transfer", pay)
     part.update(status="settled", offer=None)
-    ctx.put(f"part/{part_id}", part)
+    ctx.put(part_key(part_id), part)
     ctx.emit("part_paid", part=part_id, holder=part["holder"], amount=part["amount"])
     return int(part["amount"])
 
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
-    keys = ("debtor", "holder", "amount", "currency", "maturity_height", "documents_digest")
-    return {key: record[key] for key in keys}
+    keys = ("debtor", "holder", "amount", "currency", "maturity_height", "kind", "order_ref")
+    documents = [f"{entry['name']}:{entry['digest']}" for entry in record["documents"]]
+    return {**{key: record[key] for key in keys}, "documents": documents}

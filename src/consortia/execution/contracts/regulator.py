@@ -2,10 +2,10 @@
 
 The regulator watches every asset transfer against rules it sets (a single-transfer maximum,
 a velocity limit, a list of watched counterparties) and raises alerts; it answers supervision
-queries; and it may freeze an account for a bounded number of blocks while the committee
-decides. An emergency freeze lapses by itself unless the committee ratifies it through a
-governance `freeze_account` proposal, which makes the freeze permanent (identity then drops
-`frozen_until`).
+queries (an account, the alerts, the oracles' conflicting attestations); and it may freeze
+an account for a bounded number of blocks while the committee decides. An emergency freeze
+lapses by itself unless the committee ratifies it through a governance `freeze_account`
+proposal, which makes the freeze permanent (identity then drops `frozen_until`).
 
 Who may call: `observe_transfer` only the asset contract ("contract:asset"); everything else
 only regulator accounts, i.e. accounts whose sponsor member has the role "regulator" and an
@@ -43,7 +43,7 @@ from consortia.execution.contract import (
     contract_caller,
     method,
 )
-from consortia.execution.contracts import asset, identity_state
+from consortia.execution.contracts import asset, identity_state, oracle_state
 from consortia.types.genesis import Genesis
 
 CONTRACT: Final = "regulator"
@@ -151,6 +151,20 @@ class Regulator(Contract):
             "alerts": [_numbered(ctx, n) for n in range(start, end)],
             "next": max(start, end),
         }
+
+    @method("list_conflicts")
+    def list_conflicts(self, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+        """The oracles' conflicting attestations (oracle contract), numbered from `from_n`
+        (default 0), at most `limit` (default and max 100)."""
+        require_regulator(ctx)
+        start = arg_int(args, "from_n", minimum=0) if "from_n" in args else 0
+        limit = arg_int(args, "limit", minimum=1) if "limit" in args else LIST_ALERTS_MAX
+        end = min(oracle_state.conflict_count(ctx.read_other), start + min(limit, LIST_ALERTS_MAX))
+        conflicts = [
+            {"n": n, **(oracle_state.read_conflict(ctx.read_other, n) or {})}
+            for n in range(start, end)
+        ]
+        return {"conflicts": conflicts, "next": max(start, end)}
 
     # ------------------------------------------------------------------ emergency freeze
 

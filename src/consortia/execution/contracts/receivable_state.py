@@ -1,0 +1,201 @@
+"""The `receivable/` namespace's shared pieces: keys, anchored documents, financing rules.
+
+Owns what code outside receivable.py needs of the receivable contract's state and arguments:
+the key of a receivable's record (`receivable_key`: clients spell it the same way, a test
+holds them equal), the anchored documents (`documents_arg`, `document_arg`: per document a
+name and its digest under the chain's suite, 32 bytes as lowercase hex), the receivable kinds
+and order references, and the financing requirements governance sets per receivable kind
+(`requirements` = {receivable kind: {"fact_kind", "value"}}, read through
+`read_requirements`; `requirement_arg` is the one rule for a requirement, used by governance's
+proposal check and by the contract itself), and `missing_fact`, the financing check.
+
+Must never write state (only receivable.py does); never import a contract module but
+oracle_state (and what it imports); never read but through a `StateReader`. Digests are
+computed off the chain (the contract has no hash function): the contract checks their form,
+the client checks a file against them (`consortia anchor verify`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from consortia.execution.contract import (
+    HASH_HEX_LENGTH,
+    HEX_DIGITS,
+    ID_CHARACTERS,
+    Context,
+    ContractError,
+    StateReader,
+    arg_str,
+)
+from consortia.execution.contracts import oracle_state
+
+CONTRACT: Final = "receivable"
+
+DOCUMENTS_MAX: Final = 16  # documents anchored per receivable
+DOCUMENT_NAME_LENGTH_MAX: Final = 64
+# A document's name ("invoice", "contract-2024-17", "delivery_note.1"): no ":" (the separator).
+DOCUMENT_NAME_CHARACTERS: Final = ID_CHARACTERS - frozenset(":")
+LEGACY_DOCUMENT_NAME: Final = "documents"  # the one document of a `documents_digest`
+KIND_LENGTH_MAX: Final = 32
+KIND_DEFAULT: Final = "general"
+KIND_CHARACTERS: Final = oracle_state.FACT_KIND_CHARACTERS
+REQUIREMENTS: Final = "requirements"
+REQUIREMENTS_MAX: Final = 32  # receivable kinds with a financing requirement
+
+
+def receivable_key(receivable_id: str) -> str:
+    """The key of a receivable's record."""
+    return f"receivable/{receivable_id}"
+
+
+def part_key(part_id: str) -> str:
+    return f"part/{part_id}"
+
+
+# ---------------------------------------------------------------------- documents
+
+
+def document_arg(text: Any, name: str = "document") -> tuple[str, str]:
+    """One document as "<name>:<digest>": (name, digest), or `bad_argument`."""
+    if not isinstance(text, str):
+        raise ContractError("bad_argument", f"{name} is text: <name>:<64 hex digest>")
+    label, separator, digest = text.partition(":")
+    if not (
+        separator
+        and 0 < len(label) <= DOCUMENT_NAME_LENGTH_MAX
+        and set(label) <= DOCUMENT_NAME_CHARACTERS
+    ):
+        raise ContractError(
+            "bad_argument",
+            f"{name} is <name>:<digest>, the name up to {DOCUMENT_NAME_LENGTH_MAX} letters,"
+            " digits and _ . -",
+        )
+    _require_digest(digest, name)
+    return label, digest
+
+
+def documents_arg(args: dict[str, Any]) -> list[tuple[str, str]]:
+    """The documents a receivable is issued with: `documents` (a list of "<name>:<digest>",
+    or one such text), 1 to DOCUMENTS_MAX, names distinct; or, for callers written before
+    documents had names, `documents_digest` (one digest) as one document named "documents"."""
+    given = args.get("documents")
+    legacy = args.get("documents_digest")
+    if given is None and legacy is not None:
+        if not isinstance(legacy, str):
+            raise ContractError("bad_argument", "documents_digest is a digest in hex")
+        _require_digest(legacy, "documents_digest")
+        return [(LEGACY_DOCUMENT_NAME, legacy)]
+    if legacy is not None:
+        raise ContractError("bad_argument", "give documents or documents_digest, not both")
+    entries = [given] if isinstance(given, str) else given
+    if not isinstance(entries, list) or not 0 < len(entries) <= DOCUMENTS_MAX:
+        raise ContractError(
+            "bad_argument", f"documents is a list of 1 to {DOCUMENTS_MAX} <name>:<digest>"
+        )
+    documents = [document_arg(entry, "documents") for entry in entries]
+    names = [label for label, _ in documents]
+    if len(set(names)) != len(names):
+        raise ContractError("duplicate_document", "two documents have the same name")
+    return documents
+
+
+def _require_digest(digest: str, name: str) -> None:
+    if not (len(digest) == HASH_HEX_LENGTH and set(digest) <= HEX_DIGITS):
+        raise ContractError(
+            "bad_argument",
+            f"{name}: a digest is {HASH_HEX_LENGTH} lowercase hex digits (SHA-256 or SM3, the"
+            " chain's suite)",
+        )
+
+
+def anchored(record: dict[str, Any], name: str, digest: str, by: str, height: int) -> None:
+    """Append a document to a receivable's record (the caller checked the bounds)."""
+    entry = {"name": name, "digest": digest, "by": by, "height": height}
+    record["documents"] = [*record["documents"], entry]
+
+
+# ---------------------------------------------------------------------- kinds and orders
+
+
+def kind_arg(args: dict[str, Any], name: str = "kind") -> str:
+    """A receivable kind ("goods", "services"); `kind` absent on issue means "general"."""
+    value = arg_str(args, name, max_length=KIND_LENGTH_MAX)
+    if not set(value) <= KIND_CHARACTERS:
+        raise ContractError("bad_argument", f"{name} uses only a-z, 0-9 and _ . -")
+    return value
+
+
+def order_ref_arg(args: dict[str, Any], default: str) -> str:
+    """The order (or contract) the receivable pays for: the subject of the facts about it."""
+    if args.get("order_ref") is None:
+        return default
+    return oracle_state.subject_arg(args, "order_ref")
+
+
+# ---------------------------------------------------------------------- financing requirements
+
+
+def read_requirements(read: StateReader) -> dict[str, dict[str, str]]:
+    """{receivable kind: {"fact_kind", "value"}}: what each kind needs before financing."""
+    value = read(CONTRACT, REQUIREMENTS)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def requirement_arg(ctx: Context, args: dict[str, Any]) -> dict[str, str]:
+    """A requirement: `receivable_kind` needs the fact `fact_kind` (registered with the
+    oracles) about its order to be final with `value` before any part is financed."""
+    receivable_kind = kind_arg(args, "receivable_kind")
+    fact_kind = oracle_state.registered_kind_arg(ctx, args)
+    value = oracle_state.value_arg(args)
+    requirements = read_requirements(ctx.read_other)
+    ctx.require(
+        receivable_kind in requirements or len(requirements) < REQUIREMENTS_MAX,
+        "too_many_requirements",
+        f"at most {REQUIREMENTS_MAX} receivable kinds have a financing requirement",
+    )
+    return {"receivable_kind": receivable_kind, "fact_kind": fact_kind, "value": value}
+
+
+def required_kind_arg(ctx: Context, args: dict[str, Any]) -> str:
+    """`receivable_kind`, naming a kind that has a requirement (else `unknown_requirement`)."""
+    receivable_kind = kind_arg(args, "receivable_kind")
+    ctx.require(
+        receivable_kind in read_requirements(ctx.read_other),
+        "unknown_requirement",
+        f"receivable kind {receivable_kind!r} has no financing requirement",
+    )
+    return receivable_kind
+
+
+def kinds_requiring(read: StateReader, fact_kind: str) -> list[str]:
+    """The receivable kinds whose financing needs a fact of `fact_kind`."""
+    return sorted(k for k, r in read_requirements(read).items() if r["fact_kind"] == fact_kind)
+
+
+def missing_fact(
+    read: StateReader, record: dict[str, Any], requirements: dict[str, dict[str, str]]
+) -> ContractError | None:
+    """Why a part of this receivable may not be financed yet, or None when it may: its kind's
+    requirement (among `requirements`, as `read_requirements` gives them) names a fact about
+    its order that is not final (`fact_required`) or is final with another value
+    (`fact_mismatch`)."""
+    kind = record.get("kind", KIND_DEFAULT)
+    requirement = requirements.get(kind)
+    if requirement is None:
+        return None
+    fact_kind, expected = requirement["fact_kind"], requirement["value"]
+    subject = record.get("order_ref", "")
+    value = oracle_state.final_value(read, fact_kind, subject)
+    if value is None:
+        return ContractError(
+            "fact_required",
+            f"a {kind} receivable is financed only once the oracles confirm"
+            f" {fact_kind} of {subject} as {expected!r}; that fact is not final",
+        )
+    if value != expected:
+        return ContractError(
+            "fact_mismatch",
+            f"the oracles confirmed {fact_kind} of {subject} as {value!r}, not {expected!r}",
+        )
+    return None
