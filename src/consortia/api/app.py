@@ -49,6 +49,9 @@ BODY_BYTES_MAX: Final = 128 * 1024
 # POST /v1/txs: at most this many transactions, in a body of at most this many bytes.
 BATCH_TRANSACTIONS_MAX: Final = 2000
 BATCH_BODY_BYTES_MAX: Final = 8 * 1024 * 1024
+# Accounts one POST /v1/nonces asks about, and the longest account id it takes.
+NONCES_ACCOUNTS_MAX: Final = 1000
+NONCES_ACCOUNT_ID_MAX: Final = 128
 BINARY_TYPES: Final = ("application/msgpack", "application/octet-stream")
 # Admission refusals that are not plain bad requests.
 _STATUS_OF_CODE: Final = {
@@ -159,6 +162,25 @@ async def signed_batch(request: Request) -> list[_BatchItem]:
         except ApiError as error:
             parsed.append(error)
     return parsed
+
+
+class _NonceQuery(msgspec.Struct, forbid_unknown_fields=True):
+    accounts: list[str]
+
+
+async def nonce_query(request: Request) -> list[str]:
+    """The accounts of a POST /v1/nonces body: {"accounts": [id, ...]}, 1 to
+    NONCES_ACCOUNTS_MAX ids of at most NONCES_ACCOUNT_ID_MAX characters each."""
+    try:
+        query = msgspec.json.decode(await _read_body(request), type=_NonceQuery)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise ApiError(400, "bad_argument", _short(error)) from None
+    accounts = query.accounts
+    if not 1 <= len(accounts) <= NONCES_ACCOUNTS_MAX:
+        raise ApiError(400, "bad_argument", f"1 to {NONCES_ACCOUNTS_MAX} accounts a request")
+    if any(not 1 <= len(account) <= NONCES_ACCOUNT_ID_MAX for account in accounts):
+        raise ApiError(400, "bad_argument", f"account ids are 1 to {NONCES_ACCOUNT_ID_MAX} long")
+    return accounts
 
 
 def _short(error: Exception) -> str:
@@ -292,6 +314,9 @@ def create_app(
     async def status(request: Request) -> Response:
         return JSONResponse(service.status())
 
+    async def nonces(request: Request) -> Response:
+        return JSONResponse(service.nonces(await nonce_query(request)))
+
     async def account(request: Request) -> Response:
         proof = _flag(request, "proof")
         return JSONResponse(service.account(request.path_params["account_id"], proof=proof))
@@ -321,6 +346,7 @@ def create_app(
         Route("/v1/epochs/{epoch}/proof", epoch_proof, methods=["GET"]),
         Route("/v1/status", status, methods=["GET"]),
         Route("/v1/accounts/{account_id}", account, methods=["GET"]),
+        Route("/v1/nonces", nonces, methods=["POST"]),
         Route("/v1/state/{contract}/{key:path}", state, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),

@@ -339,6 +339,53 @@ def openapi_document() -> dict[str, Any]:
                 _STATE_PROOF,
                 errors=(400, 404, 409, 410),
             ),
+            "/v1/nonces": {
+                "post": {
+                    "summary": "The next nonce of many accounts (1 to 1,000 ids of at most 128 "
+                    "characters) at the latest committed height; null for no such account",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["accounts"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "accounts": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "maxItems": 1000,
+                                            "items": {
+                                                "type": "string",
+                                                "minLength": 1,
+                                                "maxLength": 128,
+                                            },
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _ok(
+                            "the height read at, and each account's next nonce",
+                            {
+                                "type": "object",
+                                "required": ["height", "nonces"],
+                                "properties": {
+                                    "height": {"type": "integer"},
+                                    "nonces": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": ["integer", "null"]},
+                                    },
+                                },
+                            },
+                        ),
+                        **_errors(400, 413),
+                    },
+                }
+            },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",

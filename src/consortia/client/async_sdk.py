@@ -29,6 +29,7 @@ from consortia.client.light import (
 from consortia.client.sdk import (
     EXPIRY_AHEAD_DEFAULT,
     MSGPACK,
+    NONCES_PER_REQUEST,
     POLL_S_MAX,
     POLL_S_MIN,
     WAIT_S_DEFAULT,
@@ -92,6 +93,17 @@ class AsyncClient:
         answer = await self._get(f"/v1/accounts/{account_id}?proof=true")
         await self.follow_epochs(claimed_epoch(answer))
         return verified_account(need_light(self.light), answer, account_id)
+
+    async def nonces(self, account_ids: Sequence[str]) -> dict[str, int | None]:
+        """As `Client.nonces`."""
+        nonces: dict[str, int | None] = {}
+        for chunk in batches_of(account_ids, NONCES_PER_REQUEST):
+            try:
+                response = await self._http.post("/v1/nonces", json={"accounts": list(chunk)})
+            except httpx.HTTPError as error:
+                raise unreachable_error(error) from None
+            nonces.update(raise_for(response)["nonces"])
+        return nonces
 
     async def state(
         self, contract: str, key: str, height: int | None = None, *, verify: bool = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -40,6 +40,8 @@ POLL_S_MAX: Final = 0.5
 # The most transactions one POST /v1/txs carries (the node refuses more with 413);
 # `submit_many` splits longer lists into requests of at most this many.
 BATCH_TRANSACTIONS_MAX: Final = 2000
+NONCES_PER_REQUEST: Final = 1000  # accounts a POST /v1/nonces asks about (the node's limit)
+T = TypeVar("T")
 MSGPACK: Final = {"content-type": "application/msgpack"}
 
 
@@ -176,11 +178,8 @@ def batch_results(response: httpx.Response, expected: int) -> list[dict[str, Any
     return results
 
 
-def batches_of(raws: Sequence[bytes]) -> list[Sequence[bytes]]:
-    return [
-        raws[start : start + BATCH_TRANSACTIONS_MAX]
-        for start in range(0, len(raws), BATCH_TRANSACTIONS_MAX)
-    ]
+def batches_of(items: Sequence[T], size: int = BATCH_TRANSACTIONS_MAX) -> list[Sequence[T]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def state_path(contract: str, key: str, height: int | None, proof: bool) -> str:
@@ -248,6 +247,18 @@ class Client:
         answer = self._get(f"/v1/accounts/{account_id}?proof=true")
         self.follow_epochs(claimed_epoch(answer))
         return verified_account(need_light(self.light), answer, account_id)
+
+    def nonces(self, account_ids: Sequence[str]) -> dict[str, int | None]:
+        """The next nonce of each account (None: no such account), at the node's latest
+        committed height; asked NONCES_PER_REQUEST accounts a request."""
+        nonces: dict[str, int | None] = {}
+        for chunk in batches_of(account_ids, NONCES_PER_REQUEST):
+            try:
+                answer = raise_for(self._http.post("/v1/nonces", json={"accounts": list(chunk)}))
+            except httpx.HTTPError as error:
+                raise unreachable_error(error) from None
+            nonces.update(answer["nonces"])
+        return nonces
 
     def block(self, height: int | None = None) -> dict[str, Any]:
         return self._get(f"/v1/blocks/{'latest' if height is None else height}")

@@ -2,8 +2,9 @@
 bench process.
 
 A client takes its share of the benchmark accounts (`Sender.own_accounts`: every C-th, for
-client c of C), reads their nonces and, for a pre-signed workload (transfer, smallbank),
-signs all of its transactions before the clock starts, each sender's nonces consecutive. Then,
+client c of C). For a pre-signed workload (transfer, smallbank) it chooses all of its
+transactions, reads the nonces of the accounts that sign them (of a large state, far fewer
+than its share) and signs them before the clock starts, each sender's nonces consecutive. Then,
 once every client is ready:
 
 * at a fixed rate R, transaction j of client c is due at start + j / (R / C); every
@@ -32,13 +33,14 @@ import signal
 import time
 import traceback
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
 
 from consortia.client import AsyncClient, ChainInfo, ClientError, Signer
-from consortia.client.sdk import BATCH_TRANSACTIONS_MAX
+from consortia.client.sdk import BATCH_TRANSACTIONS_MAX, NONCES_PER_REQUEST, batches_of
 from consortia.cluster.bench_workloads import Call, client_rng, presigned_calls
 from consortia.identity.bench_accounts import account_name, derive_private_key
 
@@ -48,7 +50,7 @@ REQUESTS_PER_CLIENT: Final = 2  # requests one client has in flight at once, at 
 TICK_S: Final = 0.005  # how often a `max` client looks at its window
 SEND_INTERVAL_S: Final = 0.02  # how often a fixed-rate client sends what has come due
 NONCE_READ_ATTEMPTS: Final = 4  # a nonce read whose connection dropped is retried
-NONCE_READS_AT_ONCE: Final = 16
+NONCE_READS_AT_ONCE: Final = 4  # requests of NONCES_PER_REQUEST accounts
 REQUEST_TIMEOUT_S: Final = 120.0  # generous: an overloaded node answers late, not never
 
 
@@ -145,6 +147,7 @@ class Sender:
         self.start = 0.0
         self.node = spec.index
         self.signers: dict[int, Signer] = {}
+        self.planned: list[tuple[int, Call]] = []  # (signer, call), until signed
 
     def own_accounts(self) -> list[int]:
         spec = self.spec
@@ -154,6 +157,7 @@ class Sender:
         spec, shared = self.spec, self.shared
         clients = [load_client(url) for url in spec.urls]
         try:
+            self.plan()
             await self.read_nonces(clients)
             started = time.monotonic()
             self.prepare()
@@ -167,26 +171,32 @@ class Sender:
         shared.messages.put(("done", spec.index, self.report()))
 
     async def read_nonces(self, clients: list[AsyncClient]) -> None:
+        """The next nonce of every account that signs here, NONCES_PER_REQUEST a request,
+        the requests spread over the nodes."""
         gate = asyncio.Semaphore(NONCE_READS_AT_ONCE)
 
-        async def read(position: int, account: int) -> None:
+        async def read(position: int, accounts: Sequence[int]) -> None:
+            names = [account_name(account) for account in accounts]
             async with gate:
                 for attempt in range(NONCE_READ_ATTEMPTS):
                     # A dropped connection is asked again, of the next node.
                     client = clients[(position + attempt) % len(clients)]
                     try:
-                        record = await client.account(account_name(account))
+                        nonces = await client.nonces(names)
                     except ClientError as error:
                         if error.code != "unreachable" or attempt + 1 == NONCE_READ_ATTEMPTS:
                             raise
                         await asyncio.sleep(0.1 * (attempt + 1))
                         continue
-                    self.nonces[account] = int(record["nonce"])
+                    for account, name in zip(accounts, names, strict=True):
+                        nonce = nonces.get(name)
+                        if nonce is None:
+                            raise ClientError("not_found", f"no account {name!r}")
+                        self.nonces[account] = int(nonce)
                     return
 
-        await asyncio.gather(
-            *(read(position, account) for position, account in enumerate(self.accounts))
-        )
+        chunks = batches_of(self.signing(), NONCES_PER_REQUEST)
+        await asyncio.gather(*(read(position, chunk) for position, chunk in enumerate(chunks)))
 
     def signer(self, account: int) -> Signer:
         signer = self.signers.get(account)
@@ -212,13 +222,26 @@ class Sender:
         self.kinds.append(call.kind)
         return len(self.raws) - 1
 
-    def prepare(self) -> None:
-        """Sign every transaction ahead."""
+    def plan(self) -> None:
+        """Choose every transaction ahead (who signs it, what it calls)."""
         spec = self.spec
-        for position, call in presigned_calls(
-            spec.workload, self.accounts, spec.account_count, spec.transactions, self.rng
-        ):
-            self.sign(self.accounts[position], call)
+        self.planned = [
+            (self.accounts[position], call)
+            for position, call in presigned_calls(
+                spec.workload, self.accounts, spec.account_count, spec.transactions, self.rng
+            )
+        ]
+
+    def signing(self) -> list[int]:
+        """The accounts whose nonces this client needs: those that sign a planned
+        transaction (of a large state, far fewer than its share of the accounts)."""
+        return sorted({account for account, _call in self.planned})
+
+    def prepare(self) -> None:
+        """Sign every planned transaction."""
+        for account, call in self.planned:
+            self.sign(account, call)
+        self.planned = []
 
     # ------------------------------------------------------------ what a subclass changes
 

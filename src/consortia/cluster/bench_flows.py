@@ -51,6 +51,13 @@ class FlowSender(Sender):
         first = spec.index * spec.account_count // spec.clients
         return list(range(first, (spec.index + 1) * spec.account_count // spec.clients))
 
+    def plan(self) -> None:
+        """Nothing to plan: flows are made as they go."""
+
+    def signing(self) -> list[int]:
+        """Every account of this client may sign a step."""
+        return self.accounts
+
     def prepare(self) -> None:
         """Derive every key ahead (signing then costs only the signature)."""
         for account in self.accounts:

@@ -236,6 +236,15 @@ class NodeService:
             },
         }
 
+    def nonces(self, accounts: list[str]) -> dict[str, Any]:
+        """The next nonce of each account at the latest committed height (null where no
+        such account exists): what the mempool admits next, for many accounts at once."""
+        chain = self.chain
+        return {
+            "height": chain.height,
+            "nonces": {account: chain.next_nonce(account) for account in accounts},
+        }
+
     def account(self, account_id: str, *, proof: bool = False) -> dict[str, Any]:
         """The account's record and balances; with `proof`, at the latest certified height,
         each entry (the record, a balance per currency) proven under its state root."""
