@@ -46,6 +46,7 @@ def _register_commands() -> None:
         dashboard,
         events_commands,
         identity_commands,
+        mirror_commands,
         sim_commands,
         tx_commands,
     )
@@ -57,6 +58,7 @@ def _register_commands() -> None:
     tx_commands.register(app)
     bench_commands.register(app)
     events_commands.register(app)
+    mirror_commands.register(app)
 
 
 def run() -> None:
