@@ -71,11 +71,12 @@ class PgServer:
         )
 
     def env(self) -> dict[str, str]:
-        """An environment for a child process that connects with `dsn_without_passfile`."""
+        """An environment for a child process that connects with `without_passfile(dsn)`:
+        libpq reads the password file named by PGPASSFILE."""
         return {**os.environ, "PGPASSFILE": str(self.passfile)}
 
-    def dsn_without_passfile(self, dbname: str) -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+    def without_passfile(self, dsn: str) -> str:
+        return dsn.replace(f" passfile={self.passfile}", "")
 
     def database(self, name: str) -> str:
         """A new, empty database `name` (dropped first if a test made it before); its DSN."""

@@ -57,6 +57,7 @@ FAST = FollowSettings(
     retry_s_min=0.001,
     retry_s_max=0.01,
     log_every_s=3600.0,
+    claim_wait_s=0.0,
 )
 
 

@@ -45,6 +45,7 @@ from consortia.mirror.source import NodeSource, NodeUnreachableError
 from consortia.types.genesis import Genesis, genesis_hash
 
 LOGGER: Final = "consortia.mirror"
+CLAIM_RETRY_S: Final = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,9 @@ class FollowSettings:
     retry_s_min: float = 0.25
     retry_s_max: float = 8.0
     database_attempts_max: int = 8
+    # How long to wait for the mirror's lock at a start (a killed mirror's connection may
+    # linger until the database notices it is gone).
+    claim_wait_s: float = 10.0
     log_every_s: float = 10.0
     # Stop (status 0) once this height is written; None: follow for ever.
     until_height: int | None = None
@@ -161,13 +165,24 @@ class Mirror:
         database = self._connect()
         try:
             applied = database.prepare()
-            database.claim()
+            self._claim(database)
         except BaseException:
             database.close()
             raise
         if applied:
             self._log.info("schema migrated", versions=applied)
         return database
+
+    def _claim(self, database: MirrorDatabase) -> None:
+        deadline = time.monotonic() + self.settings.claim_wait_s
+        while True:
+            try:
+                database.claim()
+                return
+            except MirrorConflictError:
+                if time.monotonic() >= deadline or self.stop.wait(CLAIM_RETRY_S):
+                    raise
+                self._log.warning("waiting for the mirror's lock", wait_s=CLAIM_RETRY_S)
 
     def _close(self) -> None:
         if self._db is not None:
