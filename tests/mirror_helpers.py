@@ -78,6 +78,8 @@ class FakeNode:
     edit: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
     unreachable: bool = False
     requests: int = 0
+    # Called with each request's path before it is answered (to change the chain meanwhile).
+    on_request: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.engine = engine_from_genesis(self.genesis, BUILTIN_CONTRACTS)
@@ -203,6 +205,8 @@ class FakeNode:
         if self.unreachable:
             raise httpx.ConnectError("connection refused", request=request)
         path = request.url.path
+        if self.on_request is not None:
+            self.on_request(path)
         status, answer = self._answer(path, dict(request.url.params))
         if self.edit is not None and status == 200:
             answer = self.edit(path, answer)

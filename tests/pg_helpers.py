@@ -119,9 +119,10 @@ def _give(path: Path) -> None:
 
 
 @contextmanager
-def postgres_server() -> Iterator[PgServer]:
+def postgres_server(*, durable: bool = False) -> Iterator[PgServer]:
     """A running server, stopped (immediately: it holds nothing worth keeping) and deleted
-    on the way out, even when starting it failed half way."""
+    on the way out, even when starting it failed half way. Not `durable` (tests): commits
+    are not flushed to disk (fsync, synchronous_commit and full-page writes off)."""
     bin_dir = postgres_bin()
     root = Path(tempfile.mkdtemp(prefix="consortia-pg-"))
     data, sockets = root / "data", root / "sockets"
@@ -176,10 +177,9 @@ def postgres_server() -> Iterator[PgServer]:
         port = 0
         for _ in range(3):  # a port taken between choosing and binding: try another
             port = free_port()
-            options = (
-                f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=40"
-            )
+            options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c max_connections=40"
+            if not durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             result = subprocess.run(
                 _as_server_user(
                     [

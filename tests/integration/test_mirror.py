@@ -18,14 +18,16 @@ Run alone: .venv/bin/pytest tests/integration/test_mirror.py
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +36,11 @@ import msgspec
 import psycopg
 import pytest
 
-from consortia.cluster.home import ClusterHome
-from consortia.identity.genesis import load_genesis
-from consortia.mirror.database import APPLICATION_NAME, MirrorDatabase
-from consortia.mirror.errors import MirrorVerificationError
-from consortia.mirror.follow import FollowSettings, Mirror
-from consortia.mirror.source import NodeSource
+from consortia.mirror.database import APPLICATION_NAME
 from consortia.types.consensus import Block
 from consortia.types.encoding import decode, encode
 from tests.cluster_helpers import WAIT_S, LiveCluster, live_cluster, wait_for
-from tests.pg_helpers import PgServer, pg_server
+from tests.pg_helpers import PgServer, free_port, pg_server
 
 pytestmark = pytest.mark.xdist_group("cluster")
 __all__ = ["pg_server"]  # the session's PostgreSQL, a fixture
@@ -377,43 +374,102 @@ def test_a_mirror_killed_inside_its_write_transaction_resumes_without_gap_or_dup
     )
 
 
-def test_a_tampered_answer_from_the_live_node_stops_the_mirror(
+class _TamperingProxy(ThreadingHTTPServer):
+    """An HTTP server on loopback passing GETs to the live node, with one transaction of
+    block `height` replaced in its encoding: a lying node as the mirror process sees it."""
+
+    def __init__(self, node_url: str, height: int) -> None:
+        self.node_url, self.height = node_url, height
+        self.http = httpx.Client(timeout=10.0)
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+
+    def answer(self, path: str) -> tuple[int, bytes]:
+        response = self.http.get(self.node_url + path)
+        if path != f"/v1/blocks/{self.height}?encoded=true":
+            return response.status_code, response.content
+        answer = response.json()
+        block = decode(bytes.fromhex(answer["encoded"]), Block)
+        payload = [*block.payload[:-1], block.payload[-1][:-1] + b"\x00"]
+        answer["encoded"] = encode(msgspec.structs.replace(block, payload=payload)).hex()
+        return 200, msgspec.json.encode(answer)
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    server: _TamperingProxy
+
+    def do_GET(self) -> None:
+        status, body = self.server.answer(self.path)
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def test_a_lying_node_stops_the_mirror_process_before_it_writes_the_block(
     cluster: LiveCluster, activity: Activity, pg_server: PgServer
 ) -> None:
     dsn = pg_server.schema("tampered")
-    tampered_height = activity.height
-
-    class Tampering(httpx.BaseTransport):
-        """The live node's answers, with one transaction of one block replaced."""
-
-        def __init__(self) -> None:
-            self.inner = httpx.HTTPTransport()
-
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            response = self.inner.handle_request(request)
-            if request.url.path != f"/v1/blocks/{tampered_height}":
-                return response
-            answer = msgspec.json.decode(response.read())
-            block = decode(bytes.fromhex(answer["encoded"]), Block)
-            payload = [*block.payload[:-1], block.payload[-1][:-1] + b"\x00"]
-            answer["encoded"] = encode(msgspec.structs.replace(block, payload=payload)).hex()
-            return httpx.Response(200, json=answer)
-
-    home = ClusterHome.open(cluster.root)
-    genesis, _ = load_genesis(cluster.root / "genesis.json", None)
-    mirror = Mirror(
-        genesis,
-        NodeSource(home.nodes[0].api_url, transport=Tampering()),
-        lambda: MirrorDatabase.connect(dsn),
-        settings=dataclasses.replace(
-            FollowSettings(), until_height=tampered_height, claim_wait_s=0.0
-        ),
-    )
-    with pytest.raises(MirrorVerificationError) as stopped:
-        mirror.run()
-    assert (stopped.value.what, stopped.value.height) == ("payload", tampered_height)
-    assert _rows(dsn, "SELECT height FROM mirror_progress") == [(tampered_height - 1,)]
+    height = activity.height  # holds the activity's last transaction
+    proxy = _TamperingProxy(cluster.nodes[0].api_url, height)
+    serving = threading.Thread(target=proxy.serve_forever, daemon=True)
+    serving.start()
+    try:
+        api = f"http://127.0.0.1:{proxy.server_address[1]}"
+        process = _mirror(cluster, pg_server, dsn, "--api", api, "--until", str(height))
+        _, err = process.communicate(timeout=WAIT_S)
+    finally:
+        proxy.shutdown()
+        proxy.http.close()
+        proxy.server_close()
+    assert process.returncode == 1, err
+    assert f"error: verification_failed: payload at height {height}:" in err
+    assert _rows(dsn, "SELECT height FROM mirror_progress") == [(height - 1,)]
     for table in TABLES:
-        assert _rows(
-            dsn, f"SELECT count(*) FROM {table} WHERE height >= %s", (tampered_height,)
-        ) == [(0,)]
+        assert _rows(dsn, f"SELECT count(*) FROM {table} WHERE height >= %s", (height,)) == [(0,)]
+
+
+def test_the_mirror_says_how_far_behind_it_is_and_stops_on_sigterm(
+    cluster: LiveCluster, activity: Activity, pg_server: PgServer
+) -> None:
+    dsn = pg_server.schema("followed")
+    port = free_port()
+    process = _mirror(cluster, pg_server, dsn, "--metrics-port", str(port), "--log-every", "0.5")
+    try:
+
+        def metrics() -> dict[str, float] | None:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0).text
+            except httpx.HTTPError:
+                return None
+            values = dict(
+                line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("consortia_")
+            )
+            height = float(values.get("consortia_mirror_height", 0))
+            return {k: float(v) for k, v in values.items()} if height > activity.height else None
+
+        values = wait_for(metrics, "the mirror to pass the activity's height")
+        assert values["consortia_mirror_node_height"] >= values["consortia_mirror_height"]
+        assert values["consortia_mirror_behind_blocks"] == (
+            values["consortia_mirror_node_height"] - values["consortia_mirror_height"]
+        )
+        assert values["consortia_mirror_transactions_total"] >= len(activity.tx_hashes)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=WAIT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    progress = [line for line in err.splitlines() if "mirror progress" in line]
+    assert progress and all(
+        re.search(r"behind=\d+ .*height=\d+ .*node_height=\d+", line) for line in progress
+    )
+    assert "mirror stopped" in err.splitlines()[-1]
+    ((written,),) = _rows(dsn, "SELECT height FROM mirror_progress")
+    assert (
+        _rows(dsn, "SELECT max(height) FROM blocks") == [(written,)] and written > activity.height
+    )

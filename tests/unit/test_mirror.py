@@ -17,12 +17,14 @@ import dataclasses
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 import psycopg
 import pytest
+from structlog.testing import capture_logs
 
 from consortia.errors import InvalidArgumentError
 from consortia.execution.values import state_key
@@ -30,6 +32,7 @@ from consortia.mirror.database import MirrorDatabase
 from consortia.mirror.dsn import checked, describe
 from consortia.mirror.errors import (
     DatabaseError,
+    DatabaseUnavailableError,
     MirrorConflictError,
     MirrorCorruptError,
     MirrorVerificationError,
@@ -44,6 +47,7 @@ from consortia.types.consensus import Block
 from consortia.types.encoding import decode, encode
 from consortia.types.execution import ExecutionCertificate
 from consortia.types.signing import block_id
+from tests.cli_helpers import assert_user_error, run
 from tests.mirror_helpers import SUITE, FakeNode, epoch_keys
 from tests.node_helpers import make_genesis, transfer
 from tests.pg_helpers import PgServer, pg_server
@@ -405,17 +409,54 @@ def test_a_password_never_travels_in_the_dsn(pg_server: PgServer) -> None:
 
 def test_a_missing_certificate_is_waited_for_at_the_tip(dsn: str) -> None:
     """At the node's tip a block whose certificate is not formed yet is not written until it
-    is (the mirror polls); it is then written as certified."""
+    is (the mirror polls, and says what it waits for); it is then written as certified."""
     node = FakeNode(make_genesis(4))
     node.add_block([transfer(node.genesis, "alice", "bob", 1, 0)], certify=False)
-    mirror = mirror_of(node, dsn, until=1, certificate_wait_s=30.0)
-    certify = threading.Timer(0.2, lambda: node.certify(1, node.roots[1], _receipts_root(node, 1)))
-    certify.start()
-    try:
+    root = _receipts_root(node, 1)
+    asked = []
+
+    def certify_on_the_fifth_request(path: str) -> None:
+        if path == "/v1/blocks/1/certificate":
+            asked.append(path)
+            if len(asked) == 5:
+                node.certify(1, node.roots[1], root)
+
+    node.on_request = certify_on_the_fifth_request
+    mirror = mirror_of(node, dsn, until=1, certificate_wait_s=3600.0, log_every_s=0.0)
+    with capture_logs() as logs:
         assert mirror.run().height == 1
-    finally:
-        certify.cancel()
+    assert len(asked) == 5
     assert rows(dsn, "SELECT certified FROM blocks") == [(True,)]
+    waits = [entry for entry in logs if entry["event"] == "waiting"]
+    assert waits and waits[0]["waiting_for"] == "its execution certificate"
+    assert waits[0]["height"] == 1
+
+
+def test_a_lost_database_connection_neither_loses_nor_repeats_a_batch(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection drops during a write: before the commit (the batch is written again),
+    or after it (the mirror reads the progress row and goes on). Either way every height is
+    written once."""
+    node = busy_chain()
+    real_write = MirrorDatabase.write
+    failures = iter(["before", "after"])
+
+    def flaky(self: MirrorDatabase, blocks: Any, after: Position) -> Position:
+        failure = next(failures, None)
+        if failure == "after":
+            real_write(self, blocks, after)
+        if failure is not None:
+            raise DatabaseUnavailableError(f"connection lost {failure} the commit (simulated)")
+        return real_write(self, blocks, after)
+
+    monkeypatch.setattr(MirrorDatabase, "write", flaky)
+    mirror = mirror_of(node, dsn, until=node.height, batch_blocks_max=2)
+    assert mirror.run().height == node.height
+    assert mirror.metrics.database_retries._value.get() == 2
+    heights = rows(dsn, "SELECT height FROM blocks ORDER BY height")
+    assert [h for (h,) in heights] == list(range(1, node.height + 1))
+    assert rows(dsn, "SELECT height FROM mirror_progress") == [(node.height,)]
 
 
 def _receipts_root(node: FakeNode, height: int) -> bytes:
@@ -439,3 +480,10 @@ def test_the_node_source_reads_only_what_it_asked_for() -> None:
     )
     with pytest.raises(MirrorVerificationError):
         refusing.block(5)
+
+
+def test_the_command_refuses_a_password_in_the_dsn_and_never_shows_it(tmp_path: Path) -> None:
+    refused = run("mirror", "--home", tmp_path, "--dsn", "postgresql://m:s3cret-pw@db/ledger")
+    assert_user_error(refused, "password_in_dsn")
+    assert "s3cret-pw" not in refused.stdout + refused.stderr
+    assert_user_error(run("mirror", "--home", tmp_path, "--dsn", "host=db"), "no_consortium")

@@ -2,6 +2,7 @@
 PostgreSQL (docs/mirror.md).
 
     mirror --home DIR --dsn DSN [--node I] [--api URL] [--metrics-port P] [--until H]
+           [--batch-blocks N] [--log-every S] [--json-logs]
 
 `--home` is a node's folder (its config.toml names the API, the genesis and the genesis
 hash) or a consortium's folder (its genesis.json; `--node I` picks the validator to follow,
@@ -71,6 +72,9 @@ def mirror_command(
     batch_blocks: Annotated[
         int, typer.Option("--batch-blocks", help="Most blocks a database transaction.", min=1)
     ] = 64,
+    log_every: Annotated[
+        float, typer.Option("--log-every", help="Seconds between progress lines.", min=0.1)
+    ] = 10.0,
     json_logs: Annotated[bool, typer.Option("--json-logs", help="Log JSON lines.")] = False,
 ) -> None:
     """Mirror a node's verified blocks, transactions, receipts, events and state changes
@@ -83,7 +87,9 @@ def mirror_command(
         signal.signal(signum, lambda *_: stop.set())
     metrics = MirrorMetrics()
     server = None if metrics_port is None else metrics.serve(metrics_port, metrics_address)
-    settings = FollowSettings(until_height=until, batch_blocks_max=batch_blocks)
+    settings = FollowSettings(
+        until_height=until, batch_blocks_max=batch_blocks, log_every_s=log_every
+    )
     mirror = Mirror(
         genesis,
         NodeSource(url),

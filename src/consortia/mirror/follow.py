@@ -46,6 +46,7 @@ from consortia.types.genesis import Genesis, genesis_hash
 
 LOGGER: Final = "consortia.mirror"
 CLAIM_RETRY_S: Final = 0.5
+NEXT_BLOCK: Final = "the next block"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,12 @@ class FollowSettings:
 
 
 class _NotYetError(Exception):
-    """What the next step needs is not at the node yet: wait and try again."""
+    """What the next step needs is not at the node yet (`waiting_for` says what): wait and
+    try again."""
+
+    def __init__(self, waiting_for: str) -> None:
+        super().__init__(waiting_for)
+        self.waiting_for = waiting_for
 
 
 class Mirror:
@@ -97,6 +103,7 @@ class Mirror:
         self._batch: list[MirroredBlock] = []
         self._fetched: tuple[int, bytes] | None = None
         self._missing_since: tuple[int, float] | None = None
+        self._waiting: tuple[int, str, float] | None = None  # height, what, since
         self._poll_s = self.settings.poll_s_min
         self._retry_s = self.settings.retry_s_min
         self._counted = (time.monotonic(), 0, 0)  # when, blocks, transactions: for the log
@@ -121,8 +128,9 @@ class Mirror:
                     self._retry_s = self.settings.retry_s_min
                 except NodeUnreachableError as error:
                     self._node_failed(error)
-                except _NotYetError:
+                except _NotYetError as waiting:
                     self._flush()
+                    self._note_wait(waiting.waiting_for)
                     self._wait_poll()
                 if time.monotonic() >= next_log:
                     self._log_progress()
@@ -205,12 +213,11 @@ class Mirror:
             self._tip = int(self.source.status()["height"])
             self._observe()
             if height > self._tip:
-                raise _NotYetError
-        self._poll_s = self.settings.poll_s_min
+                raise _NotYetError(NEXT_BLOCK)
         if self._fetched is None or self._fetched[0] != height:
             encoded = self.source.block(height)
             if encoded is None:
-                raise _NotYetError
+                raise _NotYetError(NEXT_BLOCK)
             self._fetched = (height, encoded)
         encoded = self._fetched[1]
         certificate = self.source.certificate(height)
@@ -220,8 +227,9 @@ class Mirror:
         elif self._skip_certificate(height):
             verified = replayer.apply(height, encoded, None)
         else:
-            raise _NotYetError
-        self._fetched = self._missing_since = None
+            raise _NotYetError("its execution certificate")
+        self._fetched = self._missing_since = self._waiting = None
+        self._poll_s = self.settings.poll_s_min
         self._batch.extend(verified)
         self.metrics.pending.set(len(replayer.pending))
         transactions = sum(len(b.transactions) for b in self._batch)
@@ -244,9 +252,6 @@ class Mirror:
         waited = now - self._missing_since[1]
         assert self._replayer is not None
         if len(self._replayer.pending) >= PENDING_BLOCKS_MAX:
-            if waited >= self.settings.log_every_s:
-                self._log.warning("waiting for a certificate", height=height)
-                self._missing_since = (height, now)
             return False
         return height < self._tip and waited >= self.settings.certificate_wait_s
 
@@ -256,7 +261,7 @@ class Mirror:
         while (ending := replayer.needs_epoch(epoch)) is not None:
             proof = self.source.epoch_proof(ending)
             if proof is None:
-                raise _NotYetError
+                raise _NotYetError(f"the proof that epoch {ending} ended")
             replayer.learn_epoch(proof)
             self._log.info("epoch learnt", epoch=ending + 1)
 
@@ -316,6 +321,20 @@ class Mirror:
                     raise
 
     # ------------------------------------------------------------------ pacing and logs
+
+    def _note_wait(self, waiting_for: str) -> None:
+        """Log a wait for something other than the next block once it lasted `log_every_s`
+        (and again every `log_every_s`)."""
+        assert self._replayer is not None
+        height, now = self._replayer.height + 1, time.monotonic()
+        if waiting_for == NEXT_BLOCK:
+            self._waiting = None
+            return
+        if self._waiting is None or self._waiting[:2] != (height, waiting_for):
+            self._waiting = (height, waiting_for, now)
+        elif now - self._waiting[2] >= self.settings.log_every_s:
+            self._log.warning("waiting", height=height, waiting_for=waiting_for)
+            self._waiting = (height, waiting_for, now)
 
     def _wait_poll(self) -> None:
         self.stop.wait(self._poll_s)
