@@ -459,6 +459,35 @@ def test_a_lost_database_connection_neither_loses_nor_repeats_a_batch(
     assert rows(dsn, "SELECT height FROM mirror_progress") == [(node.height,)]
 
 
+def test_a_height_the_node_never_certifies_is_vouched_for_by_the_next(dsn: str) -> None:
+    """The node never certifies height 1, and had no later block when the mirror first
+    looked: once it has one, the mirror executes 1 as pending and writes it with 2, whose
+    certificate vouches for both."""
+    node = FakeNode(make_genesis(4))
+    node.add_block([transfer(node.genesis, "alice", "bob", 1, 0)], certify=False)
+    asked = []
+
+    def commit_block_2_on_the_third_request(path: str) -> None:
+        if path == "/v1/blocks/1/certificate":
+            asked.append(path)
+            if len(asked) == 3:
+                node.add_block([transfer(node.genesis, "bob", "carol", 1, 0)])
+
+    node.on_request = commit_block_2_on_the_third_request
+    mirror = mirror_of(node, dsn, until=2)
+    deadline = threading.Timer(60.0, mirror.stop.set)  # a regression fails, never hangs
+    deadline.start()
+    try:
+        reached = mirror.run()
+    finally:
+        deadline.cancel()
+    assert reached.height == 2 and reached.state_root == node.roots[2]
+    assert rows(dsn, "SELECT height, certified FROM blocks ORDER BY height") == [
+        (1, False),
+        (2, True),
+    ]
+
+
 def _receipts_root(node: FakeNode, height: int) -> bytes:
     probe = FakeNode(node.genesis)
     for h in range(1, height + 1):

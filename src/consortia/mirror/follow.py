@@ -253,7 +253,12 @@ class Mirror:
         assert self._replayer is not None
         if len(self._replayer.pending) >= PENDING_BLOCKS_MAX:
             return False
-        return height < self._tip and waited >= self.settings.certificate_wait_s
+        if waited < self.settings.certificate_wait_s:
+            return False
+        if height >= self._tip:  # the tip seen may be stale: has the node moved on?
+            self._tip = int(self.source.status()["height"])
+            self._observe()
+        return height < self._tip
 
     def _learn_epochs(self, epoch: int) -> None:
         replayer = self._replayer
