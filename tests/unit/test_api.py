@@ -19,10 +19,13 @@ from consortia.api.openapi import openapi_document
 from consortia.client import AsyncClient
 from consortia.client.codec import transaction_to_json
 from consortia.node.service import NodeService
+from consortia.types.consensus import Block
 from consortia.types.encoding import decode
 from consortia.types.network import TxBatch, WireMessage
+from consortia.types.signing import block_id
 from tests.node_helpers import (
     BALANCE,
+    SUITE,
     Hub,
     make_driver,
     make_genesis,
@@ -76,6 +79,11 @@ def test_a_transfer_is_followed_from_submission_to_receipt(tmp_path: Path) -> No
         assert record["height"] >= 1
         block = (await client.get(f"/v1/blocks/{record['height']}")).json()
         assert {"height", "hash", "parent_hash", "transactions", "qc"} <= set(block)
+        assert "encoded" not in block
+        encoded = (await client.get(f"/v1/blocks/{record['height']}?encoded=true")).json()
+        decoded = decode(bytes.fromhex(encoded["encoded"]), Block)
+        assert block_id(SUITE, decoded.header).hex() == block["hash"] == encoded["hash"]
+        assert [item.hex() for item in decoded.payload] == block["transactions"]
         latest = (await client.get("/v1/blocks/latest")).json()
         assert latest["height"] >= record["height"]
         bob = (await client.get("/v1/accounts/bob")).json()
@@ -159,6 +167,7 @@ def test_every_client_mistake_is_a_4xx_with_a_code(tmp_path: Path) -> None:
             ("/v1/tx/" + "ab" * 32, 404, "not_found"),
             ("/v1/tx/xyz", 400, "bad_argument"),
             ("/v1/blocks/abc", 400, "bad_argument"),
+            ("/v1/blocks/1?encoded=yes", 400, "bad_argument"),
             ("/v1/blocks/999999", 404, "not_found"),
             ("/v1/accounts/nobody", 404, "not_found"),
             ("/v1/state/asset/x?height=-1", 400, "bad_argument"),

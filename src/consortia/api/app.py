@@ -298,12 +298,12 @@ def create_app(
         return JSONResponse(service.view(await signed_transaction(request), height))
 
     async def block(request: Request) -> Response:
-        raw = request.path_params["height"]
+        raw, encoded = request.path_params["height"], _flag(request, "encoded")
         if raw == "latest":
-            return JSONResponse(service.block(None))
+            return JSONResponse(service.block(None, encoded=encoded))
         if not raw.isdigit() or len(raw) > 19:
             raise ApiError(400, "bad_argument", "a block is named by its height or 'latest'")
-        return JSONResponse(service.block(int(raw)))
+        return JSONResponse(service.block(int(raw), encoded=encoded))
 
     async def block_receipts(request: Request) -> Response:
         raw = request.path_params["height"]

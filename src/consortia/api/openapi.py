@@ -136,6 +136,15 @@ _PROOF: Final = {
     "description": "true: add the receipt's proof against the block's certified execution header",
 }
 
+_ENCODED: Final = {
+    "name": "encoded",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["true", "false"]},
+    "description": "true: add `encoded`, the block's canonical encoding (hex), whose header"
+    " hashes to the block id an execution certificate names (what a verifying mirror checks)",
+}
+
 _STATE_PROOF: Final = {
     **_PROOF,
     "description": "true: answer at the latest certified height (or `height`, which must be"
@@ -285,7 +294,9 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/v1/blocks/{height}": _get(
-                "A committed block with its certificate", _path("height", "a height or 'latest'")
+                "A committed block with its certificate",
+                _path("height", "a height or 'latest'"),
+                _ENCODED,
             ),
             "/v1/blocks/{height}/receipts": _get(
                 "Each transaction of a committed block, in order: its hash, whether it "

@@ -47,6 +47,7 @@ def _register_commands() -> None:
         dashboard,
         events_commands,
         identity_commands,
+        mirror_commands,
         sim_commands,
         tx_commands,
     )
@@ -59,6 +60,7 @@ def _register_commands() -> None:
     anchor_commands.register(app)
     bench_commands.register(app)
     events_commands.register(app)
+    mirror_commands.register(app)
 
 
 def run() -> None:

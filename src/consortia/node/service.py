@@ -164,7 +164,9 @@ class NodeService:
 
     # ------------------------------------------------------------------ blocks and state
 
-    def block(self, height: int | None) -> dict[str, Any]:
+    def block(self, height: int | None, *, encoded: bool = False) -> dict[str, Any]:
+        """A committed block's view; with `encoded`, also the block's canonical encoding
+        (hex), which a client hashes and checks against a certified block id."""
         store = self.chain.store
         at = store.height if height is None else height
         if at is None or at < 1:
@@ -173,7 +175,10 @@ class NodeService:
         record = store.commit_record(at)
         if block is None or record is None:
             raise NotFoundError(f"no block {at}")
-        return _block_view(block, block_id(self.chain.suite, block.header), record.certificate)
+        view = _block_view(block, block_id(self.chain.suite, block.header), record.certificate)
+        if encoded:
+            view["encoded"] = encode(block).hex()
+        return view
 
     def block_receipts(self, height: int) -> dict[str, Any]:
         """Each transaction of the committed block at `height`, in block order: its hash,
