@@ -83,7 +83,32 @@ def test_an_ack_that_arrives_first_is_kept_and_a_batch_never_acked_is_checked_he
     assert vouching.due(149) == []
     assert vouching.due(150) == [RAWS]
     assert vouching.counters.waits_expired == 1
-    # That sender's next batches are checked here for a while, then held again.
+    # That sender's next batches are checked here for a while, then held again; or, as soon
+    # as one of its checkers acks one of them, at once.
+    recovering = Vouching(wait_ms=100)
+    for now_ms in (0, 100):
+        recovering.on_batch(
+            validators, own=node(3), sender=node(0), digest=b"r" * 32, raws=RAWS, now_ms=now_ms
+        )
+    recovering.due(100)
+    decision = recovering.on_batch(
+        validators, own=node(3), sender=node(0), digest=b"s" * 32, raws=RAWS, now_ms=101
+    )
+    assert decision == "check"
+    assert recovering.on_ack(validators, node(0), b"s" * 32) is None  # the sender: no news
+    assert (
+        recovering.on_batch(
+            validators, own=node(3), sender=node(0), digest=b"t" * 32, raws=RAWS, now_ms=102
+        )
+        == "check"
+    )
+    assert recovering.on_ack(validators, node(1), b"s" * 32) is None  # its checker: back
+    assert (
+        recovering.on_batch(
+            validators, own=node(3), sender=node(0), digest=b"u" * 32, raws=RAWS, now_ms=103
+        )
+        == "held"
+    )
     for now_ms, expected in ((151, "check"), (10_149, "check"), (10_150, "held")):
         decision = vouching.on_batch(
             validators,

@@ -12,7 +12,9 @@ batch by the hash of its frame. Every other validator holds the batch until the 
 the acks it received vouch with more than the faulty power, then admits the transactions as
 checked (`Mempool.admit_many(..., checked=True)`), or, when no such vouching arrives within
 `wait_ms` (a checker down, or a faulty sender whose batch an honest checker refused), checks
-the batch itself, and that sender's next batches too for DISTRUST_MS. With four validators
+the batch itself, and that sender's next batches too for DISTRUST_MS, or until a checker
+acks one of them (it is back: a busy checker's pause, executing a large block, can outlast
+the wait). With four validators
 each signature is checked twice instead of four times.
 
 What is vouched for is exactly the bytes hashed: a faulty sender that sends different frames
@@ -89,8 +91,11 @@ class Vouching:
     ) -> None:
         assert wait_ms >= 0 and held_max >= 1 and early_max >= 1
         self.wait_ms, self.held_max, self.early_max = wait_ms, held_max, early_max
-        # Sender index -> until when its batches are checked here (a wait was in vain).
+        # Sender index -> until when its batches are checked here (a wait was in vain), and
+        # the batches checked here for that reason (digest -> sender; bounded): an ack for one
+        # of them shows its checkers are back, and ends the distrust at once.
         self._distrust: dict[int, int] = {}
+        self._checked_distrusted: OrderedDict[bytes, int] = OrderedDict()
         # Invariant: at most held_max entries, in order of arrival (so of deadline).
         self._held: OrderedDict[bytes, _Held] = OrderedDict()
         # Acks for batches not held here (yet): digest -> acking validator indexes; bounded.
@@ -123,11 +128,12 @@ class Vouching:
         if validators.power_of(vouchers) >= validators.validity_power:
             self.counters.admitted_checked += len(raws)
             return "admit_checked"
-        if (
-            len(self._held) >= self.held_max
-            or digest in self._held
-            or self._distrust.get(sender_index, -1) > now_ms
-        ):
+        if self._distrust.get(sender_index, -1) > now_ms:
+            self._checked_distrusted[digest] = sender_index
+            if len(self._checked_distrusted) > self.early_max:
+                self._checked_distrusted.popitem(last=False)
+            return self._check(raws)
+        if len(self._held) >= self.held_max or digest in self._held:
             return self._check(raws)
         self._held[digest] = _Held(raws, sender_index, vouchers, now_ms + self.wait_ms)
         return "held"
@@ -141,6 +147,12 @@ class Vouching:
             return None
         held = self._held.get(digest)
         if held is None:
+            distrusted = self._checked_distrusted.get(digest)
+            if distrusted is not None:
+                if index != distrusted:  # one of that sender's checkers is back
+                    del self._checked_distrusted[digest]
+                    self._distrust.pop(distrusted, None)
+                return None
             acks = self._early.get(digest)
             if acks is None:
                 if len(self._early) >= self.early_max:
@@ -182,6 +194,7 @@ class Vouching:
         self._held.clear()
         self._early.clear()
         self._distrust.clear()
+        self._checked_distrusted.clear()
         return batches
 
     def _check(self, raws: list[bytes]) -> Decision:
