@@ -131,6 +131,14 @@ def test_held_batches_and_early_acks_are_bounded() -> None:
         for i in range(3)
     ]
     assert decisions == ["held", "held", "check"]
+    small = Vouching(held_bytes_max=len(b"".join(RAWS)) + 3)
+    decisions = [
+        small.on_batch(
+            validators, own=node(3), sender=node(0), digest=bytes([i]) * 32, raws=RAWS, now_ms=0
+        )
+        for i in range(2)
+    ]
+    assert decisions == ["held", "check"] and len(small) == 1
     for i in range(10, 20):
         vouching.on_ack(validators, node(1), bytes([i]) * 32)
     assert len(vouching._early) == 3

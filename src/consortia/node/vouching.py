@@ -20,8 +20,8 @@ each signature is checked twice instead of four times.
 What is vouched for is exactly the bytes hashed: a faulty sender that sends different frames
 to different validators gets no matching acks, and its batch is checked where it arrives. An
 ack counts only from a validator of the current epoch, once per validator, and never for the
-sender's own batch (the sender vouches by sending). Held batches and early acks are bounded;
-beyond the bound a batch is checked at once, an early ack dropped.
+sender's own batch (the sender vouches by sending). Held batches (by count and by bytes) and
+early acks are bounded; beyond the bound a batch is checked at once, an early ack dropped.
 
 Owns the held batches and the acks received; must never verify, admit, send or read a clock
 (the driver hands in the time and does all of those).
@@ -44,6 +44,7 @@ ACK_WAIT_MS: Final = 1000
 DISTRUST_MS: Final = 10_000
 # Batches held at once (beyond: checked at once), and batches whose acks arrived first.
 HELD_BATCHES_MAX: Final = 256
+HELD_BYTES_MAX: Final = 64 * 1024 * 1024
 EARLY_ACKS_MAX: Final = 4096
 
 Decision = Literal["check", "check_and_ack", "admit_checked", "held"]
@@ -52,6 +53,7 @@ Decision = Literal["check", "check_and_ack", "admit_checked", "held"]
 @dataclass(slots=True)
 class _Held:
     raws: list[bytes]
+    size: int  # bytes of `raws`
     sender: int  # its sender's validator index
     vouchers: set[int]  # validator indexes that vouched for the batch
     deadline_ms: int
@@ -87,10 +89,13 @@ class Vouching:
         *,
         wait_ms: int = ACK_WAIT_MS,
         held_max: int = HELD_BATCHES_MAX,
+        held_bytes_max: int = HELD_BYTES_MAX,
         early_max: int = EARLY_ACKS_MAX,
     ) -> None:
-        assert wait_ms >= 0 and held_max >= 1 and early_max >= 1
+        assert wait_ms >= 0 and held_max >= 1 and held_bytes_max >= 1 and early_max >= 1
         self.wait_ms, self.held_max, self.early_max = wait_ms, held_max, early_max
+        self.held_bytes_max = held_bytes_max
+        self._held_bytes = 0  # the transactions' bytes in `_held`
         # Sender index -> until when its batches are checked here (a wait was in vain), and
         # the batches checked here for that reason (digest -> sender; bounded): an ack for one
         # of them shows its checkers are back, and ends the distrust at once.
@@ -103,6 +108,7 @@ class Vouching:
         self.counters = VouchingCounters()
 
     def __len__(self) -> int:
+        assert self._held_bytes == sum(held.size for held in self._held.values())
         return len(self._held)
 
     def on_batch(
@@ -133,9 +139,15 @@ class Vouching:
             if len(self._checked_distrusted) > self.early_max:
                 self._checked_distrusted.popitem(last=False)
             return self._check(raws)
-        if len(self._held) >= self.held_max or digest in self._held:
+        size = sum(map(len, raws))
+        if (
+            len(self._held) >= self.held_max
+            or self._held_bytes + size > self.held_bytes_max
+            or digest in self._held
+        ):
             return self._check(raws)
-        self._held[digest] = _Held(raws, sender_index, vouchers, now_ms + self.wait_ms)
+        self._held[digest] = _Held(raws, size, sender_index, vouchers, now_ms + self.wait_ms)
+        self._held_bytes += size
         return "held"
 
     def on_ack(self, validators: ValidatorSet, acker: bytes, digest: bytes) -> list[bytes] | None:
@@ -168,6 +180,7 @@ class Vouching:
         if validators.power_of(held.vouchers) < validators.validity_power:
             return None
         del self._held[digest]
+        self._held_bytes -= held.size
         self.counters.admitted_checked += len(held.raws)
         return held.raws
 
@@ -180,6 +193,7 @@ class Vouching:
             if first.deadline_ms > now_ms:
                 break
             del held[digest]
+            self._held_bytes -= first.size
             self.counters.waits_expired += 1
             self._distrust[first.sender] = now_ms + DISTRUST_MS
             out.append(self._check_raws(first.raws))
@@ -192,6 +206,7 @@ class Vouching:
         """Every held batch, to check here (a new epoch: its validators vouch anew)."""
         batches = [self._check_raws(held.raws) for held in self._held.values()]
         self._held.clear()
+        self._held_bytes = 0
         self._early.clear()
         self._distrust.clear()
         self._checked_distrusted.clear()
