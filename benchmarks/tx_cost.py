@@ -120,6 +120,13 @@ async def one_run(txs: list[bytes], genesis: Genesis, batch: int, seed: int) -> 
                 ahead += len(chunk)
             await asyncio.sleep(0.002)
         cpu = time.process_time() - started
+        vouching = [driver.vouching.counters for driver in drivers]
+        print(
+            "  passed-on transactions checked / admitted on vouching / waits expired:",
+            sum(c.checked_here for c in vouching),
+            sum(c.admitted_checked for c in vouching),
+            sum(c.waits_expired for c in vouching),
+        )
         hub.down.update(hub.drivers)
         for driver in drivers:
             driver.failed = "benchmark over"  # nothing more is handled or written

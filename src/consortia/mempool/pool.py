@@ -1,7 +1,8 @@
 """The mempool: admission, deduplication, bounds, ordering by sender and nonce, batching.
 
 Owns the transactions this node has admitted and not yet seen committed, and the record of
-which signed transactions it has already decoded and whose signatures it checked (`known`:
+which signed transactions it has already decoded and whose signatures it checked, or that
+validators holding more than the faulty power checked (`known`:
 the proposal checks, the engine and the mempool's own bookkeeping then neither decode nor
 hash nor verify them again; a valid signature is valid on every node, so skipping the check
 never changes a result).
@@ -119,9 +120,11 @@ class Mempool:
         return self.admit_many([raw], height=height, next_nonce=next_nonce)[0]
 
     def admit_many(
-        self, raws: list[bytes], *, height: int, next_nonce: NextNonce
+        self, raws: list[bytes], *, height: int, next_nonce: NextNonce, checked: bool = False
     ) -> list[Admission]:
-        """Admit transactions in order; signatures are checked together, over every core."""
+        """Admit transactions in order; signatures are checked together, over every core.
+        `checked`: their signatures were checked by validators holding more than the faulty
+        power (the node's vouching, node/vouching.py), so they are not checked again here."""
         answers: list[Admission | None] = [None] * len(raws)
         candidates: list[_Candidate] = []
         seen: set[bytes] = set()  # the ids of `candidates`, for duplicates within the call
@@ -131,11 +134,15 @@ class Mempool:
             )
             if isinstance(refused, Admission):
                 answers[index] = refused
-        valid = self.suite.verify_many(
-            [
-                (c.tx.body.public_key, self.domain.signing_bytes(c.tx.body), c.tx.signature)
-                for c in candidates
-            ]
+        valid = (
+            [True] * len(candidates)
+            if checked
+            else self.suite.verify_many(
+                [
+                    (c.tx.body.public_key, self.domain.signing_bytes(c.tx.body), c.tx.signature)
+                    for c in candidates
+                ]
+            )
         )
         for candidate, good in zip(candidates, valid, strict=True):
             answers[candidate.index] = (
@@ -216,6 +223,27 @@ class Mempool:
         self._known.move_to_end(candidate.raw)
         while len(self._known) > self.limits.transactions_max:
             self._known.popitem(last=False)
+
+    def signatures_valid(self, raws: list[bytes]) -> bool:
+        """Whether every one of `raws` is a signed transaction whose signature verifies
+        (those this node checked already are not checked again): what a validator vouches for
+        when it acks a batch."""
+        unchecked: list[Transaction] = []
+        for raw in raws:
+            if raw in self._known:
+                continue
+            try:
+                unchecked.append(decode(raw, Transaction))
+            except DecodeError:
+                return False
+        return all(
+            self.suite.verify_many(
+                [
+                    (tx.body.public_key, self.domain.signing_bytes(tx.body), tx.signature)
+                    for tx in unchecked
+                ]
+            )
+        )
 
     def known(self, raw: bytes) -> Known | None:
         """The id and decoded form of this exact signed transaction, when its signature

@@ -5,7 +5,9 @@ the transport), timers (on the asyncio loop), persisting safety state (durable b
 `PersistDone`), offering payloads (from the mempool, never a transaction already proposed in
 an uncommitted ancestor), executing and recording commits (through `Chain`), answering block
 requests from the store, keeping epoch proofs, and halting the node when the replica halts.
-It also admits transactions (from clients and from peers) and passes client ones on, and hands
+It also admits transactions (from clients and from peers: a peer's batch checked here or
+admitted on the vouching of the validators that checked it, node/vouching.py) and passes
+client ones on, and hands
 executed blocks and peers' execution votes to its `Certifier` (execution certificates); a
 node whose execution diverged from a quorum's stops there.
 
@@ -53,6 +55,7 @@ from consortia.errors import DecodeError
 from consortia.mempool import Admission, Mempool
 from consortia.node.certifier import Certifier
 from consortia.node.chain import Chain, CommittedBlock
+from consortia.node.vouching import Vouching
 from consortia.types.consensus import Block, BlockResponse
 from consortia.types.encoding import decode, encode
 from consortia.types.network import (
@@ -60,6 +63,7 @@ from consortia.types.network import (
     CertificateRequest,
     CertificateResponse,
     ExecutionVote,
+    TxAck,
     TxBatch,
     WireMessage,
 )
@@ -116,6 +120,9 @@ class Driver:
         self._timer: asyncio.TimerHandle | None = None
         self._gossip: list[bytes] = []
         self._gossip_handle: asyncio.Handle | None = None
+        # Batches passed on by peers, checked by f+1 validators' power (node/vouching.py).
+        self.vouching = Vouching()
+        self._vouching_handle: asyncio.TimerHandle | None = None
         self.counters = DriverCounters()
         # Why this driver stopped for good (an exception while handling an event), or None.
         self.failed: str | None = None
@@ -154,14 +161,14 @@ class Driver:
         except DecodeError:
             self.counters.frames_refused += 1
             return
-        if isinstance(message, TxBatch):
+        if isinstance(message, TxBatch | TxAck):
             try:
-                self.mempool.admit_many(
-                    list(message.transactions),
-                    height=self.chain.height,
-                    next_nonce=self._next_nonce,
-                )
-                self._wake()
+                if isinstance(message, TxBatch):
+                    self._on_tx_batch(sender, frame, list(message.transactions))
+                else:
+                    raws = self.vouching.on_ack(self.replica.validators, sender, message.digest)
+                    if raws is not None:
+                        self._admit(raws, checked=True)
             except Exception as error:  # a broken invariant or a failed read: stop the node
                 self._fail(error)
             return
@@ -172,6 +179,48 @@ class Driver:
                 self._fail(error)
             return
         self._handle(MessageReceived(self._clock_ms(), sender, message))
+
+    def _on_tx_batch(self, sender: bytes, frame: bytes, raws: list[bytes]) -> None:
+        """Transactions a peer passed on: checked here, or admitted on the vouching of their
+        checkers (node/vouching.py)."""
+        digest = self.chain.suite.hash(frame)
+        decision = self.vouching.on_batch(
+            self.replica.validators,
+            own=self.replica.node_id,
+            sender=sender,
+            digest=digest,
+            raws=raws,
+            now_ms=self._clock_ms(),
+        )
+        if decision == "held":
+            self._watch_vouching()
+            return
+        self._admit(raws, checked=decision == "admit_checked")
+        if decision == "check_and_ack" and self.mempool.signatures_valid(raws):
+            self.vouching.counters.acks_sent += 1
+            self.transport.broadcast(encode(TxAck(digest=digest)))
+
+    def _admit(self, raws: list[bytes], *, checked: bool = False) -> None:
+        self.mempool.admit_many(
+            raws, height=self.chain.height, next_nonce=self._next_nonce, checked=checked
+        )
+        self._wake()
+
+    def _watch_vouching(self) -> None:
+        """Check here the held batches whose wait is over; look again at the next one's."""
+        self._vouching_handle = None
+        if self.failed is not None:
+            return
+        try:
+            for raws in self.vouching.due(self._clock_ms()):
+                self._admit(raws)
+        except Exception as error:  # a broken invariant or a failed read: stop the node
+            self._fail(error)
+            return
+        deadline = self.vouching.next_deadline_ms()
+        if deadline is not None and self._vouching_handle is None:
+            delay_s = max(0, deadline - self._clock_ms()) / 1000
+            self._vouching_handle = self._loop.call_later(delay_s, self._watch_vouching)
 
     def _certification(
         self, sender: bytes, message: ExecutionVote | CertificateRequest | CertificateResponse
@@ -291,6 +340,8 @@ class Driver:
             if action.proof is not None:
                 self.chain.store.save_epoch_proof(action.proof)
             self.certifier.epoch(action.config)
+            for raws in self.vouching.forget():  # the new validators vouch anew
+                self._admit(raws)
             self._log.info("epoch entered", epoch=action.config.epoch)
         elif isinstance(action, ServeBlocks):
             self._serve_blocks(action)
@@ -452,3 +503,5 @@ class Driver:
             self._timer.cancel()
         if self._gossip_handle is not None:
             self._gossip_handle.cancel()
+        if self._vouching_handle is not None:
+            self._vouching_handle.cancel()

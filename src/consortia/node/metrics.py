@@ -88,7 +88,31 @@ class _NodeCollector(Collector):
             driver.counters.idle_pauses,
         )
         yield from _certificate_metrics(driver)
+        yield from _vouching_metrics(driver)
         yield from _transport_metrics(self._transport)
+
+
+def _vouching_metrics(driver: Driver) -> Iterator[Any]:
+    """Signatures of passed-on transactions checked here or vouched for (node/vouching.py)."""
+    counters = driver.vouching.counters
+    yield CounterMetricFamily(
+        "consortia_passed_on_checked",
+        "Passed-on transactions whose signatures this node checked itself",
+        counters.checked_here,
+    )
+    yield CounterMetricFamily(
+        "consortia_passed_on_vouched",
+        "Passed-on transactions admitted on the vouching of validators past the faulty power",
+        counters.admitted_checked,
+    )
+    yield CounterMetricFamily(
+        "consortia_vouching_acks_sent", "Batches this node checked and acked", counters.acks_sent
+    )
+    yield CounterMetricFamily(
+        "consortia_vouching_waits_expired",
+        "Held batches checked here because their checkers' acks did not come in time",
+        counters.waits_expired,
+    )
 
 
 def _certificate_metrics(driver: Driver) -> Iterator[Any]:

@@ -1,5 +1,6 @@
-"""What nodes send each other besides consensus messages: transactions passed on, and each
-validator's signature of the execution header of every committed block it executed.
+"""What nodes send each other besides consensus messages: transactions passed on, the acks of
+the validators that checked their signatures, and each validator's signature of the execution
+header of every committed block it executed.
 
 A client may submit a transaction to any node; the node that admits it passes it on to its
 peers in batches, so whichever validator leads next has it. Every frame between nodes decodes
@@ -31,6 +32,15 @@ class TxBatch(
     transactions: Annotated[
         list[Annotated[bytes, Meta(max_length=TX_BYTES_MAX)]], Meta(max_length=TX_BATCH_MAX)
     ]
+
+
+class TxAck(
+    msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, tag="msg_tx_ack"
+):
+    """A validator checked every signature of the `TxBatch` whose frame hashes to `digest`
+    (the suite's hash), as one of its checkers (node/vouching.py); sent to every validator."""
+
+    digest: Annotated[bytes, Meta(min_length=32, max_length=32)]
 
 
 class ExecutionVote(
@@ -66,4 +76,6 @@ class CertificateResponse(
     certificates: Annotated[list[ExecutionCertificate], Meta(max_length=CERTIFICATE_REQUEST_MAX)]
 
 
-WireMessage = ConsensusMessage | TxBatch | ExecutionVote | CertificateRequest | CertificateResponse
+WireMessage = (
+    ConsensusMessage | TxBatch | TxAck | ExecutionVote | CertificateRequest | CertificateResponse
+)
