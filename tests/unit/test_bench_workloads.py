@@ -150,6 +150,10 @@ def test_the_smallbank_mix_follows_its_weights() -> None:
 def test_presigned_transactions_are_valid_and_run(workload: str) -> None:
     chain = bench_ledger()
     client = sender(chain, workload, index=1)
+    client.plan()
+    # Only the accounts that sign a planned transaction need their nonces read.
+    signing = client.signing()
+    assert signing and set(signing) <= set(client.accounts)
     client.prepare()
     assert len(client.raws) == 60 and len(set(client.hashes)) == 60
     assert client.accounts == list(range(1, ACCOUNTS, 2))
