@@ -130,6 +130,10 @@ class Vouching:
         if own_index in checkers(validators, sender_index):
             self.counters.checked_here += len(raws)
             return "check_and_ack"
+        held = self._held.get(digest)
+        if held is not None:  # another sender sent these bytes too: it vouches for them
+            held.vouchers.add(sender_index)
+            return "admit_checked" if self._complete(validators, digest, held) else "held"
         vouchers = {sender_index} | self._early.pop(digest, set())
         if validators.power_of(vouchers) >= validators.validity_power:
             self.counters.admitted_checked += len(raws)
@@ -140,11 +144,7 @@ class Vouching:
                 self._checked_distrusted.popitem(last=False)
             return self._check(raws)
         size = sum(map(len, raws))
-        if (
-            len(self._held) >= self.held_max
-            or self._held_bytes + size > self.held_bytes_max
-            or digest in self._held
-        ):
+        if len(self._held) >= self.held_max or self._held_bytes + size > self.held_bytes_max:
             return self._check(raws)
         self._held[digest] = _Held(raws, size, sender_index, vouchers, now_ms + self.wait_ms)
         self._held_bytes += size
@@ -161,7 +161,7 @@ class Vouching:
         if held is None:
             distrusted = self._checked_distrusted.get(digest)
             if distrusted is not None:
-                if index != distrusted:  # one of that sender's checkers is back
+                if index in checkers(validators, distrusted)[1:]:  # one of them is back
                     del self._checked_distrusted[digest]
                     self._distrust.pop(distrusted, None)
                 return None
@@ -177,12 +177,17 @@ class Vouching:
             return None
         held.vouchers.add(index)
         self.counters.acks_counted += 1
+        return held.raws if self._complete(validators, digest, held) else None
+
+    def _complete(self, validators: ValidatorSet, digest: bytes, held: _Held) -> bool:
+        """Whether the held batch's vouchers now exceed the faulty power; if so, it is no
+        longer held (its transactions are admitted as checked)."""
         if validators.power_of(held.vouchers) < validators.validity_power:
-            return None
+            return False
         del self._held[digest]
         self._held_bytes -= held.size
         self.counters.admitted_checked += len(held.raws)
-        return held.raws
+        return True
 
     def due(self, now_ms: int) -> list[list[bytes]]:
         """The held batches whose wait is over (to check here), oldest first."""

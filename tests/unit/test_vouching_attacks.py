@@ -1,0 +1,109 @@
+"""Attacks on the f+1 signature checks (node/vouching.py) found in review, each pinned by a
+test: the wait timer multiplying, a faulty validator replaying an honest batch to undo the
+saving, and a validator that is no checker of a sender ending that sender's distrust."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from consortia.node.vouching import Vouching
+from consortia.types.encoding import encode
+from consortia.types.network import TxBatch
+from tests.node_helpers import Hub, make_driver, make_genesis, transfer, validator_keys
+from tests.unit.test_vouching import RAWS, node, validator_set
+
+
+class _CountingLoop:
+    """The driver's loop, recording the vouching timers it schedules."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Any) -> None:
+        self.loop, self.callback = loop, callback
+        self.handles: list[asyncio.TimerHandle] = []
+
+    def call_later(self, delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        handle = self.loop.call_later(delay, callback, *args)
+        if callback == self.callback:
+            self.handles.append(handle)
+        return handle
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loop, name)
+
+
+def test_held_batches_share_one_wait_timer(tmp_path: Path) -> None:
+    """Every held batch used to start a timer of its own without cancelling the one running,
+    and each timer re-arms itself while anything is held: under steady load the callbacks
+    grew without bound (and those left running outlived `close`)."""
+
+    async def scenario() -> None:
+        import random
+
+        loop = asyncio.get_running_loop()
+        hub = Hub(loop, random.Random(1))
+        genesis = make_genesis(4)
+        keys = validator_keys(4)
+        driver = make_driver(hub, genesis, tmp_path, keys[2])  # no checker of node 0
+        counting = _CountingLoop(loop, driver._watch_vouching)
+        driver._loop = counting  # type: ignore[assignment]
+        for nonce in range(5):
+            frame = encode(TxBatch(transactions=[transfer(genesis, "alice", "bob", 1, nonce)]))
+            driver.on_frame(keys[0][0], frame)
+        assert len(driver.vouching) == 5
+        live = [handle for handle in counting.handles if not handle.cancelled()]
+        assert len(live) == 1, len(live)
+        driver.close()
+        assert all(handle.cancelled() for handle in counting.handles)
+
+    asyncio.run(scenario())
+
+
+def test_a_replayed_batch_is_vouched_for_by_its_second_sender_too() -> None:
+    """A faulty validator (3) that passes on an honest validator's (0) frame first used to
+    make every other validator check that batch itself (the honest copy found it held):
+    the saving undone at will. Both sent those bytes, so both vouch for them."""
+    validators = validator_set([1, 1, 1, 1])
+    vouching = Vouching()
+    first = vouching.on_batch(
+        validators, own=node(2), sender=node(3), digest=b"d" * 32, raws=RAWS, now_ms=0
+    )
+    assert first == "held"
+    second = vouching.on_batch(
+        validators, own=node(2), sender=node(0), digest=b"d" * 32, raws=RAWS, now_ms=1
+    )
+    assert second == "admit_checked" and len(vouching) == 0
+    assert vouching.counters.checked_here == 0
+    # The same sender twice adds nothing: still held, not admitted twice, not checked here.
+    again = Vouching()
+    for now_ms in (0, 1):
+        decision = again.on_batch(
+            validators, own=node(2), sender=node(3), digest=b"d" * 32, raws=RAWS, now_ms=now_ms
+        )
+        assert decision == "held"
+    assert len(again) == 1 and again.counters.checked_here == 0
+
+
+def test_only_a_checker_of_a_distrusted_sender_ends_its_distrust() -> None:
+    """A distrusted sender's batches are checked here until one of *its checkers* acks one
+    (it is back). Any validator's ack used to do: a faulty one could end, batch after batch,
+    the distrust of an honest sender whose checker is down, and so have each of its next
+    batches wait in vain."""
+    validators = validator_set([1, 1, 1, 1])
+    vouching = Vouching(wait_ms=100)
+    vouching.on_batch(validators, own=node(2), sender=node(0), digest=b"a" * 32, raws=RAWS, now_ms=0)
+    assert vouching.due(100) == [RAWS]  # node 0's checker (node 1) never acked
+    checked = vouching.on_batch(
+        validators, own=node(2), sender=node(0), digest=b"b" * 32, raws=RAWS, now_ms=101
+    )
+    assert checked == "check"
+    assert vouching.on_ack(validators, node(3), b"b" * 32) is None  # no checker of node 0
+    still = vouching.on_batch(
+        validators, own=node(2), sender=node(0), digest=b"c" * 32, raws=RAWS, now_ms=102
+    )
+    assert still == "check"
+    assert vouching.on_ack(validators, node(1), b"c" * 32) is None  # its checker: back
+    held = vouching.on_batch(
+        validators, own=node(2), sender=node(0), digest=b"e" * 32, raws=RAWS, now_ms=103
+    )
+    assert held == "held"
