@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from consortia.node.vouching import Vouching
+from consortia.node.vouching import DISTRUST_MS, Vouching
 from consortia.types.encoding import encode
 from consortia.types.network import TxBatch
 from tests.node_helpers import Hub, make_driver, make_genesis, transfer, validator_keys
@@ -107,3 +107,35 @@ def test_only_a_checker_of_a_distrusted_sender_ends_its_distrust() -> None:
         validators, own=node(2), sender=node(0), digest=b"e" * 32, raws=RAWS, now_ms=103
     )
     assert held == "held"
+
+
+def test_a_faulty_checker_cannot_end_the_distrust_it_caused_again_and_again() -> None:
+    """A faulty checker (1) of an honest sender (0) that withholds its ack for the batches
+    held for it, then acks one batch checked here to end the sender's distrust, used to have
+    every batch of that sender wait `wait_ms` in vain, one distrust after another. A second
+    wait in vain soon after the first makes the distrust firm: it lasts its full time."""
+    validators = validator_set([1, 1, 1, 1])
+    vouching = Vouching(wait_ms=100)
+
+    def batch(name: bytes, now_ms: int) -> str:
+        return vouching.on_batch(
+            validators, own=node(2), sender=node(0), digest=name * 32, raws=RAWS, now_ms=now_ms
+        )
+
+    assert batch(b"a", 0) == "held" and batch(b"A", 1) == "held"
+    assert vouching.due(101) == [RAWS, RAWS]  # withheld (one pause: two waits in vain)
+    assert batch(b"b", 101) == "check"
+    assert vouching.on_ack(validators, node(1), b"b" * 32) is None  # the distrust ends
+    assert batch(b"c", 102) == "held"
+    assert vouching.due(202) == [RAWS]  # withheld again
+    assert batch(b"d", 203) == "check"
+    assert vouching.on_ack(validators, node(1), b"d" * 32) is None  # this time it stays
+    assert batch(b"e", 204) == "check"
+    assert batch(b"f", 202 + DISTRUST_MS - 1) == "check"
+    assert batch(b"g", 202 + DISTRUST_MS) == "held"
+    # A checker that paused once, long after its last pause, still ends the distrust at once.
+    later = 202 + 3 * DISTRUST_MS
+    assert vouching.due(later) == [RAWS]
+    assert batch(b"h", later + 1) == "check"
+    assert vouching.on_ack(validators, node(1), b"h" * 32) is None
+    assert batch(b"i", later + 2) == "held"

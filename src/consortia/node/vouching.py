@@ -100,6 +100,13 @@ class Vouching:
         # the batches checked here for that reason (digest -> sender; bounded): an ack for one
         # of them shows its checkers are back, and ends the distrust at once.
         self._distrust: dict[int, int] = {}
+        # When each sender's last wait was in vain; the senders whose distrust an ack ended
+        # early since; and those whose distrust is firm (a wait in vain again, within
+        # 2 * DISTRUST_MS, after an ack ended it: no ack ends it early now, so a faulty
+        # checker cannot withhold its acks, end the distrust, and withhold them again).
+        self._expired_at: dict[int, int] = {}
+        self._lifted: set[int] = set()
+        self._firm: set[int] = set()
         self._checked_distrusted: OrderedDict[bytes, int] = OrderedDict()
         # Invariant: at most held_max entries, in order of arrival (so of deadline).
         self._held: OrderedDict[bytes, _Held] = OrderedDict()
@@ -161,9 +168,11 @@ class Vouching:
         if held is None:
             distrusted = self._checked_distrusted.get(digest)
             if distrusted is not None:
-                if index in checkers(validators, distrusted)[1:]:  # one of them is back
+                back = index in checkers(validators, distrusted)[1:]  # one of them is back
+                if back and distrusted not in self._firm:
                     del self._checked_distrusted[digest]
                     self._distrust.pop(distrusted, None)
+                    self._lifted.add(distrusted)
                 return None
             acks = self._early.get(digest)
             if acks is None:
@@ -201,8 +210,21 @@ class Vouching:
             self._held_bytes -= first.size
             self.counters.waits_expired += 1
             self._distrust[first.sender] = now_ms + DISTRUST_MS
+            self._expired(first.sender, now_ms)
             out.append(self._check_raws(first.raws))
         return out
+
+    def _expired(self, sender: int, now_ms: int) -> None:
+        """A wait for `sender`'s batch was in vain: is its distrust firm now?"""
+        last = self._expired_at.get(sender)
+        recent = last is not None and now_ms - last < 2 * DISTRUST_MS
+        if sender in self._lifted:
+            self._lifted.discard(sender)
+            if recent:
+                self._firm.add(sender)
+        elif not recent:
+            self._firm.discard(sender)
+        self._expired_at[sender] = now_ms
 
     def next_deadline_ms(self) -> int | None:
         return next(iter(self._held.values())).deadline_ms if self._held else None
@@ -214,6 +236,9 @@ class Vouching:
         self._held_bytes = 0
         self._early.clear()
         self._distrust.clear()
+        self._expired_at.clear()
+        self._lifted.clear()
+        self._firm.clear()
         self._checked_distrusted.clear()
         return batches
 
