@@ -112,6 +112,9 @@ class Vouching:
         self._held: OrderedDict[bytes, _Held] = OrderedDict()
         # Acks for batches not held here (yet): digest -> acking validator indexes; bounded.
         self._early: OrderedDict[bytes, set[int]] = OrderedDict()
+        # How many of those acks each validator sent: at most its share of `early_max`, so
+        # one validator's flood never pushes out the others' acks.
+        self._early_by: dict[int, int] = {}
         self.counters = VouchingCounters()
 
     def __len__(self) -> int:
@@ -141,7 +144,7 @@ class Vouching:
         if held is not None:  # another sender sent these bytes too: it vouches for them
             held.vouchers.add(sender_index)
             return "admit_checked" if self._complete(validators, digest, held) else "held"
-        vouchers = {sender_index} | self._early.pop(digest, set())
+        vouchers = {sender_index} | self._take_early(digest)
         if validators.power_of(vouchers) >= validators.validity_power:
             self.counters.admitted_checked += len(raws)
             return "admit_checked"
@@ -175,11 +178,18 @@ class Vouching:
                     self._lifted.add(distrusted)
                 return None
             acks = self._early.get(digest)
+            if acks is not None and index in acks:
+                return None
+            share = max(1, self.early_max // len(validators.validators))
+            if self._early_by.get(index, 0) >= share:
+                self._refuse("early_share")
+                return None
             if acks is None:
                 if len(self._early) >= self.early_max:
-                    self._early.popitem(last=False)
+                    self._take_early(next(iter(self._early)))
                 acks = self._early[digest] = set()
             acks.add(index)
+            self._early_by[index] = self._early_by.get(index, 0) + 1
             return None
         if index in held.vouchers:
             self._refuse("repeated")
@@ -235,12 +245,20 @@ class Vouching:
         self._held.clear()
         self._held_bytes = 0
         self._early.clear()
+        self._early_by.clear()
         self._distrust.clear()
         self._expired_at.clear()
         self._lifted.clear()
         self._firm.clear()
         self._checked_distrusted.clear()
         return batches
+
+    def _take_early(self, digest: bytes) -> set[int]:
+        """The acks kept for `digest` (now no longer kept)."""
+        acks = self._early.pop(digest, set())
+        for index in acks:
+            self._early_by[index] -= 1
+        return acks
 
     def _check(self, raws: list[bytes]) -> Decision:
         self._check_raws(raws)
