@@ -5,6 +5,7 @@ saving, and a validator that is no checker of a sender ending that sender's dist
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,6 @@ def test_held_batches_share_one_wait_timer(tmp_path: Path) -> None:
     grew without bound (and those left running outlived `close`)."""
 
     async def scenario() -> None:
-        import random
-
         loop = asyncio.get_running_loop()
         hub = Hub(loop, random.Random(1))
         genesis = make_genesis(4)
@@ -91,7 +90,9 @@ def test_only_a_checker_of_a_distrusted_sender_ends_its_distrust() -> None:
     batches wait in vain."""
     validators = validator_set([1, 1, 1, 1])
     vouching = Vouching(wait_ms=100)
-    vouching.on_batch(validators, own=node(2), sender=node(0), digest=b"a" * 32, raws=RAWS, now_ms=0)
+    vouching.on_batch(
+        validators, own=node(2), sender=node(0), digest=b"a" * 32, raws=RAWS, now_ms=0
+    )
     assert vouching.due(100) == [RAWS]  # node 0's checker (node 1) never acked
     checked = vouching.on_batch(
         validators, own=node(2), sender=node(0), digest=b"b" * 32, raws=RAWS, now_ms=101
