@@ -112,9 +112,10 @@ class Vouching:
         self._held: OrderedDict[bytes, _Held] = OrderedDict()
         # Acks for batches not held here (yet): digest -> acking validator indexes; bounded.
         self._early: OrderedDict[bytes, set[int]] = OrderedDict()
-        # How many of those acks each validator sent: at most its share of `early_max`, so
-        # one validator's flood never pushes out the others' acks.
-        self._early_by: dict[int, int] = {}
+        # The digests each validator acked early, oldest first: at most its share of
+        # `early_max`, its oldest out, so one validator's flood only pushes out its own acks
+        # (and acks never matched, for batches held elsewhere, age out).
+        self._early_by: dict[int, OrderedDict[bytes, None]] = {}
         self.counters = VouchingCounters()
 
     def __len__(self) -> int:
@@ -177,19 +178,19 @@ class Vouching:
                     self._distrust.pop(distrusted, None)
                     self._lifted.add(distrusted)
                 return None
-            acks = self._early.get(digest)
-            if acks is not None and index in acks:
+            mine = self._early_by.setdefault(index, OrderedDict())
+            if digest in mine:
                 return None
-            share = max(1, self.early_max // len(validators.validators))
-            if self._early_by.get(index, 0) >= share:
-                self._refuse("early_share")
-                return None
-            if acks is None:
-                if len(self._early) >= self.early_max:
-                    self._take_early(next(iter(self._early)))
-                acks = self._early[digest] = set()
-            acks.add(index)
-            self._early_by[index] = self._early_by.get(index, 0) + 1
+            if len(mine) >= max(1, self.early_max // len(validators.validators)):
+                oldest, _ = mine.popitem(last=False)
+                acks = self._early[oldest]
+                acks.discard(index)
+                if not acks:
+                    del self._early[oldest]
+            if digest not in self._early and len(self._early) >= self.early_max:
+                self._take_early(next(iter(self._early)))
+            self._early.setdefault(digest, set()).add(index)
+            mine[digest] = None
             return None
         if index in held.vouchers:
             self._refuse("repeated")
@@ -257,7 +258,7 @@ class Vouching:
         """The acks kept for `digest` (now no longer kept)."""
         acks = self._early.pop(digest, set())
         for index in acks:
-            self._early_by[index] -= 1
+            del self._early_by[index][digest]
         return acks
 
     def _check(self, raws: list[bytes]) -> Decision:
