@@ -162,3 +162,42 @@ def test_one_validator_cannot_flush_the_others_early_acks() -> None:
     )
     assert decision == "admit_checked"
     assert sum(map(len, vouching._early.values())) == sum(map(len, vouching._early_by.values()))
+
+
+def test_one_faulty_validator_never_gets_a_batch_admitted_unchecked_by_any_schedule() -> None:
+    """Random schedules of batches, acks, waits and epoch changes: validator 3 is faulty and
+    sends and acks anything, an outsider (9) too; honest validators send and ack only good
+    batches. No bad batch is ever admitted as checked, and the bounds always hold."""
+    validators = validator_set([1, 1, 1, 1])
+    rng = random.Random(7)
+    good = [bytes([1, i]) * 16 for i in range(40)]
+    bad = [bytes([2, i]) * 16 for i in range(40)]
+    for _ in range(30):
+        vouching = Vouching(wait_ms=rng.choice([0, 5, 50]), held_max=8, early_max=12)
+        now_ms = 0
+        for _ in range(400):
+            now_ms += rng.choice([0, 1, 7, 60])
+            party = rng.choice([0, 1, 3, 3, 9])
+            digest = rng.choice(good + bad if party in (3, 9) else good)
+            step = rng.random()
+            if step < 0.45:
+                decision = vouching.on_batch(
+                    validators,
+                    own=node(2),
+                    sender=node(party),
+                    digest=digest,
+                    raws=[digest],
+                    now_ms=now_ms,
+                )
+                assert not (decision == "admit_checked" and digest in bad)
+            elif step < 0.9:
+                raws = vouching.on_ack(validators, node(party), digest)
+                assert raws is None or raws[0] in good
+            elif step < 0.98:
+                vouching.due(now_ms)
+            else:
+                vouching.forget()
+            assert len(vouching) <= 8 and len(vouching._early) <= 12
+            kept = sum(map(len, vouching._early.values()))
+            assert kept == sum(map(len, vouching._early_by.values()))
+            assert all(len(mine) <= 3 for mine in vouching._early_by.values())
