@@ -12,16 +12,21 @@ batch by the hash of its frame. Every other validator holds the batch until the 
 the acks it received vouch with more than the faulty power, then admits the transactions as
 checked (`Mempool.admit_many(..., checked=True)`), or, when no such vouching arrives within
 `wait_ms` (a checker down, or a faulty sender whose batch an honest checker refused), checks
-the batch itself, and that sender's next batches too for DISTRUST_MS, or until a checker
-acks one of them (it is back: a busy checker's pause, executing a large block, can outlast
-the wait). With four validators
-each signature is checked twice instead of four times.
+the batch itself, and that sender's next batches too for DISTRUST_MS, or until one of its
+checkers acks one of them (it is back: a busy checker's pause, executing a large block, can
+outlast the wait); but a wait in vain again soon after such an ack makes the distrust firm
+(a faulty checker withholding its acks and ending the distrust, again and again, would
+otherwise have every batch of that sender wait). With four validators each signature is
+checked twice instead of four times.
 
 What is vouched for is exactly the bytes hashed: a faulty sender that sends different frames
 to different validators gets no matching acks, and its batch is checked where it arrives. An
 ack counts only from a validator of the current epoch, once per validator, and never for the
-sender's own batch (the sender vouches by sending). Held batches (by count and by bytes) and
-early acks are bounded; beyond the bound a batch is checked at once, an early ack dropped.
+sender's own batch (the sender vouches by sending; a second sender of the same bytes
+vouches too, so a faulty validator replaying an honest batch changes nothing). Held batches
+(by count and by bytes) and early acks are bounded: beyond the bound a batch is checked at
+once; each validator keeps its share of the early acks, its own oldest out (one validator's
+flood never pushes out the others').
 
 Owns the held batches and the acks received; must never verify, admit, send or read a clock
 (the driver hands in the time and does all of those).
