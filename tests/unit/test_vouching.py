@@ -139,8 +139,9 @@ def test_held_batches_and_early_acks_are_bounded() -> None:
         for i in range(2)
     ]
     assert decisions == ["held", "check"] and len(small) == 1
-    for i in range(10, 20):
-        vouching.on_ack(validators, node(1), bytes([i]) * 32)
+    for acker in range(4):  # each validator keeps its share of the bound (one, here)
+        for i in range(10, 20):
+            vouching.on_ack(validators, node(acker), bytes([acker * 16 + i]) * 32)
     assert len(vouching._early) == 3
     # Not a validator, or sent to one that is not: checked where it arrives.
     assert (

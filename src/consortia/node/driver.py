@@ -193,7 +193,8 @@ class Driver:
             now_ms=self._clock_ms(),
         )
         if decision == "held":
-            self._watch_vouching()
+            if self._vouching_handle is None:  # else the running timer sees to it
+                self._watch_vouching()
             return
         self._admit(raws, checked=decision == "admit_checked")
         if decision == "check_and_ack" and self.mempool.signatures_valid(raws):

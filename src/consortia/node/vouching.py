@@ -12,16 +12,21 @@ batch by the hash of its frame. Every other validator holds the batch until the 
 the acks it received vouch with more than the faulty power, then admits the transactions as
 checked (`Mempool.admit_many(..., checked=True)`), or, when no such vouching arrives within
 `wait_ms` (a checker down, or a faulty sender whose batch an honest checker refused), checks
-the batch itself, and that sender's next batches too for DISTRUST_MS, or until a checker
-acks one of them (it is back: a busy checker's pause, executing a large block, can outlast
-the wait). With four validators
-each signature is checked twice instead of four times.
+the batch itself, and that sender's next batches too for DISTRUST_MS, or until one of its
+checkers acks one of them (it is back: a busy checker's pause, executing a large block, can
+outlast the wait); but a wait in vain again soon after such an ack makes the distrust firm
+(a faulty checker withholding its acks and ending the distrust, again and again, would
+otherwise have every batch of that sender wait). With four validators each signature is
+checked twice instead of four times.
 
 What is vouched for is exactly the bytes hashed: a faulty sender that sends different frames
 to different validators gets no matching acks, and its batch is checked where it arrives. An
 ack counts only from a validator of the current epoch, once per validator, and never for the
-sender's own batch (the sender vouches by sending). Held batches (by count and by bytes) and
-early acks are bounded; beyond the bound a batch is checked at once, an early ack dropped.
+sender's own batch (the sender vouches by sending; a second sender of the same bytes
+vouches too, so a faulty validator replaying an honest batch changes nothing). Held batches
+(by count and by bytes) and early acks are bounded: beyond the bound a batch is checked at
+once; each validator keeps its share of the early acks, its own oldest out (one validator's
+flood never pushes out the others').
 
 Owns the held batches and the acks received; must never verify, admit, send or read a clock
 (the driver hands in the time and does all of those).
@@ -100,11 +105,22 @@ class Vouching:
         # the batches checked here for that reason (digest -> sender; bounded): an ack for one
         # of them shows its checkers are back, and ends the distrust at once.
         self._distrust: dict[int, int] = {}
+        # When each sender's last wait was in vain; the senders whose distrust an ack ended
+        # early since; and those whose distrust is firm (a wait in vain again, within
+        # 2 * DISTRUST_MS, after an ack ended it: no ack ends it early now, so a faulty
+        # checker cannot withhold its acks, end the distrust, and withhold them again).
+        self._expired_at: dict[int, int] = {}
+        self._lifted: set[int] = set()
+        self._firm: set[int] = set()
         self._checked_distrusted: OrderedDict[bytes, int] = OrderedDict()
         # Invariant: at most held_max entries, in order of arrival (so of deadline).
         self._held: OrderedDict[bytes, _Held] = OrderedDict()
         # Acks for batches not held here (yet): digest -> acking validator indexes; bounded.
         self._early: OrderedDict[bytes, set[int]] = OrderedDict()
+        # The digests each validator acked early, oldest first: at most its share of
+        # `early_max`, its oldest out, so one validator's flood only pushes out its own acks
+        # (and acks never matched, for batches held elsewhere, age out).
+        self._early_by: dict[int, OrderedDict[bytes, None]] = {}
         self.counters = VouchingCounters()
 
     def __len__(self) -> int:
@@ -130,7 +146,11 @@ class Vouching:
         if own_index in checkers(validators, sender_index):
             self.counters.checked_here += len(raws)
             return "check_and_ack"
-        vouchers = {sender_index} | self._early.pop(digest, set())
+        held = self._held.get(digest)
+        if held is not None:  # another sender sent these bytes too: it vouches for them
+            held.vouchers.add(sender_index)
+            return "admit_checked" if self._complete(validators, digest, held) else "held"
+        vouchers = {sender_index} | self._take_early(digest)
         if validators.power_of(vouchers) >= validators.validity_power:
             self.counters.admitted_checked += len(raws)
             return "admit_checked"
@@ -140,11 +160,7 @@ class Vouching:
                 self._checked_distrusted.popitem(last=False)
             return self._check(raws)
         size = sum(map(len, raws))
-        if (
-            len(self._held) >= self.held_max
-            or self._held_bytes + size > self.held_bytes_max
-            or digest in self._held
-        ):
+        if len(self._held) >= self.held_max or self._held_bytes + size > self.held_bytes_max:
             return self._check(raws)
         self._held[digest] = _Held(raws, size, sender_index, vouchers, now_ms + self.wait_ms)
         self._held_bytes += size
@@ -161,28 +177,42 @@ class Vouching:
         if held is None:
             distrusted = self._checked_distrusted.get(digest)
             if distrusted is not None:
-                if index != distrusted:  # one of that sender's checkers is back
+                back = index in checkers(validators, distrusted)[1:]  # one of them is back
+                if back and distrusted not in self._firm:
                     del self._checked_distrusted[digest]
                     self._distrust.pop(distrusted, None)
+                    self._lifted.add(distrusted)
                 return None
-            acks = self._early.get(digest)
-            if acks is None:
-                if len(self._early) >= self.early_max:
-                    self._early.popitem(last=False)
-                acks = self._early[digest] = set()
-            acks.add(index)
+            mine = self._early_by.setdefault(index, OrderedDict())
+            if digest in mine:
+                return None
+            if len(mine) >= max(1, self.early_max // len(validators.validators)):
+                oldest, _ = mine.popitem(last=False)
+                acks = self._early[oldest]
+                acks.discard(index)
+                if not acks:
+                    del self._early[oldest]
+            if digest not in self._early and len(self._early) >= self.early_max:
+                self._take_early(next(iter(self._early)))
+            self._early.setdefault(digest, set()).add(index)
+            mine[digest] = None
             return None
         if index in held.vouchers:
             self._refuse("repeated")
             return None
         held.vouchers.add(index)
         self.counters.acks_counted += 1
+        return held.raws if self._complete(validators, digest, held) else None
+
+    def _complete(self, validators: ValidatorSet, digest: bytes, held: _Held) -> bool:
+        """Whether the held batch's vouchers now exceed the faulty power; if so, it is no
+        longer held (its transactions are admitted as checked)."""
         if validators.power_of(held.vouchers) < validators.validity_power:
-            return None
+            return False
         del self._held[digest]
         self._held_bytes -= held.size
         self.counters.admitted_checked += len(held.raws)
-        return held.raws
+        return True
 
     def due(self, now_ms: int) -> list[list[bytes]]:
         """The held batches whose wait is over (to check here), oldest first."""
@@ -196,8 +226,21 @@ class Vouching:
             self._held_bytes -= first.size
             self.counters.waits_expired += 1
             self._distrust[first.sender] = now_ms + DISTRUST_MS
+            self._expired(first.sender, now_ms)
             out.append(self._check_raws(first.raws))
         return out
+
+    def _expired(self, sender: int, now_ms: int) -> None:
+        """A wait for `sender`'s batch was in vain: is its distrust firm now?"""
+        last = self._expired_at.get(sender)
+        recent = last is not None and now_ms - last < 2 * DISTRUST_MS
+        if sender in self._lifted:
+            self._lifted.discard(sender)
+            if recent:
+                self._firm.add(sender)
+        elif not recent:
+            self._firm.discard(sender)
+        self._expired_at[sender] = now_ms
 
     def next_deadline_ms(self) -> int | None:
         return next(iter(self._held.values())).deadline_ms if self._held else None
@@ -208,9 +251,20 @@ class Vouching:
         self._held.clear()
         self._held_bytes = 0
         self._early.clear()
+        self._early_by.clear()
         self._distrust.clear()
+        self._expired_at.clear()
+        self._lifted.clear()
+        self._firm.clear()
         self._checked_distrusted.clear()
         return batches
+
+    def _take_early(self, digest: bytes) -> set[int]:
+        """The acks kept for `digest` (now no longer kept)."""
+        acks = self._early.pop(digest, set())
+        for index in acks:
+            del self._early_by[index][digest]
+        return acks
 
     def _check(self, raws: list[bytes]) -> Decision:
         self._check_raws(raws)
