@@ -190,7 +190,7 @@ class Driver:
             sender=sender,
             digest=digest,
             raws=raws,
-            now_ms=self._clock_ms(),
+            now_ms=self._monotonic_ms(),
         )
         if decision == "held":
             if self._vouching_handle is None:  # else the running timer sees to it
@@ -213,15 +213,20 @@ class Driver:
         if self.failed is not None:
             return
         try:
-            for raws in self.vouching.due(self._clock_ms()):
+            for raws in self.vouching.due(self._monotonic_ms()):
                 self._admit(raws)
         except Exception as error:  # a broken invariant or a failed read: stop the node
             self._fail(error)
             return
         deadline = self.vouching.next_deadline_ms()
         if deadline is not None and self._vouching_handle is None:
-            delay_s = max(0, deadline - self._clock_ms()) / 1000
+            delay_s = max(0, deadline - self._monotonic_ms()) / 1000
             self._vouching_handle = self._loop.call_later(delay_s, self._watch_vouching)
+
+    def _monotonic_ms(self) -> int:
+        """The loop's monotonic clock, for local waits (a wall-clock step never stretches
+        or cuts them)."""
+        return int(self._loop.time() * 1000)
 
     def _certification(
         self, sender: bytes, message: ExecutionVote | CertificateRequest | CertificateResponse
