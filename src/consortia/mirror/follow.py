@@ -16,8 +16,8 @@ retried up to `database_attempts_max` times, after checking what the progress ro
 A failed verification stops the mirror at once (the blocks verified before it are written
 first); nothing of the failing block is written.
 
-Lag: `metrics.py` gauges, and every `log_every_s` a `mirror progress` log line with the
-node's height, the mirrored height and how far behind it is.
+Lag: `metrics.py` gauges, and every `log_every_s` (and once more at a stop) a `mirror
+progress` log line with the node's height, the mirrored height and how far behind it is.
 
 Owns the loop, its pacing and its logs. Must never write a block the replayer did not
 return, nor log a DSN or a password.
@@ -136,6 +136,7 @@ class Mirror:
                     self._log_progress()
                     next_log = time.monotonic() + self.settings.log_every_s
             self._flush()
+            self._log_progress()  # where it stopped, and how far behind the node
         except MirrorVerificationError as error:
             self._log.error(
                 "verification failed", what=error.what, height=error.height, message=str(error)
