@@ -105,6 +105,7 @@ class Relay:
         settings: RelaySettings | None = None,
         stop: threading.Event | None = None,
         on_pass: Callable[[RelayCounters], None] | None = None,
+        client_for: Callable[[str], Client] | None = None,
     ) -> None:
         assert node_urls
         self._connect = connect
@@ -117,6 +118,7 @@ class Relay:
         self.stop = stop or threading.Event()
         self.counters = RelayCounters()
         self._on_pass = on_pass
+        self._client_for = client_for or (lambda url: Client(url, timeout_s=10.0))
         self._store: OutboxStore | None = None
         self._client: Client | None = None
         self._crash_at = os.environ.get(CRASH_ENV, "")
@@ -371,7 +373,7 @@ class Relay:
 
     def _open_client(self) -> Client:
         if self._client is None:
-            self._client = Client(self._urls[self._node], timeout_s=10.0)
+            self._client = self._client_for(self._urls[self._node])
         return self._client
 
     def _next_node(self) -> None:

@@ -24,13 +24,14 @@ from typing import Any, Final
 import psycopg
 from psycopg.types.json import Jsonb
 
-from consortia.client.outbox.errors import database_errors
+from consortia.client.outbox.errors import OutboxDatabaseError, database_errors
 from consortia.client.outbox.schema import migrate
 
 # The advisory lock an account's nonce assignment runs under, with hashtext(account) ("cnon").
 NONCE_LOCK: Final = 0x636E6F6E
 CONNECT_TIMEOUT_S: Final = 10
 APPLICATION_NAME: Final = "consortia-relay"
+UNIQUE_TRIES: Final = 64  # expiry heights tried for a transaction hash not used before
 
 # (contract, method, args, nonce, expiry height) -> (signed bytes, tx hash)
 Sign = Callable[[str, str, dict[str, Any], int, int], tuple[bytes, str]]
@@ -170,21 +171,37 @@ class OutboxStore:
             for intent_id, business_key, contract, method, args in claimed:
                 while nonce in held:
                     nonce += 1
-                raw, tx_hash = sign(str(contract), str(method), dict(args), nonce, expiry_height)
+                raw, tx_hash, expiry = self._sign_unique(
+                    sign, (str(contract), str(method), dict(args)), nonce, expiry_height
+                )
                 connection.execute(
                     "UPDATE outbox_intents SET state = 'signed', signings = signings + 1,"
                     " nonce = %s, expiry_height = %s, tx_hash = %s, signed_tx = %s,"
                     " signed_at = now(), last_error = NULL WHERE id = %s AND state = 'pending'",
-                    (nonce, expiry_height, tx_hash, raw, intent_id),
+                    (nonce, expiry, tx_hash, raw, intent_id),
                 )
                 connection.execute(
                     "INSERT INTO outbox_transactions (tx_hash, intent_id, account, nonce,"
                     " expiry_height, signed_tx) VALUES (%s, %s, %s, %s, %s, %s)",
-                    (tx_hash, intent_id, account, nonce, expiry_height, raw),
+                    (tx_hash, intent_id, account, nonce, expiry, raw),
                 )
                 held.add(nonce)
                 signed.append((str(business_key), tx_hash))
         return signed
+
+    def _sign_unique(
+        self, sign: Sign, call: tuple[str, str, dict[str, Any]], nonce: int, expiry_height: int
+    ) -> tuple[bytes, str, int]:
+        """Signed bytes whose hash no transaction of this outbox has had: the same call with
+        the same nonce and expiry (a nonce freed by a refusal, given to an identical call)
+        would be the very same transaction, so the expiry moves up a block until it differs."""
+        for expiry in range(expiry_height, expiry_height + UNIQUE_TRIES):
+            raw, tx_hash = sign(*call, nonce, expiry)
+            if not self._connection.execute(
+                "SELECT 1 FROM outbox_transactions WHERE tx_hash = %s", (tx_hash,)
+            ).fetchone():
+                return raw, tx_hash, expiry
+        raise OutboxDatabaseError(f"no unused transaction hash in {UNIQUE_TRIES} expiry heights")
 
     def fail_pending(self, account: str, code: str, message: str) -> int:
         """Every pending intent of `account` failed with `code` before any signing (no such
