@@ -397,3 +397,35 @@ def test_no_account_or_no_key_fails_the_intents_unsigned(dsn: str) -> None:
     assert states["ghost"][:2] == ("failed", "unknown_account")
     assert states["keyless"][:2] == ("failed", "no_key")
     assert node.submitted == []
+
+
+def test_a_refusal_a_node_behind_may_give_is_tried_again(dsn: str) -> None:
+    node = FakeNode()
+    _enqueue(dsn, _intent("new-account"))
+    relay = _relay(dsn, node)
+    node.refuse["all"] = "unknown_account"  # the node asked for the nonce knew it; this one not
+    relay.run_once()
+    relay.run_once()
+    assert _rows(dsn, "SELECT state, last_error FROM outbox_intents") == [
+        ("signed", "unknown_account")
+    ]
+    node.refuse.clear()
+    relay.run_once()
+    node.block()
+    relay.run_once()
+    assert _states(dsn)["new-account"] == ("committed", "ok", 0, 1, 11)
+
+
+def test_sending_goes_round_robin_over_many_signed_intents(dsn: str) -> None:
+    node = FakeNode(nonces={ALICE: 0})
+    _enqueue(dsn, *(_intent(f"r{i}", i + 1) for i in range(5)))
+    relay = _relay(dsn, node, batch_max=2)
+    relay.run_once()  # signs 2, sends them
+    relay.run_once()  # signs 2 more; sends 2 after the first 2
+    relay.run_once()  # signs the last; sends the rest
+    assert len(node.mempool) == 5
+    for _ in range(3):
+        node.block()
+        relay.run_once()
+        relay.run_once()
+    assert {state for state, *_ in _states(dsn).values()} == {"committed"}

@@ -12,10 +12,11 @@ One pass (`Relay.run_once`), against one node throughout:
    node's record (`GET /v1/tx/{hash}`) decides: a receipt is recorded (`committed`, or
    `failed` with the receipt's code, never retried); no record means the transaction is
    provably never executed (its nonce spent by another, or the chain past its expiry
-   height) and the intent is signed again (`OutboxStore.release`). A refusal for good
-   (`bad_signature`, `unknown_account`, ...) is recorded `failed` with its code. Anything
-   transient (`mempool_full`, `nonce_taken`, the node unreachable) is tried again next pass,
-   the pauses growing to `backoff_max_s`.
+   height) and the intent is signed again (`OutboxStore.release`). A refusal that is a
+   property of the bytes alone (`REFUSED`: `bad_signature`, `wrong_chain`, ...) is recorded
+   `failed` with its code. Any other refusal (`mempool_full`, `nonce_taken`, or
+   `unknown_account` from a node behind the chain) is tried again next pass; the node
+   unreachable ends the pass, and the pauses grow to `backoff_max_s`.
 
 A failed receipt whose code the engine gives before spending the nonce (`NONCE_FREE_CODES`)
 is not final while the transaction could still be in a later block; it is recorded only once
@@ -52,7 +53,11 @@ CRASH_POINTS: Final = frozenset({"after_sign", "after_submit"})
 # Admission answers: waiting in the mempool; in a block or never (look it up); try again.
 WAITING: Final = frozenset({"duplicate"})
 LOOK_UP: Final = frozenset({"stale_nonce", "expired"})
-TRANSIENT: Final = frozenset({"mempool_full", "nonce_taken", "sender_limit", "nonce_too_far"})
+# Refused for good: properties of the bytes alone, the same on every node at every height.
+# Any other refusal (mempool_full, nonce_taken, sender_limit, nonce_too_far, and
+# unknown_account or expiry_too_far from a node behind the chain) is sent again next pass;
+# if it never gets in, it expires and is found dead.
+REFUSED: Final = frozenset({"malformed_transaction", "wrong_chain", "too_large", "bad_signature"})
 # Whole-request failures worth retrying (the node away, restarting or overloaded).
 UNAVAILABLE: Final = frozenset({"unreachable", "bad_response", "http_error", "timeout"})
 
@@ -121,6 +126,7 @@ class Relay:
         self._client_for = client_for or (lambda url: Client(url, timeout_s=10.0))
         self._store: OutboxStore | None = None
         self._client: Client | None = None
+        self._cursor: tuple[str, int] | None = None  # where the last pass's sending stopped
         self._crash_at = os.environ.get(CRASH_ENV, "")
         self.log = structlog.get_logger("consortia.relay")
 
@@ -243,7 +249,11 @@ class Relay:
     # ------------------------------------------------------------------ following
 
     def _follow(self, store: OutboxStore, client: Client) -> int:
-        intents = store.signed(self.accounts, self.settings.batch_max)
+        intents = store.signed(self.accounts, self.settings.batch_max, after=self._cursor)
+        # Round robin over many accounts: the next pass starts after the last one sent, and
+        # from the start again once a pass reached the end.
+        full = len(intents) == self.settings.batch_max
+        self._cursor = (intents[-1].account, intents[-1].nonce) if full else None
         if not intents:
             return 0
         results = client.submit_many([intent.signed_tx for intent in intents])
@@ -258,11 +268,11 @@ class Relay:
                 continue
             if code in LOOK_UP:
                 look_up.append(intent)
-            elif code in TRANSIENT:
-                retry.setdefault(code, []).append(intent.id)
-            else:
+            elif code in REFUSED:
                 message = str(result["error"].get("message", ""))
                 decided += self._decide(store, intent, Decision("failed", code, message, False))
+            else:
+                retry.setdefault(code, []).append(intent.id)
         for code, ids in retry.items():
             store.note_submitted(ids, code)
         if look_up:

@@ -31,6 +31,7 @@ from consortia.client.outbox.schema import migrate
 NONCE_LOCK: Final = 0x636E6F6E
 CONNECT_TIMEOUT_S: Final = 10
 APPLICATION_NAME: Final = "consortia-relay"
+ACCOUNTS_PER_PASS: Final = 1000  # accounts signed for in one pass (one POST /v1/nonces)
 UNIQUE_TRIES: Final = 64  # expiry heights tried for a transaction hash not used before
 
 # (contract, method, args, nonce, expiry height) -> (signed bytes, tx hash)
@@ -90,23 +91,29 @@ class OutboxStore:
     # ------------------------------------------------------------------ reads
 
     def accounts_with_pending(self, accounts: Sequence[str] | None) -> list[str]:
+        """Up to ACCOUNTS_PER_PASS accounts with pending intents, the oldest intent first."""
         with database_errors():
             rows = self._connection.execute(
-                "SELECT DISTINCT account FROM outbox_intents WHERE state = 'pending'"
-                " AND (%s::text[] IS NULL OR account = ANY(%s::text[])) ORDER BY account",
-                (_list(accounts), _list(accounts)),
+                "SELECT account FROM outbox_intents WHERE state = 'pending'"
+                " AND (%s::text[] IS NULL OR account = ANY(%s::text[]))"
+                " GROUP BY account ORDER BY min(id) LIMIT %s",
+                (_list(accounts), _list(accounts), ACCOUNTS_PER_PASS),
             ).fetchall()
         return [str(account) for (account,) in rows]
 
-    def signed(self, accounts: Sequence[str] | None, limit: int) -> list[SignedIntent]:
-        """Signed intents, by account and nonce (the order a node admits them in)."""
+    def signed(
+        self, accounts: Sequence[str] | None, limit: int, after: tuple[str, int] | None = None
+    ) -> list[SignedIntent]:
+        """Up to `limit` signed intents after (account, nonce) `after`, by account and nonce
+        (the order a node admits them in)."""
+        account_after, nonce_after = after if after is not None else ("", -1)
         with database_errors():
             rows = self._connection.execute(
                 "SELECT id, business_key, account, nonce, expiry_height, tx_hash, signed_tx,"
                 " signings FROM outbox_intents WHERE state = 'signed'"
                 " AND (%s::text[] IS NULL OR account = ANY(%s::text[]))"
-                " ORDER BY account, nonce LIMIT %s",
-                (_list(accounts), _list(accounts), limit),
+                " AND (account, nonce) > (%s, %s) ORDER BY account, nonce LIMIT %s",
+                (_list(accounts), _list(accounts), account_after, nonce_after, limit),
             ).fetchall()
         return [
             SignedIntent(int(i), str(k), str(a), int(n), int(e), str(h), bytes(raw), int(s))
