@@ -67,6 +67,7 @@ EXPIRY_BLOCKS: Final = 1000
 SIGNINGS_MAX: Final = 8
 PAUSE_MIN_S: Final = 0.05
 PAUSE_MAX_S: Final = 1.0
+WAITING_PAUSE_S: Final = 0.2  # the longest pause while signed transactions wait
 BACKOFF_MAX_S: Final = 5.0
 
 
@@ -171,7 +172,10 @@ class Relay:
                 waiting = self.counters.waiting
                 if self.settings.until_idle and waiting["pending"] + waiting["signed"] == 0:
                     break
-                pause = PAUSE_MIN_S if busy else min(pause * 2, self.settings.pause_max_s)
+                # Short pauses while something changes, a little longer while transactions
+                # wait for their block (each pass sends them again), long ones when idle.
+                ceiling = WAITING_PAUSE_S if waiting["signed"] else self.settings.pause_max_s
+                pause = PAUSE_MIN_S if busy else min(pause * 2, ceiling)
                 self.stop.wait(pause)
         finally:
             self._drop_store()
