@@ -21,11 +21,11 @@ Run alone: .venv/bin/pytest tests/integration/test_outbox.py
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -219,7 +219,9 @@ def test_the_relays_node_killed_and_restarted(cluster: LiveCluster, pg_server: P
     _business(dsn)
     before = _balance(cluster, RECEIVER), _nonce(cluster, SENDER)
     port = free_port()
-    relay = _relay(cluster, pg_server, dsn, "--node", "1", "--metrics-port", str(port))
+    relay = _relay(
+        cluster, pg_server, dsn, "--node", "1", "--account", SENDER, "--metrics-port", str(port)
+    )
     try:
         _pay(dsn, "node-0", 3_000)
         wait_for(lambda: _all_committed(dsn, 1), "the first intent to commit")
@@ -307,8 +309,17 @@ def test_a_transaction_that_expired_unsent_is_signed_again_exactly_once(
     assert _nonce(cluster, SENDER) == before[1] + 1
 
 
-def test_no_password_in_the_dsn(cluster: LiveCluster, pg_server: PgServer) -> None:
+def test_no_password_in_the_dsn_and_a_wrong_passphrase_stops_it_at_start(
+    cluster: LiveCluster, pg_server: PgServer, tmp_path: Path
+) -> None:
     process = _relay(cluster, pg_server, "host=127.0.0.1 password=hunter2 dbname=x")
     out, err = process.communicate(timeout=WAIT_S)
     assert process.returncode == 2 and "password_in_dsn" in err and "hunter2" not in out + err
-    assert os.environ.get("CONSORTIA_RELAY_CRASH_AT") is None
+    wrong = tmp_path / "passphrase"
+    wrong.write_text("not the passphrase of these keys\n")
+    wrong.chmod(0o600)
+    dsn = pg_server.schema("outbox_wrong_passphrase")
+    process = _relay(cluster, pg_server, dsn, "--account", SENDER, "--passphrase-file", str(wrong))
+    out, err = process.communicate(timeout=WAIT_S)
+    assert process.returncode == 2 and "error: wrong_passphrase: " in err, err
+    assert "Traceback" not in err and "not the passphrase" not in out + err

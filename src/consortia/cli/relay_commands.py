@@ -39,6 +39,7 @@ from consortia.client.outbox import OutboxStore, Relay, RelayCounters, RelaySett
 from consortia.cluster.accounts import account_key, open_signer
 from consortia.cluster.home import ClusterHome, demo_passphrase
 from consortia.errors import AccountKeyNotFoundError, NodeRefusalError
+from consortia.identity.keystore import UnlockedKey, load_key
 from consortia.mirror.dsn import checked, describe
 
 
@@ -131,16 +132,24 @@ def relay_command(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
 
+    # With --account: each key opened now (a missing key or a wrong passphrase stops the
+    # relay before it starts), kept as the Signer's key material only.
+    opened: dict[str, UnlockedKey] = {}
+    for name in dict.fromkeys(account or []):
+        account_id, path = account_key(cluster.root, name)
+        opened[account_id] = load_key(path, passphrase, purpose="account")
+    accounts = list(opened) if account else None
+
     def signer_for(account_id: str, client: Client) -> Signer | None:
+        if account_id in opened:
+            return Signer(account_id, opened[account_id].private_key, client.chain())
+        if accounts is not None:
+            return None
         try:
             return open_signer(cluster.root, account_id, client.chain(), passphrase)
         except AccountKeyNotFoundError:
             return None
 
-    accounts = list(dict.fromkeys(account)) if account else None
-    if accounts is not None:
-        for account_id in accounts:  # fail fast: a missing key or a wrong passphrase
-            account_key(cluster.root, account_id)
     relay = Relay(
         lambda: OutboxStore.connect(dsn),
         urls,
