@@ -429,3 +429,13 @@ def test_sending_goes_round_robin_over_many_signed_intents(dsn: str) -> None:
         relay.run_once()
         relay.run_once()
     assert {state for state, *_ in _states(dsn).values()} == {"committed"}
+
+
+def test_enqueue_refuses_to_commit_an_intent_on_its_own(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        with pytest.raises(InvalidIntentError, match="outside a transaction"):
+            enqueue(connection, _intent("alone"))
+        with connection.transaction():
+            connection.execute("INSERT INTO payments VALUES ('together', 5)")
+            enqueue(connection, _intent("together"))
+    assert _rows(dsn, "SELECT business_key FROM outbox_intents") == [("together",)]

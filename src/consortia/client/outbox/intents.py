@@ -6,6 +6,9 @@
                              {"to": "bob", "amount": 12_500, "currency": "CNY"}))
     # committed together, or rolled back together
 
+`enqueue` refuses an autocommit connection outside a transaction block: there the intent
+would be committed on its own, apart from the business change.
+
 An intent is checked against the chain's own limits on a transaction (account id, contract and
 method names, at most 32 arguments, each an integer of 64 bits, a text of at most 4,096
 bytes, a boolean, or a list of at most 256 integers and texts) before anything is written,
@@ -24,6 +27,7 @@ from typing import Any, Final
 
 import msgspec
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from consortia.client.outbox.errors import (
@@ -85,6 +89,11 @@ def enqueue(connection: psycopg.Connection[Any], intent: Intent) -> int:
     transaction (the business system's own): the intent's id. InvalidIntentError or
     DuplicateIntentError (nothing written, the transaction still usable)."""
     intent.checked()
+    if connection.autocommit and connection.info.transaction_status == TransactionStatus.IDLE:
+        raise InvalidIntentError(
+            "enqueue outside a transaction would commit the intent on its own: call it inside"
+            " the transaction of the business change (conn.transaction(), or autocommit off)"
+        )
     with database_errors():
         row = connection.execute(
             "INSERT INTO outbox_intents (business_key, account, contract, method, args) "
