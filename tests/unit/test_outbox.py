@@ -439,3 +439,59 @@ def test_enqueue_refuses_to_commit_an_intent_on_its_own(dsn: str) -> None:
             connection.execute("INSERT INTO payments VALUES ('together', 5)")
             enqueue(connection, _intent("together"))
     assert _rows(dsn, "SELECT business_key FROM outbox_intents") == [("together",)]
+
+
+def test_a_transaction_lost_with_the_nodes_mempool_is_sent_again(dsn: str) -> None:
+    node = FakeNode()
+    _enqueue(dsn, _intent("lost"))
+    relay = _relay(dsn, node)
+    relay.run_once()
+    ((stored,),) = _rows(dsn, "SELECT signed_tx FROM outbox_intents")
+    node.mempool.clear()  # the node restarted before passing it on
+    relay.run_once()
+    assert list(node.mempool.values()) == [decode(stored, Transaction)]
+    node.block()
+    relay.run_once()
+    assert _states(dsn)["lost"] == ("committed", "ok", 0, 1, 11)
+
+
+class _Down:
+    """A node that does not answer."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "close":
+            return lambda: None
+
+        def unreachable(*_args: Any) -> Any:
+            raise ClientError("unreachable", "ConnectError: connection refused")
+
+        return unreachable
+
+
+def test_the_relay_moves_to_the_next_node_when_one_stops_answering(dsn: str) -> None:
+    node = FakeNode()
+    _enqueue(dsn, _intent("moved"))
+    private_key, _public = suite("intl").generate_keypair()
+    signer = Signer(ALICE, private_key, CHAIN)
+    asked: list[str] = []
+
+    def client_for(url: str) -> Any:
+        asked.append(url)
+        return _Down() if url == "http://down" else _Client(node)
+
+    def block_when_sent(_counters: Any) -> None:
+        if node.mempool:
+            node.block()
+
+    relay = Relay(
+        lambda: OutboxStore.connect(dsn),
+        ["http://down", "http://up"],
+        lambda _account, _client: signer,
+        settings=RelaySettings(until_idle=True, backoff_max_s=0.01),
+        on_pass=block_when_sent,
+        client_for=client_for,
+    )
+    relay.run()
+    assert asked == ["http://down", "http://up"]
+    assert relay.counters.node_retries == 1
+    assert _states(dsn)["moved"] == ("committed", "ok", 0, 1, 11)
