@@ -1,0 +1,406 @@
+"""The relay: signs the outbox's intents, submits them, follows them to their outcome and
+records it in the business database; exactly once, whatever is killed when.
+
+One pass (`Relay.run_once`), against one node throughout:
+
+1. **Sign.** For each account with pending intents: the chain's next nonce (`/v1/nonces`)
+   and height, then `OutboxStore.sign_pending` (nonces, signatures, the signed bytes and
+   their hash committed in the business database before anything is sent).
+2. **Submit and follow.** Every signed intent's stored bytes are sent again
+   (`POST /v1/txs`, byte for byte what was stored): `pending` or `duplicate` means it waits
+   in the mempool; `stale_nonce` or `expired` means it is in a block or can never be, so the
+   node's record (`GET /v1/tx/{hash}`) decides: a receipt is recorded (`committed`, or
+   `failed` with the receipt's code, never retried); no record means the transaction is
+   provably never executed (its nonce spent by another, or the chain past its expiry
+   height) and the intent is signed again (`OutboxStore.release`). A refusal that is a
+   property of the bytes alone (`REFUSED`: `bad_signature`, `wrong_chain`, ...) is recorded
+   `failed` with its code. Any other refusal (`mempool_full`, `nonce_taken`, or
+   `unknown_account` from a node behind the chain) is tried again next pass; the node
+   unreachable ends the pass, and the pauses grow to `backoff_max_s`.
+
+A failed receipt whose code the engine gives before spending the nonce (`NONCE_FREE_CODES`)
+is not final while the transaction could still be in a later block; it is recorded only once
+the node's height (read before the record) reached its expiry height.
+
+Nothing is kept between passes but caches: every decision is read from the database and the
+node again, so a relay killed at any moment (or whose database connection or node went away)
+resumes where the database says. `CONSORTIA_RELAY_CRASH_AT` (tests only: `after_sign`,
+`after_submit`) kills the process with SIGKILL at that point of the first pass that reaches it.
+
+Owns the pass and its classification of the node's answers. Must never send bytes other than
+those stored for the intent, sign an intent whose previous transaction is not provably dead,
+or log a key, a passphrase or a DSN.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import structlog
+
+from consortia.client.light import NONCE_FREE_CODES
+from consortia.client.outbox.errors import OutboxDatabaseUnavailableError
+from consortia.client.outbox.store import Decision, OutboxStore, Sign, SignedIntent
+from consortia.client.sdk import Client, ClientError, Signer
+
+CRASH_ENV: Final = "CONSORTIA_RELAY_CRASH_AT"
+CRASH_POINTS: Final = frozenset({"after_sign", "after_submit"})
+# Admission answers: waiting in the mempool; in a block or never (look it up); try again.
+WAITING: Final = frozenset({"duplicate"})
+LOOK_UP: Final = frozenset({"stale_nonce", "expired"})
+# Refused for good: properties of the bytes alone, the same on every node at every height.
+# Any other refusal (mempool_full, nonce_taken, sender_limit, nonce_too_far, and
+# unknown_account or expiry_too_far from a node behind the chain) is sent again next pass;
+# if it never gets in, it expires and is found dead.
+REFUSED: Final = frozenset({"malformed_transaction", "wrong_chain", "too_large", "bad_signature"})
+# Whole-request failures worth retrying (the node away, restarting or overloaded).
+UNAVAILABLE: Final = frozenset({"unreachable", "bad_response", "http_error", "timeout"})
+
+BATCH_MAX: Final = 256  # intents signed per account and pass; also the most submitted a pass
+IN_FLIGHT_MAX: Final = 128  # signed, undecided intents per account (the mempool allows 256)
+EXPIRY_BLOCKS: Final = 1000
+SIGNINGS_MAX: Final = 8
+PAUSE_MIN_S: Final = 0.05
+PAUSE_MAX_S: Final = 1.0
+WAITING_PAUSE_S: Final = 0.2  # the longest pause while signed transactions wait
+BACKOFF_MAX_S: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    batch_max: int = BATCH_MAX
+    in_flight_max: int = IN_FLIGHT_MAX
+    expiry_blocks: int = EXPIRY_BLOCKS
+    signings_max: int = SIGNINGS_MAX
+    pause_max_s: float = PAUSE_MAX_S
+    backoff_max_s: float = BACKOFF_MAX_S
+    until_idle: bool = False  # stop once nothing is pending or signed
+
+    def __post_init__(self) -> None:
+        assert 1 <= self.batch_max <= 2000 and 1 <= self.in_flight_max <= 255
+        assert 2 <= self.expiry_blocks <= 100_000 and 1 <= self.signings_max <= 100
+
+
+@dataclass
+class RelayCounters:
+    """What this process did (and, from the database, what waits): logged and exported."""
+
+    signed: int = 0
+    submitted: int = 0
+    committed: int = 0
+    failed: int = 0
+    resigned: int = 0
+    node_retries: int = 0
+    database_retries: int = 0
+    waiting: dict[str, int] = field(default_factory=lambda: {"pending": 0, "signed": 0})
+
+
+class Relay:
+    def __init__(
+        self,
+        connect: Callable[[], OutboxStore],
+        node_urls: Sequence[str],
+        signer_for: Callable[[str, Client], Signer | None],
+        *,
+        accounts: Sequence[str] | None = None,
+        settings: RelaySettings | None = None,
+        stop: threading.Event | None = None,
+        on_pass: Callable[[RelayCounters], None] | None = None,
+        client_for: Callable[[str], Client] | None = None,
+    ) -> None:
+        assert node_urls
+        self._connect = connect
+        self._urls = list(node_urls)
+        self._node = 0
+        self._signer_for = signer_for
+        self._signers: dict[str, Signer | None] = {}
+        self.accounts = None if accounts is None else list(accounts)
+        self.settings = settings or RelaySettings()
+        self.stop = stop or threading.Event()
+        self.counters = RelayCounters()
+        self._on_pass = on_pass
+        self._client_for = client_for or (lambda url: Client(url, timeout_s=10.0))
+        self._store: OutboxStore | None = None
+        self._client: Client | None = None
+        self._cursor: tuple[str, int] | None = None  # where the last pass's sending stopped
+        self._crash_at = os.environ.get(CRASH_ENV, "")
+        self.log = structlog.get_logger("consortia.relay")
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> None:
+        """Passes until `stop` is set (or, with `until_idle`, nothing waits)."""
+        pause, backoff = PAUSE_MIN_S, PAUSE_MIN_S
+        self.log.info("relay started", nodes=len(self._urls), accounts=self.accounts or "all")
+        try:
+            while not self.stop.is_set():
+                try:
+                    busy = self.run_once()
+                    backoff = PAUSE_MIN_S
+                except OutboxDatabaseUnavailableError as error:
+                    self.counters.database_retries += 1
+                    self.log.warning(
+                        "database unavailable; reconnecting",
+                        reason=error.message,
+                        retry_in_s=round(backoff, 2),
+                    )
+                    self._drop_store()
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, self.settings.backoff_max_s)
+                    continue
+                except ClientError as error:
+                    if error.code not in UNAVAILABLE and error.status < 500:
+                        raise
+                    self.counters.node_retries += 1
+                    self.log.warning(
+                        "node unavailable; retrying",
+                        node=self._urls[self._node],
+                        reason=error.code,
+                        retry_in_s=round(backoff, 2),
+                    )
+                    self._next_node()
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, self.settings.backoff_max_s)
+                    continue
+                if self._on_pass is not None:
+                    self._on_pass(self.counters)
+                waiting = self.counters.waiting
+                if self.settings.until_idle and waiting["pending"] + waiting["signed"] == 0:
+                    break
+                # Short pauses while something changes, a little longer while transactions
+                # wait for their block (each pass sends them again), long ones when idle.
+                ceiling = WAITING_PAUSE_S if waiting["signed"] else self.settings.pause_max_s
+                pause = PAUSE_MIN_S if busy else min(pause * 2, ceiling)
+                self.stop.wait(pause)
+        finally:
+            self._drop_store()
+            if self._client is not None:
+                self._client.close()
+            c = self.counters
+            self.log.info(
+                "relay stopped",
+                signed=c.signed,
+                committed=c.committed,
+                failed=c.failed,
+                resigned=c.resigned,
+            )
+
+    def run_once(self) -> bool:
+        """One pass; whether it changed anything."""
+        store, client = self._open_store(), self._open_client()
+        signed = self._sign(store, client)
+        decided = self._follow(store, client)
+        self.counters.waiting = store.counts()
+        return signed + decided > 0
+
+    # ------------------------------------------------------------------ signing
+
+    def _sign(self, store: OutboxStore, client: Client) -> int:
+        accounts = store.accounts_with_pending(self.accounts)
+        if not accounts:
+            return 0
+        nonces = client.nonces(accounts)
+        height = int(client.status()["height"])
+        total = 0
+        for account in accounts:
+            chain_next = nonces.get(account)
+            if chain_next is None:
+                failed = store.fail_pending(account, "unknown_account", f"no account {account!r}")
+                self.counters.failed += failed
+                self.log.warning(
+                    "intents failed", account=account, code="unknown_account", intents=failed
+                )
+                continue
+            signer = self._signer(account, client)
+            if signer is None:
+                failed = store.fail_pending(
+                    account, "no_key", f"this relay holds no key for {account!r}"
+                )
+                self.counters.failed += failed
+                self.log.warning("intents failed", account=account, code="no_key", intents=failed)
+                continue
+            done = store.sign_pending(
+                account,
+                int(chain_next),
+                height + self.settings.expiry_blocks,
+                _signing(signer),
+                batch_max=self.settings.batch_max,
+                in_flight_max=self.settings.in_flight_max,
+            )
+            if done:
+                total += len(done)
+                self.log.info(
+                    "intents signed",
+                    account=account,
+                    intents=len(done),
+                    expiry_height=height + self.settings.expiry_blocks,
+                )
+        self.counters.signed += total
+        if total:
+            self._crash("after_sign")
+        return total
+
+    def _signer(self, account: str, client: Client) -> Signer | None:
+        if account not in self._signers:
+            self._signers[account] = self._signer_for(account, client)
+        return self._signers[account]
+
+    # ------------------------------------------------------------------ following
+
+    def _follow(self, store: OutboxStore, client: Client) -> int:
+        intents = store.signed(self.accounts, self.settings.batch_max, after=self._cursor)
+        # Round robin over many accounts: the next pass starts after the last one sent, and
+        # from the start again once a pass reached the end.
+        full = len(intents) == self.settings.batch_max
+        self._cursor = (intents[-1].account, intents[-1].nonce) if full else None
+        if not intents:
+            return 0
+        results = client.submit_many([intent.signed_tx for intent in intents])
+        self.counters.submitted += len(intents)
+        self._crash("after_submit")
+        look_up: list[SignedIntent] = []
+        retry: dict[str, list[int]] = {}
+        decided = 0
+        for intent, result in zip(intents, results, strict=True):
+            code = str(result.get("error", {}).get("code", "")) if "error" in result else ""
+            if not code or code in WAITING:
+                continue
+            if code in LOOK_UP:
+                look_up.append(intent)
+            elif code in REFUSED:
+                message = str(result["error"].get("message", ""))
+                decided += self._decide(store, intent, Decision("failed", code, message, False))
+            else:
+                retry.setdefault(code, []).append(intent.id)
+        for code, ids in retry.items():
+            store.note_submitted(ids, code)
+        if look_up:
+            height = int(client.status()["height"])  # before the records: see the docstring
+            for intent in look_up:
+                decided += self._look_up(store, client, intent, height)
+        return decided
+
+    def _look_up(
+        self, store: OutboxStore, client: Client, intent: SignedIntent, height: int
+    ) -> int:
+        try:
+            record = client.transaction(intent.tx_hash)
+        except ClientError as error:
+            if error.code != "not_found":
+                raise
+            record = None
+        if record is None:
+            # The node refused it as spent or expired, and has no receipt of it: never executed.
+            reason = (
+                f"expired at height {intent.expiry_height}"
+                if height >= intent.expiry_height
+                else f"nonce {intent.nonce} spent by another transaction"
+            )
+            state = store.release(intent, reason, self.settings.signings_max)
+            if state == "pending":
+                self.counters.resigned += 1
+                self.log.warning(
+                    "transaction never executed; signing again",
+                    business_key=intent.business_key,
+                    tx_hash=intent.tx_hash,
+                    reason=reason,
+                )
+            elif state == "failed":
+                self.counters.failed += 1
+                self.log.warning(
+                    "intent failed",
+                    business_key=intent.business_key,
+                    code="relay_gave_up",
+                    reason=reason,
+                )
+            return 1 if state else 0
+        if record.get("status") == "pending":
+            return 0
+        receipt: dict[str, Any] = record.get("receipt") or {}
+        ok = bool(receipt.get("ok"))
+        code = str(receipt.get("code", "ok" if ok else "failed"))
+        nonce_spent = ok or code not in NONCE_FREE_CODES
+        if not nonce_spent and height < intent.expiry_height:
+            return 0  # could still be committed again, with an ok receipt: not final yet
+        decision = Decision(
+            "committed" if ok else "failed",
+            code,
+            str(receipt.get("message", "")),
+            nonce_spent,
+            int(record["height"]),
+            int(record["index"]),
+            receipt,
+        )
+        return self._decide(store, intent, decision)
+
+    def _decide(self, store: OutboxStore, intent: SignedIntent, decision: Decision) -> int:
+        if not store.decide(intent, decision):
+            return 0
+        if decision.state == "committed":
+            self.counters.committed += 1
+            self.log.info(
+                "intent committed",
+                business_key=intent.business_key,
+                tx_hash=intent.tx_hash,
+                height=decision.height,
+            )
+        else:
+            self.counters.failed += 1
+            self.log.warning(
+                "intent failed",
+                business_key=intent.business_key,
+                tx_hash=intent.tx_hash,
+                code=decision.code,
+                height=decision.height,
+            )
+        return 1
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _crash(self, point: str) -> None:
+        if self._crash_at == point:
+            self.log.warning("crashing on purpose", point=point)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _open_store(self) -> OutboxStore:
+        if self._store is None:
+            store = self._connect()
+            try:
+                store.prepare()
+            except BaseException:
+                store.close()
+                raise
+            self._store = store
+        return self._store
+
+    def _drop_store(self) -> None:
+        if self._store is not None:
+            try:
+                self._store.close()
+            finally:
+                self._store = None
+
+    def _open_client(self) -> Client:
+        if self._client is None:
+            self._client = self._client_for(self._urls[self._node])
+        return self._client
+
+    def _next_node(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self._node = (self._node + 1) % len(self._urls)
+
+
+def _signing(signer: Signer) -> Sign:
+    def sign(
+        contract: str, method: str, args: dict[str, Any], nonce: int, expiry_height: int
+    ) -> tuple[bytes, str]:
+        return signer.signed(contract, method, args, nonce=nonce, expiry_height=expiry_height)
+
+    return sign
