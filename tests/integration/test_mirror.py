@@ -19,11 +19,13 @@ Run alone: .venv/bin/pytest tests/integration/test_mirror.py
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -372,6 +374,44 @@ def test_a_mirror_killed_inside_its_write_transaction_resumes_without_gap_or_dup
     assert _rows(dsn, "SELECT count(*) FROM receipts") == _rows(
         dsn, "SELECT count(*) FROM transactions"
     )
+
+
+def test_a_mirror_killed_at_seeded_random_moments_ends_equal_to_the_chain(
+    cluster: LiveCluster, activity: Activity, pg_server: PgServer, node: httpx.Client
+) -> None:
+    """SIGKILL at moments drawn from a seeded generator (starting, catching up, writing,
+    waiting), the chain moving on between kills: after each kill the mirror holds whole
+    blocks only, with no gap; resumed, it ends equal to the node: blocks, receipts, the
+    certified state root, and every balance."""
+    dsn = pg_server.schema("random_kills")
+    rng = random.Random(20261201)
+    for kill in range(5):
+        cluster.transfer("carol", "bob", kill + 1, wait=False)
+        process = _mirror(cluster, pg_server, dsn)
+        try:
+            time.sleep(rng.uniform(0.1, 3.0))  # the moment to kill at: any must do
+        finally:
+            process.kill()
+            process.wait(timeout=WAIT_S)
+        wait_for(lambda: _mirror_backend(dsn) is None, "the killed mirror's connection to end")
+        if _rows(dsn, "SELECT to_regclass('mirror_progress')") == [(None,)]:
+            continue  # killed before its schema was made
+        progress = _rows(dsn, "SELECT height FROM mirror_progress")
+        written = progress[0][0] if progress else 0
+        blocks = _rows(dsn, "SELECT count(*), coalesce(max(height), 0) FROM blocks")
+        assert blocks == [(written, written)], kill  # whole blocks from 1, none past it
+        for table, key in (("transactions", "height, tx_index"), ("events", "height, event_index")):
+            total, distinct = _rows(dsn, f"SELECT count(*), count(DISTINCT ({key})) FROM {table}")[
+                0
+            ]
+            assert total == distinct, (kill, table)
+    tip = int(_node_json(node, "/v1/status")["height"])
+    _finished(_mirror(cluster, pg_server, dsn, "--until", str(tip)))
+    _matches_the_node(node, dsn, tip)
+    mirrored = dict(_rows(dsn, "SELECT account, balance FROM balances WHERE currency = 'CNY'"))
+    for account in ("alice", "bob", "carol", "dave"):
+        at = _node_json(node, f"/v1/state/asset/balance/CNY/{account}?height={tip}")
+        assert int(mirrored[account]) == int(at["value"]), account
 
 
 class _TamperingProxy(ThreadingHTTPServer):
