@@ -48,6 +48,7 @@ def _register_commands() -> None:
         events_commands,
         identity_commands,
         mirror_commands,
+        reconcile_commands,
         sim_commands,
         tx_commands,
     )
@@ -61,6 +62,7 @@ def _register_commands() -> None:
     bench_commands.register(app)
     events_commands.register(app)
     mirror_commands.register(app)
+    reconcile_commands.register(app)
 
 
 def run() -> None:

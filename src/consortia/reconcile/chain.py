@@ -1,0 +1,175 @@
+"""What the chain says for an institution's accounts: every transfer leg touching them between
+two heights, each proven with the SDK's light client.
+
+The node is asked, height by height, for its block's receipts (`GET /v1/blocks/{h}/receipts`),
+then for each successful transaction's record (`GET /v1/tx/{hash}`): those are only used to
+find the candidates, the transactions whose `asset.transferred` events name one of the
+accounts. Each candidate is fetched with its proof (`?proof=true`) and checked by the light
+client (its receipt under the receipts root of an execution header signed by a quorum of its
+epoch's validators, learnt from the genesis); the legs are built from the proven receipt's
+events only. So everything reported is proven; what a lying node can still do is hide a
+transaction (docs/reconcile.md, *What is proven*).
+
+Owns the walk, its bounds and the legs' form. Must never report a leg from an answer it has
+not verified, nor hold more than LEGS_MAX legs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from consortia.client import Client, ClientError, VerificationError
+from consortia.errors import InvalidArgumentError, NodeRefusalError, NodeUnavailableError
+from consortia.reconcile.errors import ChainVerificationError, NotProvenError
+from consortia.reconcile.match import Leg
+
+ASSET: Final = "asset"
+TRANSFERRED: Final = "transferred"
+HEIGHTS_MAX: Final = 1_000_000  # heights one reconciliation walks (beyond: a narrower range)
+LEGS_MAX: Final = 1_000_000
+TIP_SEARCH_MAX: Final = 64  # heights below the tip searched for the latest certified one
+PROOF_WAIT_S: Final = 10.0  # how long a candidate's certificate is waited for
+PROOF_POLL_S: Final = 0.1
+_NOT_YET: Final = frozenset({"not_certified", "not_committed"})
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The heights walked, both included."""
+
+    first: int
+    last: int
+
+
+def ask(call: Callable[[], Any]) -> Any:
+    """A node call; its refusals and absences as ConsortiaErrors, a failed check as
+    ChainVerificationError."""
+    try:
+        return call()
+    except VerificationError as error:
+        raise ChainVerificationError(f"{error.what}: {error.message}") from None
+    except ClientError as error:
+        if error.code == "unreachable":
+            raise NodeUnavailableError(error.message) from None
+        raise NodeRefusalError(error.code, error.message) from None
+
+
+def latest_certified(client: Client) -> int:
+    """The latest height the node holds an execution certificate for, checked (0: none)."""
+    height = int(ask(client.status)["height"])
+    for candidate in range(height, max(0, height - TIP_SEARCH_MAX), -1):
+        try:
+            ask(lambda at=candidate: client.certificate(at, verify=True))
+        except NodeRefusalError as error:
+            if error.node_code in _NOT_YET:
+                continue
+            raise
+        return candidate
+    return 0
+
+
+def window(client: Client, first: int | None, last: int | None) -> Window:
+    """The heights to walk: `first` (default 1) to `last` (default the latest certified)."""
+    start = 1 if first is None else first
+    end = latest_certified(client) if last is None else last
+    if start < 1 or end < start - 1:
+        raise InvalidArgumentError(f"no heights from {start} to {end}")
+    if end - start + 1 > HEIGHTS_MAX:
+        raise InvalidArgumentError(f"at most {HEIGHTS_MAX} heights a run ({start} to {end})")
+    return Window(start, end)
+
+
+def legs_of(
+    events: Iterable[Any], accounts: frozenset[str]
+) -> list[tuple[int, str, int, str, str]]:
+    """(event index, account, signed amount, currency, counterparty) for each side of each
+    transfer event naming one of `accounts` (both sides when both are among them)."""
+    found = []
+    for index, event in enumerate(events):
+        if not isinstance(event, dict) or (event.get("contract"), event.get("name")) != (
+            ASSET,
+            TRANSFERRED,
+        ):
+            continue
+        fields = event.get("fields")
+        if not isinstance(fields, dict):
+            continue
+        source, target = str(fields.get("source")), str(fields.get("target"))
+        amount, currency = int(fields.get("amount", 0)), str(fields.get("currency"))
+        if source in accounts:
+            found.append((index, source, -amount, currency, target))
+        if target in accounts:
+            found.append((index, target, amount, currency, source))
+    return found
+
+
+def _proof(client: Client, tx_hash: str) -> dict[str, Any]:
+    """The transaction's answer with its proof, waiting a bounded time for its certificate."""
+    deadline = time.monotonic() + PROOF_WAIT_S
+    while True:
+        try:
+            answer: dict[str, Any] = ask(lambda: client.transaction_proof(tx_hash))
+            return answer
+        except NodeRefusalError as error:
+            if error.node_code not in _NOT_YET:
+                raise
+            if time.monotonic() > deadline:
+                raise NotProvenError(
+                    f"{tx_hash}: the node holds no execution certificate for its block"
+                    " (ask another node with --node or --api)"
+                ) from None
+        time.sleep(PROOF_POLL_S)
+
+
+def collect(
+    client: Client,
+    accounts: frozenset[str],
+    heights: Window,
+    *,
+    keep_proofs: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> list[Leg]:
+    """Every proven transfer leg touching `accounts` committed in `heights`."""
+    legs: list[Leg] = []
+    seen: set[str] = set()
+    for height in range(heights.first, heights.last + 1):
+        block = ask(lambda at=height: client.block_receipts(at))
+        timestamp = block.get("timestamp_ms")
+        for receipt in block.get("receipts", []):
+            tx_hash = str(receipt.get("tx_hash"))
+            if not receipt.get("ok") or tx_hash in seen:
+                continue
+            seen.add(tx_hash)
+            record = ask(lambda h=tx_hash: client.transaction(h))
+            if not legs_of(record.get("receipt", {}).get("events", []), accounts):
+                continue
+            answer = _proof(client, tx_hash)
+            proven = ask(lambda a=answer, h=tx_hash: client.check_transaction(a, h))
+            if not proven["receipt"]["ok"]:
+                continue
+            for index, account, amount, currency, counterparty in legs_of(
+                proven["receipt"]["events"], accounts
+            ):
+                legs.append(
+                    Leg(
+                        tx_hash=tx_hash,
+                        height=int(proven["height"]),
+                        tx_index=int(proven["index"]),
+                        event_index=index,
+                        account=account,
+                        amount=amount,
+                        currency=currency,
+                        counterparty=counterparty,
+                        timestamp_ms=timestamp if proven["height"] == height else None,
+                        header=proven["header"],
+                        proof=answer.get("proof") if keep_proofs else None,
+                    )
+                )
+            if len(legs) > LEGS_MAX:
+                raise InvalidArgumentError(f"more than {LEGS_MAX} legs: give a narrower range")
+        if progress is not None:
+            progress(height)
+    return legs
