@@ -89,13 +89,8 @@ def legs_of(
     transfer event naming one of `accounts` (both sides when both are among them)."""
     found = []
     for index, event in enumerate(events):
-        if not isinstance(event, dict) or (event.get("contract"), event.get("name")) != (
-            ASSET,
-            TRANSFERRED,
-        ):
-            continue
-        fields = event.get("fields")
-        if not isinstance(fields, dict):
+        contract, name, fields = _event_parts(event)
+        if (contract, name) != (ASSET, TRANSFERRED) or not isinstance(fields, dict):
             continue
         source, target = str(fields.get("source")), str(fields.get("target"))
         amount, currency = int(fields.get("amount", 0)), str(fields.get("currency"))
@@ -104,6 +99,16 @@ def legs_of(
         if target in accounts:
             found.append((index, target, amount, currency, source))
     return found
+
+
+def _event_parts(event: Any) -> tuple[Any, Any, Any]:
+    """(contract, name, fields) of an event as a proven receipt shows it (an object) or as
+    the node's plain `GET /v1/tx/{hash}` shows it (a list of the three)."""
+    if isinstance(event, dict):
+        return event.get("contract"), event.get("name"), event.get("fields")
+    if isinstance(event, list | tuple) and len(event) == 3:
+        return event[0], event[1], event[2]
+    return None, None, None
 
 
 def _proof(client: Client, tx_hash: str) -> dict[str, Any]:
