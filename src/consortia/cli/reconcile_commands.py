@@ -186,4 +186,5 @@ def _print(document: dict[str, Any]) -> None:
 
 
 def _side(amount: int, currency: str, counterparty: str | None) -> str:
-    return f"{amount:+} {currency} {'with ' + counterparty if counterparty else '(no counterparty)'}"
+    other = f"with {counterparty}" if counterparty else "(no counterparty)"
+    return f"{amount:+} {currency} {other}"

@@ -143,9 +143,7 @@ def posting(index: int, row: tuple[Any, ...]) -> Posting:
 def _minor_units(value: Any, index: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise BooksError(f"posting {index}: the amount {value!r} is not an integer")
-    if isinstance(value, Decimal) and (
-        not value.is_finite() or value != value.to_integral_value()
-    ):
+    if isinstance(value, Decimal) and (not value.is_finite() or value != value.to_integral_value()):
         raise BooksError(f"posting {index}: the amount {value} is not in whole minor units")
     return int(value)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 from consortia.client import Client, ClientError, VerificationError
@@ -62,7 +63,7 @@ def latest_certified(client: Client) -> int:
     height = int(ask(client.status)["height"])
     for candidate in range(height, max(0, height - TIP_SEARCH_MAX), -1):
         try:
-            ask(lambda at=candidate: client.certificate(at, verify=True))
+            ask(partial(client.certificate, candidate, verify=True))
         except NodeRefusalError as error:
             if error.node_code in _NOT_YET:
                 continue
@@ -141,18 +142,18 @@ def collect(
     legs: list[Leg] = []
     seen: set[str] = set()
     for height in range(heights.first, heights.last + 1):
-        block = ask(lambda at=height: client.block_receipts(at))
+        block = ask(partial(client.block_receipts, height))
         timestamp = block.get("timestamp_ms")
         for receipt in block.get("receipts", []):
             tx_hash = str(receipt.get("tx_hash"))
             if not receipt.get("ok") or tx_hash in seen:
                 continue
             seen.add(tx_hash)
-            record = ask(lambda h=tx_hash: client.transaction(h))
+            record = ask(partial(client.transaction, tx_hash))
             if not legs_of(record.get("receipt", {}).get("events", []), accounts):
                 continue
             answer = _proof(client, tx_hash)
-            proven = ask(lambda a=answer, h=tx_hash: client.check_transaction(a, h))
+            proven = ask(partial(client.check_transaction, answer, tx_hash))
             if not proven["receipt"]["ok"]:
                 continue
             for index, account, amount, currency, counterparty in legs_of(

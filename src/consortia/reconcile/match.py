@@ -213,8 +213,8 @@ def reconcile(postings: list[Posting], legs: list[Leg]) -> Reconciliation:
     unpaired_legs: list[Leg] = []
     for key, group in legs_by_key.items():
         if key in postings_by_key:
-            found, differing = _pair_group(group, postings_by_key[key])
-            matches.extend(found)
+            paired, differing = _pair_group(group, postings_by_key[key])
+            matches.extend(paired)
             breaks.extend(differing)
         else:
             unpaired_legs.extend(group)
@@ -227,7 +227,7 @@ def reconcile(postings: list[Posting], legs: list[Leg]) -> Reconciliation:
 
     unpaired_legs.sort(key=lambda leg: (leg.height, leg.tx_index, leg.event_index))
     for posting in sorted(unreferenced, key=lambda p: p.row):
-        leg = next(
+        found = next(
             (
                 leg
                 for leg in unpaired_legs
@@ -235,11 +235,11 @@ def reconcile(postings: list[Posting], legs: list[Leg]) -> Reconciliation:
             ),
             None,
         )
-        if leg is None:
+        if found is None:
             breaks.append(Break(NOT_ON_CHAIN, posting.account, None, posting))
         else:
-            unpaired_legs.remove(leg)
-            matches.append(Match(leg, posting, "fallback"))
+            unpaired_legs.remove(found)
+            matches.append(Match(found, posting, "fallback"))
     breaks.extend(Break(MISSING_IN_BOOKS, leg.account, leg, None) for leg in unpaired_legs)
     breaks.sort(key=_break_order)
     return Reconciliation(matches, breaks)
