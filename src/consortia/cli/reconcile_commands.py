@@ -102,9 +102,10 @@ def reconcile_command(
     try:
         with Client(url, light=LightClient(genesis)) as client:
             heights = chain.window(client, from_height, to_height)
-            with _progress(heights) as step:
+            with _progress() as progress:
+                busy = chain.busy_heights(url, heights, progress)
                 legs = chain.collect(
-                    client, frozenset(accounts), heights, keep_proofs=proofs, progress=step
+                    client, frozenset(accounts), busy, keep_proofs=proofs, progress=progress
                 )
         postings = read_postings(dsn, query)
     except ReconcileError as error:
@@ -123,19 +124,23 @@ def reconcile_command(
 
 
 @contextmanager
-def _progress(heights: chain.Window) -> Iterator[Any]:
-    """A progress bar over the heights walked, on stderr when it is a terminal."""
-    total = max(0, heights.last - heights.first + 1)
+def _progress() -> Iterator[chain.Progress]:
+    """A progress bar (reading blocks, then proving transfers), on stderr when it is a
+    terminal."""
     with Progress(
-        TextColumn("reconciling heights"),
+        TextColumn("{task.description:<20}"),
         BarColumn(),
         MofNCompleteColumn(),
         console=err,
         transient=True,
         disable=not err.is_terminal,
-    ) as progress:
-        task = progress.add_task("heights", total=total)
-        yield lambda height: progress.update(task, completed=height - heights.first + 1)
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def step(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=total)
+
+        yield step
 
 
 def _short(value: Any) -> str:

@@ -1,13 +1,15 @@
 """What the chain says for an institution's accounts: every transfer leg touching them between
 two heights, each proven with the SDK's light client.
 
-The node is asked, height by height, for its block's receipts (`GET /v1/blocks/{h}/receipts`),
-then for each successful transaction's record (`GET /v1/tx/{hash}`): those are only used to
-find the candidates, the transactions whose `asset.transferred` events name one of the
-accounts. Each candidate is fetched with its proof (`?proof=true`) and checked by the light
-client (its receipt under the receipts root of an execution header signed by a quorum of its
-epoch's validators, learnt from the genesis); the legs are built from the proven receipt's
-events only. So everything reported is proven; what a lying node can still do is hide a
+The node's block stream (`GET /v1/subscribe/blocks?from=A`, one streamed answer) names the
+heights whose blocks hold transactions; for each, the node is asked for the block's receipts
+(`GET /v1/blocks/{h}/receipts`), then for each successful transaction's record
+(`GET /v1/tx/{hash}`): those are only used to find the candidates, the transactions whose
+`asset.transferred` events name one of the accounts. Each candidate is fetched with its
+proof (`?proof=true`) and checked by the light client (its receipt under the receipts root
+of an execution header signed by a quorum of its epoch's validators, learnt from the
+genesis); the legs are built from the proven receipt's events only. So everything reported
+is proven; what a lying node can still do is hide a
 transaction (docs/reconcile.md, *What is proven*).
 
 Owns the walk, its bounds and the legs' form. Must never report a leg from an answer it has
@@ -16,13 +18,14 @@ not verified, nor hold more than LEGS_MAX legs.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
-from consortia.client import Client, ClientError, VerificationError
+from consortia.client import AsyncClient, Client, ClientError, VerificationError
 from consortia.errors import InvalidArgumentError, NodeRefusalError, NodeUnavailableError
 from consortia.reconcile.errors import ChainVerificationError, NotProvenError
 from consortia.reconcile.match import Leg
@@ -53,9 +56,13 @@ def ask(call: Callable[[], Any]) -> Any:
     except VerificationError as error:
         raise ChainVerificationError(f"{error.what}: {error.message}") from None
     except ClientError as error:
-        if error.code == "unreachable":
-            raise NodeUnavailableError(error.message) from None
-        raise NodeRefusalError(error.code, error.message) from None
+        raise _refusal(error) from None
+
+
+def _refusal(error: ClientError) -> NodeUnavailableError | NodeRefusalError:
+    if error.code in ("unreachable", "subscription_lost"):
+        return NodeUnavailableError(error.message)
+    return NodeRefusalError(error.code, error.message)
 
 
 def latest_certified(client: Client) -> int:
@@ -130,18 +137,52 @@ def _proof(client: Client, tx_hash: str) -> dict[str, Any]:
         time.sleep(PROOF_POLL_S)
 
 
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+def busy_heights(url: str, heights: Window, progress: Progress | None = None) -> list[int]:
+    """The heights in `heights` whose blocks hold transactions, from the node's block stream
+    (one streamed answer for the whole range, rather than a request per height)."""
+    if heights.last < heights.first:
+        return []
+    return list(asyncio.run(_busy_heights(url, heights, progress)))
+
+
+async def _busy_heights(url: str, heights: Window, progress: Progress | None) -> list[int]:
+    busy: list[int] = []
+    total = heights.last - heights.first + 1
+    async with AsyncClient(url) as client:
+        blocks = client.subscribe_blocks(heights.first)
+        try:
+            async for block in blocks:
+                height = int(block["height"])
+                if height > heights.last:
+                    break
+                if int(block.get("tx_count", 0)) > 0:
+                    busy.append(height)
+                if progress is not None and (height == heights.last or height % 256 == 0):
+                    progress("reading blocks", height - heights.first + 1, total)
+                if height == heights.last:
+                    break
+        except ClientError as error:
+            raise _refusal(error) from None
+        finally:
+            await blocks.aclose()  # type: ignore[attr-defined]
+    return busy
+
+
 def collect(
     client: Client,
     accounts: frozenset[str],
-    heights: Window,
+    heights: list[int],
     *,
     keep_proofs: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[Leg]:
-    """Every proven transfer leg touching `accounts` committed in `heights`."""
+    """Every proven transfer leg touching `accounts` committed at `heights` (the busy ones)."""
     legs: list[Leg] = []
     seen: set[str] = set()
-    for height in range(heights.first, heights.last + 1):
+    for done, height in enumerate(heights, start=1):
         block = ask(partial(client.block_receipts, height))
         timestamp = block.get("timestamp_ms")
         for receipt in block.get("receipts", []):
@@ -177,5 +218,5 @@ def collect(
             if len(legs) > LEGS_MAX:
                 raise InvalidArgumentError(f"more than {LEGS_MAX} legs: give a narrower range")
         if progress is not None:
-            progress(height)
+            progress("proving transfers", done, len(heights))
     return legs
