@@ -9,6 +9,8 @@ then damaged three ways: one posting's amount corrupted, one posting missing, on
 chain never saw. `consortia reconcile` finds exactly those three breaks, each on-chain side
 proven (its proof checks again, offline, with the light client), and finds none in bank-1's
 books, one of whose postings carries only a business reference (matched by the fallback).
+In process: a node whose receipt proofs were altered is refused, and a transfer left out of
+the legs shows as proven balances that do not add up.
 
 Run alone: .venv/bin/pytest tests/integration/test_reconcile.py
 """
@@ -17,13 +19,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import httpx
 import psycopg
 import pytest
 
-from consortia.client import ClientError, LightClient
+from consortia.client import Client, ClientError, LightClient
 from consortia.identity import layout
+from consortia.identity.genesis import load_genesis
+from consortia.reconcile import balances, chain
+from consortia.reconcile.errors import ChainVerificationError
 from tests.cli_helpers import run
 from tests.cluster_helpers import WAIT_S, LiveCluster, live_cluster, wait_for
 from tests.pg_helpers import PgServer, pg_server
@@ -125,12 +132,18 @@ def _reconcile(
     return result.returncode, result.stdout, result.stderr
 
 
-def test_two_banks_reconcile_their_books_and_the_corrupted_posting_is_found(
-    cluster: LiveCluster, pg_server: PgServer
-) -> None:
+@dataclass(frozen=True)
+class Settled:
+    """What the module's setup committed: the two treasuries, the payments and their hashes."""
+
+    banks: list[str]
+    payments: list[tuple[str, str, int]]
+    hashes: list[str]
+
+
+@pytest.fixture(scope="module")
+def settled(cluster: LiveCluster) -> Settled:
     banks = [f"{node.member}.treasury" for node in cluster.nodes[:2]]
-    bank0 = [banks[0], "alice"]  # bank-0's nostro account and its customer
-    bank1 = [banks[1], "bob"]
     payments = [
         (banks[0], banks[1], CORRESPONDENT),  # correspondent payments between the treasuries
         (banks[1], banks[0], 400_000),
@@ -139,7 +152,15 @@ def test_two_banks_reconcile_their_books_and_the_corrupted_posting_is_found(
         ("bob", "alice", 2_000),
         ("alice", banks[0], 500),  # within bank-0: two legs, two postings
     ]
-    hashes = _commit(cluster, payments)
+    return Settled(banks, payments, _commit(cluster, payments))
+
+
+def test_two_banks_reconcile_their_books_and_the_corrupted_posting_is_found(
+    cluster: LiveCluster, pg_server: PgServer, settled: Settled
+) -> None:
+    banks, payments, hashes = settled.banks, settled.payments, settled.hashes
+    bank0 = [banks[0], "alice"]  # bank-0's nostro account and its customer
+    bank1 = [banks[1], "bob"]
 
     # Bank-1's books agree with the chain; one posting carries a business reference only.
     books1 = _books(set(bank1), payments, hashes)
@@ -155,6 +176,11 @@ def test_two_banks_reconcile_their_books_and_the_corrupted_posting_is_found(
     assert report["agree"] and report["breaks"] == []
     assert report["matched"] == len(books1) and report["matched_by_fallback"] == 1
     assert report["verified"] and report["chain"]["transactions"] == 5
+    assert report["complete"] is True  # the proven balances add up to the legs found
+    assert {(b["account"], b["currency"]) for b in report["balances"]} == {
+        (banks[1], "CNY"),
+        ("bob", "CNY"),
+    }
 
     # Bank-0's books: the first correspondent payment's amount corrupted, bob's payment to
     # alice never booked, and a posting the chain never saw.
@@ -237,3 +263,51 @@ def test_mistakes_are_one_line_errors(cluster: LiveCluster, pg_server: PgServer)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {code}: "), lines
         assert "secret" not in result.stderr
+
+
+class _Tampering(httpx.BaseTransport):
+    """Passes requests to the node; changes one byte of every receipt proven to the client."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        if request.url.path.startswith("/v1/tx/") and "proof=true" in str(request.url.query):
+            response.read()
+            answer = json.loads(response.content)
+            receipt = bytearray(bytes.fromhex(answer["proof"]["receipt"]))
+            receipt[-1] ^= 1
+            answer["proof"]["receipt"] = receipt.hex()
+            return httpx.Response(response.status_code, json=answer)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_a_tampered_proof_stops_the_walk_and_a_hidden_transfer_breaks_the_balances(
+    cluster: LiveCluster, settled: Settled
+) -> None:
+    """In process: a node whose receipt proofs were altered is refused (verification_failed,
+    exit status 3); a transfer the node left out shows as balances that do not add up."""
+    genesis = load_genesis(cluster.root / layout.GENESIS_FILE, None)[0]
+    url = cluster.nodes[0].api_url
+    accounts = (settled.banks[0], "alice")
+    with Client(url, light=LightClient(genesis)) as client:
+        heights = chain.window(client, None, None)
+        busy = chain.busy_heights(url, heights)
+        legs = chain.collect(client, frozenset(accounts), busy)
+        assert {leg.tx_hash for leg in legs} == set(settled.hashes)
+        checks = balances.check(client, genesis, accounts, heights, legs, books_currencies=set())
+        assert [check.complete for check in checks] == [True, True]
+        hidden = [leg for leg in legs if leg.tx_hash != settled.hashes[4]]  # bob -> alice
+        checks = balances.check(client, genesis, accounts, heights, hidden, books_currencies=set())
+        assert {check.account: check.complete for check in checks} == {
+            settled.banks[0]: True,
+            "alice": False,
+        }
+    with Client(url, light=LightClient(genesis), transport=_Tampering()) as lying:
+        with pytest.raises(ChainVerificationError) as refused:
+            chain.collect(lying, frozenset(accounts), busy)
+        assert refused.value.exit_status == 3

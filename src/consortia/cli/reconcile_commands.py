@@ -32,7 +32,7 @@ from consortia.cli.output import err, out
 from consortia.client import Client, LightClient
 from consortia.errors import InvalidArgumentError
 from consortia.mirror.dsn import checked, describe
-from consortia.reconcile import chain
+from consortia.reconcile import balances, chain
 from consortia.reconcile.books import BooksQuery, column_map, read_postings, table_name
 from consortia.reconcile.errors import ReconcileError
 from consortia.reconcile.match import reconcile
@@ -100,6 +100,7 @@ def reconcile_command(
     )
     genesis, url = _target(home, node, api)
     try:
+        postings = read_postings(dsn, query)  # first: a wrong table fails before the walk
         with Client(url, light=LightClient(genesis)) as client:
             heights = chain.window(client, from_height, to_height)
             with _progress() as progress:
@@ -107,7 +108,14 @@ def reconcile_command(
                 legs = chain.collect(
                     client, frozenset(accounts), busy, keep_proofs=proofs, progress=progress
                 )
-        postings = read_postings(dsn, query)
+            checks = balances.check(
+                client,
+                genesis,
+                accounts,
+                heights,
+                legs,
+                books_currencies={posting.currency for posting in postings},
+            )
     except ReconcileError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(error.exit_status) from None
@@ -115,12 +123,12 @@ def reconcile_command(
     scope = Scope(
         genesis.chain_id, heights.first, heights.last, accounts, table, describe(parameters)
     )
-    document = report(scope, postings, legs, result, proofs=proofs)
+    document = report(scope, postings, legs, result, checks, proofs=proofs)
     if as_json:
         typer.echo(json.dumps(document, separators=(",", ":")))
     else:
         _print(document)
-    raise typer.Exit(exit_status(result))
+    raise typer.Exit(exit_status(result, checks))
 
 
 @contextmanager
@@ -154,7 +162,7 @@ def _print(document: dict[str, Any]) -> None:
     out.print(
         f"chain {document['chain_id']}, heights {heights['from']} to {heights['to']}:"
         f" {document['chain']['legs']} transfer legs in {document['chain']['transactions']}"
-        " transactions, each proven against a certified header",
+        f" transactions, each proven against a certified header; {_completeness(document)}",
         markup=False,
     )
     out.print(
@@ -165,6 +173,15 @@ def _print(document: dict[str, Any]) -> None:
         f"matched {document['matched']} ({document['matched_by_fallback']} by the fallback)",
         markup=False,
     )
+    for check in document["balances"]:
+        if check["complete"] is False:
+            out.print(
+                f"INCOMPLETE: {check['account']} {check['currency']} moved"
+                f" {check['after'] - check['before']:+} by its proven balances, but its legs"
+                f" found sum to {check['moved']:+}: the node left transactions out;"
+                " ask another node",
+                markup=False,
+            )
     if document["agree"]:
         out.print("no breaks: the books agree with the chain")
         return
@@ -188,6 +205,13 @@ def _print(document: dict[str, Any]) -> None:
     out.print(table)
     counts = ", ".join(f"{kind} {n}" for kind, n in document["break_counts"].items() if n)
     out.print(f"breaks: {counts}", markup=False)
+
+
+def _completeness(document: dict[str, Any]) -> str:
+    complete = document["complete"]
+    if complete is None:
+        return "some balances could not be proven (the node no longer keeps that height)"
+    return "the proven balances add up" if complete else "the proven balances DO NOT add up"
 
 
 def _side(amount: int, currency: str, counterparty: str | None) -> str:

@@ -32,6 +32,9 @@ from consortia.reconcile.match import Leg
 
 ASSET: Final = "asset"
 TRANSFERRED: Final = "transferred"
+ISSUED: Final = "issued"
+REDEEMED: Final = "redeemed"
+MOVES: Final = frozenset({TRANSFERRED, ISSUED, REDEEMED})  # the asset events that move money
 HEIGHTS_MAX: Final = 1_000_000  # heights one reconciliation walks (beyond: a narrower range)
 LEGS_MAX: Final = 1_000_000
 TIP_SEARCH_MAX: Final = 64  # heights below the tip searched for the latest certified one
@@ -92,20 +95,27 @@ def window(client: Client, first: int | None, last: int | None) -> Window:
 
 def legs_of(
     events: Iterable[Any], accounts: frozenset[str]
-) -> list[tuple[int, str, int, str, str]]:
+) -> list[tuple[int, str, int, str, str | None]]:
     """(event index, account, signed amount, currency, counterparty) for each side of each
-    transfer event naming one of `accounts` (both sides when both are among them)."""
-    found = []
+    `asset` event that moves money on one of `accounts`: a transfer's source and target (both
+    when both are among them), an issue's receiver and a redemption's issuer (no
+    counterparty)."""
+    found: list[tuple[int, str, int, str, str | None]] = []
     for index, event in enumerate(events):
         contract, name, fields = _event_parts(event)
-        if (contract, name) != (ASSET, TRANSFERRED) or not isinstance(fields, dict):
+        if contract != ASSET or name not in MOVES or not isinstance(fields, dict):
             continue
-        source, target = str(fields.get("source")), str(fields.get("target"))
         amount, currency = int(fields.get("amount", 0)), str(fields.get("currency"))
-        if source in accounts:
-            found.append((index, source, -amount, currency, target))
-        if target in accounts:
-            found.append((index, target, amount, currency, source))
+        if name == TRANSFERRED:
+            source, target = str(fields.get("source")), str(fields.get("target"))
+            if source in accounts:
+                found.append((index, source, -amount, currency, target))
+            if target in accounts:
+                found.append((index, target, amount, currency, source))
+        elif name == ISSUED and str(fields.get("to")) in accounts:
+            found.append((index, str(fields.get("to")), amount, currency, None))
+        elif name == REDEEMED and str(fields.get("by")) in accounts:
+            found.append((index, str(fields.get("by")), -amount, currency, None))
     return found
 
 

@@ -2,7 +2,8 @@
 
 A leg is one side of one on-chain transfer as one of the institution's accounts sees it:
 `amount` is signed from that account's point of view (positive: received; negative: sent),
-`counterparty` is the other account. A transfer between two of the institution's own accounts
+`counterparty` is the other account (none for an issue or a redemption of money by its
+issuer). A transfer between two of the institution's own accounts
 is two legs, as it is two postings in its books.
 
 Matching, in order (docs/reconcile.md, *Matching*):
@@ -88,7 +89,7 @@ class Leg:
     account: str
     amount: int
     currency: str
-    counterparty: str
+    counterparty: str | None
     timestamp_ms: int | None = None
     header: dict[str, Any] = field(default_factory=dict)
     proof: dict[str, Any] | None = None
