@@ -245,6 +245,7 @@ def test_mistakes_are_one_line_errors(cluster: LiveCluster, pg_server: PgServer)
         (dsn, "postings", ["--column", "amount=amount_fen"], "books_invalid"),
         (dsn, "postings", ["--column", "colour=red"], "invalid_argument"),
         (dsn, "postings; DROP TABLE postings", [], "invalid_argument"),
+        (dsn, "postings", ["--to-height", "999999999"], "invalid_argument"),
     ]
     for given, table, extra, code in cases:
         result = run(

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from consortia.client import Client
 from consortia.client.state_reads import ASSET, balance_key
-from consortia.errors import NodeRefusalError
+from consortia.errors import InvalidArgumentError, NodeRefusalError
 from consortia.reconcile.chain import Window, ask
 from consortia.reconcile.errors import ChainVerificationError
 from consortia.reconcile.match import Leg
@@ -82,7 +82,9 @@ def currencies(
     found = {CURRENCY_DEFAULT, *extra, *(leg.currency for leg in legs)}
     found |= {entry.currency for entry in genesis.accounts if entry.id in accounts}
     if len(found) > CURRENCIES_MAX:
-        raise ChainVerificationError(f"more than {CURRENCIES_MAX} currencies to check")
+        raise InvalidArgumentError(
+            f"more than {CURRENCIES_MAX} currencies to check: reconcile fewer accounts at once"
+        )
     return sorted(found)
 
 

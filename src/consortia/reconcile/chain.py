@@ -83,9 +83,15 @@ def latest_certified(client: Client) -> int:
 
 
 def window(client: Client, first: int | None, last: int | None) -> Window:
-    """The heights to walk: `first` (default 1) to `last` (default the latest certified)."""
+    """The heights to walk: `first` (default 1) to `last` (default, and at most, the latest
+    height the node holds a certificate for)."""
     start = 1 if first is None else first
-    end = latest_certified(client) if last is None else last
+    certified = latest_certified(client)
+    end = certified if last is None else last
+    if end > certified:
+        raise InvalidArgumentError(
+            f"--to-height {end}: the node has certified heights up to {certified} only"
+        )
     if start < 1 or end < start - 1:
         raise InvalidArgumentError(f"no heights from {start} to {end}")
     if end - start + 1 > HEIGHTS_MAX:
