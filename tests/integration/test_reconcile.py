@@ -170,7 +170,8 @@ def test_two_banks_reconcile_their_books_and_the_corrupted_posting_is_found(
     ]
     dsn1 = pg_server.schema("reconcile_bank1")
     _write(dsn1, books1)
-    status, stdout, stderr = _reconcile(cluster, dsn1, bank1, "--json")
+    window = ("--posted-from", "2026-01-01T00:00:00+08:00", "--posted-to", "2100-01-01")
+    status, stdout, stderr = _reconcile(cluster, dsn1, bank1, "--json", *window)
     assert status == 0, stdout + stderr
     report = json.loads(stdout)
     assert report["agree"] and report["breaks"] == []
@@ -246,6 +247,7 @@ def test_mistakes_are_one_line_errors(cluster: LiveCluster, pg_server: PgServer)
         (dsn, "postings", ["--column", "colour=red"], "invalid_argument"),
         (dsn, "postings; DROP TABLE postings", [], "invalid_argument"),
         (dsn, "postings", ["--to-height", "999999999"], "invalid_argument"),
+        (dsn, "postings", ["--posted-from", "yesterday"], "invalid_argument"),
     ]
     for given, table, extra, code in cases:
         result = run(

@@ -14,7 +14,9 @@ from dataclasses import replace
 
 import pytest
 
+from consortia.reconcile.balances import BalanceCheck
 from consortia.reconcile.chain import legs_of
+from consortia.reconcile.errors import EXIT_AGREE, EXIT_BREAKS, EXIT_VERIFICATION
 from consortia.reconcile.match import (
     AMOUNT_DIFFERS,
     COUNTERPARTY_DIFFERS,
@@ -25,6 +27,7 @@ from consortia.reconcile.match import (
     Posting,
     reconcile,
 )
+from consortia.reconcile.report import Scope, exit_status, report
 
 ACCOUNTS = ("bank-0.treasury", "alice", "erin")
 OTHERS = ("bank-1.treasury", "bob", "carol")
@@ -161,3 +164,48 @@ def test_one_pair_differing_in_two_fields_is_one_break_for_each() -> None:
     result = reconcile([posting], [leg])
     assert [b.kind for b in result.breaks] == [AMOUNT_DIFFERS, CURRENCY_DIFFERS]
     assert result.counts()[AMOUNT_DIFFERS] == 1 and len(result.matches) == 1
+
+
+def test_issues_and_redemptions_are_legs_without_counterparty() -> None:
+    events = [
+        {
+            "contract": "asset",
+            "name": "issued",
+            "fields": {"currency": "CNY", "amount": 9, "to": "b"},
+        },
+        {
+            "contract": "asset",
+            "name": "redeemed",
+            "fields": {"currency": "CNY", "amount": 4, "by": "b"},
+        },
+        {
+            "contract": "asset",
+            "name": "issued",
+            "fields": {"currency": "CNY", "amount": 1, "to": "c"},
+        },
+    ]
+    assert legs_of(events, frozenset({"b"})) == [
+        (0, "b", 9, "CNY", None),
+        (1, "b", -4, "CNY", None),
+    ]
+
+
+def test_unbalanced_proven_balances_outrank_breaks_and_unchecked_ones_never_pass() -> None:
+    leg = Leg("ab" * 32, 2, 0, 0, "alice", -5, "CNY", "bob")
+    posting = Posting(0, "alice", -5, "CNY", "bob", "ab" * 32)
+    agreed = reconcile([posting], [leg])
+    broken = reconcile([], [leg])
+    adds_up = BalanceCheck("alice", "CNY", 100, 95, -5)
+    hidden = BalanceCheck("alice", "CNY", 100, 90, -5)  # 5 more left than the legs say
+    unchecked = BalanceCheck("alice", "CNY", None, 95, -5)  # the node no longer keeps it
+    assert (adds_up.complete, hidden.complete, unchecked.complete) == (True, False, None)
+    assert exit_status(agreed, [adds_up]) == EXIT_AGREE
+    assert exit_status(broken, [adds_up]) == EXIT_BREAKS
+    assert exit_status(agreed, [adds_up, hidden]) == EXIT_VERIFICATION
+    assert exit_status(broken, [unchecked, hidden]) == EXIT_VERIFICATION
+    assert exit_status(agreed, [unchecked]) == EXIT_AGREE
+    scope = Scope("c", 1, 2, ("alice",), "postings", "host=h")
+    document = report(scope, [posting], [leg], agreed, [adds_up, unchecked])
+    assert document["complete"] is None and document["agree"] is True
+    assert report(scope, [], [leg], broken, [hidden])["complete"] is False
+    assert report(scope, [], [leg], broken, [adds_up])["break_counts"][MISSING_IN_BOOKS] == 1

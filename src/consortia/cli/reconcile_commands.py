@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -79,10 +79,11 @@ def reconcile_command(
         typer.Option("--to-height", help="Last height (default: the latest certified).", min=0),
     ] = None,
     posted_from: Annotated[
-        datetime | None, typer.Option("--posted-from", help="Postings at or after this time.")
+        str | None,
+        typer.Option("--posted-from", help="Postings at or after this time (ISO 8601; UTC)."),
     ] = None,
     posted_to: Annotated[
-        datetime | None, typer.Option("--posted-to", help="Postings before this time.")
+        str | None, typer.Option("--posted-to", help="Postings before this time (ISO 8601).")
     ] = None,
     proofs: Annotated[
         bool, typer.Option("--proofs", help="Put each on-chain item's proof in --json.")
@@ -96,7 +97,11 @@ def reconcile_command(
     if len(accounts) > ACCOUNTS_MAX:
         raise InvalidArgumentError(f"at most {ACCOUNTS_MAX} --account options")
     query = BooksQuery(
-        table_name(table), column_map(column or []), accounts, posted_from, posted_to
+        table_name(table),
+        column_map(column or []),
+        accounts,
+        _instant("--posted-from", posted_from),
+        _instant("--posted-to", posted_to),
     )
     genesis, url = _target(home, node, api)
     try:
@@ -129,6 +134,17 @@ def reconcile_command(
     else:
         _print(document)
     raise typer.Exit(exit_status(result, checks))
+
+
+def _instant(option: str, text: str | None) -> datetime | None:
+    """An ISO 8601 time; one without an offset is UTC."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidArgumentError(f"{option} {text!r} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @contextmanager
