@@ -48,6 +48,7 @@ def _register_commands() -> None:
         events_commands,
         identity_commands,
         mirror_commands,
+        reconcile_commands,
         relay_commands,
         sim_commands,
         tx_commands,
@@ -62,6 +63,7 @@ def _register_commands() -> None:
     bench_commands.register(app)
     events_commands.register(app)
     mirror_commands.register(app)
+    reconcile_commands.register(app)
     relay_commands.register(app)
 
 

@@ -290,8 +290,20 @@ class Client:
         not_certified or not_committed while there is no proof yet."""
         if not verify:
             return self._get(f"/v1/tx/{tx_hash}")
+        return self.check_transaction(self.transaction_proof(tx_hash), tx_hash)
+
+    def transaction_proof(self, tx_hash: str) -> dict[str, Any]:
+        """The node's answer with the receipt's proof (`GET /v1/tx/{hash}?proof=true`),
+        unchecked: its `proof` holds the canonical receipt, its proof against the receipts
+        root and the execution certificate (hex), which anyone can check again later.
+        ClientError not_certified or not_committed while there is no proof yet."""
+        return self._get(f"/v1/tx/{tx_hash}?proof=true")
+
+    def check_transaction(self, answer: dict[str, Any], tx_hash: str) -> dict[str, Any]:
+        """The record of `transaction(tx_hash, verify=True)` from a `transaction_proof`
+        answer, once its receipt is proven against a certified header (VerificationError
+        otherwise)."""
         light = need_light(self.light)
-        answer = self._get(f"/v1/tx/{tx_hash}?proof=true")
         self.follow_epochs(claimed_epoch(answer))
         return receipt_record(*light.verify_receipt(answer, tx_hash))
 

@@ -1,0 +1,153 @@
+"""The institution's books: its postings table in PostgreSQL, read in one read-only transaction.
+
+The table holds one row per posting (docs/reconcile.md, *The postings table*): `account`,
+`amount` (integer minor units, signed from the account's side: positive received, negative
+sent; bigint or numeric with no fraction), `currency`, `counterparty`, `reference` (the chain
+transaction's hash, or a business reference) and `posted_at`. A bank whose columns are named
+otherwise maps them (`--column amount=amount_fen`). Only the rows of the accounts asked
+about are read, optionally within a `posted_at` window.
+
+Owns the query (identifiers quoted by psycopg, values passed as parameters) and turning rows
+into `Posting`s. Must never write to the database (the session is read-only), never build SQL
+from text it did not quote, never log the DSN or a password.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final
+
+import psycopg
+from psycopg import sql
+
+from consortia.errors import InvalidArgumentError
+from consortia.mirror.dsn import redact
+from consortia.reconcile.errors import BooksError, DatabaseError
+from consortia.reconcile.match import Posting
+
+COLUMNS: Final = ("account", "amount", "currency", "counterparty", "reference", "posted_at")
+POSTINGS_MAX: Final = 1_000_000  # rows one reconciliation reads (beyond: narrow the window)
+ACCOUNTS_MAX: Final = 1024
+IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}\Z")
+APPLICATION_NAME: Final = "consortia-reconcile"
+STATEMENT_TIMEOUT_MS: Final = 120_000
+CONNECT_TIMEOUT_S: Final = 10
+
+
+@dataclass(frozen=True, slots=True)
+class BooksQuery:
+    """Which table, how its columns are named, and which rows."""
+
+    table: tuple[str, ...]
+    columns: dict[str, str]
+    accounts: tuple[str, ...]
+    posted_from: datetime | None = None
+    posted_to: datetime | None = None
+
+
+def table_name(text: str) -> tuple[str, ...]:
+    """`name` or `schema.name`, each part a plain SQL identifier."""
+    parts = tuple(text.split("."))
+    if not 1 <= len(parts) <= 2 or not all(IDENTIFIER.match(part) for part in parts):
+        raise InvalidArgumentError(f"--table {text!r} is not `name` or `schema.name`")
+    return parts
+
+
+def column_map(mappings: list[str]) -> dict[str, str]:
+    """The documented column names, each replaced where `--column name=actual` says so."""
+    columns = {name: name for name in COLUMNS}
+    if len(mappings) > len(COLUMNS):
+        raise InvalidArgumentError(f"at most {len(COLUMNS)} --column mappings")
+    for mapping in mappings:
+        name, equals, actual = mapping.partition("=")
+        if not equals or name not in columns:
+            raise InvalidArgumentError(
+                f"--column {mapping!r}: expected NAME=COLUMN, NAME one of {', '.join(COLUMNS)}"
+            )
+        if not IDENTIFIER.match(actual):
+            raise InvalidArgumentError(f"--column {mapping!r}: {actual!r} is not a column name")
+        columns[name] = actual
+    return columns
+
+
+def statement(query: BooksQuery) -> tuple[sql.Composed, list[Any]]:
+    """The SELECT and its parameters (identifiers quoted; values as parameters)."""
+    fields = sql.SQL(", ").join(sql.Identifier(query.columns[name]) for name in COLUMNS)
+    where = [sql.SQL("{} = ANY(%s)").format(sql.Identifier(query.columns["account"]))]
+    parameters: list[Any] = [list(query.accounts)]
+    posted = sql.Identifier(query.columns["posted_at"])
+    if query.posted_from is not None:
+        where.append(sql.SQL("{} >= %s").format(posted))
+        parameters.append(query.posted_from)
+    if query.posted_to is not None:
+        where.append(sql.SQL("{} < %s").format(posted))
+        parameters.append(query.posted_to)
+    text = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}, {} LIMIT %s").format(
+        fields,
+        sql.Identifier(*query.table),
+        sql.SQL(" AND ").join(where),
+        posted,
+        sql.Identifier(query.columns["reference"]),
+    )
+    parameters.append(POSTINGS_MAX + 1)
+    return text, parameters
+
+
+def read_postings(dsn: str, query: BooksQuery) -> list[Posting]:
+    """The postings of `query.accounts`, read in one read-only transaction."""
+    if not 1 <= len(query.accounts) <= ACCOUNTS_MAX:
+        raise InvalidArgumentError(f"give between 1 and {ACCOUNTS_MAX} accounts")
+    text, parameters = statement(query)
+    try:
+        with psycopg.connect(
+            dsn,
+            application_name=APPLICATION_NAME,
+            connect_timeout=CONNECT_TIMEOUT_S,
+        ) as connection:
+            connection.read_only = True
+            with connection.transaction(), connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+                rows = cursor.execute(text, parameters).fetchall()
+    except psycopg.errors.UndefinedTable:
+        raise BooksError(f"no table {'.'.join(query.table)} (is --table right?)") from None
+    except psycopg.errors.UndefinedColumn as error:
+        raise BooksError(
+            f"{redact(_first_line(error))} (map a column with --column NAME=COLUMN)"
+        ) from None
+    except psycopg.Error as error:
+        raise DatabaseError(redact(_first_line(error))) from None
+    if len(rows) > POSTINGS_MAX:
+        raise BooksError(
+            f"more than {POSTINGS_MAX} postings: narrow the window (--posted-from/--posted-to)"
+        )
+    return [posting(index, row) for index, row in enumerate(rows)]
+
+
+def posting(index: int, row: tuple[Any, ...]) -> Posting:
+    """A row as a `Posting`; BooksError for an amount that is not an integer."""
+    account, amount, currency, counterparty, reference, posted_at = row
+    return Posting(
+        row=index,
+        account=str(account),
+        amount=_minor_units(amount, index),
+        currency=str(currency),
+        counterparty=None if counterparty is None else str(counterparty),
+        reference="" if reference is None else str(reference),
+        posted_at=posted_at if isinstance(posted_at, datetime) else None,
+    )
+
+
+def _minor_units(value: Any, index: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise BooksError(f"posting {index}: the amount {value!r} is not an integer")
+    if isinstance(value, Decimal) and (not value.is_finite() or value != value.to_integral_value()):
+        raise BooksError(f"posting {index}: the amount {value} is not in whole minor units")
+    return int(value)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error)
+    return text.splitlines()[0] if text else type(error).__name__
