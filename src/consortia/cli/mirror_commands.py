@@ -25,6 +25,7 @@ from typing import Annotated
 import typer
 
 from consortia.cli.node_commands import configure_logging
+from consortia.cli.options import MetricsAddress, MetricsPort, NodeOrConsortiumHome, PgDsn
 from consortia.cluster.home import ClusterHome, api_url
 from consortia.identity import layout
 from consortia.identity.config import load_node_config, resolve
@@ -43,29 +44,16 @@ def register(app: typer.Typer) -> None:
 
 
 def mirror_command(
-    home: Annotated[
-        Path, typer.Option("--home", help="A node's folder, or a consortium's (with --node).")
-    ],
-    dsn: Annotated[
-        str,
-        typer.Option(
-            "--dsn",
-            help="PostgreSQL DSN without a password (libpq: PGPASSWORD, PGPASSFILE, service=).",
-        ),
-    ],
+    home: NodeOrConsortiumHome,
+    dsn: PgDsn,
     node: Annotated[
         int | None, typer.Option("--node", help="In a consortium's folder: the validator.", min=0)
     ] = None,
     api: Annotated[
         str | None, typer.Option("--api", help="Follow this API instead of the config's.")
     ] = None,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option("--metrics-port", help="Serve Prometheus /metrics here.", min=1, max=65535),
-    ] = None,
-    metrics_address: Annotated[
-        str, typer.Option("--metrics-address", help="Where --metrics-port listens.")
-    ] = "127.0.0.1",
+    metrics_port: MetricsPort = None,
+    metrics_address: MetricsAddress = "127.0.0.1",
     until: Annotated[
         int | None, typer.Option("--until", help="Stop once this height is written.", min=0)
     ] = None,

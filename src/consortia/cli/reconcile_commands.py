@@ -19,7 +19,6 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
@@ -28,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from consortia.cli.mirror_commands import _target
+from consortia.cli.options import NodeOrConsortiumHome, PgDsn
 from consortia.cli.output import err, out
 from consortia.client import Client, LightClient
 from consortia.errors import InvalidArgumentError
@@ -47,16 +47,8 @@ def register(app: typer.Typer) -> None:
 
 
 def reconcile_command(
-    home: Annotated[
-        Path, typer.Option("--home", help="A node's folder, or a consortium's (with --node).")
-    ],
-    dsn: Annotated[
-        str,
-        typer.Option(
-            "--dsn",
-            help="PostgreSQL DSN without a password (libpq: PGPASSWORD, PGPASSFILE, service=).",
-        ),
-    ],
+    home: NodeOrConsortiumHome,
+    dsn: PgDsn,
     table: Annotated[str, typer.Option("--table", help="The postings table: name or schema.name.")],
     account: Annotated[
         list[str], typer.Option("--account", help="An account of the institution; repeatable.")

@@ -34,6 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from consortia.cli.node_commands import configure_logging
+from consortia.cli.options import MetricsAddress, MetricsPort
 from consortia.client import Client, ClientError, Signer
 from consortia.client.outbox import OutboxStore, Relay, RelayCounters, RelaySettings
 from consortia.cluster.accounts import account_key, open_signer
@@ -101,13 +102,8 @@ def relay_command(
             show_default=False,
         ),
     ] = None,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option("--metrics-port", help="Serve Prometheus /metrics here.", min=1, max=65535),
-    ] = None,
-    metrics_address: Annotated[
-        str, typer.Option("--metrics-address", help="Where --metrics-port listens.")
-    ] = "127.0.0.1",
+    metrics_port: MetricsPort = None,
+    metrics_address: MetricsAddress = "127.0.0.1",
     until_idle: Annotated[
         bool, typer.Option("--until-idle", help="Stop once nothing waits.")
     ] = False,
