@@ -71,8 +71,8 @@ class Oracle(Contract):
         subject = state.subject_arg(args)
         value = state.value_arg(args)
         config = state.read_kind(ctx.read_other, fact_kind)
-        ctx.require(config is not None, "unknown_fact_kind", f"no fact kind {fact_kind!r}")
-        assert config is not None
+        if config is None:
+            ctx.fail("unknown_fact_kind", f"no fact kind {fact_kind!r}")
         oracle = ctx.caller
         oracles = config["oracles"]
         ctx.require(oracle in oracles, "not_oracle", f"{oracle} is no oracle of {fact_kind}")
