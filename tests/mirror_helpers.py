@@ -20,7 +20,7 @@ from consortia.crypto import suite as get_suite
 from consortia.execution.builtin import BUILTIN_CONTRACTS
 from consortia.execution.engine import Engine
 from consortia.execution.genesis import engine_from_genesis
-from consortia.node.chain import _stored, genesis_block_of, tx_receipt
+from consortia.node.chain import genesis_block_of
 from consortia.types.consensus import (
     Block,
     BlockHeader,
@@ -123,8 +123,10 @@ class FakeNode:
         block = Block(header, payload)
         result = self.engine.execute_block(height, header.timestamp_ms, payload)
         root = self.engine.commit()
-        stored = [_stored(r, height, i) for i, r in enumerate(result.receipts)]
-        leaves = [receipt_leaf(SUITE, encode(tx_receipt(r))) for r in stored]
+        leaves = [
+            receipt_leaf(SUITE, encode(r.canonical(height, i)))
+            for i, r in enumerate(result.receipts)
+        ]
         new_id = block_id(SUITE, header)
         self.blocks[height], self.roots[height], self.tip_id = block, root, new_id
         if certify:

@@ -54,6 +54,7 @@ from consortia.execution.registry import (
 )
 from consortia.execution.values import canonical, decode_value, state_key
 from consortia.types.encoding import decode
+from consortia.types.execution import ReceiptEvent, TxReceipt
 from consortia.types.signing import SigningDomain, transaction_id, verify
 from consortia.types.state_proof import StateAnswer
 from consortia.types.transaction import Transaction
@@ -82,6 +83,21 @@ class Receipt:
     @classmethod
     def refused(cls, tx_id: bytes, error: ContractError, gas_used: int = 0) -> Receipt:
         return cls(tx_id, False, error.code, error.message, gas_used)
+
+    def canonical(self, height: int, index: int) -> TxReceipt:
+        """This receipt, transaction `index` of block `height`, in the canonical form the
+        receipts root commits to (what nodes, the mirror and light clients hash)."""
+        return TxReceipt(
+            tx_id=self.tx_id,
+            height=height,
+            index=index,
+            ok=self.ok,
+            code=self.code,
+            message=self.message,
+            gas_used=self.gas_used,
+            events=[ReceiptEvent(e.contract, e.name, dict(e.fields)) for e in self.events],
+            result=self.result,
+        )
 
 
 @dataclass(slots=True)

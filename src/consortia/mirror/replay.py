@@ -35,7 +35,7 @@ from consortia.consensus.config import genesis_block
 from consortia.crypto import suite as get_suite
 from consortia.errors import ConsortiaError
 from consortia.execution.builtin import BUILTIN_CONTRACTS, SUPPORTED_PROTOCOL_VERSIONS
-from consortia.execution.engine import Engine, KnownTransactions, Receipt
+from consortia.execution.engine import Engine, KnownTransactions
 from consortia.execution.genesis import engine_from_genesis
 from consortia.execution.jmt import JellyfishTree, MemoryNodeStore
 from consortia.execution.registry import UnknownContractCodeError
@@ -49,7 +49,6 @@ from consortia.types.encoding import decode, encode
 from consortia.types.execution import (
     ExecutionCertificate,
     ExecutionHeader,
-    ReceiptEvent,
     TxReceipt,
     receipt_leaf,
     receipts_root,
@@ -275,8 +274,7 @@ class Replayer:
         root = engine.commit()
         _keep(engine, self._nodes)
         receipts = [
-            tx_receipt(receipt, header.height, index)
-            for index, receipt in enumerate(result.receipts)
+            receipt.canonical(header.height, index) for index, receipt in enumerate(result.receipts)
         ]
         leaves = [receipt_leaf(self.suite, encode(receipt)) for receipt in receipts]
         return MirroredBlock(
@@ -331,22 +329,6 @@ def genesis_block_of(genesis: Genesis) -> Block:
         genesis.chain_id,
         genesis.protocol_version,
         genesis.genesis_time_ms,
-    )
-
-
-def tx_receipt(receipt: Receipt, height: int, index: int) -> TxReceipt:
-    """An engine receipt in the canonical form the receipts root commits to (as the node
-    records it)."""
-    return TxReceipt(
-        tx_id=receipt.tx_id,
-        height=height,
-        index=index,
-        ok=receipt.ok,
-        code=receipt.code,
-        message=receipt.message,
-        gas_used=receipt.gas_used,
-        events=[ReceiptEvent(e.contract, e.name, dict(e.fields)) for e in receipt.events],
-        result=receipt.result,
     )
 
 

@@ -212,7 +212,10 @@ class Chain:
                 _stored(receipt, header.height, position)
                 for position, receipt in enumerate(result.receipts)
             ]
-            leaves = [receipt_leaf(self.suite, encode(tx_receipt(r))) for r in receipts]
+            leaves = [
+                receipt_leaf(self.suite, encode(receipt.canonical(header.height, position)))
+                for position, receipt in enumerate(result.receipts)
+            ]
             execution = ExecutionHeader(
                 chain_id=header.chain_id,
                 epoch=header.epoch,
