@@ -11,7 +11,7 @@ PostgreSQL releases it when the connection ends, a killed mirror's too.
 
 Owns the SQL of the write path, the progress row and the lock. Must never write a block the
 replayer did not return as verified, never write rows outside `write`'s transaction, and
-never put a password in an error message (`dsn.redact`).
+never put a password in an error message (`consortia.postgres.error_message`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from typing import Any, Final
 
 import psycopg
 
-from consortia.mirror.dsn import redact
 from consortia.mirror.errors import (
     DatabaseError,
     DatabaseUnavailableError,
@@ -45,6 +44,7 @@ from consortia.mirror.rows import (
     transaction_rows,
 )
 from consortia.mirror.schema import migrate
+from consortia.postgres import error_message
 from consortia.types.state_proof import state_key
 
 # The advisory lock a running mirror holds, with its schema: (this, hashtext(schema)), so
@@ -93,9 +93,9 @@ def database_errors() -> Iterator[None]:
     try:
         yield
     except psycopg.OperationalError as error:
-        raise DatabaseUnavailableError(redact(_first_line(error))) from None
+        raise DatabaseUnavailableError(error_message(error)) from None
     except psycopg.Error as error:
-        raise DatabaseError(redact(_first_line(error))) from None
+        raise DatabaseError(error_message(error)) from None
 
 
 class MirrorDatabase:
@@ -251,8 +251,3 @@ class MirrorDatabase:
         self._copy("state_stage", ("contract", "key", "height", "value", "raw"), staged)
         self._connection.execute(_MERGE)
         self._connection.execute(_DELETE)
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

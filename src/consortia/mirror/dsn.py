@@ -12,7 +12,6 @@ or the DSN as given.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Final
 
@@ -48,12 +47,3 @@ def checked(dsn: str) -> dict[str, str]:
 def describe(parameters: dict[str, str]) -> str:
     """host, port, database, user (and service, sslmode): what logs may name."""
     return " ".join(f"{key}={parameters[key]}" for key in SHOWN if key in parameters)
-
-
-def redact(message: str) -> str:
-    """A database message with the password of PGPASSWORD (if set) blanked out: libpq does
-    not echo passwords, this is a second guard."""
-    password = os.environ.get("PGPASSWORD")
-    if password:
-        message = message.replace(password, "***")
-    return message

@@ -2,7 +2,7 @@
 script matches on), and the exit status the `consortia mirror` command ends with for each.
 
 Owns these classes and the exit statuses. Must never carry a password or a whole DSN in a
-message (the database's messages are passed through `dsn.redact` first).
+message (the database's messages are passed through `consortia.postgres.error_message` first).
 """
 
 from __future__ import annotations

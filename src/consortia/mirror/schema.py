@@ -1,5 +1,5 @@
 """The mirror's schema: `migrations/NNNN_name.sql` in this package, applied in order, each
-exactly once, recorded in `schema_migrations` (consortia.pg_migrations says how and what is
+exactly once, recorded in `schema_migrations` (consortia.postgres says how and what is
 refused).
 
 Owns the mirror's migration set. Must never edit or drop a table outside a migration file.
@@ -12,7 +12,7 @@ from typing import Any, Final
 import psycopg
 
 from consortia.mirror.errors import DatabaseError
-from consortia.pg_migrations import Migration, MigrationSet
+from consortia.postgres import Migration, MigrationSet
 
 # The advisory lock migrations run under, with the schema's hash ("cmig").
 MIGRATION_LOCK: Final = 0x636D6967

@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from consortia.errors import InvalidArgumentError
-from consortia.mirror.dsn import redact
+from consortia.postgres import error_message
 from consortia.reconcile.errors import BooksError, DatabaseError
 from consortia.reconcile.match import Posting
 
@@ -115,10 +115,10 @@ def read_postings(dsn: str, query: BooksQuery) -> list[Posting]:
         raise BooksError(f"no table {'.'.join(query.table)} (is --table right?)") from None
     except psycopg.errors.UndefinedColumn as error:
         raise BooksError(
-            f"{redact(_first_line(error))} (map a column with --column NAME=COLUMN)"
+            f"{error_message(error)} (map a column with --column NAME=COLUMN)"
         ) from None
     except psycopg.Error as error:
-        raise DatabaseError(redact(_first_line(error))) from None
+        raise DatabaseError(error_message(error)) from None
     if len(rows) > POSTINGS_MAX:
         raise BooksError(
             f"more than {POSTINGS_MAX} postings: narrow the window (--posted-from/--posted-to)"
@@ -146,8 +146,3 @@ def _minor_units(value: Any, index: int) -> int:
     if isinstance(value, Decimal) and (not value.is_finite() or value != value.to_integral_value()):
         raise BooksError(f"posting {index}: the amount {value} is not in whole minor units")
     return int(value)
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error)
-    return text.splitlines()[0] if text else type(error).__name__

@@ -2,18 +2,18 @@
 mapped onto them.
 
 Owns these classes. Must never carry a password or a whole DSN in a message (the database's
-messages pass through `redact` first).
+messages pass through `consortia.postgres.error_message` first).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 
 from consortia.errors import ConsortiaError
+from consortia.postgres import error_message
 
 
 class OutboxError(ConsortiaError):
@@ -46,18 +46,6 @@ class OutboxDatabaseUnavailableError(OutboxDatabaseError):
     code = "database_unavailable"
 
 
-def redact(message: str) -> str:
-    """A database message with PGPASSWORD's value (if set) blanked out (libpq does not echo
-    passwords; this is a second guard)."""
-    password = os.environ.get("PGPASSWORD")
-    return message.replace(password, "***") if password else message
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 @contextmanager
 def database_errors() -> Iterator[None]:
     """psycopg's failures as the outbox's: a lost or refused connection is
@@ -67,9 +55,9 @@ def database_errors() -> Iterator[None]:
         yield
     except psycopg.errors.UniqueViolation as error:
         if "business_key" in str(error):
-            raise DuplicateIntentError(redact(first_line(error))) from None
-        raise OutboxDatabaseError(redact(first_line(error))) from None
+            raise DuplicateIntentError(error_message(error)) from None
+        raise OutboxDatabaseError(error_message(error)) from None
     except psycopg.OperationalError as error:
-        raise OutboxDatabaseUnavailableError(redact(first_line(error))) from None
+        raise OutboxDatabaseUnavailableError(error_message(error)) from None
     except psycopg.Error as error:
-        raise OutboxDatabaseError(redact(first_line(error))) from None
+        raise OutboxDatabaseError(error_message(error)) from None

@@ -1,6 +1,6 @@
 """The outbox's schema: `migrations/NNNN_name.sql` in this package, applied in order, each
 exactly once, recorded in `outbox_schema_migrations` (a name of its own, so the outbox may
-share a schema with the mirror's tables; consortia.pg_migrations says how and what is
+share a schema with the mirror's tables; consortia.postgres says how and what is
 refused: an applied file edited since, or a schema newer than this build knows, is
 `OutboxDatabaseError`, never "fixed").
 
@@ -14,7 +14,7 @@ from typing import Any, Final
 import psycopg
 
 from consortia.client.outbox.errors import OutboxDatabaseError, database_errors
-from consortia.pg_migrations import Migration, MigrationSet
+from consortia.postgres import Migration, MigrationSet
 
 # The advisory lock migrations run under, with the schema's hash ("cobx").
 MIGRATION_LOCK: Final = 0x636F6278

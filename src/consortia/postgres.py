@@ -1,4 +1,5 @@
-"""Versioned SQL migrations for the project's PostgreSQL tables (the mirror's, the outbox's).
+"""What the project's PostgreSQL users (the mirror, the outbox, reconciliation) share: versioned
+SQL migrations for their tables, and the one line of a database error they may show.
 
 A `MigrationSet` names where its files live (`<package>/migrations/NNNN_name.sql`), the table
 that records them, the advisory lock they run under, and the error to raise. `migrate` creates
@@ -9,13 +10,17 @@ at once apply each file once. Applied files are checked against their recorded d
 applied migration edited since, or a schema newer than this build knows, is refused (the
 set's error), never "fixed".
 
-Owns applying migration files and their bookkeeping. Must never edit or drop a table outside
-a migration file, nor apply one outside a transaction.
+`error_message` is a database error's first line with PGPASSWORD's value (if set) blanked out
+(libpq does not echo passwords; this is a second guard).
+
+Owns applying migration files and their bookkeeping, and that message. Must never edit or drop
+a table outside a migration file, nor apply one outside a transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -116,3 +121,11 @@ class MigrationSet:
                 )
                 applied_now.append(migration.version)
         return applied_now
+
+
+def error_message(error: BaseException) -> str:
+    """The first line of a database error, PGPASSWORD's value (if set) blanked out."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    password = os.environ.get("PGPASSWORD")
+    return line.replace(password, "***") if password else line
