@@ -215,6 +215,14 @@ def make_driver(
     return driver
 
 
+def started_drivers(hub: Hub, genesis: Genesis, directory: Path, count: int = 4) -> list[Driver]:
+    """`count` validators' drivers on `hub`, each started."""
+    drivers = [make_driver(hub, genesis, directory, key) for key in validator_keys(count)]
+    for driver in drivers:
+        driver.start()
+    return drivers
+
+
 def _never_halts(reason: str) -> None:
     raise AssertionError(f"halted: {reason}")
 

@@ -29,6 +29,7 @@ from tests.node_helpers import (
     Hub,
     make_driver,
     make_genesis,
+    started_drivers,
     transfer,
     validator_keys,
 )
@@ -43,9 +44,7 @@ def run_with_api(tmp_path: Path, test: Callable[[httpx.AsyncClient, Any], Awaita
         loop = asyncio.get_running_loop()
         hub = Hub(loop, random.Random(3))
         genesis = make_genesis(4)
-        drivers = [make_driver(hub, genesis, tmp_path, key) for key in validator_keys(4)]
-        for driver in drivers:
-            driver.start()
+        drivers = started_drivers(hub, genesis, tmp_path)
         service = NodeService(drivers[0], drivers[0].replica.node_id, lambda: set(hub.drivers))
         transport = httpx.ASGITransport(app=create_app(service))
         async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:

@@ -15,7 +15,7 @@ import pytest
 from consortia.api import create_app
 from consortia.client import AsyncClient, Client, ClientError, LightClient, VerificationError
 from consortia.node.service import NodeService
-from tests.node_helpers import Hub, make_driver, make_genesis, transfer, validator_keys
+from tests.node_helpers import Hub, make_genesis, started_drivers, transfer
 from tests.proof_helpers import Tampering
 
 
@@ -26,9 +26,7 @@ def test_a_receipt_is_returned_only_when_proven_against_a_certified_header(
         loop = asyncio.get_running_loop()
         hub = Hub(loop, random.Random(4))
         genesis = make_genesis(4)
-        drivers = [make_driver(hub, genesis, tmp_path, key) for key in validator_keys(4)]
-        for driver in drivers:
-            driver.start()
+        drivers = started_drivers(hub, genesis, tmp_path)
         service = NodeService(drivers[0], drivers[0].replica.node_id, lambda: set(hub.drivers))
         transport = Tampering(httpx.ASGITransport(app=create_app(service)))
         light = LightClient(genesis)

@@ -18,7 +18,7 @@ from consortia.api import create_app
 from consortia.client import AsyncClient, ClientError, LightClient, VerificationError, state_reads
 from consortia.execution.contracts import asset, identity_state
 from consortia.node.service import NodeService
-from tests.node_helpers import BALANCE, Hub, make_driver, make_genesis, transfer, validator_keys
+from tests.node_helpers import BALANCE, Hub, make_genesis, started_drivers, transfer
 from tests.proof_helpers import Tampering
 
 
@@ -48,9 +48,7 @@ def test_state_and_accounts_are_returned_only_when_proven_under_a_certified_root
         loop = asyncio.get_running_loop()
         hub = Hub(loop, random.Random(7))
         genesis = make_genesis(4)
-        drivers = [make_driver(hub, genesis, tmp_path, key) for key in validator_keys(4)]
-        for driver in drivers:
-            driver.start()
+        drivers = started_drivers(hub, genesis, tmp_path)
         service = NodeService(drivers[0], drivers[0].replica.node_id, lambda: set(hub.drivers))
         transport = Tampering(httpx.ASGITransport(app=create_app(service)))
         async with AsyncClient(

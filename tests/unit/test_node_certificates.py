@@ -30,6 +30,7 @@ from tests.node_helpers import (
     Hub,
     make_driver,
     make_genesis,
+    started_drivers,
     transfer,
     validator_keys,
     wait_for,
@@ -46,9 +47,7 @@ def test_every_committed_height_is_certified_alike_on_every_node(tmp_path: Path)
         loop = asyncio.get_running_loop()
         hub = Hub(loop, random.Random(7))
         genesis = make_genesis(4)
-        drivers = [make_driver(hub, genesis, tmp_path, key) for key in validator_keys(4)]
-        for driver in drivers:
-            driver.start()
+        drivers = started_drivers(hub, genesis, tmp_path)
         for nonce in range(6):
             assert drivers[nonce % 4].submit(transfer(genesis, "alice", "bob", 5, nonce)).ok
         await wait_for(lambda: all(d.chain.height >= 8 for d in drivers))

@@ -16,6 +16,7 @@ from tests.node_helpers import (
     Hub,
     make_driver,
     make_genesis,
+    started_drivers,
     transfer,
     validator_keys,
     wait_for,
@@ -32,9 +33,7 @@ def test_four_nodes_commit_transfers_and_agree(tmp_path: Path) -> None:
         loop = asyncio.get_running_loop()
         hub = Hub(loop, random.Random(1))
         genesis = make_genesis(4)
-        drivers = [make_driver(hub, genesis, tmp_path, key) for key in validator_keys(4)]
-        for driver in drivers:
-            driver.start()
+        drivers = started_drivers(hub, genesis, tmp_path)
         answers = [
             drivers[i % 4].submit(transfer(genesis, "alice", "bob", 10, i)) for i in range(20)
         ]
@@ -163,9 +162,7 @@ def test_an_idle_leader_holds_its_empty_block_and_a_transaction_wakes_it(tmp_pat
     async def scenario() -> None:
         hub = Hub(asyncio.get_running_loop(), random.Random(5))
         genesis = make_genesis(4)
-        drivers = [make_driver(hub, genesis, tmp_path, key) for key in validator_keys(4)]
-        for driver in drivers:
-            driver.start()
+        drivers = started_drivers(hub, genesis, tmp_path)
 
         def pauses() -> int:
             return sum(d.counters.idle_pauses for d in drivers)

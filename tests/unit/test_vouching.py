@@ -22,6 +22,7 @@ from tests.node_helpers import (
     Hub,
     make_driver,
     make_genesis,
+    started_drivers,
     transfer,
     validator_keys,
     wait_for,
@@ -164,9 +165,7 @@ def test_four_nodes_check_each_signature_twice_and_commit_everything(tmp_path: P
         loop = asyncio.get_running_loop()
         hub = Hub(loop, random.Random(5))
         genesis = make_genesis(4)
-        drivers = [make_driver(hub, genesis, tmp_path, key) for key in validator_keys(4)]
-        for driver in drivers:
-            driver.start()
+        drivers = started_drivers(hub, genesis, tmp_path)
         raws = [transfer(genesis, "alice", "bob", 1, nonce) for nonce in range(40)]
         assert all(a.ok for a in drivers[0].submit_many(raws))
         await wait_for(lambda: all(d.counters.transactions_committed == 40 for d in drivers))
