@@ -9,10 +9,19 @@ import random
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from consortia.node.vouching import DISTRUST_MS, Vouching
 from consortia.types.encoding import encode
-from consortia.types.network import TxBatch
-from tests.node_helpers import Hub, make_driver, make_genesis, transfer, validator_keys
+from consortia.types.network import TX_BATCH_MAX, TxAck, TxBatch
+from tests.node_helpers import (
+    Hub,
+    make_driver,
+    make_genesis,
+    transfer,
+    validator_keys,
+    wait_for,
+)
 from tests.unit.test_vouching import RAWS, node, validator_set
 
 
@@ -201,3 +210,39 @@ def test_one_faulty_validator_never_gets_a_batch_admitted_unchecked_by_any_sched
             kept = sum(map(len, vouching._early.values()))
             assert kept == sum(map(len, vouching._early_by.values()))
             assert all(len(mine) <= 3 for mine in vouching._early_by.values())
+
+
+def test_garbage_oversized_and_replayed_passing_on_frames_change_nothing(tmp_path: Path) -> None:
+    """From an authenticated peer: a frame that is no message, an ack whose digest is not a
+    hash, a batch over TX_BATCH_MAX, the same ack sent again: each refused or ignored, nothing
+    admitted, no node stops, and the network still commits."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        hub = Hub(loop, random.Random(11))
+        genesis = make_genesis(4)
+        keys = validator_keys(4)
+        drivers = [make_driver(hub, genesis, tmp_path, key) for key in keys]
+        for driver in drivers:
+            driver.start()
+        peer, target = keys[1][0], drivers[2]
+        one = transfer(genesis, "alice", "bob", 1, 0)
+        frames = [
+            b"\xff\x00garbage",
+            msgspec.msgpack.encode(["msg_tx_ack", b"x" * 31]),
+            msgspec.msgpack.encode(["msg_txs", [one] * (TX_BATCH_MAX + 1)]),
+        ]
+        for frame in frames:
+            target.on_frame(peer, frame)
+        assert target.counters.frames_refused == len(frames)
+        assert target.mempool.known(one) is None and len(target.mempool) == 0
+        ack = encode(TxAck(digest=b"d" * 32))
+        target.on_frame(peer, ack)
+        target.on_frame(peer, ack)  # replayed: kept once, matches nothing
+        assert target.failed is None and len(target.vouching) == 0
+        assert all(a.ok for a in drivers[0].submit_many([one]))
+        await wait_for(lambda: all(d.counters.transactions_committed == 1 for d in drivers))
+        for driver in drivers:
+            driver.close()
+
+    asyncio.run(scenario())
