@@ -31,17 +31,41 @@ order (its `order_ref`) confirmed by the oracles (the `oracle` contract) before 
 it is financed: a "goods" receivable is financed only once k of n oracles attested its
 delivery (`fact_required`, `fact_mismatch`).
 
+Confidential terms and financing (docs/privacy.md, "Confidential records and receivables").
+A receivable's commercial terms (goods, unit prices, contract terms) may be a sealed `vault`
+record (`terms` at issue: stored by the debtor, readable by the debtor and the holder, and
+always the regulator); a financing's price and discount rate may be a sealed record too
+(`financing_terms` instead of `price`: stored by the holder, readable by the holder and the
+bank). Governance may require both for a receivable kind (`set_confidentiality`, proposal
+`set_confidentiality_policy`: terms "sealed"); then `issue` without `terms` is refused
+(`terms_required`) and so is an offer or a financing with a public price
+(`terms_confidential`). The public part stays as it is: parties, face value, parts and
+their holders, status, who financed. So the invariants hold unchanged, and double financing
+stays impossible: a part has one record, one holder and one status whichever path finances
+it. A confidential financing moves no money on the chain (a price paid through `asset` would
+be public): the holder's offer naming the sealed financing terms is its consent to sell the
+part at the price sealed there, the bank's `finance` naming the same record takes the part,
+and the bank pays the holder off the chain (its payment system, reconciled against the
+sealed price), recorded as `settlement: "off_chain"`. Each sealed record serves one
+receivable or one financing (`terms_in_use`). Repayment at maturity stays on the chain: the
+face value is public.
+
 State (namespace `receivable/`; keys and shared rules in receivable_state.py):
     receivable/<id>   {"debtor", "holder" (the first holder), "amount" (face value),
                        "currency", "maturity_height", "grace_blocks", "kind", "order_ref",
                        "documents": [{"name", "digest", "by", "height"}],
                        "status": issued|accepted|rejected|overdue|settled,
-                       "issued_height", "parts": [part ids], "next_part": int}
+                       "issued_height", "parts": [part ids], "next_part": int,
+                       optional "terms": {"record": vault record id, "commitment": hex}}
     part/<part id>    {"receivable", "holder", "amount", "currency", "debtor",
                        "maturity_height", "status": held|financed|overdue|settled,
-                       "offer": {"bank", "price", "height"}|None, and once financed
-                       "financed_by", "price", "financed_height"}
+                       "offer": {"bank", "price", "height"} or, confidential,
+                       {"bank", "terms": vault record id, "height"}, or None; once financed
+                       "financed_by", "financed_height" and "price", or, confidential,
+                       "financing_terms": vault record id and "settlement": "off_chain"}
     requirements      {receivable kind: {"fact_kind", "value"}} (set by governance)
+    confidentiality   {receivable kind: {"terms": "sealed"}} (set by governance)
+    terms_use/<record id>  the receivable or part a sealed terms record serves
 Part ids are "<receivable id>#<n>", numbered from 0 in order of creation.
 """
 
@@ -93,6 +117,16 @@ class Receivable(Contract):
             "duplicate_receivable",
             f"receivable {receivable_id!r} exists",
         )
+        if args.get("terms") is not None:
+            parties = (record["debtor"], record["holder"])
+            record["terms"] = state.sealed_terms(ctx, args, "terms", ctx.origin, parties)
+            ctx.put(state.terms_use_key(record["terms"]["record"]), {"receivable": receivable_id})
+        else:
+            ctx.require(
+                not state.terms_sealed(ctx.read_other, record["kind"]),
+                "terms_required",
+                f"the terms of a {record['kind']} receivable are sealed: give terms",
+            )
         ctx.put(receivable_key(receivable_id), record)
         ctx.emit("issued", receivable=receivable_id, **_summary(record))
 
@@ -173,9 +207,21 @@ class Receivable(Contract):
 
     @method("offer_finance")
     def offer_finance(self, ctx: Context, args: dict[str, Any]) -> None:
-        """The holder offers the whole part to `bank` for `price` (1..amount)."""
+        """The holder offers the whole part to `bank` for `price` (1..amount), or, confidential,
+        at the price sealed in `financing_terms` (a vault record it stored for itself and the
+        bank)."""
         part_id, part = _held_by_signer(ctx, args)
         bank = _counterparty(ctx, args, "bank", part)
+        if args.get("financing_terms") is not None:
+            parties = (ctx.origin, bank)
+            terms = state.sealed_terms(ctx, args, "financing_terms", ctx.origin, parties)
+            part["offer"] = {"bank": bank, "terms": terms["record"], "height": ctx.height}
+            ctx.put(part_key(part_id), part)
+            ctx.emit(
+                "finance_offered", part=part_id, holder=ctx.origin, bank=bank, terms=terms["record"]
+            )
+            return
+        _require_public_price(ctx, part)
         price = arg_int(args, "price", minimum=1)
         ctx.require(price <= part["amount"], "bad_price", "the price exceeds the part's amount")
         part["offer"] = {"bank": bank, "price": price, "height": ctx.height}
@@ -192,22 +238,18 @@ class Receivable(Contract):
 
     @method("finance")
     def finance(self, ctx: Context, args: dict[str, Any]) -> None:
-        """The bank (the signer) takes the holder's offer: it pays `price` and holds the part."""
+        """The bank (the signer) takes the holder's offer: it pays `price` and holds the part.
+        Confidential (`financing_terms` instead of `price`): it takes the part at the sealed
+        price and pays the holder off the chain."""
         part_id, part = _part_arg(ctx, args)
         _require_held(ctx, part_id, part)
         bank = arg_str(args, "bank", max_length=ID_LENGTH_MAX)
+        if args.get("financing_terms") is not None:
+            _finance_confidentially(ctx, part_id, part, bank, args)
+            return
+        _require_public_price(ctx, part)
         price = arg_int(args, "price", minimum=1)
-        ctx.require(bank == ctx.origin, "not_bank", "the bank signs its own financing")
-        ctx.require(ctx.height < part["maturity_height"], "matured", f"{part_id} has matured")
-        offer = part["offer"]
-        ctx.require(
-            offer is not None and offer["bank"] == bank and offer["price"] == price,
-            "no_matching_offer",
-            f"{part['holder']} has not offered {part_id} to {bank} for {price}",
-        )
-        seller = part["holder"]
-        ctx.require(not _frozen(ctx, seller), "holder_frozen", f"{seller} is frozen")
-        _require_facts(ctx, part)
+        seller = _taking_offer(ctx, part_id, part, bank, "price", price)
         pay = {"to": seller, "amount": price, "currency": part["currency"]}
         ctx.invoke(asset.CONTRACT, "transfer", pay)
         part.update(holder=bank, status="financed", offer=None, financed_by=bank, price=price)
@@ -252,6 +294,24 @@ class Receivable(Contract):
         ctx.emit("overdue", receivable=receivable_id, debtor=record["debtor"])
 
     # ------------------------------------------------------------------ governance
+
+    @method("set_confidentiality")
+    def set_confidentiality(self, ctx: Context, args: dict[str, Any]) -> None:
+        """Seal, for `receivable_kind`, its terms and financing prices (`terms`: "sealed"), or
+        leave them to the parties again ("optional"); governance only."""
+        ctx.require(
+            ctx.caller == governance_state.CALLER,
+            "not_authorised",
+            "only a passed governance proposal sets a confidentiality policy",
+        )
+        checked = state.confidentiality_arg(ctx, args)
+        kind = checked["receivable_kind"]
+        policies = state.read_confidentiality(ctx.read_other)
+        policies.pop(kind, None)
+        if checked["terms"] == state.SEALED:
+            policies[kind] = {"terms": state.SEALED}
+        ctx.put(state.CONFIDENTIALITY, dict(sorted(policies.items())))
+        ctx.emit("confidentiality_set", receivable_kind=kind, terms=checked["terms"])
 
     @method("set_requirement")
     def set_requirement(self, ctx: Context, args: dict[str, Any]) -> None:
@@ -416,6 +476,52 @@ def _require_facts(ctx: Context, part: dict[str, Any]) -> None:
         raise refusal
 
 
+def _taking_offer(
+    ctx: Context, part_id: str, part: dict[str, Any], bank: str, field: str, value: Any
+) -> str:
+    """The checks of a bank taking the holder's offer whose `field` is `value` (its price, or
+    its sealed terms); returns the seller."""
+    ctx.require(bank == ctx.origin, "not_bank", "the bank signs its own financing")
+    ctx.require(ctx.height < part["maturity_height"], "matured", f"{part_id} has matured")
+    offer = part["offer"]
+    ctx.require(
+        offer is not None and offer["bank"] == bank and offer.get(field) == value,
+        "no_matching_offer",
+        f"{part['holder']} has not offered {part_id} to {bank} with that {field}",
+    )
+    seller = str(part["holder"])
+    ctx.require(not _frozen(ctx, seller), "holder_frozen", f"{seller} is frozen")
+    _require_facts(ctx, part)
+    return seller
+
+
+def _finance_confidentially(
+    ctx: Context, part_id: str, part: dict[str, Any], bank: str, args: dict[str, Any]
+) -> None:
+    """The bank takes the part at the price sealed in the offer's financing terms; it pays the
+    holder off the chain (no `asset` transfer: that would publish the price)."""
+    record_id = arg_str(args, "financing_terms", max_length=ID_LENGTH_MAX)
+    seller = _taking_offer(ctx, part_id, part, bank, "terms", record_id)
+    ctx.put(state.terms_use_key(record_id), {"part": part_id})
+    part.update(holder=bank, status="financed", offer=None, financed_by=bank)
+    part.update(financing_terms=record_id, settlement="off_chain", financed_height=ctx.height)
+    ctx.put(part_key(part_id), part)
+    ctx.emit("financed", part=part_id, seller=seller, bank=bank, terms=record_id)
+
+
+def _require_public_price(ctx: Context, part: dict[str, Any]) -> None:
+    """A price on the chain is refused where governance seals the kind's financing prices (no
+    read of the receivable's record when no kind has a policy)."""
+    if not state.read_confidentiality(ctx.read_other):
+        return
+    record = ctx.get(receivable_key(part["receivable"]))
+    ctx.require(
+        not state.terms_sealed(ctx.read_other, record["kind"]),
+        "terms_confidential",
+        f"financing a {record['kind']} receivable is confidential: give financing_terms",
+    )
+
+
 def _frozen(ctx: Context, account: str) -> bool:
     """Frozen now: a frozen account's claims are not sold by a counterparty's action."""
     return identity_state.account_status(ctx, account) == identity_state.FROZEN
@@ -465,4 +571,7 @@ def _pay_part(ctx: Context, part_id: str) -> int:
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
     keys = ("debtor", "holder", "amount", "currency", "maturity_height", "kind", "order_ref")
     documents = [f"{entry['name']}:{entry['digest']}" for entry in record["documents"]]
-    return {**{key: record[key] for key in keys}, "documents": documents}
+    summary = {**{key: record[key] for key in keys}, "documents": documents}
+    if "terms" in record:
+        summary["terms"] = record["terms"]["record"]
+    return summary
