@@ -16,10 +16,13 @@ code); decrypt anything (nothing here holds a private key).
 
 from __future__ import annotations
 
+from typing import Any
+
 from consortia.crypto import Suite
 from consortia.errors import ConsortiaError
 from consortia.execution.contract import SealedView
 from consortia.privacy import envelope
+from consortia.types.encoding import decode
 
 
 class SuiteChecks:
@@ -37,8 +40,6 @@ class SuiteChecks:
         return bool(self._suite.valid_encryption_public_key(public_key))
 
     def decode_sealed(self, encoded: str) -> SealedView | None:
-        if len(encoded) > 2 * envelope.SEALED_BYTES_MAX:
-            return None
         try:
             sealed = envelope.decode_sealed(encoded)
         except ConsortiaError:
@@ -52,8 +53,10 @@ class SuiteChecks:
         )
 
     def opening_matches(self, label: str, commitment: bytes, salt: bytes, value: bytes) -> bool:
+        """`value` is the canonical encoding of the record's value (a contract argument is
+        flat, so a disclosed map or list travels encoded, as hex)."""
         try:
-            expected = envelope.commitment_of(self._suite, label, salt, value)
+            decoded: Any = decode(value, Any, size_max=envelope.SEALED_BYTES_MAX)
         except ConsortiaError:
             return False
-        return bool(expected == commitment)
+        return envelope.verify_opening(self._suite, commitment, label, salt, decoded)

@@ -58,14 +58,7 @@ class Vault(Contract):
         """The signer stores a sealed record under a new id, readable by `readers`."""
         record_id = state.record_id_arg(args)
         readers = _readers_arg(ctx, args)
-        sealed = args.get("sealed")
-        ctx.require(isinstance(sealed, str) and bool(sealed), "bad_argument", "sealed is hex")
-        assert isinstance(sealed, str)
-        ctx.require(
-            len(sealed) <= state.SEALED_HEX_LENGTH_MAX,
-            "record_too_large",
-            f"a sealed record is at most {state.SEALED_HEX_LENGTH_MAX // 2} bytes",
-        )
+        sealed = _sealed_arg(ctx, args)
         ctx.require(
             not ctx.has(state.record_key(record_id)),
             "record_exists",
@@ -221,6 +214,24 @@ def _wrapped_versions(ctx: Context, view: SealedView, readers: list[str]) -> dic
         f"the escrow key is at version {escrow[0]}, the record wraps {wrapped[ESCROW_PARTY]}",
     )
     return dict(sorted(wrapped.items()))
+
+
+def _sealed_arg(ctx: Context, args: dict[str, Any]) -> str:
+    """`sealed`: the record's hex text, or a list of hex chunks (a transaction's text argument
+    is at most 4096 characters), joined in order; at most SEALED_HEX_LENGTH_MAX digits."""
+    given = args.get("sealed")
+    chunks = given if isinstance(given, list) else [given]
+    ctx.require(
+        bool(chunks) and all(isinstance(chunk, str) and chunk for chunk in chunks),
+        "bad_argument",
+        "sealed is hex text, or a list of hex chunks",
+    )
+    ctx.require(
+        sum(len(chunk) for chunk in chunks) <= state.SEALED_HEX_LENGTH_MAX,
+        "record_too_large",
+        f"a sealed record is at most {state.SEALED_HEX_LENGTH_MAX // 2} bytes",
+    )
+    return "".join(chunks)
 
 
 def _readers_arg(ctx: Context, args: dict[str, Any]) -> list[str]:

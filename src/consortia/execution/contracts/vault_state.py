@@ -33,9 +33,11 @@ CONTRACT: Final = "vault"
 
 RECORD_ID_LENGTH_MAX: Final = 64
 READERS_MAX: Final = 16  # accounts that may read one record (the escrow party besides)
-# A sealed record's hex encoding, at most: the record with its added wraps fits a stored value.
-SEALED_HEX_LENGTH_MAX: Final = 48 * 1024
-WRAPPED_HEX_LENGTH_MAX: Final = 1024  # one wrapped data key (X25519 or SM2), in hex
+# A sealed record's hex encoding, at most (the envelope's 16 KiB): with its added wraps the
+# record fits a stored value (64 KiB). A transaction's text argument is at most 4096
+# characters, so a longer record travels as a list of hex chunks, joined in order.
+SEALED_HEX_LENGTH_MAX: Final = 32 * 1024
+WRAPPED_HEX_LENGTH_MAX: Final = 512  # one wrapped data key (92 bytes intl, 145 gm), in hex
 WRAPS_MAX: Final = 32  # wraps added to one record after it was stored
 SALT_HEX_LENGTH_MAX: Final = 128
 LABEL_LENGTH_MAX: Final = 64
