@@ -31,7 +31,15 @@ from consortia.privacy.envelope import (
 from tests.execution_helpers import Ledger, make_ledger
 from tests.unit.test_contract_governance import executed, send
 
-CONTRACTS: list[type[Contract]] = [System, Governance, Identity, Asset, Regulator, Vault, Receivable]
+CONTRACTS: list[type[Contract]] = [
+    System,
+    Governance,
+    Identity,
+    Asset,
+    Regulator,
+    Vault,
+    Receivable,
+]
 # The four committee banks' accounts vote (test_contract_governance.VOTERS); "reg" is a
 # regulator account; the rest trade.
 ACCOUNTS = {

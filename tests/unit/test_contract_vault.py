@@ -35,7 +35,7 @@ from consortia.privacy.envelope import (
     seal,
 )
 from consortia.types.encoding import encode
-from tests.unit.test_contract_governance import propose, send, snapshot
+from tests.unit.test_contract_governance import executed, propose, send, snapshot
 from tests.vault_helpers import Sealing, chunked, current_version, sealing
 
 SUITES = ("intl", "gm")
@@ -118,8 +118,6 @@ def test_a_frozen_or_unknown_signer_registers_nothing() -> None:
     pk = built.suite.generate_encryption_keypair()[1].hex()
     # Only the account itself: a contract caller is not an account of identity.
     assert identity_state.read_encryption_key(built.chain.engine.query, "contract:vault") is None
-    from tests.unit.test_contract_governance import executed
-
     executed(built.chain, "freeze_account", account="tier1")
     receipt = set_key(built, "tier1", pk)
     assert code(receipt) == "account_frozen"
@@ -294,7 +292,7 @@ def test_put_refuses_each_broken_rule_and_changes_nothing(rule: str) -> None:
     built = sealing()
     attempt = refusals(built)[rule]
     receipt = attempt()
-    assert code(receipt) == rule.split("/")[0]
+    assert code(receipt) == rule.split("/", maxsplit=1)[0]
     if rule != "record_exists":
         assert built.chain.engine.query("vault", "record/X") is None
 

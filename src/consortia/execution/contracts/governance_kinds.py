@@ -484,7 +484,9 @@ KINDS: dict[str, Kind] = {
     "clear_financing_requirement": Kind(
         ("receivable_kind",), _check_clear_requirement, forward(RECEIVABLE, "clear_requirement")
     ),
-    "set_escrow_key": Kind(("public_key",), _check_escrow_key, forward(REGULATOR, "set_escrow_key")),
+    "set_escrow_key": Kind(
+        ("public_key",), _check_escrow_key, forward(REGULATOR, "set_escrow_key")
+    ),
     "set_confidentiality_policy": Kind(
         ("receivable_kind", "terms"),
         _check_confidentiality,

@@ -249,7 +249,7 @@ class Receivable(Contract):
             return
         _require_public_price(ctx, part)
         price = arg_int(args, "price", minimum=1)
-        seller = _taking_offer(ctx, part_id, part, bank, "price", price)
+        seller = _taking_offer(ctx, part_id, part, bank, field="price", value=price)
         pay = {"to": seller, "amount": price, "currency": part["currency"]}
         ctx.invoke(asset.CONTRACT, "transfer", pay)
         part.update(holder=bank, status="financed", offer=None, financed_by=bank, price=price)
@@ -477,7 +477,7 @@ def _require_facts(ctx: Context, part: dict[str, Any]) -> None:
 
 
 def _taking_offer(
-    ctx: Context, part_id: str, part: dict[str, Any], bank: str, field: str, value: Any
+    ctx: Context, part_id: str, part: dict[str, Any], bank: str, *, field: str, value: Any
 ) -> str:
     """The checks of a bank taking the holder's offer whose `field` is `value` (its price, or
     its sealed terms); returns the seller."""
@@ -501,7 +501,7 @@ def _finance_confidentially(
     """The bank takes the part at the price sealed in the offer's financing terms; it pays the
     holder off the chain (no `asset` transfer: that would publish the price)."""
     record_id = arg_str(args, "financing_terms", max_length=ID_LENGTH_MAX)
-    seller = _taking_offer(ctx, part_id, part, bank, "terms", record_id)
+    seller = _taking_offer(ctx, part_id, part, bank, field="terms", value=record_id)
     ctx.put(state.terms_use_key(record_id), {"part": part_id})
     part.update(holder=bank, status="financed", offer=None, financed_by=bank)
     part.update(financing_terms=record_id, settlement="off_chain", financed_height=ctx.height)

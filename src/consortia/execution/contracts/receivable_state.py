@@ -14,9 +14,10 @@ one rule for a policy) and `sealed_terms`, the one check of a sealed terms recor
 record) a receivable or an offer refers to.
 
 Must never write state (only receivable.py does); never import a contract module but
-oracle_state and vault_state (and what they import); never read but through a `StateReader`. Digests are
-computed off the chain (the contract has no hash function): the contract checks their form,
-the client checks a file against them (`consortia anchor verify`).
+oracle_state and vault_state (and what they import); never read but through a
+`StateReader`. Digests are computed off the chain (the contract has no hash function): the
+contract checks their form, the client checks a file against them (`consortia anchor
+verify`).
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ record in the `vault` wraps its data key to it, so supervision never depends on 
 cooperation. Only a passed governance proposal (`set_escrow_key`) sets or rotates it.
 
 Who may call: `observe_transfer` only the asset contract ("contract:asset"); `set_escrow_key`
-only governance ("contract:governance"); everything else only regulator accounts, i.e. accounts whose sponsor member has the role "regulator" and an
-unrevoked certificate.
+only governance ("contract:governance"); everything else only regulator accounts, i.e.
+accounts whose sponsor member has the role "regulator" and an unrevoked certificate.
 
 This module owns the `regulator/` namespace below. It must never refuse or alter a transfer
 (observing only records), never write outside its own namespace (a freeze goes through

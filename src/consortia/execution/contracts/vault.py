@@ -125,7 +125,7 @@ class Vault(Contract):
             "already_wrapped",
             f"{record_id} is wrapped to {party}'s key version {record['versions'][party]}",
         )
-        _add_wrap(ctx, record_id, record, party, key_version, args)
+        _add_wrap(ctx, record_id, record, party, key_version=key_version, args=args)
         ctx.emit("rewrapped", record=record_id, party=party, key_version=key_version, by=ctx.origin)
 
     @method("share")
@@ -149,7 +149,7 @@ class Vault(Contract):
         )
         key_version = _current_version_arg(ctx, args, party)
         record["readers"] = sorted([*record["readers"], party])
-        _add_wrap(ctx, record_id, record, party, key_version, args)
+        _add_wrap(ctx, record_id, record, party, key_version=key_version, args=args)
         ctx.emit("shared", record=record_id, party=party, key_version=key_version, by=ctx.origin)
 
     @method("reveal")
@@ -220,9 +220,9 @@ def _sealed_arg(ctx: Context, args: dict[str, Any]) -> str:
     """`sealed`: the record's hex text, or a list of hex chunks (a transaction's text argument
     is at most 4096 characters), joined in order; at most SEALED_HEX_LENGTH_MAX digits."""
     given = args.get("sealed")
-    chunks = given if isinstance(given, list) else [given]
+    chunks: list[Any] = given if isinstance(given, list) else [given]
     ctx.require(
-        bool(chunks) and all(isinstance(chunk, str) and chunk for chunk in chunks),
+        bool(chunks) and all(isinstance(chunk, str) and bool(chunk) for chunk in chunks),
         "bad_argument",
         "sealed is hex text, or a list of hex chunks",
     )
@@ -288,6 +288,7 @@ def _add_wrap(
     record_id: str,
     record: dict[str, Any],
     party: str,
+    *,
     key_version: int,
     args: dict[str, Any],
 ) -> None:
