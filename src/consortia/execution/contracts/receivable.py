@@ -32,23 +32,14 @@ it is financed: a "goods" receivable is financed only once k of n oracles attest
 delivery (`fact_required`, `fact_mismatch`).
 
 Confidential terms and financing (docs/privacy.md, "Confidential records and receivables").
-A receivable's commercial terms (goods, unit prices, contract terms) may be a sealed `vault`
-record (`terms` at issue: stored by the debtor, readable by the debtor and the holder, and
-always the regulator); a financing's price and discount rate may be a sealed record too
-(`financing_terms` instead of `price`: stored by the holder, readable by the holder and the
-bank). Governance may require both for a receivable kind (`set_confidentiality`, proposal
-`set_confidentiality_policy`: terms "sealed"); then `issue` without `terms` is refused
-(`terms_required`) and so is an offer or a financing with a public price
-(`terms_confidential`). The public part stays as it is: parties, face value, parts and
-their holders, status, who financed. So the invariants hold unchanged, and double financing
-stays impossible: a part has one record, one holder and one status whichever path finances
-it. A confidential financing moves no money on the chain (a price paid through `asset` would
-be public): the holder's offer naming the sealed financing terms is its consent to sell the
-part at the price sealed there, the bank's `finance` naming the same record takes the part,
-and the bank pays the holder off the chain (its payment system, reconciled against the
-sealed price), recorded as `settlement: "off_chain"`. Each sealed record serves one
-receivable or one financing (`terms_in_use`). Repayment at maturity stays on the chain: the
-face value is public.
+A receivable's commercial terms may be a sealed `vault` record (`terms` at issue: stored by
+the debtor, readable by the debtor, the holder and always the regulator), and so may a
+financing's price and discount rate (`financing_terms` instead of `price`: stored by the
+holder, readable by the holder and the bank). The bank then pays the holder off the chain,
+the holder's offer being its consent (receivable_finance.py). Governance may require both
+for a receivable kind (`set_confidentiality`: `terms_required`, `terms_confidential`). The
+public part is unchanged (parties, face value, parts and holders, status, who financed), so
+every invariant holds as before and a part is still financed at most once.
 
 State (namespace `receivable/`; keys and shared rules in receivable_state.py):
     receivable/<id>   {"debtor", "holder" (the first holder), "amount" (face value),
@@ -83,6 +74,7 @@ from consortia.execution.contract import (
     method,
 )
 from consortia.execution.contracts import asset, governance_state, identity_state
+from consortia.execution.contracts import receivable_finance as financing
 from consortia.execution.contracts import receivable_state as state
 from consortia.execution.contracts.receivable_state import part_key, receivable_key
 
@@ -221,7 +213,7 @@ class Receivable(Contract):
                 "finance_offered", part=part_id, holder=ctx.origin, bank=bank, terms=terms["record"]
             )
             return
-        _require_public_price(ctx, part)
+        financing.require_public_price(ctx, part)
         price = arg_int(args, "price", minimum=1)
         ctx.require(price <= part["amount"], "bad_price", "the price exceeds the part's amount")
         part["offer"] = {"bank": bank, "price": price, "height": ctx.height}
@@ -245,11 +237,11 @@ class Receivable(Contract):
         _require_held(ctx, part_id, part)
         bank = arg_str(args, "bank", max_length=ID_LENGTH_MAX)
         if args.get("financing_terms") is not None:
-            _finance_confidentially(ctx, part_id, part, bank, args)
+            financing.finance_confidentially(ctx, part_id, part, bank, args)
             return
-        _require_public_price(ctx, part)
+        financing.require_public_price(ctx, part)
         price = arg_int(args, "price", minimum=1)
-        seller = _taking_offer(ctx, part_id, part, bank, field="price", value=price)
+        seller = financing.taking_offer(ctx, part_id, part, bank, field="price", value=price)
         pay = {"to": seller, "amount": price, "currency": part["currency"]}
         ctx.invoke(asset.CONTRACT, "transfer", pay)
         part.update(holder=bank, status="financed", offer=None, financed_by=bank, price=price)
@@ -462,69 +454,6 @@ def _require_governance(ctx: Context) -> None:
         "not_authorised",
         "only a passed governance proposal sets financing requirements",
     )
-
-
-def _require_facts(ctx: Context, part: dict[str, Any]) -> None:
-    """The facts governance requires of the part's receivable kind are final (no read of the
-    receivable's record when no kind has a requirement)."""
-    requirements = state.read_requirements(ctx.read_other)
-    if not requirements:
-        return
-    record = ctx.get(receivable_key(part["receivable"]))
-    refusal = state.missing_fact(ctx.read_other, record, requirements)
-    if refusal is not None:
-        raise refusal
-
-
-def _taking_offer(
-    ctx: Context, part_id: str, part: dict[str, Any], bank: str, *, field: str, value: Any
-) -> str:
-    """The checks of a bank taking the holder's offer whose `field` is `value` (its price, or
-    its sealed terms); returns the seller."""
-    ctx.require(bank == ctx.origin, "not_bank", "the bank signs its own financing")
-    ctx.require(ctx.height < part["maturity_height"], "matured", f"{part_id} has matured")
-    offer = part["offer"]
-    ctx.require(
-        offer is not None and offer["bank"] == bank and offer.get(field) == value,
-        "no_matching_offer",
-        f"{part['holder']} has not offered {part_id} to {bank} with that {field}",
-    )
-    seller = str(part["holder"])
-    ctx.require(not _frozen(ctx, seller), "holder_frozen", f"{seller} is frozen")
-    _require_facts(ctx, part)
-    return seller
-
-
-def _finance_confidentially(
-    ctx: Context, part_id: str, part: dict[str, Any], bank: str, args: dict[str, Any]
-) -> None:
-    """The bank takes the part at the price sealed in the offer's financing terms; it pays the
-    holder off the chain (no `asset` transfer: that would publish the price)."""
-    record_id = arg_str(args, "financing_terms", max_length=ID_LENGTH_MAX)
-    seller = _taking_offer(ctx, part_id, part, bank, field="terms", value=record_id)
-    ctx.put(state.terms_use_key(record_id), {"part": part_id})
-    part.update(holder=bank, status="financed", offer=None, financed_by=bank)
-    part.update(financing_terms=record_id, settlement="off_chain", financed_height=ctx.height)
-    ctx.put(part_key(part_id), part)
-    ctx.emit("financed", part=part_id, seller=seller, bank=bank, terms=record_id)
-
-
-def _require_public_price(ctx: Context, part: dict[str, Any]) -> None:
-    """A price on the chain is refused where governance seals the kind's financing prices (no
-    read of the receivable's record when no kind has a policy)."""
-    if not state.read_confidentiality(ctx.read_other):
-        return
-    record = ctx.get(receivable_key(part["receivable"]))
-    ctx.require(
-        not state.terms_sealed(ctx.read_other, record["kind"]),
-        "terms_confidential",
-        f"financing a {record['kind']} receivable is confidential: give financing_terms",
-    )
-
-
-def _frozen(ctx: Context, account: str) -> bool:
-    """Frozen now: a frozen account's claims are not sold by a counterparty's action."""
-    return identity_state.account_status(ctx, account) == identity_state.FROZEN
 
 
 # ---------------------------------------------------------------------- parts
