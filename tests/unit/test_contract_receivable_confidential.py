@@ -185,6 +185,28 @@ def test_sealed_terms_must_be_the_signer_s_and_readable_by_the_parties() -> None
     ok(call(built, "bank", "finance", {"part_id": "INV-1#0", "bank": "bank", "price": 9}))
 
 
+def test_one_sealed_financing_finances_one_part() -> None:
+    """A holder offering two parts under one sealed record: the bank takes one, not both."""
+    built = sealing()
+    ok(call(built, "carmaker", "issue", issue_args(kind="general")))
+    ok(call(built, "tier1", "accept", {"receivable_id": "INV-1"}))
+    split = {"part_id": "INV-1#0", "to": "tier2", "amount": 10}
+    ok(call(built, "tier1", "split_transfer", split))
+    ok(call(built, "tier2", "split_transfer", {**split, "part_id": "INV-1#1", "to": "tier1"}))
+    ok(built.put("tier1", "FIN-1", FINANCING, ["tier1", "bank"]))
+    ok(built.put("bank", "BY-BANK", FINANCING, ["tier1", "bank"]))
+    for part_id in ("INV-1#0", "INV-1#1"):
+        offer = {"part_id": part_id, "bank": "bank", "financing_terms": "FIN-1"}
+        ok(call(built, "tier1", "offer_finance", offer))
+    by_bank = {"part_id": "INV-1#0", "bank": "bank", "financing_terms": "BY-BANK"}
+    assert code(call(built, "tier1", "offer_finance", by_bank)) == "not_record_owner"
+    assert code(call(built, "bank", "finance", by_bank)) == "no_matching_offer"
+    ok(call(built, "bank", "finance", {**by_bank, "financing_terms": "FIN-1"}))
+    second = {"part_id": "INV-1#1", "bank": "bank", "financing_terms": "FIN-1"}
+    assert code(call(built, "bank", "finance", second)) == "terms_in_use"
+    assert built.chain.engine.query("receivable", "part/INV-1#1")["status"] == "held"
+
+
 def test_only_governance_sets_a_confidentiality_policy() -> None:
     built = sealing((), escrow=False)
     policy = {"receivable_kind": "goods", "terms": "sealed"}

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from consortia.crypto import suite as get_suite
-from consortia.execution.contract import Context, SealedView
+from consortia.execution.contract import GAS_CRYPTO, Context, Contract, SealedView, method
 from consortia.execution.contracts import identity_state, regulator_state, vault
 from consortia.execution.contracts.vault_state import READERS_MAX, WRAPS_MAX
 from consortia.execution.engine import Receipt
@@ -35,6 +35,7 @@ from consortia.privacy.envelope import (
     seal,
 )
 from consortia.types.encoding import encode
+from tests.execution_helpers import make_ledger
 from tests.unit.test_contract_governance import executed, propose, send, snapshot
 from tests.vault_helpers import Sealing, chunked, current_version, sealing
 
@@ -477,3 +478,31 @@ def test_a_disclosure_is_checked_against_the_commitment_and_not_stored() -> None
         for key in built.chain.engine.state.keys_with_prefix(b"")
     )
     assert b"brake discs" not in state and b"brake discs".hex().encode() not in state
+
+
+# ---------------------------------------------------------------------- the host's suite checks
+
+
+class SuiteProbe(Contract):
+    """Asks the host the suite questions a contract may ask."""
+
+    name = "probe"
+    version = 1
+
+    @method("ask")
+    def ask(self, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+        before = ctx.meter.used
+        valid = ctx.valid_encryption_key(str(args["key"]))
+        cost = ctx.meter.used - before
+        return {"suite": ctx.suite, "valid": valid, "cost": cost}
+
+
+@pytest.mark.parametrize("suite_name", SUITES)
+def test_a_contract_learns_the_chain_s_suite_through_its_context(suite_name: str) -> None:
+    chain = make_ledger([SuiteProbe], {"alice": ("bank-0", 0)}, suite_name=suite_name)
+    suite = get_suite(suite_name)
+    key = suite.generate_encryption_keypair()[1].hex()
+    (receipt,) = chain.block(chain.tx("alice", "probe", "ask", {"key": key}))
+    assert receipt.result == {"suite": suite_name, "valid": True, "cost": GAS_CRYPTO + len(key)}
+    (receipt,) = chain.block(chain.tx("alice", "probe", "ask", {"key": "0" * len(key)}))
+    assert receipt.result["valid"] is False

@@ -71,6 +71,12 @@ def finance_confidentially(
     holder off the chain (no `asset` transfer: that would publish the price)."""
     record_id = arg_str(args, "financing_terms", max_length=ID_LENGTH_MAX)
     seller = taking_offer(ctx, part_id, part, bank, field="terms", value=record_id)
+    # Two offers may name one record (it is checked free when offered); only one is taken.
+    ctx.require(
+        not ctx.has(state.terms_use_key(record_id)),
+        "terms_in_use",
+        f"{record_id} already financed another part",
+    )
     ctx.put(state.terms_use_key(record_id), {"part": part_id})
     part.update(holder=bank, status="financed", offer=None, financed_by=bank)
     part.update(financing_terms=record_id, settlement="off_chain", financed_height=ctx.height)
