@@ -419,6 +419,7 @@ def _malformed_texts(world: World) -> list[Any]:
         encode(_replace(sealed, label="bad label")).hex(),
         encode(_replace(sealed, commitment=sealed.commitment[:-1])).hex(),
         encode(_replace(sealed, ciphertext=b"")).hex(),
+        encode(_replace(sealed, ciphertext=bytes(27))).hex(),
         encode(no_escrow).hex(),
         encode(unsorted).hex(),
         encode(duplicate).hex(),
