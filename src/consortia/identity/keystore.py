@@ -15,8 +15,8 @@ against the ciphertext, so the check weakens nothing.
 Purposes: "consensus" (the validator's signing key, the suite's algorithm), "account" (a
 ledger account's signing key), "tls" (a node's mutual-TLS key, ECDSA P-256), "tls-ca" (the
 consortium CA's ECDSA P-256 key) and "encryption" (a party's key for confidential records:
-X25519 on intl, SM2 on gm; see docs/privacy.md). Every private key consortia stores is in this one format,
-under the same memory-hard KDF.
+X25519 on intl, SM2 on gm; see docs/privacy.md). Every private key consortia stores is in this
+one format, under the same memory-hard KDF.
 
 This module must never print, log or expose through a repr a private key or a passphrase, and
 never writes a key file that anyone but its owner can read (mode 0600).
