@@ -480,6 +480,17 @@ def test_a_disclosure_is_checked_against_the_commitment_and_not_stored() -> None
     assert b"brake discs" not in state and b"brake discs".hex().encode() not in state
 
 
+def test_a_large_record_travels_and_is_disclosed_in_chunks() -> None:
+    built = sealing()
+    large = {"goods": "brake disc " * 600, "lines": list(range(300))}
+    ok(built.put("carmaker", "T-L", large, ["carmaker", "tier1"]))
+    assert len(built.stored("T-L")["sealed"]) > 2 * 4096
+    sealed = decode_sealed(built.stored("T-L")["sealed"])
+    opened = open_sealed(built.suite, sealed, "tier1", built.private_key("tier1"))
+    disclosure = {"record": "T-L", "salt": opened.salt.hex(), "value": chunked(encode(large).hex())}
+    ok(send(built.chain, "tier1", "vault", "reveal", disclosure))
+
+
 # ---------------------------------------------------------------------- the host's suite checks
 
 
