@@ -221,8 +221,17 @@ def test_only_governance_sets_a_confidentiality_policy() -> None:
     )
     seal_policy(built)
     assert built.chain.engine.query("receivable", "confidentiality") == {
-        "goods": {"terms": "sealed"}
+        "goods": {"terms": "sealed", "face_value": "public"}
     }
+    committed_without_sealing = {"receivable_kind": "goods", "terms": "optional"}
+    receipt = propose(
+        built.chain,
+        "alice",
+        "set_confidentiality_policy",
+        **committed_without_sealing,
+        face_value="committed",
+    )
+    assert code(receipt) == "bad_argument"
     seal_policy(built, "optional")
     assert built.chain.engine.query("receivable", "confidentiality") == {}
 
