@@ -185,7 +185,6 @@ class Receivable(Contract):
         part_id, part = _held_by_signer(ctx, args)
         target = _counterparty(ctx, args, "to", part)
         amount = financing.transfer_amount_arg(ctx, args, part)
-        ctx.require(amount <= part["amount"], "bad_amount", f"the part is {part['amount']}")
         if amount == part["amount"]:
             part.update(holder=target, offer=None)
             ctx.put(part_key(part_id), part)
