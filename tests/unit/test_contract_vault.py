@@ -364,11 +364,11 @@ def test_a_reader_rewraps_to_its_new_key_and_opens_with_it(suite_name: str) -> N
     assert code(send(built.chain, "bank", "vault", "rewrap", outsider)) == "not_reader"
     missing = {**args, "record": "T-9"}
     assert code(send(built.chain, "tier1", "vault", "rewrap", missing)) == "unknown_record"
-    bad = {**args, "wrapped": "xyz"}
+    bad = {**args, "wrapped": "xyz", "key_version": 3}
     built.register("tier1")
-    assert code(send(built.chain, "tier1", "vault", "rewrap", {**bad, "key_version": 3})) == (
-        "bad_argument"
-    )
+    assert code(send(built.chain, "tier1", "vault", "rewrap", bad)) == "bad_argument"
+    short = {**bad, "wrapped": new.wrapped[:-1].hex()}
+    assert code(send(built.chain, "tier1", "vault", "rewrap", short)) == "bad_wrapped_key"
     built.keys["tier1"].pop()  # the chain kept none of that
     after = snapshot(built.chain)
     after.pop(b"identity/encryption_key/tier1")
@@ -430,7 +430,7 @@ def test_added_wraps_are_bounded() -> None:
             "record": "T-1",
             "party": "tier1",
             "key_version": count + 2,
-            "wrapped": "ab" * 92,
+            "wrapped": "ab" * built.suite.wrapped_key_size,
         }
         receipt = send(built.chain, "tier1", "vault", "rewrap", args)
         if count < WRAPS_MAX:

@@ -297,6 +297,11 @@ def _add_wrap(
 ) -> None:
     wrapped = _hex_arg(ctx, args, "wrapped", state.WRAPPED_HEX_LENGTH_MAX)
     ctx.require(
+        len(wrapped) == 2 * ctx.wrapped_key_size,
+        "bad_wrapped_key",
+        f"a wrapped key is {ctx.wrapped_key_size} bytes under the {ctx.suite} suite",
+    )
+    ctx.require(
         len(record["wraps"]) < state.WRAPS_MAX,
         "too_many_wraps",
         f"at most {state.WRAPS_MAX} wraps are added to a record",
