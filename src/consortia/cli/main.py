@@ -45,6 +45,7 @@ def _register_commands() -> None:
         bench_commands,
         cluster_commands,
         dashboard,
+        escrow_commands,
         events_commands,
         identity_commands,
         mirror_commands,
@@ -65,6 +66,7 @@ def _register_commands() -> None:
     mirror_commands.register(app)
     reconcile_commands.register(app)
     relay_commands.register(app)
+    escrow_commands.register(app)
 
 
 def run() -> None:
