@@ -50,6 +50,7 @@ def _register_commands() -> None:
         identity_commands,
         mirror_commands,
         reconcile_commands,
+        record_commands,
         relay_commands,
         sim_commands,
         tx_commands,
@@ -67,6 +68,7 @@ def _register_commands() -> None:
     reconcile_commands.register(app)
     relay_commands.register(app)
     escrow_commands.register(app)
+    record_commands.register(app)
 
 
 def run() -> None:
