@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from consortia.client import records
 from consortia.crypto import suite as get_suite
 from consortia.execution.contract import GAS_CRYPTO, Context, Contract, SealedView, method
 from consortia.execution.contracts import identity_state, regulator_state, vault
@@ -517,3 +518,56 @@ def test_a_contract_learns_the_chain_s_suite_through_its_context(suite_name: str
     assert receipt.result == {"suite": suite_name, "valid": True, "cost": GAS_CRYPTO + len(key)}
     (receipt,) = chain.block(chain.tx("alice", "probe", "ask", {"key": "0" * len(key)}))
     assert receipt.result["valid"] is False
+
+
+# ---------------------------------------------------------------------- the client's helpers
+
+
+class EngineSource:
+    """The client's `StateSource` over the engine's committed state (no proofs here)."""
+
+    def __init__(self, built: Sealing) -> None:
+        self.built = built
+
+    def state(
+        self, contract: str, key: str, height: int | None = None, *, verify: bool = False
+    ) -> Any:
+        return self.built.chain.engine.query(contract, key, height)
+
+
+@pytest.mark.parametrize("suite_name", SUITES)
+def test_the_client_s_record_helpers_drive_the_vault(suite_name: str) -> None:
+    """consortia.client.records builds what this contract takes, and opens what it keeps."""
+    built = sealing(suite_name=suite_name)
+    source = EngineSource(built)
+    value = {**TERMS, "lines": list(range(400))}  # long enough to travel in chunks
+    sealed = records.seal_for(source, built.suite, "t", value, ["carmaker", "tier1"], verify=False)
+    put = records.put_arguments("T-1", sealed, ["carmaker", "tier1"])
+    ok(send(built.chain, "carmaker", "vault", "put", put))
+    opened = records.open_stored(
+        source, built.suite, "T-1", "tier1", built.private_key("tier1"), verify=False
+    )
+    assert opened.value == value
+    old = built.private_key("tier1")
+    built.register("tier1")
+    args = records.rewrap_arguments(source, built.suite, "T-1", "tier1", old, verify=False)
+    ok(send(built.chain, "tier1", "vault", "rewrap", args))
+    again = records.open_stored(
+        source, built.suite, "T-1", "tier1", built.private_key("tier1"), verify=False
+    )
+    assert again.value == value
+    share = records.share_arguments(
+        source,
+        built.suite,
+        "T-1",
+        "tier1",
+        built.private_key("tier1"),
+        new_reader="bank",
+        verify=False,
+    )
+    ok(send(built.chain, "tier1", "vault", "share", share))
+    by_bank = records.open_stored(
+        source, built.suite, "T-1", "bank", built.private_key("bank"), verify=False
+    )
+    assert by_bank.value == value
+    ok(send(built.chain, "bank", "vault", "reveal", records.reveal_arguments("T-1", by_bank)))
