@@ -61,7 +61,7 @@ from consortia.crypto import suite as get_suite
 from consortia.errors import (
     AccountKeyNotFoundError,
     InvalidArgumentError,
-    NoEncryptionKeyError,
+    NotAReaderError,
 )
 from consortia.identity import layout
 from consortia.identity.keystore import load_key, new_keypair, seal_key, write_key_file
@@ -315,7 +315,7 @@ def _wrapped_version(record: dict[str, Any], party: str) -> int:
     for key in sealed_of(record, party).keys:
         if key.party == party:
             return key.key_version
-    raise NoEncryptionKeyError(f"{party} is not a reader of this record")
+    raise NotAReaderError(f"{party} is not a reader of this record")
 
 
 def _value(value: str | None, value_file: Path | None) -> Any:
