@@ -22,14 +22,17 @@ from consortia.client.outbox.errors import (
     OutboxDatabaseError,
     OutboxDatabaseUnavailableError,
     OutboxError,
+    RelayVerificationError,
 )
 from consortia.client.outbox.intents import Intent, enqueue
+from consortia.client.outbox.proofs import ChainChecks, ProvenAccount, ProvenReceipt
 from consortia.client.outbox.relay import Relay, RelayCounters, RelaySettings
 from consortia.client.outbox.schema import migrate
 from consortia.client.outbox.store import APPLICATION_NAME, OutboxStore
 
 __all__ = [
     "APPLICATION_NAME",
+    "ChainChecks",
     "DuplicateIntentError",
     "Intent",
     "InvalidIntentError",
@@ -37,9 +40,12 @@ __all__ = [
     "OutboxDatabaseUnavailableError",
     "OutboxError",
     "OutboxStore",
+    "ProvenAccount",
+    "ProvenReceipt",
     "Relay",
     "RelayCounters",
     "RelaySettings",
+    "RelayVerificationError",
     "enqueue",
     "migrate",
 ]

@@ -1,0 +1,133 @@
+"""What the relay may believe about the chain: only what the validators certified, checked
+by the SDK's light client (client/light.py, client/state_reads.py) from the genesis on.
+
+The relay records an outcome in the business database, or signs an intent again, only on the
+strength of these checks (docs/outbox.md, "Trusting no node"):
+
+* `receipt`: the transaction's receipt, proven under the receipts root of an execution
+  header certified by its epoch's validators (`GET /v1/tx/{hash}?proof=true`);
+* `account`: the signing account's record (its nonce, or its absence), proven under the
+  state root of a certified header, with that header's height
+  (`GET /v1/state/identity/account/{id}?proof=true`);
+* `refusal`: why the relay's own stored bytes deserve a refusal for good, checked here
+  without any node (size, encoding, chain, signature).
+
+Owns these three checks and the facts they yield. Must never return a fact it did not prove:
+every answer that fails a check is a `VerificationError` (code `verification_failed`), every
+answer that proves nothing yet is `WAITING` or None, never a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from consortia.client.light import LightClient, VerificationError
+from consortia.client.sdk import Client, ClientError
+from consortia.client.state_reads import IDENTITY, account_key
+from consortia.errors import DecodeError
+from consortia.types.encoding import decode
+from consortia.types.signing import verify
+from consortia.types.transaction import Transaction
+
+# `GET /v1/tx/{hash}?proof=true` answers while a receipt cannot be proven yet.
+NOT_YET: Final = frozenset({"not_committed", "not_certified"})
+WAITING: Final = "waiting"
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenReceipt:
+    """A receipt proven against a certified header: `record` as `Client.transaction(verify=
+    True)` builds it from the proven receipt alone, `proof` the node's proof (hex), kept so
+    anyone can check the recorded outcome again."""
+
+    record: dict[str, Any]
+    proof: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.record["receipt"]["ok"])
+
+    @property
+    def final(self) -> bool:
+        """An ok receipt, or a failure that spent the nonce: the transaction's outcome."""
+        return bool(self.record["final"])
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenAccount:
+    """An account's next nonce (None: no such account) in the state of certified `height`."""
+
+    height: int
+    nonce: int | None
+
+
+class ChainChecks:
+    """The relay's checks, against validator sets kept across nodes and passes."""
+
+    def __init__(self, light: LightClient, transaction_bytes_max: int) -> None:
+        assert transaction_bytes_max > 0
+        self.light = light
+        self.transaction_bytes_max = transaction_bytes_max
+        # The highest height a certified header showed this relay (a floor for freshness).
+        self.certified_height = 0
+
+    def attach(self, client: Client) -> Client:
+        """`client`, checking its proofs with this relay's validator sets."""
+        client.light = self.light
+        return client
+
+    def receipt(self, client: Client, tx_hash: str) -> ProvenReceipt | Literal["waiting"] | None:
+        """The transaction's proven receipt; WAITING while the node holds it unproven
+        (pending, or its block not yet certified); None when the node has no record of it
+        (which proves nothing: see `account`)."""
+        try:
+            answer = client.transaction_proof(tx_hash)
+        except ClientError as error:
+            if error.code in NOT_YET:
+                return WAITING
+            if error.code == "not_found":
+                return None
+            raise
+        record = client.check_transaction(answer, tx_hash)
+        self._saw(int(record["height"]))
+        proof = answer.get("proof") or {}
+        kept = {name: proof.get(name) for name in ("certificate", "receipt", "receipt_proof")}
+        return ProvenReceipt(record, kept)
+
+    def account(self, client: Client, account_id: str) -> ProvenAccount:
+        """The account's nonce proven at the node's latest certified height (absence
+        included)."""
+        answer = client.state_answer(IDENTITY, account_key(account_id), verify=True)
+        height = int(answer["height"])
+        self._saw(height)
+        value = answer["value"]
+        if value is None:
+            return ProvenAccount(height, None)
+        if not isinstance(value, dict):
+            raise VerificationError("account", f"the record of {account_id!r} is no account")
+        nonce = value.get("nonce", 0)
+        if not isinstance(nonce, int) or nonce < 0:
+            raise VerificationError("account", f"the nonce of {account_id!r} is no count")
+        return ProvenAccount(height, nonce)
+
+    def refusal(self, raw: bytes) -> tuple[str, str] | None:
+        """(code, message) of the refusal for good the stored bytes deserve, as every honest
+        node would give it; None for bytes well formed, for this chain and signed by the key
+        they name (then a node refusing them for good is lying)."""
+        if len(raw) > self.transaction_bytes_max:
+            return "too_large", f"over {self.transaction_bytes_max} bytes"
+        try:
+            tx = decode(raw, Transaction)
+        except DecodeError as error:
+            return "malformed_transaction", error.message
+        body = tx.body
+        if body.chain_id != self.light.chain_id:
+            return "wrong_chain", f"transaction is for chain {body.chain_id!r}"
+        light = self.light
+        if not verify(light.suite, body.public_key, body, tx.signature, light.domain):
+            return "bad_signature", "the signature does not verify"
+        return None
+
+    def _saw(self, height: int) -> None:
+        self.certified_height = max(self.certified_height, height)
