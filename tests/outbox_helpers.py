@@ -50,6 +50,7 @@ CHAIN = ChainInfo(GENESIS.chain_id, GENESIS.suite, genesis_hash(GENESIS))
 ALICE = "alice"
 NONCE_FREE = ("unknown_account", "expired")  # receipt codes the fake gives without a nonce
 Answer = tuple[int, dict[str, Any]]
+Edit = Callable[[str, int, dict[str, Any]], Answer]  # (path, status, answer) -> what is said
 
 
 def _forged_keys() -> list[tuple[bytes, bytes, bytes]]:
@@ -72,18 +73,17 @@ class ChainNode:
     outcome: dict[int, str] = field(default_factory=dict)  # amount -> receipt code
     submitted: list[str] = field(default_factory=list)
     # (path, status, answer) -> (status, answer): what a lying node says instead.
-    edit: Callable[[str, int, dict[str, Any]], Answer] | None = None
+    edit: Edit | None = None
     forge: bool = False  # certify with keys that are not the validators'
-    hide: set[str] = field(default_factory=set)  # tx hashes the node says it never saw
     paths: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.domain = SigningDomain(genesis_hash(self.genesis))
-        self.tree = JellyfishTree(SUITE, store := MemoryNodeStore())
-        self.store = store
+        self.store = MemoryNodeStore()
+        self.tree = JellyfishTree(SUITE, self.store.read)
         self.certificates: dict[int, ExecutionCertificate] = {}
         self.leaves: dict[int, list[bytes]] = {}
-        self._commit_state({}, [])
+        self._commit_state(self.nonces, [])
 
     # ------------------------------------------------------------------ the chain
 
@@ -189,16 +189,49 @@ class ChainNode:
 
     # ------------------------------------------------------------------ serving
 
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self._handle)
+    def transport(self, edit: Edit | None = None) -> httpx.MockTransport:
+        """This node's API; with `edit`, as a node that rewrites its answers so."""
 
-    def _handle(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        self.paths.append(path)
-        status, answer = self._answer(request, path)
-        if self.edit is not None:
-            status, answer = self.edit(path, status, answer)
-        return httpx.Response(status, json=answer)
+        def handle(request: httpx.Request) -> httpx.Response:
+            path = request.url.path
+            self.paths.append(path)
+            status, answer = self._answer(request, path)
+            for rewrite in (edit, self.edit):
+                if rewrite is not None:
+                    status, answer = rewrite(path, status, answer)
+            return httpx.Response(status, json=answer)
+
+        return httpx.MockTransport(handle)
+
+    def forged_receipt(self, tx_hash: str, code: str = "ok") -> dict[str, Any]:
+        """A proof answer for `tx_hash` committed with `code` at the next height, in a block
+        the validators never certified: its certificate signed by keys of the forger's."""
+        receipt = TxReceipt(
+            bytes.fromhex(tx_hash), self.height + 1, 0, code == "ok", code, "", 1, []
+        )
+        leaves = [receipt_leaf(SUITE, encode(receipt))]
+        header = ExecutionHeader(
+            chain_id=self.genesis.chain_id,
+            epoch=0,
+            height=self.height + 1,
+            block_id=SUITE.hash(b"never"),
+            state_root=self.tree.root_hash(self.height),
+            receipts_root=receipts_root(SUITE, leaves),
+        )
+        certificate = ExecutionCertificate(
+            header,
+            [
+                ExecutionSignature(node_id, sign(SUITE, private, header, self.domain))
+                for node_id, _, private in _forged_keys()[:3]
+            ],
+        )
+        proof = {
+            "header": header_view(header),
+            "certificate": encode(certificate).hex(),
+            "receipt": encode(receipt).hex(),
+            "receipt_proof": encode(receipt_proof(SUITE, leaves, 0)).hex(),
+        }
+        return {"tx_hash": tx_hash, "status": "committed", "proof": proof}
 
     def _answer(self, request: httpx.Request, path: str) -> Answer:
         if path == "/v1/status":
@@ -222,7 +255,7 @@ class ChainNode:
 
     def _transaction(self, tx_hash: str) -> Answer:
         receipt = self.receipts.get(tx_hash)
-        if tx_hash in self.hide or receipt is None:
+        if receipt is None:
             if tx_hash in self.mempool:
                 return _missing(409, "not_committed")
             return _missing(404, "not_found")
