@@ -25,6 +25,7 @@ import msgspec
 import psycopg
 import pytest
 
+from consortia.cli.reconcile_commands import _print
 from consortia.errors import InvalidArgumentError
 from consortia.reconcile import balances, chain
 from consortia.reconcile.balances import BalanceCheck
@@ -42,8 +43,8 @@ from consortia.reconcile.errors import (
     BooksError,
     ChainVerificationError,
 )
-from consortia.reconcile.match import reconcile
-from consortia.reconcile.report import exit_status
+from consortia.reconcile.match import Leg, Posting, reconcile
+from consortia.reconcile.report import Scope, exit_status, report
 from consortia.types.genesis import GenesisAccount
 from tests.node_helpers import make_genesis
 from tests.pg_helpers import PgServer, pg_server
@@ -205,3 +206,19 @@ def test_a_posting_without_currency_or_amount_in_range_is_one_clear_error(
     with pytest.raises(BooksError, match=message) as refused:
         read_postings(dsn, BooksQuery(table_name("postings"), column_map([]), ("alice",)))
     assert refused.value.code == "books_invalid"
+
+
+# ---------------------------------------------------------------------- the human report
+
+
+def test_the_breaks_table_piped_to_a_log_keeps_the_books_side(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A daily job's log is no terminal: the table must not be cut at 80 columns."""
+    leg = Leg("ab" * 32, 7, 0, 0, "bank-0.treasury", -1250000, "CNY", "bank-1.treasury")
+    posting = Posting(0, "bank-0.treasury", -1205000, "CNY", "bank-1.treasury", "ab" * 32)
+    scope = Scope("c", 1, 9, ("bank-0.treasury",), "postings", "host=h")
+    _print(report(scope, [posting], [leg], reconcile([posting], [leg]), []))
+    printed = capsys.readouterr().out
+    assert "-1205000 CNY with bank-1.treasury" in printed
+    assert "-1250000 CNY with bank-1.treasury" in printed

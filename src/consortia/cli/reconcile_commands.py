@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
@@ -49,6 +50,7 @@ from consortia.reconcile.report import Scope, exit_status, report
 
 ACCOUNTS_MAX: Final = 1024
 HASH_SHOWN: Final = 16
+TABLE_WIDTH_PIPED: Final = 200
 
 
 def register(app: typer.Typer) -> None:
@@ -221,7 +223,10 @@ def _print(document: dict[str, Any]) -> None:
             else _side(posting["amount"], posting["currency"], posting["counterparty"]),
         )
         table.add_row(*(Text(cell) for cell in cells))  # values as they are, never markup
-    out.print(table)
+    # Piped or redirected (a daily job's log), the table is printed whole: at a terminal's
+    # default 80 columns it would cut the books' side off.
+    console = out if out.is_terminal else Console(highlight=False, width=TABLE_WIDTH_PIPED)
+    console.print(table)
     counts = ", ".join(f"{kind} {n}" for kind, n in document["break_counts"].items() if n)
     out.print(f"breaks: {counts}", markup=False)
 
