@@ -83,7 +83,12 @@ class ChainNode:
         self.tree = JellyfishTree(SUITE, self.store.read)
         self.certificates: dict[int, ExecutionCertificate] = {}
         self.leaves: dict[int, list[bytes]] = {}
-        self._commit_state(self.nonces, [])
+        self.in_block: dict[int, list[TxReceipt]] = {}
+        self.foreign: list[TxReceipt] = []  # other signers' receipts for the next block
+        start, self.height = self.height, 0
+        for height in range(1, start + 1):  # empty blocks up to the starting height
+            self.height = height
+            self._commit_state(self.nonces, [])
 
     # ------------------------------------------------------------------ the chain
 
@@ -94,7 +99,8 @@ class ChainNode:
 
     def _block(self) -> None:
         self.height += 1
-        made: list[TxReceipt] = []
+        made = [msgspec.structs.replace(r, height=self.height) for r in self.foreign]
+        self.foreign = []
         progressed = True
         while progressed:
             progressed = False
@@ -120,7 +126,11 @@ class ChainNode:
         )
 
     def spend(self, account: str, nonce_after: int) -> None:
-        """Another signer's transactions took `account`'s nonce to `nonce_after` (a block)."""
+        """Another signer's transactions took `account`'s nonce to `nonce_after` (a block,
+        with their receipts)."""
+        for nonce in range(self.nonces[account], nonce_after):
+            tx_hash = SUITE.hash(f"foreign {account} {nonce}".encode()).hex()
+            self.foreign.append(self.receipt_of(tx_hash, len(self.foreign), "ok"))
         self.nonces[account] = nonce_after
         self.mempool = {
             h: t
@@ -139,6 +149,7 @@ class ChainNode:
         self.store.write(self.tree.apply(self.height, writes))
         leaves = [receipt_leaf(SUITE, encode(receipt)) for receipt in receipts]
         self.leaves[self.height] = leaves
+        self.in_block[self.height] = list(receipts)
         self.certify(self.height, receipts_root(SUITE, leaves))
 
     def certify(self, height: int, receipts: bytes, state_root: bytes | None = None) -> None:
@@ -249,8 +260,21 @@ class ChainNode:
             return 200, {"results": [self._admit(raw) for raw in raws]}
         if match := re.fullmatch(r"/v1/tx/([0-9a-f]+)", path):
             return self._transaction(match[1])
+        if match := re.fullmatch(r"/v1/blocks/(\d+)/receipts", path):
+            height = int(match[1])
+            if height not in self.in_block:
+                return _missing(404, "not_found")
+            listed = [
+                {"tx_hash": r.tx_id.hex(), "ok": r.ok, "code": r.code}
+                for r in self.in_block[height]
+            ]
+            return 200, {"height": height, "receipts": listed}
         if match := re.fullmatch(r"/v1/state/identity/account/(.+)", path):
-            return self._account(match[1])
+            asked = request.url.params.get("height")
+            height = self.height if asked is None else int(asked)
+            if not 1 <= height <= self.height:
+                return _missing(409, "height_unavailable")
+            return self._account(match[1], height)
         return _missing(404, "not_found")
 
     def _transaction(self, tx_hash: str) -> Answer:
@@ -269,15 +293,15 @@ class ChainNode:
         }
         return 200, {"tx_hash": tx_hash, "status": "committed", "proof": proof}
 
-    def _account(self, account: str) -> Answer:
+    def _account(self, account: str, height: int) -> Answer:
         key = state_key("identity", f"account/{account}")
-        value, proof = self.tree.get_with_proof(key, self.height)
-        certificate = self.certificates[self.height]
-        answer = StateAnswer(self.height, key, value, proof, self.tree.root_hash(self.height))
+        value, proof = self.tree.get_with_proof(key, height)
+        certificate = self.certificates[height]
+        answer = StateAnswer(height, key, value, proof, self.tree.root_hash(height))
         return 200, {
             "contract": "identity",
             "key": f"account/{account}",
-            "height": self.height,
+            "height": height,
             "value": None if value is None else msgspec.msgpack.decode(value),
             "proof": proof_object(
                 certificate, header_view, [("identity", f"account/{account}", answer)]

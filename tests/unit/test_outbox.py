@@ -253,29 +253,26 @@ def test_an_expired_transaction_is_signed_again_into_its_own_nonce(dsn: str) -> 
     assert [row[1] for row in fates[2:]] == ["committed", "committed"]
 
 
-def test_a_nonce_spent_by_another_signer_is_neither_recorded_nor_signed_again(dsn: str) -> None:
-    """No receipt and a spent nonce prove nothing: another signer's transaction, or a node
-    hiding this one's receipt. The intent waits signed (`absence_unproven`)."""
+def test_a_nonce_spent_by_another_signer_is_signed_again_once_proven(dsn: str) -> None:
+    """No receipt and a spent nonce: the block that spent the nonce, every receipt proven,
+    shows another transaction took it, so this one can never run: signed again."""
     node = ChainNode()
     _enqueue(dsn, _intent("x", 1), _intent("y", 2))
     relay = _relay(dsn, node)
     relay.run_once()
     (x_hash,) = [h for h, t in node.mempool.items() if t.body.nonce == 0]
     del node.mempool[x_hash]
-    node.spend(ALICE, 1)  # someone else's transaction spent nonce 0 (y runs at 1)
-    relay.run_once()  # x: stale_nonce, no receipt, not expired: waits
-    node.block(4)  # past x's expiry height 15
-    relay.run_once()
+    node.spend(ALICE, 1)  # someone else's transaction spent nonce 0 in block 11 (y ran too)
+    relay.run_once()  # x: stale_nonce, no receipt: the block that spent 0 proves it dead
+    relay.run_once()  # x signed again: nonce 2
+    node.block()
     relay.run_once()
     assert _states(dsn) == {
-        "x": ("signed", None, 0, 1, None),
+        "x": ("committed", "ok", 2, 2, 12),
         "y": ("committed", "ok", 1, 1, 11),
     }
-    assert _rows(dsn, "SELECT last_error FROM outbox_intents WHERE business_key = 'x'") == [
-        ("absence_unproven",)
-    ]
-    assert relay.counters.unproven == 2
-    assert _rows(dsn, "SELECT count(*) FROM outbox_transactions") == [(2,)]  # none re-signed
+    ((reason,),) = _rows(dsn, "SELECT reason FROM outbox_transactions WHERE fate = 'dead'")
+    assert reason.startswith("nonce 0 spent by another transaction")
 
 
 def test_a_failure_that_spends_no_nonce_is_final_only_after_expiry(dsn: str) -> None:

@@ -29,6 +29,7 @@ import pytest
 
 from consortia.client import Client, LightClient, Signer, VerificationError
 from consortia.client.outbox import (
+    AbsenceUnprovenError,
     Intent,
     OutboxStore,
     Relay,
@@ -264,7 +265,9 @@ def test_a_hidden_receipt_never_fails_the_intent_nor_signs_it_again(dsn: str) ->
         relay.run_once()
     assert _intents(dsn) == [("pay-5", "signed", None, 1, None, "absence_unproven")]
     assert _rows(dsn, "SELECT count(*) FROM outbox_transactions") == [(1,)]
-    assert relay.counters.unproven == 4
+    assert relay.counters.unproven == 1  # asked again only after a pause
+    with pytest.raises(AbsenceUnprovenError):  # a batch run stops rather than wait for ever
+        _relay(dsn, node, liar, until_idle=True).run()
     # The next pass's node, honest, shows the receipt: recorded.
     relay = _relay(dsn, node, liar, None, until_idle=True)
     relay.run()
@@ -335,3 +338,91 @@ def test_an_account_said_not_to_exist_is_not_failed(dsn: str) -> None:
     with pytest.raises(VerificationError, match="a proof says there is"):
         _relay(dsn, node, no_alice).run_once()
     assert _intents(dsn)[0][1:3] == ("pending", None)
+
+
+# ---------------------------------------------------------------------- the block that spent it
+
+
+def _stolen(dsn: str) -> tuple[ChainNode, str]:
+    """x (nonce 0) and y (nonce 1) signed; another signer's transaction takes nonce 0 in
+    block 11, where y runs too; x's hash."""
+    node = ChainNode()
+    _enqueue(dsn, 5, 6)
+    _relay(dsn, node).run_once()
+    (x_hash,) = [h for h, t in node.mempool.items() if t.body.nonce == 0]
+    del node.mempool[x_hash]
+    node.spend(ALICE, 1)
+    return node, x_hash
+
+
+def _listing(keep: Any) -> Edit:
+    """The receipts of block 11 as a lying node lists them: those `keep` keeps."""
+
+    def edit(path: str, status: int, answer: dict[str, Any]) -> Answer:
+        if path == "/v1/blocks/11/receipts":
+            return status, {**answer, "receipts": [r for r in answer["receipts"] if keep(r)]}
+        return status, answer
+
+    return edit
+
+
+@pytest.mark.parametrize("kept", ["ours only", "none"])
+def test_a_block_listed_incompletely_proves_no_absence(dsn: str, kept: str) -> None:
+    node, _x_hash = _stolen(dsn)
+    y_hash = node.in_block[11][1].tx_id.hex()
+    keep = (lambda r: r["tx_hash"] == y_hash) if kept == "ours only" else (lambda _r: False)
+    relay = _relay(dsn, node, _listing(keep))
+    relay.run_once()
+    assert [row[1:4] for row in _intents(dsn)] == [("signed", None, 1), ("committed", "ok", 1)]
+    assert relay.counters.unproven == 1
+    _relay(dsn, node).run_once()  # an honest node proves the whole block: x signed again
+    assert _intents(dsn)[0][1] == "pending"
+
+
+def test_a_block_said_to_hold_our_transaction_without_its_proof_proves_nothing(
+    dsn: str,
+) -> None:
+    node, x_hash = _stolen(dsn)
+
+    def claim(path: str, status: int, answer: dict[str, Any]) -> Answer:
+        if path == "/v1/blocks/11/receipts":
+            fake = {"tx_hash": x_hash, "ok": True, "code": "ok"}
+            return status, {**answer, "receipts": [*answer["receipts"], fake]}
+        return status, answer
+
+    relay = _relay(dsn, node, claim)
+    relay.run_once()
+    assert _intents(dsn)[0][1:3] == ("signed", None)
+    assert relay.counters.unproven == 1
+
+
+def test_history_a_node_says_it_no_longer_keeps_proves_nothing(dsn: str) -> None:
+    node, _x_hash = _stolen(dsn)
+
+    def forgot(path: str, status: int, answer: dict[str, Any]) -> Answer:
+        if path.startswith("/v1/state/") and status == 200 and answer["height"] < node.height:
+            return 409, {"error": {"code": "height_unavailable", "message": "pruned"}}
+        return status, answer
+
+    relay = _relay(dsn, node, forgot)
+    relay.run_once()
+    assert _intents(dsn)[0][1:3] == ("signed", None)
+    assert relay.counters.unproven == 1
+
+
+def test_a_receipt_hidden_from_the_lookup_is_found_in_the_block_that_spent_the_nonce(
+    dsn: str,
+) -> None:
+    node = ChainNode()
+    tx_hash = _committed(node, dsn, _relay(dsn, node))
+    hidden_once: list[str] = []
+
+    def hide_first(tx: str, status: int, answer: dict[str, Any]) -> Answer:
+        if tx == tx_hash and not hidden_once:
+            hidden_once.append(tx)
+            return _hidden(tx, status, answer)
+        return status, answer
+
+    _relay(dsn, node, _chain(_stale_nonce, _on_tx(hide_first))).run_once()
+    assert hidden_once == [tx_hash]
+    assert _intents(dsn) == [("pay-5", "committed", "ok", 1, 11, None)]

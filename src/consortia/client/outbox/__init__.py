@@ -17,6 +17,7 @@ or a passphrase anywhere, log one, or log a DSN.
 """
 
 from consortia.client.outbox.errors import (
+    AbsenceUnprovenError,
     DuplicateIntentError,
     InvalidIntentError,
     OutboxDatabaseError,
@@ -32,6 +33,7 @@ from consortia.client.outbox.store import APPLICATION_NAME, OutboxStore
 
 __all__ = [
     "APPLICATION_NAME",
+    "AbsenceUnprovenError",
     "ChainChecks",
     "DuplicateIntentError",
     "Intent",

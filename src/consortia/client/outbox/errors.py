@@ -68,3 +68,10 @@ class RelayVerificationError(OutboxError):
     stopped, having recorded nothing from those answers."""
 
     code = "verification_failed"
+
+
+class AbsenceUnprovenError(OutboxError):
+    """`--until-idle` found only intents whose transaction's nonce the chain spent and whose
+    receipt (or absence) no node proved: an operator decides (docs/outbox.md)."""
+
+    code = "absence_unproven"

@@ -28,8 +28,11 @@ gives before spending the nonce (`NONCE_FREE_CODES`) is recorded under the same 
 An answer that fails a check is logged (`verification_failed`), the pass ends, and the relay
 moves to the next node; after `verification_failures_max` such passes in a row it stops
 (`RelayVerificationError`), recording nothing. A transaction with no receipt whose nonce the
-chain did spend may have been executed by another signer's transaction or hidden by a lying
-node: it stays signed (`absence_unproven`, logged, the next pass asks the next node).
+chain did spend (another signer's transaction, or a receipt hidden) is settled by the block
+that spent the nonce (`ChainChecks.absence`: every receipt of it proven); while no node can
+prove that, it stays signed (`absence_unproven`, logged, asked again of the next node, less
+and less often), and `until_idle` stops with `AbsenceUnprovenError` when only such intents
+are left.
 
 Nothing is kept between passes but caches (and the validator sets learnt): every decision is
 read from the database and the node again, so a relay killed at any moment (or whose
@@ -47,6 +50,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -55,10 +59,11 @@ import structlog
 
 from consortia.client.light import VerificationError
 from consortia.client.outbox.errors import (
+    AbsenceUnprovenError,
     OutboxDatabaseUnavailableError,
     RelayVerificationError,
 )
-from consortia.client.outbox.proofs import ChainChecks, ProvenReceipt
+from consortia.client.outbox.proofs import ABSENT, ChainChecks, ProvenReceipt
 from consortia.client.outbox.store import Decision, OutboxStore, Sign, SignedIntent
 from consortia.client.sdk import Client, ClientError, Signer
 
@@ -87,6 +92,9 @@ WAITING_PAUSE_S: Final = 0.2  # the longest pause while signed transactions wait
 BACKOFF_MAX_S: Final = 5.0
 # Passes in a row ended by an answer that failed verification before the relay stops.
 VERIFICATION_FAILURES_MAX: Final = 16
+# An unproven lookup is tried again after this pause, doubling up to the longest.
+UNPROVEN_PAUSE_S: Final = 5.0
+UNPROVEN_PAUSE_MAX_S: Final = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +152,9 @@ class Relay:
         self._signers: dict[str, Signer | None] = {}
         self._checks = checks
         self._distrust = False  # move to the next node after this pass
+        # tx hash -> (when to look it up again, the last pause, lookups): lookups that proved
+        # nothing, asked of each node in turn, then less and less often (a cache).
+        self._unproven: dict[str, tuple[float, float, int]] = {}
         self.accounts = None if accounts is None else list(accounts)
         self.settings = settings or RelaySettings()
         self.stop = stop or threading.Event()
@@ -204,7 +215,7 @@ class Relay:
                 if self._on_pass is not None:
                     self._on_pass(self.counters)
                 waiting = self.counters.waiting
-                if self.settings.until_idle and waiting["pending"] + waiting["signed"] == 0:
+                if self.settings.until_idle and self._idle(waiting):
                     break
                 # Short pauses while something changes, a little longer while transactions
                 # wait for their block (each pass sends them again), long ones when idle.
@@ -223,6 +234,20 @@ class Relay:
                 failed=c.failed,
                 resigned=c.resigned,
             )
+
+    def _idle(self, waiting: dict[str, int]) -> bool:
+        """Whether nothing waits; AbsenceUnprovenError when only unproven lookups do (no
+        pass of this process can settle them soon)."""
+        if waiting["pending"] + waiting["signed"] == 0:
+            return True
+        asked_all = [v for v in self._unproven.values() if v[2] >= len(self._urls)]
+        if waiting["pending"] == 0 and waiting["signed"] <= len(asked_all):
+            raise AbsenceUnprovenError(
+                f"{waiting['signed']} signed intent(s) wait on a transaction whose nonce the"
+                " chain spent and whose receipt no node proved (absence_unproven;"
+                " docs/outbox.md, Trusting no node)"
+            )
+        return False
 
     def run_once(self) -> bool:
         """One pass; whether it changed anything. VerificationError when an answer of the
@@ -336,6 +361,9 @@ class Relay:
         # Round robin over many accounts: the next pass starts after the last one sent, and
         # from the start again once a pass reached the end.
         full = len(intents) == self.settings.batch_max
+        if not full and self._cursor is None:  # every signed intent is here: forget the rest
+            live = {intent.tx_hash for intent in intents}
+            self._unproven = {h: v for h, v in self._unproven.items() if h in live}
         self._cursor = (intents[-1].account, intents[-1].nonce) if full else None
         if not intents:
             return 0
@@ -357,8 +385,10 @@ class Relay:
                 retry.setdefault(code, []).append(intent.id)
         for code, ids in retry.items():
             store.note_submitted(ids, code)
+        now = time.monotonic()
         for intent in look_up:
-            decided += self._look_up(store, client, intent)
+            if self._unproven.get(intent.tx_hash, (0.0, 0.0, 0))[0] <= now:
+                decided += self._look_up(store, client, intent)
         return decided
 
     def _refused(self, store: OutboxStore, intent: SignedIntent, code: str) -> int:
@@ -386,16 +416,29 @@ class Relay:
         # still run later, or have run in another block): only the account's proven nonce,
         # at a certified height at or past the expiry height, can settle it.
         account = self._checks.account(client, intent.account)
-        if account.height < intent.expiry_height:
-            return 0  # it may still be carried: wait
         if account.nonce is not None and account.nonce > intent.nonce:
-            self._unproven(store, intent, account.nonce, account.height)
-            return 0
+            # Its nonce is spent: by this transaction (a receipt hidden) or another one. The
+            # block that spent it, every receipt proven, says which; if another, this one
+            # can never run, expired or not.
+            found = self._checks.absence(
+                client, intent.account, intent.nonce, intent.tx_hash, account.height
+            )
+            if isinstance(found, ProvenReceipt):
+                return self._decide(store, intent, _decision(found, nonce_spent=True))
+            if found != ABSENT:
+                self._note_unproven(store, intent, account.nonce, account.height)
+                return 0
+        elif account.height < intent.expiry_height:
+            return 0  # it may still be carried: wait
+        self._unproven.pop(intent.tx_hash, None)
         if isinstance(proven, ProvenReceipt):
             return self._decide(store, intent, _decision(proven, nonce_spent=False))
         reason = (
             f"expired at height {intent.expiry_height}, never executed (the account's nonce"
             f" is {account.nonce or 0} at certified height {account.height})"
+            if account.nonce is None or account.nonce <= intent.nonce
+            else f"nonce {intent.nonce} spent by another transaction (proven: the block that"
+            " spent it does not hold this one)"
         )
         state = store.release(intent, reason, self.settings.signings_max)
         if state == "pending":
@@ -416,15 +459,24 @@ class Relay:
             )
         return 1 if state else 0
 
-    def _unproven(self, store: OutboxStore, intent: SignedIntent, nonce: int, height: int) -> None:
-        """The transaction's nonce is spent and no node showed its receipt: another signer's
-        transaction spent it, or the node hides the receipt. Neither recorded nor signed
-        again; the next pass asks the next node."""
+    def _note_unproven(
+        self, store: OutboxStore, intent: SignedIntent, nonce: int, height: int
+    ) -> None:
+        """The transaction's nonce is spent and no node proved whether by it: neither recorded
+        nor signed again; asked again of the next node, after a pause that doubles."""
         self.counters.unproven += 1
         self._distrust = True
+        _, pause, asked = self._unproven.get(intent.tx_hash, (0.0, UNPROVEN_PAUSE_S / 2, 0))
+        asked += 1
+        if asked >= len(self._urls):  # every node asked once: then less and less often
+            pause = min(pause * 2, UNPROVEN_PAUSE_MAX_S)
+            self._unproven[intent.tx_hash] = (time.monotonic() + pause, pause, asked)
+        else:
+            self._unproven[intent.tx_hash] = (0.0, pause, asked)
         store.note_submitted([intent.id], ABSENCE_UNPROVEN)
         self.log.error(
-            "transaction's nonce spent but no receipt proven; not recorded, not signed again",
+            "transaction's nonce spent, and neither its receipt nor its absence proven;"
+            " not recorded, not signed again",
             code=ABSENCE_UNPROVEN,
             business_key=intent.business_key,
             tx_hash=intent.tx_hash,
