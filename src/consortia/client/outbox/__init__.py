@@ -27,8 +27,9 @@ from consortia.client.outbox.errors import (
 )
 from consortia.client.outbox.intents import Intent, enqueue
 from consortia.client.outbox.proofs import ChainChecks, ProvenAccount, ProvenReceipt
-from consortia.client.outbox.relay import Relay, RelayCounters, RelaySettings
+from consortia.client.outbox.relay import Relay
 from consortia.client.outbox.schema import migrate
+from consortia.client.outbox.settings import RelayCounters, RelaySettings
 from consortia.client.outbox.store import APPLICATION_NAME, OutboxStore
 
 __all__ = [
