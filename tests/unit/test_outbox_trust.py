@@ -426,3 +426,54 @@ def test_a_receipt_hidden_from_the_lookup_is_found_in_the_block_that_spent_the_n
     _relay(dsn, node, _chain(_stale_nonce, _on_tx(hide_first))).run_once()
     assert hidden_once == [tx_hash]
     assert _intents(dsn) == [("pay-5", "committed", "ok", 1, 11, None)]
+
+
+def _epoch(claimed: int) -> Edit:
+    """Proven answers whose header claims a later epoch (whose validators no proof names)."""
+
+    def edit(path: str, status: int, answer: dict[str, Any]) -> Answer:
+        if status == 200 and isinstance(answer.get("proof"), dict):
+            proof = {**answer["proof"], "header": {**answer["proof"]["header"], "epoch": claimed}}
+            return status, {**answer, "proof": proof}
+        return status, answer
+
+    return edit
+
+
+def test_a_node_refusing_to_prove_its_own_answer_is_lying_not_stopping_the_relay(
+    dsn: str,
+) -> None:
+    node = ChainNode()
+    _committed(node, dsn, _relay(dsn, node))
+    relay = _relay(dsn, node, _chain(_stale_nonce, _epoch(7)))
+    with pytest.raises(VerificationError, match="refused to prove"):
+        relay.run_once()
+
+    def teapot(path: str, status: int, answer: dict[str, Any]) -> Answer:
+        if path.startswith("/v1/tx/"):
+            return 418, {"error": {"code": "teapot", "message": "no"}}
+        return status, answer
+
+    with pytest.raises(VerificationError, match="refused to prove"):
+        _relay(dsn, node, _chain(_stale_nonce, teapot)).run_once()
+    assert _intents(dsn)[0][1] == "signed"
+
+
+def test_nothing_certified_yet_means_wait(dsn: str) -> None:
+    node = ChainNode()
+    _enqueue(dsn, 5)
+    _relay(dsn, node).run_once()
+    node.mempool.clear()
+    node.block(5)
+
+    def uncertified(path: str, status: int, answer: dict[str, Any]) -> Answer:
+        if path.startswith("/v1/state/"):
+            return 409, {"error": {"code": "not_certified", "message": "not yet"}}
+        return status, answer
+
+    relay = _relay(dsn, node, uncertified)
+    relay.run_once()
+    assert _intents(dsn)[0][1] == "signed"
+    relay = _relay(dsn, node)
+    relay.run_once()
+    assert _intents(dsn)[0][1] == "pending"  # proven never executed once certified

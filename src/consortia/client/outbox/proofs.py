@@ -23,6 +23,8 @@ answer that proves nothing yet is `WAITING` or None, never a guess.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -41,9 +43,12 @@ WAITING: Final = "waiting"
 ABSENT: Final = "absent"
 # Refusals of a proven read at a past height that leave a question open (the node no longer
 # keeps that height's state, or holds no certificate for it).
-HEIGHT_GONE: Final = frozenset({"height_unavailable", "not_certified", "not_found"})
+HEIGHT_GONE: Final = frozenset({"height_unavailable", "not_certified"})
 # The most receipts of one block the absence check proves one by one.
 BLOCK_RECEIPTS_MAX: Final = 5000
+# A node's refusals that say it cannot answer now (worth asking again, or another node).
+UNAVAILABLE: Final = frozenset({"unreachable", "bad_response", "http_error", "timeout"})
+NOT_FOUND: Final = frozenset({"not_found"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,23 +98,31 @@ class ChainChecks:
         (pending, or its block not yet certified); None when the node has no record of it
         (which proves nothing: see `account`)."""
         try:
-            answer = client.transaction_proof(tx_hash)
+            with _refusals_as_lies("receipt", NOT_YET | NOT_FOUND):
+                answer = client.transaction_proof(tx_hash)
         except ClientError as error:
             if error.code in NOT_YET:
                 return WAITING
             if error.code == "not_found":
                 return None
             raise
-        record = client.check_transaction(answer, tx_hash)
+        with _refusals_as_lies("receipt", frozenset()):  # epoch proofs its certificate needs
+            record = client.check_transaction(answer, tx_hash)
         self._saw(int(record["height"]))
         proof = answer.get("proof") or {}
         kept = {name: proof.get(name) for name in ("certificate", "receipt", "receipt_proof")}
         return ProvenReceipt(record, kept)
 
-    def account(self, client: Client, account_id: str) -> ProvenAccount:
+    def account(self, client: Client, account_id: str) -> ProvenAccount | None:
         """The account's nonce proven at the node's latest certified height (absence
-        included)."""
-        answer = client.state_answer(IDENTITY, account_key(account_id), verify=True)
+        included); None while the node has no certified height to prove it at."""
+        try:
+            with _refusals_as_lies("account", NOT_YET):
+                answer = client.state_answer(IDENTITY, account_key(account_id), verify=True)
+        except ClientError as error:
+            if error.code in NOT_YET:
+                return None
+            raise
         height = int(answer["height"])
         self._saw(height)
         value = answer["value"]
@@ -149,9 +162,10 @@ class ChainChecks:
         if height == 0:
             return 0
         try:
-            answer = client.state_answer(IDENTITY, account_key(account_id), height, verify=True)
+            with _refusals_as_lies("account", NOT_YET | HEIGHT_GONE):
+                answer = client.state_answer(IDENTITY, account_key(account_id), height, verify=True)
         except ClientError as error:
-            if error.code in HEIGHT_GONE:
+            if error.code in NOT_YET | HEIGHT_GONE:
                 return None
             raise
         if int(answer["height"]) != height:
@@ -191,7 +205,8 @@ class ChainChecks:
         """Every receipt of block `height`, each proven, by hash; None unless their indexes
         cover the block (a receipt withheld, or proven at another height, leaves a hole)."""
         try:
-            listed = client.block_receipts(height).get("receipts")
+            with _refusals_as_lies("receipts", HEIGHT_GONE):
+                listed = client.block_receipts(height).get("receipts")
         except ClientError as error:
             if error.code in HEIGHT_GONE:
                 return None
@@ -245,3 +260,17 @@ class ChainChecks:
 
     def _saw(self, height: int) -> None:
         self.certified_height = max(self.certified_height, height)
+
+
+@contextmanager
+def _refusals_as_lies(what: str, allowed: frozenset[str]) -> Iterator[None]:
+    """A node's refusal while answering what it must be able to prove (an epoch proof its
+    certificate calls for, a block it holds, a 4xx the API never gives there) as a
+    VerificationError, so a node cannot stop the relay by refusing; the node away, and the
+    refusals `allowed` at that point, pass as they are."""
+    try:
+        yield
+    except ClientError as error:
+        if error.code in UNAVAILABLE | allowed or error.status >= 500:
+            raise
+        raise VerificationError(what, f"the node refused to prove its answer: {error}") from None

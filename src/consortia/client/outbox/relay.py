@@ -291,6 +291,8 @@ class Relay:
         than any this relay saw (a node behind, or lying, fails nothing)."""
         floor = self._checks.certified_height
         proven = self._checks.account(client, account)
+        if proven is None:
+            return 0  # nothing certified to prove it at yet: next pass
         if proven.nonce is not None:
             raise VerificationError(
                 "nonces", f"the node says there is no account {account!r}; a proof says there is"
@@ -376,6 +378,8 @@ class Relay:
         # still run later, or have run in another block): only the account's proven nonce,
         # at a certified height at or past the expiry height, can settle it.
         account = self._checks.account(client, intent.account)
+        if account is None:
+            return 0  # nothing certified to prove it at yet: next pass
         if account.nonce is not None and account.nonce > intent.nonce:
             # Its nonce is spent: by this transaction (a receipt hidden) or another one. The
             # block that spent it, every receipt proven, says which; if another, this one
