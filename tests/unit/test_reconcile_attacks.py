@@ -222,3 +222,17 @@ def test_the_breaks_table_piped_to_a_log_keeps_the_books_side(
     printed = capsys.readouterr().out
     assert "-1205000 CNY with bank-1.treasury" in printed
     assert "-1250000 CNY with bank-1.treasury" in printed
+
+
+@pytest.mark.parametrize("block", [{"height": 5}, {"height": 4}, {"height": "x"}, "junk"])
+def test_a_block_stream_that_repeats_goes_back_or_is_junk_is_refused(block: Any) -> None:
+    """Heights must rise, or a lying node's stream would keep the walk going for ever."""
+    with pytest.raises(ChainVerificationError):
+        chain._summary(block, 5)
+    assert chain._summary({"height": 6, "tx_count": 2}, 5) == (6, 2)
+
+
+def test_a_block_said_to_hold_more_receipts_than_any_block_can_is_refused() -> None:
+    receipts = [{"tx_hash": GOOD_HASH, "ok": False}] * 20_001
+    with pytest.raises(ChainVerificationError):
+        chain.collect(_Node({"receipts": receipts}, {}), frozenset({"alice"}), [5])  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ from consortia.client import AsyncClient, Client, ClientError, VerificationError
 from consortia.errors import InvalidArgumentError, NodeRefusalError, NodeUnavailableError
 from consortia.reconcile.errors import ChainVerificationError, NotProvenError
 from consortia.reconcile.match import Leg
+from consortia.types.primitives import PAYLOAD_ITEMS_MAX
 
 ASSET: Final = "asset"
 TRANSFERRED: Final = "transferred"
@@ -147,7 +148,11 @@ def _successful(block: Any, height: int) -> list[tuple[str, int | None]]:
     """(hash, block time) of each successful transaction the node says block `height`
     holds; ChainVerificationError for an answer not of the documented shape."""
     receipts = block.get("receipts", []) if isinstance(block, dict) else None
-    if not isinstance(receipts, list) or not all(isinstance(r, dict) for r in receipts):
+    if (
+        not isinstance(receipts, list)
+        or len(receipts) > PAYLOAD_ITEMS_MAX
+        or not all(isinstance(r, dict) for r in receipts)
+    ):
         raise ChainVerificationError(f"answer: the node's receipts of block {height} are malformed")
     timestamp = block.get("timestamp_ms")
     time_ms = timestamp if isinstance(timestamp, int) and not isinstance(timestamp, bool) else None
@@ -202,12 +207,14 @@ def busy_heights(url: str, heights: Window, progress: Progress | None = None) ->
 
 async def _busy_heights(url: str, heights: Window, progress: Progress | None) -> list[int]:
     busy: list[int] = []
+    previous = heights.first - 1
     total = heights.last - heights.first + 1
     async with AsyncClient(url) as client:
         blocks = client.subscribe_blocks(heights.first)
         try:
             async for block in blocks:
-                height, tx_count = _summary(block)
+                height, tx_count = _summary(block, previous)
+                previous = height
                 if height > heights.last:
                     break
                 if tx_count > 0:
@@ -223,13 +230,19 @@ async def _busy_heights(url: str, heights: Window, progress: Progress | None) ->
     return busy
 
 
-def _summary(block: Any) -> tuple[int, int]:
-    """(height, transactions) of a block stream's summary; ChainVerificationError for one not
-    of the documented shape."""
+def _summary(block: Any, previous: int) -> tuple[int, int]:
+    """(height, transactions) of a block stream's summary, which must follow `previous`
+    (heights only rise: a stream that repeats or goes back would never end);
+    ChainVerificationError for one not of the documented shape."""
     try:
-        return int(block["height"]), int(block.get("tx_count", 0))
+        height, tx_count = int(block["height"]), int(block.get("tx_count", 0))
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ChainVerificationError("answer: the node's block stream is malformed") from None
+    if height <= previous or tx_count < 0:
+        raise ChainVerificationError(
+            f"answer: the node's block stream gave height {height} after {previous}"
+        )
+    return height, tx_count
 
 
 def collect(
