@@ -18,6 +18,7 @@ Run alone: .venv/bin/pytest tests/unit/test_reconcile_attacks.py
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -201,7 +202,7 @@ def test_accounts_read_from_the_books_are_checked_and_bounded(
 def test_a_posting_without_currency_or_amount_in_range_is_one_clear_error(
     pg_server: PgServer, amount: Any, currency: Any, message: str
 ) -> None:
-    schema = f"recon_garbage_{abs(hash((amount, currency))) % 10**8}"
+    schema = "recon_garbage_" + re.sub(r"[^a-z0-9]", "_", f"{amount}_{currency}".lower())[:40]
     dsn = _books(pg_server, schema, [("alice", amount, currency, None, "r", T0)])
     with pytest.raises(BooksError, match=message) as refused:
         read_postings(dsn, BooksQuery(table_name("postings"), column_map([]), ("alice",)))
@@ -236,3 +237,36 @@ def test_a_block_said_to_hold_more_receipts_than_any_block_can_is_refused() -> N
     receipts = [{"tx_hash": GOOD_HASH, "ok": False}] * 20_001
     with pytest.raises(ChainVerificationError):
         chain.collect(_Node({"receipts": receipts}, {}), frozenset({"alice"}), [5])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("column_type", "value"),
+    [("double precision", 12.0), ("real", 12.5), ("text", "12"), ("text", "1e3")],
+)
+def test_an_amount_kept_as_a_float_or_a_string_is_one_clear_error(
+    pg_server: PgServer, column_type: str, value: Any
+) -> None:
+    """Money is integers: a float (even a whole one) or a string is refused, not guessed."""
+    schema = "recon_types_" + re.sub(r"[^a-z0-9]", "_", f"{column_type}_{value}")
+    dsn = pg_server.schema(schema)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(
+            f"CREATE TABLE postings (account text, amount {column_type}, currency text,"
+            " counterparty text, reference text, posted_at timestamptz)"
+        )
+        connection.execute(
+            "INSERT INTO postings VALUES ('alice', %s, 'CNY', NULL, 'r', now())", (value,)
+        )
+    with pytest.raises(BooksError, match="not an integer") as refused:
+        read_postings(dsn, BooksQuery(table_name("postings"), column_map([]), ("alice",)))
+    assert refused.value.code == "books_invalid"
+
+
+def test_a_posting_booked_twice_is_one_match_and_one_break() -> None:
+    """Duplicate entries: the second copy of a posting is `not_on_chain`, never a second
+    match of the same leg."""
+    leg = Leg("ab" * 32, 7, 0, 0, "alice", -5, "CNY", "bob")
+    twice = [Posting(i, "alice", -5, "CNY", "bob", "ab" * 32) for i in range(2)]
+    result = reconcile(twice, [leg])
+    assert len(result.matches) == 1
+    assert [b.kind for b in result.breaks] == ["not_on_chain"]
