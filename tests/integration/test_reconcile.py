@@ -302,10 +302,10 @@ def test_a_tampered_proof_stops_the_walk_and_a_hidden_transfer_breaks_the_balanc
         busy = chain.busy_heights(url, heights)
         legs = chain.collect(client, frozenset(accounts), busy)
         assert {leg.tx_hash for leg in legs} == set(settled.hashes)
-        checks = balances.check(client, genesis, accounts, heights, legs, books_currencies=set())
+        checks = balances.check(client, genesis, accounts, heights, legs)
         assert [check.complete for check in checks] == [True, True]
         hidden = [leg for leg in legs if leg.tx_hash != settled.hashes[4]]  # bob -> alice
-        checks = balances.check(client, genesis, accounts, heights, hidden, books_currencies=set())
+        checks = balances.check(client, genesis, accounts, heights, hidden)
         assert {check.account: check.complete for check in checks} == {
             settled.banks[0]: True,
             "alice": False,

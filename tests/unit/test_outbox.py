@@ -1,8 +1,10 @@
 """The outbox against a real PostgreSQL (tests/pg_helpers.py) and a fake node.
 
-Setup: a schema per test standing for a business system's database; `FakeNode` stands for
-the node's API with the admission rules and answers of docs/node.md (expired, duplicate,
-unknown_account, stale_nonce, nonce_taken, forced refusals) and blocks made on demand.
+Setup: a schema per test standing for a business system's database; `ChainNode`
+(tests/outbox_helpers.py) stands for the node's API with the admission rules and answers of
+docs/node.md (expired, duplicate, unknown_account, stale_nonce, nonce_taken, forced
+refusals), blocks made on demand and certified by the test validators, served over HTTP to
+the real SDK and light client.
 
 Test: an intent is enqueued in the business system's transaction and rolled back or committed
 with it; bad intents and a second intent for one business key are refused, the transaction
@@ -18,13 +20,12 @@ Run alone: .venv/bin/pytest tests/unit/test_outbox.py
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 import pytest
 
-from consortia.client import ChainInfo, ClientError, Signer
+from consortia.client import ChainInfo, Client, ClientError, Signer
 from consortia.client.outbox import (
     DuplicateIntentError,
     Intent,
@@ -35,16 +36,13 @@ from consortia.client.outbox import (
     enqueue,
     migrate,
 )
-from consortia.client.sdk import tx_hash_of
 from consortia.crypto import suite
 from consortia.types.encoding import decode
 from consortia.types.transaction import Transaction
+from tests.outbox_helpers import ALICE, CHAIN, ChainNode, checks
 from tests.pg_helpers import PgServer, pg_server
 
 __all__ = ["pg_server"]  # the session's PostgreSQL, a fixture
-
-CHAIN = ChainInfo("outbox-test", "intl", b"\x07" * 32)
-ALICE = "alice"
 
 
 @pytest.fixture
@@ -132,114 +130,16 @@ def test_migrations_apply_once(dsn: str) -> None:
 # ---------------------------------------------------------------------- the relay
 
 
-@dataclass
-class FakeNode:
-    """A node's API as the relay uses it: admission as docs/node.md, blocks on demand."""
-
-    height: int = 10
-    nonces: dict[str, int] = field(default_factory=lambda: {ALICE: 0})
-    mempool: dict[str, Transaction] = field(default_factory=dict)
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
-    refuse: dict[str, str] = field(default_factory=dict)  # "all" or a tx hash -> code
-    outcome: dict[int, str] = field(default_factory=dict)  # amount -> receipt code
-    submitted: list[str] = field(default_factory=list)
-
-    # The part of Client the relay calls.
-    def chain(self) -> ChainInfo:
-        return CHAIN
-
-    def status(self) -> dict[str, Any]:
-        return {"height": self.height}
-
-    def close(self) -> None:
-        pass
-
-    def transaction(self, tx_hash: str) -> dict[str, Any]:
-        if tx_hash in self.records:
-            return self.records[tx_hash]
-        if tx_hash in self.mempool:
-            return {"tx_hash": tx_hash, "status": "pending"}
-        raise ClientError("not_found", f"no transaction {tx_hash}", 404)
-
-    def submit_many(self, raws: list[bytes]) -> list[dict[str, Any]]:
-        return [self._admit(raw) for raw in raws]
-
-    def get_nonces(self, accounts: list[str]) -> dict[str, int | None]:
-        return {account: self.nonces.get(account) for account in accounts}
-
-    def _admit(self, raw: bytes) -> dict[str, Any]:
-        tx = decode(raw, Transaction)
-        tx_hash = tx_hash_of(raw, "intl")
-        self.submitted.append(tx_hash)
-        body = tx.body
-        forced = self.refuse.get(tx_hash) or self.refuse.get("all")
-        code = (
-            forced
-            or ("expired" if body.expiry_height <= self.height else None)
-            or ("duplicate" if tx_hash in self.mempool else None)
-            or ("unknown_account" if body.sender not in self.nonces else None)
-            or ("stale_nonce" if body.nonce < self.nonces[body.sender] else None)
-            or (
-                "nonce_taken"
-                if any(
-                    t.body.sender == body.sender and t.body.nonce == body.nonce
-                    for t in self.mempool.values()
-                )
-                else None
-            )
-        )
-        if code:
-            return {"error": {"code": code, "message": code}}
-        self.mempool[tx_hash] = tx
-        return {"tx_hash": tx_hash, "status": "pending"}
-
-    def block(self) -> None:
-        """Commit every runnable transaction (consecutive nonces) at the next height."""
-        self.height += 1
-        index = 0
-        progressed = True
-        while progressed:
-            progressed = False
-            for tx_hash, tx in sorted(self.mempool.items(), key=lambda item: item[1].body.nonce):
-                body = tx.body
-                if body.nonce != self.nonces[body.sender] or body.expiry_height < self.height:
-                    continue
-                code = self.outcome.get(int(body.args["amount"]), "ok")  # type: ignore[arg-type]
-                self.records[tx_hash] = {
-                    "tx_hash": tx_hash,
-                    "status": "committed" if code == "ok" else "failed",
-                    "height": self.height,
-                    "index": index,
-                    "receipt": {"ok": code == "ok", "code": code, "message": "", "gas_used": 1},
-                }
-                del self.mempool[tx_hash]
-                index += 1
-                if code not in ("unknown_account", "expired"):  # nonce-free failures
-                    self.nonces[body.sender] += 1
-                progressed = True
-                break
-        self.mempool = {h: t for h, t in self.mempool.items() if t.body.expiry_height > self.height}
-
-
-class _Client:
-    """FakeNode under the SDK's method names."""
-
-    def __init__(self, node: FakeNode) -> None:
-        self.node = node
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.node, "get_nonces" if name == "nonces" else name)
-
-
-def _relay(dsn: str, node: FakeNode, **settings: Any) -> Relay:
+def _relay(dsn: str, node: ChainNode, chain: ChainInfo = CHAIN, **settings: Any) -> Relay:
     private_key, _public = suite("intl").generate_keypair()
-    signers = {ALICE: Signer(ALICE, private_key, CHAIN)}
+    signers = {ALICE: Signer(ALICE, private_key, chain)}
     return Relay(
         lambda: OutboxStore.connect(dsn),
         ["http://fake-node"],
         lambda account, _client: signers.get(account),
+        checks=checks(),
         settings=RelaySettings(**{"expiry_blocks": 5, **settings}),
-        client_for=lambda _url: _Client(node),  # type: ignore[arg-type,return-value]
+        client_for=lambda url: Client(url, transport=node.transport()),
     )
 
 
@@ -252,7 +152,7 @@ def _states(dsn: str) -> dict[str, tuple[Any, ...]]:
 
 
 def test_signed_and_stored_before_sending_then_recorded_once(dsn: str) -> None:
-    node = FakeNode()
+    node = ChainNode()
     _enqueue(dsn, _intent("a", 1), _intent("b", 2), _intent("c", 3))
     relay = _relay(dsn, node)
     assert relay.run_once()
@@ -275,7 +175,7 @@ def test_signed_and_stored_before_sending_then_recorded_once(dsn: str) -> None:
 
 
 def test_a_failed_receipt_is_recorded_and_not_retried(dsn: str) -> None:
-    node = FakeNode(outcome={7: "insufficient_funds"})
+    node = ChainNode(outcome={7: "insufficient_funds"})
     _enqueue(dsn, _intent("poor", 7), _intent("next", 8))
     relay = _relay(dsn, node)
     relay.run_once()
@@ -293,13 +193,15 @@ def test_a_failed_receipt_is_recorded_and_not_retried(dsn: str) -> None:
 
 
 def test_a_refusal_for_good_fails_the_intent_and_frees_its_nonce(dsn: str) -> None:
-    node = FakeNode(refuse={"all": "bad_signature"})
+    node = ChainNode(refuse={"all": "bad_signature"})
     _enqueue(dsn, _intent("bad"))
-    relay = _relay(dsn, node)
-    relay.run_once()
+    # Signed for another genesis: the relay's own check agrees with the node's refusal.
+    other = ChainInfo(CHAIN.chain_id, CHAIN.suite, b"\x07" * 32)
+    _relay(dsn, node, chain=other).run_once()
     assert _states(dsn)["bad"] == ("failed", "bad_signature", 0, 1, None)
     node.refuse.clear()
     _enqueue(dsn, _intent("good"))
+    relay = _relay(dsn, node)
     relay.run_once()
     node.block()
     relay.run_once()
@@ -307,7 +209,7 @@ def test_a_refusal_for_good_fails_the_intent_and_frees_its_nonce(dsn: str) -> No
 
 
 def test_a_transient_refusal_is_tried_again(dsn: str) -> None:
-    node = FakeNode(refuse={"all": "mempool_full"})
+    node = ChainNode(refuse={"all": "mempool_full"})
     _enqueue(dsn, _intent("busy"))
     relay = _relay(dsn, node)
     relay.run_once()
@@ -323,13 +225,13 @@ def test_a_transient_refusal_is_tried_again(dsn: str) -> None:
 
 
 def test_an_expired_transaction_is_signed_again_into_its_own_nonce(dsn: str) -> None:
-    node = FakeNode()
+    node = ChainNode()
     _enqueue(dsn, _intent("x", 1), _intent("y", 2))
     relay = _relay(dsn, node)
     relay.run_once()
     first = dict(_rows(dsn, "SELECT business_key, tx_hash FROM outbox_intents"))
     node.mempool.clear()  # the node restarted: its mempool is gone
-    node.height += 5  # and the chain passed both expiry heights
+    node.block(5)  # and the chain passed both expiry heights
     relay.run_once()  # both found dead, back to pending
     assert _rows(dsn, "SELECT DISTINCT state FROM outbox_intents") == [("pending",)]
     relay.run_once()  # signed again
@@ -340,57 +242,67 @@ def test_an_expired_transaction_is_signed_again_into_its_own_nonce(dsn: str) -> 
         "y": ("committed", "ok", 1, 2, 16),
     }
     fates = _rows(dsn, "SELECT tx_hash, fate, reason FROM outbox_transactions ORDER BY signed_at")
-    assert [row[1:] for row in fates[:2]] == [("dead", "expired at height 15")] * 2
+    assert [row[1:] for row in fates[:2]] == [
+        (
+            "dead",
+            "expired at height 15, never executed (the account's nonce is 0 at certified"
+            " height 15)",
+        )
+    ] * 2
     assert {row[0] for row in fates[:2]} == set(first.values())
     assert [row[1] for row in fates[2:]] == ["committed", "committed"]
 
 
-def test_a_nonce_spent_by_another_transaction_is_signed_again(dsn: str) -> None:
-    node = FakeNode()
+def test_a_nonce_spent_by_another_signer_is_signed_again_once_proven(dsn: str) -> None:
+    """No receipt and a spent nonce: the block that spent the nonce, every receipt proven,
+    shows another transaction took it, so this one can never run: signed again."""
+    node = ChainNode()
     _enqueue(dsn, _intent("x", 1), _intent("y", 2))
     relay = _relay(dsn, node)
     relay.run_once()
     (x_hash,) = [h for h, t in node.mempool.items() if t.body.nonce == 0]
     del node.mempool[x_hash]
-    node.nonces[ALICE] = 1  # someone else's transaction spent nonce 0
-    relay.run_once()  # x: stale_nonce and unknown here: dead, pending again
-    relay.run_once()  # x signed again: nonce 2 (1 is y's)
+    node.spend(ALICE, 1)  # someone else's transaction spent nonce 0 in block 11 (y ran too)
+    relay.run_once()  # x: stale_nonce, no receipt: the block that spent 0 proves it dead
+    relay.run_once()  # x signed again: nonce 2
     node.block()
     relay.run_once()
     assert _states(dsn) == {
-        "x": ("committed", "ok", 2, 2, 11),
+        "x": ("committed", "ok", 2, 2, 12),
         "y": ("committed", "ok", 1, 1, 11),
     }
+    ((reason,),) = _rows(dsn, "SELECT reason FROM outbox_transactions WHERE fate = 'dead'")
+    assert reason.startswith("nonce 0 spent by another transaction")
 
 
 def test_a_failure_that_spends_no_nonce_is_final_only_after_expiry(dsn: str) -> None:
-    node = FakeNode(outcome={3: "unknown_account"})
+    node = ChainNode(outcome={3: "unknown_account"})
     _enqueue(dsn, _intent("early", 3))
     relay = _relay(dsn, node)
     relay.run_once()
     node.block()  # failed in block 11 without spending the nonce; expiry is 15
     relay.run_once()
     assert _states(dsn)["early"][0] == "signed"  # it could still be committed again
-    node.height = 15
     node.mempool.clear()
+    node.block(4)
     relay.run_once()
     assert _states(dsn)["early"] == ("failed", "unknown_account", 0, 1, 11)
     assert _rows(dsn, "SELECT nonce_spent FROM outbox_intents") == [(False,)]
 
 
 def test_an_intent_is_given_up_after_its_signings(dsn: str) -> None:
-    node = FakeNode()
+    node = ChainNode()
     _enqueue(dsn, _intent("doomed"))
     relay = _relay(dsn, node, signings_max=1)
     relay.run_once()
     node.mempool.clear()
-    node.height += 10
+    node.block(10)
     relay.run_once()
     assert _states(dsn)["doomed"][:2] == ("failed", "relay_gave_up")
 
 
 def test_no_account_or_no_key_fails_the_intents_unsigned(dsn: str) -> None:
-    node = FakeNode(nonces={ALICE: 0, "bob": 0})
+    node = ChainNode(nonces={ALICE: 0, "bob": 0})
     _enqueue(dsn, _intent("ghost", account="ghost"), _intent("keyless", account="bob"))
     _relay(dsn, node).run_once()
     states = _states(dsn)
@@ -400,7 +312,7 @@ def test_no_account_or_no_key_fails_the_intents_unsigned(dsn: str) -> None:
 
 
 def test_a_refusal_a_node_behind_may_give_is_tried_again(dsn: str) -> None:
-    node = FakeNode()
+    node = ChainNode()
     _enqueue(dsn, _intent("new-account"))
     relay = _relay(dsn, node)
     node.refuse["all"] = "unknown_account"  # the node asked for the nonce knew it; this one not
@@ -417,7 +329,7 @@ def test_a_refusal_a_node_behind_may_give_is_tried_again(dsn: str) -> None:
 
 
 def test_sending_goes_round_robin_over_many_signed_intents(dsn: str) -> None:
-    node = FakeNode(nonces={ALICE: 0})
+    node = ChainNode(nonces={ALICE: 0})
     _enqueue(dsn, *(_intent(f"r{i}", i + 1) for i in range(5)))
     relay = _relay(dsn, node, batch_max=2)
     relay.run_once()  # signs 2, sends them
@@ -442,7 +354,7 @@ def test_enqueue_refuses_to_commit_an_intent_on_its_own(dsn: str) -> None:
 
 
 def test_a_transaction_lost_with_the_nodes_mempool_is_sent_again(dsn: str) -> None:
-    node = FakeNode()
+    node = ChainNode()
     _enqueue(dsn, _intent("lost"))
     relay = _relay(dsn, node)
     relay.run_once()
@@ -469,7 +381,7 @@ class _Down:
 
 
 def test_the_relay_moves_to_the_next_node_when_one_stops_answering(dsn: str) -> None:
-    node = FakeNode()
+    node = ChainNode()
     _enqueue(dsn, _intent("moved"))
     private_key, _public = suite("intl").generate_keypair()
     signer = Signer(ALICE, private_key, CHAIN)
@@ -477,7 +389,7 @@ def test_the_relay_moves_to_the_next_node_when_one_stops_answering(dsn: str) -> 
 
     def client_for(url: str) -> Any:
         asked.append(url)
-        return _Down() if url == "http://down" else _Client(node)
+        return _Down() if url == "http://down" else Client(url, transport=node.transport())
 
     def block_when_sent(_counters: Any) -> None:
         if node.mempool:
@@ -487,6 +399,7 @@ def test_the_relay_moves_to_the_next_node_when_one_stops_answering(dsn: str) -> 
         lambda: OutboxStore.connect(dsn),
         ["http://down", "http://up"],
         lambda _account, _client: signer,
+        checks=checks(),
         settings=RelaySettings(until_idle=True, backoff_max_s=0.01),
         on_pass=block_when_sent,
         client_for=client_for,

@@ -1,14 +1,16 @@
 """`consortia reconcile`: an institution's postings table in PostgreSQL against what the chain
 proves for its accounts (docs/reconcile.md).
 
-    reconcile --home DIR --dsn DSN --table T --account A [--account B ...] [--node I]
+    reconcile --home DIR --dsn DSN --table T [--account A ...] [--node I]
               [--api URL] [--column NAME=COLUMN ...] [--from-height H] [--to-height H]
-              [--posted-from TIME] [--posted-to TIME] [--proofs] [--json]
+              [--posted-from TIME] [--posted-to TIME] [--require-complete] [--proofs] [--json]
 
 `--home` is a node's folder or a consortium's (as for `consortia mirror`): the genesis the
-light client starts from, and the node to ask. Exit status 0 when the books and the chain
-agree, 1 when there are breaks (listed), 2 when it could not run, 3 when a node's answer
-failed verification; every failure is one line `error: <code>: <message>`.
+light client starts from, and the node to ask. Without `--account`, the accounts compared
+are those the postings (in the `--posted-from/--posted-to` window) name. Exit status 0 when
+the books and the chain agree, 1 when there are breaks (listed), 2 when it could not run, 3
+when a node's answer failed verification (or, with `--require-complete`, a balance could not
+be proven); every failure is one line `error: <code>: <message>`.
 
 Must never print or log the DSN as given, nor a password; never write to the database.
 """
@@ -22,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
@@ -33,13 +36,21 @@ from consortia.client import Client, LightClient
 from consortia.errors import InvalidArgumentError
 from consortia.mirror.dsn import checked, describe
 from consortia.reconcile import balances, chain
-from consortia.reconcile.books import BooksQuery, column_map, read_postings, table_name
+from consortia.reconcile.books import (
+    BooksQuery,
+    book_accounts,
+    checked_accounts,
+    column_map,
+    read_postings,
+    table_name,
+)
 from consortia.reconcile.errors import ReconcileError
 from consortia.reconcile.match import reconcile
 from consortia.reconcile.report import Scope, exit_status, report
 
 ACCOUNTS_MAX: Final = 1024
 HASH_SHOWN: Final = 16
+TABLE_WIDTH_PIPED: Final = 200
 
 
 def register(app: typer.Typer) -> None:
@@ -51,8 +62,12 @@ def reconcile_command(
     dsn: PgDsn,
     table: Annotated[str, typer.Option("--table", help="The postings table: name or schema.name.")],
     account: Annotated[
-        list[str], typer.Option("--account", help="An account of the institution; repeatable.")
-    ],
+        list[str] | None,
+        typer.Option(
+            "--account",
+            help="An account of the institution; repeatable (default: those the postings name).",
+        ),
+    ] = None,
     node: Annotated[
         int | None, typer.Option("--node", help="In a consortium's folder: the node.", min=0)
     ] = None,
@@ -77,6 +92,13 @@ def reconcile_command(
     posted_to: Annotated[
         str | None, typer.Option("--posted-to", help="Postings before this time (ISO 8601).")
     ] = None,
+    require_complete: Annotated[
+        bool,
+        typer.Option(
+            "--require-complete",
+            help="Exit 3 unless every balance was proven to add up (not only none failed).",
+        ),
+    ] = False,
     proofs: Annotated[
         bool, typer.Option("--proofs", help="Put each on-chain item's proof in --json.")
     ] = False,
@@ -85,19 +107,17 @@ def reconcile_command(
     """Compare the institution's postings with the transfers the chain proves for its
     accounts; list the breaks (exit 1 when there are)."""
     parameters = checked(dsn)
-    accounts = tuple(dict.fromkeys(account))
-    if len(accounts) > ACCOUNTS_MAX:
+    if account is not None and len(account) > ACCOUNTS_MAX:
         raise InvalidArgumentError(f"at most {ACCOUNTS_MAX} --account options")
-    query = BooksQuery(
-        table_name(table),
-        column_map(column or []),
-        accounts,
-        _instant("--posted-from", posted_from),
-        _instant("--posted-to", posted_to),
-    )
+    named = None if not account else checked_accounts(account)
+    tables, columns = table_name(table), column_map(column or [])
+    start, end = _instant("--posted-from", posted_from), _instant("--posted-to", posted_to)
     genesis, url = _target(home, node, api)
     try:
-        postings = read_postings(dsn, query)  # first: a wrong table fails before the walk
+        # The books first: a wrong table fails before the walk.
+        accounts = named or book_accounts(dsn, tables, columns, posted_from=start, posted_to=end)
+        query = BooksQuery(tables, columns, accounts, start, end)
+        postings = read_postings(dsn, query)
         with Client(url, light=LightClient(genesis)) as client:
             heights = chain.window(client, from_height, to_height)
             with _progress() as progress:
@@ -105,14 +125,7 @@ def reconcile_command(
                 legs = chain.collect(
                     client, frozenset(accounts), busy, keep_proofs=proofs, progress=progress
                 )
-            checks = balances.check(
-                client,
-                genesis,
-                accounts,
-                heights,
-                legs,
-                books_currencies={posting.currency for posting in postings},
-            )
+            checks = balances.check(client, genesis, accounts, heights, legs)
     except ReconcileError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(error.exit_status) from None
@@ -125,7 +138,7 @@ def reconcile_command(
         typer.echo(json.dumps(document, separators=(",", ":")))
     else:
         _print(document)
-    raise typer.Exit(exit_status(result, checks))
+    raise typer.Exit(exit_status(result, checks, require_complete=require_complete))
 
 
 def _instant(option: str, text: str | None) -> datetime | None:
@@ -210,7 +223,10 @@ def _print(document: dict[str, Any]) -> None:
             else _side(posting["amount"], posting["currency"], posting["counterparty"]),
         )
         table.add_row(*(Text(cell) for cell in cells))  # values as they are, never markup
-    out.print(table)
+    # Piped or redirected (a daily job's log), the table is printed whole: at a terminal's
+    # default 80 columns it would cut the books' side off.
+    console = out if out.is_terminal else Console(highlight=False, width=TABLE_WIDTH_PIPED)
+    console.print(table)
     counts = ", ".join(f"{kind} {n}" for kind, n in document["break_counts"].items() if n)
     out.print(f"breaks: {counts}", markup=False)
 

@@ -35,13 +35,22 @@ from prometheus_client.registry import Collector
 
 from consortia.cli.node_commands import configure_logging
 from consortia.cli.options import MetricsAddress, MetricsPort
-from consortia.client import Client, ClientError, Signer
-from consortia.client.outbox import OutboxStore, Relay, RelayCounters, RelaySettings
+from consortia.client import ChainInfo, Client, ClientError, LightClient, Signer
+from consortia.client.outbox import (
+    ChainChecks,
+    OutboxStore,
+    Relay,
+    RelayCounters,
+    RelaySettings,
+)
 from consortia.cluster.accounts import account_key, open_signer
 from consortia.cluster.home import ClusterHome, demo_passphrase
 from consortia.errors import AccountKeyNotFoundError, NodeRefusalError
+from consortia.identity import layout
+from consortia.identity.genesis import load_genesis
 from consortia.identity.keystore import UnlockedKey, load_key
 from consortia.mirror.dsn import checked, describe
+from consortia.types.genesis import genesis_hash
 
 
 def register(app: typer.Typer) -> None:
@@ -70,6 +79,12 @@ class _RelayCollector(Collector):
             ("resigned", c.resigned, "intents signed again (their transaction never executed)"),
             ("node_retries", c.node_retries, "passes retried: the node unavailable"),
             ("database_retries", c.database_retries, "passes retried: the database lost"),
+            (
+                "verification_failures",
+                c.verification_failures,
+                "node answers refused: a check against the validators failed",
+            ),
+            ("unproven", c.unproven, "lookups that proved nothing (absence_unproven)"),
         ):
             counter = CounterMetricFamily(f"consortia_relay_{name}", text)
             counter.add_metric([], value)
@@ -121,6 +136,10 @@ def relay_command(
     """Sign and submit the outbox's intents, wait for their commits, record the outcomes."""
     database = describe(checked(dsn))
     cluster = ClusterHome.open(home)
+    # What the relay believes of the chain is checked against the validators named by the
+    # consortium's own genesis, never against what a node says (docs/outbox.md).
+    genesis, _ = load_genesis(cluster.root / layout.GENESIS_FILE, None)
+    checks = ChainChecks(LightClient(genesis), genesis.mempool.transaction_bytes_max)
     passphrase = demo_passphrase(cluster, passphrase_file)
     urls = [entry.api_url for entry in cluster.select(node)]
     configure_logging(json_lines=json_logs)
@@ -136,13 +155,20 @@ def relay_command(
         opened[account_id] = load_key(path, passphrase, purpose="account")
     accounts = list(opened) if account else None
 
+    def chain_of(client: Client) -> ChainInfo:
+        """The chain to sign for: its id, suite and genesis hash from the genesis file (a
+        node cannot make the relay sign for another chain), the contract versions from the
+        node (a wrong one fails in its block, with a proven receipt)."""
+        versions = client.chain().contract_versions
+        return ChainInfo(genesis.chain_id, genesis.suite, genesis_hash(genesis), versions)
+
     def signer_for(account_id: str, client: Client) -> Signer | None:
         if account_id in opened:
-            return Signer(account_id, opened[account_id].private_key, client.chain())
+            return Signer(account_id, opened[account_id].private_key, chain_of(client))
         if accounts is not None:
             return None
         try:
-            return open_signer(cluster.root, account_id, client.chain(), passphrase)
+            return open_signer(cluster.root, account_id, chain_of(client), passphrase)
         except AccountKeyNotFoundError:
             return None
 
@@ -150,6 +176,7 @@ def relay_command(
         lambda: OutboxStore.connect(dsn),
         urls,
         signer_for,
+        checks=checks,
         accounts=accounts,
         settings=RelaySettings(batch_max=batch, expiry_blocks=expiry_blocks, until_idle=until_idle),
         stop=stop,

@@ -74,16 +74,19 @@ def genesis_balance(genesis: Genesis, account: str, currency: str) -> int:
     )
 
 
-def currencies(
-    genesis: Genesis, accounts: tuple[str, ...], legs: list[Leg], extra: set[str]
-) -> list[str]:
-    """The currencies to check: the default, those of the legs and of the books, and those
-    the accounts held at genesis."""
-    found = {CURRENCY_DEFAULT, *extra, *(leg.currency for leg in legs)}
-    found |= {entry.currency for entry in genesis.accounts if entry.id in accounts}
+def currencies(genesis: Genesis, legs: list[Leg]) -> list[str]:
+    """The currencies to check: every currency that can hold money on this chain, whatever
+    the books or the node mention. `asset` gives balances only at genesis and by `issue`,
+    whose issuers are those of the genesis's currencies (CNY when it names none), so those
+    are all; the legs' (proven) currencies are added for a chain whose `asset` learnt more.
+    Checking only the currencies the books or the legs name would let a node hide every
+    transfer in a currency the books never booked."""
+    found = {CURRENCY_DEFAULT, *(entry.currency for entry in genesis.accounts)}
+    found |= {leg.currency for leg in legs}
     if len(found) > CURRENCIES_MAX:
         raise InvalidArgumentError(
-            f"more than {CURRENCIES_MAX} currencies to check: reconcile fewer accounts at once"
+            f"more than {CURRENCIES_MAX} currencies on this chain: the balances check cannot"
+            " cover them"
         )
     return sorted(found)
 
@@ -107,8 +110,6 @@ def check(
     accounts: tuple[str, ...],
     heights: Window,
     legs: list[Leg],
-    *,
-    books_currencies: set[str],
 ) -> list[BalanceCheck]:
     """One check per account and currency (genesis balances where a height is 0)."""
 
@@ -124,7 +125,7 @@ def check(
 
     checks = []
     for account in accounts:
-        for currency in currencies(genesis, accounts, legs, books_currencies):
+        for currency in currencies(genesis, legs):
             moved = sum(
                 leg.amount for leg in legs if (leg.account, leg.currency) == (account, currency)
             )

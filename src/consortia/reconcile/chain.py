@@ -10,7 +10,8 @@ proof (`?proof=true`) and checked by the light client (its receipt under the rec
 of an execution header signed by a quorum of its epoch's validators, learnt from the
 genesis); the legs are built from the proven receipt's events only. So everything reported
 is proven; what a lying node can still do is hide a
-transaction (docs/reconcile.md, *What is proven*).
+transaction (docs/reconcile.md, *What is proven*). An unproven answer that is not of the
+documented shape (a node lying, or broken) is `verification_failed`, never a traceback.
 
 Owns the walk, its bounds and the legs' form. Must never report a leg from an answer it has
 not verified, nor hold more than LEGS_MAX legs.
@@ -19,6 +20,7 @@ not verified, nor hold more than LEGS_MAX legs.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from consortia.client import AsyncClient, Client, ClientError, VerificationError
 from consortia.errors import InvalidArgumentError, NodeRefusalError, NodeUnavailableError
 from consortia.reconcile.errors import ChainVerificationError, NotProvenError
 from consortia.reconcile.match import Leg
+from consortia.types.primitives import PAYLOAD_ITEMS_MAX
 
 ASSET: Final = "asset"
 TRANSFERRED: Final = "transferred"
@@ -37,6 +40,7 @@ REDEEMED: Final = "redeemed"
 MOVES: Final = frozenset({TRANSFERRED, ISSUED, REDEEMED})  # the asset events that move money
 HEIGHTS_MAX: Final = 1_000_000  # heights one reconciliation walks (beyond: a narrower range)
 LEGS_MAX: Final = 1_000_000
+TX_HASH: Final = re.compile(r"[0-9a-f]{64}\Z")
 TIP_SEARCH_MAX: Final = 64  # heights below the tip searched for the latest certified one
 PROOF_WAIT_S: Final = 10.0  # how long a candidate's certificate is waited for
 PROOF_POLL_S: Final = 0.1
@@ -125,6 +129,43 @@ def legs_of(
     return found
 
 
+def _touches(record: Any, accounts: frozenset[str], tx_hash: str) -> bool:
+    """Whether the node's unproven record of `tx_hash` names one of `accounts` in a money
+    move (only to choose what to prove); ChainVerificationError when it is malformed."""
+    receipt = record.get("receipt", {}) if isinstance(record, dict) else None
+    events = receipt.get("events", []) if isinstance(receipt, dict) else None
+    if not isinstance(events, list):
+        raise ChainVerificationError(f"answer: the node's record of {tx_hash} is malformed")
+    try:
+        return bool(legs_of(events, accounts))
+    except (TypeError, ValueError):
+        raise ChainVerificationError(
+            f"answer: the node's record of {tx_hash} holds a malformed event"
+        ) from None
+
+
+def _successful(block: Any, height: int) -> list[tuple[str, int | None]]:
+    """(hash, block time) of each successful transaction the node says block `height`
+    holds; ChainVerificationError for an answer not of the documented shape."""
+    receipts = block.get("receipts", []) if isinstance(block, dict) else None
+    if (
+        not isinstance(receipts, list)
+        or len(receipts) > PAYLOAD_ITEMS_MAX
+        or not all(isinstance(r, dict) for r in receipts)
+    ):
+        raise ChainVerificationError(f"answer: the node's receipts of block {height} are malformed")
+    timestamp = block.get("timestamp_ms")
+    time_ms = timestamp if isinstance(timestamp, int) and not isinstance(timestamp, bool) else None
+    found = []
+    for receipt in receipts:
+        tx_hash = receipt.get("tx_hash")
+        if not isinstance(tx_hash, str) or not TX_HASH.match(tx_hash):
+            raise ChainVerificationError(f"answer: block {height} names a malformed hash")
+        if receipt.get("ok"):
+            found.append((tx_hash, time_ms))
+    return found
+
+
 def _event_parts(event: Any) -> tuple[Any, Any, Any]:
     """(contract, name, fields) of an event as a proven receipt shows it (an object) or as
     the node's plain `GET /v1/tx/{hash}` shows it (a list of the three)."""
@@ -166,15 +207,17 @@ def busy_heights(url: str, heights: Window, progress: Progress | None = None) ->
 
 async def _busy_heights(url: str, heights: Window, progress: Progress | None) -> list[int]:
     busy: list[int] = []
+    previous = heights.first - 1
     total = heights.last - heights.first + 1
     async with AsyncClient(url) as client:
         blocks = client.subscribe_blocks(heights.first)
         try:
             async for block in blocks:
-                height = int(block["height"])
+                height, tx_count = _summary(block, previous)
+                previous = height
                 if height > heights.last:
                     break
-                if int(block.get("tx_count", 0)) > 0:
+                if tx_count > 0:
                     busy.append(height)
                 if progress is not None and (height == heights.last or height % 256 == 0):
                     progress("reading blocks", height - heights.first + 1, total)
@@ -185,6 +228,21 @@ async def _busy_heights(url: str, heights: Window, progress: Progress | None) ->
         finally:
             await blocks.aclose()  # type: ignore[attr-defined]
     return busy
+
+
+def _summary(block: Any, previous: int) -> tuple[int, int]:
+    """(height, transactions) of a block stream's summary, which must follow `previous`
+    (heights only rise: a stream that repeats or goes back would never end);
+    ChainVerificationError for one not of the documented shape."""
+    try:
+        height, tx_count = int(block["height"]), int(block.get("tx_count", 0))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ChainVerificationError("answer: the node's block stream is malformed") from None
+    if height <= previous or tx_count < 0:
+        raise ChainVerificationError(
+            f"answer: the node's block stream gave height {height} after {previous}"
+        )
+    return height, tx_count
 
 
 def collect(
@@ -200,14 +258,12 @@ def collect(
     seen: set[str] = set()
     for done, height in enumerate(heights, start=1):
         block = ask(partial(client.block_receipts, height))
-        timestamp = block.get("timestamp_ms")
-        for receipt in block.get("receipts", []):
-            tx_hash = str(receipt.get("tx_hash"))
-            if not receipt.get("ok") or tx_hash in seen:
+        for tx_hash, timestamp in _successful(block, height):
+            if tx_hash in seen:
                 continue
             seen.add(tx_hash)
             record = ask(partial(client.transaction, tx_hash))
-            if not legs_of(record.get("receipt", {}).get("events", []), accounts):
+            if not _touches(record, accounts, tx_hash):
                 continue
             answer = _proof(client, tx_hash)
             proven = ask(partial(client.check_transaction, answer, tx_hash))
@@ -226,6 +282,8 @@ def collect(
                         amount=amount,
                         currency=currency,
                         counterparty=counterparty,
+                        # The block's time is the node's word (an execution header carries
+                        # no time): shown, never compared.
                         timestamp_ms=timestamp if proven["height"] == height else None,
                         header=proven["header"],
                         proof=answer.get("proof") if keep_proofs else None,

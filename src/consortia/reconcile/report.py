@@ -55,10 +55,15 @@ def report(
     }
 
 
-def exit_status(result: Reconciliation, balances: list[BalanceCheck]) -> int:
+def exit_status(
+    result: Reconciliation, balances: list[BalanceCheck], *, require_complete: bool = False
+) -> int:
     """3 when the legs found do not account for a proven balance (the node left some out),
-    else 1 when there are breaks, else 0."""
-    if _complete(balances) is False:
+    or, with `require_complete`, when a balance could not be proven (the node's word that it
+    no longer keeps a height is no proof that it hid nothing); else 1 when there are breaks,
+    else 0."""
+    complete = _complete(balances)
+    if complete is False or (require_complete and complete is None):
         return EXIT_VERIFICATION
     return EXIT_AGREE if not result.breaks else EXIT_BREAKS
 

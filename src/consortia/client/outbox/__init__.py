@@ -17,19 +17,25 @@ or a passphrase anywhere, log one, or log a DSN.
 """
 
 from consortia.client.outbox.errors import (
+    AbsenceUnprovenError,
     DuplicateIntentError,
     InvalidIntentError,
     OutboxDatabaseError,
     OutboxDatabaseUnavailableError,
     OutboxError,
+    RelayVerificationError,
 )
 from consortia.client.outbox.intents import Intent, enqueue
-from consortia.client.outbox.relay import Relay, RelayCounters, RelaySettings
+from consortia.client.outbox.proofs import ChainChecks, ProvenAccount, ProvenReceipt
+from consortia.client.outbox.relay import Relay
 from consortia.client.outbox.schema import migrate
+from consortia.client.outbox.settings import RelayCounters, RelaySettings
 from consortia.client.outbox.store import APPLICATION_NAME, OutboxStore
 
 __all__ = [
     "APPLICATION_NAME",
+    "AbsenceUnprovenError",
+    "ChainChecks",
     "DuplicateIntentError",
     "Intent",
     "InvalidIntentError",
@@ -37,9 +43,12 @@ __all__ = [
     "OutboxDatabaseUnavailableError",
     "OutboxError",
     "OutboxStore",
+    "ProvenAccount",
+    "ProvenReceipt",
     "Relay",
     "RelayCounters",
     "RelaySettings",
+    "RelayVerificationError",
     "enqueue",
     "migrate",
 ]

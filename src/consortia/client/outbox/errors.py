@@ -61,3 +61,17 @@ def database_errors() -> Iterator[None]:
         raise OutboxDatabaseUnavailableError(error_message(error)) from None
     except psycopg.Error as error:
         raise OutboxDatabaseError(error_message(error)) from None
+
+
+class RelayVerificationError(OutboxError):
+    """The nodes kept answering what failed verification against the validators: the relay
+    stopped, having recorded nothing from those answers."""
+
+    code = "verification_failed"
+
+
+class AbsenceUnprovenError(OutboxError):
+    """`--until-idle` found only intents whose transaction's nonce the chain spent and whose
+    receipt (or absence) no node proved: an operator decides (docs/outbox.md)."""
+
+    code = "absence_unproven"
