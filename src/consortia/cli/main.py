@@ -46,6 +46,7 @@ def _register_commands() -> None:
         cluster_commands,
         dashboard,
         events_commands,
+        gateway_commands,
         identity_commands,
         mirror_commands,
         reconcile_commands,
@@ -65,6 +66,7 @@ def _register_commands() -> None:
     mirror_commands.register(app)
     reconcile_commands.register(app)
     relay_commands.register(app)
+    gateway_commands.register(app)
 
 
 def run() -> None:
