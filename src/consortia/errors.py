@@ -155,3 +155,97 @@ class BenchError(ConsortiaError):
     """A benchmark could not run to its end: a client process failed, or no node answered."""
 
     code = "bench_failed"
+
+
+class PrivacyError(ConsortiaError):
+    """A confidential record, reader, opening or escrow share that cannot be used.
+
+    Each failure is its own subclass with its own stable code; catch `PrivacyError` for all.
+    """
+
+    code = "privacy_error"
+
+
+class MalformedSealedRecordError(PrivacyError):
+    """Text or bytes that are not exactly one canonical, in-bounds sealed record."""
+
+    code = "malformed_sealed_record"
+
+
+class InvalidRecordLabelError(PrivacyError):
+    code = "invalid_record_label"
+
+
+class InvalidRecordValueError(PrivacyError):
+    """A value that is not canonical JSON-like data (floats, bytes, ...) or is too large."""
+
+    code = "invalid_record_value"
+
+
+class InvalidReaderError(PrivacyError):
+    """A reader with a malformed party name, key version or encryption public key."""
+
+    code = "invalid_reader"
+
+
+class DuplicateReaderError(PrivacyError):
+    code = "duplicate_reader"
+
+
+class TooManyReadersError(PrivacyError):
+    code = "too_many_readers"
+
+
+class SealedRecordTooLargeError(PrivacyError):
+    code = "sealed_record_too_large"
+
+
+class NotAReaderError(PrivacyError):
+    """The record holds no wrapped key for this party."""
+
+    code = "not_a_reader"
+
+
+class UnwrapFailedError(PrivacyError):
+    """A wrapped key that does not open: a wrong private key, or the wrapped key was altered
+    or taken from another record."""
+
+    code = "unwrap_failed"
+
+
+class CiphertextRejectedError(PrivacyError):
+    """The record's ciphertext fails authentication, or its plaintext is malformed."""
+
+    code = "ciphertext_rejected"
+
+
+class CommitmentMismatchError(PrivacyError):
+    """The decrypted value does not match the record's commitment."""
+
+    code = "commitment_mismatch"
+
+
+class EscrowSharesTooFewError(PrivacyError):
+    code = "escrow_shares_too_few"
+
+
+class EscrowSharesMixedError(PrivacyError):
+    """Shares of different escrow keys or different splits."""
+
+    code = "escrow_shares_mixed"
+
+
+class EscrowShareDuplicateError(PrivacyError):
+    code = "escrow_share_duplicate"
+
+
+class EscrowShareInvalidError(PrivacyError):
+    """A share that is malformed or was altered."""
+
+    code = "escrow_share_invalid"
+
+
+class EscrowRecoveryFailedError(PrivacyError):
+    """Shares combined into a key that does not open the escrow key, or does not match it."""
+
+    code = "escrow_recovery_failed"

@@ -13,10 +13,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from gmssl import sm2 as gmssl_sm2
 from gmssl import sm3 as gmssl_sm3
+from tongsuopy.crypto.asymciphers import ec as gm_ec
 
 from consortia.crypto import suite
 from consortia.crypto.base import AEAD_NONCE_SIZE, AEAD_TAG_SIZE
 from consortia.crypto.gm import DEFAULT_USER_ID, SM2_ORDER
+from consortia.crypto.gm_encrypt import sm2_decrypt, sm2_encrypt
 from consortia.errors import CryptoError
 
 GM = suite("gm")
@@ -377,3 +379,82 @@ def test_sm2_private_key_range_edges_sign(scalar: int) -> None:
     private = _int32(scalar)
     public = GM.public_key(private)
     assert GM.verify(public, b"edge", GM.sign(private, b"edge")) is True
+
+
+# --- SM2 encryption (GB/T 32918.4) and the key wrap: interop with gmssl ------------------------
+#
+# Tongsuo writes GM/T 0009 DER; the suite keeps raw C1 || C3 || C2 with C1 = 04 || x || y.
+# gmssl's CryptSM2 in mode 1 reads and writes C1 || C3 || C2 without the 04 prefix. (gmssl's
+# decrypt does not check C3, so the tests recompute C3 themselves from gmssl's point arithmetic.)
+
+WRAP_CONTEXT = b"consortia/record/key/v1\x00" + b"\x00\x00\x00\x05label" + bytes(range(32))
+
+
+def _gmssl_encryptor(private: bytes | None, public: bytes) -> gmssl_sm2.CryptSM2:
+    return gmssl_sm2.CryptSM2(
+        private_key=private.hex() if private is not None else "",
+        public_key=public[1:].hex(),
+        mode=1,
+    )
+
+
+def _c3_by_gmssl(private: bytes, public: bytes, ciphertext: bytes, plaintext: bytes) -> bytes:
+    """C3 = SM3(x2 || M || y2), with (x2, y2) = d * C1 computed by gmssl."""
+    reference = _gmssl_encryptor(private, public)
+    shared = bytes.fromhex(reference._kg(int.from_bytes(private, "big"), ciphertext[1:65].hex()))
+    return bytes.fromhex(gmssl_sm3.sm3_hash(list(shared[:32] + plaintext + shared[32:])))
+
+
+@pytest.mark.parametrize("size", [1, 16, 48, 100])
+def test_sm2_encryption_suite_to_gmssl(size: int) -> None:
+    private, public = _keypair()
+    plaintext = os.urandom(size)
+    ciphertext = sm2_encrypt(
+        gm_ec.EllipticCurvePublicKey.from_encoded_point(gm_ec.SM2(), public), plaintext
+    )
+    assert len(ciphertext) == 65 + 32 + size and ciphertext[0] == 0x04
+    assert _gmssl_encryptor(private, public).decrypt(ciphertext[1:]) == plaintext
+    assert ciphertext[65:97] == _c3_by_gmssl(private, public, ciphertext, plaintext)
+
+
+@pytest.mark.parametrize("size", [1, 16, 48, 100])
+def test_sm2_encryption_gmssl_to_suite(size: int) -> None:
+    private, public = _keypair()
+    plaintext = os.urandom(size)
+    ciphertext = b"\x04" + _gmssl_encryptor(None, public).encrypt(plaintext)
+    key = gm_ec.derive_private_key(int.from_bytes(private, "big"), gm_ec.SM2())
+    assert sm2_decrypt(key, ciphertext) == plaintext
+    altered = bytearray(ciphertext)
+    altered[-1] ^= 0x01  # C2 changed: Tongsuo's C3 check refuses it
+    with pytest.raises(CryptoError):
+        sm2_decrypt(key, bytes(altered))
+
+
+def test_gm_wrapped_key_opens_in_gmssl() -> None:
+    private, public = _keypair()
+    data_key = GM.generate_aead_key()
+    wrapped = GM.wrap_key(public, data_key, WRAP_CONTEXT)
+    plaintext = _gmssl_encryptor(private, public).decrypt(wrapped[1:])
+    assert plaintext == data_key + GM.wrap_binding(public, WRAP_CONTEXT)
+    binding = GM.hash(
+        b"consortia/wrap/sm2-c1c3c2/v1\x00"
+        + public
+        + len(WRAP_CONTEXT).to_bytes(4, "big")
+        + WRAP_CONTEXT
+    )
+    assert plaintext[16:] == binding  # the documented binding, recomputed here
+    assert wrapped[65:97] == _c3_by_gmssl(private, public, wrapped, plaintext)
+
+
+def test_gmssl_wrapped_key_unwraps_with_suite() -> None:
+    private, public = _keypair()
+    data_key = GM.generate_aead_key()
+    plaintext = data_key + GM.wrap_binding(public, WRAP_CONTEXT)
+    wrapped = b"\x04" + _gmssl_encryptor(None, public).encrypt(plaintext)
+    assert GM.unwrap_key(private, wrapped, WRAP_CONTEXT) == data_key
+    with pytest.raises(CryptoError):
+        GM.unwrap_key(private, wrapped, WRAP_CONTEXT + b"!")
+    # gmssl encrypting a bare data key (no binding to the record) is refused by the suite
+    bare = b"\x04" + _gmssl_encryptor(None, public).encrypt(data_key + bytes(32))
+    with pytest.raises(CryptoError):
+        GM.unwrap_key(private, bare, WRAP_CONTEXT)

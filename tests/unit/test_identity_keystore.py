@@ -263,7 +263,7 @@ def test_a_file_cannot_demand_an_expensive_kdf(
     def no_derivation(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("Argon2id ran for a file that asks too much")
 
-    monkeypatch.setattr(keystore, "_derive", no_derivation)
+    monkeypatch.setattr(keystore, "derive_passphrase_key", no_derivation)
     with pytest.raises(KeyFileError):
         open_key(edited(data, kdf), PASSPHRASE)
     with pytest.raises(KeyFileError):

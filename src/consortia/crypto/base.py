@@ -23,6 +23,8 @@ PARALLEL_VERIFY_THRESHOLD = 32
 # Nonces for the randomised AEAD are 96 bits, as both GCM modes recommend.
 AEAD_NONCE_SIZE = 12
 AEAD_TAG_SIZE = 16
+# The context a wrapped key is bound to (a record's label and commitment) is at most this long.
+WRAP_CONTEXT_SIZE_MAX = 1024
 
 VerifyItem = tuple[bytes, bytes, bytes]
 """(public_key, message, signature)"""
@@ -66,7 +68,8 @@ class SigningKey(abc.ABC):
 
 
 class Suite(abc.ABC):
-    """A complete set of primitives: signatures, a 32-byte hash and a randomised AEAD."""
+    """A complete set of primitives: signatures, a 32-byte hash, a randomised AEAD and key
+    wrapping to a party's encryption key (its own key pair, separate from signing keys)."""
 
     name: ClassVar[str]
     private_key_size: ClassVar[int]
@@ -74,6 +77,8 @@ class Suite(abc.ABC):
     signature_size: ClassVar[int]
     aead_key_size: ClassVar[int]
     hash_size: ClassVar[int] = 32
+    encryption_public_key_size: ClassVar[int]
+    wrapped_key_size: ClassVar[int]
 
     @abc.abstractmethod
     def generate_keypair(self) -> tuple[bytes, bytes]:
@@ -112,6 +117,38 @@ class Suite(abc.ABC):
 
     def generate_aead_key(self) -> bytes:
         return os.urandom(self.aead_key_size)
+
+    def random_bytes(self, size: int) -> bytes:
+        """`size` bytes from the operating system's randomness (salts, fresh secrets)."""
+        assert 0 < size <= 1024, size
+        return os.urandom(size)
+
+    # Encryption to a party: key pairs and wrapping a data key (see docs/crypto.md, "Key wrap").
+    @abc.abstractmethod
+    def generate_encryption_keypair(self) -> tuple[bytes, bytes]:
+        """A fresh (private, public) encryption key pair: X25519 (intl) or SM2 (gm)."""
+
+    @abc.abstractmethod
+    def encryption_public_key(self, private: bytes) -> bytes:
+        """The encryption public key of `private`; CryptoError when it is malformed."""
+
+    @abc.abstractmethod
+    def valid_encryption_public_key(self, public: bytes) -> bool:
+        """True when a key can be wrapped to: never raises, deterministic, no randomness.
+
+        Contracts call it to check a party's published key before records are sealed to it.
+        """
+
+    @abc.abstractmethod
+    def wrap_key(self, recipient_public: bytes, data_key: bytes, context: bytes) -> bytes:
+        """`data_key` (an AEAD key of this suite) encrypted to `recipient_public`, bound to
+        `context` (the record it belongs to). Randomised: two wraps never give the same bytes.
+        CryptoError for a malformed or unusable recipient key, data key or context."""
+
+    @abc.abstractmethod
+    def unwrap_key(self, private: bytes, wrapped: bytes, context: bytes) -> bytes:
+        """The data key inside `wrapped`; CryptoError for a wrong private key, another
+        `context`, any altered byte or malformed input."""
 
     def encrypt(self, key: bytes, plaintext: bytes, associated_data: bytes = b"") -> bytes:
         """Randomised authenticated encryption: nonce || ciphertext || tag.
@@ -152,6 +189,12 @@ class Suite(abc.ABC):
 
     def _verify_chunk(self, items: Sequence[VerifyItem]) -> list[bool]:
         return [self.verify(pk, msg, sig) for pk, msg, sig in items]
+
+    def _check_wrap_context(self, context: bytes) -> None:
+        if len(context) > WRAP_CONTEXT_SIZE_MAX:
+            raise CryptoError(
+                f"a key wrap context is at most {WRAP_CONTEXT_SIZE_MAX} bytes, got {len(context)}"
+            )
 
     def _check_aead_key(self, key: bytes) -> None:
         if len(key) != self.aead_key_size:

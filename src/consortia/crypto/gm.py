@@ -12,6 +12,12 @@ is the node's hot path; see docs/crypto.md for the numbers and the command that 
 SM3 and SM4 come from `cryptography`. SM2 signing draws a fresh random k for every signature
 (as the standard requires), so SM2 signatures, unlike Ed25519's, are not deterministic.
 
+Key wrap (a record's data key encrypted to a party's SM2 encryption key): SM2 public-key
+encryption (GB/T 32918.4, see gm_encrypt.py) of data_key || SM3(WRAP_DOMAIN || recipient public
+key || u32 length of the context || context). Unwrapping decrypts, then checks that digest for
+its own public key and the context it was given, so a wrapped key moved to another record or
+re-addressed is refused. Wrapped form: C1 (65) || C3 (32) || C2 (48), 145 bytes.
+
 This module must never keep a private key beyond the call that uses it: public keys are
 cached (they recur in every vote), private keys never are.
 """
@@ -19,6 +25,7 @@ cached (they recur in every vote), private keys never are.
 from __future__ import annotations
 
 import functools
+import hmac
 from typing import ClassVar
 
 from cryptography.exceptions import InvalidTag
@@ -33,11 +40,18 @@ from tongsuopy.crypto import serialization as gm_serialization
 from tongsuopy.crypto.asymciphers import ec as gm_ec
 
 from consortia.crypto.base import AEAD_TAG_SIZE, SigningKey, Suite
+from consortia.crypto.gm_encrypt import C3_SIZE, POINT_SIZE, sm2_decrypt, sm2_encrypt
 from consortia.errors import CryptoError
 
 # The order n of the SM2 base point (GB/T 32918.5).
 SM2_ORDER = int("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123", 16)
+# The prime p of the SM2 field (GB/T 32918.5): coordinates of a public key are below it.
+SM2_FIELD_PRIME = int("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF", 16)
 DEFAULT_USER_ID = b"1234567812345678"
+# The SM3 binding of a wrapped key to its recipient and record starts with this tag.
+WRAP_DOMAIN = b"consortia/wrap/sm2-c1c3c2/v1\x00"
+_SM4_KEY_SIZE = 16
+_BINDING_SIZE = 32
 
 _SM2_SIGNATURE_ALGORITHM = gm_ec.ECDSA(gm_hashes.SM3())
 _PUBLIC_KEY_CACHE_SIZE = 4096
@@ -81,7 +95,9 @@ class GmSuite(Suite):
     private_key_size: ClassVar[int] = 32
     public_key_size: ClassVar[int] = 65
     signature_size: ClassVar[int] = 64
-    aead_key_size: ClassVar[int] = 16  # SM4 is a 128-bit block cipher with a 128-bit key
+    aead_key_size: ClassVar[int] = _SM4_KEY_SIZE  # SM4: a 128-bit block cipher, 128-bit key
+    encryption_public_key_size: ClassVar[int] = 65
+    wrapped_key_size: ClassVar[int] = POINT_SIZE + C3_SIZE + _SM4_KEY_SIZE + _BINDING_SIZE
 
     def generate_keypair(self) -> tuple[bytes, bytes]:
         while True:
@@ -129,6 +145,59 @@ class GmSuite(Suite):
             return decryptor.update(ciphertext) + decryptor.finalize()
         except InvalidTag:
             raise CryptoError("ciphertext failed authentication") from None
+
+    # Encryption keys (SM2, the same encodings as signing keys, but a key pair of their own).
+    def generate_encryption_keypair(self) -> tuple[bytes, bytes]:
+        return self.generate_keypair()
+
+    def encryption_public_key(self, private: bytes) -> bytes:
+        return self.public_key(private)
+
+    def valid_encryption_public_key(self, public: bytes) -> bool:
+        if not isinstance(public, bytes) or len(public) != self.encryption_public_key_size:
+            return False
+        if public[0] != 0x04:
+            return False
+        x, y = int.from_bytes(public[1:33], "big"), int.from_bytes(public[33:], "big")
+        if x >= SM2_FIELD_PRIME or y >= SM2_FIELD_PRIME:
+            return False
+        try:
+            _load_public(public)  # the library checks the point is on the curve
+        except Exception:
+            return False
+        return True
+
+    def wrap_key(self, recipient_public: bytes, data_key: bytes, context: bytes) -> bytes:
+        self._check_aead_key(data_key)
+        self._check_wrap_context(context)
+        if not self.valid_encryption_public_key(recipient_public):
+            raise CryptoError("not a usable SM2 encryption public key")
+        binding = self._wrap_binding(recipient_public, context)
+        wrapped = sm2_encrypt(_load_public(recipient_public), data_key + binding)
+        assert len(wrapped) == self.wrapped_key_size
+        return wrapped
+
+    def unwrap_key(self, private: bytes, wrapped: bytes, context: bytes) -> bytes:
+        self._check_wrap_context(context)
+        if len(wrapped) != self.wrapped_key_size:
+            raise CryptoError(f"a wrapped key is {self.wrapped_key_size} bytes, got {len(wrapped)}")
+        self._check_private(private)
+        key = _Sm2SigningKey(private)  # CryptoError for a scalar outside [1, n-2]
+        plaintext = sm2_decrypt(key._key, wrapped)
+        if len(plaintext) != _SM4_KEY_SIZE + _BINDING_SIZE:
+            raise CryptoError("the wrapped key has the wrong length")
+        data_key, binding = plaintext[:_SM4_KEY_SIZE], plaintext[_SM4_KEY_SIZE:]
+        if not hmac.compare_digest(binding, self._wrap_binding(key.public_key, context)):
+            raise CryptoError("the wrapped key belongs to another record or recipient")
+        return data_key
+
+    def wrap_binding(self, recipient_public: bytes, context: bytes) -> bytes:
+        """SM3(WRAP_DOMAIN || recipient_public || u32 len(context) || context): the 32 bytes
+        after the data key in a wrapped key's plaintext (public for interoperability tests)."""
+        return self._wrap_binding(recipient_public, context)
+
+    def _wrap_binding(self, recipient_public: bytes, context: bytes) -> bytes:
+        return self.hash(WRAP_DOMAIN + recipient_public + len(context).to_bytes(4, "big") + context)
 
     def _check_private(self, private_key: bytes) -> None:
         if len(private_key) != self.private_key_size:

@@ -165,14 +165,8 @@ def seal_key(
     algorithm = key_algorithm(suite_name, purpose)
     public_key = public_key_of(algorithm, suite_name, private_key)
     chain_suite = suite(suite_name)
-    kdf = KdfParams(
-        algorithm="argon2id",
-        salt=os.urandom(SALT_SIZE).hex(),
-        memory_kib=cost.memory_kib,
-        iterations=cost.iterations,
-        lanes=cost.lanes,
-    )
-    aead_key, check = _derive(chain_suite, kdf, passphrase)
+    kdf = new_kdf_params(cost)
+    aead_key, check = derive_passphrase_key(chain_suite, kdf, passphrase)
     header = KeyFileHeader(
         format=KEY_FILE_FORMAT,
         version=KEY_FILE_VERSION,
@@ -206,7 +200,7 @@ def open_key(
     if purpose is not None and header.purpose != purpose:
         raise KeyFileError(f"{source} holds a {header.purpose} key, not a {purpose} key")
     chain_suite = suite(header.suite)
-    aead_key, check = _derive(chain_suite, header.kdf, passphrase)
+    aead_key, check = derive_passphrase_key(chain_suite, header.kdf, passphrase)
     if not hmac.compare_digest(check.hex(), header.passphrase_check):
         raise WrongPassphraseError(
             f"wrong passphrase for {source} (or its KDF parameters were altered)"
@@ -280,8 +274,25 @@ def _check_key_pair(header: KeyFileHeader, private_key: bytes, source: str) -> N
 _ARGON2_LOCK: Final = threading.Lock()
 
 
-def _derive(chain_suite: Suite, kdf: KdfParams, passphrase: str) -> tuple[bytes, bytes]:
-    """(AEAD key, passphrase check) from Argon2id over the passphrase."""
+def new_kdf_params(cost: Argon2Cost = DEFAULT_ARGON2) -> KdfParams:
+    """Argon2id parameters with a fresh random salt, for a new file sealed under a passphrase."""
+    return KdfParams(
+        algorithm="argon2id",
+        salt=os.urandom(SALT_SIZE).hex(),
+        memory_kib=cost.memory_kib,
+        iterations=cost.iterations,
+        lanes=cost.lanes,
+    )
+
+
+def derive_passphrase_key(
+    chain_suite: Suite, kdf: KdfParams, passphrase: str
+) -> tuple[bytes, bytes]:
+    """(AEAD key, passphrase check) from Argon2id over the passphrase.
+
+    Key files and other files sealed under a passphrase (the escrow shares of
+    consortia.privacy.escrow) share this one derivation.
+    """
     kdf_function = Argon2id(
         salt=bytes.fromhex(kdf.salt),
         length=chain_suite.aead_key_size + CHECK_SIZE,
