@@ -9,7 +9,7 @@ and only then answers, with the rows sealed to the consumer's encryption key and
 regulator's escrow key (`consortia.privacy.envelope`).
 
 Modules: `protocol.py` (the signed request, its digest, the freshness and replay window;
-pure), `errors.py` (`Refused`: a code and an HTTP status), `chain.py` (certified reads and the
+pure), `errors.py` (`RefusedError`: a code and an HTTP status), `chain.py` (certified reads and the
 access record), `keys.py` (where encryption keys come from), `database.py` (the dataset
 queries, read-only), `answer.py` (rows sealed in parts), `service.py` (the fetch pipeline and
 its Starlette app). The consumer's side is `consortia.client.datashare`.

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from consortia.crypto import Suite
-from consortia.gateway.errors import TOO_LARGE, Refused
+from consortia.gateway.errors import TOO_LARGE, RefusedError
 from consortia.gateway.keys import PublicKey
 from consortia.privacy.envelope import (
     ESCROW_PARTY,
@@ -75,12 +75,14 @@ def split_rows(rows: list[dict[str, Any]], part_bytes_max: int) -> list[list[dic
     for row in rows:
         row_bytes = len(encode(row))
         if row_bytes > part_bytes_max:
-            raise Refused("answer_too_large", "a row is too large to seal", TOO_LARGE)
+            raise RefusedError("answer_too_large", "a row is too large to seal", TOO_LARGE)
         if size + row_bytes > part_bytes_max:
             chunks.append([])
             size = 0
         chunks[-1].append(row)
         size += row_bytes
     if len(chunks) > PARTS_MAX:
-        raise Refused("answer_too_large", f"the answer needs more than {PARTS_MAX} parts", TOO_LARGE)
+        raise RefusedError(
+            "answer_too_large", f"the answer needs more than {PARTS_MAX} parts", TOO_LARGE
+        )
     return chunks

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from consortia.client import Client, ClientError, Signer, VerificationError
-from consortia.gateway.errors import BAD_GATEWAY, BUSY, Refused
+from consortia.gateway.errors import BAD_GATEWAY, BUSY, RefusedError
 
 PROOF_WAIT_S: Final = 60.0  # how long the gateway waits for its access record's proof
 POLL_S_MIN: Final = 0.05
@@ -39,9 +39,16 @@ class Certified:
 
 
 class ChainAccess(Protocol):
-    chain_id: str
-    genesis_hash: bytes
-    account: str  # the gateway's own account
+    @property
+    def chain_id(self) -> str: ...
+
+    @property
+    def genesis_hash(self) -> bytes: ...
+
+    @property
+    def account(self) -> str:
+        """The gateway's own account."""
+        ...
 
     def read(self, contract: str, key: str) -> Certified:
         """The value of `contract`'s `key`, proven under a certified state root."""
@@ -75,22 +82,20 @@ class CertifiedChain:
         try:
             answer = self._client.state_answer(contract, key, verify=True)
         except VerificationError as error:
-            raise Refused("verification_failed", error.message, BAD_GATEWAY) from None
+            raise RefusedError("verification_failed", error.message, BAD_GATEWAY) from None
         except ClientError as error:
-            raise Refused("chain_unavailable", error.code, BUSY) from None
+            raise RefusedError("chain_unavailable", error.code, BUSY) from None
         return Certified(answer["value"], int(answer["height"]))
 
     def log_access(self, args: dict[str, Any]) -> dict[str, Any]:
         with self._submitting:
             try:
-                record = self._client.call(
-                    self._signer, "datashare", "log_access", args, wait=True
-                )
+                record = self._client.call(self._signer, "datashare", "log_access", args, wait=True)
                 return self._proven(str(record["tx_hash"]))
             except VerificationError as error:
-                raise Refused("verification_failed", error.message, BAD_GATEWAY) from None
+                raise RefusedError("verification_failed", error.message, BAD_GATEWAY) from None
             except ClientError as error:
-                raise Refused("chain_unavailable", error.code, BUSY) from None
+                raise RefusedError("chain_unavailable", error.code, BUSY) from None
 
     def _proven(self, tx_hash: str) -> dict[str, Any]:
         """The transaction's receipt once proven against a certified header."""

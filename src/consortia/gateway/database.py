@@ -29,7 +29,7 @@ from typing import Any, Final
 import psycopg
 
 from consortia.errors import InvalidArgumentError
-from consortia.gateway.errors import BAD_REQUEST, BUSY, TOO_LARGE, Refused
+from consortia.gateway.errors import BAD_REQUEST, BUSY, TOO_LARGE, RefusedError
 from consortia.gateway.protocol import ID_PATTERN, PARAMETER_NAME, PARAMETERS_MAX
 
 APPLICATION_NAME: Final = "consortia-gateway"
@@ -53,7 +53,9 @@ class DatasetQuery:
         """The request's parameters, when they are exactly the declared ones."""
         if set(params) != set(self.parameters):
             wanted = ", ".join(self.parameters) or "none"
-            raise Refused("bad_parameters", f"{self.dataset} takes the parameters {wanted}", 400)
+            raise RefusedError(
+                "bad_parameters", f"{self.dataset} takes the parameters {wanted}", 400
+            )
         return dict(params)
 
 
@@ -127,14 +129,16 @@ class Database:
                     names = [column.name for column in cursor.description or []]
                     rows = cursor.fetchmany(query.rows_max + 1)
         except psycopg.errors.DataError:
-            raise Refused(
+            raise RefusedError(
                 "bad_parameters", "a parameter does not fit its column", BAD_REQUEST
             ) from None
         except psycopg.Error as error:
             sqlstate = getattr(error, "sqlstate", None) or type(error).__name__
-            raise Refused("database_unavailable", f"the query failed ({sqlstate})", BUSY) from None
+            raise RefusedError(
+                "database_unavailable", f"the query failed ({sqlstate})", BUSY
+            ) from None
         if len(rows) > query.rows_max:
-            raise Refused(
+            raise RefusedError(
                 "answer_too_large", f"the answer holds more than {query.rows_max} rows", TOO_LARGE
             )
         return [dict(zip(names, (plain(value) for value in row), strict=True)) for row in rows]
@@ -147,7 +151,9 @@ def plain(value: Any) -> Any:
     if isinstance(value, int):
         return value if INTEGER_MIN <= value <= INTEGER_MAX else str(value)
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() and value.is_finite() else str(value)
+        return (
+            int(value) if value == value.to_integral_value() and value.is_finite() else str(value)
+        )
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):

@@ -20,7 +20,7 @@ BUSY: Final = 503
 BAD_GATEWAY: Final = 502
 
 
-class Refused(Exception):
+class RefusedError(Exception):
     """A request the gateway does not serve, and why."""
 
     def __init__(self, code: str, message: str, status: int = FORBIDDEN) -> None:

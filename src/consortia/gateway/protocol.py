@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from consortia.crypto import Suite
-from consortia.gateway.errors import BAD_REQUEST, BUSY, CONFLICT, UNAUTHORISED, Refused
+from consortia.gateway.errors import BAD_REQUEST, BUSY, CONFLICT, UNAUTHORISED, RefusedError
 from consortia.types.encoding import encode
 
 REQUEST_DOMAIN: Final = b"consortia/datashare/request/v1\x00"
@@ -116,14 +116,14 @@ def signed_request(
 def verify_signature(
     suite: Suite, public_key: bytes, chain_id: str, genesis_hash: bytes, request: DataRequest
 ) -> None:
-    """Refused `bad_signature` unless the signature verifies under `public_key`."""
+    """RefusedError `bad_signature` unless the signature verifies under `public_key`."""
     try:
         signature = bytes.fromhex(request.signature)
     except ValueError:
         signature = b""
     message = request.signed_bytes(chain_id, genesis_hash)
     if not signature or not suite.verify(public_key, message, signature):
-        raise Refused(
+        raise RefusedError(
             "bad_signature",
             f"the request is not signed with {request.consumer}'s registered key",
             UNAUTHORISED,
@@ -167,9 +167,9 @@ def _parameters(params: Any) -> dict[str, str | int]:
     for name, value in params.items():
         if not isinstance(name, str) or not PARAMETER_NAME.match(name):
             raise _bad("parameter names are lowercase letters, digits and _ (at most 32)")
-        if isinstance(value, str) and len(value) <= PARAMETER_TEXT_MAX:
-            checked[name] = value
-        elif _integer(value) and -(2**63) <= value < 2**63:
+        if (isinstance(value, str) and len(value) <= PARAMETER_TEXT_MAX) or (
+            _integer(value) and -(2**63) <= value < 2**63
+        ):
             checked[name] = value
         else:
             raise _bad(f"parameter {name} is text (at most 256) or a 64-bit integer")
@@ -180,8 +180,8 @@ def _integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _bad(message: str) -> Refused:
-    return Refused("bad_request", message, BAD_REQUEST)
+def _bad(message: str) -> RefusedError:
+    return RefusedError("bad_request", message, BAD_REQUEST)
 
 
 @dataclass(slots=True)
@@ -197,16 +197,16 @@ class ReplayWindow:
 
     def admit(self, request: DataRequest, now_ms: int) -> None:
         if abs(now_ms - request.timestamp_ms) > self.freshness_ms:
-            raise Refused(
+            raise RefusedError(
                 "stale_request",
                 f"the request's clock is more than {self.freshness_ms} ms from the gateway's",
                 BAD_REQUEST,
             )
         self._forget_before(now_ms - self.freshness_ms)
         if request.nonce in self._seen:
-            raise Refused("replayed_request", "this request was received before", CONFLICT)
+            raise RefusedError("replayed_request", "this request was received before", CONFLICT)
         if len(self._seen) >= self.capacity:
-            raise Refused("busy", "too many requests within the freshness window", BUSY)
+            raise RefusedError("busy", "too many requests within the freshness window", BUSY)
         self._seen[request.nonce] = request.timestamp_ms
 
     def _forget_before(self, oldest_ms: int) -> None:

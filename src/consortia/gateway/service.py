@@ -1,6 +1,6 @@
 """The fetch pipeline of the data gateway and its HTTP face (Starlette).
 
-`Gateway.fetch` takes a request's JSON and either answers or refuses (`Refused`), in this
+`Gateway.fetch` takes a request's JSON and either answers or refuses (`RefusedError`), in this
 order, each step before the next:
 
 1. the request parses within its bounds, names a dataset this gateway serves and brings
@@ -53,7 +53,7 @@ from consortia.gateway.errors import (
     NOT_FOUND,
     TOO_LARGE,
     UNAUTHORISED,
-    Refused,
+    RefusedError,
 )
 from consortia.gateway.keys import KeyDirectory
 from consortia.gateway.protocol import DataRequest, ReplayWindow, parse_request, verify_signature
@@ -63,7 +63,7 @@ BODY_BYTES_MAX: Final = 16 * 1024
 
 class RowSource(Protocol):
     def fetch(self, query: DatasetQuery, params: dict[str, str | int]) -> list[dict[str, Any]]:
-        """The query's rows (Refused when it cannot run)."""
+        """The query's rows (RefusedError when it cannot run)."""
         ...
 
 
@@ -88,7 +88,7 @@ class Gateway:
         with self._lock:
             try:
                 answer = self._fetch(request)
-            except Refused as refusal:
+            except RefusedError as refusal:
                 self.log.info(
                     "fetch refused",
                     code=refusal.code,
@@ -112,7 +112,9 @@ class Gateway:
         suite = get_suite(self.suite_name)
         query = self.queries.get(request.dataset)
         if query is None:
-            raise Refused("unknown_dataset", f"{request.dataset} is not served here", NOT_FOUND)
+            raise RefusedError(
+                "unknown_dataset", f"{request.dataset} is not served here", NOT_FOUND
+            )
         params = query.bind(request.params)
         now_ms = self.clock_ms()
         self._fresh(request, now_ms)
@@ -123,10 +125,10 @@ class Gateway:
         grant, dataset, height = self._live_grant(request, account, now_ms)
         consumer_key = self.keys.encryption_key(request.consumer)
         if consumer_key is None:
-            raise Refused("no_encryption_key", f"{request.consumer} has no encryption key")
+            raise RefusedError("no_encryption_key", f"{request.consumer} has no encryption key")
         escrow = self.keys.escrow_key()
         if escrow is None:
-            raise Refused("no_escrow_key", "the regulator's escrow key is not known", BUSY)
+            raise RefusedError("no_escrow_key", "the regulator's escrow key is not known", BUSY)
         query_digest = request.query_digest(suite, self.chain.chain_id, self.chain.genesis_hash)
         rows = self.rows.fetch(query, params)
         header = {"dataset": dataset["id"], "grant": grant["n"], "query_digest": query_digest}
@@ -142,7 +144,7 @@ class Gateway:
         )
         outcome = receipt["receipt"]
         if not outcome["ok"]:
-            raise Refused(str(outcome["code"]), str(outcome["message"]), FORBIDDEN)
+            raise RefusedError(str(outcome["code"]), str(outcome["message"]), FORBIDDEN)
         access = outcome["result"]
         return {
             "access": access["n"],
@@ -157,7 +159,7 @@ class Gateway:
 
     def _fresh(self, request: DataRequest, now_ms: int) -> None:
         if abs(now_ms - request.timestamp_ms) > self.window.freshness_ms:
-            raise Refused(
+            raise RefusedError(
                 "stale_request",
                 f"the request's clock is more than {self.window.freshness_ms} ms from the"
                 " gateway's",
@@ -165,12 +167,16 @@ class Gateway:
             )
 
     def _consumer_account(self, request: DataRequest) -> dict[str, Any]:
-        record = self.chain.read(identity_state.CONTRACT, identity_state.account_key(request.consumer))
+        record = self.chain.read(
+            identity_state.CONTRACT, identity_state.account_key(request.consumer)
+        )
         account = record.value
         if not isinstance(account, dict):
-            raise Refused("unknown_account", f"no account {request.consumer!r}", UNAUTHORISED)
+            raise RefusedError("unknown_account", f"no account {request.consumer!r}", UNAUTHORISED)
         if identity_state.effective_status(account, record.height + 1) != identity_state.ACTIVE:
-            raise Refused("account_inactive", f"{request.consumer} is not active", UNAUTHORISED)
+            raise RefusedError(
+                "account_inactive", f"{request.consumer} is not active", UNAUTHORISED
+            )
         return account
 
     def _live_grant(
@@ -180,24 +186,28 @@ class Gateway:
         read = self.chain.read(datashare_state.CONTRACT, datashare_state.grant_key(request.grant))
         grant = read.value
         if not isinstance(grant, dict):
-            raise Refused("unknown_grant", f"no grant {request.grant}", FORBIDDEN)
+            raise RefusedError("unknown_grant", f"no grant {request.grant}", FORBIDDEN)
         if grant["dataset"] != request.dataset:
-            raise Refused("wrong_dataset", f"grant {request.grant} is for another dataset")
+            raise RefusedError("wrong_dataset", f"grant {request.grant} is for another dataset")
         if grant["consumer"] != account.get("sponsor"):
-            raise Refused(
+            raise RefusedError(
                 "not_consumer", f"{request.consumer} does not act for the grant's consumer"
             )
         dataset = self.chain.read(
             datashare_state.CONTRACT, datashare_state.dataset_key(request.dataset)
         ).value
         if not isinstance(dataset, dict):
-            raise Refused("unknown_dataset", f"no dataset {request.dataset} on chain", NOT_FOUND)
+            raise RefusedError(
+                "unknown_dataset", f"no dataset {request.dataset} on chain", NOT_FOUND
+            )
         if self.chain.account not in dataset["gateways"]:
-            raise Refused("not_gateway", f"this gateway no longer serves {request.dataset}", BUSY)
+            raise RefusedError(
+                "not_gateway", f"this gateway no longer serves {request.dataset}", BUSY
+            )
         # The next block is the earliest that can log the access.
         problem = datashare_state.grant_problem(grant, dataset, read.height + 1, now_ms)
         if problem is not None:
-            raise Refused(*problem, FORBIDDEN)
+            raise RefusedError(*problem, FORBIDDEN)
         return grant, dataset, read.height
 
 
@@ -211,7 +221,7 @@ def create_app(gateway: Gateway) -> Starlette:
         try:
             # The pipeline blocks on the chain and the database: run it off the event loop.
             answer = await run_in_threadpool(gateway.fetch, body)
-        except Refused as refusal:
+        except RefusedError as refusal:
             return JSONResponse({"error": refusal.as_dict()}, status_code=refusal.status)
         return JSONResponse(answer)
 
@@ -235,10 +245,12 @@ async def _body(request: Request) -> Any:
     async for chunk in request.stream():
         data += chunk
         if len(data) > BODY_BYTES_MAX:
-            refusal = Refused("too_large", f"a request is at most {BODY_BYTES_MAX} bytes", TOO_LARGE)
+            refusal = RefusedError(
+                "too_large", f"a request is at most {BODY_BYTES_MAX} bytes", TOO_LARGE
+            )
             return JSONResponse({"error": refusal.as_dict()}, status_code=refusal.status)
     try:
         return json.loads(data)
     except ValueError:
-        refusal = Refused("bad_request", "the body is not JSON", BAD_REQUEST)
+        refusal = RefusedError("bad_request", "the body is not JSON", BAD_REQUEST)
         return JSONResponse({"error": refusal.as_dict()}, status_code=refusal.status)

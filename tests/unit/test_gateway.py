@@ -1,0 +1,379 @@
+"""The data gateway's pipeline against a chain held in process: the real engine and the real
+`datashare` contract (tests/execution_helpers.py), read through a stand-in for the certified
+reads, and rows from a stand-in for PostgreSQL holding a planted marker.
+
+A granted, consented fetch answers rows only the consumer (and the escrow key) can open, and
+leaves exactly one access record on chain; every refusal (no consent, revoked, expired, a
+consumer of another member, a bad signature, a replay, a stale clock, a dataset not served,
+parameters not declared, the chain refusing at the last moment) reads no row and logs
+nothing; the marker is never in chain state, the logs or the answer's bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import structlog
+
+from consortia.client import ChainInfo, ClientError
+from consortia.crypto import suite as get_suite
+from consortia.execution.contract import Contract
+from consortia.execution.contracts import datashare_state
+from consortia.execution.contracts.datashare import Datashare
+from consortia.execution.contracts.identity import Identity
+from consortia.execution.contracts.regulator import Regulator
+from consortia.execution.contracts.system import System
+from consortia.gateway.chain import Certified
+from consortia.gateway.consumer import DataConsumer
+from consortia.gateway.database import DatasetQuery, parse_query
+from consortia.gateway.errors import RefusedError
+from consortia.gateway.keys import KeysFile
+from consortia.gateway.protocol import DataRequest, ReplayWindow, parse_request
+from consortia.gateway.service import Gateway, create_app
+from consortia.privacy.envelope import ESCROW_PARTY, decode_sealed, open_sealed
+from consortia.types.genesis import genesis_hash
+from tests.execution_helpers import CHAIN_ID, Ledger, key_for, make_ledger
+
+SUITE = get_suite("intl")
+MARKER = "PLANTED-MARKER-7f3a9c"
+ACCOUNTS = {
+    "ops0": ("bank-0", 0),
+    "gw0": ("bank-0", 0),
+    "credit1": ("bank-1", 0),
+    "credit2": ("bank-2", 0),
+    "reg": ("regulator", 0),
+}
+CONTRACTS: list[type[Contract]] = [System, Identity, Regulator, Datashare]
+ROWS = [
+    {"firm": "firm-7", "score": 712, "note": MARKER},
+    {"firm": "firm-7", "score": 698, "note": "second"},
+]
+QUERY = parse_query(
+    "firm-credit",
+    {"sql": "SELECT * FROM credit WHERE firm = %(firm)s", "parameters": ["firm"], "rows_max": 10},
+)
+
+
+@dataclass
+class InProcessChain:
+    """`ChainAccess` over an engine in this process: reads of committed state, and the access
+    record executed in a block of its own (`before_log` runs first: a race to stage)."""
+
+    ledger: Ledger
+    account: str = "gw0"
+    before_log: list[bytes] = field(default_factory=list)
+
+    @property
+    def chain_id(self) -> str:
+        return CHAIN_ID
+
+    @property
+    def genesis_hash(self) -> bytes:
+        return genesis_hash(self.ledger.genesis)
+
+    def read(self, contract: str, key: str) -> Certified:
+        return Certified(self.ledger.engine.query(contract, key), self.ledger.height)
+
+    def log_access(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.before_log:
+            self.ledger.block(*self.before_log)
+            self.before_log.clear()
+        (receipt,) = self.ledger.block(
+            self.ledger.tx(self.account, "datashare", "log_access", args)
+        )
+        outcome = {"ok": receipt.ok, "code": receipt.code, "message": receipt.message}
+        return {
+            "tx_hash": receipt.tx_id.hex(),
+            "height": self.ledger.height,
+            "receipt": {**outcome, "result": receipt.result},
+        }
+
+
+@dataclass
+class Rows:
+    calls: int = 0
+
+    def fetch(self, query: DatasetQuery, params: dict[str, str | int]) -> list[dict[str, Any]]:
+        assert query.dataset == "firm-credit" and params == {"firm": "firm-7"}
+        self.calls += 1
+        return [dict(row) for row in ROWS]
+
+
+@dataclass
+class World:
+    ledger: Ledger
+    chain: InProcessChain
+    rows: Rows
+    gateway: Gateway
+    consumers: dict[str, DataConsumer]
+    escrow_private: bytes
+    grant: int
+
+    def send(self, sender: str, method: str, args: dict[str, Any]) -> None:
+        (receipt,) = self.ledger.block(self.ledger.tx(sender, "datashare", method, args))
+        assert receipt.ok, receipt
+
+    def request(
+        self,
+        consumer: str = "credit1",
+        *,
+        dataset: str = "firm-credit",
+        grant: int = 0,
+        params: dict[str, str | int] | None = None,
+    ) -> DataRequest:
+        params = {"firm": "firm-7"} if params is None else params
+        return self.consumers[consumer].request(dataset, grant, params, now_ms=self.now_ms())
+
+    def now_ms(self) -> int:
+        return 1_764_000_000_000 + self.ledger.height * 1000
+
+    def refused(self, request: DataRequest, code: str) -> None:
+        """The gateway refuses `request` with `code`, reads no row and logs nothing."""
+        rows, accesses = self.rows.calls, datashare_state.access_count(self.ledger.engine.query)
+        with pytest.raises(RefusedError) as refusal:
+            self.gateway.fetch(request.as_json())
+        assert refusal.value.code == code
+        assert self.rows.calls == rows
+        assert datashare_state.access_count(self.ledger.engine.query) == accesses
+
+
+def world(consent: bool = True, **grant: Any) -> World:
+    ledger = make_ledger(CONTRACTS, ACCOUNTS)
+    ledger.keys["firm"] = key_for("firm")
+    open_firm = {
+        "id": "firm",
+        "public_key": ledger.keys["firm"][1].hex(),
+        "kyc_digest": "4b" * 32,
+        "kind": "customer",
+    }
+    ledger.block(ledger.tx("ops0", "identity", "open_account", open_firm))
+    encryption = {name: SUITE.generate_encryption_keypair() for name in ("credit1", "credit2")}
+    escrow_private, escrow_public = SUITE.generate_encryption_keypair()
+    keys = KeysFile.parse(
+        {
+            "escrow": {"version": 1, "public_key": escrow_public.hex()},
+            "accounts": {
+                name: {"version": 1, "public_key": public.hex()}
+                for name, (_private, public) in encryption.items()
+            },
+        },
+        SUITE,
+    )
+    chain = InProcessChain(ledger)
+    rows = Rows()
+    info = ChainInfo(CHAIN_ID, "intl", genesis_hash(ledger.genesis))
+    consumers = {
+        name: DataConsumer("http://gateway", name, ledger.keys[name][0], info, private)
+        for name, (private, _public) in encryption.items()
+    }
+    state = World(ledger, chain, rows, None, consumers, escrow_private, 0)  # type: ignore[arg-type]
+    state.gateway = Gateway(
+        "intl", chain, keys, rows, {"firm-credit": QUERY}, clock_ms=state.now_ms
+    )
+    dataset = {
+        "dataset": "firm-credit",
+        "name": "Credit file of firm-7",
+        "schema_digest": "5c" * 32,
+        "location": "bank-0 credit warehouse",
+        "classification": "confidential",
+        "gateways": ["gw0"],
+        "subject": "firm",
+    }
+    state.send("ops0", "register_dataset", dataset)
+    terms = {"dataset": "firm-credit", "consumer": "bank-1", "purpose": "loan assessment"}
+    state.send("ops0", "grant", {**terms, "until_height": 100, "consent_required": True, **grant})
+    if consent:
+        state.send("firm", "consent", {"grant": 0})
+    return state
+
+
+def everything_on_chain(ledger: Ledger) -> bytes:
+    state = ledger.engine.state
+    return b"".join(key + (state.get(key) or b"") for key in state.keys_with_prefix(b""))
+
+
+def test_a_granted_fetch_answers_sealed_rows_and_logs_the_access_first() -> None:
+    state = world()
+    request = state.request()
+    with structlog.testing.capture_logs() as logs:
+        answer = state.gateway.fetch(request.as_json())
+    fetched = state.consumers["credit1"].open(request, answer)
+    assert fetched.rows == ROWS
+    access = datashare_state.read_access(state.ledger.engine.query, fetched.access)
+    assert access is not None
+    assert (access["consumer_account"], access["gateway"], access["rows"]) == ("credit1", "gw0", 2)
+    assert access["query_digest"] == fetched.query_digest == answer["query_digest"]
+    assert access["answer_digest"] == fetched.answer_digest
+    assert access["height"] == fetched.height == state.ledger.height
+    assert [log["event"] for log in logs] == ["access logged"]
+    # The marker is in no state, no log and no byte of the answer as sent.
+    assert MARKER.encode() not in everything_on_chain(state.ledger)
+    assert MARKER not in json.dumps(logs, default=str)
+    assert MARKER not in json.dumps(answer)
+    assert "firm-7" not in json.dumps(logs, default=str)  # nor the query's parameter
+
+
+def test_only_the_consumer_and_the_escrow_key_open_the_answer() -> None:
+    state = world()
+    request = state.request()
+    answer = state.gateway.fetch(request.as_json())
+    with pytest.raises(ClientError) as other:
+        state.consumers["credit2"].open(request, answer)
+    assert other.value.code == "bad_answer"
+    opened = open_sealed(
+        SUITE, decode_sealed(answer["parts"][0]), ESCROW_PARTY, state.escrow_private
+    )
+    assert opened.value["rows"] == ROWS and opened.value["query_digest"] == answer["query_digest"]
+
+
+def test_an_answer_to_another_request_is_refused_by_the_consumer() -> None:
+    state = world()
+    first, second = state.request(), state.request()
+    answer = state.gateway.fetch(first.as_json())
+    with pytest.raises(ClientError) as swapped:
+        state.consumers["credit1"].open(second, answer)
+    assert swapped.value.code == "bad_answer"
+    tampered = {**answer, "parts": [answer["parts"][0][:-2] + "00"]}
+    with pytest.raises(ClientError):
+        state.consumers["credit1"].open(first, tampered)
+
+
+def test_without_consent_nothing_is_read_or_logged() -> None:
+    state = world(consent=False)
+    state.refused(state.request(), "consent_missing")
+    state.send("firm", "consent", {"grant": 0})
+    state.gateway.fetch(state.request().as_json())
+    state.send("firm", "withdraw_consent", {"grant": 0})
+    state.refused(state.request(), "consent_withdrawn")
+
+
+def test_a_revoked_grant_gives_nothing() -> None:
+    state = world()
+    state.gateway.fetch(state.request().as_json())
+    state.send("ops0", "revoke", {"grant": 0})
+    state.refused(state.request(), "grant_revoked")
+
+
+def test_an_expired_grant_gives_nothing() -> None:
+    state = world(until_height=5)
+    while state.ledger.height < 5:
+        state.ledger.block()
+    state.refused(state.request(), "grant_expired")  # the next block is past the last height
+
+
+def test_the_chain_has_the_last_word_when_a_revocation_races_the_fetch() -> None:
+    state = world()
+    state.chain.before_log.append(state.ledger.tx("ops0", "datashare", "revoke", {"grant": 0}))
+    with pytest.raises(RefusedError) as refusal:
+        state.gateway.fetch(state.request().as_json())
+    assert refusal.value.code == "grant_revoked"
+    assert datashare_state.access_count(state.ledger.engine.query) == 0
+
+
+def test_a_consumer_of_another_member_is_refused() -> None:
+    state = world()
+    state.refused(state.request("credit2"), "not_consumer")
+
+
+def test_a_request_signed_with_another_key_is_refused_and_its_nonce_not_spent() -> None:
+    state = world()
+    genuine = state.request()
+    forged = DataRequest(**{**genuine.as_json(), "signature": "ab" * 64})
+    state.refused(forged, "bad_signature")
+    state.gateway.fetch(genuine.as_json())  # the same nonce, signed: served
+
+
+def test_a_replayed_or_stale_request_is_refused() -> None:
+    state = world()
+    request = state.request()
+    state.gateway.fetch(request.as_json())
+    state.refused(request, "replayed_request")
+    old = state.consumers["credit1"].request(
+        "firm-credit", 0, {"firm": "firm-7"}, now_ms=state.now_ms() - 121_000
+    )
+    state.refused(old, "stale_request")
+
+
+def test_a_dataset_not_served_or_undeclared_parameters_are_refused() -> None:
+    state = world()
+    state.refused(state.request(dataset="other"), "unknown_dataset")
+    state.refused(state.request(params={"firm": "firm-7", "extra": 1}), "bad_parameters")
+    state.refused(state.request(grant=9), "unknown_grant")
+
+
+def test_the_http_face_answers_and_refuses_with_codes() -> None:
+    state = world()
+    request = state.request()
+
+    async def exchange() -> None:
+        transport = httpx.ASGITransport(app=create_app(state.gateway))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            response = await http.post("/v1/fetch", json=request.as_json())
+            assert response.status_code == 200
+            assert state.consumers["credit1"].open(request, response.json()).rows == ROWS
+            again = await http.post("/v1/fetch", json=request.as_json())
+            assert (again.status_code, again.json()["error"]["code"]) == (409, "replayed_request")
+            big = await http.post("/v1/fetch", content=b"{" + b" " * 20_000 + b"}")
+            assert (big.status_code, big.json()["error"]["code"]) == (413, "too_large")
+            garbage = await http.post("/v1/fetch", content=b"not json")
+            assert (garbage.status_code, garbage.json()["error"]["code"]) == (400, "bad_request")
+            health = await http.get("/v1/health")
+            assert health.json()["datasets"] == ["firm-credit"]
+
+    asyncio.run(exchange())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"grant": -1},
+        {"grant": True},
+        {"consumer": "a" * 65},
+        {"dataset": "x/y"},
+        {"nonce": "00"},
+        {"signature": "XYZ"},
+        {"params": {f"p{i}": i for i in range(17)}},
+        {"params": {"Bad": 1}},
+        {"params": {"ok": 1.5}},
+        {"params": {"ok": "x" * 257}},
+        {"extra": 1},
+    ],
+)
+def test_a_malformed_request_is_refused_before_anything_is_read(change: dict[str, Any]) -> None:
+    body = {
+        "consumer": "credit1",
+        "dataset": "firm-credit",
+        "grant": 0,
+        "params": {},
+        "timestamp_ms": 1,
+        "nonce": "0" * 32,
+        "signature": "ab",
+        **change,
+    }
+    with pytest.raises(RefusedError) as refusal:
+        parse_request(msgspec.json.decode(msgspec.json.encode(body)))
+    assert refusal.value.code == "bad_request"
+
+
+def test_the_replay_window_is_bounded_and_forgets_only_what_is_stale() -> None:
+    window = ReplayWindow(freshness_ms=1000, capacity=2)
+
+    def request(nonce: int, stamp: int) -> DataRequest:
+        return DataRequest("a", "d", 0, {}, stamp, f"{nonce:032x}", "ab")
+
+    window.admit(request(1, 1000), 1000)
+    window.admit(request(2, 1500), 1500)
+    with pytest.raises(RefusedError) as busy:
+        window.admit(request(3, 1600), 1600)
+    assert busy.value.code == "busy"
+    window.admit(request(3, 2100), 2100)  # request 1 is stale now: forgotten
+    with pytest.raises(RefusedError) as replay:
+        window.admit(request(2, 1500), 2100)
+    assert replay.value.code == "replayed_request"
+    assert len(window) == 2
