@@ -1,0 +1,302 @@
+"""Two banks share a firm's credit data with the firm's consent, against a live 4-validator
+consortium, a real throwaway PostgreSQL and the gateway running as `consortia gateway`
+(docs/datashare.md, *Worked example*).
+
+Setup: one cluster (`consortia cluster up`). Bank-0 owns the credit file of its customer
+firm-7 (a table in PostgreSQL whose password reaches the gateway only through PGPASSFILE; one
+row holds a planted marker), registers it on chain with its gateway account, and grants bank-1
+and bank-2 access for stated purposes, each needing firm-7's consent, which firm-7 signs.
+Test: a fetch works under a live, consented grant and only the consumer opens the answer; it
+is refused without consent, after revocation and after expiry; every fetch served is one
+access record on chain, proven; the supervisor lists every grant and access with certified
+reads; the marker is in no file of the consortium (its nodes' stores), in no block or
+receipt the node API serves, and in no line the gateway logged.
+
+Run alone: .venv/bin/pytest tests/integration/test_datashare.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from consortia.client import Client, ClientError, LightClient, Signer
+from consortia.cluster.accounts import account_key
+from consortia.crypto import suite as get_suite
+from consortia.gateway import audit
+from consortia.gateway.consumer import DataConsumer
+from consortia.identity import layout
+from consortia.identity.genesis import load_genesis
+from consortia.identity.keystore import load_key, seal_key, write_key_file
+from tests.cli_helpers import CONSORTIA, cli_env
+from tests.cluster_helpers import WAIT_S, LiveCluster, live_cluster, wait_for
+from tests.pg_helpers import PgServer, pg_server
+
+pytestmark = pytest.mark.xdist_group("cluster")
+__all__ = ["pg_server"]  # the session's PostgreSQL, a fixture
+
+MARKER = "PLANTED-CREDIT-MARKER-5e1d"
+OWNER = "bank-0.treasury"
+GATEWAY = "bank-0.gateway"
+FIRM = "firm-7"
+DATASET = "firm-7-credit"
+TABLE = """CREATE TABLE credit_file (
+    firm text NOT NULL,
+    facility text NOT NULL,
+    limit_fen bigint NOT NULL,
+    rating text NOT NULL,
+    note text NOT NULL
+)"""
+ROWS = [
+    (FIRM, "working capital", 500_000_000, "BBB+", "repaid on time since 2019"),
+    (FIRM, "trade finance", 120_000_000, "BBB", MARKER),
+    ("firm-8", "overdraft", 1_000_000, "B", "not firm-7's"),
+]
+QUERIES = {
+    DATASET: {
+        "sql": "SELECT facility, limit_fen, rating, note FROM credit_file"
+        " WHERE firm = %(firm)s ORDER BY facility",
+        "parameters": ["firm"],
+        "rows_max": 100,
+    }
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Sharing:
+    cluster: LiveCluster
+    gateway_url: str
+    gateway_log: Path
+    consumers: dict[str, DataConsumer]
+    firm: Signer
+
+    def call(self, sender: str | Signer, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        """`datashare.method(args)` signed by `sender`, committed; its receipt's result."""
+        with self.cluster.client() as client:
+            signer = sender if isinstance(sender, Signer) else self.cluster.signer(sender)
+            record = client.call(signer, "datashare", method, args, wait=True, timeout_s=WAIT_S)
+        assert record["status"] == "committed", record
+        return record["receipt"]["result"]  # type: ignore[no-any-return]
+
+    def fetch(self, bank: str, grant: int) -> Any:
+        return self.consumers[bank].fetch(DATASET, grant, {"firm": FIRM})
+
+    def refused(self, bank: str, grant: int) -> str:
+        with pytest.raises(ClientError) as refusal:
+            self.fetch(bank, grant)
+        return refusal.value.code
+
+
+def _open_account(cluster: LiveCluster, account: str, kind: str) -> tuple[bytes, bytes]:
+    """A new account opened by bank-0's treasury; its (private, public) signing key."""
+    private, public = get_suite("intl").generate_keypair()
+    args = {"id": account, "public_key": public.hex(), "kyc_digest": "4b" * 32, "kind": kind}
+    record = cluster.call(OWNER, "identity", "open_account", args)
+    assert record["status"] == "committed", record
+    return private, public
+
+
+@pytest.fixture(scope="module")
+def sharing(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer) -> Iterator[Sharing]:
+    work = tmp_path_factory.mktemp("datashare")
+    with live_cluster(work / "net", "--nodes", "4") as cluster:
+        yield from _set_up(cluster, work, pg_server)
+
+
+def _set_up(cluster: LiveCluster, work: Path, pg_server: PgServer) -> Iterator[Sharing]:
+    suite = get_suite("intl")
+    passphrase = (cluster.root / layout.DEMO_PASSPHRASE_FILE).read_text().strip()
+    # Bank-0's gateway account: its key in the consortium's folder, like every account's.
+    private, _public = _open_account(cluster, GATEWAY, "institution")
+    key_file = cluster.root / "bank-0" / layout.account_key_file("gateway")
+    write_key_file(key_file, seal_key("intl", "account", private, passphrase))
+    firm_private, _ = _open_account(cluster, FIRM, "customer")
+    firm = Signer.from_private_key(FIRM, firm_private, cluster.chain())
+
+    # Encryption keys: the consumers' and the regulator's escrow key (public file).
+    encryption = {bank: suite.generate_encryption_keypair() for bank in ("bank-1", "bank-2")}
+    escrow_private, escrow_public = suite.generate_encryption_keypair()
+    keys = {
+        "escrow": {"version": 1, "public_key": escrow_public.hex()},
+        "accounts": {
+            f"{bank}.treasury": {"version": 1, "public_key": public.hex()}
+            for bank, (_, public) in encryption.items()
+        },
+    }
+    (work / "keys.json").write_text(json.dumps(keys))
+    (work / "queries.json").write_text(json.dumps(QUERIES))
+
+    dsn = pg_server.schema("datashare_bank0")
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(TABLE)
+        with connection.cursor() as cursor:
+            cursor.executemany("INSERT INTO credit_file VALUES (%s, %s, %s, %s, %s)", ROWS)
+
+    port = _free_port()
+    gateway_log = work / "gateway.log"
+    command = [
+        str(CONSORTIA), "gateway", "--home", str(cluster.root),
+        "--dsn", pg_server.without_passfile(dsn), "--dataset", DATASET,
+        "--queries", str(work / "queries.json"), "--account", GATEWAY,
+        "--keys", str(work / "keys.json"), "--port", str(port),
+    ]  # fmt: skip
+    env = cli_env(None, {"PGPASSFILE": str(pg_server.passfile)})
+    with gateway_log.open("w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _healthy(url, process), "the gateway to serve")
+        chain = cluster.chain()
+        consumers = {
+            bank: DataConsumer(
+                url,
+                f"{bank}.treasury",
+                _account_private_key(cluster, f"{bank}.treasury", passphrase),
+                chain,
+                encryption[bank][0],
+            )
+            for bank in encryption
+        }
+        yield Sharing(cluster, url, gateway_log, consumers, firm)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    del escrow_private
+
+
+def _healthy(url: str, process: subprocess.Popen[bytes]) -> bool:
+    assert process.poll() is None, "the gateway exited"
+    try:
+        return httpx.get(f"{url}/v1/health", timeout=5.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _account_private_key(cluster: LiveCluster, name: str, passphrase: str) -> bytes:
+    _account_id, path = account_key(cluster.root, name)
+    return load_key(path, passphrase, purpose="account").private_key
+
+
+def test_two_banks_share_a_firms_credit_data_with_its_consent(sharing: Sharing) -> None:
+    cluster = sharing.cluster
+    dataset = {
+        "dataset": DATASET,
+        "name": "Credit file of firm-7",
+        "schema_digest": "5c" * 32,
+        "location": "bank-0 credit warehouse, table credit_file",
+        "classification": "confidential",
+        "gateways": [GATEWAY],
+        "subject": FIRM,
+    }
+    sharing.call(OWNER, "register_dataset", dataset)
+    height = cluster.height(0) or 0
+    terms = {"dataset": DATASET, "consent_required": True, "until_height": height + 5000}
+    loan = sharing.call(
+        OWNER,
+        "grant",
+        {
+            **terms,
+            "consumer": "bank-1",
+            "purpose": "syndicated loan",
+            "until_height": height + 5000,
+        },
+    )["n"]
+    kyc = sharing.call(
+        OWNER,
+        "grant",
+        {**terms, "consumer": "bank-2", "purpose": "KYC refresh"},
+    )["n"]
+
+    # Without the firm's consent: refused, nothing logged.
+    assert sharing.refused("bank-1", loan) == "consent_missing"
+    sharing.call(sharing.firm, "consent", {"grant": loan})
+    fetched = sharing.fetch("bank-1", loan)
+    assert [row["facility"] for row in fetched.rows] == ["trade finance", "working capital"]
+    assert {row["note"] for row in fetched.rows} >= {MARKER}  # the consumer reads it all
+    assert all("firm-8" not in json.dumps(row) for row in fetched.rows)
+    # Bank-2 waits for its own consent, and bank-1's grant is not bank-2's.
+    assert sharing.refused("bank-2", kyc) == "consent_missing"
+    assert sharing.refused("bank-2", loan) == "not_consumer"
+    sharing.call(sharing.firm, "consent", {"grant": kyc})
+    second = sharing.fetch("bank-2", kyc)
+    assert len(second.rows) == 2
+
+    # Revocation: refused from the next block on.
+    sharing.call(OWNER, "revoke", {"grant": loan})
+    assert sharing.refused("bank-1", loan) == "grant_revoked"
+
+    # Expiry: a grant of a few blocks works, then lapses by itself.
+    now = cluster.height(0) or 0
+    short = sharing.call(
+        OWNER,
+        "grant",
+        {**terms, "consumer": "bank-2", "purpose": "one-off check", "until_height": now + 60},
+    )["n"]
+    sharing.call(sharing.firm, "consent", {"grant": short})
+    third = sharing.fetch("bank-2", short)
+    cluster.wait_height(0, now + 62)
+    assert sharing.refused("bank-2", short) == "grant_expired"
+
+    # Consent withdrawn: refused.
+    sharing.call(sharing.firm, "withdraw_consent", {"grant": kyc})
+    assert sharing.refused("bank-2", kyc) == "consent_withdrawn"
+
+    # Every fetch served is one access record, proven; the supervisor lists them all.
+    genesis, _ = load_genesis(cluster.root / layout.GENESIS_FILE, None)
+    with Client(cluster.nodes[1].api_url, light=LightClient(genesis)) as client:
+        accesses = audit.accesses(client)
+        grants = audit.grants(client)
+        for served in (fetched, second, third):
+            record = client.transaction(served.tx_hash, verify=True)
+            assert record["receipt"]["result"]["n"] == served.access
+    assert [(a["grant"], a["consumer_account"], a["query_digest"]) for a in accesses] == [
+        (loan, "bank-1.treasury", fetched.query_digest),
+        (kyc, "bank-2.treasury", second.query_digest),
+        (short, "bank-2.treasury", third.query_digest),
+    ]
+    assert [a["rows"] for a in accesses] == [2, 2, 2]
+    assert [(g["n"], g["consumer"], g["purpose"]) for g in grants] == [
+        (loan, "bank-1", "syndicated loan"),
+        (kyc, "bank-2", "KYC refresh"),
+        (short, "bank-2", "one-off check"),
+    ]
+    assert grants[0]["status"] == "revoked" and grants[1]["consent"] is None
+
+    _assert_marker_nowhere(sharing)
+
+
+def _assert_marker_nowhere(sharing: Sharing) -> None:
+    """The marker is in no file of the consortium (its nodes' stores and logs), in no block
+    or receipt the API serves, and in nothing the gateway logged."""
+    marker = MARKER.encode()
+    for path in sharing.cluster.root.rglob("*"):
+        if path.is_file():
+            assert marker not in path.read_bytes(), path
+    tip = sharing.cluster.height(0) or 0
+    with httpx.Client(base_url=sharing.cluster.nodes[0].api_url, timeout=10.0) as http:
+        for height in range(1, tip + 1):
+            for suffix in ("", "/receipts"):
+                response = http.get(f"/v1/blocks/{height}{suffix}")
+                assert response.status_code == 200
+                assert marker not in response.content
+    logged = sharing.gateway_log.read_text()
+    assert "access logged" in logged and "fetch refused" in logged
+    assert MARKER not in logged
+    assert "password" not in logged.lower()
+    assert os.environ.get("PGPASSWORD") is None
