@@ -30,23 +30,22 @@ import httpx
 import psycopg
 import pytest
 
-from consortia.client import Client, ClientError, LightClient, Signer
+from consortia.client import Client, ClientError, LightClient
 from consortia.cluster.accounts import account_key
 from consortia.crypto import suite as get_suite
 from consortia.gateway import audit
 from consortia.gateway.consumer import DataConsumer
 from consortia.identity import layout
 from consortia.identity.genesis import load_genesis
-from consortia.identity.keystore import load_key, seal_key, write_key_file
+from consortia.identity.keystore import load_key, read_key_header
 from tests.cli_helpers import CONSORTIA, cli_env
-from tests.cluster_helpers import WAIT_S, LiveCluster, live_cluster, wait_for
+from tests.cluster_helpers import LiveCluster, live_cluster, wait_for
 from tests.pg_helpers import PgServer, pg_server
 
 pytestmark = pytest.mark.xdist_group("cluster")
 __all__ = ["pg_server"]  # the session's PostgreSQL, a fixture
 
 MARKER = "PLANTED-CREDIT-MARKER-5e1d"
-OWNER = "bank-0.treasury"
 GATEWAY = "bank-0.gateway"
 FIRM = "firm-7"
 DATASET = "firm-7-credit"
@@ -84,15 +83,11 @@ class Sharing:
     gateway_url: str
     gateway_log: Path
     consumers: dict[str, DataConsumer]
-    firm: Signer
 
-    def call(self, sender: str | Signer, method: str, args: dict[str, Any]) -> dict[str, Any]:
-        """`datashare.method(args)` signed by `sender`, committed; its receipt's result."""
-        with self.cluster.client() as client:
-            signer = sender if isinstance(sender, Signer) else self.cluster.signer(sender)
-            record = client.call(signer, "datashare", method, args, wait=True, timeout_s=WAIT_S)
-        assert record["status"] == "committed", record
-        return record["receipt"]["result"]  # type: ignore[no-any-return]
+    def call(self, sender: str, method: str, *args: str) -> Any:
+        """`consortia tx call` of `datashare.method` as in docs/datashare.md, signed by
+        `sender` (a name whose key lies in the consortium's folder); the receipt's result."""
+        return tx_call(self.cluster, sender, "datashare", method, *args)
 
     def fetch(self, bank: str, grant: int) -> Any:
         return self.consumers[bank].fetch(DATASET, grant, {"firm": FIRM})
@@ -103,13 +98,31 @@ class Sharing:
         return refusal.value.code
 
 
-def _open_account(cluster: LiveCluster, account: str, kind: str) -> tuple[bytes, bytes]:
-    """A new account opened by bank-0's treasury; its (private, public) signing key."""
-    private, public = get_suite("intl").generate_keypair()
-    args = {"id": account, "public_key": public.hex(), "kyc_digest": "4b" * 32, "kind": kind}
-    record = cluster.call(OWNER, "identity", "open_account", args)
+def tx_call(cluster: LiveCluster, sender: str, contract: str, method: str, *args: str) -> Any:
+    arguments = [item for arg in args for item in ("--arg", arg)]
+    output = cluster.cli(
+        "tx", "call", "--home", cluster.root, "--from", sender, "--contract", contract,
+        "--method", method, *arguments, "--wait", "--json",
+    )  # fmt: skip
+    record = json.loads(output.splitlines()[0])
     assert record["status"] == "committed", record
-    return private, public
+    return record["receipt"]["result"]
+
+
+def _new_account(cluster: LiveCluster, key_file: Path, account: str, kind: str) -> None:
+    """A key made by `consortia keys generate` and its account opened by bank-0's treasury,
+    as in docs/datashare.md step 1."""
+    passphrase_file = cluster.root / layout.DEMO_PASSPHRASE_FILE
+    generated = cluster.cli(
+        "keys", "generate", "--suite", "intl", "--purpose", "account", "--out", key_file,
+        "--passphrase-file", passphrase_file,
+    )  # fmt: skip
+    public_key = read_key_header(key_file).public_key
+    assert f"public key: {public_key}" in generated
+    tx_call(
+        cluster, "bank-0", "identity", "open_account", f"id={account}",
+        f'public_key:="{public_key}"', f'kyc_digest:="{"4b" * 32}"', f"kind={kind}",
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -122,16 +135,14 @@ def sharing(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer) -> It
 def _set_up(cluster: LiveCluster, work: Path, pg_server: PgServer) -> Iterator[Sharing]:
     suite = get_suite("intl")
     passphrase = (cluster.root / layout.DEMO_PASSPHRASE_FILE).read_text().strip()
-    # Bank-0's gateway account: its key in the consortium's folder, like every account's.
-    private, _public = _open_account(cluster, GATEWAY, "institution")
-    key_file = cluster.root / "bank-0" / layout.account_key_file("gateway")
-    write_key_file(key_file, seal_key("intl", "account", private, passphrase))
-    firm_private, _ = _open_account(cluster, FIRM, "customer")
-    firm = Signer.from_private_key(FIRM, firm_private, cluster.chain())
+    _new_account(
+        cluster, cluster.root / "bank-0" / "accounts" / "gateway.key", GATEWAY, "institution"
+    )
+    _new_account(cluster, cluster.root / "accounts" / f"{FIRM}.key", FIRM, "customer")
 
     # Encryption keys: the consumers' and the regulator's escrow key (public file).
     encryption = {bank: suite.generate_encryption_keypair() for bank in ("bank-1", "bank-2")}
-    escrow_private, escrow_public = suite.generate_encryption_keypair()
+    _escrow_private, escrow_public = suite.generate_encryption_keypair()
     keys = {
         "escrow": {"version": 1, "public_key": escrow_public.hex()},
         "accounts": {
@@ -173,11 +184,10 @@ def _set_up(cluster: LiveCluster, work: Path, pg_server: PgServer) -> Iterator[S
             )
             for bank in encryption
         }
-        yield Sharing(cluster, url, gateway_log, consumers, firm)
+        yield Sharing(cluster, url, gateway_log, consumers)
     finally:
         process.terminate()
         process.wait(timeout=30)
-    del escrow_private
 
 
 def _healthy(url: str, process: subprocess.Popen[bytes]) -> bool:
@@ -195,37 +205,21 @@ def _account_private_key(cluster: LiveCluster, name: str, passphrase: str) -> by
 
 def test_two_banks_share_a_firms_credit_data_with_its_consent(sharing: Sharing) -> None:
     cluster = sharing.cluster
-    dataset = {
-        "dataset": DATASET,
-        "name": "Credit file of firm-7",
-        "schema_digest": "5c" * 32,
-        "location": "bank-0 credit warehouse, table credit_file",
-        "classification": "confidential",
-        "gateways": [GATEWAY],
-        "subject": FIRM,
-    }
-    sharing.call(OWNER, "register_dataset", dataset)
-    height = cluster.height(0) or 0
-    terms = {"dataset": DATASET, "consent_required": True, "until_height": height + 5000}
-    loan = sharing.call(
-        OWNER,
-        "grant",
-        {
-            **terms,
-            "consumer": "bank-1",
-            "purpose": "syndicated loan",
-            "until_height": height + 5000,
-        },
-    )["n"]
-    kyc = sharing.call(
-        OWNER,
-        "grant",
-        {**terms, "consumer": "bank-2", "purpose": "KYC refresh"},
-    )["n"]
+    sharing.call(
+        "bank-0", "register_dataset", f"dataset={DATASET}", "name=Credit file of firm-7",
+        f'schema_digest:="{"5c" * 32}"', "location=bank-0 credit warehouse",
+        "classification=confidential", f"gateways={GATEWAY},", f"subject={FIRM}",
+    )  # fmt: skip
+    until = (cluster.height(0) or 0) + 5000
+    terms = [f"dataset={DATASET}", f"until_height={until}", "consent_required=true"]
+    loan = sharing.call("bank-0", "grant", *terms, "consumer=bank-1", "purpose=syndicated loan")[
+        "n"
+    ]
+    kyc = sharing.call("bank-0", "grant", *terms, "consumer=bank-2", "purpose=KYC refresh")["n"]
 
     # Without the firm's consent: refused, nothing logged.
     assert sharing.refused("bank-1", loan) == "consent_missing"
-    sharing.call(sharing.firm, "consent", {"grant": loan})
+    sharing.call(FIRM, "consent", f"grant={loan}")
     fetched = sharing.fetch("bank-1", loan)
     assert [row["facility"] for row in fetched.rows] == ["trade finance", "working capital"]
     assert {row["note"] for row in fetched.rows} >= {MARKER}  # the consumer reads it all
@@ -233,28 +227,27 @@ def test_two_banks_share_a_firms_credit_data_with_its_consent(sharing: Sharing) 
     # Bank-2 waits for its own consent, and bank-1's grant is not bank-2's.
     assert sharing.refused("bank-2", kyc) == "consent_missing"
     assert sharing.refused("bank-2", loan) == "not_consumer"
-    sharing.call(sharing.firm, "consent", {"grant": kyc})
+    sharing.call(FIRM, "consent", f"grant={kyc}")
     second = sharing.fetch("bank-2", kyc)
     assert len(second.rows) == 2
 
     # Revocation: refused from the next block on.
-    sharing.call(OWNER, "revoke", {"grant": loan})
+    sharing.call("bank-0", "revoke", f"grant={loan}")
     assert sharing.refused("bank-1", loan) == "grant_revoked"
 
     # Expiry: a grant of a few blocks works, then lapses by itself.
     now = cluster.height(0) or 0
     short = sharing.call(
-        OWNER,
-        "grant",
-        {**terms, "consumer": "bank-2", "purpose": "one-off check", "until_height": now + 60},
-    )["n"]
-    sharing.call(sharing.firm, "consent", {"grant": short})
+        "bank-0", "grant", f"dataset={DATASET}", f"until_height={now + 60}",
+        "consent_required=true", "consumer=bank-2", "purpose=one-off check",
+    )["n"]  # fmt: skip
+    sharing.call(FIRM, "consent", f"grant={short}")
     third = sharing.fetch("bank-2", short)
     cluster.wait_height(0, now + 62)
     assert sharing.refused("bank-2", short) == "grant_expired"
 
     # Consent withdrawn: refused.
-    sharing.call(sharing.firm, "withdraw_consent", {"grant": kyc})
+    sharing.call(FIRM, "withdraw_consent", f"grant={kyc}")
     assert sharing.refused("bank-2", kyc) == "consent_withdrawn"
 
     # Every fetch served is one access record, proven; the supervisor lists them all.
