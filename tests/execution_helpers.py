@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from consortia.crypto import Suite
 from consortia.crypto import suite as get_suite
 from consortia.execution.contract import Contract
 from consortia.execution.engine import Engine
@@ -27,9 +28,9 @@ CHAIN_ID = "test-chain"
 SUITE = get_suite("intl")
 
 
-def key_for(name: str) -> tuple[bytes, bytes]:
-    private_key = SUITE.hash(b"account-key:" + name.encode())
-    return private_key, SUITE.public_key(private_key)
+def key_for(name: str, suite: Suite = SUITE) -> tuple[bytes, bytes]:
+    private_key = suite.hash(b"account-key:" + name.encode())
+    return private_key, suite.public_key(private_key)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Ledger:
     keys: dict[str, tuple[bytes, bytes]]
     nonces: dict[str, int] = field(default_factory=dict)
     height: int = 0
+    suite: Suite = SUITE
 
     def tx(
         self,
@@ -60,7 +62,7 @@ class Ledger:
         body = TransactionBody(
             CHAIN_ID, sender, public_key, nonce, contract, version, method, args or {}, expiry
         )
-        return encode(Transaction(body, sign(SUITE, private_key, body, self.engine.domain)))
+        return encode(Transaction(body, sign(self.suite, private_key, body, self.engine.domain)))
 
     def block(self, *txs: bytes, time_ms: int | None = None) -> list[Any]:
         self.height += 1
@@ -76,8 +78,10 @@ def make_ledger(
     accounts: dict[str, tuple[str, int]],
     members: list[Member] | None = None,
     governance: Governance | None = None,
+    suite_name: str = "intl",
 ) -> Ledger:
-    """accounts: id -> (sponsor member, CNY balance in fen)."""
+    """accounts: id -> (sponsor member, CNY balance in fen); `suite_name`: the chain's suite."""
+    suite = get_suite(suite_name)
     members = members or [
         Member(name="bank-0", roles=["validator_operator", "member"]),
         Member(name="bank-1", roles=["validator_operator", "member"]),
@@ -85,15 +89,15 @@ def make_ledger(
         Member(name="bank-3", roles=["validator_operator", "member"]),
         Member(name="regulator", roles=["regulator"]),
     ]
-    keys = {account: key_for(account) for account in accounts}
+    keys = {account: key_for(account, suite) for account in accounts}
     validators = []
     for index in range(4):
-        public_key = SUITE.public_key(SUITE.hash(f"validator-{index}".encode()))
+        public_key = suite.public_key(suite.hash(f"validator-{index}".encode()))
         validators.append(
             GenesisValidator(
                 name=f"node{index}",
                 member=f"bank-{index}",
-                node_id=SUITE.hash(public_key).hex(),
+                node_id=suite.hash(public_key).hex(),
                 public_key=public_key.hex(),
                 certificate_fingerprint="00" * 32,
                 voting_power=1,
@@ -102,7 +106,7 @@ def make_ledger(
         )
     genesis = Genesis(
         chain_id=CHAIN_ID,
-        suite="intl",
+        suite=suite_name,
         protocol_version=1,
         genesis_time_ms=0,
         ca_certificate_fingerprint="00" * 32,
@@ -119,4 +123,4 @@ def make_ledger(
             for account, (sponsor, balance) in accounts.items()
         ],
     )
-    return Ledger(engine_from_genesis(genesis, contracts), genesis, keys)
+    return Ledger(engine_from_genesis(genesis, contracts), genesis, keys, suite=suite)

@@ -18,6 +18,7 @@ from consortia.execution.contracts.receivable import Receivable
 from consortia.execution.contracts.regulator import Regulator
 from consortia.execution.contracts.smallbank import SmallBank
 from consortia.execution.contracts.system import System
+from consortia.execution.contracts.vault import Vault
 
 BUILTIN_CONTRACTS: list[type[Contract]] = [
     System,
@@ -26,6 +27,7 @@ BUILTIN_CONTRACTS: list[type[Contract]] = [
     Asset,
     Regulator,
     Oracle,
+    Vault,
     Receivable,
     Datashare,
     SmallBank,

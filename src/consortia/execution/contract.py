@@ -2,9 +2,11 @@
 
 Owns: the `Contract` base class and `@method`; the `Context` a call gets (reads and writes in
 the contract's own namespace, reads of other contracts' state, events, the caller and origin,
-the block's height and agreed time, calls into other contracts); the `Host` protocol, the
-only thing a `Context` asks of the engine; the gas schedule and the per-call limits; the
-argument parsers every contract shares; `frozen_now`, the one rule for whether a freeze holds.
+the block's height and agreed time, calls into other contracts, the chain's crypto suite as
+far as a contract may use it); the `Host` protocol, the only thing a `Context` asks of the
+engine; the gas schedule and the per-call limits; the argument parsers every contract shares;
+`frozen_now`, the one rule for whether a freeze holds; `SealedView`, what a contract may see of
+a sealed (encrypted) record.
 
 Must never: import the engine, the state tree or the registry (the engine imports this
 module, never the other way round), or hand a contract anything that reaches them. A
@@ -46,6 +48,7 @@ __all__ = [
     "CONTRACT_CALLER_PREFIX",
     "EVENTS_PER_TX_MAX",
     "GAS_CALL",
+    "GAS_CRYPTO",
     "GAS_EVENT",
     "GAS_PER_BYTE_READ",
     "GAS_PER_BYTE_WRITE",
@@ -65,6 +68,7 @@ __all__ = [
     "Host",
     "Meter",
     "OutOfGasError",
+    "SealedView",
     "StateReader",
     "Value",
     "arg_hex",
@@ -86,6 +90,9 @@ GAS_PER_BYTE_READ = 1
 GAS_PER_BYTE_WRITE = 5
 GAS_CALL = 200
 GAS_TX_BASE = 1_000
+# A deterministic check with the chain's suite (a key's form, a sealed record's structure, an
+# opening against its commitment), plus GAS_PER_BYTE_READ for each byte it looks at.
+GAS_CRYPTO = 500
 TX_GAS_LIMIT = 2_000_000
 EVENTS_PER_TX_MAX = 256
 CALL_DEPTH_MAX = 4
@@ -120,6 +127,20 @@ def read_record(read: StateReader, contract: str, key: str) -> dict[str, Any] | 
     return record
 
 
+@dataclass(frozen=True, slots=True)
+class SealedView:
+    """What a contract may see of a sealed record (`consortia.privacy.envelope.Sealed`), as the
+    host decoded it from its hex encoding: never the plaintext, never a key.
+
+    `readers` lists (party, key version) of each wrapped data key, in the record's order."""
+
+    suite: str
+    label: str
+    commitment: str  # lowercase hex
+    readers: tuple[tuple[str, int], ...]
+    size: int  # bytes of the encoded record
+
+
 class Host(Protocol):
     """What a running call may ask of the engine, and all of it: a `Context` holds nothing else.
 
@@ -146,6 +167,24 @@ class Host(Protocol):
     def migrate(self, ctx: Context, version: int, from_version: int) -> None:
         """Run `Contract.migrate` of `ctx.contract`'s code at `version`; its writes join the
         calling overlay. Only `sys` may ask."""
+        ...
+
+    # The chain's crypto suite, deterministic checks only: no keys, no randomness.
+
+    def suite_name(self) -> str:
+        """The chain's suite ("intl" or "gm"), fixed at genesis."""
+        ...
+
+    def valid_encryption_public_key(self, public_key: bytes) -> bool:
+        """Whether `public_key` is an encryption public key of the chain's suite."""
+        ...
+
+    def decode_sealed(self, encoded: str) -> SealedView | None:
+        """The sealed record `encoded` (hex of `encode_sealed`), or None when malformed."""
+        ...
+
+    def opening_matches(self, label: str, commitment: bytes, salt: bytes, value: bytes) -> bool:
+        """Whether `value` with `salt` opens `commitment` under `label`."""
         ...
 
 
@@ -270,6 +309,36 @@ class Context:
             self.fail("call_too_deep", f"contract calls nest at most {CALL_DEPTH_MAX} deep")
         self.meter.charge(GAS_CALL)
         return self.host.call(self._nested(contract), method_name, dict(args))
+
+    # The chain's crypto suite: deterministic checks, each charged before it runs.
+
+    @property
+    def suite(self) -> str:
+        """The chain's crypto suite ("intl" or "gm")."""
+        return self.host.suite_name()
+
+    def valid_encryption_key(self, public_key_hex: str) -> bool:
+        """Whether `public_key_hex` (lowercase hex) is an encryption public key of the suite."""
+        self.meter.charge(GAS_CRYPTO + GAS_PER_BYTE_READ * len(public_key_hex))
+        if len(public_key_hex) % 2 or not set(public_key_hex) <= HEX_DIGITS:
+            return False
+        return self.host.valid_encryption_public_key(bytes.fromhex(public_key_hex))
+
+    def sealed_record(self, encoded: str) -> SealedView | None:
+        """The sealed record `encoded` (hex) as a contract may see it, or None if malformed."""
+        self.meter.charge(GAS_CRYPTO + GAS_PER_BYTE_READ * len(encoded))
+        return self.host.decode_sealed(encoded)
+
+    def opening_matches(self, label: str, commitment: str, salt: str, value: str) -> bool:
+        """Whether `value` with `salt` (both hex) opens the hex `commitment` under `label`."""
+        size = len(commitment) + len(salt) + len(value)
+        self.meter.charge(GAS_CRYPTO + GAS_PER_BYTE_READ * size)
+        parts = (commitment, salt, value)
+        if any(len(part) % 2 or not set(part) <= HEX_DIGITS for part in parts):
+            return False
+        return self.host.opening_matches(
+            label, bytes.fromhex(commitment), bytes.fromhex(salt), bytes.fromhex(value)
+        )
 
     # Code and deployment (what `sys` needs).
 

@@ -41,6 +41,7 @@ from consortia.execution.contract import (
     ContractError,
     Event,
     Meter,
+    SealedView,
     StateReader,
     frozen_now,
 )
@@ -52,6 +53,7 @@ from consortia.execution.registry import (
     UnknownContractCodeError,
     code_for,
 )
+from consortia.execution.suite_checks import SuiteChecks
 from consortia.execution.values import canonical, decode_value, state_key
 from consortia.types.encoding import decode
 from consortia.types.execution import ReceiptEvent, TxReceipt
@@ -123,12 +125,13 @@ class BlockRun:
     discarding a call restores them back to the call's mark (reads are then one lookup, and
     keeping a call copies nothing). It reads committed state through a read-only view and
     finds code in a read-only map: nothing in it reaches the engine, the state tree or the
-    registry."""
+    registry (its suite checks hold the chain's suite, for deterministic checks only)."""
 
     committed: Mapping[bytes, bytes]
     code: Code
     height: int
     time_ms: int
+    checks: SuiteChecks
     # The block's writes so far (kept calls and the calls still open); None deletes.
     block_writes: dict[bytes, bytes | None] = field(default_factory=dict)
     # (key, previous value or _UNWRITTEN) for every write since the outermost open call.
@@ -175,6 +178,18 @@ class BlockRun:
         if ctx.caller != system.CALLER:
             raise ContractError("not_authorised", "only sys runs a contract's migrate")
         code_for(self.code, ctx.contract, version).migrate(ctx, from_version)
+
+    def suite_name(self) -> str:
+        return self.checks.suite_name()
+
+    def valid_encryption_public_key(self, public_key: bytes) -> bool:
+        return self.checks.valid_encryption_public_key(public_key)
+
+    def decode_sealed(self, encoded: str) -> SealedView | None:
+        return self.checks.decode_sealed(encoded)
+
+    def opening_matches(self, label: str, commitment: bytes, salt: bytes, value: bytes) -> bool:
+        return self.checks.opening_matches(label, commitment, salt, value)
 
     # The engine's side.
 
@@ -252,6 +267,7 @@ class Engine:
         `last_update`); without it they stay in memory. `history_heights`: how many heights
         back reads and proofs are answered."""
         self.suite = suite
+        self._checks = SuiteChecks(suite)
         self.chain_id = chain_id
         # Transactions are signed for this chain's genesis, not only its chain id.
         self.domain = SigningDomain(genesis_hash)
@@ -294,7 +310,9 @@ class Engine:
         tx_id, decoded = self._decode(tx_bytes)
         run = self._run(at + 1, 0)
         if height is not None and height < self.state.height:
-            run = BlockRun(_AtHeight(self.state, height), self.registry.code, at + 1, 0)
+            run = BlockRun(
+                _AtHeight(self.state, height), self.registry.code, at + 1, 0, self._checks
+            )
         try:
             tx = self._admit(run, decoded, check_nonce=False)
         except ContractError as error:
@@ -416,7 +434,7 @@ class Engine:
     # ------------------------------------------------------------------ transactions
 
     def _run(self, height: int, time_ms: int) -> BlockRun:
-        return BlockRun(self.state.current, self.registry.code, height, time_ms)
+        return BlockRun(self.state.current, self.registry.code, height, time_ms, self._checks)
 
     def _execute(
         self, run: BlockRun, tx_bytes: bytes, known: tuple[bytes, Transaction] | None

@@ -9,8 +9,9 @@ Must never: run an effect that its check did not just pass (the lifecycle in gov
 calls check, then effect, in one call); let the validator set fall below `validators_min` or
 above `VALIDATORS_MAX`; leave the committee empty; change another contract's state except
 through that contract's methods (`ctx.invoke`, see `forward`: `sys`, `identity`, `oracle`'s
-fact kinds, `receivable`'s financing requirements); read another contract's state except
-through that contract's accessors.
+fact kinds, `receivable`'s financing requirements and confidentiality policies, the
+`regulator`'s escrow key); read another contract's state except through that contract's
+accessors.
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ from consortia.execution.contract import (
     arg_str,
 )
 from consortia.execution.contracts import governance_state as state
-from consortia.execution.contracts import identity_state, oracle_state, receivable_state, system
+from consortia.execution.contracts import (
+    identity_state,
+    oracle_state,
+    receivable_state,
+    regulator_state,
+    system,
+)
 
 NAME_LENGTH_MAX = 64  # of a kind's or a parameter's name
 VOTING_POWER_MAX = 2**32
@@ -38,6 +45,7 @@ SYS = system.CONTRACT
 IDENTITY = identity_state.CONTRACT
 ORACLE = oracle_state.CONTRACT
 RECEIVABLE = receivable_state.CONTRACT
+REGULATOR = regulator_state.CONTRACT
 
 # What each parameter may be set to by a proposal: (least, most), integers only.
 GOVERNANCE_PARAM_BOUNDS: dict[str, tuple[int, int]] = {
@@ -404,6 +412,17 @@ def _check_clear_requirement(ctx: Context, args: dict[str, Any]) -> dict[str, An
     return {"receivable_kind": receivable_state.required_kind_arg(ctx, args)}
 
 
+# Confidential records (through `regulator` and `receivable`) ----------------------
+
+
+def _check_escrow_key(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    return regulator_state.escrow_key_arg(ctx, args)
+
+
+def _check_confidentiality(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    return receivable_state.confidentiality_arg(ctx, args)
+
+
 KINDS: dict[str, Kind] = {
     "add_validator": Kind(
         ("node_id", "public_key", "voting_power"),
@@ -464,5 +483,13 @@ KINDS: dict[str, Kind] = {
     ),
     "clear_financing_requirement": Kind(
         ("receivable_kind",), _check_clear_requirement, forward(RECEIVABLE, "clear_requirement")
+    ),
+    "set_escrow_key": Kind(
+        ("public_key",), _check_escrow_key, forward(REGULATOR, "set_escrow_key")
+    ),
+    "set_confidentiality_policy": Kind(
+        ("receivable_kind", "terms"),
+        _check_confidentiality,
+        forward(RECEIVABLE, "set_confidentiality"),
     ),
 }

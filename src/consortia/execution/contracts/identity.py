@@ -10,6 +10,10 @@ institutions' records (roles, certificate status) that other contracts consult:
   account's sponsor is the opener's member. The member holds the real-name (KYC) record off
   the chain; the chain keeps only its digest.
 - An account rotates its own key; its id never changes.
+- An account registers its encryption public key (`set_encryption_key`), to which others wrap
+  the data keys of sealed records it may read (the `vault`); each registration is the next
+  version, and the history is kept (bounded), so records wrapped to an older key stay
+  readable with the older private key until they are rewrapped.
 - When a key is lost, an institution account of the sponsor requests a reset to a new key. The
   reset takes effect only once the governance lock window (`key_reset_lock_blocks`) has passed,
   and until it is completed the old key may cancel it.
@@ -66,6 +70,7 @@ from consortia.execution.contracts.identity_state import (
     account_record,
     cancelled_key,
     effective_status,
+    encryption_key_key,
     has_role,
     load_member,
     member_key,
@@ -73,12 +78,14 @@ from consortia.execution.contracts.identity_state import (
     new_member,
     roles_arg,
     used_id_key,
+    with_encryption_key,
 )
 from consortia.types.genesis import Genesis
 
 # The regulator's emergency freeze holds at most this many blocks; longer needs governance.
 EMERGENCY_FREEZE_BLOCKS_MAX: Final = 1_000
 KEY_RESET_LOCK_BLOCKS_DEFAULT: Final = 1_000  # only if the chain started without identity params
+ENCRYPTION_KEY_HEX_MAX: Final = 256  # hex digits of an encryption public key, any suite
 
 
 class Identity(Contract):
@@ -167,6 +174,33 @@ class Identity(Contract):
         record["public_key"] = public_key
         _store(ctx, account_id, record)
         ctx.emit("key_rotated", account=account_id, public_key=public_key)
+
+    @method("set_encryption_key")
+    def set_encryption_key(self, ctx: Context, args: dict[str, Any]) -> int:
+        """The account registers its encryption public key (the chain suite's: X25519 on intl,
+        SM2 on gm) as its next version; returns the version. A key is never registered twice."""
+        account_id, _ = _own_account(ctx, "only an account registers its own encryption key")
+        public_key = args.get("public_key")
+        ctx.require(
+            isinstance(public_key, str)
+            and len(public_key) <= ENCRYPTION_KEY_HEX_MAX
+            and ctx.valid_encryption_key(public_key),
+            "bad_encryption_key",
+            f"public_key must be an encryption public key of the {ctx.suite} suite, in hex",
+        )
+        assert isinstance(public_key, str)
+        record = ctx.get(encryption_key_key(account_id))
+        assert record is None or isinstance(record, dict)
+        ctx.require(
+            record is None or all(k["public_key"] != public_key for k in record["keys"]),
+            "key_reused",
+            "that encryption key was registered before; register a new one",
+        )
+        updated = with_encryption_key(record, public_key, ctx.height)
+        ctx.put(encryption_key_key(account_id), updated)
+        version = int(updated["current"])
+        ctx.emit("encryption_key_set", account=account_id, version=version, public_key=public_key)
+        return version
 
     @method("request_reset")
     def request_reset(self, ctx: Context, args: dict[str, Any]) -> None:

@@ -12,6 +12,10 @@ Owns the layout of identity's state (docs/identity.md), the roles and the accoun
     cancelled/<id>    {"height": int, "by": caller}
     params            {"key_reset_lock_blocks": int} from genesis: the lock window used when
                       governance has not set `governance/params` "key_reset_lock_blocks"
+    encryption_key/<id>
+                      {"current": version, "keys": [{"version", "public_key": hex, "height"}]}:
+                      the account's encryption public keys (the suite's: X25519 on intl, SM2 on
+                      gm), versions 1, 2, ... in order; the latest ENCRYPTION_KEYS_KEPT kept
 
 It also owns the questions other code asks of these records: does an account exist, whom
 does it act for, does a member hold a role, is an account frozen. The engine (admission and
@@ -56,6 +60,10 @@ CANCELLED: Final = "cancelled"
 ACCOUNT_ID_LENGTH_MAX: Final = 64
 MEMBER_NAME_LENGTH_MAX: Final = 64
 PARAMS: Final = "params"  # {"key_reset_lock_blocks": int}, from genesis
+# Encryption public keys kept per account (the current one and the latest before it): a party
+# opens an older record with its older private key; the chain keeps the public history only
+# for as far as this many rotations.
+ENCRYPTION_KEYS_KEPT: Final = 16
 
 
 def account_key(account_id: str) -> str:
@@ -72,6 +80,10 @@ def used_id_key(account_id: str) -> str:
 
 def cancelled_key(account_id: str) -> str:
     return f"cancelled/{account_id}"
+
+
+def encryption_key_key(account_id: str) -> str:
+    return f"encryption_key/{account_id}"
 
 
 # ---------------------------------------------------------------------- genesis records
@@ -221,3 +233,49 @@ def load_member(ctx: Context, args: dict[str, Any]) -> tuple[str, dict[str, Any]
     if record is None:
         ctx.fail("unknown_member", f"no member {member!r}")
     return member, record
+
+
+# ---------------------------------------------------------------------- encryption keys
+
+
+def read_encryption_keys(read: StateReader, account_id: str) -> dict[str, Any] | None:
+    """The account's encryption key record ({"current", "keys"}), or None when it registered
+    none."""
+    if not isinstance(account_id, str) or not account_id:
+        return None
+    return read_record(read, CONTRACT, encryption_key_key(account_id))
+
+
+def read_encryption_key(
+    read: StateReader, account_id: str, version: int | None = None
+) -> tuple[int, str] | None:
+    """(version, public key in hex) of the account's current encryption key, or of `version`
+    when given; None when the account registered none, or that version is unknown or no
+    longer kept."""
+    return versioned_key(read_encryption_keys(read, account_id), version)
+
+
+def versioned_key(record: dict[str, Any] | None, version: int | None) -> tuple[int, str] | None:
+    """(version, public key) in a versioned key record ({"current", "keys"}: an account's
+    encryption keys, the regulator's escrow key): the current one, or `version`."""
+    if record is None:
+        return None
+    wanted = record["current"] if version is None else version
+    for entry in record["keys"]:
+        if entry["version"] == wanted:
+            return int(entry["version"]), str(entry["public_key"])
+    return None
+
+
+def with_encryption_key(
+    record: dict[str, Any] | None,
+    public_key: str,
+    height: int,
+    kept: int = ENCRYPTION_KEYS_KEPT,
+) -> dict[str, Any]:
+    """A versioned key record after registering `public_key` as the next version (the oldest
+    dropped beyond `kept`)."""
+    version = 1 if record is None else int(record["current"]) + 1
+    keys = [] if record is None else list(record["keys"])
+    keys.append({"version": version, "public_key": public_key, "height": height})
+    return {"current": version, "keys": keys[-kept:]}

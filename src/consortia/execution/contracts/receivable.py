@@ -31,17 +31,32 @@ order (its `order_ref`) confirmed by the oracles (the `oracle` contract) before 
 it is financed: a "goods" receivable is financed only once k of n oracles attested its
 delivery (`fact_required`, `fact_mismatch`).
 
+Confidential terms and financing (docs/privacy.md, "Confidential records and receivables").
+A receivable's commercial terms may be a sealed `vault` record (`terms` at issue: stored by
+the debtor, readable by the debtor, the holder and always the regulator), and so may a
+financing's price and discount rate (`financing_terms` instead of `price`: stored by the
+holder, readable by the holder and the bank). The bank then pays the holder off the chain,
+the holder's offer being its consent (receivable_finance.py). Governance may require both
+for a receivable kind (`set_confidentiality`: `terms_required`, `terms_confidential`). The
+public part is unchanged (parties, face value, parts and holders, status, who financed), so
+every invariant holds as before and a part is still financed at most once.
+
 State (namespace `receivable/`; keys and shared rules in receivable_state.py):
     receivable/<id>   {"debtor", "holder" (the first holder), "amount" (face value),
                        "currency", "maturity_height", "grace_blocks", "kind", "order_ref",
                        "documents": [{"name", "digest", "by", "height"}],
                        "status": issued|accepted|rejected|overdue|settled,
-                       "issued_height", "parts": [part ids], "next_part": int}
+                       "issued_height", "parts": [part ids], "next_part": int,
+                       optional "terms": {"record": vault record id, "commitment": hex}}
     part/<part id>    {"receivable", "holder", "amount", "currency", "debtor",
                        "maturity_height", "status": held|financed|overdue|settled,
-                       "offer": {"bank", "price", "height"}|None, and once financed
-                       "financed_by", "price", "financed_height"}
+                       "offer": {"bank", "price", "height"} or, confidential,
+                       {"bank", "terms": vault record id, "height"}, or None; once financed
+                       "financed_by", "financed_height" and "price", or, confidential,
+                       "financing_terms": vault record id and "settlement": "off_chain"}
     requirements      {receivable kind: {"fact_kind", "value"}} (set by governance)
+    confidentiality   {receivable kind: {"terms": "sealed"}} (set by governance)
+    terms_use/<record id>  the receivable or part a sealed terms record serves
 Part ids are "<receivable id>#<n>", numbered from 0 in order of creation.
 """
 
@@ -59,6 +74,7 @@ from consortia.execution.contract import (
     method,
 )
 from consortia.execution.contracts import asset, governance_state, identity_state
+from consortia.execution.contracts import receivable_finance as financing
 from consortia.execution.contracts import receivable_state as state
 from consortia.execution.contracts.receivable_state import part_key, receivable_key
 
@@ -93,6 +109,16 @@ class Receivable(Contract):
             "duplicate_receivable",
             f"receivable {receivable_id!r} exists",
         )
+        if args.get("terms") is not None:
+            parties = (record["debtor"], record["holder"])
+            record["terms"] = state.sealed_terms(ctx, args, "terms", ctx.origin, parties)
+            ctx.put(state.terms_use_key(record["terms"]["record"]), {"receivable": receivable_id})
+        else:
+            ctx.require(
+                not state.terms_sealed(ctx.read_other, record["kind"]),
+                "terms_required",
+                f"the terms of a {record['kind']} receivable are sealed: give terms",
+            )
         ctx.put(receivable_key(receivable_id), record)
         ctx.emit("issued", receivable=receivable_id, **_summary(record))
 
@@ -173,9 +199,21 @@ class Receivable(Contract):
 
     @method("offer_finance")
     def offer_finance(self, ctx: Context, args: dict[str, Any]) -> None:
-        """The holder offers the whole part to `bank` for `price` (1..amount)."""
+        """The holder offers the whole part to `bank` for `price` (1..amount), or, confidential,
+        at the price sealed in `financing_terms` (a vault record it stored for itself and the
+        bank)."""
         part_id, part = _held_by_signer(ctx, args)
         bank = _counterparty(ctx, args, "bank", part)
+        if args.get("financing_terms") is not None:
+            parties = (ctx.origin, bank)
+            terms = state.sealed_terms(ctx, args, "financing_terms", ctx.origin, parties)
+            part["offer"] = {"bank": bank, "terms": terms["record"], "height": ctx.height}
+            ctx.put(part_key(part_id), part)
+            ctx.emit(
+                "finance_offered", part=part_id, holder=ctx.origin, bank=bank, terms=terms["record"]
+            )
+            return
+        financing.require_public_price(ctx, part)
         price = arg_int(args, "price", minimum=1)
         ctx.require(price <= part["amount"], "bad_price", "the price exceeds the part's amount")
         part["offer"] = {"bank": bank, "price": price, "height": ctx.height}
@@ -192,22 +230,18 @@ class Receivable(Contract):
 
     @method("finance")
     def finance(self, ctx: Context, args: dict[str, Any]) -> None:
-        """The bank (the signer) takes the holder's offer: it pays `price` and holds the part."""
+        """The bank (the signer) takes the holder's offer: it pays `price` and holds the part.
+        Confidential (`financing_terms` instead of `price`): it takes the part at the sealed
+        price and pays the holder off the chain."""
         part_id, part = _part_arg(ctx, args)
         _require_held(ctx, part_id, part)
         bank = arg_str(args, "bank", max_length=ID_LENGTH_MAX)
+        if args.get("financing_terms") is not None:
+            financing.finance_confidentially(ctx, part_id, part, bank, args)
+            return
+        financing.require_public_price(ctx, part)
         price = arg_int(args, "price", minimum=1)
-        ctx.require(bank == ctx.origin, "not_bank", "the bank signs its own financing")
-        ctx.require(ctx.height < part["maturity_height"], "matured", f"{part_id} has matured")
-        offer = part["offer"]
-        ctx.require(
-            offer is not None and offer["bank"] == bank and offer["price"] == price,
-            "no_matching_offer",
-            f"{part['holder']} has not offered {part_id} to {bank} for {price}",
-        )
-        seller = part["holder"]
-        ctx.require(not _frozen(ctx, seller), "holder_frozen", f"{seller} is frozen")
-        _require_facts(ctx, part)
+        seller = financing.taking_offer(ctx, part_id, part, bank, field="price", value=price)
         pay = {"to": seller, "amount": price, "currency": part["currency"]}
         ctx.invoke(asset.CONTRACT, "transfer", pay)
         part.update(holder=bank, status="financed", offer=None, financed_by=bank, price=price)
@@ -252,6 +286,24 @@ class Receivable(Contract):
         ctx.emit("overdue", receivable=receivable_id, debtor=record["debtor"])
 
     # ------------------------------------------------------------------ governance
+
+    @method("set_confidentiality")
+    def set_confidentiality(self, ctx: Context, args: dict[str, Any]) -> None:
+        """Seal, for `receivable_kind`, its terms and financing prices (`terms`: "sealed"), or
+        leave them to the parties again ("optional"); governance only."""
+        ctx.require(
+            ctx.caller == governance_state.CALLER,
+            "not_authorised",
+            "only a passed governance proposal sets a confidentiality policy",
+        )
+        checked = state.confidentiality_arg(ctx, args)
+        kind = checked["receivable_kind"]
+        policies = state.read_confidentiality(ctx.read_other)
+        policies.pop(kind, None)
+        if checked["terms"] == state.SEALED:
+            policies[kind] = {"terms": state.SEALED}
+        ctx.put(state.CONFIDENTIALITY, dict(sorted(policies.items())))
+        ctx.emit("confidentiality_set", receivable_kind=kind, terms=checked["terms"])
 
     @method("set_requirement")
     def set_requirement(self, ctx: Context, args: dict[str, Any]) -> None:
@@ -404,23 +456,6 @@ def _require_governance(ctx: Context) -> None:
     )
 
 
-def _require_facts(ctx: Context, part: dict[str, Any]) -> None:
-    """The facts governance requires of the part's receivable kind are final (no read of the
-    receivable's record when no kind has a requirement)."""
-    requirements = state.read_requirements(ctx.read_other)
-    if not requirements:
-        return
-    record = ctx.get(receivable_key(part["receivable"]))
-    refusal = state.missing_fact(ctx.read_other, record, requirements)
-    if refusal is not None:
-        raise refusal
-
-
-def _frozen(ctx: Context, account: str) -> bool:
-    """Frozen now: a frozen account's claims are not sold by a counterparty's action."""
-    return identity_state.account_status(ctx, account) == identity_state.FROZEN
-
-
 # ---------------------------------------------------------------------- parts
 
 
@@ -465,4 +500,7 @@ def _pay_part(ctx: Context, part_id: str) -> int:
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
     keys = ("debtor", "holder", "amount", "currency", "maturity_height", "kind", "order_ref")
     documents = [f"{entry['name']}:{entry['digest']}" for entry in record["documents"]]
-    return {**{key: record[key] for key in keys}, "documents": documents}
+    summary = {**{key: record[key] for key in keys}, "documents": documents}
+    if "terms" in record:
+        summary["terms"] = record["terms"]["record"]
+    return summary

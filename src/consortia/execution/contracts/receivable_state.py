@@ -7,12 +7,17 @@ name and its digest under the chain's suite, 32 bytes as lowercase hex), the rec
 and order references, and the financing requirements governance sets per receivable kind
 (`requirements` = {receivable kind: {"fact_kind", "value"}}, read through
 `read_requirements`; `requirement_arg` is the one rule for a requirement, used by governance's
-proposal check and by the contract itself), and `missing_fact`, the financing check.
+proposal check and by the contract itself), and `missing_fact`, the financing check; the
+confidentiality policies governance sets per receivable kind (`confidentiality` = {receivable
+kind: {"terms": "sealed"}}, read through `read_confidentiality`; `confidentiality_arg` is the
+one rule for a policy) and `sealed_terms`, the one check of a sealed terms record (a `vault`
+record) a receivable or an offer refers to.
 
 Must never write state (only receivable.py does); never import a contract module but
-oracle_state (and what it imports); never read but through a `StateReader`. Digests are
-computed off the chain (the contract has no hash function): the contract checks their form,
-the client checks a file against them (`consortia anchor verify`).
+oracle_state and vault_state (and what they import); never read but through a
+`StateReader`. Digests are computed off the chain (the contract has no hash function): the
+contract checks their form, the client checks a file against them (`consortia anchor
+verify`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from consortia.execution.contract import (
     StateReader,
     arg_str,
 )
-from consortia.execution.contracts import oracle_state
+from consortia.execution.contracts import oracle_state, vault_state
 
 CONTRACT: Final = "receivable"
 
@@ -42,6 +47,11 @@ KIND_DEFAULT: Final = "general"
 KIND_CHARACTERS: Final = oracle_state.FACT_KIND_CHARACTERS
 REQUIREMENTS: Final = "requirements"
 REQUIREMENTS_MAX: Final = 32  # receivable kinds with a financing requirement
+CONFIDENTIALITY: Final = "confidentiality"
+CONFIDENTIALITY_MAX: Final = 32  # receivable kinds with a confidentiality policy
+SEALED: Final = "sealed"  # a policy's terms: commercial terms and financing prices are sealed
+OPTIONAL: Final = "optional"  # no policy: terms may be sealed, prices may be public
+TERMS_POLICIES: Final = (SEALED, OPTIONAL)
 
 
 def receivable_key(receivable_id: str) -> str:
@@ -51,6 +61,11 @@ def receivable_key(receivable_id: str) -> str:
 
 def part_key(part_id: str) -> str:
     return f"part/{part_id}"
+
+
+def terms_use_key(record_id: str) -> str:
+    """Which receivable or part a sealed terms record is the terms of (each serves one)."""
+    return f"terms_use/{record_id}"
 
 
 # ---------------------------------------------------------------------- documents
@@ -199,3 +214,64 @@ def missing_fact(
             f"the oracles confirmed {fact_kind} of {subject} as {value!r}, not {expected!r}",
         )
     return None
+
+
+# ---------------------------------------------------------------------- confidentiality
+
+
+def read_confidentiality(read: StateReader) -> dict[str, dict[str, str]]:
+    """{receivable kind: {"terms": "sealed"}}: the kinds whose terms must be sealed."""
+    value = read(CONTRACT, CONFIDENTIALITY)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def terms_sealed(read: StateReader, kind: str) -> bool:
+    """Whether governance's policy seals the terms and financing prices of `kind`."""
+    policy = read_confidentiality(read).get(kind)
+    return policy is not None and policy["terms"] == SEALED
+
+
+def confidentiality_arg(ctx: Context, args: dict[str, Any]) -> dict[str, str]:
+    """A policy: `receivable_kind` and `terms` ("sealed": its commercial terms are a sealed
+    vault record and its parts are financed only confidentially; "optional": no policy)."""
+    receivable_kind = kind_arg(args, "receivable_kind")
+    terms = args.get("terms")
+    ctx.require(
+        terms in TERMS_POLICIES, "bad_argument", f"terms is one of {', '.join(TERMS_POLICIES)}"
+    )
+    policies = read_confidentiality(ctx.read_other)
+    ctx.require(
+        receivable_kind in policies or terms == OPTIONAL or len(policies) < CONFIDENTIALITY_MAX,
+        "too_many_policies",
+        f"at most {CONFIDENTIALITY_MAX} receivable kinds have a confidentiality policy",
+    )
+    return {"receivable_kind": receivable_kind, "terms": str(terms)}
+
+
+def sealed_terms(
+    ctx: Context, args: dict[str, Any], name: str, owner: str, readers: tuple[str, ...]
+) -> dict[str, str]:
+    """The sealed terms record the argument `name` names: a `vault` record stored by `owner`,
+    readable by each of `readers` (the regulator always is), serving nothing else yet.
+    Returns {"record", "commitment"}."""
+    record_id = vault_state.record_id_arg(args, name)
+    record = vault_state.read_vault_record(ctx.read_other, record_id)
+    ctx.require(record is not None, "unknown_record", f"no vault record {record_id!r}")
+    assert record is not None
+    ctx.require(
+        record["owner"] == owner,
+        "not_record_owner",
+        f"the terms are {owner}'s to seal; {record_id} was stored by {record['owner']}",
+    )
+    unreadable = [party for party in readers if not vault_state.readable_by(record, party)]
+    ctx.require(
+        not unreadable,
+        "terms_not_readable",
+        f"{', '.join(unreadable)} cannot read {record_id}: seal it to them",
+    )
+    ctx.require(
+        not ctx.has(terms_use_key(record_id)),
+        "terms_in_use",
+        f"{record_id} is the terms of another receivable or financing",
+    )
+    return {"record": record_id, "commitment": str(record["commitment"])}

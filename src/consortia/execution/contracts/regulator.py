@@ -8,9 +8,13 @@ an account for a bounded number of blocks while the committee decides. An emerge
 lapses by itself unless the committee ratifies it through a governance `freeze_account`
 proposal, which makes the freeze permanent (identity then drops `frozen_until`).
 
-Who may call: `observe_transfer` only the asset contract ("contract:asset"); everything else
-only regulator accounts, i.e. accounts whose sponsor member has the role "regulator" and an
-unrevoked certificate.
+The regulator also holds the escrow key of sealed records (regulator_state.py): every sealed
+record in the `vault` wraps its data key to it, so supervision never depends on a party's
+cooperation. Only a passed governance proposal (`set_escrow_key`) sets or rotates it.
+
+Who may call: `observe_transfer` only the asset contract ("contract:asset"); `set_escrow_key`
+only governance ("contract:governance"); everything else only regulator accounts, i.e.
+accounts whose sponsor member has the role "regulator" and an unrevoked certificate.
 
 This module owns the `regulator/` namespace below. It must never refuse or alter a transfer
 (observing only records), never write outside its own namespace (a freeze goes through
@@ -29,6 +33,8 @@ State (namespace `regulator/`):
     account_alerts/<id>   the numbers of the account's latest alerts (at most 32)
     recent/<id>           heights of the account's latest outgoing transfers (velocity rule)
     freeze/<id>           {"until_height", "by", "height"}: the latest emergency freeze
+    escrow_key            {"current", "keys": [{"version", "public_key", "height"}]}: the
+                           escrow key's versions (regulator_state.py owns this key)
 """
 
 from __future__ import annotations
@@ -44,7 +50,14 @@ from consortia.execution.contract import (
     contract_caller,
     method,
 )
-from consortia.execution.contracts import asset, datashare_state, identity_state, oracle_state
+from consortia.execution.contracts import (
+    asset,
+    datashare_state,
+    governance_state,
+    identity_state,
+    oracle_state,
+    regulator_state,
+)
 from consortia.types.genesis import Genesis
 
 CONTRACT: Final = "regulator"
@@ -96,6 +109,26 @@ class Regulator(Contract):
         ctx.put("rules", rules)
         ctx.put("limits", _limits(rules))
         ctx.emit("rules_set", by=ctx.caller, **rules)
+
+    # ------------------------------------------------------------------ escrow key
+
+    @method("set_escrow_key")
+    def set_escrow_key(self, ctx: Context, args: dict[str, Any]) -> int:
+        """Set or rotate the escrow key to its next version (a passed governance proposal
+        only); returns the version. Records sealed before keep their wrap to the older key
+        until a regulator account rewraps them (`vault.rewrap`)."""
+        ctx.require(
+            ctx.caller == governance_state.CALLER,
+            "not_authorised",
+            "only a passed governance proposal sets the escrow key",
+        )
+        public_key = regulator_state.escrow_key_arg(ctx, args)["public_key"]
+        record = regulator_state.read_escrow_keys(ctx.read_other)
+        updated = regulator_state.with_escrow_key(record, public_key, ctx.height)
+        ctx.put(regulator_state.ESCROW_KEY, updated)
+        version = int(updated["current"])
+        ctx.emit("escrow_key_set", version=version, public_key=public_key)
+        return version
 
     # ------------------------------------------------------------------ observation
 

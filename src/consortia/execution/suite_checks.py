@@ -1,0 +1,62 @@
+"""The chain's crypto suite as a running contract call may use it: deterministic checks only.
+
+Owns `SuiteChecks`, the part of the `Host` (contract.py) that answers a contract's questions
+about keys and sealed records with the chain's suite: whether a public key is an encryption
+key of the suite, what a sealed record (`consortia.privacy.envelope`) says about itself (its
+suite, label, commitment and who holds a wrapped key, as a `SealedView`), and whether a
+disclosed value opens a record's commitment. Contracts may not import the suite or the
+envelope format (the import allow-list), so they ask through their `Context`, which charges
+the gas first.
+
+Must never: hand a contract the suite object, a key or anything random (no key generation,
+no sealing: a contract computes the same thing on every node); raise on malformed input (a
+malformed key or record is an answer, False or None, that the contract refuses with its own
+code); decrypt anything (nothing here holds a private key).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consortia.crypto import Suite
+from consortia.errors import ConsortiaError
+from consortia.execution.contract import SealedView
+from consortia.privacy import envelope
+from consortia.types.encoding import decode
+
+
+class SuiteChecks:
+    """The deterministic questions a contract may ask of the chain's suite."""
+
+    __slots__ = ("_suite",)
+
+    def __init__(self, suite: Suite) -> None:
+        self._suite = suite
+
+    def suite_name(self) -> str:
+        return self._suite.name
+
+    def valid_encryption_public_key(self, public_key: bytes) -> bool:
+        return bool(self._suite.valid_encryption_public_key(public_key))
+
+    def decode_sealed(self, encoded: str) -> SealedView | None:
+        try:
+            sealed = envelope.decode_sealed(encoded)
+        except ConsortiaError:
+            return None
+        return SealedView(
+            suite=str(sealed.suite),
+            label=str(sealed.label),
+            commitment=bytes(sealed.commitment).hex(),
+            readers=tuple((str(key.party), int(key.key_version)) for key in sealed.keys),
+            size=len(encoded) // 2,
+        )
+
+    def opening_matches(self, label: str, commitment: bytes, salt: bytes, value: bytes) -> bool:
+        """`value` is the canonical encoding of the record's value (a contract argument is
+        flat, so a disclosed map or list travels encoded, as hex)."""
+        try:
+            decoded: Any = decode(value, Any, size_max=envelope.SEALED_BYTES_MAX)
+        except ConsortiaError:
+            return False
+        return envelope.verify_opening(self._suite, commitment, label, salt, decoded)
