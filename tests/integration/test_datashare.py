@@ -140,17 +140,21 @@ def _set_up(cluster: LiveCluster, work: Path, pg_server: PgServer) -> Iterator[S
     )
     _new_account(cluster, cluster.root / "accounts" / f"{FIRM}.key", FIRM, "customer")
 
-    # Encryption keys: the consumers' and the regulator's escrow key (public file).
+    # Encryption keys on chain: each consumer registers its own; the committee sets the
+    # regulator's escrow key (docs/datashare.md step 3).
     encryption = {bank: suite.generate_encryption_keypair() for bank in ("bank-1", "bank-2")}
+    for bank, (_private, public) in encryption.items():
+        tx_call(cluster, bank, "identity", "set_encryption_key", f'public_key:="{public.hex()}"')
     _escrow_private, escrow_public = suite.generate_encryption_keypair()
-    keys = {
-        "escrow": {"version": 1, "public_key": escrow_public.hex()},
-        "accounts": {
-            f"{bank}.treasury": {"version": 1, "public_key": public.hex()}
-            for bank, (_, public) in encryption.items()
-        },
-    }
-    (work / "keys.json").write_text(json.dumps(keys))
+    proposal = tx_call(
+        cluster, "bank-0", "governance", "propose", "kind=set_escrow_key",
+        f'public_key:="{escrow_public.hex()}"',
+    )  # fmt: skip
+    votes = [
+        tx_call(cluster, f"bank-{i}", "governance", "vote", f"proposal={proposal}", "approve=true")
+        for i in range(4)
+    ]
+    assert votes[-1]["status"] == "executed", votes
     (work / "queries.json").write_text(json.dumps(QUERIES))
 
     dsn = pg_server.schema("datashare_bank0")
@@ -164,8 +168,7 @@ def _set_up(cluster: LiveCluster, work: Path, pg_server: PgServer) -> Iterator[S
     command = [
         str(CONSORTIA), "gateway", "--home", str(cluster.root),
         "--dsn", pg_server.without_passfile(dsn), "--dataset", DATASET,
-        "--queries", str(work / "queries.json"), "--account", GATEWAY,
-        "--keys", str(work / "keys.json"), "--port", str(port),
+        "--queries", str(work / "queries.json"), "--account", GATEWAY, "--port", str(port),
     ]  # fmt: skip
     env = cli_env(None, {"PGPASSFILE": str(pg_server.passfile)})
     with gateway_log.open("w") as log:

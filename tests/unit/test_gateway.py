@@ -24,7 +24,7 @@ import structlog
 from consortia.client import ChainInfo, ClientError
 from consortia.crypto import suite as get_suite
 from consortia.execution.contract import Contract
-from consortia.execution.contracts import datashare_state
+from consortia.execution.contracts import datashare_state, regulator_state
 from consortia.execution.contracts.datashare import Datashare
 from consortia.execution.contracts.identity import Identity
 from consortia.execution.contracts.regulator import Regulator
@@ -33,11 +33,11 @@ from consortia.gateway.chain import Certified
 from consortia.gateway.consumer import DataConsumer
 from consortia.gateway.database import DatasetQuery, parse_query
 from consortia.gateway.errors import RefusedError
-from consortia.gateway.keys import KeysFile
+from consortia.gateway.keys import ChainKeys, KeysFile, PublicKey
 from consortia.gateway.protocol import DataRequest, ReplayWindow, parse_request
 from consortia.gateway.service import Gateway, create_app
 from consortia.privacy.envelope import ESCROW_PARTY, decode_sealed, open_sealed
-from consortia.types.genesis import genesis_hash
+from consortia.types.genesis import Genesis, genesis_hash
 from tests.execution_helpers import CHAIN_ID, Ledger, key_for, make_ledger
 
 SUITE = get_suite("intl")
@@ -377,3 +377,30 @@ def test_the_replay_window_is_bounded_and_forgets_only_what_is_stale() -> None:
         window.admit(request(2, 1500), 2100)
     assert replay.value.code == "replayed_request"
     assert len(window) == 2
+
+
+class EscrowRegulator(Regulator):
+    """The regulator contract with an escrow key set at genesis (no governance needed)."""
+
+    escrow_public_key = SUITE.generate_encryption_keypair()[1]
+
+    @classmethod
+    def genesis_state(cls, genesis: Genesis) -> dict[str, Any]:
+        record = regulator_state.with_escrow_key(None, cls.escrow_public_key.hex(), 0)
+        return {**super().genesis_state(genesis), regulator_state.ESCROW_KEY: record}
+
+
+def test_keys_come_from_the_chain_and_a_rotation_counts_from_the_next_request() -> None:
+    ledger = make_ledger([System, Identity, EscrowRegulator], ACCOUNTS)
+    keys = ChainKeys(InProcessChain(ledger), SUITE)
+    assert keys.encryption_key("credit1") is None  # registered none yet
+    assert keys.escrow_key() == PublicKey(1, EscrowRegulator.escrow_public_key)
+    first, second = SUITE.generate_encryption_keypair()[1], SUITE.generate_encryption_keypair()[1]
+    for public_key in (first, second):
+        args = {"public_key": public_key.hex()}
+        (receipt,) = ledger.block(ledger.tx("credit1", "identity", "set_encryption_key", args))
+        assert receipt.ok, receipt
+    assert keys.encryption_key("credit1") == PublicKey(2, second)
+    assert keys.encryption_key("nobody") is None
+    no_escrow = ChainKeys(InProcessChain(make_ledger(CONTRACTS, ACCOUNTS)), SUITE)
+    assert no_escrow.escrow_key() is None

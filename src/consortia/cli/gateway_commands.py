@@ -2,14 +2,15 @@
 (docs/datashare.md).
 
     gateway --home DIR --dsn DSN --dataset ID [--dataset ID ...] --queries FILE
-            --account NAME --keys FILE [--node I] [--api URL] [--host H] [--port P]
+            --account NAME [--keys FILE] [--node I] [--api URL] [--host H] [--port P]
             [--passphrase-file F] [--freshness-s S] [--json-logs]
 
 `--home` is a consortium's folder (its genesis starts the light client, its node I is asked)
 holding the gateway account's key (`--account`, a `datashare` gateway of the datasets), opened
 with `--passphrase-file`, CONSORTIA_PASSPHRASE or DIR/.demo-passphrase: never a command-line
-value. `--queries` maps each dataset to its SQL (gateway/database.py); `--keys` is the public
-file of encryption keys (gateway/keys.py). The DSN must not hold a password (PGPASSFILE, a
+value. `--queries` maps each dataset to its SQL (gateway/database.py). Encryption keys (the
+consumers' and the escrow key) are read from the chain with certified reads, or, with
+`--keys`, from a public file (gateway/keys.py). The DSN must not hold a password (PGPASSFILE, a
 password file, a service file or PGPASSWORD do).
 
 Runs until SIGTERM or SIGINT. A configuration problem is one line `error: <code>: <message>`
@@ -33,7 +34,7 @@ from consortia.cluster.home import ClusterHome, demo_passphrase
 from consortia.crypto import suite as get_suite
 from consortia.gateway.chain import CertifiedChain
 from consortia.gateway.database import Database, load_queries
-from consortia.gateway.keys import KeysFile
+from consortia.gateway.keys import ChainKeys, KeyDirectory, KeysFile
 from consortia.gateway.protocol import ReplayWindow
 from consortia.gateway.service import Gateway, create_app
 from consortia.identity.keystore import load_key
@@ -62,8 +63,12 @@ def gateway_command(
         str, typer.Option("--account", help="The gateway's account (its key in --home).")
     ],
     keys: Annotated[
-        Path, typer.Option("--keys", help="JSON file of encryption public keys and escrow.")
-    ],
+        Path | None,
+        typer.Option(
+            "--keys",
+            help="JSON file of encryption public keys and escrow (default: the chain's).",
+        ),
+    ] = None,
     node: Annotated[int | None, typer.Option("--node", help="Ask node I.", min=0)] = None,
     api: Annotated[str | None, typer.Option("--api", help="A node's API URL.")] = None,
     host: Annotated[str, typer.Option("--host", help="Listen on this address.")] = "127.0.0.1",
@@ -89,7 +94,6 @@ def gateway_command(
     suite = get_suite(genesis.suite)
     served = list(dict.fromkeys(dataset))
     dataset_queries = load_queries(queries, served)
-    key_directory = KeysFile.load(keys, suite)
     cluster = ClusterHome.open(home)
     account_id, key_path = account_key(cluster.root, account)
     private_key = load_key(
@@ -99,9 +103,13 @@ def gateway_command(
     client = Client(url, light=LightClient(genesis), timeout_s=30.0)
     signer = Signer(account_id, private_key, client.chain())
     del private_key
+    chain = CertifiedChain(client, signer)
+    key_directory: KeyDirectory = (
+        ChainKeys(chain, suite) if keys is None else KeysFile.load(keys, suite)
+    )
     gateway = Gateway(
         genesis.suite,
-        CertifiedChain(client, signer),
+        chain,
         key_directory,
         Database(dsn),
         dataset_queries,

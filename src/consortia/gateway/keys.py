@@ -1,16 +1,18 @@
 """Where the gateway finds the encryption public keys it seals answers to: the consumer's
 account's and the regulator's escrow key.
 
-`KeyDirectory` is the one question the gateway asks. `KeysFile` answers it from a public JSON
-file the owner keeps (`--keys FILE`):
+`KeyDirectory` is the one question the gateway asks. `ChainKeys` (the default) answers it
+from the chain with certified reads: the account's current encryption key as it registered
+it with `identity.set_encryption_key` (`identity/encryption_key/<account>`), and the escrow
+key a passed governance proposal set (`regulator/escrow_key`), each proven under a certified
+state root, read for every request (a rotated key is used from the next request on).
+`KeysFile` answers it from a public JSON file the owner keeps (`--keys FILE`), for a chain
+without published keys:
 
     {"escrow": {"version": 1, "public_key": "<hex>"},
      "accounts": {"bank-1.treasury": {"version": 1, "public_key": "<hex>"}, ...}}
 
-so the gateway works before the chain publishes encryption keys. Once the identity contract
-records accounts' encryption keys and the regulator's escrow key on chain, a directory that
-reads them with certified reads takes its place behind the same protocol (docs/datashare.md,
-*Keys*). Every key is checked with the suite (`valid_encryption_public_key`) before use.
+Every key is checked with the suite (`valid_encryption_public_key`) before use.
 
 Public keys only: this module must never read or hold a private key.
 """
@@ -24,6 +26,8 @@ from typing import Any, Final, Protocol
 
 from consortia.crypto import Suite
 from consortia.errors import InvalidArgumentError
+from consortia.execution.contracts import identity_state, regulator_state
+from consortia.gateway.chain import ChainAccess
 
 KEYS_FILE_BYTES_MAX: Final = 1024 * 1024
 ACCOUNTS_MAX: Final = 10_000
@@ -98,3 +102,38 @@ def _key(entry: Any, suite: Suite, where: str) -> PublicKey:
     if not suite.valid_encryption_public_key(public_key):
         raise InvalidArgumentError(f"{where}: not an encryption public key of the {suite.name}")
     return PublicKey(version, public_key)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainKeys:
+    """Keys read from the chain through `chain` (certified reads), checked with `suite`."""
+
+    chain: ChainAccess
+    suite: Suite
+
+    def encryption_key(self, account: str) -> PublicKey | None:
+        record = self.chain.read(
+            identity_state.CONTRACT, identity_state.encryption_key_key(account)
+        )
+        return self._current(record.value)
+
+    def escrow_key(self) -> PublicKey | None:
+        record = self.chain.read(regulator_state.CONTRACT, regulator_state.ESCROW_KEY)
+        return self._current(record.value)
+
+    def _current(self, record: Any) -> PublicKey | None:
+        """The current version of a versioned key record; None when there is none or it is
+        not a usable key of the suite."""
+        if not isinstance(record, dict):
+            return None
+        found = identity_state.versioned_key(record, None)
+        if found is None:
+            return None
+        version, text = found
+        try:
+            public_key = bytes.fromhex(text)
+        except ValueError:
+            return None
+        if not self.suite.valid_encryption_public_key(public_key):
+            return None
+        return PublicKey(version, public_key)
