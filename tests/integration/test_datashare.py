@@ -274,7 +274,42 @@ def test_two_banks_share_a_firms_credit_data_with_its_consent(sharing: Sharing) 
     ]
     assert grants[0]["status"] == "revoked" and grants[1]["consent"] is None
 
+    # A regulator account lists the same with the regulator's methods. The local consortium's
+    # regulator member holds no account, so the committee gives bank-3 the regulator role.
+    _regulator_role(cluster, "bank-3")
+    assert _regulator_view(cluster, "bank-3", "list_data_grants")["grants"] == grants
+    assert _regulator_view(cluster, "bank-3", "list_data_accesses")["accesses"] == accesses
+    with pytest.raises(AssertionError, match="not_authorised"):
+        _regulator_view(cluster, "bank-1", "list_data_accesses")
+
     _assert_marker_nowhere(sharing)
+
+
+def _regulator_role(cluster: LiveCluster, member: str) -> None:
+    """A passed `set_roles` proposal adding `regulator` to `member`'s roles (4 of 5 seats)."""
+    roles = ["validator_operator", "member", "regulator"]
+    args = {"kind": "set_roles", "member": member, "roles": roles}
+    number = cluster.call("bank-0.treasury", "governance", "propose", args)["receipt"]["result"]
+    results = [
+        cluster.call(
+            f"bank-{i}.treasury", "governance", "vote", {"proposal": number, "approve": True}
+        )
+        for i in range(4)
+    ]
+    assert results[-1]["receipt"]["result"]["status"] == "executed", results
+
+
+def _regulator_view(cluster: LiveCluster, member: str, method: str) -> dict[str, Any]:
+    """`regulator.method` as a signed read (`POST /v1/views`) by `member`'s treasury."""
+    signer = cluster.signer(f"{member}.treasury")
+    with cluster.client() as client:
+        nonce = int(client.account(signer.account)["nonce"])
+        height = int(client.status()["height"])
+        raw = signer.transaction("regulator", method, {}, nonce=nonce, expiry_height=height + 100)
+        outcome = client.view(raw)
+    assert outcome["ok"], outcome["code"]
+    result: dict[str, Any] = outcome["result"]
+    return result
 
 
 def _assert_marker_nowhere(sharing: Sharing) -> None:

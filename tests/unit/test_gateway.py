@@ -12,8 +12,11 @@ nothing; the marker is never in chain state, the logs or the answer's bytes.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,8 +24,10 @@ import msgspec
 import pytest
 import structlog
 
+from consortia.cli.gateway_commands import gateway_command
 from consortia.client import ChainInfo, ClientError
 from consortia.crypto import suite as get_suite
+from consortia.errors import ConsortiaError, InvalidArgumentError
 from consortia.execution.contract import Contract
 from consortia.execution.contracts import datashare_state, regulator_state
 from consortia.execution.contracts.datashare import Datashare
@@ -31,7 +36,7 @@ from consortia.execution.contracts.regulator import Regulator
 from consortia.execution.contracts.system import System
 from consortia.gateway.chain import Certified
 from consortia.gateway.consumer import DataConsumer
-from consortia.gateway.database import DatasetQuery, parse_query
+from consortia.gateway.database import DatasetQuery, parse_query, plain
 from consortia.gateway.errors import RefusedError
 from consortia.gateway.keys import ChainKeys, KeysFile, PublicKey
 from consortia.gateway.protocol import DataRequest, ReplayWindow, parse_request
@@ -404,3 +409,72 @@ def test_keys_come_from_the_chain_and_a_rotation_counts_from_the_next_request() 
     assert keys.encryption_key("nobody") is None
     no_escrow = ChainKeys(InProcessChain(make_ledger(CONTRACTS, ACCOUNTS)), SUITE)
     assert no_escrow.escrow_key() is None
+
+
+@dataclass
+class ManyRows:
+    rows: list[dict[str, Any]]
+
+    def fetch(self, query: DatasetQuery, params: dict[str, str | int]) -> list[dict[str, Any]]:
+        del query, params
+        return self.rows
+
+
+def test_a_long_answer_travels_in_parts_that_the_consumer_puts_back_in_order() -> None:
+    state = world()
+    rows = [{"line": index, "text": f"{index:04d}" + "x" * 200} for index in range(300)]
+    state.gateway.rows = ManyRows(rows)
+    request = state.request()
+    answer = state.gateway.fetch(request.as_json())
+    assert len(answer["parts"]) > 3
+    assert state.consumers["credit1"].open(request, answer).rows == rows
+    shuffled = {**answer, "parts": [answer["parts"][1], answer["parts"][0], *answer["parts"][2:]]}
+    with pytest.raises(ClientError):  # the answer digest no longer matches, nor the order
+        state.consumers["credit1"].open(request, shuffled)
+
+
+def test_an_answer_too_large_to_seal_is_refused_and_not_logged() -> None:
+    state = world()
+    state.gateway.rows = ManyRows([{"blob": "x" * 20_000}])
+    accesses = datashare_state.access_count(state.ledger.engine.query)
+    with pytest.raises(RefusedError) as refusal:
+        state.gateway.fetch(state.request().as_json())
+    assert refusal.value.code == "answer_too_large"
+    assert datashare_state.access_count(state.ledger.engine.query) == accesses
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"sql": "SELECT 1", "parameters": ["firm"]},  # a parameter the SQL never uses
+        {"sql": "SELECT %(firm)s", "parameters": []},  # a placeholder not declared
+        {"sql": "SELECT %(firm)s", "parameters": ["firm", "firm"]},
+        {"sql": "SELECT %(Firm)s", "parameters": ["Firm"]},
+        {"sql": "", "parameters": []},
+        {"sql": "SELECT 1", "parameters": [], "rows_max": 0},
+        {"sql": "SELECT 1", "parameters": [], "rows_max": 10_001},
+    ],
+)
+def test_a_dataset_query_is_checked_when_the_gateway_starts(entry: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgumentError):
+        parse_query("firm-credit", entry)
+
+
+def test_column_values_become_values_a_sealed_record_holds() -> None:
+    moment = datetime.datetime(2026, 12, 1, 8, 30, tzinfo=datetime.UTC)
+    assert plain(Decimal("125.00")) == 125 and plain(Decimal("1.25")) == "1.25"
+    assert plain(moment) == "2026-12-01T08:30:00+00:00"
+    assert plain(2**70) == str(2**70) and plain(1.5) == "1.5" and plain(b"\x01") == "01"
+    assert plain([None, True, {"a": Decimal("2")}]) == [None, True, {"a": 2}]
+
+
+def test_a_dsn_with_a_password_stops_the_gateway_before_anything_starts(tmp_path: Path) -> None:
+    with pytest.raises(ConsortiaError) as error:
+        gateway_command(
+            home=tmp_path,
+            dsn="host=127.0.0.1 dbname=bank0 user=gateway password=hunter2",
+            dataset=["firm-credit"],
+            queries=tmp_path / "queries.json",
+            account="bank-0.gateway",
+        )
+    assert "hunter2" not in str(error.value)

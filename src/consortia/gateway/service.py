@@ -173,6 +173,10 @@ class Gateway:
         account = record.value
         if not isinstance(account, dict):
             raise RefusedError("unknown_account", f"no account {request.consumer!r}", UNAUTHORISED)
+        if account.get("kind", identity_state.INSTITUTION) != identity_state.INSTITUTION:
+            raise RefusedError(
+                "not_consumer", f"{request.consumer} is no institution account", UNAUTHORISED
+            )
         if identity_state.effective_status(account, record.height + 1) != identity_state.ACTIVE:
             raise RefusedError(
                 "account_inactive", f"{request.consumer} is not active", UNAUTHORISED
