@@ -478,3 +478,15 @@ def test_a_dsn_with_a_password_stops_the_gateway_before_anything_starts(tmp_path
             account="bank-0.gateway",
         )
     assert "hunter2" not in str(error.value)
+
+
+def test_a_row_the_envelope_cannot_hold_is_refused_and_not_logged() -> None:
+    state = world()
+    nested: Any = "deep"
+    for _ in range(20):
+        nested = [nested]
+    state.gateway.rows = ManyRows([{"json_column": nested}])
+    with pytest.raises(RefusedError) as refusal:
+        state.gateway.fetch(state.request().as_json())
+    assert refusal.value.code == "answer_unsealable"
+    assert datashare_state.access_count(state.ledger.engine.query) == 0

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from consortia.crypto import Suite
-from consortia.gateway.errors import TOO_LARGE, RefusedError
+from consortia.errors import ConsortiaError
+from consortia.gateway.errors import BUSY, TOO_LARGE, RefusedError
 from consortia.gateway.keys import PublicKey
 from consortia.privacy.envelope import (
     ESCROW_PARTY,
@@ -59,7 +60,10 @@ def seal_answer(
     parts = []
     for index, chunk in enumerate(chunks):
         value = {**header, "part": index, "parts": len(chunks), "rows": chunk}
-        parts.append(encode_sealed(seal(suite, LABEL, value, readers, escrow_reader)))
+        try:
+            parts.append(encode_sealed(seal(suite, LABEL, value, readers, escrow_reader)))
+        except ConsortiaError as error:  # its message names no value (envelope.py's rule)
+            raise RefusedError("answer_unsealable", error.code, BUSY) from None
     return SealedAnswer(parts, answer_digest(suite, parts))
 
 
