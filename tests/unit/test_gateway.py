@@ -148,9 +148,10 @@ class World:
         assert datashare_state.access_count(self.ledger.engine.query) == accesses
 
 
-def world(consent: bool = True, **grant: Any) -> World:
-    ledger = make_ledger(CONTRACTS, ACCOUNTS)
-    ledger.keys["firm"] = key_for("firm")
+def world(consent: bool = True, suite_name: str = "intl", **grant: Any) -> World:
+    suite = get_suite(suite_name)
+    ledger = make_ledger(CONTRACTS, ACCOUNTS, suite_name=suite_name)
+    ledger.keys["firm"] = key_for("firm", suite)
     open_firm = {
         "id": "firm",
         "public_key": ledger.keys["firm"][1].hex(),
@@ -158,8 +159,8 @@ def world(consent: bool = True, **grant: Any) -> World:
         "kind": "customer",
     }
     ledger.block(ledger.tx("ops0", "identity", "open_account", open_firm))
-    encryption = {name: SUITE.generate_encryption_keypair() for name in ("credit1", "credit2")}
-    escrow_private, escrow_public = SUITE.generate_encryption_keypair()
+    encryption = {name: suite.generate_encryption_keypair() for name in ("credit1", "credit2")}
+    escrow_private, escrow_public = suite.generate_encryption_keypair()
     keys = KeysFile.parse(
         {
             "escrow": {"version": 1, "public_key": escrow_public.hex()},
@@ -168,18 +169,18 @@ def world(consent: bool = True, **grant: Any) -> World:
                 for name, (_private, public) in encryption.items()
             },
         },
-        SUITE,
+        suite,
     )
     chain = InProcessChain(ledger)
     rows = Rows()
-    info = ChainInfo(CHAIN_ID, "intl", genesis_hash(ledger.genesis))
+    info = ChainInfo(CHAIN_ID, suite_name, genesis_hash(ledger.genesis))
     consumers = {
         name: DataConsumer("http://gateway", name, ledger.keys[name][0], info, private)
         for name, (private, _public) in encryption.items()
     }
     state = World(ledger, chain, rows, None, consumers, escrow_private, 0)  # type: ignore[arg-type]
     state.gateway = Gateway(
-        "intl", chain, keys, rows, {"firm-credit": QUERY}, clock_ms=state.now_ms
+        suite_name, chain, keys, rows, {"firm-credit": QUERY}, clock_ms=state.now_ms
     )
     dataset = {
         "dataset": "firm-credit",
@@ -224,16 +225,18 @@ def test_a_granted_fetch_answers_sealed_rows_and_logs_the_access_first() -> None
     assert "firm-7" not in json.dumps(logs, default=str)  # nor the query's parameter
 
 
-def test_only_the_consumer_and_the_escrow_key_open_the_answer() -> None:
-    state = world()
+@pytest.mark.parametrize("suite_name", ["intl", "gm"])
+def test_only_the_consumer_and_the_escrow_key_open_the_answer(suite_name: str) -> None:
+    state = world(suite_name=suite_name)
     request = state.request()
     answer = state.gateway.fetch(request.as_json())
+    assert state.consumers["credit1"].open(request, answer).rows == ROWS
     with pytest.raises(ClientError) as other:
         state.consumers["credit2"].open(request, answer)
     assert other.value.code == "bad_answer"
-    opened = open_sealed(
-        SUITE, decode_sealed(answer["parts"][0]), ESCROW_PARTY, state.escrow_private
-    )
+    sealed = decode_sealed(answer["parts"][0])
+    assert sealed.suite == suite_name
+    opened = open_sealed(get_suite(suite_name), sealed, ESCROW_PARTY, state.escrow_private)
     assert opened.value["rows"] == ROWS and opened.value["query_digest"] == answer["query_digest"]
 
 
