@@ -163,6 +163,7 @@ def _set_up(cluster: LiveCluster, work: Path, pg_server: PgServer) -> Iterator[S
         with connection.cursor() as cursor:
             cursor.executemany("INSERT INTO credit_file VALUES (%s, %s, %s, %s, %s)", ROWS)
 
+    nodes: list[Client] = []  # each consumer's node, to check its access records
     port = _free_port()
     gateway_log = work / "gateway.log"
     command = [
@@ -177,6 +178,10 @@ def _set_up(cluster: LiveCluster, work: Path, pg_server: PgServer) -> Iterator[S
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _healthy(url, process), "the gateway to serve")
         chain = cluster.chain()
+        genesis, _ = load_genesis(cluster.root / layout.GENESIS_FILE, None)
+        nodes.extend(
+            Client(cluster.nodes[2].api_url, light=LightClient(genesis)) for _ in encryption
+        )
         consumers = {
             bank: DataConsumer(
                 url,
@@ -184,13 +189,16 @@ def _set_up(cluster: LiveCluster, work: Path, pg_server: PgServer) -> Iterator[S
                 _account_private_key(cluster, f"{bank}.treasury", passphrase),
                 chain,
                 encryption[bank][0],
+                node=nodes[index],
             )
-            for bank in encryption
+            for index, bank in enumerate(encryption)
         }
         yield Sharing(cluster, url, gateway_log, consumers)
     finally:
         process.terminate()
         process.wait(timeout=30)
+        for client in nodes:
+            client.close()
 
 
 def _healthy(url: str, process: subprocess.Popen[bytes]) -> bool:

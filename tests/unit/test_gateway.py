@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -493,3 +493,37 @@ def test_a_row_the_envelope_cannot_hold_is_refused_and_not_logged() -> None:
         state.gateway.fetch(state.request().as_json())
     assert refusal.value.code == "answer_unsealable"
     assert datashare_state.access_count(state.ledger.engine.query) == 0
+
+
+@dataclass
+class LedgerReceipts:
+    """A node's proven receipts, as the in-process chain executed them."""
+
+    chain: InProcessChain
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def transaction(self, tx_hash: str, *, verify: bool = False) -> dict[str, Any]:
+        assert verify
+        return self.records[tx_hash]
+
+
+def test_the_consumer_checks_its_access_on_chain_and_notices_an_unlogged_answer() -> None:
+    state = world()
+    receipts = LedgerReceipts(state.chain)
+    logged = state.chain.log_access
+
+    def keep(args: dict[str, Any]) -> dict[str, Any]:
+        record = logged(args)
+        receipts.records[record["tx_hash"]] = record
+        return record
+
+    state.chain.log_access = keep  # type: ignore[method-assign]
+    consumer = state.consumers["credit1"]
+    consumer._node = receipts
+    request = state.request()
+    fetched = consumer.open(request, state.gateway.fetch(request.as_json()))
+    consumer.check_logged(request, fetched)
+    other = state.request()
+    with pytest.raises(ClientError) as unlogged:  # the same record shown for another request
+        consumer.check_logged(other, replace(fetched, query_digest="00" * 32))
+    assert unlogged.value.code == "not_logged"

@@ -8,7 +8,11 @@ The request is signed with the account's signing key (the one registered on chai
 consumer's clock and a fresh nonce (`protocol.py`). The answer's parts are opened with the
 account's encryption private key and checked: every part answers this very request (its query
 digest), the parts are all there and in order, and the answer digest is the one the gateway
-logged. A refusal raises `ClientError` with the gateway's code and HTTP status.
+logged. Given a `node` (a `Client` with a `LightClient`), it also checks the access record on
+chain: the transaction the gateway names is proven committed under a certified header, and
+it logged this account, this grant, this query digest and this answer digest (`not_logged`
+otherwise), so a gateway cannot answer outside the log unnoticed. A refusal raises
+`ClientError` with the gateway's code and HTTP status.
 
 Keys stay in the caller's process: this module must never send, log or keep beyond its object
 a private key, and never return a row from a part it could not check.
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import httpx
 
@@ -31,6 +35,13 @@ from consortia.gateway.protocol import DataRequest, new_nonce, signed_request
 from consortia.privacy.envelope import decode_sealed, open_sealed
 
 TIMEOUT_S_DEFAULT: Final = 120.0  # the gateway waits for the access record's proof
+
+
+class ProvenReceipts(Protocol):
+    """What the consumer asks a node: a transaction's record, its receipt proven (`Client`
+    with a `LightClient` is one)."""
+
+    def transaction(self, tx_hash: str, *, verify: bool = False) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +57,7 @@ class Fetched:
 class DataConsumer:
     """An account fetching shared data from one gateway. Its repr names the account only."""
 
-    __slots__ = ("_chain", "_encryption_key", "_http", "_signing_key", "account")
+    __slots__ = ("_chain", "_encryption_key", "_http", "_node", "_signing_key", "account")
 
     def __init__(
         self,
@@ -58,8 +69,10 @@ class DataConsumer:
         *,
         timeout_s: float = TIMEOUT_S_DEFAULT,
         transport: httpx.BaseTransport | None = None,
+        node: ProvenReceipts | None = None,
     ) -> None:
         self.account = account
+        self._node = node
         self._chain = chain
         self._signing_key = signing_private_key
         self._encryption_key = encryption_private_key
@@ -98,7 +111,29 @@ class DataConsumer:
 
     def fetch(self, dataset: str, grant: int, params: dict[str, str | int]) -> Fetched:
         request = self.request(dataset, grant, params)
-        return self.open(request, self.send(request))
+        fetched = self.open(request, self.send(request))
+        if self._node is not None:
+            self.check_logged(request, fetched)
+        return fetched
+
+    def check_logged(self, request: DataRequest, fetched: Fetched) -> None:
+        """The access record of `fetched`, proven on chain through `node`, is this one."""
+        if self._node is None:
+            raise ClientError("setup", "checking the log needs a node (DataConsumer(node=))")
+        record = self._node.transaction(fetched.tx_hash, verify=True)
+        receipt = record["receipt"]
+        result = receipt.get("result") if receipt.get("ok") else None
+        expected = {
+            "n": fetched.access,
+            "grant": request.grant,
+            "dataset": request.dataset,
+            "consumer_account": self.account,
+            "query_digest": fetched.query_digest,
+            "answer_digest": fetched.answer_digest,
+            "rows": len(fetched.rows),
+        }
+        if not isinstance(result, dict) or any(result.get(k) != v for k, v in expected.items()):
+            raise ClientError("not_logged", f"transaction {fetched.tx_hash} is not this access")
 
     def open(self, request: DataRequest, answer: dict[str, Any]) -> Fetched:
         """The rows of `answer` to `request`, every part opened and checked."""
