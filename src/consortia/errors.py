@@ -206,6 +206,18 @@ class NotAReaderError(PrivacyError):
     code = "not_a_reader"
 
 
+class NoEncryptionKeyError(PrivacyError):
+    """The account (or the regulator's escrow) has no encryption key on the chain yet."""
+
+    code = "no_encryption_key"
+
+
+class UnknownRecordError(PrivacyError):
+    """The vault holds no record of that id."""
+
+    code = "unknown_record"
+
+
 class UnwrapFailedError(PrivacyError):
     """A wrapped key that does not open: a wrong private key, or the wrapped key was altered
     or taken from another record."""

@@ -68,8 +68,16 @@ def issue_args(**extra: Any) -> dict[str, Any]:
     }
 
 
-def seal_policy(built: Sealing, terms: str = "sealed") -> None:
-    executed(built.chain, "set_confidentiality_policy", receivable_kind="goods", terms=terms)
+def seal_policy(
+    built: Sealing, terms: str = "sealed", kind: str = "goods", face_value: str = "public"
+) -> None:
+    executed(
+        built.chain,
+        "set_confidentiality_policy",
+        receivable_kind=kind,
+        terms=terms,
+        face_value=face_value,
+    )
 
 
 def everything_public(built: Sealing, receipts: list[Receipt]) -> bytes:
@@ -155,6 +163,64 @@ def test_a_confidential_receivable_from_issue_to_repayment(suite_name: str) -> N
     assert b"29822466" not in public and (29_822_466).to_bytes(4, "big") not in public
 
 
+FACE_VALUE = 87_654_321  # planted: never on the chain where the face value is committed
+
+
+def test_a_committed_face_value_is_only_in_the_sealed_terms() -> None:
+    built = sealing(suite_name="gm")
+    receipts: list[Receipt] = []
+    seal_policy(built, kind="hidden", face_value="committed")
+    value = {**GOODS_TERMS, "amount": FACE_VALUE, "currency": "CNY"}
+    receipts.append(ok(built.put("carmaker", "T-H", value, ["carmaker", "tier1"])))
+    hidden = issue_args(kind="hidden", terms="T-H")
+    assert code(call(built, "carmaker", "issue", hidden)) == "face_value_committed"
+    del hidden["amount"]
+    no_terms = {key: value for key, value in hidden.items() if key != "terms"}
+    assert code(call(built, "carmaker", "issue", no_terms)) == "terms_required"
+    receipts.append(ok(call(built, "carmaker", "issue", hidden)))
+    assert built.chain.engine.query("receivable", "receivable/INV-1")["amount"] is None
+    receipts.append(ok(call(built, "tier1", "accept", {"receivable_id": "INV-1"})))
+    split = {"part_id": "INV-1#0", "to": "tier2", "amount": 1}
+    assert code(call(built, "tier1", "split_transfer", split)) == "face_value_committed"
+    del split["amount"]
+    receipts.append(ok(call(built, "tier1", "split_transfer", split)))  # the whole part
+    receipts.append(ok(built.put("tier2", "FIN-H", FINANCING, ["tier2", "bank"])))
+    offer = {"part_id": "INV-1#0", "bank": "bank", "financing_terms": "FIN-H"}
+    public = {"part_id": "INV-1#0", "bank": "bank", "price": 1}
+    assert code(call(built, "tier2", "offer_finance", public)) == "terms_confidential"
+    receipts.append(ok(call(built, "tier2", "offer_finance", offer)))
+    receipts.append(ok(call(built, "bank", "finance", offer)))
+    assert code(call(built, "bank2", "finance", {**offer, "bank": "bank2"})) == "already_financed"
+    confirm = {"part_id": "INV-1#0"}
+    assert code(call(built, "bank", "confirm_repaid", confirm)) == "not_matured"
+    while built.chain.height < 79:
+        built.chain.block()
+    assert code(call(built, "carmaker", "repay", {"receivable_id": "INV-1"})) == "repaid_off_chain"
+    assert code(call(built, "tier2", "confirm_repaid", confirm)) == "not_holder"
+    receipts.append(ok(call(built, "bank", "confirm_repaid", confirm)))
+    assert [e.name for e in receipts[-1].events] == ["repayment_confirmed", "settled"]
+    assert built.chain.engine.query("receivable", "receivable/INV-1")["status"] == "settled"
+    assert code(call(built, "bank", "confirm_repaid", confirm)) == "already_settled"
+    public_part = _public_receivable(built)
+    assert code(call(built, "tier1", "confirm_repaid", {"part_id": public_part})) == (
+        "not_committed"
+    )
+    shown = everything_public(built, receipts)
+    for planted in (str(FACE_VALUE).encode(), FACE_VALUE.to_bytes(4, "big"), MARKERS[0].encode()):
+        assert planted not in shown
+    # The regulator reads the face value through the escrow key.
+    sealed = decode_sealed(built.stored("T-H")["sealed"])
+    escrow = built.private_key(ESCROW_PARTY)
+    assert open_sealed(built.suite, sealed, ESCROW_PARTY, escrow).value["amount"] == FACE_VALUE
+
+
+def _public_receivable(built: Sealing) -> str:
+    args = issue_args(receivable_id="PUB-1", kind="general", maturity_height=built.chain.height + 5)
+    ok(call(built, "carmaker", "issue", args))
+    ok(call(built, "tier1", "accept", {"receivable_id": "PUB-1"}))
+    return "PUB-1#0"
+
+
 def test_a_planted_marker_is_found_when_it_is_public() -> None:
     """The marker search is not vacuous: a marker written in public is found."""
     built = sealing()
@@ -185,6 +251,28 @@ def test_sealed_terms_must_be_the_signer_s_and_readable_by_the_parties() -> None
     ok(call(built, "bank", "finance", {"part_id": "INV-1#0", "bank": "bank", "price": 9}))
 
 
+def test_one_sealed_financing_finances_one_part() -> None:
+    """A holder offering two parts under one sealed record: the bank takes one, not both."""
+    built = sealing()
+    ok(call(built, "carmaker", "issue", issue_args(kind="general")))
+    ok(call(built, "tier1", "accept", {"receivable_id": "INV-1"}))
+    split = {"part_id": "INV-1#0", "to": "tier2", "amount": 10}
+    ok(call(built, "tier1", "split_transfer", split))
+    ok(call(built, "tier2", "split_transfer", {**split, "part_id": "INV-1#1", "to": "tier1"}))
+    ok(built.put("tier1", "FIN-1", FINANCING, ["tier1", "bank"]))
+    ok(built.put("bank", "BY-BANK", FINANCING, ["tier1", "bank"]))
+    for part_id in ("INV-1#0", "INV-1#1"):
+        offer = {"part_id": part_id, "bank": "bank", "financing_terms": "FIN-1"}
+        ok(call(built, "tier1", "offer_finance", offer))
+    by_bank = {"part_id": "INV-1#0", "bank": "bank", "financing_terms": "BY-BANK"}
+    assert code(call(built, "tier1", "offer_finance", by_bank)) == "not_record_owner"
+    assert code(call(built, "bank", "finance", by_bank)) == "no_matching_offer"
+    ok(call(built, "bank", "finance", {**by_bank, "financing_terms": "FIN-1"}))
+    second = {"part_id": "INV-1#1", "bank": "bank", "financing_terms": "FIN-1"}
+    assert code(call(built, "bank", "finance", second)) == "terms_in_use"
+    assert built.chain.engine.query("receivable", "part/INV-1#1")["status"] == "held"
+
+
 def test_only_governance_sets_a_confidentiality_policy() -> None:
     built = sealing((), escrow=False)
     policy = {"receivable_kind": "goods", "terms": "sealed"}
@@ -199,8 +287,17 @@ def test_only_governance_sets_a_confidentiality_policy() -> None:
     )
     seal_policy(built)
     assert built.chain.engine.query("receivable", "confidentiality") == {
-        "goods": {"terms": "sealed"}
+        "goods": {"terms": "sealed", "face_value": "public"}
     }
+    committed_without_sealing = {"receivable_kind": "goods", "terms": "optional"}
+    receipt = propose(
+        built.chain,
+        "alice",
+        "set_confidentiality_policy",
+        **committed_without_sealing,
+        face_value="committed",
+    )
+    assert code(receipt) == "bad_argument"
     seal_policy(built, "optional")
     assert built.chain.engine.query("receivable", "confidentiality") == {}
 
@@ -227,11 +324,18 @@ class ConfidentialHistory(History):
         }
         self.sealing = sealing(tuple(PEOPLE), contracts=CONTRACTS, accounts=accounts)
         seal_policy(self.sealing)
+        seal_policy(self.sealing, kind="hidden", face_value="committed")
         self.chain = self.sealing.chain
         self.financings: dict[str, str] = {}
         self.documents: dict[str, list[dict[str, Any]]] = {}
         self.succeeded: set[str] = set()
         self.records = count()
+
+    def send(self, sender: str, contract: str, method: str, args: dict[str, Any]) -> Receipt:
+        """Every refusal is a stable code: a contract fault is a bug, whatever the input."""
+        receipt = super().send(sender, contract, method, args)
+        assert receipt.code != "contract_fault", (method, args, receipt)
+        return receipt
 
     def sealed_record(self, owner: str, value: Any, readers: list[str]) -> str:
         record_id = f"V{next(self.records)}"
@@ -239,20 +343,50 @@ class ConfidentialHistory(History):
         return record_id
 
     def op_issue_sealed(
-        self, debtor: str, rid: str, holder: str, amount: int, term: int, goods: bool
+        self, debtor: str, rid: str, holder: str, amount: int, term: int, kind: str
     ) -> None:
-        terms = self.sealed_record(debtor, {"goods": MARKERS[0]}, [debtor, holder])
+        value = {"goods": MARKERS[0], "amount": amount + 1}
+        terms = self.sealed_record(debtor, value, [debtor, holder])
         args = {
             "receivable_id": rid,
             "holder": holder,
-            "amount": amount + 1,
             "maturity_height": self.chain.height + 1 + term,
             "documents": [INVOICE],
             "grace_blocks": 2,
             "terms": terms,
-            "kind": "goods" if goods else "general",
+            "kind": kind,
         }
+        if kind != "hidden":  # a committed face value is only in the sealed terms
+            args["amount"] = amount + 1
         self.send(debtor, "receivable", "issue", args)
+
+    def op_split(self, index: int, to: str, amount: int, right: bool) -> None:
+        """A part whose amount is committed passes whole, without an amount."""
+        picked = self.pick_part(index)
+        if picked is not None and picked[1]["amount"] is None:
+            signer = picked[1]["holder"] if right else to
+            args = {"part_id": picked[0], "to": to}
+            self.send(signer, "receivable", "split_transfer", args)
+            return
+        super().op_split(index, to, amount, right)
+
+    def op_offer(self, index: int, bank: str, price: int, right: bool) -> None:
+        """A public price for a part whose amount is committed (always refused)."""
+        picked = self.pick_part(index)
+        if picked is not None and picked[1]["amount"] is None:
+            signer = picked[1]["holder"] if right else bank
+            args = {"part_id": picked[0], "bank": bank, "price": price + 1}
+            receipt = self.send(signer, "receivable", "offer_finance", args)
+            assert not receipt.ok
+            return
+        super().op_offer(index, bank, price, right)
+
+    def op_confirm(self, index: int, right: bool) -> None:
+        picked = self.pick_part(index)
+        if picked is None:
+            return
+        signer = picked[1]["holder"] if right else "s3"
+        self.send(signer, "receivable", "confirm_repaid", {"part_id": picked[0]})
 
     def op_offer_sealed(self, index: int, bank: str, right: bool) -> None:
         picked = self.pick_part(index)
@@ -304,10 +438,14 @@ class ConfidentialHistory(History):
             if found["status"] == "financed" and "financing_terms" not in found:
                 assert isinstance(found["price"], int)
         for record in self.receivables().values():
-            if record["kind"] == "goods":
+            if record["kind"] in ("goods", "hidden"):
                 assert "terms" in record  # the policy seals every goods receivable
+            assert (record["amount"] is None) == (record["kind"] == "hidden")
+            if record["amount"] is None and record["status"] == "settled":
+                assert all(parts[p]["repayment"] == "off_chain" for p in record["parts"])
 
 
+KINDS = ["general", "goods", "hidden"]  # no policy; sealed terms; and a committed face value
 SEALED_OPERATIONS = st.one_of(
     st.tuples(
         st.just("issue_sealed"),
@@ -316,10 +454,11 @@ SEALED_OPERATIONS = st.one_of(
         who,
         small,
         st.integers(1, 12),
-        st.booleans(),
+        st.sampled_from(KINDS),
     ),
     st.tuples(st.just("offer_sealed"), small, st.one_of(banks, who), mostly_right),
     st.tuples(st.just("finance_sealed"), small, who, mostly_right),
+    st.tuples(st.just("confirm"), small, mostly_right),
 )
 
 
@@ -344,13 +483,23 @@ BUSY_SEALED = st.tuples(
             st.just("s1"),
             small,
             st.integers(10, 30),
-            st.booleans(),
+            st.sampled_from(KINDS),
         ).flatmap(lambda issue: st.just([issue, ("accept", 0, True), ("accept", 1, True)])),
         min_size=1,
         max_size=2,
     ).map(lambda groups: [op for group in groups for op in group]),
     st.lists(st.one_of(TRADE, SEALED_OPERATIONS), min_size=10, max_size=30),
-).map(lambda parts: parts[0] + parts[1] + [("wait", 40), ("repay", 0, True), ("repay", 1, True)])
+    st.lists(st.tuples(st.just("confirm"), small, mostly_right), max_size=4),
+).map(
+    lambda parts: [
+        *parts[0],
+        *parts[1],
+        ("wait", 40),
+        ("repay", 0, True),
+        ("repay", 1, True),
+        *parts[2],
+    ]
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -367,7 +516,7 @@ def test_busy_confidential_histories_keep_every_invariant(
 def test_the_confidential_histories_reach_every_operation() -> None:
     history = ConfidentialHistory()
     for operation in [
-        ("issue_sealed", "carmaker", "R0", "s1", 99_999, 12, True),
+        ("issue_sealed", "carmaker", "R0", "s1", 99_999, 12, "goods"),
         ("accept", 0, True),
         ("split", 0, "s2", 40_000, True),
         ("offer", 1, "bankA", 38_000, True),  # a goods receivable: refused, sealed prices

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from consortia.client import records
 from consortia.crypto import suite as get_suite
-from consortia.execution.contract import Context, SealedView
+from consortia.execution.contract import GAS_CRYPTO, Context, Contract, SealedView, method
 from consortia.execution.contracts import identity_state, regulator_state, vault
 from consortia.execution.contracts.vault_state import READERS_MAX, WRAPS_MAX
 from consortia.execution.engine import Receipt
@@ -35,6 +36,7 @@ from consortia.privacy.envelope import (
     seal,
 )
 from consortia.types.encoding import encode
+from tests.execution_helpers import make_ledger
 from tests.unit.test_contract_governance import executed, propose, send, snapshot
 from tests.vault_helpers import Sealing, chunked, current_version, sealing
 
@@ -363,11 +365,11 @@ def test_a_reader_rewraps_to_its_new_key_and_opens_with_it(suite_name: str) -> N
     assert code(send(built.chain, "bank", "vault", "rewrap", outsider)) == "not_reader"
     missing = {**args, "record": "T-9"}
     assert code(send(built.chain, "tier1", "vault", "rewrap", missing)) == "unknown_record"
-    bad = {**args, "wrapped": "xyz"}
+    bad = {**args, "wrapped": "xyz", "key_version": 3}
     built.register("tier1")
-    assert code(send(built.chain, "tier1", "vault", "rewrap", {**bad, "key_version": 3})) == (
-        "bad_argument"
-    )
+    assert code(send(built.chain, "tier1", "vault", "rewrap", bad)) == "bad_argument"
+    short = {**bad, "wrapped": new.wrapped[:-1].hex()}
+    assert code(send(built.chain, "tier1", "vault", "rewrap", short)) == "bad_wrapped_key"
     built.keys["tier1"].pop()  # the chain kept none of that
     after = snapshot(built.chain)
     after.pop(b"identity/encryption_key/tier1")
@@ -429,7 +431,7 @@ def test_added_wraps_are_bounded() -> None:
             "record": "T-1",
             "party": "tier1",
             "key_version": count + 2,
-            "wrapped": "ab" * 92,
+            "wrapped": "ab" * built.suite.wrapped_key_size,
         }
         receipt = send(built.chain, "tier1", "vault", "rewrap", args)
         if count < WRAPS_MAX:
@@ -477,3 +479,95 @@ def test_a_disclosure_is_checked_against_the_commitment_and_not_stored() -> None
         for key in built.chain.engine.state.keys_with_prefix(b"")
     )
     assert b"brake discs" not in state and b"brake discs".hex().encode() not in state
+
+
+def test_a_large_record_travels_and_is_disclosed_in_chunks() -> None:
+    built = sealing()
+    large = {"goods": "brake disc " * 600, "lines": list(range(300))}
+    ok(built.put("carmaker", "T-L", large, ["carmaker", "tier1"]))
+    assert len(built.stored("T-L")["sealed"]) > 2 * 4096
+    sealed = decode_sealed(built.stored("T-L")["sealed"])
+    opened = open_sealed(built.suite, sealed, "tier1", built.private_key("tier1"))
+    disclosure = {"record": "T-L", "salt": opened.salt.hex(), "value": chunked(encode(large).hex())}
+    ok(send(built.chain, "tier1", "vault", "reveal", disclosure))
+
+
+# ---------------------------------------------------------------------- the host's suite checks
+
+
+class SuiteProbe(Contract):
+    """Asks the host the suite questions a contract may ask."""
+
+    name = "probe"
+    version = 1
+
+    @method("ask")
+    def ask(self, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+        before = ctx.meter.used
+        valid = ctx.valid_encryption_key(str(args["key"]))
+        cost = ctx.meter.used - before
+        return {"suite": ctx.suite, "valid": valid, "cost": cost}
+
+
+@pytest.mark.parametrize("suite_name", SUITES)
+def test_a_contract_learns_the_chain_s_suite_through_its_context(suite_name: str) -> None:
+    chain = make_ledger([SuiteProbe], {"alice": ("bank-0", 0)}, suite_name=suite_name)
+    suite = get_suite(suite_name)
+    key = suite.generate_encryption_keypair()[1].hex()
+    (receipt,) = chain.block(chain.tx("alice", "probe", "ask", {"key": key}))
+    assert receipt.result == {"suite": suite_name, "valid": True, "cost": GAS_CRYPTO + len(key)}
+    (receipt,) = chain.block(chain.tx("alice", "probe", "ask", {"key": "0" * len(key)}))
+    assert receipt.result["valid"] is False
+
+
+# ---------------------------------------------------------------------- the client's helpers
+
+
+class EngineSource:
+    """The client's `StateSource` over the engine's committed state (no proofs here)."""
+
+    def __init__(self, built: Sealing) -> None:
+        self.built = built
+
+    def state(
+        self, contract: str, key: str, height: int | None = None, *, verify: bool = False
+    ) -> Any:
+        return self.built.chain.engine.query(contract, key, height)
+
+
+@pytest.mark.parametrize("suite_name", SUITES)
+def test_the_client_s_record_helpers_drive_the_vault(suite_name: str) -> None:
+    """consortia.client.records builds what this contract takes, and opens what it keeps."""
+    built = sealing(suite_name=suite_name)
+    source = EngineSource(built)
+    value = {**TERMS, "lines": list(range(400))}  # long enough to travel in chunks
+    sealed = records.seal_for(source, built.suite, "t", value, ["carmaker", "tier1"], verify=False)
+    put = records.put_arguments("T-1", sealed, ["carmaker", "tier1"])
+    ok(send(built.chain, "carmaker", "vault", "put", put))
+    opened = records.open_stored(
+        source, built.suite, "T-1", "tier1", built.private_key("tier1"), verify=False
+    )
+    assert opened.value == value
+    old = built.private_key("tier1")
+    built.register("tier1")
+    args = records.rewrap_arguments(source, built.suite, "T-1", "tier1", old, verify=False)
+    ok(send(built.chain, "tier1", "vault", "rewrap", args))
+    again = records.open_stored(
+        source, built.suite, "T-1", "tier1", built.private_key("tier1"), verify=False
+    )
+    assert again.value == value
+    share = records.share_arguments(
+        source,
+        built.suite,
+        "T-1",
+        "tier1",
+        built.private_key("tier1"),
+        new_reader="bank",
+        verify=False,
+    )
+    ok(send(built.chain, "tier1", "vault", "share", share))
+    by_bank = records.open_stored(
+        source, built.suite, "T-1", "bank", built.private_key("bank"), verify=False
+    )
+    assert by_bank.value == value
+    ok(send(built.chain, "bank", "vault", "reveal", records.reveal_arguments("T-1", by_bank)))

@@ -17,7 +17,7 @@ from tongsuopy.crypto.asymciphers import ec as gm_ec
 
 from consortia.crypto import suite
 from consortia.crypto.base import AEAD_NONCE_SIZE, AEAD_TAG_SIZE
-from consortia.crypto.gm import DEFAULT_USER_ID, SM2_ORDER
+from consortia.crypto.gm import DEFAULT_USER_ID, SM2_ORDER, GmSuite
 from consortia.crypto.gm_encrypt import sm2_decrypt, sm2_encrypt
 from consortia.errors import CryptoError
 
@@ -390,6 +390,11 @@ def test_sm2_private_key_range_edges_sign(scalar: int) -> None:
 WRAP_CONTEXT = b"consortia/record/key/v1\x00" + b"\x00\x00\x00\x05label" + bytes(range(32))
 
 
+def _wrap_binding(public: bytes, context: bytes) -> bytes:
+    assert isinstance(GM, GmSuite)
+    return GM.wrap_binding(public, context)
+
+
 def _gmssl_encryptor(private: bytes | None, public: bytes) -> gmssl_sm2.CryptSM2:
     return gmssl_sm2.CryptSM2(
         private_key=private.hex() if private is not None else "",
@@ -435,7 +440,7 @@ def test_gm_wrapped_key_opens_in_gmssl() -> None:
     data_key = GM.generate_aead_key()
     wrapped = GM.wrap_key(public, data_key, WRAP_CONTEXT)
     plaintext = _gmssl_encryptor(private, public).decrypt(wrapped[1:])
-    assert plaintext == data_key + GM.wrap_binding(public, WRAP_CONTEXT)
+    assert plaintext == data_key + _wrap_binding(public, WRAP_CONTEXT)
     binding = GM.hash(
         b"consortia/wrap/sm2-c1c3c2/v1\x00"
         + public
@@ -449,7 +454,7 @@ def test_gm_wrapped_key_opens_in_gmssl() -> None:
 def test_gmssl_wrapped_key_unwraps_with_suite() -> None:
     private, public = _keypair()
     data_key = GM.generate_aead_key()
-    plaintext = data_key + GM.wrap_binding(public, WRAP_CONTEXT)
+    plaintext = data_key + _wrap_binding(public, WRAP_CONTEXT)
     wrapped = b"\x04" + _gmssl_encryptor(None, public).encrypt(plaintext)
     assert GM.unwrap_key(private, wrapped, WRAP_CONTEXT) == data_key
     with pytest.raises(CryptoError):

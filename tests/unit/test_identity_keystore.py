@@ -40,7 +40,7 @@ from consortia.identity.keystore import (
 FAST = Argon2Cost(memory_kib=64, iterations=1, lanes=1)
 PASSPHRASE = "correct horse battery staple"
 SUITES = ["intl", "gm"]
-PURPOSES: list[Purpose] = ["consensus", "account", "tls", "tls-ca"]
+PURPOSES: list[Purpose] = ["consensus", "account", "tls", "tls-ca", "encryption"]
 
 
 def sealed(suite_name: str = "intl", purpose: Purpose = "consensus") -> tuple[bytes, bytes]:
@@ -71,6 +71,25 @@ def test_round_trip(suite_name: str, purpose: Purpose) -> None:
         header.algorithm, suite_name, private_key
     )
     assert parse_header(data) == header
+
+
+@pytest.mark.parametrize("suite_name", SUITES)
+def test_encryption_key_files_hold_the_suites_encryption_keys(suite_name: str) -> None:
+    """A party's key for confidential records (X25519 on intl, SM2 on gm) in a key file."""
+    private_key, data = sealed(suite_name, "encryption")
+    header = parse_header(data)
+    chain_suite = suite(suite_name)
+    assert header.algorithm == {"intl": "x25519", "gm": "sm2"}[suite_name]
+    assert header.public_key_bytes == chain_suite.encryption_public_key(private_key)
+    assert chain_suite.valid_encryption_public_key(header.public_key_bytes)
+    data_key = chain_suite.generate_aead_key()
+    wrapped = chain_suite.wrap_key(header.public_key_bytes, data_key, b"context")
+    unlocked = open_key(data, PASSPHRASE, purpose="encryption")
+    assert chain_suite.unwrap_key(unlocked.private_key, wrapped, b"context") == data_key
+    with pytest.raises(KeyFileError):
+        open_key(data, PASSPHRASE, purpose="account")
+    with pytest.raises(KeyFileError):
+        parse_header(edited(data, {"header.algorithm": "ed25519"}))
 
 
 @pytest.mark.parametrize("suite_name", SUITES)

@@ -419,6 +419,7 @@ def _malformed_texts(world: World) -> list[Any]:
         encode(_replace(sealed, label="bad label")).hex(),
         encode(_replace(sealed, commitment=sealed.commitment[:-1])).hex(),
         encode(_replace(sealed, ciphertext=b"")).hex(),
+        encode(_replace(sealed, ciphertext=bytes(27))).hex(),
         encode(no_escrow).hex(),
         encode(unsorted).hex(),
         encode(duplicate).hex(),
@@ -525,3 +526,42 @@ def _key(sealed: Sealed, party: str) -> Wrapped:
 def _opening(world: World, sealed: Sealed) -> tuple[bytes, Any]:
     opened = open_sealed(world.suite, sealed, ESCROW_PARTY, world.escrow.private)
     return opened.salt, opened.value
+
+
+# --- properties ------------------------------------------------------------------------------
+
+JSON_LIKE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+PROPERTY_WORLDS = {name: World(name) for name in SUITE_NAMES}
+
+
+@settings(max_examples=40, deadline=None)
+@given(value=JSON_LIKE, suite_name=st.sampled_from(SUITE_NAMES))
+def test_any_json_like_value_round_trips_and_verifies(value: Any, suite_name: str) -> None:
+    world = PROPERTY_WORLDS[suite_name]
+    sealed = decode_sealed(encode_sealed(world.seal(value)))
+    opened = open_sealed(world.suite, sealed, "buyer", world.buyer.private)
+    assert opened.value == value
+    assert verify_opening(world.suite, sealed, LABEL, opened.salt, value)
+    assert not verify_opening(world.suite, sealed, LABEL, opened.salt, [value])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    value=st.from_type(object) | JSON_LIKE | st.floats(),
+    salt=st.binary(min_size=30, max_size=34),
+    label=st.text(max_size=70),
+)
+def test_verify_opening_of_arbitrary_input_is_a_boolean(
+    value: Any, salt: bytes, label: str
+) -> None:
+    s = suite("intl")
+    assert verify_opening(s, bytes(32), label, salt, value) in (True, False)

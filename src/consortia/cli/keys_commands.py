@@ -30,7 +30,11 @@ from consortia.identity.keystore import (
 )
 from consortia.identity.passphrase import PASSPHRASE_ENV, obtain_passphrase
 
-_KEY_PURPOSES: Final[dict[str, Purpose]] = {"consensus": "consensus", "account": "account"}
+_KEY_PURPOSES: Final[dict[str, Purpose]] = {
+    "consensus": "consensus",
+    "account": "account",
+    "encryption": "encryption",
+}
 
 PassphraseFileOption = Annotated[
     Path | None,
@@ -53,7 +57,9 @@ def keys_generate(
     out_file: Annotated[
         Path | None, typer.Option("--out", "-o", help="One key file to create.")
     ] = None,
-    purpose: Annotated[str, typer.Option(help="With --out: consensus or account.")] = "consensus",
+    purpose: Annotated[
+        str, typer.Option(help="With --out: consensus, account or encryption.")
+    ] = "consensus",
     institution: Annotated[
         Path | None,
         typer.Option(help="The institution's own folder: make its keys and requests there."),

@@ -45,11 +45,13 @@ def _register_commands() -> None:
         bench_commands,
         cluster_commands,
         dashboard,
+        escrow_commands,
         events_commands,
         gateway_commands,
         identity_commands,
         mirror_commands,
         reconcile_commands,
+        record_commands,
         relay_commands,
         sim_commands,
         tx_commands,
@@ -66,6 +68,8 @@ def _register_commands() -> None:
     mirror_commands.register(app)
     reconcile_commands.register(app)
     relay_commands.register(app)
+    escrow_commands.register(app)
+    record_commands.register(app)
     gateway_commands.register(app)
 
 

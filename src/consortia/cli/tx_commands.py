@@ -82,7 +82,7 @@ def transfer_command(
 ) -> None:
     """Transfer --amount of --currency from --from to --to (asset.transfer)."""
     args = {"to": to, "amount": amount, "currency": currency}
-    _send(home, node, sender, ("asset", "transfer", args), wait, as_json, passphrase_file)
+    send_call(home, node, sender, ("asset", "transfer", args), wait, as_json, passphrase_file)
 
 
 def call_command(
@@ -104,7 +104,7 @@ def call_command(
 ) -> None:
     """Call any contract method, signed by --from (docs/contracts.md lists them)."""
     args = parse_arguments(arg or [])
-    _send(home, node, sender, (contract, method, args), wait, as_json, passphrase_file)
+    send_call(home, node, sender, (contract, method, args), wait, as_json, passphrase_file)
 
 
 def account_show_command(
@@ -188,7 +188,7 @@ def ask(request: Callable[[], T]) -> T:
         raise NodeRefusalError(error.code, error.message) from None
 
 
-def _send(
+def send_call(
     home: Path,
     index: int | None,
     sender: str,
@@ -208,10 +208,10 @@ def _send(
         )
     if as_json:
         typer.echo(json.dumps(record))
-    _report(record, as_json)
+    report(record, as_json)
 
 
-def _report(record: dict[str, Any], quiet: bool) -> None:
+def report(record: dict[str, Any], quiet: bool) -> None:
     tx_hash, status = record["tx_hash"], record["status"]
     receipt = record.get("receipt") or {}
     if status == "failed":

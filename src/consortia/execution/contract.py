@@ -179,6 +179,10 @@ class Host(Protocol):
         """Whether `public_key` is an encryption public key of the chain's suite."""
         ...
 
+    def wrapped_key_size(self) -> int:
+        """The size in bytes of a data key wrapped to an encryption key of the suite."""
+        ...
+
     def decode_sealed(self, encoded: str) -> SealedView | None:
         """The sealed record `encoded` (hex of `encode_sealed`), or None when malformed."""
         ...
@@ -323,6 +327,11 @@ class Context:
         if len(public_key_hex) % 2 or not set(public_key_hex) <= HEX_DIGITS:
             return False
         return self.host.valid_encryption_public_key(bytes.fromhex(public_key_hex))
+
+    @property
+    def wrapped_key_size(self) -> int:
+        """The size in bytes of a data key wrapped under the chain's suite (92 intl, 145 gm)."""
+        return self.host.wrapped_key_size()
 
     def sealed_record(self, encoded: str) -> SealedView | None:
         """The sealed record `encoded` (hex) as a contract may see it, or None if malformed."""

@@ -185,6 +185,9 @@ class BlockRun:
     def valid_encryption_public_key(self, public_key: bytes) -> bool:
         return self.checks.valid_encryption_public_key(public_key)
 
+    def wrapped_key_size(self) -> int:
+        return self.checks.wrapped_key_size()
+
     def decode_sealed(self, encoded: str) -> SealedView | None:
         return self.checks.decode_sealed(encoded)
 

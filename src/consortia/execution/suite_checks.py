@@ -39,6 +39,9 @@ class SuiteChecks:
     def valid_encryption_public_key(self, public_key: bytes) -> bool:
         return bool(self._suite.valid_encryption_public_key(public_key))
 
+    def wrapped_key_size(self) -> int:
+        return int(self._suite.wrapped_key_size)
+
     def decode_sealed(self, encoded: str) -> SealedView | None:
         try:
             sealed = envelope.decode_sealed(encoded)

@@ -13,9 +13,10 @@ AEAD fails). Guessing a passphrase against the check costs the same Argon2id run
 against the ciphertext, so the check weakens nothing.
 
 Purposes: "consensus" (the validator's signing key, the suite's algorithm), "account" (a
-ledger account's signing key), "tls" (a node's mutual-TLS key, ECDSA P-256) and "tls-ca" (the
-consortium CA's ECDSA P-256 key). Every private key consortia stores is in this one format,
-under the same memory-hard KDF.
+ledger account's signing key), "tls" (a node's mutual-TLS key, ECDSA P-256), "tls-ca" (the
+consortium CA's ECDSA P-256 key) and "encryption" (a party's key for confidential records:
+X25519 on intl, SM2 on gm; see docs/privacy.md). Every private key consortia stores is in this
+one format, under the same memory-hard KDF.
 
 This module must never print, log or expose through a repr a private key or a passphrase, and
 never writes a key file that anyone but its owner can read (mode 0600).
@@ -58,11 +59,12 @@ ARGON2_MEMORY_KIB_MAX: Final = 256 * 1024  # 256 MiB
 ARGON2_ITERATIONS_MAX: Final = 8
 ARGON2_LANES_MAX: Final = 8
 
-Purpose = Literal["consensus", "account", "tls", "tls-ca"]
-Algorithm = Literal["ed25519", "sm2", "ecdsa-p256"]
-PURPOSES: Final[tuple[Purpose, ...]] = ("consensus", "account", "tls", "tls-ca")
+Purpose = Literal["consensus", "account", "tls", "tls-ca", "encryption"]
+Algorithm = Literal["ed25519", "sm2", "ecdsa-p256", "x25519"]
+PURPOSES: Final[tuple[Purpose, ...]] = ("consensus", "account", "tls", "tls-ca", "encryption")
 P256_PURPOSES: Final[frozenset[Purpose]] = frozenset({"tls", "tls-ca"})
 _SIGNING_ALGORITHMS: Final[dict[str, Algorithm]] = {"intl": "ed25519", "gm": "sm2"}
+_ENCRYPTION_ALGORITHMS: Final[dict[str, Algorithm]] = {"intl": "x25519", "gm": "sm2"}
 
 HexBytes = Annotated[str, Meta(min_length=2, max_length=8192, pattern=r"^(?:[0-9a-f]{2})+\Z")]
 
@@ -124,6 +126,8 @@ class UnlockedKey:
 def key_algorithm(suite_name: str, purpose: Purpose) -> Algorithm:
     """The key algorithm a key of `purpose` uses on a chain of `suite_name`."""
     suite(suite_name)  # UnknownSuiteError for an unknown name
+    if purpose == "encryption":
+        return _ENCRYPTION_ALGORITHMS[suite_name]
     return "ecdsa-p256" if purpose in P256_PURPOSES else _SIGNING_ALGORITHMS[suite_name]
 
 
@@ -133,6 +137,8 @@ def new_keypair(suite_name: str, purpose: Purpose) -> tuple[bytes, bytes]:
         private = ec.generate_private_key(ec.SECP256R1())
         scalar = private.private_numbers().private_value.to_bytes(P256_SCALAR_SIZE, "big")
         return scalar, _p256_point(private.public_key())
+    if purpose == "encryption":
+        return suite(suite_name).generate_encryption_keypair()
     return suite(suite_name).generate_keypair()
 
 
@@ -140,6 +146,8 @@ def public_key_of(algorithm: Algorithm, suite_name: str, private_key: bytes) -> 
     """The public key of `private_key`; CryptoError when it is malformed."""
     if algorithm == "ecdsa-p256":
         return _p256_point(p256_private_key(private_key).public_key())
+    if algorithm == "x25519":
+        return suite(suite_name).encryption_public_key(private_key)
     return suite(suite_name).public_key(private_key)
 
 
@@ -252,7 +260,12 @@ def _check_header(header: KeyFileHeader, source: str) -> None:
             f"{source}: a {header.purpose} key on a {header.suite} chain is {expected},"
             f" not {header.algorithm}"
         )
-    size = 65 if expected == "ecdsa-p256" else chain_suite.public_key_size
+    if expected == "ecdsa-p256":
+        size = 65
+    elif header.purpose == "encryption":
+        size = chain_suite.encryption_public_key_size
+    else:
+        size = chain_suite.public_key_size
     if len(header.public_key_bytes) != size:
         raise KeyFileError(f"{source}: a {expected} public key is {size} bytes")
     if header.kdf.memory_kib < 8 * header.kdf.lanes:

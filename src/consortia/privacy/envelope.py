@@ -34,6 +34,7 @@ import msgspec
 
 from consortia.crypto import SUITE_NAMES, Suite
 from consortia.crypto import suite as suite_named
+from consortia.crypto.base import AEAD_NONCE_SIZE, AEAD_TAG_SIZE
 from consortia.errors import (
     CiphertextRejectedError,
     CommitmentMismatchError,
@@ -349,7 +350,7 @@ def check_sealed(sealed: Sealed) -> None:
         raise MalformedSealedRecordError("a sealed record's label is malformed")
     if len(sealed.commitment) != chain_suite.hash_size:
         raise MalformedSealedRecordError("a sealed record's commitment has the wrong size")
-    if not 0 < len(sealed.ciphertext) <= SEALED_BYTES_MAX:
+    if not AEAD_NONCE_SIZE + AEAD_TAG_SIZE <= len(sealed.ciphertext) <= SEALED_BYTES_MAX:
         raise MalformedSealedRecordError("a sealed record's ciphertext has the wrong size")
     if not 1 <= len(sealed.keys) <= READERS_MAX + 1:
         raise MalformedSealedRecordError(f"a sealed record has 1 to {READERS_MAX + 1} keys")

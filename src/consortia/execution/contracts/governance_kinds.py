@@ -491,5 +491,6 @@ KINDS: dict[str, Kind] = {
         ("receivable_kind", "terms"),
         _check_confidentiality,
         forward(RECEIVABLE, "set_confidentiality"),
+        optional=("face_value",),
     ),
 }

@@ -70,6 +70,7 @@ from consortia.execution.contracts.identity_state import (
     account_record,
     cancelled_key,
     effective_status,
+    encryption_key_arg,
     encryption_key_key,
     has_role,
     load_member,
@@ -85,7 +86,6 @@ from consortia.types.genesis import Genesis
 # The regulator's emergency freeze holds at most this many blocks; longer needs governance.
 EMERGENCY_FREEZE_BLOCKS_MAX: Final = 1_000
 KEY_RESET_LOCK_BLOCKS_DEFAULT: Final = 1_000  # only if the chain started without identity params
-ENCRYPTION_KEY_HEX_MAX: Final = 256  # hex digits of an encryption public key, any suite
 
 
 class Identity(Contract):
@@ -180,22 +180,10 @@ class Identity(Contract):
         """The account registers its encryption public key (the chain suite's: X25519 on intl,
         SM2 on gm) as its next version; returns the version. A key is never registered twice."""
         account_id, _ = _own_account(ctx, "only an account registers its own encryption key")
-        public_key = args.get("public_key")
-        ctx.require(
-            isinstance(public_key, str)
-            and len(public_key) <= ENCRYPTION_KEY_HEX_MAX
-            and ctx.valid_encryption_key(public_key),
-            "bad_encryption_key",
-            f"public_key must be an encryption public key of the {ctx.suite} suite, in hex",
-        )
-        assert isinstance(public_key, str)
         record = ctx.get(encryption_key_key(account_id))
         assert record is None or isinstance(record, dict)
-        ctx.require(
-            record is None or all(k["public_key"] != public_key for k in record["keys"]),
-            "key_reused",
-            "that encryption key was registered before; register a new one",
-        )
+        reused = "that encryption key was registered before; register a new one"
+        public_key = encryption_key_arg(ctx, args, record, reused)
         updated = with_encryption_key(record, public_key, ctx.height)
         ctx.put(encryption_key_key(account_id), updated)
         version = int(updated["current"])

@@ -64,6 +64,7 @@ PARAMS: Final = "params"  # {"key_reset_lock_blocks": int}, from genesis
 # opens an older record with its older private key; the chain keeps the public history only
 # for as far as this many rotations.
 ENCRYPTION_KEYS_KEPT: Final = 16
+ENCRYPTION_KEY_HEX_MAX: Final = 256  # hex digits of an encryption public key, any suite
 
 
 def account_key(account_id: str) -> str:
@@ -253,6 +254,29 @@ def read_encryption_key(
     when given; None when the account registered none, or that version is unknown or no
     longer kept."""
     return versioned_key(read_encryption_keys(read, account_id), version)
+
+
+def encryption_key_arg(
+    ctx: Context, args: dict[str, Any], record: dict[str, Any] | None, reused: str
+) -> str:
+    """`public_key`: an encryption public key of the chain's suite, in lowercase hex
+    (`bad_encryption_key`), not among the versions of `record` (`key_reused`, `reused` says
+    why). Accounts' keys and the regulator's escrow key follow this one rule."""
+    public_key = args.get("public_key")
+    ctx.require(
+        isinstance(public_key, str)
+        and len(public_key) <= ENCRYPTION_KEY_HEX_MAX
+        and ctx.valid_encryption_key(public_key),
+        "bad_encryption_key",
+        f"public_key must be an encryption public key of the {ctx.suite} suite, in hex",
+    )
+    assert isinstance(public_key, str)
+    ctx.require(
+        record is None or all(k["public_key"] != public_key for k in record["keys"]),
+        "key_reused",
+        reused,
+    )
+    return public_key
 
 
 def versioned_key(record: dict[str, Any] | None, version: int | None) -> tuple[int, str] | None:

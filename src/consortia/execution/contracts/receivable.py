@@ -39,10 +39,13 @@ holder, readable by the holder and the bank). The bank then pays the holder off 
 the holder's offer being its consent (receivable_finance.py). Governance may require both
 for a receivable kind (`set_confidentiality`: `terms_required`, `terms_confidential`). The
 public part is unchanged (parties, face value, parts and holders, status, who financed), so
-every invariant holds as before and a part is still financed at most once.
+every invariant holds as before and a part is still financed at most once. Governance may
+also commit a kind's face value: then `amount` is None and the sealed terms hold it, the one
+part passes only whole, and each holder confirms its off-chain repayment (`confirm_repaid`).
 
 State (namespace `receivable/`; keys and shared rules in receivable_state.py):
-    receivable/<id>   {"debtor", "holder" (the first holder), "amount" (face value),
+    receivable/<id>   {"debtor", "holder" (the first holder), "amount" (face value, or None
+                       where it is committed),
                        "currency", "maturity_height", "grace_blocks", "kind", "order_ref",
                        "documents": [{"name", "digest", "by", "height"}],
                        "status": issued|accepted|rejected|overdue|settled,
@@ -55,26 +58,26 @@ State (namespace `receivable/`; keys and shared rules in receivable_state.py):
                        "financed_by", "financed_height" and "price", or, confidential,
                        "financing_terms": vault record id and "settlement": "off_chain"}
     requirements      {receivable kind: {"fact_kind", "value"}} (set by governance)
-    confidentiality   {receivable kind: {"terms": "sealed"}} (set by governance)
+    confidentiality   {receivable kind: {"terms": "sealed", "face_value": "public"|
+                       "committed"}} (set by governance)
     terms_use/<record id>  the receivable or part a sealed terms record serves
 Part ids are "<receivable id>#<n>", numbered from 0 in order of creation.
 """
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 from consortia.execution.contract import (
-    ID_CHARACTERS,
     Context,
     Contract,
-    ContractError,
     arg_int,
     arg_str,
     method,
 )
-from consortia.execution.contracts import asset, governance_state, identity_state
+from consortia.execution.contracts import asset, governance_state
 from consortia.execution.contracts import receivable_finance as financing
+from consortia.execution.contracts import receivable_issue as issuing
 from consortia.execution.contracts import receivable_state as state
 from consortia.execution.contracts.receivable_state import part_key, receivable_key
 
@@ -84,8 +87,6 @@ PART_ID_LENGTH_MAX = 80
 # even when the regulator raises every alert on every payment: per part at most 6 events
 # (the transfer, 4 alerts, part_paid), 40 x 6 + 1 <= 256 events, and well under the gas limit.
 PARTS_MAX = 40
-GRACE_BLOCKS_DEFAULT = 100
-GRACE_BLOCKS_MAX = 100_000
 
 # A part in one of these states is owed money by the debtor.
 OPEN = frozenset({"held", "financed", "overdue"})
@@ -102,8 +103,9 @@ class Receivable(Contract):
     @method("issue")
     def issue(self, ctx: Context, args: dict[str, Any]) -> None:
         """The signer (the debtor) promises `amount` of `currency` at `maturity_height`."""
-        receivable_id = _receivable_id(args)
-        record = _new_receivable(ctx, args)
+        receivable_id = issuing.receivable_id_arg(args)
+        committed = state.face_value_committed(ctx.read_other, issuing.kind_arg(args))
+        record = issuing.new_receivable(ctx, args, committed)
         ctx.require(
             not ctx.has(receivable_key(receivable_id)),
             "duplicate_receivable",
@@ -182,13 +184,13 @@ class Receivable(Contract):
         """The holder passes `amount` of a part to `to`; the whole amount moves the part."""
         part_id, part = _held_by_signer(ctx, args)
         target = _counterparty(ctx, args, "to", part)
-        amount = arg_int(args, "amount", minimum=1)
-        ctx.require(amount <= part["amount"], "bad_amount", f"the part is {part['amount']}")
+        amount = financing.transfer_amount_arg(ctx, args, part)
         if amount == part["amount"]:
             part.update(holder=target, offer=None)
             ctx.put(part_key(part_id), part)
             ctx.emit("part_transferred", part=part_id, source=ctx.origin, target=target)
             return part_id
+        assert amount is not None  # only a part of a public amount is split
         new_id = _add_part(ctx, part, target, amount)
         part.update(amount=part["amount"] - amount, offer=None)
         ctx.put(part_key(part_id), part)
@@ -262,11 +264,24 @@ class Receivable(Contract):
             "not_matured",
             f"it matures at height {record['maturity_height']}",
         )
+        ctx.require(
+            record["amount"] is not None,
+            "repaid_off_chain",
+            "its face value is committed: each holder confirms its repayment (confirm_repaid)",
+        )
         paid = sum(_pay_part(ctx, part_id) for part_id in record["parts"])
         record["status"] = "settled"
         ctx.put(receivable_key(receivable_id), record)
         ctx.emit("settled", receivable=receivable_id, paid=paid)
         return paid
+
+    @method("confirm_repaid")
+    def confirm_repaid(self, ctx: Context, args: dict[str, Any]) -> None:
+        """The holder of a part of a receivable whose face value is committed confirms, at or
+        after maturity, that the debtor repaid it off the chain; the last confirmation settles
+        the receivable."""
+        part_id, part = _part_arg(ctx, args)
+        financing.confirm_repaid(ctx, part_id, part)
 
     @method("mark_overdue")
     def mark_overdue(self, ctx: Context, args: dict[str, Any]) -> None:
@@ -301,9 +316,9 @@ class Receivable(Contract):
         policies = state.read_confidentiality(ctx.read_other)
         policies.pop(kind, None)
         if checked["terms"] == state.SEALED:
-            policies[kind] = {"terms": state.SEALED}
+            policies[kind] = {"terms": state.SEALED, "face_value": checked["face_value"]}
         ctx.put(state.CONFIDENTIALITY, dict(sorted(policies.items())))
-        ctx.emit("confidentiality_set", receivable_kind=kind, terms=checked["terms"])
+        ctx.emit("confidentiality_set", **checked)
 
     @method("set_requirement")
     def set_requirement(self, ctx: Context, args: dict[str, Any]) -> None:
@@ -325,64 +340,6 @@ class Receivable(Contract):
         del requirements[kind]
         ctx.put(state.REQUIREMENTS, requirements)
         ctx.emit("requirement_cleared", receivable_kind=kind)
-
-
-# ---------------------------------------------------------------------- arguments
-
-
-def _receivable_id(args: dict[str, Any]) -> str:
-    value = arg_str(args, "receivable_id", max_length=ID_LENGTH_MAX)
-    if not set(value) <= ID_CHARACTERS:
-        _bad("receivable_id uses only letters, digits and _ . : -")
-    return value
-
-
-def _new_receivable(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    holder = arg_str(args, "holder", max_length=ID_LENGTH_MAX)
-    amount = arg_int(args, "amount", minimum=1)
-    ctx.require(amount <= asset.AMOUNT_MAX, "bad_argument", "amount is too large")
-    currency = asset.arg_currency(ctx, args)
-    maturity = arg_int(args, "maturity_height")
-    grace = _grace(args)
-    documents = state.documents_arg(args)
-    kind = state.kind_arg(args) if args.get("kind") is not None else state.KIND_DEFAULT
-    order_ref = state.order_ref_arg(args, _receivable_id(args))
-    _require_account(ctx, holder)
-    ctx.require(holder != ctx.origin, "holder_is_debtor", "the debtor cannot hold its own debt")
-    ctx.require(maturity > ctx.height, "bad_maturity", "maturity must be a future height")
-    ctx.require(
-        asset.issuer(ctx, currency) is not None,
-        "unknown_currency",
-        f"no currency {currency}",
-    )
-    return {
-        "debtor": ctx.origin,
-        "holder": holder,
-        "amount": amount,
-        "currency": currency,
-        "maturity_height": maturity,
-        "grace_blocks": grace,
-        "kind": kind,
-        "order_ref": order_ref,
-        "documents": [
-            {"name": name, "digest": digest, "by": ctx.origin, "height": ctx.height}
-            for name, digest in documents
-        ],
-        "status": "issued",
-        "issued_height": ctx.height,
-        "parts": [],
-        "next_part": 0,
-    }
-
-
-def _grace(args: dict[str, Any]) -> int:
-    if args.get("grace_blocks") is None:
-        return GRACE_BLOCKS_DEFAULT
-    return arg_int(args, "grace_blocks", minimum=0, maximum=GRACE_BLOCKS_MAX)
-
-
-def _bad(message: str) -> NoReturn:
-    raise ContractError("bad_argument", message)
 
 
 # ---------------------------------------------------------------------- lookups and checks
@@ -441,11 +398,7 @@ def _counterparty(ctx: Context, args: dict[str, Any], name: str, part: dict[str,
 
 
 def _require_account(ctx: Context, account: str) -> None:
-    ctx.require(
-        identity_state.account_exists(ctx, account),
-        "unknown_account",
-        f"no account {account!r}",
-    )
+    issuing.require_account(ctx, account)
 
 
 def _require_governance(ctx: Context) -> None:

@@ -1,6 +1,7 @@
 """How a part of a receivable is financed: the checks of a bank taking the holder's offer, and
-the confidential path. Called only by receivable.py's methods, with the receivable contract's
-own context (it writes the part in the `receivable/` namespace, nowhere else).
+the confidential paths (financing, and a face value committed in sealed terms). Called only
+by receivable.py's methods, with the receivable contract's own context (it writes in the
+`receivable/` namespace, nowhere else).
 
 Two paths finance a part, and both leave one record with one holder and one status, so a part
 is financed at most once whichever path is taken (`already_financed`):
@@ -16,17 +17,23 @@ is financed at most once whichever path is taken (`already_financed`):
   price. Each sealed record finances one part (`terms_use/<record>`).
 
 Where governance seals a receivable kind's terms (`confidentiality`), a public price is
-refused (`terms_confidential`). Must never move money on the confidential path, put a
-sealed record's contents in state or an event, or finance a part whose kind requires a fact
-that is not final with the required value.
+refused (`terms_confidential`). Where it also commits the face value, the receivable has no
+amount on the chain (`amount` None; the sealed terms hold it): its one part is never split,
+only handed over whole (`face_value_committed`), it is financed confidentially, and it is
+repaid off the chain, each holder confirming its part (`confirm_repaid`); the chain still
+holds one record, one holder and one status per part, so it is financed at most once.
+
+Must never move money on the confidential path, put a sealed record's contents in state or an
+event, or finance a part whose kind requires a fact that is not final with the required
+value.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from consortia.execution.contract import Context, arg_str
-from consortia.execution.contracts import identity_state
+from consortia.execution.contract import Context, arg_int, arg_str
+from consortia.execution.contracts import asset, identity_state
 from consortia.execution.contracts import receivable_state as state
 from consortia.execution.contracts.receivable_state import part_key, receivable_key
 
@@ -71,6 +78,12 @@ def finance_confidentially(
     holder off the chain (no `asset` transfer: that would publish the price)."""
     record_id = arg_str(args, "financing_terms", max_length=ID_LENGTH_MAX)
     seller = taking_offer(ctx, part_id, part, bank, field="terms", value=record_id)
+    # Two offers may name one record (it is checked free when offered); only one is taken.
+    ctx.require(
+        not ctx.has(state.terms_use_key(record_id)),
+        "terms_in_use",
+        f"{record_id} already financed another part",
+    )
     ctx.put(state.terms_use_key(record_id), {"part": part_id})
     part.update(holder=bank, status="financed", offer=None, financed_by=bank)
     part.update(financing_terms=record_id, settlement="off_chain", financed_height=ctx.height)
@@ -94,3 +107,55 @@ def require_public_price(ctx: Context, part: dict[str, Any]) -> None:
 def frozen(ctx: Context, account: str) -> bool:
     """Frozen now: a frozen account's claims are not sold by a counterparty's action."""
     return identity_state.account_status(ctx, account) == identity_state.FROZEN
+
+
+def face_value_arg(ctx: Context, args: dict[str, Any], committed: bool) -> int | None:
+    """`amount`, the face value (1..AMOUNT_MAX), or None where it is committed: then no
+    `amount` may be given, and the sealed `terms` are required (they hold it)."""
+    if not committed:
+        amount = arg_int(args, "amount", minimum=1)
+        ctx.require(amount <= asset.AMOUNT_MAX, "bad_argument", "amount is too large")
+        return amount
+    ctx.require(
+        args.get("amount") is None,
+        "face_value_committed",
+        "this kind's face value is committed: it goes in the sealed terms, not in amount",
+    )
+    ctx.require(args.get("terms") is not None, "terms_required", "give the sealed terms")
+    return None
+
+
+def transfer_amount_arg(ctx: Context, args: dict[str, Any], part: dict[str, Any]) -> int | None:
+    """The amount a holder passes on (1..the part's amount); None for a part whose amount is
+    committed, which only passes whole (`face_value_committed` if an amount is given)."""
+    if part["amount"] is None:
+        ctx.require(
+            args.get("amount") is None,
+            "face_value_committed",
+            "the part's amount is committed: it is handed over whole, without an amount",
+        )
+        return None
+    amount = arg_int(args, "amount", minimum=1)
+    ctx.require(amount <= part["amount"], "bad_amount", f"the part is {part['amount']}")
+    return amount
+
+
+def confirm_repaid(ctx: Context, part_id: str, part: dict[str, Any]) -> None:
+    """The holder confirms the off-chain repayment of a part whose amount is committed."""
+    ctx.require(part["holder"] == ctx.origin, "not_holder", f"{part_id} is not yours")
+    ctx.require(part["amount"] is None, "not_committed", "a public face value is repaid with repay")
+    ctx.require(part["status"] != "settled", "already_settled", f"{part_id} is settled")
+    ctx.require(
+        ctx.height >= part["maturity_height"],
+        "not_matured",
+        f"it matures at height {part['maturity_height']}",
+    )
+    part.update(status="settled", offer=None, repayment="off_chain")
+    ctx.put(part_key(part_id), part)
+    ctx.emit("repayment_confirmed", part=part_id, holder=ctx.origin)
+    record = ctx.get(receivable_key(part["receivable"]))
+    parts = [ctx.get(part_key(other)) for other in record["parts"]]
+    if all(other["status"] == "settled" for other in parts):
+        record["status"] = "settled"
+        ctx.put(receivable_key(part["receivable"]), record)
+        ctx.emit("settled", receivable=part["receivable"], paid=None)

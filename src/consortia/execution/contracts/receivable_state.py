@@ -52,6 +52,9 @@ CONFIDENTIALITY_MAX: Final = 32  # receivable kinds with a confidentiality polic
 SEALED: Final = "sealed"  # a policy's terms: commercial terms and financing prices are sealed
 OPTIONAL: Final = "optional"  # no policy: terms may be sealed, prices may be public
 TERMS_POLICIES: Final = (SEALED, OPTIONAL)
+PUBLIC: Final = "public"  # the face value is on the chain (the default)
+COMMITTED: Final = "committed"  # only the sealed terms' commitment binds the face value
+FACE_VALUES: Final = (PUBLIC, COMMITTED)
 
 
 def receivable_key(receivable_id: str) -> str:
@@ -220,7 +223,8 @@ def missing_fact(
 
 
 def read_confidentiality(read: StateReader) -> dict[str, dict[str, str]]:
-    """{receivable kind: {"terms": "sealed"}}: the kinds whose terms must be sealed."""
+    """{receivable kind: {"terms": "sealed", "face_value": "public" | "committed"}}: the kinds
+    whose terms must be sealed, and whether their face value is too."""
     value = read(CONTRACT, CONFIDENTIALITY)
     return dict(value) if isinstance(value, dict) else {}
 
@@ -231,13 +235,32 @@ def terms_sealed(read: StateReader, kind: str) -> bool:
     return policy is not None and policy["terms"] == SEALED
 
 
+def face_value_committed(read: StateReader, kind: str) -> bool:
+    """Whether governance's policy hides the face value of `kind` behind the sealed terms."""
+    policy = read_confidentiality(read).get(kind)
+    return policy is not None and policy.get("face_value") == COMMITTED
+
+
 def confidentiality_arg(ctx: Context, args: dict[str, Any]) -> dict[str, str]:
     """A policy: `receivable_kind` and `terms` ("sealed": its commercial terms are a sealed
-    vault record and its parts are financed only confidentially; "optional": no policy)."""
+    vault record and its parts are financed only confidentially; "optional": no policy), and
+    `face_value` ("public", the default, or "committed": no amount on the chain, the sealed
+    terms hold it; only with sealed terms)."""
     receivable_kind = kind_arg(args, "receivable_kind")
     terms = args.get("terms")
     ctx.require(
         terms in TERMS_POLICIES, "bad_argument", f"terms is one of {', '.join(TERMS_POLICIES)}"
+    )
+    face_value = args.get("face_value", PUBLIC)
+    ctx.require(
+        face_value in FACE_VALUES,
+        "bad_argument",
+        f"face_value is one of {', '.join(FACE_VALUES)}",
+    )
+    ctx.require(
+        face_value == PUBLIC or terms == SEALED,
+        "bad_argument",
+        "a committed face value is held in sealed terms: terms must be sealed",
     )
     policies = read_confidentiality(ctx.read_other)
     ctx.require(
@@ -245,7 +268,7 @@ def confidentiality_arg(ctx: Context, args: dict[str, Any]) -> dict[str, str]:
         "too_many_policies",
         f"at most {CONFIDENTIALITY_MAX} receivable kinds have a confidentiality policy",
     )
-    return {"receivable_kind": receivable_kind, "terms": str(terms)}
+    return {"receivable_kind": receivable_kind, "terms": str(terms), "face_value": str(face_value)}
 
 
 def sealed_terms(

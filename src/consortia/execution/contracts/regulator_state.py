@@ -29,7 +29,6 @@ ESCROW_KEY: Final = "escrow_key"
 # `ESCROW_PARTY`, a test holds them equal). The vault never takes it as a reader's account id.
 ESCROW_PARTY: Final = "regulator:escrow"
 ESCROW_KEYS_KEPT: Final = 16
-ESCROW_KEY_HEX_MAX: Final = 256
 
 
 def read_escrow_keys(read: StateReader) -> dict[str, Any] | None:
@@ -46,22 +45,9 @@ def read_escrow_key(read: StateReader, version: int | None = None) -> tuple[int,
 def escrow_key_arg(ctx: Context, args: dict[str, Any]) -> dict[str, str]:
     """`public_key`: an encryption public key of the chain's suite never used as the escrow
     key before (`bad_encryption_key`, `key_reused`)."""
-    public_key = args.get("public_key")
-    ctx.require(
-        isinstance(public_key, str)
-        and len(public_key) <= ESCROW_KEY_HEX_MAX
-        and ctx.valid_encryption_key(public_key),
-        "bad_encryption_key",
-        f"public_key must be an encryption public key of the {ctx.suite} suite, in hex",
-    )
-    assert isinstance(public_key, str)
+    reused = "that key was the escrow key before; rotate to a new one"
     record = read_escrow_keys(ctx.read_other)
-    ctx.require(
-        record is None or all(k["public_key"] != public_key for k in record["keys"]),
-        "key_reused",
-        "that key was the escrow key before; rotate to a new one",
-    )
-    return {"public_key": public_key}
+    return {"public_key": identity_state.encryption_key_arg(ctx, args, record, reused)}
 
 
 def with_escrow_key(record: dict[str, Any] | None, public_key: str, height: int) -> dict[str, Any]:

@@ -58,7 +58,12 @@ class Vault(Contract):
         """The signer stores a sealed record under a new id, readable by `readers`."""
         record_id = state.record_id_arg(args)
         readers = _readers_arg(ctx, args)
-        sealed = _sealed_arg(ctx, args)
+        sealed = _chunked_arg(ctx, args, "sealed")
+        ctx.require(
+            len(sealed) <= state.SEALED_HEX_LENGTH_MAX,
+            "record_too_large",
+            f"a sealed record is at most {state.SEALED_HEX_LENGTH_MAX // 2} bytes",
+        )
         ctx.require(
             not ctx.has(state.record_key(record_id)),
             "record_exists",
@@ -167,7 +172,9 @@ class Vault(Contract):
         )
         ctx.require(record["revealed"] is None, "already_revealed", f"{record_id} is disclosed")
         salt = _hex_arg(ctx, args, "salt", state.SALT_HEX_LENGTH_MAX)
-        value = _hex_arg(ctx, args, "value", state.SEALED_HEX_LENGTH_MAX)
+        value = _hex_arg(
+            ctx, {"value": _chunked_arg(ctx, args, "value")}, "value", state.SEALED_HEX_LENGTH_MAX
+        )
         ctx.require(
             ctx.opening_matches(record["label"], record["commitment"], salt, value),
             "opening_mismatch",
@@ -216,20 +223,16 @@ def _wrapped_versions(ctx: Context, view: SealedView, readers: list[str]) -> dic
     return dict(sorted(wrapped.items()))
 
 
-def _sealed_arg(ctx: Context, args: dict[str, Any]) -> str:
-    """`sealed`: the record's hex text, or a list of hex chunks (a transaction's text argument
-    is at most 4096 characters), joined in order; at most SEALED_HEX_LENGTH_MAX digits."""
-    given = args.get("sealed")
+def _chunked_arg(ctx: Context, args: dict[str, Any], name: str) -> str:
+    """Text that may exceed a transaction argument's 4096 characters: the text itself, or a
+    list of chunks joined in order (the list itself is bounded by the transaction's limits,
+    256 items; the caller bounds the total)."""
+    given = args.get(name)
     chunks: list[Any] = given if isinstance(given, list) else [given]
     ctx.require(
         bool(chunks) and all(isinstance(chunk, str) and bool(chunk) for chunk in chunks),
         "bad_argument",
-        "sealed is hex text, or a list of hex chunks",
-    )
-    ctx.require(
-        sum(len(chunk) for chunk in chunks) <= state.SEALED_HEX_LENGTH_MAX,
-        "record_too_large",
-        f"a sealed record is at most {state.SEALED_HEX_LENGTH_MAX // 2} bytes",
+        f"{name} is hex text, or a list of hex chunks",
     )
     return "".join(chunks)
 
@@ -293,6 +296,11 @@ def _add_wrap(
     args: dict[str, Any],
 ) -> None:
     wrapped = _hex_arg(ctx, args, "wrapped", state.WRAPPED_HEX_LENGTH_MAX)
+    ctx.require(
+        len(wrapped) == 2 * ctx.wrapped_key_size,
+        "bad_wrapped_key",
+        f"a wrapped key is {ctx.wrapped_key_size} bytes under the {ctx.suite} suite",
+    )
     ctx.require(
         len(record["wraps"]) < state.WRAPS_MAX,
         "too_many_wraps",

@@ -37,7 +37,8 @@ READERS_MAX: Final = 16  # accounts that may read one record (the escrow party b
 # record fits a stored value (64 KiB). A transaction's text argument is at most 4096
 # characters, so a longer record travels as a list of hex chunks, joined in order.
 SEALED_HEX_LENGTH_MAX: Final = 32 * 1024
-WRAPPED_HEX_LENGTH_MAX: Final = 512  # one wrapped data key (92 bytes intl, 145 gm), in hex
+# One wrapped data key, in hex: exactly the suite's size (92 bytes intl, 145 gm) is checked.
+WRAPPED_HEX_LENGTH_MAX: Final = 512
 WRAPS_MAX: Final = 32  # wraps added to one record after it was stored
 SALT_HEX_LENGTH_MAX: Final = 128
 LABEL_LENGTH_MAX: Final = 64
