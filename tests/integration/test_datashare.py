@@ -31,14 +31,12 @@ import psycopg
 import pytest
 
 from consortia.client import Client, ClientError, LightClient
-from consortia.cluster.accounts import account_key
-from consortia.crypto import suite as get_suite
 from consortia.gateway import audit
-from consortia.gateway.consumer import DataConsumer
+from consortia.gateway.consumer import DataConsumer, Fetched
 from consortia.identity import layout
 from consortia.identity.genesis import load_genesis
 from consortia.identity.keystore import load_key, read_key_header
-from tests.cli_helpers import CONSORTIA, cli_env
+from tests.cli_helpers import CONSORTIA, assert_user_error, cli_env, run
 from tests.cluster_helpers import LiveCluster, live_cluster, wait_for
 from tests.pg_helpers import PgServer, pg_server
 
@@ -48,6 +46,7 @@ __all__ = ["pg_server"]  # the session's PostgreSQL, a fixture
 MARKER = "PLANTED-CREDIT-MARKER-5e1d"
 GATEWAY = "bank-0.gateway"
 FIRM = "firm-7"
+BANKS = ("bank-1", "bank-2")
 DATASET = "firm-7-credit"
 TABLE = """CREATE TABLE credit_file (
     firm text NOT NULL,
@@ -92,6 +91,24 @@ class Sharing:
     def fetch(self, bank: str, grant: int) -> Any:
         return self.consumers[bank].fetch(DATASET, grant, {"firm": FIRM})
 
+    def fetch_command(self, bank: str, grant: int) -> list[str | Path]:
+        return [
+            "datashare", "fetch", "--home", self.cluster.root, "--from", bank,
+            "--gateway", self.gateway_url, "--dataset", DATASET, "--grant", str(grant),
+            "--param", f"firm={FIRM}", "--json",
+        ]  # fmt: skip
+
+    def cli_fetch(self, bank: str, grant: int) -> Fetched:
+        answer = json.loads(self.cluster.cli(*self.fetch_command(bank, grant)))
+        return Fetched(
+            answer["rows"],
+            answer["access"],
+            answer["height"],
+            answer["tx_hash"],
+            answer["query_digest"],
+            answer["answer_digest"],
+        )
+
     def refused(self, bank: str, grant: int) -> str:
         with pytest.raises(ClientError) as refusal:
             self.fetch(bank, grant)
@@ -133,22 +150,26 @@ def sharing(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer) -> It
 
 
 def _set_up(cluster: LiveCluster, work: Path, pg_server: PgServer) -> Iterator[Sharing]:
-    suite = get_suite("intl")
     passphrase = (cluster.root / layout.DEMO_PASSPHRASE_FILE).read_text().strip()
     _new_account(
         cluster, cluster.root / "bank-0" / "accounts" / "gateway.key", GATEWAY, "institution"
     )
     _new_account(cluster, cluster.root / "accounts" / f"{FIRM}.key", FIRM, "customer")
 
-    # Encryption keys on chain: each consumer registers its own; the committee sets the
-    # regulator's escrow key (docs/datashare.md step 3).
-    encryption = {bank: suite.generate_encryption_keypair() for bank in ("bank-1", "bank-2")}
-    for bank, (_private, public) in encryption.items():
-        tx_call(cluster, bank, "identity", "set_encryption_key", f'public_key:="{public.hex()}"')
-    _escrow_private, escrow_public = suite.generate_encryption_keypair()
+    # Encryption keys on chain (docs/datashare.md step 3): each consumer makes and registers
+    # its own (`consortia record key`); the committee sets the regulator's escrow key, made as
+    # a key file of purpose `encryption`.
+    passphrase_file = cluster.root / layout.DEMO_PASSPHRASE_FILE
+    for bank in BANKS:
+        cluster.cli("record", "key", "--home", cluster.root, "--account", bank)
+    escrow_key = work / "escrow.key"
+    cluster.cli(
+        "keys", "generate", "--suite", "intl", "--purpose", "encryption", "--out", escrow_key,
+        "--passphrase-file", passphrase_file,
+    )  # fmt: skip
     proposal = tx_call(
         cluster, "bank-0", "governance", "propose", "kind=set_escrow_key",
-        f'public_key:="{escrow_public.hex()}"',
+        f'public_key:="{read_key_header(escrow_key).public_key}"',
     )  # fmt: skip
     votes = [
         tx_call(cluster, f"bank-{i}", "governance", "vote", f"proposal={proposal}", "approve=true")
@@ -179,19 +200,17 @@ def _set_up(cluster: LiveCluster, work: Path, pg_server: PgServer) -> Iterator[S
         wait_for(lambda: _healthy(url, process), "the gateway to serve")
         chain = cluster.chain()
         genesis, _ = load_genesis(cluster.root / layout.GENESIS_FILE, None)
-        nodes.extend(
-            Client(cluster.nodes[2].api_url, light=LightClient(genesis)) for _ in encryption
-        )
+        nodes.extend(Client(cluster.nodes[2].api_url, light=LightClient(genesis)) for _ in BANKS)
         consumers = {
             bank: DataConsumer(
                 url,
                 f"{bank}.treasury",
-                _account_private_key(cluster, f"{bank}.treasury", passphrase),
+                _key(cluster.root / bank / "accounts" / "treasury.key", passphrase),
                 chain,
-                encryption[bank][0],
+                _key(encryption_folder(cluster, bank) / f"{bank}.treasury.v1.key", passphrase),
                 node=nodes[index],
             )
-            for index, bank in enumerate(encryption)
+            for index, bank in enumerate(BANKS)
         }
         yield Sharing(cluster, url, gateway_log, consumers)
     finally:
@@ -209,9 +228,13 @@ def _healthy(url: str, process: subprocess.Popen[bytes]) -> bool:
         return False
 
 
-def _account_private_key(cluster: LiveCluster, name: str, passphrase: str) -> bytes:
-    _account_id, path = account_key(cluster.root, name)
-    return load_key(path, passphrase, purpose="account").private_key
+def _key(path: Path, passphrase: str) -> bytes:
+    return load_key(path, passphrase).private_key
+
+
+def encryption_folder(cluster: LiveCluster, bank: str) -> Path:
+    """Where `consortia record key` keeps the bank treasury's encryption key files."""
+    return cluster.root / bank / "accounts" / "encryption"
 
 
 def test_two_banks_share_a_firms_credit_data_with_its_consent(sharing: Sharing) -> None:
@@ -239,8 +262,11 @@ def test_two_banks_share_a_firms_credit_data_with_its_consent(sharing: Sharing) 
     assert sharing.refused("bank-2", kyc) == "consent_missing"
     assert sharing.refused("bank-2", loan) == "not_consumer"
     sharing.call(FIRM, "consent", f"grant={kyc}")
-    second = sharing.fetch("bank-2", kyc)
-    assert len(second.rows) == 2
+    second = sharing.cli_fetch("bank-2", kyc)  # `consortia datashare fetch`, as in the docs
+    assert [row["facility"] for row in second.rows] == ["trade finance", "working capital"]
+    refused = run(*sharing.fetch_command("bank-2", loan))
+    assert_user_error(refused, "node_refused")
+    assert "not_consumer" in refused.stderr and MARKER not in refused.stdout + refused.stderr
 
     # Revocation: refused from the next block on.
     sharing.call("bank-0", "revoke", f"grant={loan}")
@@ -281,6 +307,8 @@ def test_two_banks_share_a_firms_credit_data_with_its_consent(sharing: Sharing) 
         (short, "bank-2", "one-off check"),
     ]
     assert grants[0]["status"] == "revoked" and grants[1]["consent"] is None
+    listed = json.loads(cluster.cli("datashare", "audit", "--home", cluster.root, "--json"))
+    assert listed == {"grants": grants, "accesses": accesses}
 
     # A regulator account lists the same with the regulator's methods. The local consortium's
     # regulator member holds no account, so the committee gives bank-3 the regulator role.

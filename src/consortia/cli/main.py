@@ -45,6 +45,7 @@ def _register_commands() -> None:
         bench_commands,
         cluster_commands,
         dashboard,
+        datashare_commands,
         escrow_commands,
         events_commands,
         gateway_commands,
@@ -71,6 +72,7 @@ def _register_commands() -> None:
     escrow_commands.register(app)
     record_commands.register(app)
     gateway_commands.register(app)
+    datashare_commands.register(app)
 
 
 def run() -> None:
