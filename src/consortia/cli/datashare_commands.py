@@ -9,7 +9,8 @@ of every grant and access (docs/datashare.md).
 account's current encryption key (the key file `consortia record key` made, of the version
 the chain holds, read with a certified read) and checks the access record on chain through
 the light client; it prints the rows (JSON lines, or one JSON document with `--json`). A
-refusal is one line `error: node_refused: <code>: <message>` and status 2. `audit` lists every
+refusal is one line `error: <code>: <message>` (the gateway's or the node's code) and status
+2. `audit` lists every
 grant and every access record, each proven under a certified state root (no account needed).
 
 Must never print, log or send a private key or a passphrase. The rows are printed because
@@ -99,7 +100,7 @@ def fetch_command(
             try:
                 fetched = consumer.fetch(dataset, grant, params)
             except ClientError as error:  # the gateway's code, or the node's, shown first
-                raise NodeRefusalError(error.code, f"{error.code}: {error.message}") from None
+                raise NodeRefusalError(error.code, error.message) from None
             except VerificationError as error:
                 raise NodeRefusalError("verification_failed", str(error)) from None
     if as_json:
