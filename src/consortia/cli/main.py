@@ -45,8 +45,10 @@ def _register_commands() -> None:
         bench_commands,
         cluster_commands,
         dashboard,
+        datashare_commands,
         escrow_commands,
         events_commands,
+        gateway_commands,
         identity_commands,
         mirror_commands,
         reconcile_commands,
@@ -69,6 +71,8 @@ def _register_commands() -> None:
     relay_commands.register(app)
     escrow_commands.register(app)
     record_commands.register(app)
+    gateway_commands.register(app)
+    datashare_commands.register(app)
 
 
 def run() -> None:

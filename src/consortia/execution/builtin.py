@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from consortia.execution.contract import Contract
 from consortia.execution.contracts.asset import Asset
+from consortia.execution.contracts.datashare import Datashare
 from consortia.execution.contracts.governance import Governance
 from consortia.execution.contracts.identity import Identity
 from consortia.execution.contracts.oracle import Oracle
@@ -28,6 +29,7 @@ BUILTIN_CONTRACTS: list[type[Contract]] = [
     Oracle,
     Vault,
     Receivable,
+    Datashare,
     SmallBank,
 ]
 SUPPORTED_PROTOCOL_VERSIONS = (1,)

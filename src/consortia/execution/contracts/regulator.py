@@ -2,7 +2,8 @@
 
 The regulator watches every asset transfer against rules it sets (a single-transfer maximum,
 a velocity limit, a list of watched counterparties) and raises alerts; it answers supervision
-queries (an account, the alerts, the oracles' conflicting attestations); and it may freeze
+queries (an account, the alerts, the oracles' conflicting attestations, the data-sharing
+grants and accesses); and it may freeze
 an account for a bounded number of blocks while the committee decides. An emergency freeze
 lapses by itself unless the committee ratifies it through a governance `freeze_account`
 proposal, which makes the freeze permanent (identity then drops `frozen_until`).
@@ -51,6 +52,7 @@ from consortia.execution.contract import (
 )
 from consortia.execution.contracts import (
     asset,
+    datashare_state,
     governance_state,
     identity_state,
     oracle_state,
@@ -197,6 +199,24 @@ class Regulator(Contract):
             for n in range(start, end)
         ]
         return {"conflicts": conflicts, "next": max(start, end)}
+
+    @method("list_data_grants")
+    def list_data_grants(self, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+        """Every data-sharing grant (datashare contract), numbered from `from_n` (default 0),
+        at most `limit` (default and max 100), with its consent and revocation."""
+        require_regulator(ctx)
+        count = datashare_state.grant_count(ctx.read_other)
+        grants, following = datashare_state.page(ctx.read_other, args, count, "grant")
+        return {"grants": grants, "next": following}
+
+    @method("list_data_accesses")
+    def list_data_accesses(self, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+        """Every logged access to shared data (datashare contract), numbered from `from_n`
+        (default 0), at most `limit` (default and max 100)."""
+        require_regulator(ctx)
+        count = datashare_state.access_count(ctx.read_other)
+        accesses, following = datashare_state.page(ctx.read_other, args, count, "access")
+        return {"accesses": accesses, "next": following}
 
     # ------------------------------------------------------------------ emergency freeze
 
