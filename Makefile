@@ -42,6 +42,7 @@ test: lint typecheck unit
 # Benchmarks print numbers and write JSON under bench-results/ (never part of `make test`).
 bench: setup
 	$(PYTHON) benchmarks/crypto_bench.py --repeat 5 --json bench-results/crypto.json
+	$(PYTHON) benchmarks/privacy_bench.py --repeat 5 --json bench-results/privacy.json
 	$(PYTHON) benchmarks/consensus_figures.py --seeds 5 --json bench-results/consensus.json
 	$(PYTHON) benchmarks/attack_figures.py --seeds 5 --json bench-results/attack.json
 
