@@ -11,6 +11,8 @@ pipeline over an in-process chain), with the defence it must meet:
   governance lifted the kind's policy (no contract fault);
 - a request body nested past the JSON parser's recursion limit is a `bad_request`, not a
   server error;
+- the owner cannot name one of its own institution accounts (its gateway among them) as a
+  dataset's data subject, and so cannot give the subject's consent itself;
 - a consumer with a grant on one dataset cannot have a gateway serve it another dataset of the
   same owner under that grant;
 - two designs left open, marked xfail(strict=True) with their reason: the gateway's certified
@@ -40,6 +42,11 @@ from consortia.gateway.protocol import DataRequest, signed_request
 from consortia.gateway.service import Gateway, create_app
 from consortia.privacy.envelope import ESCROW_PARTY, encode_sealed, rewrap, seal
 from tests.execution_helpers import CHAIN_ID, key_for
+from tests.unit.test_contract_datashare import dataset_args, grant_args
+from tests.unit.test_contract_datashare import ledger as datashare_ledger
+from tests.unit.test_contract_datashare import ok as datashare_ok
+from tests.unit.test_contract_datashare import refused as datashare_refused
+from tests.unit.test_contract_datashare import send as datashare_send
 from tests.unit.test_contract_governance import send
 from tests.unit.test_contract_receivable_confidential import (
     FINANCING,
@@ -169,6 +176,29 @@ def test_a_public_price_for_a_committed_face_value_is_refused_by_code() -> None:
     offer = {"part_id": "INV-1#0", "bank": "bank", "financing_terms": "FIN-H"}
     ok(call(built, "tier1", "offer_finance", offer))
     ok(call(built, "bank", "finance", offer))
+
+
+# ---------------------------------------------------------------------- datashare: consent
+
+
+@pytest.mark.parametrize("subject", ["gw0", "ops0", "clerk0"])
+def test_the_owner_cannot_name_one_of_its_own_accounts_the_data_subject(subject: str) -> None:
+    """Consent is the subject's, not the owner's: a dataset whose subject is the owner's own
+    institution account (its gateway, or the office granting) lets the owner, or a stolen
+    gateway key, give the consent the grant waits for."""
+    chain = datashare_ledger()
+    args = dataset_args(subject=subject)
+    datashare_refused(chain, "ops0", "register_dataset", args, "bad_subject")
+
+
+def test_a_customer_of_the_owner_or_another_member_s_account_may_be_the_subject() -> None:
+    chain = datashare_ledger()
+    datashare_ok(datashare_send(chain, "ops0", "register_dataset", dataset_args()))  # the firm
+    other = dataset_args(dataset="bank-1-kyc", subject="credit1")  # bank-1 as the subject
+    datashare_ok(datashare_send(chain, "ops0", "register_dataset", other))
+    grant = grant_args(dataset="bank-1-kyc", consumer="bank-2", consent_required=True)
+    number = datashare_ok(datashare_send(chain, "ops0", "grant", grant)).result["n"]
+    datashare_ok(datashare_send(chain, "credit1", "consent", {"grant": number}))
 
 
 # ---------------------------------------------------------------------- the gateway
