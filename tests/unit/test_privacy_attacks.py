@@ -33,6 +33,7 @@ import pytest
 
 from consortia.client import records
 from consortia.crypto import suite as get_suite
+from consortia.errors import CiphertextRejectedError
 from consortia.execution.contracts import datashare_state
 from consortia.execution.contracts.vault_state import ESCROW_WRAPS_MAX, WRAPS_MAX
 from consortia.execution.engine import Receipt
@@ -40,7 +41,16 @@ from consortia.gateway.chain import Certified
 from consortia.gateway.errors import RefusedError
 from consortia.gateway.protocol import DataRequest, signed_request
 from consortia.gateway.service import Gateway, create_app
-from consortia.privacy.envelope import ESCROW_PARTY, encode_sealed, rewrap, seal
+from consortia.privacy import envelope
+from consortia.privacy.envelope import (
+    ESCROW_PARTY,
+    Sealed,
+    Wrapped,
+    encode_sealed,
+    open_sealed,
+    rewrap,
+    seal,
+)
 from tests.execution_helpers import CHAIN_ID, key_for
 from tests.unit.test_contract_datashare import dataset_args, grant_args
 from tests.unit.test_contract_datashare import ledger as datashare_ledger
@@ -101,6 +111,30 @@ def test_a_deeply_nested_disclosure_gets_one_receipt_at_any_stack_depth() -> Non
         for extra in (0, limit // 3, limit // 2):
             codes.add((nesting, code(at_stack_depth(extra, disclose))))
     assert {found for _nesting, found in codes} == {"opening_mismatch"}, sorted(codes)
+
+
+@pytest.mark.parametrize("suite_name", ["intl", "gm"])
+def test_a_sealer_s_deeply_nested_plaintext_is_refused_as_a_ciphertext(suite_name: str) -> None:
+    """A dishonest sealer (or a gateway answering) encrypts a plaintext nested past the
+    decoder's recursion limit: the reader gets `ciphertext_rejected`, as for any malformed
+    plaintext, not a RecursionError out of the SDK, the CLI or the consumer's helper."""
+    suite = get_suite(suite_name)
+    private, public = suite.generate_encryption_keypair()
+    _escrow_private, escrow_public = suite.generate_encryption_keypair()
+    label, commitment = "t", suite.hash(b"any commitment")
+    salt_field = b"\xa4salt\xc4\x20" + b"\x00" * 32
+    plaintext = b"\x82" + salt_field + b"\xa5value" + b"\x91" * 10_000 + b"\xc0"
+    data_key = suite.generate_aead_key()
+    associated = envelope._associated_data(suite.name, label, commitment)
+    ciphertext = suite.encrypt(data_key, plaintext, associated)
+    context = envelope.wrap_context(label, commitment)
+    keys = [
+        Wrapped("bank", 1, suite.wrap_key(public, data_key, context)),
+        Wrapped(ESCROW_PARTY, 1, suite.wrap_key(escrow_public, data_key, context)),
+    ]
+    sealed = Sealed(envelope.SEALED_VERSION, suite.name, label, commitment, ciphertext, keys)
+    with pytest.raises(CiphertextRejectedError):
+        open_sealed(suite, sealed, "bank", private)
 
 
 # ---------------------------------------------------------------------- vault: wraps
