@@ -235,6 +235,35 @@ def test_a_customer_of_the_owner_or_another_member_s_account_may_be_the_subject(
     datashare_ok(datashare_send(chain, "credit1", "consent", {"grant": number}))
 
 
+# ---------------------------------------------------------------------- copied terms
+
+
+def test_a_sealed_record_cannot_be_stored_again_by_someone_else() -> None:
+    """tier2, holding a part of its own, copies the financing terms tier1 sealed for the bank
+    (the chain shows them), names itself a reader with a wrap the contract cannot check, and
+    offers its part to the bank under terms the bank agreed with tier1: the bank opens them,
+    sees the price it agreed, and finances tier2's part. The copy must not be stored."""
+    built = sealing()
+    ok(call(built, "carmaker", "issue", issue_args(kind="general")))
+    ok(call(built, "tier1", "accept", {"receivable_id": "INV-1"}))
+    split = {"part_id": "INV-1#0", "to": "tier2", "amount": 10_000_000}
+    ok(call(built, "tier1", "split_transfer", split))
+    ok(built.put("tier1", "FIN-1", FINANCING, ["tier1", "bank"]))
+    original = records.sealed_of(built.stored("FIN-1"))
+    nominal = Wrapped("tier2", 1, b"\xab" * built.suite.wrapped_key_size)
+    keys = sorted([*original.keys, nominal], key=lambda key: key.party)
+    copy = Sealed(**{**{f: getattr(original, f) for f in Sealed.__struct_fields__}, "keys": keys})
+    assert code(built.put("tier2", "FIN-X", None, ["bank", "tier1", "tier2"], sealed=copy)) == (
+        "commitment_exists"
+    )
+    # The same record under another id, by its own owner, is refused too (a copy is a copy).
+    assert code(built.put("tier1", "FIN-2", None, ["tier1", "bank"], sealed=original)) == (
+        "commitment_exists"
+    )
+    offer = {"part_id": "INV-1#1", "bank": "bank", "financing_terms": "FIN-X"}
+    assert code(call(built, "tier2", "offer_finance", offer)) == "unknown_record"
+
+
 # ---------------------------------------------------------------------- the gateway
 
 

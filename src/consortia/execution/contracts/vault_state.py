@@ -10,6 +10,7 @@ Owns the layout of the vault contract's state (docs/contracts.md, `vault`; docs/
                    (wraps added after the record was stored: rewraps and shares, at most
                    WRAPS_MAX for readers and ESCROW_WRAPS_MAX for the escrow party),
                    "height", "revealed": {"by", "height"} or None}
+    commitment/<hex>  the id of the record that carries this commitment (each is stored once)
 
 Nothing here is plaintext: a record holds ciphertext, wrapped keys and a commitment. Other
 code (receivable, clients' tests) reads the vault only through the readers below.
@@ -50,6 +51,10 @@ LABEL_LENGTH_MAX: Final = 64
 
 def record_key(record_id: str) -> str:
     return f"record/{record_id}"
+
+
+def commitment_key(commitment_hex: str) -> str:
+    return f"commitment/{commitment_hex}"
 
 
 def read_vault_record(read: StateReader, record_id: str) -> dict[str, Any] | None:
