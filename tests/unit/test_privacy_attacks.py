@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import pytest
 
-from consortia.client import records
+from consortia.client import ClientError, records
 from consortia.crypto import suite as get_suite
 from consortia.errors import CiphertextRejectedError
 from consortia.execution.contracts import datashare_state
@@ -296,6 +296,29 @@ def test_a_grant_on_one_dataset_serves_no_other_dataset_of_the_owner() -> None:
     state.send("ops0", "register_dataset", second)
     state.gateway.queries["firm-ledger"] = QUERY
     state.refused(state.request(dataset="firm-ledger", grant=0), "wrong_dataset")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"access": None},
+        {"height": "twelve"},
+        {"tx_hash": None},
+        {"answer_digest": None},
+    ],
+)
+def test_a_malformed_answer_is_a_bad_answer_for_the_consumer(damage: dict[str, Any]) -> None:
+    """A lying or broken gateway leaves out or garbles the access record's coordinates: the
+    consumer's helper says `bad_answer` (a ClientError, as for every other bad answer), not a
+    KeyError or ValueError."""
+    state = world()
+    request = state.request()
+    answer = state.gateway.fetch(request.as_json())
+    broken = {key: value for key, value in answer.items() if key not in damage}
+    broken.update({key: value for key, value in damage.items() if value is not None})
+    with pytest.raises(ClientError) as refusal:
+        state.consumers["credit1"].open(request, broken)
+    assert refusal.value.code == "bad_answer"
 
 
 @dataclass
