@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from consortia.client import ClientError, records
 from consortia.crypto import suite as get_suite
-from consortia.errors import CiphertextRejectedError
+from consortia.errors import CiphertextRejectedError, UnwrapFailedError
 from consortia.execution.contracts import datashare_state
 from consortia.execution.contracts.vault_state import ESCROW_WRAPS_MAX, WRAPS_MAX
 from consortia.execution.engine import Receipt
@@ -135,6 +136,28 @@ def test_a_sealer_s_deeply_nested_plaintext_is_refused_as_a_ciphertext(suite_nam
     sealed = Sealed(envelope.SEALED_VERSION, suite.name, label, commitment, ciphertext, keys)
     with pytest.raises(CiphertextRejectedError):
         open_sealed(suite, sealed, "bank", private)
+
+
+def test_a_record_the_escrow_cannot_open_is_stored_and_its_sealer_named() -> None:
+    """The documented limit (docs/privacy.md, "A dishonest sealer"): a wrap cannot be checked
+    on chain, so a record whose escrow wrap is garbage is stored; the escrow finds out when it
+    opens it, and the stored record names the account that signed it."""
+    built = sealing()
+    honest = built.seal(TERMS, ["carmaker", "tier1"])
+    keys = [
+        Wrapped(key.party, key.key_version, b"\x5a" * len(key.wrapped))
+        if key.party == ESCROW_PARTY
+        else key
+        for key in honest.keys
+    ]
+    dishonest = msgspec.structs.replace(honest, keys=keys)
+    ok(built.put("carmaker", "T-1", None, ["carmaker", "tier1"], sealed=dishonest))
+    stored = built.stored("T-1")
+    assert stored["owner"] == "carmaker"
+    sealed = records.sealed_of(stored, ESCROW_PARTY)
+    with pytest.raises(UnwrapFailedError):
+        open_sealed(built.suite, sealed, ESCROW_PARTY, built.private_key(ESCROW_PARTY))
+    assert open_sealed(built.suite, sealed, "tier1", built.private_key("tier1")).value == TERMS
 
 
 # ---------------------------------------------------------------------- vault: wraps
@@ -252,7 +275,7 @@ def test_a_sealed_record_cannot_be_stored_again_by_someone_else() -> None:
     original = records.sealed_of(built.stored("FIN-1"))
     nominal = Wrapped("tier2", 1, b"\xab" * built.suite.wrapped_key_size)
     keys = sorted([*original.keys, nominal], key=lambda key: key.party)
-    copy = Sealed(**{**{f: getattr(original, f) for f in Sealed.__struct_fields__}, "keys": keys})
+    copy = msgspec.structs.replace(original, keys=keys)
     assert code(built.put("tier2", "FIN-X", None, ["bank", "tier1", "tier2"], sealed=copy)) == (
         "commitment_exists"
     )
