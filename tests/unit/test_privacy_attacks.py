@@ -4,7 +4,12 @@ Each test is what an adversary would try, run through the real engine (or the ga
 pipeline over an in-process chain), with the defence it must meet:
 
 - a disclosure whose value nests deeper than the interpreter's recursion limit gets the same
-  receipt whatever the stack depth of the executing node (receipts are consensus data);
+  receipt whatever the stack depth of the executing node (receipts are consensus data), and a
+  plaintext nested so deep is `ciphertext_rejected` for its reader;
+- a record whose escrow wrap is garbage is stored (the documented limit) and names its sealer;
+- a sealed record copied from the chain (with a wrap added for the copier) is not stored
+  again, so a holder cannot offer its part under terms another seller agreed with the bank,
+  nor one sealed financing finance two parts;
 - a reader filling a record's added wraps cannot stop the regulator from rewrapping the
   record to a rotated escrow key;
 - a public price on a part whose face value is committed is refused by code, also after
@@ -14,7 +19,7 @@ pipeline over an in-process chain), with the defence it must meet:
 - the owner cannot name one of its own institution accounts (its gateway among them) as a
   dataset's data subject, and so cannot give the subject's consent itself;
 - a consumer with a grant on one dataset cannot have a gateway serve it another dataset of the
-  same owner under that grant;
+  same owner under that grant; a malformed answer is `bad_answer` for the consumer;
 - two designs left open, marked xfail(strict=True) with their reason: the gateway's certified
   reads carry no freshness bound (a lagging node makes it accept a replaced signing key), and
   a sealed record's size tells the magnitude of an integer it holds (no padding).
