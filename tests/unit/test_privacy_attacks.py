@@ -415,7 +415,7 @@ def test_a_lagging_node_does_not_make_the_gateway_accept_a_replaced_signing_key(
     strict=True,
     raises=AssertionError,  # four sizes for four magnitudes
     reason="design: plaintexts are not padded, so a sealed record's length tells the encoded "
-    "length of its value; an integer's MessagePack width (1, 3, 5 or 9 bytes) tells the "
+    "length of its value; an integer's MessagePack width (1, 2, 3, 5 or 9 bytes) tells the "
     "magnitude of a committed face value to anyone reading the chain",
 )
 @pytest.mark.parametrize("suite_name", ["intl", "gm"])
