@@ -20,9 +20,10 @@ pipeline over an in-process chain), with the defence it must meet:
   dataset's data subject, and so cannot give the subject's consent itself;
 - a consumer with a grant on one dataset cannot have a gateway serve it another dataset of the
   same owner under that grant; a malformed answer is `bad_answer` for the consumer;
-- two designs left open, marked xfail(strict=True) with their reason: the gateway's certified
-  reads carry no freshness bound (a lagging node makes it accept a replaced signing key), and
-  a sealed record's size tells the magnitude of an integer it holds (no padding).
+- three designs left open, marked xfail(strict=True) with their reason: the gateway's certified
+  reads carry no freshness bound (a lagging node makes it accept a replaced signing key); a
+  sealed record's size tells the magnitude of an integer it holds (no padding); a reader may
+  pre-empt the owner's share with a wrap no one can correct.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from tests.unit.test_contract_receivable_confidential import (
     issue_args,
     seal_policy,
 )
+from tests.unit.test_contract_vault import EngineSource
 from tests.unit.test_gateway import QUERY, InProcessChain, World, world
 from tests.vault_helpers import Sealing, chunked, sealing
 
@@ -214,6 +216,38 @@ def test_a_reader_cannot_use_up_the_wraps_the_escrow_rewrap_needs() -> None:
             )
         else:  # the escrow's own wraps are bounded too
             assert code(receipt) == "too_many_wraps"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,  # already_reader: the owner cannot correct the wrap
+    reason="design: any reader may add readers (vault.share), with a wrap the contract cannot "
+    "check; a reader that pre-empts the owner's share with a garbage wrap leaves the new party "
+    "a reader that cannot open the record, and neither the owner (already_reader) nor the "
+    "party (rewrap needs the record opened) can correct it; the same reader can fill the "
+    "record's 16 readers (too_many_readers)",
+)
+def test_a_reader_cannot_pre_empt_the_owner_s_share_with_a_garbage_wrap() -> None:
+    built = sealing()
+    ok(built.put("carmaker", "T-1", TERMS, ["carmaker", "tier1"]))
+    garbage = {
+        "record": "T-1",
+        "party": "bank",
+        "key_version": 1,
+        "wrapped": "5a" * built.suite.wrapped_key_size,
+    }
+    ok(send(built.chain, "tier1", "vault", "share", garbage))  # front-runs the owner's share
+    source = EngineSource(built)
+    share = records.share_arguments(
+        source,
+        built.suite,
+        "T-1",
+        "carmaker",
+        built.private_key("carmaker"),
+        new_reader="bank",
+        verify=False,
+    )
+    ok(send(built.chain, "carmaker", "vault", "share", share))
 
 
 # ---------------------------------------------------------------------- receivable
