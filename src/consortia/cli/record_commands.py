@@ -147,7 +147,12 @@ def put_command(
         list[str], typer.Option("--reader", help="An account that may read it; repeatable.")
     ],
     value: Annotated[
-        str | None, typer.Option("--value", help="The value, as JSON (integers, no floats).")
+        str | None,
+        typer.Option(
+            "--value",
+            help="The value, as JSON (integers, no floats). Visible in the process list and"
+            " the shell history: outside examples use --value-file.",
+        ),
     ] = None,
     value_file: Annotated[
         Path | None, typer.Option("--value-file", help="A file holding the value as JSON.")

@@ -11,7 +11,8 @@ the gas first.
 Must never: hand a contract the suite object, a key or anything random (no key generation,
 no sealing: a contract computes the same thing on every node); raise on malformed input (a
 malformed key or record is an answer, False or None, that the contract refuses with its own
-code); decrypt anything (nothing here holds a private key).
+code); decrypt anything (nothing here holds a private key); give an answer that depends on the
+interpreter's stack depth (a receipt is consensus data).
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ class SuiteChecks:
         flat, so a disclosed map or list travels encoded, as hex)."""
         try:
             decoded: Any = decode(value, Any, size_max=envelope.SEALED_BYTES_MAX)
-        except ConsortiaError:
+            return envelope.verify_opening(self._suite, commitment, label, salt, decoded)
+        except (ConsortiaError, RecursionError):
+            # A value nested past the interpreter's recursion limit raises RecursionError at
+            # a depth that depends on the caller's stack, so one node would decode it and
+            # another not. Both must answer False: a value nested deeper than
+            # envelope.VALUE_DEPTH_MAX never opens a commitment, whichever node decodes it.
             return False
-        return envelope.verify_opening(self._suite, commitment, label, salt, decoded)

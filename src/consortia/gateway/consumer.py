@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeGuard
 
 import httpx
 
@@ -161,14 +161,10 @@ class DataConsumer:
             if not isinstance(value.get("rows"), list):
                 raise ClientError("bad_answer", f"part {index} holds no rows")
             rows.extend(value["rows"])
-        return Fetched(
-            rows,
-            int(answer["access"]),
-            int(answer["height"]),
-            str(answer["tx_hash"]),
-            digest,
-            str(answer["answer_digest"]),
-        )
+        access, height, tx_hash = (answer.get(key) for key in ("access", "height", "tx_hash"))
+        if not (_count(access) and _count(height) and isinstance(tx_hash, str) and tx_hash):
+            raise ClientError("bad_answer", "the answer does not name its access record")
+        return Fetched(rows, access, height, tx_hash, digest, str(answer["answer_digest"]))
 
     def _open_part(self, part: Any) -> dict[str, Any]:
         suite = get_suite(self._chain.suite)
@@ -182,3 +178,8 @@ class DataConsumer:
         if not isinstance(value, dict):
             raise ClientError("bad_answer", "a part holds no answer")
         return value
+
+
+def _count(value: Any) -> TypeGuard[int]:
+    """A number a gateway gives (an access number, a height): an integer, never negative."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -255,6 +255,6 @@ async def _body(request: Request) -> Any:
             return JSONResponse({"error": refusal.as_dict()}, status_code=refusal.status)
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays or maps nested too deep
         refusal = RefusedError("bad_request", "the body is not JSON", BAD_REQUEST)
         return JSONResponse({"error": refusal.as_dict()}, status_code=refusal.status)

@@ -200,7 +200,7 @@ def _open(suite: Suite, sealed: Sealed, party: str, private_key: bytes) -> tuple
     try:
         plaintext = suite.decrypt(data_key, sealed.ciphertext, associated_data)
         inner = decode(plaintext, _Plaintext, size_max=SEALED_BYTES_MAX)
-    except (CryptoError, DecodeError):
+    except (CryptoError, DecodeError, RecursionError):  # a value nested past the decoder's limit
         raise CiphertextRejectedError("the record's ciphertext fails authentication") from None
     try:
         canonical = canonical_value(inner.value)

@@ -65,7 +65,7 @@ class Datashare(Contract):
             "location": state.text_arg(args, "location", state.LOCATION_LENGTH_MAX),
             "classification": state.classification_arg(args),
             "gateways": gateways,
-            "subject": state.subject_arg(ctx, args),
+            "subject": state.subject_arg(ctx, args, owner),
             "status": state.ACTIVE,
             "height": ctx.height,
             "time_ms": ctx.time_ms,

@@ -207,14 +207,25 @@ def gateways_arg(ctx: Context, args: dict[str, Any], owner: str) -> list[str]:
     return sorted(gateways)
 
 
-def subject_arg(ctx: Context, args: dict[str, Any]) -> str | None:
-    """The optional `subject` argument: an account that exists and is not cancelled."""
+def subject_arg(ctx: Context, args: dict[str, Any], owner: str) -> str | None:
+    """The optional `subject` argument: an account that exists, is not cancelled and is no
+    institution account of `owner` (the owner, or its gateway, would consent for itself)."""
     if args.get("subject") is None:
         return None
     subject = arg_str(args, "subject", max_length=identity_state.ACCOUNT_ID_LENGTH_MAX)
-    status = identity_state.account_status(ctx, subject)
-    ctx.require(status is not None, "unknown_account", f"no account {subject!r}")
+    record = identity_state.account_record(ctx, subject)
+    ctx.require(record is not None, "unknown_account", f"no account {subject!r}")
+    assert record is not None
+    status = identity_state.effective_status(record, ctx.height)
     ctx.require(status != identity_state.CANCELLED, "account_cancelled", f"{subject} is cancelled")
+    ctx.require(
+        not (
+            record.get("kind", identity_state.INSTITUTION) == identity_state.INSTITUTION
+            and record["sponsor"] == owner
+        ),
+        "bad_subject",
+        f"{subject} is an account of the owner {owner}: the data subject consents, not the owner",
+    )
     return subject
 
 

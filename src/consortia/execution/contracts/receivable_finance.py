@@ -93,14 +93,19 @@ def finance_confidentially(
 
 def require_public_price(ctx: Context, part: dict[str, Any]) -> None:
     """A price on the chain is refused where governance seals the kind's financing prices (no
-    read of the receivable's record when no kind has a policy)."""
-    if not state.read_confidentiality(ctx.read_other):
-        return
-    record = ctx.get(receivable_key(part["receivable"]))
+    read of the receivable's record when no kind has a policy), and for a part whose face
+    value is committed whatever the policy says now (governance may have lifted it since)."""
+    if state.read_confidentiality(ctx.read_other):
+        record = ctx.get(receivable_key(part["receivable"]))
+        ctx.require(
+            not state.terms_sealed(ctx.read_other, record["kind"]),
+            "terms_confidential",
+            f"financing a {record['kind']} receivable is confidential: give financing_terms",
+        )
     ctx.require(
-        not state.terms_sealed(ctx.read_other, record["kind"]),
-        "terms_confidential",
-        f"financing a {record['kind']} receivable is confidential: give financing_terms",
+        part["amount"] is not None,
+        "face_value_committed",
+        "the part's face value is committed: it is financed with financing_terms only",
     )
 
 

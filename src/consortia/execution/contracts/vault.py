@@ -13,7 +13,8 @@ suite (`wrong_suite`); every reader named has a registered encryption key and a 
 at that key's current version (`no_encryption_key`, `missing_reader_key`, `stale_reader_key`);
 the escrow key is set and wrapped to at its current version (`no_escrow_key`,
 `missing_escrow_key`, `stale_escrow_key`); no wrapped key is for anyone else, nor two for one
-party (`unknown_party`, `duplicate_party`); the id is free (`record_exists`).
+party (`unknown_party`, `duplicate_party`); the id is free (`record_exists`); no stored record
+has its commitment, so a record copied from the chain is refused (`commitment_exists`).
 
 After a key rotation a reader adds a wrap for its own newer key version (`rewrap`; a
 regulator account does it for the escrow party); a reader (or the owner) adds a reader
@@ -83,6 +84,15 @@ class Vault(Contract):
             f"a label is 1 to {state.LABEL_LENGTH_MAX} characters",
         )
         versions = _wrapped_versions(ctx, view, readers)
+        # A sealed record is stored once: anyone may copy its bytes from the chain (and name
+        # itself a reader with a wrap no one can check), so a copy under another id and owner
+        # would serve a second use of the same terms (`terms_in_use` counts record ids).
+        ctx.require(
+            not ctx.has(state.commitment_key(view.commitment)),
+            "commitment_exists",
+            "a record with this commitment is stored already: seal the value afresh",
+        )
+        ctx.put(state.commitment_key(view.commitment), record_id)
         ctx.put(
             state.record_key(record_id),
             {
@@ -301,10 +311,15 @@ def _add_wrap(
         "bad_wrapped_key",
         f"a wrapped key is {ctx.wrapped_key_size} bytes under the {ctx.suite} suite",
     )
+    # The escrow party's wraps count apart, so readers filling theirs never block supervision.
+    escrow = party == ESCROW_PARTY
+    limit = state.ESCROW_WRAPS_MAX if escrow else state.WRAPS_MAX
+    added = sum(1 for entry in record["wraps"] if (entry["party"] == ESCROW_PARTY) == escrow)
     ctx.require(
-        len(record["wraps"]) < state.WRAPS_MAX,
+        added < limit,
         "too_many_wraps",
-        f"at most {state.WRAPS_MAX} wraps are added to a record",
+        f"at most {limit} wraps are added to a record for "
+        + ("the escrow party" if escrow else "its readers"),
     )
     entry = {
         "party": party,

@@ -8,7 +8,9 @@ Owns the layout of the vault contract's state (docs/contracts.md, `vault`; docs/
                    key version a data key is wrapped to, for every reader and the escrow
                    party}, "wraps": [{"party", "key_version", "wrapped": hex, "by", "height"}]
                    (wraps added after the record was stored: rewraps and shares, at most
-                   WRAPS_MAX), "height", "revealed": {"by", "height"} or None}
+                   WRAPS_MAX for readers and ESCROW_WRAPS_MAX for the escrow party),
+                   "height", "revealed": {"by", "height"} or None}
+    commitment/<hex>  the id of the record that carries this commitment (each is stored once)
 
 Nothing here is plaintext: a record holds ciphertext, wrapped keys and a commitment. Other
 code (receivable, clients' tests) reads the vault only through the readers below.
@@ -39,13 +41,20 @@ READERS_MAX: Final = 16  # accounts that may read one record (the escrow party b
 SEALED_HEX_LENGTH_MAX: Final = 32 * 1024
 # One wrapped data key, in hex: exactly the suite's size (92 bytes intl, 145 gm) is checked.
 WRAPPED_HEX_LENGTH_MAX: Final = 512
-WRAPS_MAX: Final = 32  # wraps added to one record after it was stored
+WRAPS_MAX: Final = 32  # wraps added to one record after it was stored, for its readers
+# Wraps added for the escrow party (by regulator accounts, after escrow rotations) count apart:
+# a reader filling the record's WRAPS_MAX cannot stop the regulator from rewrapping.
+ESCROW_WRAPS_MAX: Final = 8
 SALT_HEX_LENGTH_MAX: Final = 128
 LABEL_LENGTH_MAX: Final = 64
 
 
 def record_key(record_id: str) -> str:
     return f"record/{record_id}"
+
+
+def commitment_key(commitment_hex: str) -> str:
+    return f"commitment/{commitment_hex}"
 
 
 def read_vault_record(read: StateReader, record_id: str) -> dict[str, Any] | None:
