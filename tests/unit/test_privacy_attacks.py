@@ -20,10 +20,12 @@ pipeline over an in-process chain), with the defence it must meet:
   dataset's data subject, and so cannot give the subject's consent itself;
 - a consumer with a grant on one dataset cannot have a gateway serve it another dataset of the
   same owner under that grant; a malformed answer is `bad_answer` for the consumer;
-- three designs left open, marked xfail(strict=True) with their reason: the gateway's certified
-  reads carry no freshness bound (a lagging node makes it accept a replaced signing key); a
-  sealed record's size tells the magnitude of an integer it holds (no padding); a reader may
-  pre-empt the owner's share with a wrap no one can correct.
+- a sealed record's size does not tell the magnitude of an integer it holds (plaintexts are
+  padded to a multiple of 256 bytes);
+- the gateway answers only with keys it read again at the height its access record committed
+  (a lagging node cannot make it accept a replaced signing key);
+- the owner replaces a wrap another reader gave a party (a reader cannot pre-empt the owner's
+  share with a wrap no one can correct).
 """
 
 from __future__ import annotations
@@ -445,13 +447,6 @@ def test_a_lagging_node_does_not_make_the_gateway_accept_a_replaced_signing_key(
 # ---------------------------------------------------------------------- sizes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # four sizes for four magnitudes
-    reason="design: plaintexts are not padded, so a sealed record's length tells the encoded "
-    "length of its value; an integer's MessagePack width (1, 2, 3, 5 or 9 bytes) tells the "
-    "magnitude of a committed face value to anyone reading the chain",
-)
 @pytest.mark.parametrize("suite_name", ["intl", "gm"])
 def test_a_sealed_record_s_size_does_not_tell_an_amount_s_magnitude(suite_name: str) -> None:
     built = sealing(("carmaker", "tier1"), suite_name=suite_name)

@@ -62,6 +62,7 @@ LABEL_LENGTH_MAX: Final = 64
 PARTY_LENGTH_MAX: Final = 64
 KEY_VERSION_MAX: Final = 2**32 - 1
 SALT_SIZE: Final = 32
+PAD_BLOCK: Final = 256  # plaintexts are padded to a multiple of this many bytes
 VALUE_DEPTH_MAX: Final = 16
 # Labels and parties use the characters of the ids contracts create; labels may also use '/'.
 _PARTY: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
@@ -115,6 +116,7 @@ class Opened(NamedTuple):
 class _Plaintext(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     salt: bytes
     value: Any
+    pad: bytes = b""  # zeros bringing the encoding to a multiple of PAD_BLOCK (see _padded)
 
 
 # --- Sealing (client side) -------------------------------------------------------------------
@@ -137,7 +139,7 @@ def seal(suite: Suite, label: str, value: Any, readers: Sequence[Reader], escrow
     salt = suite.random_bytes(SALT_SIZE)
     commitment = _commitment(suite, label, salt, canonical)
     data_key = suite.generate_aead_key()
-    plaintext = encode(_Plaintext(salt=salt, value=value))
+    plaintext = _padded(salt, value)
     ciphertext = suite.encrypt(data_key, plaintext, _associated_data(suite.name, label, commitment))
     context = wrap_context(label, commitment)
     keys = [
@@ -212,6 +214,23 @@ def _open(suite: Suite, sealed: Sealed, party: str, private_key: bytes) -> tuple
     if not hmac.compare_digest(expected, sealed.commitment):
         raise CommitmentMismatchError("the decrypted value does not match the record's commitment")
     return Opened(inner.value, inner.salt), data_key
+
+
+def _padded(salt: bytes, value: Any) -> bytes:
+    """The plaintext's encoding, padded with zeros to a multiple of PAD_BLOCK bytes, so that a
+    sealed record's size tells only its value's size to within PAD_BLOCK (an amount's
+    magnitude, for one, no longer shows in the width of its encoding)."""
+    bare = len(encode(_Plaintext(salt=salt, value=value)))
+    target = -(-(bare + 8) // PAD_BLOCK) * PAD_BLOCK  # room for the pad field itself
+    while True:
+        # The pad field costs its name and a length prefix that grows with it: try the few
+        # pad lengths that can land exactly on the target, else the next block.
+        guess = target - bare
+        for length in range(guess, max(guess - 16, -1), -1):
+            plaintext = encode(_Plaintext(salt=salt, value=value, pad=bytes(length)))
+            if len(plaintext) == target:
+                return plaintext
+        target += PAD_BLOCK
 
 
 # --- Commitments (pure: contracts use these) -------------------------------------------------
