@@ -220,15 +220,6 @@ def test_a_reader_cannot_use_up_the_wraps_the_escrow_rewrap_needs() -> None:
             assert code(receipt) == "too_many_wraps"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # already_reader: the owner cannot correct the wrap
-    reason="design: any reader may add readers (vault.share), with a wrap the contract cannot "
-    "check; a reader that pre-empts the owner's share with a garbage wrap leaves the new party "
-    "a reader that cannot open the record, and neither the owner (already_reader) nor the "
-    "party (rewrap needs the record opened) can correct it; the same reader can fill the "
-    "record's 16 readers (too_many_readers)",
-)
 def test_a_reader_cannot_pre_empt_the_owner_s_share_with_a_garbage_wrap() -> None:
     built = sealing()
     ok(built.put("carmaker", "T-1", TERMS, ["carmaker", "tier1"]))
@@ -249,7 +240,15 @@ def test_a_reader_cannot_pre_empt_the_owner_s_share_with_a_garbage_wrap() -> Non
         new_reader="bank",
         verify=False,
     )
-    ok(send(built.chain, "carmaker", "vault", "share", share))
+    ok(send(built.chain, "carmaker", "vault", "share", share))  # replaces tier1's garbage
+    opened = records.open_stored(
+        source, built.suite, "T-1", "bank", built.private_key("bank"), verify=False
+    )
+    assert opened.value == TERMS
+    # Only the owner replaces a wrap, and only one another reader gave.
+    again = {**garbage, "wrapped": "5b" * built.suite.wrapped_key_size}
+    assert code(send(built.chain, "tier1", "vault", "share", again)) == "already_reader"
+    assert code(send(built.chain, "carmaker", "vault", "share", share)) == "already_reader"
 
 
 # ---------------------------------------------------------------------- receivable

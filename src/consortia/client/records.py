@@ -130,7 +130,10 @@ def sealed_of(record: dict[str, Any], party: str | None = None) -> Sealed:
     added = [w for w in record.get("wraps", []) if isinstance(w, dict) and w.get("party") == party]
     if not added:
         return sealed
-    newest = max(added, key=lambda wrap: int(wrap["key_version"]))
+    newest = added[0]
+    for wrap in added:  # the newest version; of equal versions the later (the owner's re-share)
+        if int(wrap["key_version"]) >= int(newest["key_version"]):
+            newest = wrap
     wrapped = Wrapped(party, int(newest["key_version"]), bytes.fromhex(str(newest["wrapped"])))
     keys = sorted(
         [key for key in sealed.keys if key.party != party] + [wrapped], key=lambda k: k.party

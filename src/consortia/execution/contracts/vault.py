@@ -146,7 +146,9 @@ class Vault(Contract):
     @method("share")
     def share(self, ctx: Context, args: dict[str, Any]) -> None:
         """A reader (or the owner) adds a reader: a wrap of the data key to that account's
-        current encryption key. Who shared with whom is on the ledger."""
+        current encryption key. Who shared with whom is on the ledger. The owner may share
+        again with a party another reader added, replacing that reader's wrap (the newest
+        wrap for a party is the one that counts)."""
         record_id, record = _record_arg(ctx, args)
         ctx.require(
             ctx.origin == record["owner"] or state.readable_by(record, ctx.origin),
@@ -154,16 +156,22 @@ class Vault(Contract):
             f"only the owner or a reader of {record_id} shares it",
         )
         party = _reader_arg(ctx, args.get("party"))
-        ctx.require(
-            not state.readable_by(record, party), "already_reader", f"{party} reads it already"
-        )
-        ctx.require(
-            len(record["readers"]) < state.READERS_MAX,
-            "too_many_readers",
-            f"a record has at most {state.READERS_MAX} readers",
-        )
+        if state.readable_by(record, party):
+            # The owner may replace a wrap another reader gave `party` (the contract cannot
+            # check a wrap opens: a reader could pre-empt the owner's share with garbage).
+            ctx.require(
+                ctx.origin == record["owner"] and _shared_by_another(record, party),
+                "already_reader",
+                f"{party} reads it already",
+            )
+        else:
+            ctx.require(
+                len(record["readers"]) < state.READERS_MAX,
+                "too_many_readers",
+                f"a record has at most {state.READERS_MAX} readers",
+            )
+            record["readers"] = sorted([*record["readers"], party])
         key_version = _current_version_arg(ctx, args, party)
-        record["readers"] = sorted([*record["readers"], party])
         _add_wrap(ctx, record_id, record, party, key_version=key_version, args=args)
         ctx.emit("shared", record=record_id, party=party, key_version=key_version, by=ctx.origin)
 
@@ -231,6 +239,13 @@ def _wrapped_versions(ctx: Context, view: SealedView, readers: list[str]) -> dic
         f"the escrow key is at version {escrow[0]}, the record wraps {wrapped[ESCROW_PARTY]}",
     )
     return dict(sorted(wrapped.items()))
+
+
+def _shared_by_another(record: dict[str, Any], party: str) -> bool:
+    """Whether `party`'s newest wrap was added by a reader other than the owner and the party
+    itself (a share the owner may replace)."""
+    own = [wrap for wrap in record["wraps"] if wrap["party"] == party]
+    return bool(own) and own[-1]["by"] not in (record["owner"], party)
 
 
 def _chunked_arg(ctx: Context, args: dict[str, Any], name: str) -> str:
