@@ -56,18 +56,25 @@ class Records:
         self.passphrase = demo_passphrase(cluster.home)
 
     def cli(
-        self, *args: str | Path, passphrase: str | None = None
+        self, *args: str | Path, passphrase: str | None = None, stdin: str = ""
     ) -> subprocess.CompletedProcess[str]:
         env_passphrase = self.passphrase if passphrase is None else passphrase
         return subprocess.run(
             [str(Path(sys.executable).with_name("consortia")), *(str(a) for a in args)],
             env=cli_env(env_passphrase),
-            stdin=subprocess.DEVNULL,
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=WAIT_S,
             check=False,
         )
+
+    def value_file(self, value: Any) -> Path:
+        """`value` as JSON in a file only its owner reads (never on a command line)."""
+        path = self.root / f"value-{len(list(self.root.glob('value-*')))}.json"
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(value))
+        return path
 
     def record(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
         return self.cli("record", *args[:1], "--home", self.cluster.root, *args[1:])
@@ -137,18 +144,23 @@ def test_readers_and_the_escrow_open_a_record_nobody_else_can(records: Records) 
     stored = assert_ok(
         records.record(
             "put", "--from", "alice", "--id", RECORD, "--reader", "alice", "--reader",
-            "bank-1.treasury", "--value", json.dumps(TERMS), "--label", "trade.terms",
+            "bank-1.treasury", "--value-file", records.value_file(TERMS), "--label", "trade.terms",
         )
     )  # fmt: skip
     assert MARKER not in stored.stdout + stored.stderr
     assert records.opened("--as", "bank-1") == {"record": RECORD, "value": TERMS, "verified": True}
     assert records.opened("--as", "alice")["value"] == TERMS
     assert_user_error(records.record("open", "--id", RECORD, "--as", "carol"), "not_a_reader")
-    # Another id taken: the vault refuses and nothing changes.
+    # Another id taken (the value from standard input): the vault refuses, nothing changes.
     assert_user_error(
-        records.record("put", "--from", "carol", "--id", RECORD, "--reader", "carol",
-                       "--value", "{}"),
+        records.cli("record", "put", "--home", records.cluster.root, "--from", "carol", "--id",
+                    RECORD, "--reader", "carol", "--value-file", "-", stdin='{"n": 1}'),
         "record_exists",
+    )  # fmt: skip
+    assert_user_error(
+        records.cli("record", "put", "--home", records.cluster.root, "--from", "carol", "--id",
+                    "terms-2", "--reader", "carol", "--value-file", "-", stdin='{"n": 1.5}'),
+        "invalid_argument",
     )  # fmt: skip
     # The regulator: two officers recover the escrow key; it opens the record.
     recovered = records.root / "regulator" / "recovered.key"

@@ -2,7 +2,7 @@
 
     record key --home DIR --account NAME [--rewrap ID ...]      register or rotate a key
     record put --home DIR --from NAME --id ID --reader A [--reader B ...]
-               (--value JSON | --value-file FILE) [--label L]
+               --value-file FILE|- [--label L]
     record open --home DIR --id ID (--as NAME | --escrow-key FILE) [--no-verify] [--json]
     record share --home DIR --from NAME --id ID --with ACCOUNT
     record reveal --home DIR --from NAME --id ID
@@ -25,6 +25,7 @@ node: only `open` and `reveal` (which discloses it on purpose) ever hold one.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -146,24 +147,21 @@ def put_command(
     reader: Annotated[
         list[str], typer.Option("--reader", help="An account that may read it; repeatable.")
     ],
-    value: Annotated[
-        str | None,
-        typer.Option(
-            "--value",
-            help="The value, as JSON (integers, no floats). Visible in the process list and"
-            " the shell history: outside examples use --value-file.",
-        ),
-    ] = None,
     value_file: Annotated[
-        Path | None, typer.Option("--value-file", help="A file holding the value as JSON.")
-    ] = None,
+        Path,
+        typer.Option(
+            "--value-file",
+            help="The value as JSON (integers, no floats), in a file only you read, or - for"
+            " standard input (never on the command line: others see it there).",
+        ),
+    ],
     label: Annotated[str, typer.Option("--label", help="What the record is.")] = "record",
     node: NodeOption = None,
     as_json: JsonOption = False,
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
     """Seal a value to --reader accounts and the regulator's escrow, and store it."""
-    parsed = _value(value, value_file)
+    parsed = _value(value_file)
     cluster = ClusterHome.open(home)
     passphrase = demo_passphrase(cluster, passphrase_file)
     with _client(cluster, node, verify=True) as client:
@@ -323,16 +321,19 @@ def _wrapped_version(record: dict[str, Any], party: str) -> int:
     raise NotAReaderError(f"{party} is not a reader of this record")
 
 
-def _value(value: str | None, value_file: Path | None) -> Any:
-    if (value is None) == (value_file is None):
-        raise InvalidArgumentError("give either --value JSON or --value-file FILE")
-    if value_file is not None:
-        if value_file.stat().st_size > VALUE_FILE_BYTES_MAX:
-            raise InvalidArgumentError(f"{value_file} is over {VALUE_FILE_BYTES_MAX} bytes")
-        value = value_file.read_text()
-    assert value is not None
+def _value(value_file: Path) -> Any:
+    """The JSON value in `value_file` (`-`: standard input), bounded."""
+    if str(value_file) == "-":
+        text = sys.stdin.read(VALUE_FILE_BYTES_MAX + 1)
+    elif not value_file.is_file():
+        raise InvalidArgumentError(f"--value-file {value_file}: no such file")
+    else:
+        with value_file.open(encoding="utf-8") as handle:
+            text = handle.read(VALUE_FILE_BYTES_MAX + 1)
+    if len(text) > VALUE_FILE_BYTES_MAX:
+        raise InvalidArgumentError(f"the value is over {VALUE_FILE_BYTES_MAX} bytes")
     try:
-        return json.loads(value, parse_float=_no_float)
+        return json.loads(text, parse_float=_no_float)
     except json.JSONDecodeError as error:
         raise InvalidArgumentError(f"the value is not JSON: {error}") from None
 
