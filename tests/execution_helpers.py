@@ -73,7 +73,9 @@ class Ledger:
     def block(self, *txs: bytes, time_ms: int | None = None) -> list[Any]:
         self.height += 1
         result = self.engine.execute_block(
-            self.height, time_ms if time_ms is not None else self.block_time_ms(self.height), list(txs)
+            self.height,
+            time_ms if time_ms is not None else self.block_time_ms(self.height),
+            list(txs),
         )
         self.engine.commit()
         return result.receipts

@@ -3,10 +3,11 @@
 Owns: the `Contract` base class and `@method`; the `Context` a call gets (reads and writes in
 the contract's own namespace, reads of other contracts' state, events, the caller and origin,
 the block's height and agreed time, calls into other contracts, the chain's crypto suite as
-far as a contract may use it (checks, hashes and signature checks) and the chain's identity); the `Host` protocol, the only thing a `Context` asks of the
-engine; the gas schedule and the per-call limits; the argument parsers every contract shares;
-`frozen_now`, the one rule for whether a freeze holds; `SealedView`, what a contract may see of
-a sealed (encrypted) record.
+far as a contract may use it (deterministic checks, hashes, signature checks) and the chain's
+identity (its id and genesis hash); the `Host` protocol, the only thing a `Context` asks of
+the engine; the gas schedule and the per-call limits; the argument parsers every contract
+shares; `frozen_now`, the one rule for whether a freeze holds; `SealedView`, what a contract
+may see of a sealed (encrypted) record.
 
 Must never: import the engine, the state tree or the registry (the engine imports this
 module, never the other way round), or hand a contract anything that reaches them. A

@@ -83,14 +83,14 @@ class DataRequest:
     def signed_bytes(self, suite: Suite, chain_id: str, genesis_hash: bytes) -> bytes:
         """What the consumer signs (see the module docstring)."""
         return request_format.signed_bytes(
-            chain_id,
-            genesis_hash,
-            self.consumer,
-            self.dataset,
-            self.grant,
-            self.params_digest(suite),
-            self.timestamp_ms,
-            self.nonce,
+            chain_id=chain_id,
+            genesis_hash=genesis_hash,
+            consumer=self.consumer,
+            dataset=self.dataset,
+            grant=self.grant,
+            params_digest=self.params_digest(suite),
+            timestamp_ms=self.timestamp_ms,
+            nonce=self.nonce,
         )
 
     def query_digest(self, suite: Suite, chain_id: str, genesis_hash: bytes) -> str:

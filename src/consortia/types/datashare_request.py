@@ -41,6 +41,7 @@ def params_preimage(nonce: str, params: dict[str, str | int]) -> bytes:
 
 
 def signed_bytes(
+    *,
     chain_id: str,
     genesis_hash: bytes,
     consumer: str,

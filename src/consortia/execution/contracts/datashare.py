@@ -305,14 +305,14 @@ def _require_signed_request(
         f"the request was signed more than {request_format.FRESHNESS_MS} ms from block time",
     )
     signed = request_format.signed_bytes(
-        ctx.chain_id,
-        ctx.genesis_hash,
-        consumer_account,
-        grant["dataset"],
-        grant["n"],
-        params_digest,
-        timestamp_ms,
-        nonce,
+        chain_id=ctx.chain_id,
+        genesis_hash=ctx.genesis_hash,
+        consumer=consumer_account,
+        dataset=grant["dataset"],
+        grant=grant["n"],
+        params_digest=params_digest,
+        timestamp_ms=timestamp_ms,
+        nonce=nonce,
     )
     ctx.require(
         ctx.hash(request_format.query_preimage(signed)) == query_digest,
@@ -326,7 +326,6 @@ def _require_signed_request(
         "bad_signature",
         f"the request is not signed with {consumer_account}'s current signing key",
     )
-
 
 
 def _acting_member(ctx: Context) -> str:
