@@ -43,6 +43,8 @@ class Ledger:
     nonces: dict[str, int] = field(default_factory=dict)
     height: int = 0
     suite: Suite = SUITE
+    # A block's time unless given: time_base_ms + height * 1000.
+    time_base_ms: int = 0
 
     def tx(
         self,
@@ -64,10 +66,16 @@ class Ledger:
         )
         return encode(Transaction(body, sign(self.suite, private_key, body, self.engine.domain)))
 
+    def block_time_ms(self, height: int) -> int:
+        """The time `block` gives the block at `height` unless told another."""
+        return self.time_base_ms + height * 1000
+
     def block(self, *txs: bytes, time_ms: int | None = None) -> list[Any]:
         self.height += 1
         result = self.engine.execute_block(
-            self.height, time_ms if time_ms is not None else self.height * 1000, list(txs)
+            self.height,
+            time_ms if time_ms is not None else self.block_time_ms(self.height),
+            list(txs),
         )
         self.engine.commit()
         return result.receipts

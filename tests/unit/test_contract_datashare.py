@@ -24,6 +24,7 @@ from consortia.execution.contracts.identity import Identity
 from consortia.execution.contracts.regulator import Regulator
 from consortia.execution.contracts.system import System
 from consortia.execution.engine import Receipt
+from tests.datashare_helpers import log_args, signed_data_request
 from tests.execution_helpers import Ledger, key_for, make_ledger
 from tests.unit.test_contract_governance import snapshot
 
@@ -102,15 +103,12 @@ def grant_args(**overrides: Any) -> dict[str, Any]:
     return _present({**args, "until_height": 1000, **overrides})
 
 
-def access_args(number: int, digest: str = "a1" * 32, **overrides: Any) -> dict[str, Any]:
-    args = {
-        "grant": number,
-        "consumer_account": "credit1",
-        "query_digest": digest,
-        "answer_digest": "b2" * 32,
-        "rows": 3,
-    }
-    return _present({**args, **overrides})
+def access_args(chain: Ledger, number: int, sequence: int = 0, **overrides: Any) -> dict[str, Any]:
+    """`log_access` arguments for a request of `consumer_account` (default credit1, signing
+    with its own key) numbered `sequence`; other overrides replace arguments after signing."""
+    consumer = overrides.pop("consumer_account", "credit1")
+    request = signed_data_request(chain, consumer, number, sequence=sequence)
+    return _present({**log_args(chain, request), **overrides})
 
 
 def registered(**overrides: Any) -> Ledger:
@@ -121,10 +119,6 @@ def registered(**overrides: Any) -> Ledger:
 
 def granted(chain: Ledger, **overrides: Any) -> int:
     return int(ok(send(chain, "ops0", "grant", grant_args(**overrides))).result["n"])
-
-
-def digest(number: int) -> str:
-    return f"{number:064x}"
 
 
 # ---------------------------------------------------------------------- datasets
@@ -240,7 +234,8 @@ def test_consent_cannot_be_required_of_a_dataset_without_a_subject() -> None:
 def test_the_gateway_logs_an_access_under_a_live_grant() -> None:
     chain = registered()
     number = granted(chain)
-    receipt = ok(send(chain, "gw0", "log_access", access_args(number)))
+    args = access_args(chain, number)
+    receipt = ok(send(chain, "gw0", "log_access", args))
     access = datashare_state.read_access(chain.engine.query, 0)
     assert access == receipt.result
     assert access is not None
@@ -252,14 +247,14 @@ def test_the_gateway_logs_an_access_under_a_live_grant() -> None:
         "consumer": "bank-1",
         "consumer_account": "credit1",
         "gateway": "gw0",
-        "query_digest": "a1" * 32,
+        "query_digest": args["query_digest"],
         "answer_digest": "b2" * 32,
         "rows": 3,
         "height": 4,
         "time_ms": 4000,
     }
     assert datashare_state.access_count(chain.engine.query) == 1
-    assert datashare_state.logged_access(chain.engine.query, "a1" * 32) == 0
+    assert datashare_state.logged_access(chain.engine.query, args["query_digest"]) == 0
     grant = datashare_state.read_grant(chain.engine.query, number)
     assert grant is not None and grant["accesses"] == 1
     assert [event.name for event in receipt.events] == ["access_logged"]
@@ -284,44 +279,45 @@ def test_the_gateway_logs_an_access_under_a_live_grant() -> None:
 def test_an_access_is_refused(sender: str, overrides: dict[str, Any], code: str) -> None:
     chain = registered()
     number = granted(chain)
-    refused(chain, sender, "log_access", access_args(number, **overrides), code)
+    refused(chain, sender, "log_access", access_args(chain, number, **overrides), code)
 
 
 def test_a_replayed_query_is_logged_once() -> None:
     chain = registered()
     number = granted(chain)
-    ok(send(chain, "gw0", "log_access", access_args(number)))
-    refused(chain, "gw0", "log_access", access_args(number), "already_logged")
+    args = access_args(chain, number)
+    ok(send(chain, "gw0", "log_access", args))
+    refused(chain, "gw0", "log_access", args, "already_logged")
 
 
 def test_a_grant_expires_at_its_last_height() -> None:
     chain = registered()
     number = granted(chain, until_height=5)
-    ok(send(chain, "gw0", "log_access", access_args(number, digest(1))))  # height 4
-    ok(send(chain, "gw0", "log_access", access_args(number, digest(2))))  # height 5: the last
-    refused(chain, "gw0", "log_access", access_args(number, digest(3)), "grant_expired")
+    ok(send(chain, "gw0", "log_access", access_args(chain, number, 1)))  # height 4
+    ok(send(chain, "gw0", "log_access", access_args(chain, number, 2)))  # height 5: the last
+    refused(chain, "gw0", "log_access", access_args(chain, number, 3), "grant_expired")
 
 
 def test_a_grant_expires_in_block_time() -> None:
     chain = registered()
     number = granted(chain, until_height=None, until_ms=10_000)
-    assert ok(send(chain, "gw0", "log_access", access_args(number, digest(1)), time_ms=10_000))
-    receipt = send(chain, "gw0", "log_access", access_args(number, digest(2)), time_ms=10_001)
+    assert ok(send(chain, "gw0", "log_access", access_args(chain, number, 1), time_ms=10_000))
+    receipt = send(chain, "gw0", "log_access", access_args(chain, number, 2), time_ms=10_001)
     assert receipt.code == "grant_expired"
 
 
 def test_a_grant_gives_nothing_before_it_starts() -> None:
     chain = registered()
     number = granted(chain, from_height=6, from_ms=7_000)
-    refused(chain, "gw0", "log_access", access_args(number, digest(1)), "grant_not_started")
+    refused(chain, "gw0", "log_access", access_args(chain, number, 1), "grant_not_started")
     chain.block()
-    ok(send(chain, "gw0", "log_access", access_args(number, digest(2)), time_ms=7_000))
+    ok(send(chain, "gw0", "log_access", access_args(chain, number, 2), time_ms=7_000))
 
 
 def test_a_revocation_holds_from_the_next_block() -> None:
     chain = registered()
     number = granted(chain)
-    ok(send(chain, "gw0", "log_access", access_args(number, digest(1))))
+    ok(send(chain, "gw0", "log_access", access_args(chain, number, 1)))
     refused(chain, "credit1", "revoke", {"grant": number}, "not_owner")
     refused(chain, "gw1", "revoke", {"grant": number}, "not_owner")
     refused(chain, "gw0", "revoke", {"grant": number}, "gateway_cannot_manage")
@@ -329,7 +325,7 @@ def test_a_revocation_holds_from_the_next_block() -> None:
     assert [event.name for event in receipt.events] == ["grant_revoked"]
     grant = datashare_state.read_grant(chain.engine.query, number)
     assert grant is not None and grant["revoked"] == {"by": "ops0", "height": 8, "time_ms": 8000}
-    refused(chain, "gw0", "log_access", access_args(number, digest(2)), "grant_revoked")
+    refused(chain, "gw0", "log_access", access_args(chain, number, 2), "grant_revoked")
     refused(chain, "ops0", "revoke", {"grant": number}, "grant_revoked")
 
 
@@ -337,7 +333,7 @@ def test_an_access_after_the_revocation_in_the_same_block_is_refused_too() -> No
     chain = registered()
     number = granted(chain)
     revoke = chain.tx("ops0", "datashare", "revoke", {"grant": number})
-    access = chain.tx("gw0", "datashare", "log_access", access_args(number))
+    access = chain.tx("gw0", "datashare", "log_access", access_args(chain, number))
     first, second = chain.block(revoke, access)
     assert first.ok and (second.ok, second.code) == (False, "grant_revoked")
 
@@ -345,18 +341,18 @@ def test_an_access_after_the_revocation_in_the_same_block_is_refused_too() -> No
 def test_consent_is_needed_given_by_the_subject_only_and_may_be_withdrawn() -> None:
     chain = registered()
     number = granted(chain, consent_required=True)
-    refused(chain, "gw0", "log_access", access_args(number, digest(1)), "consent_missing")
+    refused(chain, "gw0", "log_access", access_args(chain, number, 1), "consent_missing")
     refused(chain, "ops0", "consent", {"grant": number}, "not_subject")  # the owner cannot
     refused(chain, "credit1", "consent", {"grant": number}, "not_subject")
     refused(chain, "firm", "withdraw_consent", {"grant": number}, "consent_missing")
     receipt = ok(send(chain, "firm", "consent", {"grant": number}))
     assert [event.name for event in receipt.events] == ["consent_given"]
     refused(chain, "firm", "consent", {"grant": number}, "already_consented")
-    ok(send(chain, "gw0", "log_access", access_args(number, digest(2))))
+    ok(send(chain, "gw0", "log_access", access_args(chain, number, 2)))
     ok(send(chain, "firm", "withdraw_consent", {"grant": number}))
-    refused(chain, "gw0", "log_access", access_args(number, digest(3)), "consent_withdrawn")
+    refused(chain, "gw0", "log_access", access_args(chain, number, 3), "consent_withdrawn")
     ok(send(chain, "firm", "consent", {"grant": number}))  # given again
-    ok(send(chain, "gw0", "log_access", access_args(number, digest(4))))
+    ok(send(chain, "gw0", "log_access", access_args(chain, number, 4)))
 
 
 def test_consent_to_a_grant_that_needs_none_or_is_revoked_is_refused() -> None:
@@ -371,12 +367,12 @@ def test_consent_to_a_grant_that_needs_none_or_is_revoked_is_refused() -> None:
 def test_a_retired_dataset_and_a_spent_grant_give_no_access() -> None:
     chain = registered()
     limited = granted(chain, accesses_max=1)
-    ok(send(chain, "gw0", "log_access", access_args(limited, digest(1))))
-    refused(chain, "gw0", "log_access", access_args(limited, digest(2)), "access_limit_reached")
+    ok(send(chain, "gw0", "log_access", access_args(chain, limited, 1)))
+    refused(chain, "gw0", "log_access", access_args(chain, limited, 2), "access_limit_reached")
     open_grant = granted(chain)
     refused(chain, "credit1", "retire_dataset", {"dataset": "firm-credit"}, "not_owner")
     ok(send(chain, "ops0", "retire_dataset", {"dataset": "firm-credit"}))
-    refused(chain, "gw0", "log_access", access_args(open_grant, digest(3)), "dataset_retired")
+    refused(chain, "gw0", "log_access", access_args(chain, open_grant, 3), "dataset_retired")
     refused(chain, "ops0", "grant", grant_args(), "dataset_retired")
 
 
@@ -388,8 +384,8 @@ def test_a_dropped_gateway_logs_nothing_more() -> None:
     refused(chain, "clerk0", "set_gateways", moved, "gateway_cannot_manage")  # not itself
     moved = {"dataset": "firm-credit", "gateways": ["clerk0"]}
     ok(send(chain, "ops0", "set_gateways", moved))
-    refused(chain, "gw0", "log_access", access_args(number, digest(1)), "not_gateway")
-    ok(send(chain, "clerk0", "log_access", access_args(number, digest(2))))
+    refused(chain, "gw0", "log_access", access_args(chain, number, 1), "not_gateway")
+    ok(send(chain, "clerk0", "log_access", access_args(chain, number, 2)))
 
 
 # ---------------------------------------------------------------------- the regulator
@@ -400,8 +396,8 @@ def test_the_regulator_lists_every_grant_and_access() -> None:
     first = granted(chain, consent_required=True)
     second = granted(chain, consumer="bank-2", purpose="KYC refresh")
     ok(send(chain, "firm", "consent", {"grant": first}))
-    ok(send(chain, "gw0", "log_access", access_args(first, digest(1))))
-    ok(send(chain, "gw0", "log_access", access_args(second, digest(2), consumer_account="credit2")))
+    ok(send(chain, "gw0", "log_access", access_args(chain, first, 1)))
+    ok(send(chain, "gw0", "log_access", access_args(chain, second, 2, consumer_account="credit2")))
     ok(send(chain, "ops0", "revoke", {"grant": second}))
 
     def listed(method: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -439,7 +435,7 @@ def _scenario_codes() -> dict[str, str]:
     codes: dict[str, str] = {}
 
     def attempt(name: str, number: int, sequence: int) -> None:
-        codes[name] = send(chain, "gw0", "log_access", access_args(number, digest(sequence))).code
+        codes[name] = send(chain, "gw0", "log_access", access_args(chain, number, sequence)).code
 
     attempt("live", granted(chain), 1)
     revoked = granted(chain)

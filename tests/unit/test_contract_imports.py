@@ -27,6 +27,7 @@ ALLOWED = (
     "consortia.execution.contract",
     "consortia.types.genesis",
     "consortia.types.consensus",
+    "consortia.types.datashare_request",  # pure: the signed bytes of a data request
     CONTRACTS_PACKAGE,
 )
 # Built-ins that reach outside the contract or import by name.

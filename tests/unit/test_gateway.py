@@ -40,6 +40,7 @@ from consortia.types.genesis import Genesis, genesis_hash
 from tests.execution_helpers import CHAIN_ID, Ledger, key_for, make_ledger
 
 SUITE = get_suite("intl")
+TIME_BASE_MS = 1_764_000_000_000
 MARKER = "PLANTED-MARKER-7f3a9c"
 ACCOUNTS = {
     "ops0": ("bank-0", 0),
@@ -130,7 +131,7 @@ class World:
         return self.consumers[consumer].request(dataset, grant, params, now_ms=self.now_ms())
 
     def now_ms(self) -> int:
-        return 1_764_000_000_000 + self.ledger.height * 1000
+        return self.ledger.block_time_ms(self.ledger.height)
 
     def refused(self, request: DataRequest, code: str) -> None:
         """The gateway refuses `request` with `code`, reads no row and logs nothing."""
@@ -145,6 +146,9 @@ class World:
 def world(consent: bool = True, suite_name: str = "intl", **grant: Any) -> World:
     suite = get_suite(suite_name)
     ledger = make_ledger(CONTRACTS, ACCOUNTS, suite_name=suite_name)
+    # Block times on the same clock as the gateway's and the consumers' (`World.now_ms`): the
+    # chain compares a request's timestamp with the time of the block that logs it.
+    ledger.time_base_ms = TIME_BASE_MS
     ledger.keys["firm"] = key_for("firm", suite)
     open_firm = {
         "id": "firm",

@@ -22,8 +22,9 @@ pipeline over an in-process chain), with the defence it must meet:
   same owner under that grant; a malformed answer is `bad_answer` for the consumer;
 - a sealed record's size does not tell the magnitude of an integer it holds (plaintexts are
   padded to a multiple of 256 bytes);
-- the gateway answers only with keys it read again at the height its access record committed
-  (a lagging node cannot make it accept a replaced signing key);
+- a lagging node that proves reads under an old certified header cannot make a replaced
+  (stolen) signing key pass: the chain checks the request's signature again, under the key
+  the account holds when the access is logged;
 - the owner replaces a wrap another reader gave a party (a reader cannot pre-empt the owner's
   share with a wrap no one can correct).
 """
@@ -417,15 +418,11 @@ def test_a_replaced_signing_key_is_refused_by_an_up_to_date_gateway() -> None:
     state.refused(request, "bad_signature")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # DID NOT RAISE: the fetch is answered
-    reason="design: the gateway's certified reads have no freshness bound (no header time or "
-    "minimum height checked), so a node proving reads under an old certified header makes it "
-    "verify a request against a signing key the chain has replaced; log_access does not check "
-    "the signature, so the access is logged and the answer given",
-)
 def test_a_lagging_node_does_not_make_the_gateway_accept_a_replaced_signing_key() -> None:
+    """The gateway's certified reads have no freshness bound, so under the old header the
+    stolen key verifies at the gateway (its replay window admitted the request, the step
+    after the signature); the chain checks the signature again under the key the account
+    holds when the access is logged, and refuses: no access logged, no answer given."""
     state = world()
     lagging = LaggingChain(state.ledger, frozen_at=state.ledger.height)
     request = _stolen_key_request(state)
@@ -438,8 +435,10 @@ def test_a_lagging_node_does_not_make_the_gateway_accept_a_replaced_signing_key(
         clock_ms=state.now_ms,
     )
     accesses = datashare_state.access_count(state.ledger.engine.query)
-    with pytest.raises(RefusedError):
+    with pytest.raises(RefusedError) as refusal:
         gateway.fetch(request.as_json())
+    assert refusal.value.code == "bad_signature"
+    assert len(gateway.window) == 1  # the gateway itself accepted the signature
     assert datashare_state.access_count(state.ledger.engine.query) == accesses
 
 

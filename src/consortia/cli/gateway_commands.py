@@ -39,6 +39,7 @@ from consortia.gateway.protocol import ReplayWindow
 from consortia.gateway.service import Gateway, create_app
 from consortia.identity.keystore import load_key
 from consortia.mirror.dsn import checked, describe
+from consortia.types.datashare_request import FRESHNESS_MS
 
 
 def register(app: typer.Typer) -> None:
@@ -83,8 +84,14 @@ def gateway_command(
         ),
     ] = None,
     freshness_s: Annotated[
-        int, typer.Option("--freshness-s", help="Requests' clock tolerance.", min=1, max=3600)
-    ] = 120,
+        int,
+        typer.Option(
+            "--freshness-s",
+            help="Requests' clock tolerance (at most the chain's, which log_access applies).",
+            min=1,
+            max=FRESHNESS_MS // 1000,
+        ),
+    ] = FRESHNESS_MS // 1000,
     json_logs: Annotated[bool, typer.Option("--json-logs", help="Log JSON lines.")] = False,
 ) -> None:
     """Serve datasets to granted members: certified grant checks, accesses logged on chain,

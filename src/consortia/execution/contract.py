@@ -3,10 +3,11 @@
 Owns: the `Contract` base class and `@method`; the `Context` a call gets (reads and writes in
 the contract's own namespace, reads of other contracts' state, events, the caller and origin,
 the block's height and agreed time, calls into other contracts, the chain's crypto suite as
-far as a contract may use it); the `Host` protocol, the only thing a `Context` asks of the
-engine; the gas schedule and the per-call limits; the argument parsers every contract shares;
-`frozen_now`, the one rule for whether a freeze holds; `SealedView`, what a contract may see of
-a sealed (encrypted) record.
+far as a contract may use it (deterministic checks, hashes, signature checks) and the chain's
+identity (its id and genesis hash); the `Host` protocol, the only thing a `Context` asks of
+the engine; the gas schedule and the per-call limits; the argument parsers every contract
+shares; `frozen_now`, the one rule for whether a freeze holds; `SealedView`, what a contract
+may see of a sealed (encrypted) record.
 
 Must never: import the engine, the state tree or the registry (the engine imports this
 module, never the other way round), or hand a contract anything that reaches them. A
@@ -91,7 +92,8 @@ GAS_PER_BYTE_WRITE = 5
 GAS_CALL = 200
 GAS_TX_BASE = 1_000
 # A deterministic check with the chain's suite (a key's form, a sealed record's structure, an
-# opening against its commitment), plus GAS_PER_BYTE_READ for each byte it looks at.
+# opening against its commitment, a signature, a hash), plus GAS_PER_BYTE_READ for each byte
+# it looks at.
 GAS_CRYPTO = 500
 TX_GAS_LIMIT = 2_000_000
 EVENTS_PER_TX_MAX = 256
@@ -190,6 +192,20 @@ class Host(Protocol):
     def opening_matches(self, label: str, commitment: bytes, salt: bytes, value: bytes) -> bool:
         """Whether `value` with `salt` opens `commitment` under `label`."""
         ...
+
+    def signature_valid(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        """Whether `signature` of `message` verifies under `public_key` (False if malformed)."""
+        ...
+
+    def hash(self, data: bytes) -> bytes:
+        """The suite's 32-byte hash of `data`."""
+        ...
+
+    # The chain's identity, fixed at genesis.
+
+    def chain_id(self) -> str: ...
+
+    def genesis_hash(self) -> bytes: ...
 
 
 H = TypeVar("H", bound=Callable[..., Any])
@@ -348,6 +364,33 @@ class Context:
         return self.host.opening_matches(
             label, bytes.fromhex(commitment), bytes.fromhex(salt), bytes.fromhex(value)
         )
+
+    def signature_valid(self, public_key_hex: str, message: bytes, signature_hex: str) -> bool:
+        """Whether `signature_hex` is a signature of `message` under `public_key_hex` (both
+        lowercase hex) with the chain's suite; False for anything malformed."""
+        size = len(public_key_hex) + len(message) + len(signature_hex)
+        self.meter.charge(GAS_CRYPTO + GAS_PER_BYTE_READ * size)
+        parts = (public_key_hex, signature_hex)
+        if any(not part or len(part) % 2 or not set(part) <= HEX_DIGITS for part in parts):
+            return False
+        return self.host.signature_valid(
+            bytes.fromhex(public_key_hex), message, bytes.fromhex(signature_hex)
+        )
+
+    def hash(self, data: bytes) -> str:
+        """The chain's suite hash of `data`, as lowercase hex."""
+        self.meter.charge(GAS_CRYPTO + GAS_PER_BYTE_READ * len(data))
+        return self.host.hash(data).hex()
+
+    @property
+    def chain_id(self) -> str:
+        """The chain's id (transactions and signed requests name it)."""
+        return self.host.chain_id()
+
+    @property
+    def genesis_hash(self) -> bytes:
+        """The hash of the chain's genesis, which every signature of the chain commits to."""
+        return self.host.genesis_hash()
 
     # Code and deployment (what `sys` needs).
 

@@ -194,6 +194,18 @@ class BlockRun:
     def opening_matches(self, label: str, commitment: bytes, salt: bytes, value: bytes) -> bool:
         return self.checks.opening_matches(label, commitment, salt, value)
 
+    def signature_valid(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        return self.checks.signature_valid(public_key, message, signature)
+
+    def hash(self, data: bytes) -> bytes:
+        return self.checks.hash(data)
+
+    def chain_id(self) -> str:
+        return self.checks.chain_id()
+
+    def genesis_hash(self) -> bytes:
+        return self.checks.genesis_hash()
+
     # The engine's side.
 
     def query(self, contract: str, key: str) -> Any:
@@ -270,7 +282,7 @@ class Engine:
         `last_update`); without it they stay in memory. `history_heights`: how many heights
         back reads and proofs are answered."""
         self.suite = suite
-        self._checks = SuiteChecks(suite)
+        self._checks = SuiteChecks(suite, chain_id, genesis_hash)
         self.chain_id = chain_id
         # Transactions are signed for this chain's genesis, not only its chain id.
         self.domain = SigningDomain(genesis_hash)

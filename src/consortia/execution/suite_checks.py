@@ -1,9 +1,11 @@
 """The chain's crypto suite as a running contract call may use it: deterministic checks only.
 
 Owns `SuiteChecks`, the part of the `Host` (contract.py) that answers a contract's questions
-about keys and sealed records with the chain's suite: whether a public key is an encryption
-key of the suite, what a sealed record (`consortia.privacy.envelope`) says about itself (its
-suite, label, commitment and who holds a wrapped key, as a `SealedView`), and whether a
+about keys, signatures and sealed records with the chain's suite, and tells it the chain's
+identity (its id and genesis hash, which signed messages commit to): whether a public key is
+an encryption key of the suite, whether a signature verifies under a public key, the suite's
+hash of some bytes, what a sealed record (`consortia.privacy.envelope`) says about itself
+(its suite, label, commitment and who holds a wrapped key, as a `SealedView`), and whether a
 disclosed value opens a record's commitment. Contracts may not import the suite or the
 envelope format (the import allow-list), so they ask through their `Context`, which charges
 the gas first.
@@ -29,10 +31,25 @@ from consortia.types.encoding import decode
 class SuiteChecks:
     """The deterministic questions a contract may ask of the chain's suite."""
 
-    __slots__ = ("_suite",)
+    __slots__ = ("_chain_id", "_genesis_hash", "_suite")
 
-    def __init__(self, suite: Suite) -> None:
+    def __init__(self, suite: Suite, chain_id: str, genesis_hash: bytes) -> None:
         self._suite = suite
+        self._chain_id = chain_id
+        self._genesis_hash = genesis_hash
+
+    def chain_id(self) -> str:
+        return self._chain_id
+
+    def genesis_hash(self) -> bytes:
+        return self._genesis_hash
+
+    def signature_valid(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        # Suite.verify answers False for anything malformed, never raises.
+        return bool(self._suite.verify(public_key, message, signature))
+
+    def hash(self, data: bytes) -> bytes:
+        return bytes(self._suite.hash(data))
 
     def suite_name(self) -> str:
         return self._suite.name

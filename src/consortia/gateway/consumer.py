@@ -5,14 +5,15 @@
     fetched.rows, fetched.access, fetched.height
 
 The request is signed with the account's signing key (the one registered on chain), with the
-consumer's clock and a fresh nonce (`protocol.py`). The answer's parts are opened with the
-account's encryption private key and checked: every part answers this very request (its query
-digest), the parts are all there and in order, and the answer digest is the one the gateway
-logged. Given a `node` (a `Client` with a `LightClient`), it also checks the access record on
-chain: the transaction the gateway names is proven committed under a certified header, and
-it logged this account, this grant, this query digest and this answer digest (`not_logged`
-otherwise), so a gateway cannot answer outside the log unnoticed. A refusal raises
-`ClientError` with the gateway's code and HTTP status.
+consumer's clock and a fresh nonce (`protocol.py`); the chain checks that signature again when
+the gateway logs the access, so no access is logged in this account's name without it. The
+answer's parts are opened with the account's encryption private key and checked: every part
+answers this very request (its query digest), the parts are all there and in order, and the
+answer digest is the one the gateway logged. Given a `node` (a `Client` with a `LightClient`),
+it also checks the access record on chain: the transaction the gateway names is proven
+committed under a certified header, and it logged this account, this grant, this query digest
+and this answer digest (`not_logged` otherwise), so a gateway cannot answer outside the log
+unnoticed. A refusal raises `ClientError` with the gateway's code and HTTP status.
 
 Keys stay in the caller's process: this module must never send, log or keep beyond its object
 a private key, and never return a row from a part it could not check.

@@ -7,14 +7,19 @@ and a fresh random `nonce`; `signature` is the account's signature, with its sig
 registered on chain (`identity/account/<id>`), over
 
     REQUEST_DOMAIN || genesis hash || encode([chain id, consumer, dataset, grant,
-                                              [[name, value], ... sorted by name],
-                                              timestamp_ms, nonce])
+                                              params_digest, timestamp_ms, nonce])
+    params_digest = hash(PARAMS_DOMAIN || nonce || encode([[name, value], ... by name]))
 
-The domain keeps a request from ever passing for a transaction or a vote (those sign under
-`consortia/sig/v2`), the genesis hash and chain id from passing on another chain. The
-request's query digest, `hash(QUERY_DOMAIN || signed bytes)`, is what goes on chain: it names
-this one request (the nonce makes it unique and unguessable), so a consumer can later prove
-which query an access record stands for, and nothing of the parameters is revealed by it.
+(the bytes are built in consortia.types.datashare_request, which the `datashare` contract
+uses too). The domain keeps a request from ever passing for a transaction or a vote (those
+sign under `consortia/sig/v2`), the genesis hash and chain id from passing on another chain.
+The parameters are signed through their digest, salted with the nonce, so the gateway can
+hand the chain everything it needs to check the signature again (`log_access` refuses an
+access the consumer did not sign with its current key) without revealing the parameters,
+nor letting a guess of them be confirmed. The request's query digest,
+`hash(QUERY_DOMAIN || signed bytes)`, is what goes on chain: it names this one request (the
+nonce makes it unique), so a consumer can later prove which query an access record stands
+for.
 
 Owns the format, its bounds and `ReplayWindow`. Pure: no clock (times are handed in), no I/O,
 no randomness but the consumer's nonce, which `new_nonce` draws. Must never accept a request
@@ -30,10 +35,20 @@ from typing import Any, Final
 
 from consortia.crypto import Suite
 from consortia.gateway.errors import BAD_REQUEST, BUSY, CONFLICT, UNAUTHORISED, RefusedError
-from consortia.types.encoding import encode
+from consortia.types import datashare_request as request_format
+from consortia.types.datashare_request import QUERY_DOMAIN, REQUEST_DOMAIN
 
-REQUEST_DOMAIN: Final = b"consortia/datashare/request/v1\x00"
-QUERY_DOMAIN: Final = b"consortia/datashare/query/v1\x00"
+__all__ = [
+    "QUERY_DOMAIN",
+    "REQUEST_DOMAIN",
+    "DataRequest",
+    "ReplayWindow",
+    "new_nonce",
+    "parse_request",
+    "signed_request",
+    "verify_signature",
+]
+
 PARAMETERS_MAX: Final = 16
 PARAMETER_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
 PARAMETER_TEXT_MAX: Final = 256
@@ -41,7 +56,9 @@ ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 NONCE_PATTERN: Final = re.compile(r"[0-9a-f]{32}\Z")  # 16 random bytes
 SIGNATURE_HEX_MAX: Final = 256
 GRANT_MAX: Final = 2**62
-FRESHNESS_MS_DEFAULT: Final = 120_000  # how far a request's clock may be from the gateway's
+# How far a request's clock may be from the gateway's (the chain allows as much from the
+# block time of the block that logs the access: a longer window here buys nothing).
+FRESHNESS_MS_DEFAULT: Final = request_format.FRESHNESS_MS
 NONCES_KEPT_MAX: Final = 100_000  # requests remembered within the freshness window
 
 FIELDS: Final = frozenset(
@@ -59,23 +76,37 @@ class DataRequest:
     nonce: str
     signature: str = ""
 
-    def signed_bytes(self, chain_id: str, genesis_hash: bytes) -> bytes:
+    def params_digest(self, suite: Suite) -> str:
+        """The digest of the parameters, salted with the nonce (lowercase hex)."""
+        return suite.hash(request_format.params_preimage(self.nonce, self.params)).hex()
+
+    def signed_bytes(self, suite: Suite, chain_id: str, genesis_hash: bytes) -> bytes:
         """What the consumer signs (see the module docstring)."""
-        parameters = [[name, self.params[name]] for name in sorted(self.params)]
-        body = [
-            chain_id,
-            self.consumer,
-            self.dataset,
-            self.grant,
-            parameters,
-            self.timestamp_ms,
-            self.nonce,
-        ]
-        return REQUEST_DOMAIN + genesis_hash + encode(body)
+        return request_format.signed_bytes(
+            chain_id=chain_id,
+            genesis_hash=genesis_hash,
+            consumer=self.consumer,
+            dataset=self.dataset,
+            grant=self.grant,
+            params_digest=self.params_digest(suite),
+            timestamp_ms=self.timestamp_ms,
+            nonce=self.nonce,
+        )
 
     def query_digest(self, suite: Suite, chain_id: str, genesis_hash: bytes) -> str:
         """The digest logged on chain for this request (lowercase hex)."""
-        return suite.hash(QUERY_DOMAIN + self.signed_bytes(chain_id, genesis_hash)).hex()
+        signed = self.signed_bytes(suite, chain_id, genesis_hash)
+        return suite.hash(request_format.query_preimage(signed)).hex()
+
+    def chain_fields(self, suite: Suite) -> dict[str, Any]:
+        """What `datashare.log_access` needs, besides the query digest, to check the
+        consumer's signature on chain: never the parameters themselves."""
+        return {
+            "params_digest": self.params_digest(suite),
+            "timestamp_ms": self.timestamp_ms,
+            "nonce": self.nonce,
+            "signature": self.signature,
+        }
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -101,7 +132,7 @@ def signed_request(
     request: DataRequest,
 ) -> DataRequest:
     """`request` with the consumer's signature."""
-    signature = suite.sign(private_key, request.signed_bytes(chain_id, genesis_hash))
+    signature = suite.sign(private_key, request.signed_bytes(suite, chain_id, genesis_hash))
     return DataRequest(
         request.consumer,
         request.dataset,
@@ -121,7 +152,7 @@ def verify_signature(
         signature = bytes.fromhex(request.signature)
     except ValueError:
         signature = b""
-    message = request.signed_bytes(chain_id, genesis_hash)
+    message = request.signed_bytes(suite, chain_id, genesis_hash)
     if not signature or not suite.verify(public_key, message, signature):
         raise RefusedError(
             "bad_signature",

@@ -15,7 +15,9 @@ order, each step before the next:
 5. the consumer's encryption key and the escrow key are found (`keys.KeyDirectory`);
 6. the query runs, read-only; the rows are sealed (`answer.py`);
 7. the access is logged on chain (`datashare.log_access`: the chain checks the grant again,
-   at the block that records it) and its receipt proven; a refusal there is the answer;
+   at the block that records it, and the consumer's signature under the key the account
+   holds then, from the request's parameter digest, clock, nonce and signature, never its
+   parameters) and its receipt proven; a refusal there is the answer;
 8. only then the sealed parts go back, with the access record's number and height.
 
 One fetch runs at a time (the replay window and the gateway account's nonces are shared).
@@ -140,6 +142,7 @@ class Gateway:
                 "query_digest": query_digest,
                 "answer_digest": sealed.digest,
                 "rows": len(rows),
+                **request.chain_fields(suite),
             }
         )
         outcome = receipt["receipt"]

@@ -8,7 +8,12 @@ grants may require). The owner grants another member access for a stated purpose
 (heights and/or block time, never a clock), optionally needing the subject's consent, which
 the subject's own account gives (`consent`) and may withdraw. The owner's gateway logs every
 fetch (`log_access`): who, what, under which grant, a digest of the query and of the answer,
-how many rows, when; it is refused without a live grant (`datashare_state.grant_problem`).
+how many rows, when; it is refused without a live grant (`datashare_state.grant_problem`),
+and unless the consumer's own signed request stands behind it: the contract rebuilds the
+signed bytes (consortia.types.datashare_request), checks they hash to the logged query digest
+and verifies the signature under the consumer account's current signing key, so neither a
+gateway nor anyone else logs an access the consumer never asked for, nor one signed with a
+key the account has replaced.
 A grant expires by itself and the owner may revoke it: a revocation holds from the block that
 carries it, so no access is logged under the grant in any later block. The regulator lists
 every grant and access (`regulator.list_data_grants`, `list_data_accesses`).
@@ -19,17 +24,20 @@ the answer never do (the gateway seals them to the consumer off chain).
 This module owns the `datashare/` namespace (layout and readers in datashare_state.py). It
 must never log an access without a live grant; never let anyone but the dataset's owner grant
 or revoke (and never its gateways: a gateway account only logs), anyone but the subject
-consent, or anyone but a current gateway of the owner log; never keep more than the bounds of
-datashare_state.py; and never read a clock.
+consent, or anyone but a current gateway of the owner log, and that only for a request the
+consumer account signed with its current key within FRESHNESS_MS of the block's time; never
+keep more than the bounds of datashare_state.py; and never read a clock (the request's
+timestamp is compared with the block's agreed time).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from consortia.execution.contract import Context, Contract, arg_int, arg_str, method
+from consortia.execution.contract import Context, Contract, arg_hex, arg_int, arg_str, method
 from consortia.execution.contracts import datashare_state as state
 from consortia.execution.contracts import identity_state
+from consortia.types import datashare_request as request_format
 
 
 class Datashare(Contract):
@@ -216,7 +224,10 @@ class Datashare(Contract):
     @method("log_access")
     def log_access(self, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         """A gateway of the dataset's owner logs one fetch by `consumer_account` under
-        `grant`: refused unless the grant is live now; returns the access record."""
+        `grant`, with the consumer's signed request (`params_digest`, `timestamp_ms`,
+        `nonce`, `signature`) whose digest is `query_digest`: refused unless the request is
+        signed with the account's current key, recent, and the grant is live now; returns
+        the access record."""
         number, grant = _grant(ctx, args)
         dataset = state.read_dataset(ctx.read_other, grant["dataset"])
         assert dataset is not None, "a grant names a registered dataset"
@@ -237,6 +248,7 @@ class Datashare(Contract):
         query_digest = state.digest_arg(args, "query_digest")
         answer_digest = state.digest_arg(args, "answer_digest")
         rows = arg_int(args, "rows", minimum=0, maximum=state.ROWS_PER_ACCESS_MAX)
+        _require_signed_request(ctx, args, grant, consumer_account, query_digest)
         problem = state.grant_problem(grant, dataset, ctx.height, ctx.time_ms)
         if problem is not None:
             ctx.fail(*problem)
@@ -270,6 +282,50 @@ class Datashare(Contract):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _require_signed_request(
+    ctx: Context,
+    args: dict[str, Any],
+    grant: dict[str, Any],
+    consumer_account: str,
+    query_digest: str,
+) -> None:
+    """The consumer's own request stands behind the access: its signed bytes, rebuilt here as
+    the gateway protocol builds them (consortia.types.datashare_request) for this grant's
+    dataset, hash to `query_digest`, were signed no more than FRESHNESS_MS from the block's
+    time, and verify under the signing key the account holds now (not one it replaced)."""
+    params_digest = state.digest_arg(args, "params_digest")
+    timestamp_ms = arg_int(args, "timestamp_ms", minimum=0, maximum=2**63 - 1)
+    nonce = arg_hex(args, "nonce", (2 * request_format.NONCE_BYTES,))
+    signature = arg_hex(args, "signature", state.SIGNATURE_HEX_LENGTHS)
+    ctx.require(
+        abs(ctx.time_ms - timestamp_ms) <= request_format.FRESHNESS_MS,
+        "stale_request",
+        f"the request was signed more than {request_format.FRESHNESS_MS} ms from block time",
+    )
+    signed = request_format.signed_bytes(
+        chain_id=ctx.chain_id,
+        genesis_hash=ctx.genesis_hash,
+        consumer=consumer_account,
+        dataset=grant["dataset"],
+        grant=grant["n"],
+        params_digest=params_digest,
+        timestamp_ms=timestamp_ms,
+        nonce=nonce,
+    )
+    ctx.require(
+        ctx.hash(request_format.query_preimage(signed)) == query_digest,
+        "query_digest_mismatch",
+        "query_digest is not the digest of the signed request",
+    )
+    account = identity_state.account_record(ctx, consumer_account)
+    assert account is not None, "an account that acts for a member exists"
+    ctx.require(
+        ctx.signature_valid(str(account["public_key"]), signed, signature),
+        "bad_signature",
+        f"the request is not signed with {consumer_account}'s current signing key",
+    )
 
 
 def _acting_member(ctx: Context) -> str:

@@ -64,6 +64,7 @@ GATEWAYS_MAX: Final = 8  # gateway accounts of one dataset
 DATASETS_PER_OWNER_MAX: Final = 64
 GRANTS_PER_DATASET_MAX: Final = 256
 ROWS_PER_ACCESS_MAX: Final = 1_000_000
+SIGNATURE_HEX_LENGTHS: Final = (128,)  # Ed25519 and SM2 (r || s) signatures: 64 bytes
 ACCESSES_PER_GRANT_MAX: Final = 1_000_000
 GRANT_BLOCKS_MAX: Final = 100_000_000  # the longest a grant may last, in blocks
 GRANT_MS_MAX: Final = 5 * 366 * 24 * 3600 * 1000  # and in block time: five years
