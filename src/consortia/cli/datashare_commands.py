@@ -2,7 +2,8 @@
 of every grant and access (docs/datashare.md).
 
     datashare fetch --home DIR --from NAME --gateway URL --dataset ID --grant N
-                    [--param KEY=VALUE ...] [--node I] [--json] [--passphrase-file F]
+                    [--param KEY=VALUE ... | --params-file FILE|-] [--node I] [--json]
+                    [--passphrase-file F]
     datashare audit --home DIR [--node I] [--json]
 
 `fetch` signs the request with the account's signing key, opens the sealed answer with the
@@ -10,7 +11,9 @@ account's current encryption key (the key file `consortia record key` made, of t
 the chain holds, read with a certified read) and checks the access record on chain through
 the light client; it prints the rows (JSON lines, or one JSON document with `--json`). A
 refusal is one line `error: <code>: <message>` (the gateway's or the node's code) and status
-2. `audit` lists every
+2. Query parameters that others on the machine must not see (the process list shows a
+command line) come from `--params-file`: a JSON object of text and integers, in a file or on
+standard input. `audit` lists every
 grant and every access record, each proven under a certified state root (no account needed).
 
 Must never print, log or send a private key or a passphrase. The rows are printed because
@@ -20,7 +23,9 @@ fetching them is the point: they go to this process's standard output only.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Final
 
 import typer
 
@@ -44,6 +49,8 @@ from consortia.gateway import audit
 from consortia.gateway.consumer import DataConsumer
 from consortia.identity import layout
 from consortia.identity.keystore import load_key
+
+PARAMS_FILE_BYTES_MAX: Final = 16 * 1024  # the gateway takes requests of at most 16 KiB
 
 datashare_app = typer.Typer(
     help="Fetch shared data from a gateway; audit grants and accesses.", no_args_is_help=True
@@ -71,12 +78,22 @@ def fetch_command(
     param: Annotated[
         list[str] | None, typer.Option("--param", help="A query parameter KEY=VALUE; repeatable.")
     ] = None,
+    params_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--params-file",
+            help="The query parameters as a JSON object, from a file or - (standard input),"
+            " kept off the command line.",
+        ),
+    ] = None,
     node: NodeOption = None,
     as_json: JsonOption = False,
     passphrase_file: PassphraseFileOption = None,
 ) -> None:
     """Fetch a dataset under a grant: the rows, opened here, and the access record checked."""
-    params = _parameters(param or [])
+    if param and params_file is not None:
+        raise InvalidArgumentError("give --param or --params-file, not both")
+    params = _parameters(param or []) if params_file is None else parameters_file(params_file)
     cluster = ClusterHome.open(home)
     passphrase = demo_passphrase(cluster, passphrase_file)
     account, key_path = account_key(cluster.root, sender)
@@ -161,6 +178,31 @@ def _all(client: Client, read: Any) -> list[Any]:
         if not page:
             return records
         records.extend(page)
+
+
+def parameters_file(path: Path) -> dict[str, str | int]:
+    """Query parameters from a JSON object in `path` (`-`: standard input), bounded."""
+    if str(path) == "-":
+        text = sys.stdin.read(PARAMS_FILE_BYTES_MAX + 1)
+    elif not path.is_file():
+        raise InvalidArgumentError(f"--params-file {path}: no such file")
+    else:
+        with path.open(encoding="utf-8") as handle:
+            text = handle.read(PARAMS_FILE_BYTES_MAX + 1)
+    if len(text) > PARAMS_FILE_BYTES_MAX:
+        raise InvalidArgumentError(f"the parameters are over {PARAMS_FILE_BYTES_MAX} bytes")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidArgumentError(f"the parameters are not JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise InvalidArgumentError('the parameters are a JSON object: {"name": value, ...}')
+    params: dict[str, str | int] = {}
+    for name, value in document.items():
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise InvalidArgumentError(f"parameter {name}: a query parameter is text or an integer")
+        params[name] = value
+    return params
 
 
 def _parameters(items: list[str]) -> dict[str, str | int]:
