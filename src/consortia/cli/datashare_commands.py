@@ -23,12 +23,12 @@ fetching them is the point: they go to this process's standard output only.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
 
+from consortia.cli.json_input import read_json_input
 from consortia.cli.output import out
 from consortia.cli.record_commands import _private_key
 from consortia.cli.tx_commands import (
@@ -182,19 +182,9 @@ def _all(client: Client, read: Any) -> list[Any]:
 
 def parameters_file(path: Path) -> dict[str, str | int]:
     """Query parameters from a JSON object in `path` (`-`: standard input), bounded."""
-    if str(path) == "-":
-        text = sys.stdin.read(PARAMS_FILE_BYTES_MAX + 1)
-    elif not path.is_file():
-        raise InvalidArgumentError(f"--params-file {path}: no such file")
-    else:
-        with path.open(encoding="utf-8") as handle:
-            text = handle.read(PARAMS_FILE_BYTES_MAX + 1)
-    if len(text) > PARAMS_FILE_BYTES_MAX:
-        raise InvalidArgumentError(f"the parameters are over {PARAMS_FILE_BYTES_MAX} bytes")
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidArgumentError(f"the parameters are not JSON: {error}") from None
+    document = read_json_input(
+        path, size_max=PARAMS_FILE_BYTES_MAX, what="the parameters", option="--params-file"
+    )
     if not isinstance(document, dict):
         raise InvalidArgumentError('the parameters are a JSON object: {"name": value, ...}')
     params: dict[str, str | int] = {}

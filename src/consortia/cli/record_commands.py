@@ -25,12 +25,12 @@ node: only `open` and `reveal` (which discloses it on purpose) ever hold one.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
 
+from consortia.cli.json_input import read_json_input
 from consortia.cli.output import err, out
 from consortia.cli.tx_commands import (
     FromOption,
@@ -322,20 +322,14 @@ def _wrapped_version(record: dict[str, Any], party: str) -> int:
 
 
 def _value(value_file: Path) -> Any:
-    """The JSON value in `value_file` (`-`: standard input), bounded."""
-    if str(value_file) == "-":
-        text = sys.stdin.read(VALUE_FILE_BYTES_MAX + 1)
-    elif not value_file.is_file():
-        raise InvalidArgumentError(f"--value-file {value_file}: no such file")
-    else:
-        with value_file.open(encoding="utf-8") as handle:
-            text = handle.read(VALUE_FILE_BYTES_MAX + 1)
-    if len(text) > VALUE_FILE_BYTES_MAX:
-        raise InvalidArgumentError(f"the value is over {VALUE_FILE_BYTES_MAX} bytes")
-    try:
-        return json.loads(text, parse_float=_no_float)
-    except json.JSONDecodeError as error:
-        raise InvalidArgumentError(f"the value is not JSON: {error}") from None
+    """The JSON value in `value_file` (`-`: standard input), bounded; no floats."""
+    return read_json_input(
+        value_file,
+        size_max=VALUE_FILE_BYTES_MAX,
+        what="the value",
+        option="--value-file",
+        parse_float=_no_float,
+    )
 
 
 def _no_float(text: str) -> Any:
