@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from consortia.errors import InvalidArgumentError
+from consortia.identity.files import read_bounded
 
 
 def read_json_input(
@@ -27,13 +28,14 @@ def read_json_input(
     InvalidArgumentError, naming `what` and `option`, for anything else."""
     if str(path) == "-":
         text = sys.stdin.read(size_max + 1)
-    elif not path.is_file():
-        raise InvalidArgumentError(f"{option} {path}: no such file")
+        if len(text) > size_max:
+            raise InvalidArgumentError(f"{what}: over {size_max} bytes")
     else:
-        with path.open(encoding="utf-8") as handle:
-            text = handle.read(size_max + 1)
-    if len(text) > size_max:
-        raise InvalidArgumentError(f"{what}: over {size_max} bytes")
+        raw = read_bounded(path, size_max, InvalidArgumentError, option)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidArgumentError(f"{option} {path} is not UTF-8 text") from None
     try:
         return json.loads(text, parse_float=parse_float)
     except json.JSONDecodeError as error:

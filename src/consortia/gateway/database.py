@@ -31,6 +31,7 @@ import psycopg
 from consortia.errors import InvalidArgumentError
 from consortia.gateway.errors import BAD_REQUEST, BUSY, TOO_LARGE, RefusedError
 from consortia.gateway.protocol import ID_PATTERN, PARAMETER_NAME, PARAMETERS_MAX
+from consortia.identity.files import read_bounded
 
 APPLICATION_NAME: Final = "consortia-gateway"
 CONNECT_TIMEOUT_S: Final = 10
@@ -61,12 +62,7 @@ class DatasetQuery:
 
 def load_queries(path: Path, datasets: list[str]) -> dict[str, DatasetQuery]:
     """The queries of `datasets` from the JSON file at `path` (every one must be there)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise InvalidArgumentError(f"--queries {path}: {error.strerror}") from None
-    if len(raw) > QUERIES_FILE_BYTES_MAX:
-        raise InvalidArgumentError(f"--queries {path} is over {QUERIES_FILE_BYTES_MAX} bytes")
+    raw = read_bounded(path, QUERIES_FILE_BYTES_MAX, InvalidArgumentError, "--queries")
     try:
         document = json.loads(raw)
     except ValueError:

@@ -28,6 +28,7 @@ from consortia.crypto import Suite
 from consortia.errors import InvalidArgumentError
 from consortia.execution.contracts import identity_state, regulator_state
 from consortia.gateway.chain import ChainAccess
+from consortia.identity.files import read_bounded
 
 KEYS_FILE_BYTES_MAX: Final = 1024 * 1024
 ACCOUNTS_MAX: Final = 10_000
@@ -64,12 +65,7 @@ class KeysFile:
 
     @classmethod
     def load(cls, path: Path, suite: Suite) -> KeysFile:
-        try:
-            raw = path.read_bytes()
-        except OSError as error:
-            raise InvalidArgumentError(f"--keys {path}: {error.strerror}") from None
-        if len(raw) > KEYS_FILE_BYTES_MAX:
-            raise InvalidArgumentError(f"--keys {path} is over {KEYS_FILE_BYTES_MAX} bytes")
+        raw = read_bounded(path, KEYS_FILE_BYTES_MAX, InvalidArgumentError, "--keys")
         try:
             document = json.loads(raw)
         except ValueError:
