@@ -59,6 +59,7 @@ def test_the_suites_hash_documents_as_their_standards_say() -> None:
 def test_the_client_spells_the_receivable_key_as_the_contract_does() -> None:
     assert anchors.RECEIVABLE == receivable_state.CONTRACT == Receivable.name
     assert anchors.receivable_key("INV-1#x") == receivable_state.receivable_key("INV-1#x")
+    assert anchors.part_key("INV-1#x/2") == receivable_state.part_key("INV-1#x/2")
 
 
 @pytest.mark.parametrize("suite_name", ["intl", "gm"])

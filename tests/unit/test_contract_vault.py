@@ -20,7 +20,7 @@ import pytest
 from consortia.client import records
 from consortia.crypto import suite as get_suite
 from consortia.execution.contract import GAS_CRYPTO, Context, Contract, SealedView, method
-from consortia.execution.contracts import identity_state, regulator_state, vault
+from consortia.execution.contracts import identity_state, regulator_state, vault, vault_state
 from consortia.execution.contracts.vault_state import READERS_MAX, WRAPS_MAX
 from consortia.execution.engine import Receipt
 from consortia.privacy import envelope
@@ -571,3 +571,10 @@ def test_the_client_s_record_helpers_drive_the_vault(suite_name: str) -> None:
     )
     assert by_bank.value == value
     ok(send(built.chain, "bank", "vault", "reveal", records.reveal_arguments("T-1", by_bank)))
+
+
+def test_the_sdk_spells_the_keys_it_reads_as_their_owners_do() -> None:
+    # The SDK may not import the engine's contracts (docs/ARCHITECTURE.md), so it spells the
+    # two keys it reads itself; these must stay the owners' spellings.
+    assert records.encryption_key_key("firm-7") == identity_state.encryption_key_key("firm-7")
+    assert records.record_key("rec-1") == vault_state.record_key("rec-1")

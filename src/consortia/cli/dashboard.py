@@ -34,6 +34,7 @@ from rich.table import Table
 from consortia.cli.cluster_commands import cluster_app, ensure_created, start_all
 from consortia.cli.output import PREFIX, err, out, progress_steps, warn
 from consortia.client import ChainInfo, Signer
+from consortia.client.anchors import RECEIVABLE, part_key, receivable_key
 from consortia.cluster.accounts import open_signer
 from consortia.cluster.home import ClusterHome, demo_passphrase
 from consortia.cluster.monitor import Monitor, Snapshot
@@ -196,12 +197,12 @@ async def _refresh(
     serving = [view.node for view in shown.snapshot.nodes if view.serving]
     if not serving or stats.receivable_id is None:
         return
-    record = await monitor.state(serving[0], "receivable", f"receivable/{stats.receivable_id}")
+    record = await monitor.state(serving[0], RECEIVABLE, receivable_key(stats.receivable_id))
     if not isinstance(record, dict):
         return  # not issued yet: keep showing the previous one
     parts = []
     for part_id in record.get("parts", []):
-        part = await monitor.state(serving[0], "receivable", f"part/{part_id}")
+        part = await monitor.state(serving[0], RECEIVABLE, part_key(part_id))
         if isinstance(part, dict):
             parts.append((str(part_id), part))
     shown.receivable, shown.parts = dict(record, id=stats.receivable_id), parts

@@ -29,6 +29,11 @@ def receivable_key(receivable_id: str) -> str:
     return f"receivable/{receivable_id}"
 
 
+def part_key(part_id: str) -> str:
+    """receivable's key of one part of a split receivable."""
+    return f"part/{part_id}"
+
+
 def document_digest(suite: Suite, data: bytes) -> str:
     """A document's digest as anchored: the suite's hash of its bytes, lowercase hex."""
     return suite.hash(data).hex()
