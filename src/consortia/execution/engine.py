@@ -59,7 +59,7 @@ from consortia.types.encoding import decode
 from consortia.types.execution import ReceiptEvent, TxReceipt
 from consortia.types.signing import SigningDomain, transaction_id, verify
 from consortia.types.state_proof import StateAnswer
-from consortia.types.transaction import Transaction
+from consortia.types.transaction import Transaction, TransactionBody
 
 # The farthest ahead a transaction may set its expiry height (about a day at one block a
 # second): a signed transaction can be replayed only within a bounded window.
@@ -332,30 +332,11 @@ class Engine:
             tx = self._admit(run, decoded, check_nonce=False)
         except ContractError as error:
             return Receipt.refused(tx_id, error)
-        body = tx.body
-        meter = Meter(TX_GAS_LIMIT)
-        ctx = Context(
-            host=run,
-            contract=body.contract,
-            caller=body.sender,
-            origin=body.sender,
-            height=run.height,
-            time_ms=run.time_ms,
-            meter=meter,
-        )
         run.begin()
         try:
-            result = run.call(ctx, body.method, dict(body.args))
-            canonical(result)
-        except ContractError as error:
-            return Receipt.refused(tx_id, error, meter.used)
-        except (AssertionError, UnknownContractCodeError):
-            raise
-        except Exception as error:  # a contract bug fails the read, not the node
-            return Receipt(tx_id, False, "contract_fault", type(error).__name__, meter.used)
+            return self._call(run, tx_id, tx.body, base_gas=0)
         finally:
             run.discard()
-        return Receipt(tx_id, True, "ok", "", meter.used, tuple(ctx.events), result)
 
     def transaction_id(self, tx_bytes: bytes) -> bytes:
         """The id receipts and lookups use: the hash of the signed body under its own tag, so
@@ -468,6 +449,20 @@ class Engine:
         key = state_key(identity_state.CONTRACT, identity_state.account_key(body.sender))
         run.write(key, canonical(account))
         run.keep()
+        run.begin()
+        receipt = self._call(run, tx_id, body, base_gas=GAS_TX_BASE + len(tx_bytes))
+        if receipt.ok:
+            run.keep()
+        else:
+            run.discard()
+        return receipt
+
+    def _call(
+        self, run: BlockRun, tx_id: bytes, body: TransactionBody, *, base_gas: int
+    ) -> Receipt:
+        """Run a signed call as its sender, in an overlay the caller opened (and then keeps or
+        discards), metered from `base_gas`: the one place a transaction or a signed read
+        meets its contract."""
         meter = Meter(TX_GAS_LIMIT)
         ctx = Context(
             host=run,
@@ -478,20 +473,16 @@ class Engine:
             time_ms=run.time_ms,
             meter=meter,
         )
-        run.begin()
         try:
-            meter.charge(GAS_TX_BASE + len(tx_bytes))
+            meter.charge(base_gas)
             result = run.call(ctx, body.method, dict(body.args))
             canonical(result)
         except ContractError as error:
-            run.discard()
             return Receipt.refused(tx_id, error, meter.used)
         except (AssertionError, UnknownContractCodeError):
             raise  # a broken invariant, or code this build lacks: stop rather than diverge
-        except Exception as error:  # a contract bug fails the transaction, not the chain
-            run.discard()
+        except Exception as error:  # a contract bug fails the call, not the chain or the node
             return Receipt(tx_id, False, "contract_fault", type(error).__name__, meter.used)
-        run.keep()
         return Receipt(tx_id, True, "ok", "", meter.used, tuple(ctx.events), result)
 
     def _admit(
