@@ -73,6 +73,22 @@ def bounded_response(
     return blocks
 
 
+def serve_from_store(
+    committed: Callable[[bytes], Block | None],
+    voted: Callable[[bytes], Block | None],
+    first_id: bytes,
+    count: int,
+) -> list[Block]:
+    """What a block store answers a `BlockRequest` with (the node's and the simulator's alike):
+    committed blocks from `first_id` back through their parents (`bounded_response`), else the
+    voted, not yet committed block asked for, alone; empty when the store has neither."""
+    blocks = bounded_response(committed, first_id, count)
+    if blocks:
+        return blocks
+    block = voted(first_id)
+    return [] if block is None else [block]
+
+
 @dataclass(slots=True)
 class Fetch:
     """Blocks being fetched backwards from a trusted id until they connect to the tree."""

@@ -31,7 +31,7 @@ from typing import Protocol
 
 import structlog
 
-from consortia.consensus.block_sync import bounded_response
+from consortia.consensus.block_sync import serve_from_store
 from consortia.consensus.events import (
     Action,
     Broadcast,
@@ -486,11 +486,11 @@ class Driver:
             height = store.height_of(wanted)
             return None if height is None else store.block(height)
 
-        blocks = bounded_response(lookup, action.block_id, action.count)
-        if not blocks:
-            voted = {block_id(self.chain.suite, b.header): b for b in store.voted_blocks()}
-            block = voted.get(action.block_id)
-            blocks = [block] if block is not None else []
+        def voted(wanted: bytes) -> Block | None:
+            blocks = {block_id(self.chain.suite, b.header): b for b in store.voted_blocks()}
+            return blocks.get(wanted)
+
+        blocks = serve_from_store(lookup, voted, action.block_id, action.count)
         if blocks:
             self.transport.send(action.to, encode(BlockResponse(action.block_id, blocks)))
 

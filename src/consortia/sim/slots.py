@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from consortia.consensus.block_sync import bounded_response
+from consortia.consensus.block_sync import serve_from_store
 from consortia.consensus.config import (
     Params,
     ProposalChecker,
@@ -80,16 +80,13 @@ class Disk:
     def answer(self, action: ServeBlocks) -> BlockResponse | None:
         """What a node's block store does: committed blocks by id walking parents, or the
         voted block asked for; None when the store has neither."""
-        if action.block_id not in self.heights:
-            voted = self.voted.get(action.block_id)
-            return None if voted is None else BlockResponse(action.block_id, [voted])
 
         def committed(wanted: bytes) -> Block | None:
             height = self.heights.get(wanted)
             return None if height is None else self.committed[height - 1][1]
 
-        blocks = bounded_response(committed, action.block_id, action.count)
-        return BlockResponse(action.block_id, blocks)
+        blocks = serve_from_store(committed, self.voted.get, action.block_id, action.count)
+        return BlockResponse(action.block_id, blocks) if blocks else None
 
 
 @dataclass(slots=True)
