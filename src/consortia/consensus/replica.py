@@ -48,6 +48,7 @@ from consortia.consensus.invariants import (
 )
 from consortia.consensus.pacemaker import Pacemaker
 from consortia.consensus.proposals import Proposals
+from consortia.consensus.safety import Refusal
 from consortia.consensus.votes import VoteCollector
 from consortia.types.consensus import (
     Block,
@@ -151,10 +152,13 @@ class Replica:
         self._out.clear()
         return out
 
-    def sign_execution(self, header: ExecutionHeader) -> bytes | None:
-        """The node's handle on the safety rules for execution headers (none of the
-        replica's state changes): the signature, or None when they refuse."""
-        return self.safety.sign_execution(header)
+    def sign_execution(self, header: ExecutionHeader) -> bytes | Refusal:
+        """The node's handle on the safety rules for execution headers (no round state
+        changes): the signature, or the refusal (counted by rule)."""
+        signed = self.safety.sign_execution(header)
+        if isinstance(signed, Refusal):
+            self.counters.refuse(signed.rule)
+        return signed
 
     # ------------------------------------------------------------------ lifecycle
 
