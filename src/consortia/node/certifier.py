@@ -284,7 +284,7 @@ class Certifier:
             if record is None:
                 continue
             if not same_block(header, record.header):
-                self.attestations.counters.dropped["other_block"] += 1
+                self.attestations.counters.drop("other_block")
                 continue
             validators = self.attestations.validators(header.epoch)
             if validators is None:
