@@ -171,3 +171,37 @@ def test_halt_discards_whatever_the_failing_event_produced() -> None:
 
 def test_weakening_names_are_the_fields_of_weakening() -> None:
     assert tuple(f.name for f in dataclasses.fields(Weakening)) == WEAKENING_NAMES
+
+
+def test_votes_kept_outside_the_round_window_halt_the_replica() -> None:
+    """Setup: a started replica (round 1) whose vote buffer is made to hold a round beyond
+    round + rounds_ahead_max (what `add_vote` refuses and `prune` forgets). Test: the
+    invariant check after the next event halts it, naming the vote buffer."""
+    replica = started()
+    far = 1 + replica.params.rounds_ahead_max + 1
+    replica.votes.votes[far] = {0: (bytes(32), 1, bytes(64))}
+    actions = replica.handle(TimerFired(10, 0, 7))  # a stale timer: otherwise nothing happens
+    assert actions == [Halt(f"votes of round {far} kept outside rounds 0..{far - 1}")]
+
+
+def test_the_vote_collector_check_names_each_broken_invariant() -> None:
+    """Each invariant stated on `VoteCollector`'s fields, broken alone, is reported; the
+    window's edges (round - 1 and round + rounds_ahead_max) are inside it."""
+    replica = started()
+    votes = replica.votes
+    ahead = replica.params.rounds_ahead_max
+    entry = (bytes(32), 1, bytes(64))
+    assert votes.check(5, ahead) is None
+    votes.votes[4] = {0: entry}
+    votes.votes[5 + ahead] = {3: entry}
+    assert votes.check(5, ahead) is None
+    assert votes.check(6, ahead) == f"votes of round 4 kept outside rounds 5..{6 + ahead}"
+    votes.votes[5] = {4: entry}  # four validators: indexes 0..3
+    assert votes.check(5, ahead) == "a vote of round 5 from a validator index out of range"
+    votes.votes.clear()
+    votes.timeouts[5] = {0: (2, bytes(64)), 1: (3, bytes(64))}
+    assert votes.check(5, ahead) == "timeout QCs kept for other rounds than the timeouts"
+    votes.timeout_qcs[5] = replica.tree.high_qc  # of round 0, below the timeouts' highest (3)
+    assert votes.check(5, ahead) == "the timeout QC of round 5 is not its timeouts' highest"
+    votes.timeouts[5] = {0: (0, bytes(64))}
+    assert votes.check(5, ahead) is None

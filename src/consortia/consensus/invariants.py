@@ -50,6 +50,7 @@ def check_invariants(replica: Replica, before: tuple[int, int, int]) -> None:
     )
     for broken in (
         replica.pacemaker.check(current),
+        replica.votes.check(current, replica.params.rounds_ahead_max),
         replica.durable.check(),
         replica.sync.check(),
         replica.epochs.check(),
