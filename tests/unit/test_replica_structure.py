@@ -22,14 +22,14 @@ from consortia.consensus.events import (
     Start,
     TimerFired,
 )
-from consortia.consensus.pacemaker import BACKOFF_EXPONENT_MAX, timeout_delay_ms
+from consortia.consensus.pacemaker import BACKOFF_EXPONENT_MAX, Pacemaker, timeout_delay_ms
 from consortia.consensus.replica import ON_EVENT, ON_MESSAGE
 from consortia.consensus.safety import WEAKENING_NAMES, Weakening
 from consortia.errors import ConfigError
 from consortia.sim import Scenario, run
 from consortia.types.consensus import ConsensusMessage
 from consortia.types.genesis import ConsensusParams
-from tests.consensus_helpers import make_cluster, make_replica, of_type
+from tests.consensus_helpers import make_cluster, make_keys, make_replica, of_type
 
 CLUSTER = make_cluster(4)
 
@@ -205,3 +205,54 @@ def test_the_vote_collector_check_names_each_broken_invariant() -> None:
     assert votes.check(5, ahead) == "the timeout QC of round 5 is not its timeouts' highest"
     votes.timeouts[5] = {0: (0, bytes(64))}
     assert votes.check(5, ahead) is None
+
+
+def test_round_zero_after_the_start_halts_a_validator_but_not_an_observer() -> None:
+    """Setup: a validator's replica marked started while still in round 0 (what a `_start`
+    that forgot to enter its round would leave). Test: the next event halts it; an observer
+    in round 0 (one waiting for the first certificate of an epoch it entered) does not."""
+    replica = make_replica(CLUSTER, CLUSTER.keys[0])
+    replica.started = True
+    assert replica.handle(TimerFired(10, 0, 7)) == [Halt("round 0 after the start")]
+    observer = make_replica(CLUSTER, make_keys(1, "observer")[0])
+    observer.started = True
+    assert observer.handle(TimerFired(10, 0, 7)) == []
+    assert observer.halted is None
+
+
+class _DoubleBackoff(Pacemaker):
+    """A pacemaker that backs off twice for one round timed out."""
+
+    def timed_out(self, round_: int) -> None:
+        super().timed_out(round_)
+        self.consecutive_timeouts += 1
+
+
+def test_a_backoff_rising_twice_in_one_round_halts_the_replica() -> None:
+    """Setup: a replica whose pacemaker counts two timeouts for one round. Test: its first
+    local timeout halts it (`consecutive_timeouts` rises by at most one per round)."""
+    replica = started()
+    replica.pacemaker = _DoubleBackoff(replica.params, replica.node_id, replica.counters)
+    actions = replica.handle(TimerFired(1000, 0, 1))
+    assert actions == [
+        Halt("consecutive_timeouts rose from 0 to 2 over 1 rounds timed out"),
+    ]
+
+
+def test_the_pacemaker_check_names_each_broken_invariant() -> None:
+    pacemaker = started().pacemaker
+    pacemaker.timed_out(3)
+    pacemaker.timed_out(4)
+    assert (pacemaker.timed_out_round, pacemaker.consecutive_timeouts) == (4, 2)
+    assert pacemaker.check(4, 0, 0) is None  # two rounds timed out, two more timeouts
+    assert (
+        pacemaker.check(4, 3, 0) == "consecutive_timeouts rose from 0 to 2 over 1 rounds timed out"
+    )
+    assert pacemaker.check(4, 5, 0) == "timed_out_round went back from 5 to 4"
+    assert pacemaker.check(3, 0, 0) == "timed out in round 4 above round 3"
+    pacemaker.reset_backoff()  # a QC: the count falls, which is allowed
+    assert pacemaker.check(4, 4, 2) is None
+    pacemaker.round_ms.append(-1)
+    assert pacemaker.check(4, 4, 0) == (
+        "a negative round length, or a timed round above the current round"
+    )

@@ -43,6 +43,7 @@ from consortia.consensus.events import (
 )
 from consortia.consensus.invariants import (
     InvariantBrokenError,
+    before_event,
     check_invariants,
     check_transition_tables,
 )
@@ -88,29 +89,33 @@ ON_MESSAGE: Final = {
 
 class Replica:
     def __init__(self, setup: ReplicaSetup) -> None:
+        # Fixed at construction (`setup` is read again only for each epoch's validator set).
         self.setup = setup
         self.node_id = setup.node_id
         self.chain_id = setup.chain_id
         self.domain = SigningDomain(setup.genesis_hash)
         self.suite = setup.suite
         self.params: Params = setup.params
-        self.counters = Counters()
+        self.counters = Counters()  # only rise; keyed by closed sets (DropReason, RefusalRule)
         self.now_ms = 0  # the latest time an event carried; never decreases
         self.halted: str | None = None  # why the replica stopped; then it answers nothing
+        self.started = False  # `Start` was handled: from then on round >= 1 (see below)
         # Actions of the event being handled; shared with the seams, emptied by `handle`.
         self._out: list[Action] = []
 
-        # Where it left off (`restore.py`): the safety state, the tree, leader election.
+        # Where it left off (`restore.py`). All of this epoch; set anew only by `_enter_epoch`.
         self.epoch = setup.epoch_config.epoch  # never decreases
         self.validators = restore.validator_set(setup, setup.epoch_config, self.domain)
         self.epoch_root_id = setup.epoch_root_id  # the block this epoch started from
+        # The only signer, for the replica's life; its state's epoch moves with `epoch`.
         self.safety = restore.safety_rules(setup, self.epoch, self.domain)
-        self.tree = restore.block_tree(setup, self.safety.state, self.epoch)
+        self.tree = restore.block_tree(setup, self.safety.state, self.epoch)  # root: reset_root
         self.leaders = restore.kept_leaders(setup, self.validators, self.epoch)
 
-        # Round state. Invariants: (epoch, round) never decreases; round >= 1 once started;
-        # last_tc is None or a TC of this epoch for round - 1; proposed_round and
-        # payload_requested_round are at most round.
+        # Round state. Invariants: (epoch, round) never decreases; round >= 1 once started
+        # (an observer entering an epoch waits at 0 for its first certificate); last_tc is
+        # None or a TC of this epoch for round - 1; proposed_round and payload_requested_round
+        # are at most round.
         self.round = 0
         self.last_tc: TimeoutCertificate | None = None
         self.proposed_round = 0
@@ -118,6 +123,8 @@ class Replica:
         # The QC that made this replica's latest commit of this epoch final (None: none yet).
         # Invariant: None or of this epoch.
         self.high_commit_qc = restore.kept_commit_qc(setup, self.epoch)
+        # The seams: each built once, for the replica's life, and reset for a new epoch by
+        # `_enter_epoch`; each states its own invariants and checks them (`check`).
         self.pacemaker = Pacemaker(self.params, self.node_id, self.counters)
         self.votes = VoteCollector(self.validators, self.chain_id, self.counters)
         self.proposals = Proposals(setup, self.counters, self.leaders)
@@ -136,7 +143,7 @@ class Replica:
         """Process one event; return the actions for the driver, in order."""
         if self.halted is not None:
             return []
-        before = (self.epoch, self.round, self.durable.sequence)
+        before = before_event(self)
         self._out.clear()
         try:
             self.now_ms = max(self.now_ms, event.now_ms)
@@ -170,6 +177,7 @@ class Replica:
             self.last_tc = tc
             self.tree.update_high_qc(tc.high_qc)
         self.round = 0
+        self.started = True
         self._enter_round(start_round)
 
     def _on_timer(self, event: TimerFired) -> None:
