@@ -24,7 +24,7 @@ from typing import Any, Final
 from consortia.consensus import restore
 from consortia.consensus.block_sync import BlockSync, Fetch
 from consortia.consensus.commits import CommitLog
-from consortia.consensus.config import Params, ReplicaSetup, root_qc_for
+from consortia.consensus.config import Params, ReplicaSetup
 from consortia.consensus.durable import DurableGate
 from consortia.consensus.epoch_change import EpochChange
 from consortia.consensus.events import (
@@ -393,23 +393,19 @@ class Replica:
         self._enter_epoch(ending, self.epochs.ended(ending, ending_headers, proof))
 
     def _enter_epoch(self, ending: Block, proof: EpochChangeResponse | None) -> None:
+        """Hand over to the epoch `ending` names (`restore.next_epoch`): the tree from
+        `ending`, the seams and the round state reset, a fresh safety state persisted."""
         config = ending.header.next_epoch
         assert config is not None and config.epoch == self.epoch + 1
-        ending_id = block_id(self.suite, ending.header)
         self.epoch = config.epoch
-        self.validators = restore.validator_set(self.setup, config, self.domain)
-        self.leaders = self.proposals.leaders = restore.leader_election(
-            self.validators, self.params
-        )
-        root_qc = root_qc_for(self.suite, ending, self.epoch)
-        self.epoch_root_id = ending_id
-        self.tree.reset_root(ending, ending_id, root_qc)
+        self.validators, self.leaders, root_qc = restore.next_epoch(self.setup, ending, self.domain)
+        self.epoch_root_id = root_qc.block_id  # the ending block's id
+        self.tree.reset_root(ending, self.epoch_root_id, root_qc)
         self.votes.new_epoch(self.validators)
-        self.proposals.clear()
+        self.proposals.new_epoch(self.leaders)
         self.sync.clear()
         self.epochs.pending = None
-        self.last_tc = None
-        self.high_commit_qc = None
+        self.last_tc = self.high_commit_qc = None
         self.pacemaker.new_epoch()
         self.round = self.proposed_round = self.payload_requested_round = 0
         self._out.append(EnterEpoch(config, proof))
