@@ -6,9 +6,9 @@ round is at least 1 once started, the proposed round and the round a payload was
 are at most the current round, the last TC is of the previous round, the high QC and the
 commit QC are of this epoch, `Persist` sequence numbers only rise), then every seam's own
 invariants (its `check()`; the pacemaker's compare with what it held before the event,
-`Before`). `Replica.handle`
-runs `check_invariants` after every event and turns the error into `Halt`. Also the check,
-at import, that the replica's transition tables name a handler that exists for every input.
+`Before`). `Replica.handle` runs `check_invariants` after every event and turns the error
+into `Halt`. Also the check, at import, that the replica's transition tables name a handler
+that exists for every input.
 
 Never changes anything: it only reads the replica. Pure: no clock, no I/O.
 """

@@ -216,6 +216,8 @@ class Pacemaker:
                 f"consecutive_timeouts rose from {consecutive_before} to "
                 f"{self.consecutive_timeouts} over {rounds} rounds timed out"
             )
-        if any(ms < 0 for ms in self.round_ms) or self._timed_round > current_round:
-            return "a negative round length, or a timed round above the current round"
+        if any(ms < 0 for ms in self.round_ms):
+            return "a negative round length kept"
+        if self._timed_round > current_round:
+            return f"timing round {self._timed_round} above round {current_round}"
         return None
