@@ -11,13 +11,22 @@ import dataclasses
 import json
 import subprocess
 import sys
+from typing import Literal, get_args
 
 import pytest
 
+from consortia.cli.sim_commands import _adversary
 from consortia.consensus.safety import Weakening
+from consortia.errors import InvalidArgumentError
 from consortia.sim import RunResult, Scenario, Simulation, run
-from consortia.sim.adversary import STRATEGIES
-from consortia.sim.faults import CRASH_MOMENTS
+from consortia.sim.adversary import STRATEGIES, Silent, SilentMoment
+from consortia.sim.faults import (
+    CRASH_MOMENTS,
+    MIX,
+    CrashMoment,
+    CrashMomentChoice,
+    is_crash_moment_choice,
+)
 from consortia.sim.invariants import RoundProgress
 
 CHUNK = 25
@@ -463,3 +472,23 @@ def test_governance_adds_a_validator_end_to_end(scenario: Scenario, seeds: range
     # A QC needs only a quorum, so the newcomer (or a crashed one) may be left out of some
     # runs' certificates; across seeds it must take part.
     assert contributed >= len(seeds) // 2, "the new validator rarely contributed to a quorum"
+
+
+def test_crash_and_silence_moments_are_closed_sets() -> None:
+    """The moments a seed draws from are exactly the Literal types mypy checks, in the
+    order drawn; the CLI takes exactly those (or `mix`) and refuses any other in one line."""
+    assert get_args(CrashMoment) == CRASH_MOMENTS
+    assert get_args(CrashMomentChoice) == (CrashMoment, Literal["mix"])
+    assert get_args(SilentMoment) == Silent.MOMENTS
+    assert all(is_crash_moment_choice(moment) for moment in (*CRASH_MOMENTS, MIX))
+    assert not any(map(is_crash_moment_choice, ("", "Commit", "own_commit", "mixed")))
+    options = {
+        "crash_together": False,
+        "unequal_power": False,
+        "clock_skew_ms": 0,
+        "adversarial_network": False,
+    }
+    chosen = _adversary(Scenario(crash=1), [], "first_commit", **options)  # type: ignore[arg-type]
+    assert chosen.crash_moment == "first_commit"
+    with pytest.raises(InvalidArgumentError, match="unknown --crash-moment 'own_commit'"):
+        _adversary(Scenario(crash=1), [], "own_commit", **options)  # type: ignore[arg-type]

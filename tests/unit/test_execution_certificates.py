@@ -14,7 +14,7 @@ from consortia.client.light import (
     verify_certificate,
     verify_epoch_change,
 )
-from consortia.consensus.safety import SafetyRules
+from consortia.consensus.safety import Refusal, SafetyRules
 from consortia.node.attestation import (
     AHEAD,
     BEHIND,
@@ -56,6 +56,7 @@ from tests.consensus_helpers import (
     make_header,
     make_keys,
     make_qc,
+    make_replica,
     qc_stub,
 )
 from tests.node_helpers import make_genesis
@@ -97,16 +98,42 @@ def certificate(head: ExecutionHeader, keys: list[Key]) -> ExecutionCertificate:
 
 
 def test_the_safety_rules_sign_one_header_a_height_and_only_of_their_chain() -> None:
+    """Each refusal is typed: the rule that refused and the header's height."""
     signer = rules(KEYS[0])
     first = signer.sign_execution(header(5))
-    assert first is not None
+    assert isinstance(first, bytes)
     assert verify(SUITE, KEYS[0].public_key, header(5), first, DOMAIN)
     # The same header again (a retransmission) is signed again; another one is refused.
-    assert signer.sign_execution(header(5)) is not None
-    assert signer.sign_execution(header(5, root=2)) is None
-    assert signer.sign_execution(header(6, root=2)) is not None
+    assert isinstance(signer.sign_execution(header(5)), bytes)
+    again = signer.sign_execution(header(5, root=2))
+    assert isinstance(again, Refusal)
+    assert (again.rule, again.height) == ("execution_already_signed", 5)
+    assert str(again) == "execution_already_signed: height 5"
+    assert isinstance(signer.sign_execution(header(6, root=2)), bytes)
     other_chain = msgspec.structs.replace(header(7), chain_id="elsewhere")
-    assert signer.sign_execution(other_chain) is None
+    elsewhere = signer.sign_execution(other_chain)
+    assert isinstance(elsewhere, Refusal)
+    assert (elsewhere.rule, elsewhere.height) == ("execution_other_chain", 7)
+    # A refused header is not remembered: height 7 of this chain is still signed.
+    assert isinstance(signer.sign_execution(header(7)), bytes)
+
+
+def test_the_replica_counts_execution_refusals_by_rule() -> None:
+    """Setup: a replica asked to sign two different headers for one height, then one of
+    another chain. Test: both refusals come back typed and are counted by rule, like the
+    refusals of votes and timeouts; a signature is not counted."""
+    replica = make_replica(CLUSTER, KEYS[0])
+    assert isinstance(replica.sign_execution(header(4)), bytes)
+    assert replica.counters.refused == {}
+    refused = replica.sign_execution(header(4, root=3))
+    assert isinstance(refused, Refusal) and refused.rule == "execution_already_signed"
+    other_chain = msgspec.structs.replace(header(8), chain_id="elsewhere")
+    refused = replica.sign_execution(other_chain)
+    assert isinstance(refused, Refusal) and refused.rule == "execution_other_chain"
+    assert replica.counters.refused == {
+        "execution_already_signed": 1,
+        "execution_other_chain": 1,
+    }
 
 
 def test_an_execution_signature_never_verifies_as_a_vote_nor_a_vote_as_one() -> None:

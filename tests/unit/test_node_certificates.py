@@ -201,3 +201,38 @@ def _forged_answers_are_refused(driver: Driver, keys: list[tuple[bytes, bytes, b
         answer(CertificateResponse([signed(other, keys[:3])]))
     answer(CertificateResponse([real]))
     assert height not in certifier.missing
+
+
+def test_a_refused_execution_signature_stops_the_node_naming_the_rule(tmp_path: Path) -> None:
+    """Setup: a validator whose safety rules already signed one execution header for height
+    2. Test: asked for its vote on another header of height 2, or on a header of another
+    chain, the certifier stops the node (`ExecutionDivergedError`) naming the rule that
+    refused, and the replica counts each refusal by that rule."""
+
+    async def scenario() -> None:
+        hub = Hub(asyncio.get_running_loop(), random.Random(3))
+        genesis = make_genesis(4)
+        driver = make_driver(hub, genesis, tmp_path, validator_keys(4)[0])
+        signed = ExecutionHeader(
+            chain_id=genesis.chain_id,
+            epoch=0,
+            height=2,
+            block_id=bytes([2]) * 32,
+            state_root=bytes([1]) * 32,
+            receipts_root=bytes([7]) * 32,
+        )
+        vote = driver.certifier._own_vote(signed)
+        assert vote is not None and vote.header == signed
+        other = msgspec.structs.replace(signed, state_root=bytes([9]) * 32)
+        with pytest.raises(ExecutionDivergedError, match="execution_already_signed"):
+            driver.certifier._own_vote(other)
+        elsewhere = msgspec.structs.replace(signed, chain_id="elsewhere", height=3)
+        with pytest.raises(ExecutionDivergedError, match="execution_other_chain"):
+            driver.certifier._own_vote(elsewhere)
+        assert driver.replica.counters.refused == {
+            "execution_already_signed": 1,
+            "execution_other_chain": 1,
+        }
+        driver.close()
+
+    asyncio.run(scenario())

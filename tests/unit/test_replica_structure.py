@@ -22,14 +22,14 @@ from consortia.consensus.events import (
     Start,
     TimerFired,
 )
-from consortia.consensus.pacemaker import BACKOFF_EXPONENT_MAX, timeout_delay_ms
+from consortia.consensus.pacemaker import BACKOFF_EXPONENT_MAX, Pacemaker, timeout_delay_ms
 from consortia.consensus.replica import ON_EVENT, ON_MESSAGE
 from consortia.consensus.safety import WEAKENING_NAMES, Weakening
 from consortia.errors import ConfigError
 from consortia.sim import Scenario, run
 from consortia.types.consensus import ConsensusMessage
 from consortia.types.genesis import ConsensusParams
-from tests.consensus_helpers import make_cluster, make_replica, of_type
+from tests.consensus_helpers import make_cluster, make_keys, make_replica, of_type
 
 CLUSTER = make_cluster(4)
 
@@ -171,3 +171,88 @@ def test_halt_discards_whatever_the_failing_event_produced() -> None:
 
 def test_weakening_names_are_the_fields_of_weakening() -> None:
     assert tuple(f.name for f in dataclasses.fields(Weakening)) == WEAKENING_NAMES
+
+
+def test_votes_kept_outside_the_round_window_halt_the_replica() -> None:
+    """Setup: a started replica (round 1) whose vote buffer is made to hold a round beyond
+    round + rounds_ahead_max (what `add_vote` refuses and `prune` forgets). Test: the
+    invariant check after the next event halts it, naming the vote buffer."""
+    replica = started()
+    far = 1 + replica.params.rounds_ahead_max + 1
+    replica.votes.votes[far] = {0: (bytes(32), 1, bytes(64))}
+    actions = replica.handle(TimerFired(10, 0, 7))  # a stale timer: otherwise nothing happens
+    assert actions == [Halt(f"votes of round {far} kept outside rounds 0..{far - 1}")]
+
+
+def test_the_vote_collector_check_names_each_broken_invariant() -> None:
+    """Each invariant stated on `VoteCollector`'s fields, broken alone, is reported; the
+    window's edges (round - 1 and round + rounds_ahead_max) are inside it."""
+    replica = started()
+    votes = replica.votes
+    ahead = replica.params.rounds_ahead_max
+    entry = (bytes(32), 1, bytes(64))
+    assert votes.check(5, ahead) is None
+    votes.votes[4] = {0: entry}
+    votes.votes[5 + ahead] = {3: entry}
+    assert votes.check(5, ahead) is None
+    assert votes.check(6, ahead) == f"votes of round 4 kept outside rounds 5..{6 + ahead}"
+    votes.votes[5] = {4: entry}  # four validators: indexes 0..3
+    assert votes.check(5, ahead) == "a vote of round 5 from a validator index out of range"
+    votes.votes.clear()
+    votes.timeouts[5] = {0: (2, bytes(64)), 1: (3, bytes(64))}
+    assert votes.check(5, ahead) == "timeout QCs kept for other rounds than the timeouts"
+    votes.timeout_qcs[5] = replica.tree.high_qc  # of round 0, below the timeouts' highest (3)
+    assert votes.check(5, ahead) == "the timeout QC of round 5 is not its timeouts' highest"
+    votes.timeouts[5] = {0: (0, bytes(64))}
+    assert votes.check(5, ahead) is None
+
+
+def test_round_zero_after_the_start_halts_a_validator_but_not_an_observer() -> None:
+    """Setup: a validator's replica marked started while still in round 0 (what a `_start`
+    that forgot to enter its round would leave). Test: the next event halts it; an observer
+    in round 0 (one waiting for the first certificate of an epoch it entered) does not."""
+    replica = make_replica(CLUSTER, CLUSTER.keys[0])
+    replica.started = True
+    assert replica.handle(TimerFired(10, 0, 7)) == [Halt("round 0 after the start")]
+    observer = make_replica(CLUSTER, make_keys(1, "observer")[0])
+    observer.started = True
+    assert observer.handle(TimerFired(10, 0, 7)) == []
+    assert observer.halted is None
+
+
+class _DoubleBackoff(Pacemaker):
+    """A pacemaker that backs off twice for one round timed out."""
+
+    def timed_out(self, round_: int) -> None:
+        super().timed_out(round_)
+        self.consecutive_timeouts += 1
+
+
+def test_a_backoff_rising_twice_in_one_round_halts_the_replica() -> None:
+    """Setup: a replica whose pacemaker counts two timeouts for one round. Test: its first
+    local timeout halts it (`consecutive_timeouts` rises by at most one per round)."""
+    replica = started()
+    replica.pacemaker = _DoubleBackoff(replica.params, replica.node_id, replica.counters)
+    actions = replica.handle(TimerFired(1000, 0, 1))
+    assert actions == [
+        Halt("consecutive_timeouts rose from 0 to 2 over 1 rounds timed out"),
+    ]
+
+
+def test_the_pacemaker_check_names_each_broken_invariant() -> None:
+    pacemaker = started().pacemaker
+    pacemaker.timed_out(3)
+    pacemaker.timed_out(4)
+    assert (pacemaker.timed_out_round, pacemaker.consecutive_timeouts) == (4, 2)
+    assert pacemaker.check(4, 0, 0) is None  # two rounds timed out, two more timeouts
+    assert (
+        pacemaker.check(4, 3, 0) == "consecutive_timeouts rose from 0 to 2 over 1 rounds timed out"
+    )
+    assert pacemaker.check(4, 5, 0) == "timed_out_round went back from 5 to 4"
+    assert pacemaker.check(3, 0, 0) == "timed out in round 4 above round 3"
+    pacemaker.reset_backoff()  # a QC: the count falls, which is allowed
+    assert pacemaker.check(4, 4, 2) is None
+    pacemaker.entered(5, 100)
+    assert pacemaker.check(4, 4, 0) == "timing round 5 above round 4"
+    pacemaker.round_ms.append(-1)
+    assert pacemaker.check(5, 4, 0) == "a negative round length kept"

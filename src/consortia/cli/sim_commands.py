@@ -18,7 +18,7 @@ from consortia.crypto import SUITE_NAMES
 from consortia.errors import InvalidArgumentError
 from consortia.identity.consortium import NODES_MAX
 from consortia.sim.adversary import STRATEGIES
-from consortia.sim.faults import CRASH_MOMENTS, MIX
+from consortia.sim.faults import CRASH_MOMENTS, MIX, is_crash_moment_choice
 from consortia.sim.report import run_seeds
 from consortia.sim.scenario import Scenario
 
@@ -218,7 +218,7 @@ def _adversary(
         )
     if strategies and not scenario.byzantine:
         raise InvalidArgumentError("--strategy needs --byzantine")
-    if crash_moment not in (*CRASH_MOMENTS, MIX):
+    if not is_crash_moment_choice(crash_moment):
         raise InvalidArgumentError(
             f"unknown --crash-moment {crash_moment!r}; one of {', '.join(CRASH_MOMENTS)}, mix"
         )

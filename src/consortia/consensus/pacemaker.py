@@ -71,9 +71,9 @@ def timeout_delay_ms(params: Params, consecutive_timeouts: int, base_ms: int | N
 
 @dataclass(slots=True)
 class Pacemaker:
-    params: Params
-    node_id: bytes
-    counters: Counters
+    params: Params  # fixed at construction (the replica's)
+    node_id: bytes  # fixed at construction
+    counters: Counters  # the replica's own; only rise
     # Rounds ended by timeouts since the last round entered through a QC. Invariant: >= 0;
     # rises by at most one per round (only when `timed_out_round` rises).
     consecutive_timeouts: int = 0
@@ -83,7 +83,8 @@ class Pacemaker:
     # How long recent rounds that ended in a QC took, newest last. Invariant: at most
     # ROUND_SAMPLES, each >= 0.
     round_ms: deque[int] = field(default_factory=lambda: deque(maxlen=ROUND_SAMPLES))
-    # The round this replica is timing, and when it entered it (its own clock).
+    # The round this replica is timing (at most its current round; 0 after `new_epoch`), and
+    # when it entered it, by the events' clock (so never decreases).
     _timed_round: int = 0
     _entered_ms: int = 0
 
@@ -197,10 +198,26 @@ class Pacemaker:
         self.timed_out_round = 0
         self._timed_round = 0
 
-    def check(self, current_round: int) -> str | None:
-        """The first broken invariant, or None."""
+    def check(
+        self, current_round: int, timed_out_before: int, consecutive_before: int
+    ) -> str | None:
+        """The first broken invariant, or None. `timed_out_before` and `consecutive_before` are
+        `timed_out_round` and `consecutive_timeouts` before the event (0 when the event
+        entered a new epoch)."""
         if self.consecutive_timeouts < 0:
             return f"consecutive_timeouts {self.consecutive_timeouts} below 0"
         if self.timed_out_round > current_round:
             return f"timed out in round {self.timed_out_round} above round {current_round}"
+        if self.timed_out_round < timed_out_before:
+            return f"timed_out_round went back from {timed_out_before} to {self.timed_out_round}"
+        rounds = self.timed_out_round - timed_out_before
+        if self.consecutive_timeouts - consecutive_before > rounds:
+            return (
+                f"consecutive_timeouts rose from {consecutive_before} to "
+                f"{self.consecutive_timeouts} over {rounds} rounds timed out"
+            )
+        if any(ms < 0 for ms in self.round_ms):
+            return "a negative round length kept"
+        if self._timed_round > current_round:
+            return f"timing round {self._timed_round} above round {current_round}"
         return None

@@ -52,7 +52,9 @@ class Proposals:
         # most params.pending_proposals_max, oldest evicted first.
         self.pending: OrderedDict[bytes, tuple[bytes, Proposal]] = OrderedDict()
 
-    def clear(self) -> None:
+    def new_epoch(self, leaders: LeaderElection) -> None:
+        """A new epoch: its leader election; nothing of the old epoch's kept."""
+        self.leaders = leaders
         self.seen.clear()
         self.pending.clear()
 

@@ -24,7 +24,7 @@ from typing import Any, Final
 from consortia.consensus import restore
 from consortia.consensus.block_sync import BlockSync, Fetch
 from consortia.consensus.commits import CommitLog
-from consortia.consensus.config import Params, ReplicaSetup, root_qc_for
+from consortia.consensus.config import Params, ReplicaSetup
 from consortia.consensus.durable import DurableGate
 from consortia.consensus.epoch_change import EpochChange
 from consortia.consensus.events import (
@@ -43,11 +43,13 @@ from consortia.consensus.events import (
 )
 from consortia.consensus.invariants import (
     InvariantBrokenError,
+    before_event,
     check_invariants,
     check_transition_tables,
 )
 from consortia.consensus.pacemaker import Pacemaker
 from consortia.consensus.proposals import Proposals
+from consortia.consensus.safety import Refusal
 from consortia.consensus.votes import VoteCollector
 from consortia.types.consensus import (
     Block,
@@ -87,29 +89,33 @@ ON_MESSAGE: Final = {
 
 class Replica:
     def __init__(self, setup: ReplicaSetup) -> None:
+        # Fixed at construction (`setup` is read again only for each epoch's validator set).
         self.setup = setup
         self.node_id = setup.node_id
         self.chain_id = setup.chain_id
         self.domain = SigningDomain(setup.genesis_hash)
         self.suite = setup.suite
         self.params: Params = setup.params
-        self.counters = Counters()
+        self.counters = Counters()  # only rise; keyed by closed sets (DropReason, RefusalRule)
         self.now_ms = 0  # the latest time an event carried; never decreases
         self.halted: str | None = None  # why the replica stopped; then it answers nothing
+        self.started = False  # `Start` was handled: from then on round >= 1 (see below)
         # Actions of the event being handled; shared with the seams, emptied by `handle`.
         self._out: list[Action] = []
 
-        # Where it left off (`restore.py`): the safety state, the tree, leader election.
+        # Where it left off (`restore.py`). All of this epoch; set anew only by `_enter_epoch`.
         self.epoch = setup.epoch_config.epoch  # never decreases
         self.validators = restore.validator_set(setup, setup.epoch_config, self.domain)
         self.epoch_root_id = setup.epoch_root_id  # the block this epoch started from
+        # The only signer, for the replica's life; its state's epoch moves with `epoch`.
         self.safety = restore.safety_rules(setup, self.epoch, self.domain)
-        self.tree = restore.block_tree(setup, self.safety.state, self.epoch)
+        self.tree = restore.block_tree(setup, self.safety.state, self.epoch)  # root: reset_root
         self.leaders = restore.kept_leaders(setup, self.validators, self.epoch)
 
-        # Round state. Invariants: (epoch, round) never decreases; round >= 1 once started;
-        # last_tc is None or a TC of this epoch for round - 1; proposed_round and
-        # payload_requested_round are at most round.
+        # Round state. Invariants: (epoch, round) never decreases; round >= 1 once started
+        # (an observer entering an epoch waits at 0 for its first certificate); last_tc is
+        # None or a TC of this epoch for round - 1; proposed_round and payload_requested_round
+        # are at most round.
         self.round = 0
         self.last_tc: TimeoutCertificate | None = None
         self.proposed_round = 0
@@ -117,6 +123,8 @@ class Replica:
         # The QC that made this replica's latest commit of this epoch final (None: none yet).
         # Invariant: None or of this epoch.
         self.high_commit_qc = restore.kept_commit_qc(setup, self.epoch)
+        # The seams: each built once, for the replica's life, and reset for a new epoch by
+        # `_enter_epoch`; each states its own invariants and checks them (`check`).
         self.pacemaker = Pacemaker(self.params, self.node_id, self.counters)
         self.votes = VoteCollector(self.validators, self.chain_id, self.counters)
         self.proposals = Proposals(setup, self.counters, self.leaders)
@@ -135,7 +143,7 @@ class Replica:
         """Process one event; return the actions for the driver, in order."""
         if self.halted is not None:
             return []
-        before = (self.epoch, self.round, self.durable.sequence)
+        before = before_event(self)
         self._out.clear()
         try:
             self.now_ms = max(self.now_ms, event.now_ms)
@@ -151,10 +159,13 @@ class Replica:
         self._out.clear()
         return out
 
-    def sign_execution(self, header: ExecutionHeader) -> bytes | None:
-        """The node's handle on the safety rules for execution headers (none of the
-        replica's state changes): the signature, or None when they refuse."""
-        return self.safety.sign_execution(header)
+    def sign_execution(self, header: ExecutionHeader) -> bytes | Refusal:
+        """The node's handle on the safety rules for execution headers (no round state
+        changes): the signature, or the refusal (counted by rule)."""
+        signed = self.safety.sign_execution(header)
+        if isinstance(signed, Refusal):
+            self.counters.refuse(signed.rule)
+        return signed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -166,6 +177,7 @@ class Replica:
             self.last_tc = tc
             self.tree.update_high_qc(tc.high_qc)
         self.round = 0
+        self.started = True
         self._enter_round(start_round)
 
     def _on_timer(self, event: TimerFired) -> None:
@@ -381,23 +393,19 @@ class Replica:
         self._enter_epoch(ending, self.epochs.ended(ending, ending_headers, proof))
 
     def _enter_epoch(self, ending: Block, proof: EpochChangeResponse | None) -> None:
+        """Hand over to the epoch `ending` names (`restore.next_epoch`): the tree from
+        `ending`, the seams and the round state reset, a fresh safety state persisted."""
         config = ending.header.next_epoch
         assert config is not None and config.epoch == self.epoch + 1
-        ending_id = block_id(self.suite, ending.header)
         self.epoch = config.epoch
-        self.validators = restore.validator_set(self.setup, config, self.domain)
-        self.leaders = self.proposals.leaders = restore.leader_election(
-            self.validators, self.params
-        )
-        root_qc = root_qc_for(self.suite, ending, self.epoch)
-        self.epoch_root_id = ending_id
-        self.tree.reset_root(ending, ending_id, root_qc)
+        self.validators, self.leaders, root_qc = restore.next_epoch(self.setup, ending, self.domain)
+        self.epoch_root_id = root_qc.block_id  # the ending block's id
+        self.tree.reset_root(ending, self.epoch_root_id, root_qc)
         self.votes.new_epoch(self.validators)
-        self.proposals.clear()
+        self.proposals.new_epoch(self.leaders)
         self.sync.clear()
         self.epochs.pending = None
-        self.last_tc = None
-        self.high_commit_qc = None
+        self.last_tc = self.high_commit_qc = None
         self.pacemaker.new_epoch()
         self.round = self.proposed_round = self.payload_requested_round = 0
         self._out.append(EnterEpoch(config, proof))

@@ -14,11 +14,12 @@ decides what to do with what is built here. Pure: no clock, no I/O.
 from __future__ import annotations
 
 from consortia.consensus.block_tree import BlockTree
-from consortia.consensus.config import Params, ReplicaSetup
+from consortia.consensus.config import Params, ReplicaSetup, root_qc_for
 from consortia.consensus.leader import LeaderElection
 from consortia.consensus.safety import SafetyRules
 from consortia.consensus.validators import ValidatorSet
 from consortia.types.consensus import (
+    Block,
     EpochConfig,
     QuorumCertificate,
     SafetyState,
@@ -44,6 +45,18 @@ def validator_set(setup: ReplicaSetup, config: EpochConfig, domain: SigningDomai
 def leader_election(validators: ValidatorSet, params: Params) -> LeaderElection:
     """A new epoch's leader election, with nothing committed in it yet."""
     return LeaderElection(validators, params.reputation_window, reputation=params.leader_reputation)
+
+
+def next_epoch(
+    setup: ReplicaSetup, ending: Block, domain: SigningDomain
+) -> tuple[ValidatorSet, LeaderElection, QuorumCertificate]:
+    """The epoch the committed block `ending` hands over to: its validators, its leader
+    election (nothing committed in it yet) and the unsigned QC of its root, `ending`."""
+    config = ending.header.next_epoch
+    assert config is not None, "only a block that ends an epoch hands over"
+    validators = validator_set(setup, config, domain)
+    root_qc = root_qc_for(setup.suite, ending, config.epoch)
+    return validators, leader_election(validators, setup.params), root_qc
 
 
 def kept_leaders(setup: ReplicaSetup, validators: ValidatorSet, epoch: int) -> LeaderElection:

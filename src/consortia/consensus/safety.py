@@ -93,22 +93,29 @@ RefusalRule = Literal[
     "timeout_qc_below_lock",  # the high QC is below the highest QC voted on (the lock)
     "timeout_round_not_above",  # round <= max(highest_vote_round - 1, the high QC's round)
     "timeout_round_not_following",  # round follows neither the high QC nor the last TC
+    # execution headers
+    "execution_other_chain",  # the header is of another chain
+    "execution_already_signed",  # a different header was already signed for its height
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """The safety rules would not sign: which rule refused, with the rounds it compared."""
+    """The safety rules would not sign: which rule refused, with the rounds it compared (for
+    an execution header: its height, the rounds being the safety state's)."""
 
     rule: RefusalRule
-    round: int  # the round asked for
+    round: int  # the round asked for (0 for an execution header)
     qc_round: int  # the round of the QC the block extends (vote) or the high QC (timeout)
     highest_vote_round: int
     highest_qc_round: int  # the lock
     tc_round: int | None = None
     tc_highest_qc_round: int | None = None
+    height: int | None = None  # the execution header's height; None for the other rules
 
     def __str__(self) -> str:
+        if self.height is not None:
+            return f"{self.rule}: height {self.height}"
         tc = "" if self.tc_round is None else f", tc {self.tc_round}/{self.tc_highest_qc_round}"
         return (
             f"{self.rule}: round {self.round}, qc {self.qc_round}, voted "
@@ -223,16 +230,16 @@ class SafetyRules:
             )
         return data, signature, self.state
 
-    def sign_execution(self, header: ExecutionHeader) -> bytes | None:
-        """This validator's signature of an execution header, or None when it is of another
-        chain or another header was already signed for its height (execution went wrong:
+    def sign_execution(self, header: ExecutionHeader) -> bytes | Refusal:
+        """This validator's signature of an execution header, or why not: it is of another
+        chain, or another header was already signed for its height (execution went wrong:
         the caller stops)."""
         if header.chain_id != self._chain_id:
-            return None
+            return self._execution_refusal("execution_other_chain", header.height)
         encoded = encode(header)
         signed = self._executed.get(header.height)
         if signed is not None and signed != encoded:
-            return None
+            return self._execution_refusal("execution_already_signed", header.height)
         self._executed[header.height] = encoded
         while len(self._executed) > EXECUTION_SIGNED_MAX:
             self._executed.popitem(last=False)
@@ -257,6 +264,16 @@ class SafetyRules:
             highest_qc_round=self.highest_qc_round,
             tc_round=None if tc is None else tc.round,
             tc_highest_qc_round=None if tc is None else tc.highest_qc_round,
+        )
+
+    def _execution_refusal(self, rule: RefusalRule, height: int) -> Refusal:
+        return Refusal(
+            rule=rule,
+            round=0,
+            qc_round=self.highest_qc_round,
+            highest_vote_round=self.state.highest_vote_round,
+            highest_qc_round=self.highest_qc_round,
+            height=height,
         )
 
     def _vote_rule(

@@ -54,9 +54,6 @@ class VoteCollector:
             for stale in [r for r in buffer if r < below_round]:
                 del buffer[stale]
 
-    def rounds_buffered(self) -> int:
-        return len(self.votes) + len(self.timeouts)
-
     def member_index(self, author: bytes, chain_id: str) -> int | None:
         """The author's index in the validator set, or None (counted) for a stranger."""
         index = self.validators.index_of.get(author)
@@ -203,3 +200,23 @@ class VoteCollector:
             high_qc=self.timeout_qcs[data.round],
         )
         return power, tc
+
+    def check(self, current_round: int, rounds_ahead_max: int) -> str | None:
+        """The first broken invariant, or None: every buffered round within the window, every
+        entry a member's, and each round's timeout QC the highest its timeouts name."""
+        low, high = current_round - 1, current_round + rounds_ahead_max
+        members = len(self.validators.validators)
+        for name, buffer in (("vote", self.votes), ("timeout", self.timeouts)):
+            for round_, entries in buffer.items():
+                if not low <= round_ <= high:
+                    return f"{name}s of round {round_} kept outside rounds {low}..{high}"
+                if not all(0 <= index < members for index in entries):
+                    return f"a {name} of round {round_} from a validator index out of range"
+        if self.timeout_qcs.keys() != self.timeouts.keys():
+            return "timeout QCs kept for other rounds than the timeouts"
+        for round_, qc in self.timeout_qcs.items():
+            if qc.round != max(
+                high_qc_round for high_qc_round, _ in self.timeouts[round_].values()
+            ):
+                return f"the timeout QC of round {round_} is not its timeouts' highest"
+        return None

@@ -42,6 +42,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
+from consortia.consensus.safety import Refusal
 from consortia.node.attestation import (
     BEHIND,
     Attestations,
@@ -106,7 +107,7 @@ class Certifier:
         *,
         chain: Chain,
         node_id: bytes,
-        sign: Callable[[ExecutionHeader], bytes | None],
+        sign: Callable[[ExecutionHeader], bytes | Refusal],
         transport: Peers,
     ) -> None:
         self._chain = chain
@@ -195,10 +196,15 @@ class Certifier:
         if validators is None or self._node_id not in validators:
             return None
         signature = self._sign(header)
-        if signature is None:
+        if isinstance(signature, Refusal):
+            why = (
+                "it is of another chain"
+                if signature.rule == "execution_other_chain"
+                else "this node already signed another one for it"
+            )
             raise ExecutionDivergedError(
                 f"the safety rules refused to sign the execution header of block "
-                f"{header.height}: this node already signed another one for it"
+                f"{header.height} ({signature.rule}): {why}"
             )
         return ExecutionVote(header=header, signer=self._node_id, signature=signature)
 
@@ -278,7 +284,7 @@ class Certifier:
             if record is None:
                 continue
             if not same_block(header, record.header):
-                self.attestations.counters.dropped["other_block"] += 1
+                self.attestations.counters.drop("other_block")
                 continue
             validators = self.attestations.validators(header.epoch)
             if validators is None:

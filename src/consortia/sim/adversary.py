@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import ClassVar, Final
+from typing import ClassVar, Final, Literal
 
 import msgspec
 
@@ -345,11 +345,16 @@ class Withhold(Strategy):
         return [(peer, message) for peer in chosen]
 
 
+# When a `silent` validator goes quiet: a closed set (mypy checks every moment named).
+SilentMoment = Literal["first_commit", "own_commit", "random"]
+
+
 class Silent(Strategy):
     name = "silent"
-    MOMENTS: ClassVar[tuple[str, ...]] = ("first_commit", "own_commit", "random")
+    # In the order a seed draws from (a test checks they are `SilentMoment`'s).
+    MOMENTS: ClassVar[tuple[SilentMoment, ...]] = ("first_commit", "own_commit", "random")
 
-    def __init__(self, moment: str, quiet_from_ms: int) -> None:
+    def __init__(self, moment: SilentMoment, quiet_from_ms: int) -> None:
         self.moment = moment
         self._quiet_from_ms = quiet_from_ms
         self.quiet = False

@@ -20,12 +20,23 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal, TypeGuard
 
 from consortia.consensus.events import Action, Commit, EnterEpoch
 from consortia.types.consensus import EpochConfig, SafetyState, Validator
 
-CRASH_MOMENTS: Final = ("random", "vote_after_tc", "commit", "first_commit", "epoch_change")
+# When a crashing validator goes down: a closed set (mypy checks every moment named).
+CrashMoment = Literal["random", "vote_after_tc", "commit", "first_commit", "epoch_change"]
+# What a scenario names: one moment for all, or `mix` (drawn per validator).
+CrashMomentChoice = CrashMoment | Literal["mix"]
+# The moments in the order a seed draws from (a test checks they are `CrashMoment`'s).
+CRASH_MOMENTS: Final[tuple[CrashMoment, ...]] = (
+    "random",
+    "vote_after_tc",
+    "commit",
+    "first_commit",
+    "epoch_change",
+)
 MIX: Final = "mix"
 # Voting powers drawn for --unequal-power.
 POWER_MAX: Final = 4
@@ -35,7 +46,7 @@ POWER_MAX: Final = 4
 class CrashPlan:
     """When each crashing validator goes down and comes back."""
 
-    moments: dict[int, str]  # slot index -> moment, for crashes not yet fired
+    moments: dict[int, CrashMoment]  # slot index -> moment, for crashes not yet fired
     permanent: set[int]
     together: bool
     restart_delay_ms: dict[int, int]
@@ -89,12 +100,17 @@ class CrashPlan:
         return list(self.moments)
 
 
+def is_crash_moment_choice(name: str) -> TypeGuard[CrashMomentChoice]:
+    """`name` is a crash moment or `mix` (what `--crash-moment` accepts)."""
+    return name == MIX or name in CRASH_MOMENTS
+
+
 def plan_crashes(
     rng: random.Random,
     honest: list[int],
     count: int,
     *,
-    moment: str,
+    moment: CrashMomentChoice,
     permanent: bool,
     together: bool,
     epoch_changes: bool,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consortia.consensus.safety import NO_WEAKENING, WEAKENING_NAMES, Weakening
+from consortia.sim.faults import CrashMomentChoice
 
 
 @dataclass(slots=True)
@@ -42,7 +43,7 @@ class Scenario:
     # strategy per Byzantine validator, so many seeds test a mix.
     strategies: tuple[str, ...] = ()
     # When crashing validators go down (faults.CRASH_MOMENTS, or "mix": drawn per validator).
-    crash_moment: str = "mix"
+    crash_moment: CrashMomentChoice = "mix"
     # Crash every crashing validator at the first moment that comes, restart them together.
     crash_together: bool = False
     # Voting powers drawn from 1..4 (Byzantine power kept within f) instead of 1 each.
