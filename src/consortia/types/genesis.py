@@ -50,6 +50,17 @@ class GenesisValidator(_Document, frozen=True):
 
 
 GENESIS_ACCOUNTS_MAX: Final = 1_000_000
+# The timeout back-off multiplies by at least 1 (never shrinks) and at most 4 per round. The
+# one statement of these bounds: the genesis schema, governance's parameter changes and the
+# replica's `Params` (a test holds consensus/config.py's copy equal) all read them here.
+BACKOFF_PERCENT_MIN: Final = 100
+BACKOFF_PERCENT_MAX: Final = 400
+
+
+def round_timeouts_ordered(minimum_ms: int, initial_ms: int, maximum_ms: int) -> bool:
+    """The rule every set of consensus parameters keeps: round_timeout_ms_min <=
+    round_timeout_ms <= round_timeout_ms_max (genesis, governance and `Params` alike)."""
+    return minimum_ms <= initial_ms <= maximum_ms
 
 
 class ConsensusParams(_Document, frozen=True):
@@ -63,7 +74,9 @@ class ConsensusParams(_Document, frozen=True):
     # The timer adapts to recent rounds, but never below this.
     round_timeout_ms_min: Positive = 100
     round_timeout_ms_max: Positive = 60_000
-    timeout_backoff_percent: Annotated[int, Meta(ge=100, le=400)] = 150  # as Params checks
+    timeout_backoff_percent: Annotated[
+        int, Meta(ge=BACKOFF_PERCENT_MIN, le=BACKOFF_PERCENT_MAX)
+    ] = 150
     block_payload_items_max: Positive = 5000
     block_bytes_max: Positive = 4 * 1024 * 1024
     # Leader reputation: over the last `reputation_window` committed blocks, validators that
