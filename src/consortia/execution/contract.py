@@ -40,7 +40,7 @@ from consortia.execution.values import (
     state_key,
 )
 from consortia.types.genesis import Genesis
-from consortia.types.primitives import VALIDATORS_MAX
+from consortia.types.primitives import PAYLOAD_ITEM_SIZE_MAX, VALIDATORS_MAX
 
 # The contract API: everything a contract module may use (ContractError and Value come from
 # consortia.execution.values; contract modules import them from here, the allow-listed module).
@@ -59,6 +59,7 @@ __all__ = [
     "HASH_HEX_LENGTH",
     "HEX_DIGITS",
     "ID_CHARACTERS",
+    "PAYLOAD_ITEM_SIZE_MAX",
     "PUBLIC_KEY_HEX_LENGTHS",
     "TX_GAS_LIMIT",
     "VALIDATORS_MAX",

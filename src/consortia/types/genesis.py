@@ -18,6 +18,8 @@ from msgspec import Meta
 from consortia.crypto import suite
 from consortia.types.encoding import encode
 from consortia.types.primitives import (
+    PAYLOAD_ITEM_SIZE_MAX,
+    PAYLOAD_ITEMS_MAX,
     REPUTATION_WINDOW_MAX,
     U64_MAX,
     VALIDATORS_MAX,
@@ -63,6 +65,14 @@ def round_timeouts_ordered(minimum_ms: int, initial_ms: int, maximum_ms: int) ->
     return minimum_ms <= initial_ms <= maximum_ms
 
 
+def mempool_limits_fit(
+    transaction_bytes_max: int, bytes_max: int, batch_transactions_max: int, transactions_max: int
+) -> bool:
+    """A transaction fits the mempool's bytes and a batch its count (genesis and governance
+    alike; the mempool asserts it)."""
+    return transaction_bytes_max <= bytes_max and batch_transactions_max <= transactions_max
+
+
 class ConsensusParams(_Document, frozen=True):
     """The consensus parameters a chain fixes at genesis. The one place their defaults live:
     `consortia.consensus.config.Params` takes its defaults from here."""
@@ -77,7 +87,8 @@ class ConsensusParams(_Document, frozen=True):
     timeout_backoff_percent: Annotated[
         int, Meta(ge=BACKOFF_PERCENT_MIN, le=BACKOFF_PERCENT_MAX)
     ] = 150
-    block_payload_items_max: Positive = 5000
+    # A block carries at most PAYLOAD_ITEMS_MAX items (its wire format's bound).
+    block_payload_items_max: Annotated[int, Meta(ge=1, le=PAYLOAD_ITEMS_MAX)] = 5000
     block_bytes_max: Positive = 4 * 1024 * 1024
     # Leader reputation: over the last `reputation_window` committed blocks, validators that
     # failed to propose are skipped as leaders (docs/consensus.md). Bounded so that a node's
@@ -88,7 +99,9 @@ class ConsensusParams(_Document, frozen=True):
 class MempoolParams(_Document, frozen=True):
     transactions_max: Positive = 100_000
     bytes_max: Positive = 256 * 1024 * 1024
-    transaction_bytes_max: Positive = 64 * 1024
+    # An admitted transaction becomes one block payload item, at most PAYLOAD_ITEM_SIZE_MAX
+    # bytes on the wire: a larger one would make blocks no peer can decode.
+    transaction_bytes_max: Annotated[int, Meta(ge=1, le=PAYLOAD_ITEM_SIZE_MAX)] = 64 * 1024
     batch_transactions_max: Positive = 2000
 
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from consortia.execution.contract import (
     HASH_HEX_LENGTH,
+    PAYLOAD_ITEM_SIZE_MAX,
     PUBLIC_KEY_HEX_LENGTHS,
     VALIDATORS_MAX,
     Context,
@@ -39,6 +40,7 @@ from consortia.execution.contracts import (
 from consortia.types.genesis import (
     BACKOFF_PERCENT_MAX,
     BACKOFF_PERCENT_MIN,
+    mempool_limits_fit,
     round_timeouts_ordered,
 )
 
@@ -75,7 +77,7 @@ CONSENSUS_PARAM_BOUNDS: dict[str, tuple[int, int]] = {
 MEMPOOL_PARAM_BOUNDS: dict[str, tuple[int, int]] = {
     "transactions_max": (1, 10_000_000),
     "bytes_max": (1024 * 1024, 16 * 1024**3),
-    "transaction_bytes_max": (1024, 4 * 1024 * 1024),
+    "transaction_bytes_max": (1024, PAYLOAD_ITEM_SIZE_MAX),
     "batch_transactions_max": (1, 100_000),
 }
 
@@ -255,8 +257,12 @@ def _require_consistent(ctx: Context, params: dict[str, Any]) -> None:
         "round timeouts must be ordered: min <= round_timeout_ms <= max",
     )
     ctx.require(
-        mempool["transaction_bytes_max"] <= mempool["bytes_max"]
-        and mempool["batch_transactions_max"] <= mempool["transactions_max"],
+        mempool_limits_fit(
+            mempool["transaction_bytes_max"],
+            mempool["bytes_max"],
+            mempool["batch_transactions_max"],
+            mempool["transactions_max"],
+        ),
         "bad_argument",
         "a transaction or batch must fit the mempool",
     )
