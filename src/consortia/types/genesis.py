@@ -18,17 +18,19 @@ from msgspec import Meta
 from consortia.crypto import suite
 from consortia.types.encoding import encode
 from consortia.types.primitives import (
+    HASH_HEX_PATTERN,
     PAYLOAD_ITEM_SIZE_MAX,
     PAYLOAD_ITEMS_MAX,
     REPUTATION_WINDOW_MAX,
     U64_MAX,
     VALIDATORS_MAX,
+    AccountId,
     ChainId,
     Name,
 )
 
 GENESIS_HASH_DOMAIN: Final = b"consortia/genesis/v1\x00"
-HexHash = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
+HexHash = Annotated[str, Meta(pattern=HASH_HEX_PATTERN)]
 HexKey = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}([0-9a-f]{66})?\Z")]  # 32 or 65 bytes
 Percent = Annotated[int, Meta(ge=1, le=100)]
 Positive = Annotated[int, Meta(ge=1, le=2**62)]
@@ -130,7 +132,7 @@ class Governance(_Document, frozen=True):
 
 
 class GenesisAccount(_Document, frozen=True):
-    id: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+\Z")]
+    id: AccountId
     sponsor: Name
     public_key: HexKey
     currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}\Z")] = "CNY"
