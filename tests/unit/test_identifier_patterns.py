@@ -10,6 +10,7 @@ import re
 import msgspec
 import pytest
 
+from consortia.execution import contract
 from consortia.identity import certificates, keystore, requests
 from consortia.net import tls
 from consortia.privacy import envelope, escrow
@@ -88,3 +89,16 @@ def test_a_transaction_hash_is_lowercase_on_chain_either_case_in_the_books() -> 
 )
 def test_hex_bytes_are_whole_lowercase_bytes(text: str, valid: bool) -> None:
     assert (re.match(HEX_BYTES_PATTERN, text) is not None) is valid
+
+
+def test_the_default_currency_and_its_pattern_have_one_owner() -> None:
+    assert genesis.GenesisAccount(id="a", sponsor="m", public_key="00" * 32).currency == (
+        primitives.CURRENCY_DEFAULT
+    )
+    assert contract.CURRENCY_DEFAULT == primitives.CURRENCY_DEFAULT
+    for code, valid in (("CNY", True), ("USD", True), ("cny", False), ("A1B", False)):
+        assert contract.is_currency(code) is valid
+        assert (re.match(primitives.CURRENCY_PATTERN, code) is not None) is valid
+    assert not contract.is_currency("CNY\n")
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert("ÄÖÜ", primitives.Currency)

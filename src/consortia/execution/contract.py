@@ -26,6 +26,7 @@ minor units).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, NoReturn, Protocol, TypeGuard, TypeVar
@@ -40,13 +41,19 @@ from consortia.execution.values import (
     state_key,
 )
 from consortia.types.genesis import Genesis
-from consortia.types.primitives import PAYLOAD_ITEM_SIZE_MAX, VALIDATORS_MAX
+from consortia.types.primitives import (
+    CURRENCY_DEFAULT,
+    CURRENCY_PATTERN,
+    PAYLOAD_ITEM_SIZE_MAX,
+    VALIDATORS_MAX,
+)
 
 # The contract API: everything a contract module may use (ContractError and Value come from
 # consortia.execution.values; contract modules import them from here, the allow-listed module).
 __all__ = [
     "CALL_DEPTH_MAX",
     "CONTRACT_CALLER_PREFIX",
+    "CURRENCY_DEFAULT",
     "EVENTS_PER_TX_MAX",
     "GAS_CALL",
     "GAS_CRYPTO",
@@ -79,6 +86,7 @@ __all__ = [
     "arg_str",
     "contract_caller",
     "frozen_now",
+    "is_currency",
     "is_hex",
     "method",
     "read_record",
@@ -490,6 +498,15 @@ def arg_list(args: Mapping[str, Any], name: str, *, max_length: int = 256) -> li
     if not isinstance(value, list) or len(value) > max_length:
         raise ContractError("bad_argument", f"{name} must be a list of at most {max_length}")
     return value
+
+
+_CURRENCY: Final = re.compile(CURRENCY_PATTERN)
+
+
+def is_currency(value: object) -> TypeGuard[str]:
+    """Whether `value` is a currency code as the genesis document spells one (three capital
+    letters, types.primitives.CURRENCY_PATTERN)."""
+    return isinstance(value, str) and _CURRENCY.match(value) is not None
 
 
 def is_hex(value: object, *, length_max: int | None = None) -> TypeGuard[str]:

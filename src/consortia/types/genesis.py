@@ -18,6 +18,7 @@ from msgspec import Meta
 from consortia.crypto import suite
 from consortia.types.encoding import encode
 from consortia.types.primitives import (
+    CURRENCY_DEFAULT,
     HASH_HEX_PATTERN,
     PAYLOAD_ITEM_SIZE_MAX,
     PAYLOAD_ITEMS_MAX,
@@ -26,6 +27,7 @@ from consortia.types.primitives import (
     VALIDATORS_MAX,
     AccountId,
     ChainId,
+    Currency,
     Name,
 )
 
@@ -135,7 +137,7 @@ class GenesisAccount(_Document, frozen=True):
     id: AccountId
     sponsor: Name
     public_key: HexKey
-    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}\Z")] = "CNY"
+    currency: Currency = CURRENCY_DEFAULT
     balance: Annotated[int, Meta(ge=0, le=2**62)] = 0  # minor units (fen)
 
 

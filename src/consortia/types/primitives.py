@@ -34,6 +34,10 @@ ACCOUNT_ID_LENGTH_MAX: Final = 64
 ACCOUNT_ID_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,64}\Z"
 # Lowercase hex of a 32-byte hash: a digest, a node id, a transaction hash as the chain shows it.
 HASH_HEX_PATTERN: Final = r"^[0-9a-f]{64}\Z"
+# A currency: three capital letters (ISO 4217 style); the chain's default when none is named
+# (a genesis account's, a transfer's, the balance the API shows as `balance`).
+CURRENCY_PATTERN: Final = r"^[A-Z]{3}\Z"
+CURRENCY_DEFAULT: Final = "CNY"
 # Lowercase hex of one or more whole bytes (sealed records, key files).
 HEX_BYTES_PATTERN: Final = r"^(?:[0-9a-f]{2})+\Z"
 
@@ -45,6 +49,7 @@ ChainId = Annotated[
     str, Meta(min_length=1, max_length=CHAIN_ID_LENGTH_MAX, pattern=CHAIN_ID_PATTERN)
 ]
 Name = Annotated[str, Meta(min_length=1, max_length=NAME_LENGTH_MAX)]
+Currency = Annotated[str, Meta(pattern=CURRENCY_PATTERN)]
 AccountId = Annotated[
     str, Meta(min_length=1, max_length=ACCOUNT_ID_LENGTH_MAX, pattern=ACCOUNT_ID_PATTERN)
 ]

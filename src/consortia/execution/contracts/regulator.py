@@ -42,12 +42,14 @@ from __future__ import annotations
 from typing import Any, Final
 
 from consortia.execution.contract import (
+    CURRENCY_DEFAULT,
     Context,
     Contract,
     arg_int,
     arg_list,
     arg_str,
     contract_caller,
+    is_currency,
     method,
 )
 from consortia.execution.contracts import (
@@ -347,10 +349,10 @@ def _listed(ctx: Context, args: dict[str, Any]) -> list[str]:
 
 def _currencies(ctx: Context, args: dict[str, Any]) -> list[str]:
     if args.get("currencies") is None:
-        return ["CNY"]
+        return [CURRENCY_DEFAULT]
     currencies = arg_list(args, "currencies", max_length=CURRENCIES_MAX)
     ctx.require(
-        all(isinstance(c, str) and len(c) == 3 and c.isupper() for c in currencies),
+        all(is_currency(c) for c in currencies),
         "bad_argument",
         "currencies is a list of three-letter codes",
     )
