@@ -30,11 +30,11 @@ from consortia.execution.contract import (
     is_currency,
     method,
 )
-from consortia.execution.contracts import identity_state, system
+from consortia.execution.contracts import identity_state, regulator_state, system
 from consortia.types.genesis import Genesis
 
 CONTRACT: Final = "asset"
-REGULATOR: Final = "regulator"  # told of every transfer when it runs
+REGULATOR: Final = regulator_state.CONTRACT  # told of every transfer when it runs
 AMOUNT_MAX = 2**62
 
 

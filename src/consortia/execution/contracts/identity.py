@@ -51,7 +51,7 @@ from consortia.execution.contract import (
     arg_str,
     method,
 )
-from consortia.execution.contracts import governance_state
+from consortia.execution.contracts import governance_state, regulator_state
 from consortia.execution.contracts.identity_state import (
     ACCOUNT_ID_LENGTH_MAX,
     ACCOUNT_KINDS,
@@ -64,7 +64,6 @@ from consortia.execution.contracts.identity_state import (
     INSTITUTION,
     MEMBER_NAME_LENGTH_MAX,
     PARAMS,
-    REGULATOR,
     SPONSOR_ROLES,
     account_key,
     account_record,
@@ -289,7 +288,7 @@ class Identity(Contract):
                 "bad_argument",
                 "a governance freeze holds until unfrozen: no until_height",
             )
-        elif ctx.caller == REGULATOR:
+        elif ctx.caller == regulator_state.CALLER:
             until_height = arg_int(args, "until_height", minimum=ctx.height)
             ctx.require(
                 until_height <= ctx.height + EMERGENCY_FREEZE_BLOCKS_MAX,
@@ -319,7 +318,7 @@ class Identity(Contract):
     def unfreeze_account(self, ctx: Context, args: dict[str, Any]) -> None:
         """Governance lifts any freeze; the regulator only its own emergency freeze."""
         ctx.require(
-            ctx.caller in (GOVERNANCE, REGULATOR),
+            ctx.caller in (GOVERNANCE, regulator_state.CALLER),
             "not_authorised",
             "only governance or the regulator unfreezes accounts",
         )

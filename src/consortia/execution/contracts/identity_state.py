@@ -36,7 +36,6 @@ from consortia.execution.contract import (
     StateReader,
     arg_list,
     arg_str,
-    contract_caller,
     frozen_now,
     read_record,
 )
@@ -45,7 +44,6 @@ from consortia.types.genesis import Genesis, Role
 
 CONTRACT: Final = "identity"
 GOVERNANCE: Final = governance_state.CALLER
-REGULATOR: Final = contract_caller("regulator")
 
 ROLES: Final[tuple[str, ...]] = get_args(Role)
 SPONSOR_ROLES: Final = ("member", "validator_operator")
