@@ -42,6 +42,8 @@ from consortia.execution.values import (
 )
 from consortia.types.genesis import Genesis
 from consortia.types.primitives import (
+    ACCOUNT_ID_LENGTH_MAX,
+    ACCOUNT_ID_PATTERN,
     CURRENCY_DEFAULT,
     CURRENCY_PATTERN,
     PAYLOAD_ITEM_SIZE_MAX,
@@ -51,6 +53,7 @@ from consortia.types.primitives import (
 # The contract API: everything a contract module may use (ContractError and Value come from
 # consortia.execution.values; contract modules import them from here, the allow-listed module).
 __all__ = [
+    "ACCOUNT_ID_LENGTH_MAX",
     "CALL_DEPTH_MAX",
     "CONTRACT_CALLER_PREFIX",
     "CURRENCY_DEFAULT",
@@ -86,6 +89,7 @@ __all__ = [
     "arg_str",
     "contract_caller",
     "frozen_now",
+    "is_account_id",
     "is_currency",
     "is_hex",
     "method",
@@ -501,6 +505,14 @@ def arg_list(args: Mapping[str, Any], name: str, *, max_length: int = 256) -> li
 
 
 _CURRENCY: Final = re.compile(CURRENCY_PATTERN)
+_ACCOUNT_ID: Final = re.compile(ACCOUNT_ID_PATTERN)
+
+
+def is_account_id(value: object) -> TypeGuard[str]:
+    """Whether `value` is an account id a transaction can carry as its sender (1 to 64
+    letters, digits, _ . -; types.primitives.ACCOUNT_ID_PATTERN): no colon, so never a
+    contract's "contract:<name>"."""
+    return isinstance(value, str) and _ACCOUNT_ID.match(value) is not None
 
 
 def is_currency(value: object) -> TypeGuard[str]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Any, Final, get_args
 
+from consortia.execution import contract
 from consortia.execution.contract import (
     Context,
     StateReader,
@@ -51,11 +52,13 @@ INSTITUTION: Final = "institution"
 CUSTOMER: Final = "customer"
 ACCOUNT_KINDS: Final = (INSTITUTION, CUSTOMER)
 
+# An account id's length: the transaction format's bound (types.primitives), re-exported for
+# the contracts that take account ids as arguments.
+ACCOUNT_ID_LENGTH_MAX: Final = contract.ACCOUNT_ID_LENGTH_MAX
 ACTIVE: Final = "active"
 FROZEN: Final = "frozen"
 CANCELLED: Final = "cancelled"
 
-ACCOUNT_ID_LENGTH_MAX: Final = 64
 MEMBER_NAME_LENGTH_MAX: Final = 64
 PARAMS: Final = "params"  # {"key_reset_lock_blocks": int}, from genesis
 # Encryption public keys kept per account (the current one and the latest before it): a party

@@ -77,7 +77,7 @@ ACCOUNT_ALERTS_KEPT = 32
 LIST_ALERTS_MAX = 100
 CURRENCIES_MAX = 16
 FREEZE_BLOCKS_MAX = 1_000
-ACCOUNT_ID_MAX = 64
+ACCOUNT_ID_MAX = identity_state.ACCOUNT_ID_LENGTH_MAX
 
 
 # Keys of the `regulator/` namespace (the module docstring says what each holds).
