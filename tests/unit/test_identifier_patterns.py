@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from consortia.execution import contract
+from consortia.gateway import protocol as gateway_protocol
 from consortia.identity import certificates, keystore, requests
 from consortia.net import tls
 from consortia.privacy import envelope, escrow
@@ -102,3 +103,13 @@ def test_the_default_currency_and_its_pattern_have_one_owner() -> None:
     assert not contract.is_currency("CNY\n")
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert("ÄÖÜ", primitives.Currency)
+
+
+def test_the_ids_contracts_create_have_one_character_set() -> None:
+    # The contracts check characters against a set (they import no `re`); it is the pattern's.
+    for character in map(chr, range(128)):
+        assert (character in contract.ID_CHARACTERS) is bool(
+            re.match(primitives.ID_PATTERN, character)
+        ), character
+    assert envelope._PARTY.pattern == primitives.ID_PATTERN
+    assert gateway_protocol.ID_PATTERN.pattern == primitives.ID_PATTERN

@@ -36,6 +36,7 @@ from typing import Any, Final, TypeGuard
 from consortia.crypto import Suite
 from consortia.gateway.errors import BAD_REQUEST, BUSY, CONFLICT, UNAUTHORISED, RefusedError
 from consortia.types import datashare_request as request_format
+from consortia.types import primitives
 from consortia.types.datashare_request import QUERY_DOMAIN, REQUEST_DOMAIN
 
 __all__ = [
@@ -52,7 +53,7 @@ __all__ = [
 PARAMETERS_MAX: Final = 16
 PARAMETER_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
 PARAMETER_TEXT_MAX: Final = 256
-ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+ID_PATTERN: Final = re.compile(primitives.ID_PATTERN)
 NONCE_PATTERN: Final = re.compile(r"[0-9a-f]{32}\Z")  # 16 random bytes
 SIGNATURE_HEX_MAX: Final = 256
 GRANT_MAX: Final = 2**62

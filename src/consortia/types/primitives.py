@@ -32,6 +32,9 @@ ACCOUNT_ID_LENGTH_MAX: Final = 64
 # contracts appear as callers, never an account. Read by the transaction format, requests, the
 # genesis document and the reconciliation's postings alike.
 ACCOUNT_ID_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,64}\Z"
+# An id a contract creates (a receivable, a sealed record, a dataset) or a sealed record's
+# party (an account, or "regulator:escrow"): 1 to 64 letters, digits, '_', '.', ':' and '-'.
+ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,64}\Z"
 # Lowercase hex of a 32-byte hash: a digest, a node id, a transaction hash as the chain shows it.
 HASH_HEX_PATTERN: Final = r"^[0-9a-f]{64}\Z"
 # A currency: three capital letters (ISO 4217 style); the chain's default when none is named
