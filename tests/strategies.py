@@ -52,6 +52,8 @@ from consortia.types.consensus import (
     VoteData,
 )
 from consortia.types.genesis import (
+    BACKOFF_PERCENT_MAX,
+    BACKOFF_PERCENT_MIN,
     CommitteeSeat,
     ConsensusParams,
     Genesis,
@@ -66,6 +68,7 @@ from consortia.types.primitives import (
     CHAIN_ID_LENGTH_MAX,
     HASH_SIZE,
     NAME_LENGTH_MAX,
+    PAYLOAD_ITEM_SIZE_MAX,
     PAYLOAD_ITEMS_MAX,
     PUBLIC_KEY_SIZE_MAX,
     PUBLIC_KEY_SIZE_MIN,
@@ -553,8 +556,10 @@ def consensus_params() -> st.SearchStrategy[ConsensusParams]:
         round_timeout_ms=positives(),
         round_timeout_ms_min=positives(),
         round_timeout_ms_max=positives(),
-        timeout_backoff_percent=st.integers(min_value=100, max_value=400),
-        block_payload_items_max=positives(),
+        timeout_backoff_percent=st.integers(
+            min_value=BACKOFF_PERCENT_MIN, max_value=BACKOFF_PERCENT_MAX
+        ),
+        block_payload_items_max=st.integers(min_value=1, max_value=PAYLOAD_ITEMS_MAX),
         block_bytes_max=positives(),
         reputation_window=st.integers(min_value=1, max_value=REPUTATION_WINDOW_MAX),
     )
@@ -565,7 +570,7 @@ def mempool_params() -> st.SearchStrategy[MempoolParams]:
         MempoolParams,
         transactions_max=positives(),
         bytes_max=positives(),
-        transaction_bytes_max=positives(),
+        transaction_bytes_max=st.integers(min_value=1, max_value=PAYLOAD_ITEM_SIZE_MAX),
         batch_transactions_max=positives(),
     )
 

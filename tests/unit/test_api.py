@@ -170,6 +170,14 @@ def test_every_client_mistake_is_a_4xx_with_a_code(tmp_path: Path) -> None:
             ("/v1/blocks/999999", 404, "not_found"),
             ("/v1/accounts/nobody", 404, "not_found"),
             ("/v1/state/asset/x?height=-1", 400, "bad_argument"),
+            # Digits str.isdigit takes but that are no ASCII decimal: "١٢" reads as 12 with
+            # int(), "²" makes int() raise. A number in a path or a query is ASCII digits.
+            ("/v1/state/asset/x?height=\u0661\u0662", 400, "bad_argument"),
+            ("/v1/blocks/\u0661\u0662", 400, "bad_argument"),
+            ("/v1/blocks/\u00b2", 400, "bad_argument"),
+            ("/v1/blocks/\u0661/receipts", 400, "bad_argument"),
+            ("/v1/blocks/\u0661/certificate", 400, "bad_argument"),
+            ("/v1/epochs/\u0660/proof", 400, "bad_argument"),
             ("/v1/state/asset/x?height=999999", 404, "not_found"),
             ("/v1/nothing", 404, "not_found"),
             ("/metrics", 404, "not_found"),

@@ -324,6 +324,9 @@ def test_open_account_refusals(ledger: Ledger) -> None:
         {"id": "x" * 65},
         {"id": "has space"},
         {"id": "contract:governance"},
+        # A transaction's sender holds no colon: such an account could never sign.
+        {"id": "bank-0:alice"},
+        {"id": "alice\n"},
         {"id": 7},
         {"public_key": public_hex("newcomer").upper()},
         {"public_key": "ab" * 31},

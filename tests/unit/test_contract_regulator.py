@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from consortia.execution.contract import Context, Contract, arg_int, arg_str, method
+from consortia.execution.contracts import asset, regulator, regulator_state
 from consortia.execution.contracts.asset import Asset
 from consortia.execution.contracts.regulator import FREEZE_BLOCKS_MAX, Regulator
 from consortia.execution.engine import Engine, Receipt
@@ -270,8 +271,12 @@ def test_supervise_account_takes_currencies() -> None:
     args = {"account": "alice", "currencies": ["CNY", "USD"]}
     view = call(chain, "officer", "regulator", "supervise_account", args)
     assert view.result["balances"] == {"CNY": 10_000_000, "USD": 0}
-    args["currencies"] = ["yuan"]
-    assert call(chain, "officer", "regulator", "supervise_account", args).code == "bad_argument"
+    # A currency as the asset contract takes one (types.primitives.CURRENCY_PATTERN): "A1B" and
+    # "ÄÖÜ" pass str.isupper() but are no currency the chain can hold.
+    for currencies in (["yuan"], ["A1B"], ["ÄÖÜ"], ["CN"], [7]):
+        args["currencies"] = currencies
+        refused = call(chain, "officer", "regulator", "supervise_account", args)
+        assert refused.code == "bad_argument", currencies
 
 
 def test_list_alerts_pages() -> None:
@@ -348,3 +353,17 @@ def test_emergency_freeze_refusals() -> None:
     )
     args = {"account": "bob", "blocks": FREEZE_BLOCKS_MAX}
     assert call(chain, "officer", "regulator", freeze, args).ok
+
+
+def test_the_regulator_s_names_and_keys_have_one_spelling() -> None:
+    # asset tells the regulator of transfers and identity takes its freezes by these names,
+    # both read from regulator_state; the keys are the layout the module docstring lists.
+    assert (asset.REGULATOR, regulator.CONTRACT) == (regulator_state.CONTRACT, "regulator")
+    assert regulator_state.CALLER == "contract:regulator"
+    assert [
+        regulator.listed_key("a"),
+        regulator.alert_key(3),
+        regulator.account_alerts_key("a"),
+        regulator.recent_key("a"),
+        regulator.freeze_key("a"),
+    ] == ["listed/a", "alert/3", "account_alerts/a", "recent/a", "freeze/a"]

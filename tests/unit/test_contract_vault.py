@@ -578,3 +578,29 @@ def test_the_sdk_spells_the_keys_it_reads_as_their_owners_do() -> None:
     # two keys it reads itself; these must stay the owners' spellings.
     assert records.encryption_key_key("firm-7") == identity_state.encryption_key_key("firm-7")
     assert records.record_key("rec-1") == vault_state.record_key("rec-1")
+    assert records.VAULT == vault_state.CONTRACT
+    assert records.IDENTITY == identity_state.CONTRACT
+    assert records.REGULATOR == regulator_state.CONTRACT
+    assert records.ESCROW_KEY == regulator_state.ESCROW_KEY
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        None,
+        {"current": 1, "keys": [{"version": 1, "public_key": "ab" * 32, "height": 3}]},
+        {
+            "current": 3,
+            "keys": [
+                {"version": 2, "public_key": "01" * 32, "height": 5},
+                {"version": 3, "public_key": "02" * 32, "height": 9},
+            ],
+        },
+        # The current version no longer among the kept keys: no current key.
+        {"current": 4, "keys": [{"version": 3, "public_key": "02" * 32, "height": 9}]},
+    ],
+)
+def test_the_sdk_reads_a_versioned_key_record_as_its_owner_does(record: Any) -> None:
+    owner = identity_state.versioned_key(record, None)
+    expected = None if owner is None else (owner[0], bytes.fromhex(owner[1]))
+    assert records._current(record) == expected

@@ -17,7 +17,7 @@ from consortia.cli.gateway_commands import gateway_command
 from consortia.errors import ConsortiaError, InvalidArgumentError
 from consortia.gateway.database import parse_query, plain
 from consortia.gateway.errors import RefusedError
-from consortia.gateway.protocol import DataRequest, ReplayWindow, parse_request
+from consortia.gateway.protocol import DataRequest, ReplayWindow, integer_within, parse_request
 
 
 @pytest.mark.parametrize(
@@ -105,3 +105,12 @@ def test_a_dsn_with_a_password_stops_the_gateway_before_anything_starts(tmp_path
             account="bank-0.gateway",
         )
     assert "hunter2" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0, True), (5, True), (-1, False), (6, False), (True, False), (False, False), (1.0, False)],
+)
+def test_the_gateway_s_one_integer_check(value: object, expected: bool) -> None:
+    # A bool is an int to Python, never to the gateway: {"grant": true} is no grant number.
+    assert integer_within(value, 0, 5) is expected

@@ -129,6 +129,12 @@ def test_duplicate_validator_is_refused(document: Any) -> None:
         (lambda g: g["accounts"][0].update(sponsor="nobody"), "sponsor"),
         (lambda g: g["validators"][0].update(voting_power=2**40), "voting power"),
         (lambda g: g["consensus"].update(round_timeout_ms=10**6), "round_timeout"),
+        # What MempoolLimits asserts at a node's start, said by the genesis check first.
+        (lambda g: g["mempool"].update(transaction_bytes_max=2**16, bytes_max=2**15), "fit"),
+        (lambda g: g["mempool"].update(batch_transactions_max=20, transactions_max=10), "fit"),
+        # A transaction larger than a block's payload item, or more items than a block holds.
+        (lambda g: g["mempool"].update(transaction_bytes_max=2**16 + 1), "valid genesis"),
+        (lambda g: g["consensus"].update(block_payload_items_max=20_001), "valid genesis"),
         (lambda g: g.update(extra=1), "valid genesis"),
         (lambda g: g.pop("validators"), "valid genesis"),
     ],

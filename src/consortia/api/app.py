@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from consortia.api.openapi import openapi_document
-from consortia.api.streams import KEEPALIVE_S, subscription_routes
+from consortia.api.streams import KEEPALIVE_S, is_decimal, subscription_routes
 from consortia.errors import DecodeError
 from consortia.node.service import HEX_ID_LENGTH, NodeService, NotFoundError, NotReadyError
 from consortia.types.encoding import decode, encode
@@ -80,7 +80,7 @@ class _Signed(msgspec.Struct, forbid_unknown_fields=True):
 
 async def _read_body(request: Request, limit: int = BODY_BYTES_MAX) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and (not is_decimal(declared) or int(declared) > limit):
         raise ApiError(413, "too_large", f"the body is limited to {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -200,14 +200,14 @@ def _height(request: Request, name: str = "height") -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 19:
+    if not is_decimal(raw):
         raise ApiError(400, "bad_argument", f"{name} must be a non-negative integer")
     return int(raw)
 
 
 def _path_int(request: Request, name: str) -> int:
     raw = request.path_params[name]
-    if not raw.isdigit() or len(raw) > 19:
+    if not is_decimal(raw):
         raise ApiError(400, "bad_argument", f"{name} must be a non-negative integer")
     return int(raw)
 
@@ -301,13 +301,13 @@ def create_app(
         raw, encoded = request.path_params["height"], _flag(request, "encoded")
         if raw == "latest":
             return JSONResponse(service.block(None, encoded=encoded))
-        if not raw.isdigit() or len(raw) > 19:
+        if not is_decimal(raw):
             raise ApiError(400, "bad_argument", "a block is named by its height or 'latest'")
         return JSONResponse(service.block(int(raw), encoded=encoded))
 
     async def block_receipts(request: Request) -> Response:
         raw = request.path_params["height"]
-        if not raw.isdigit() or len(raw) > 19:
+        if not is_decimal(raw):
             raise ApiError(400, "bad_argument", "a block is named by its height")
         return JSONResponse(service.block_receipts(int(raw)))
 

@@ -63,7 +63,8 @@ CHUNK_BYTES: Final = 64 * 1024
 RECEIPTS_PER_YIELD: Final = 256
 # What a browser's EventSource waits before it reconnects.
 RETRY_MS: Final = 2000
-_HEIGHT_DIGITS_MAX: Final = 19
+# A number in a path, a query or a header: at most 19 decimal digits.
+HEIGHT_DIGITS_MAX: Final = 19
 _PARAMETERS: Final = {"blocks": {"from"}, "events": {"from", "contract", "event", "account"}}
 _HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -109,21 +110,24 @@ def parse_start(kind: str, from_: str | None, last_event_id: str | None) -> Star
     """The stream's start from `from` and `Last-Event-ID` (which wins: it is a reconnect)."""
     if last_event_id is not None:
         head, colon, tail = last_event_id.strip().partition(":")
-        if kind == "blocks" and not colon and _is_height(head):
+        if kind == "blocks" and not colon and is_decimal(head):
             return Start(int(head) + 1)
-        if kind == "events" and colon and _is_height(head) and _is_height(tail):
+        if kind == "events" and colon and is_decimal(head) and is_decimal(tail):
             return Start(int(head), int(tail))
         form = "<height>" if kind == "blocks" else "<height>:<index>"
         raise _RefusedError("bad_last_event_id", f"Last-Event-ID must be {form}")
     if from_ is None:
         return Start(None)
-    if not _is_height(from_):
+    if not is_decimal(from_):
         raise _RefusedError("bad_argument", "from must be a non-negative integer height")
     return Start(max(int(from_), 1))
 
 
-def _is_height(text: str) -> bool:
-    return text.isdigit() and text.isascii() and len(text) <= _HEIGHT_DIGITS_MAX
+def is_decimal(text: str, digits_max: int = HEIGHT_DIGITS_MAX) -> bool:
+    """Whether `text` is a non-negative integer in 1 to `digits_max` ASCII decimal digits: the
+    API's one check of a number in a path, a query or a header (`str.isdigit` alone also takes
+    "١٢" or "²", which `int` reads as 12 or refuses with a ValueError)."""
+    return text.isascii() and text.isdigit() and len(text) <= digits_max
 
 
 def _parameters(request: Request, kind: str) -> tuple[Start, EventFilter]:

@@ -64,6 +64,7 @@ from consortia.errors import (
     InvalidArgumentError,
     NotAReaderError,
 )
+from consortia.execution.contracts import identity_state
 from consortia.identity import layout
 from consortia.identity.keystore import load_key, new_keypair, seal_key, write_key_file
 from consortia.identity.passphrase import obtain_passphrase
@@ -116,9 +117,12 @@ def key_command(
         signer = open_signer(cluster.root, account, ask(client.chain), passphrase)
         folder = _key_folder(cluster.root, account)
         current = ask(
-            lambda: client.state("identity", encryption_key_key(signer.account), verify=True)
+            lambda: client.state(
+                identity_state.CONTRACT, encryption_key_key(signer.account), verify=True
+            )
         )
-        version = 1 if not isinstance(current, dict) else int(current["current"]) + 1
+        found = identity_state.versioned_key(current if isinstance(current, dict) else None, None)
+        version = 1 if found is None else found[0] + 1
         private_key, public_key = new_keypair(cluster.suite, "encryption")
         with err.status("Sealing the new key file (Argon2id)…"):
             sealed = seal_key(cluster.suite, "encryption", private_key, passphrase)
@@ -126,7 +130,11 @@ def key_command(
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_key_file(path, sealed)
         record = _call(
-            client, signer, "identity", "set_encryption_key", {"public_key": public_key.hex()}
+            client,
+            signer,
+            identity_state.CONTRACT,
+            "set_encryption_key",
+            {"public_key": public_key.hex()},
         )
         registered = int(record["receipt"]["result"])
         if registered != version:  # another registration came first: name the file truly

@@ -34,6 +34,7 @@ from consortia.cluster.home import ClusterHome, demo_passphrase
 from consortia.cluster.processes import fetch_status
 from consortia.errors import NodeRefusalError, NodeUnavailableError
 from consortia.identity import layout
+from consortia.types.primitives import CURRENCY_DEFAULT
 
 WAIT_S = 60.0
 T = TypeVar("T")
@@ -74,7 +75,9 @@ def transfer_command(
     sender: FromOption,
     to: Annotated[str, typer.Option("--to", help="The receiving account id.")],
     amount: Annotated[int, typer.Option("--amount", help="Minor units (fen for CNY).", min=1)],
-    currency: Annotated[str, typer.Option("--currency", help="Three capital letters.")] = "CNY",
+    currency: Annotated[
+        str, typer.Option("--currency", help="Three capital letters.")
+    ] = CURRENCY_DEFAULT,
     node: NodeOption = None,
     wait: WaitOption = False,
     as_json: JsonOption = False,
@@ -135,8 +138,8 @@ def account_show_command(
         return
     balance = int(record.get("balance", 0))
     out.print(f"account   {record.get('id', account_id)}")
-    out.print(f"balance   {balance} fen ({_cny(balance)} CNY)")
-    others = {c: v for c, v in sorted(record.get("balances", {}).items()) if c != "CNY"}
+    out.print(f"balance   {balance} fen ({_cny(balance)} {CURRENCY_DEFAULT})")
+    others = {c: v for c, v in sorted(record.get("balances", {}).items()) if c != CURRENCY_DEFAULT}
     for currency, value in others.items():
         out.print(f"          {value} {currency} (minor units)")
     out.print(f"nonce     {record.get('nonce')}")

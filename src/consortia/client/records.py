@@ -9,9 +9,11 @@ seals, and builds the `vault` call's arguments; to open, it reads the stored rec
 the newest wrap for the party (a rewrap after a key rotation, or a share, lands in the
 record's `wraps`), and decrypts with the party's private key on this machine.
 
-The contracts' keys are spelled here as their state modules spell them (identity_state,
-regulator_state, vault_state; tests/unit/test_client_records.py holds them equal), since a
-client imports no execution code. Must never send a plaintext or a private key anywhere:
+The contracts' names and keys are spelled here as their state modules spell them
+(identity_state, regulator_state, vault_state; tests/unit/test_contract_vault.py,
+`test_the_sdk_spells_the_keys_it_reads_as_their_owners_do`, holds them equal, and the reading
+of a versioned key record equal to identity_state.versioned_key), since a client imports no
+execution code. Must never send a plaintext or a private key anywhere:
 only sealed records and wrapped keys leave this module.
 """
 

@@ -28,11 +28,11 @@ from consortia.client.light import (
     header_record,
 )
 from consortia.types.execution import ExecutionHeader
+from consortia.types.primitives import CURRENCY_DEFAULT
 from consortia.types.state_proof import SparseMerkleProof, state_key, verify_proof
 
 IDENTITY: str = "identity"
 ASSET: str = "asset"
-CURRENCY_DEFAULT: str = "CNY"
 
 
 def account_key(account_id: str) -> str:

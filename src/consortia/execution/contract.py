@@ -26,9 +26,10 @@ minor units).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, NoReturn, Protocol, TypeVar
+from typing import Any, ClassVar, Final, NoReturn, Protocol, TypeGuard, TypeVar
 
 from consortia.execution.values import (
     KEY_LENGTH_MAX,
@@ -40,13 +41,22 @@ from consortia.execution.values import (
     state_key,
 )
 from consortia.types.genesis import Genesis
-from consortia.types.primitives import VALIDATORS_MAX
+from consortia.types.primitives import (
+    ACCOUNT_ID_LENGTH_MAX,
+    ACCOUNT_ID_PATTERN,
+    CURRENCY_DEFAULT,
+    CURRENCY_PATTERN,
+    PAYLOAD_ITEM_SIZE_MAX,
+    VALIDATORS_MAX,
+)
 
 # The contract API: everything a contract module may use (ContractError and Value come from
 # consortia.execution.values; contract modules import them from here, the allow-listed module).
 __all__ = [
+    "ACCOUNT_ID_LENGTH_MAX",
     "CALL_DEPTH_MAX",
     "CONTRACT_CALLER_PREFIX",
+    "CURRENCY_DEFAULT",
     "EVENTS_PER_TX_MAX",
     "GAS_CALL",
     "GAS_CRYPTO",
@@ -59,6 +69,7 @@ __all__ = [
     "HASH_HEX_LENGTH",
     "HEX_DIGITS",
     "ID_CHARACTERS",
+    "PAYLOAD_ITEM_SIZE_MAX",
     "PUBLIC_KEY_HEX_LENGTHS",
     "TX_GAS_LIMIT",
     "VALIDATORS_MAX",
@@ -78,6 +89,9 @@ __all__ = [
     "arg_str",
     "contract_caller",
     "frozen_now",
+    "is_account_id",
+    "is_currency",
+    "is_hex",
     "method",
     "read_record",
 ]
@@ -340,7 +354,7 @@ class Context:
     def valid_encryption_key(self, public_key_hex: str) -> bool:
         """Whether `public_key_hex` (lowercase hex) is an encryption public key of the suite."""
         self.meter.charge(GAS_CRYPTO + GAS_PER_BYTE_READ * len(public_key_hex))
-        if len(public_key_hex) % 2 or not set(public_key_hex) <= HEX_DIGITS:
+        if not is_hex(public_key_hex):
             return False
         return self.host.valid_encryption_public_key(bytes.fromhex(public_key_hex))
 
@@ -359,7 +373,7 @@ class Context:
         size = len(commitment) + len(salt) + len(value)
         self.meter.charge(GAS_CRYPTO + GAS_PER_BYTE_READ * size)
         parts = (commitment, salt, value)
-        if any(len(part) % 2 or not set(part) <= HEX_DIGITS for part in parts):
+        if not all(is_hex(part) for part in parts):
             return False
         return self.host.opening_matches(
             label, bytes.fromhex(commitment), bytes.fromhex(salt), bytes.fromhex(value)
@@ -371,7 +385,7 @@ class Context:
         size = len(public_key_hex) + len(message) + len(signature_hex)
         self.meter.charge(GAS_CRYPTO + GAS_PER_BYTE_READ * size)
         parts = (public_key_hex, signature_hex)
-        if any(not part or len(part) % 2 or not set(part) <= HEX_DIGITS for part in parts):
+        if not all(part and is_hex(part) for part in parts):
             return False
         return self.host.signature_valid(
             bytes.fromhex(public_key_hex), message, bytes.fromhex(signature_hex)
@@ -490,14 +504,53 @@ def arg_list(args: Mapping[str, Any], name: str, *, max_length: int = 256) -> li
     return value
 
 
-def arg_hex(args: Mapping[str, Any], name: str, lengths: tuple[int, ...]) -> str:
-    """Lowercase hex of one of `lengths` digits (keys, node ids and digests travel so)."""
-    value = args.get(name)
-    if not (
+_CURRENCY: Final = re.compile(CURRENCY_PATTERN)
+_ACCOUNT_ID: Final = re.compile(ACCOUNT_ID_PATTERN)
+
+
+def is_account_id(value: object) -> TypeGuard[str]:
+    """Whether `value` is an account id a transaction can carry as its sender (1 to 64
+    letters, digits, _ . -; types.primitives.ACCOUNT_ID_PATTERN): no colon, so never a
+    contract's "contract:<name>"."""
+    return isinstance(value, str) and _ACCOUNT_ID.match(value) is not None
+
+
+def is_currency(value: object) -> TypeGuard[str]:
+    """Whether `value` is a currency code as the genesis document spells one (three capital
+    letters, types.primitives.CURRENCY_PATTERN)."""
+    return isinstance(value, str) and _CURRENCY.match(value) is not None
+
+
+def is_hex(value: object, *, length_max: int | None = None) -> TypeGuard[str]:
+    """Whether `value` is lowercase hex of whole bytes (an even number of digits; the empty
+    string is no bytes), of at most `length_max` digits when given. The one hex check of the
+    contracts and of the suite checks below."""
+    return (
         isinstance(value, str)
-        and len(value) in lengths
-        and all(character in HEX_DIGITS for character in value)
-    ):
-        digits = " or ".join(str(n) for n in lengths)
-        raise ContractError("bad_argument", f"{name} must be lowercase hex of {digits} digits")
-    return value
+        and len(value) % 2 == 0
+        and (length_max is None or len(value) <= length_max)
+        and set(value) <= HEX_DIGITS
+    )
+
+
+def arg_hex(
+    args: Mapping[str, Any],
+    name: str,
+    lengths: tuple[int, ...] = (),
+    *,
+    length_max: int | None = None,
+) -> str:
+    """Lowercase hex (keys, node ids, digests and sealed bytes travel so): of one of `lengths`
+    digits, or, given `length_max` instead, of 1 to `length_max` digits of whole bytes."""
+    assert bool(lengths) != (length_max is not None), "lengths or length_max, not both"
+    value = args.get(name)
+    if length_max is not None:
+        if is_hex(value, length_max=length_max) and value:
+            return value
+        raise ContractError(
+            "bad_argument", f"{name} is lowercase hex of at most {length_max} digits"
+        )
+    if is_hex(value) and len(value) in lengths:
+        return value
+    digits = " or ".join(str(n) for n in lengths)
+    raise ContractError("bad_argument", f"{name} must be lowercase hex of {digits} digits")

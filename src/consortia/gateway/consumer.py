@@ -32,7 +32,13 @@ from consortia.client.sdk import raise_for, unreachable_error
 from consortia.crypto import suite as get_suite
 from consortia.errors import ConsortiaError
 from consortia.gateway.answer import LABEL, PARTS_MAX, answer_digest
-from consortia.gateway.protocol import DataRequest, new_nonce, signed_request
+from consortia.gateway.protocol import (
+    INT64_MAX,
+    DataRequest,
+    integer_within,
+    new_nonce,
+    signed_request,
+)
 from consortia.privacy.envelope import decode_sealed, open_sealed
 
 TIMEOUT_S_DEFAULT: Final = 120.0  # the gateway waits for the access record's proof
@@ -183,4 +189,4 @@ class DataConsumer:
 
 def _count(value: Any) -> TypeGuard[int]:
     """A number a gateway gives (an access number, a height): an integer, never negative."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return integer_within(value, 0, INT64_MAX)

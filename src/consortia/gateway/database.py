@@ -30,7 +30,12 @@ import psycopg
 
 from consortia.errors import InvalidArgumentError
 from consortia.gateway.errors import BAD_REQUEST, BUSY, TOO_LARGE, RefusedError
-from consortia.gateway.protocol import ID_PATTERN, PARAMETER_NAME, PARAMETERS_MAX
+from consortia.gateway.protocol import (
+    ID_PATTERN,
+    PARAMETER_NAME,
+    PARAMETERS_MAX,
+    integer_within,
+)
 from consortia.identity.files import read_bounded
 
 APPLICATION_NAME: Final = "consortia-gateway"
@@ -96,7 +101,7 @@ def parse_query(dataset: str, entry: Any) -> DatasetQuery:
         raise InvalidArgumentError(f"{where}: parameters are distinct lowercase names")
     if set(_PLACEHOLDER.findall(sql)) != set(parameters):
         raise InvalidArgumentError(f"{where}: the sql's %(name)s placeholders are the parameters")
-    if not isinstance(rows_max, int) or isinstance(rows_max, bool) or not 0 < rows_max <= ROWS_MAX:
+    if not integer_within(rows_max, 1, ROWS_MAX):
         raise InvalidArgumentError(f"{where}: rows_max is between 1 and {ROWS_MAX}")
     return DatasetQuery(dataset, sql, tuple(parameters), rows_max)
 

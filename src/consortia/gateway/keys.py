@@ -28,6 +28,7 @@ from consortia.crypto import Suite
 from consortia.errors import InvalidArgumentError
 from consortia.execution.contracts import identity_state, regulator_state
 from consortia.gateway.chain import ChainAccess
+from consortia.gateway.protocol import integer_within
 from consortia.identity.files import read_bounded
 
 KEYS_FILE_BYTES_MAX: Final = 1024 * 1024
@@ -93,7 +94,7 @@ def _key(entry: Any, suite: Suite, where: str) -> PublicKey:
         public_key = bytes.fromhex(text) if isinstance(text, str) else b""
     except ValueError:
         public_key = b""
-    if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version < 2**32:
+    if not integer_within(version, 0, 2**32 - 1):
         raise InvalidArgumentError(f"{where}: version is an integer")
     if not suite.valid_encryption_public_key(public_key):
         raise InvalidArgumentError(f"{where}: not an encryption public key of the {suite.name}")

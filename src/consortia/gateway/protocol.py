@@ -31,11 +31,12 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from consortia.crypto import Suite
 from consortia.gateway.errors import BAD_REQUEST, BUSY, CONFLICT, UNAUTHORISED, RefusedError
 from consortia.types import datashare_request as request_format
+from consortia.types import primitives
 from consortia.types.datashare_request import QUERY_DOMAIN, REQUEST_DOMAIN
 
 __all__ = [
@@ -52,10 +53,11 @@ __all__ = [
 PARAMETERS_MAX: Final = 16
 PARAMETER_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
 PARAMETER_TEXT_MAX: Final = 256
-ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+ID_PATTERN: Final = re.compile(primitives.ID_PATTERN)
 NONCE_PATTERN: Final = re.compile(r"[0-9a-f]{32}\Z")  # 16 random bytes
 SIGNATURE_HEX_MAX: Final = 256
 GRANT_MAX: Final = 2**62
+INT64_MAX: Final = 2**63 - 1  # a parameter or a clock in milliseconds: a signed 64-bit integer
 # How far a request's clock may be from the gateway's (the chain allows as much from the
 # block time of the block that logs the access: a longer window here buys nothing).
 FRESHNESS_MS_DEFAULT: Final = request_format.FRESHNESS_MS
@@ -171,10 +173,10 @@ def parse_request(body: Any) -> DataRequest:
         if not isinstance(value, str) or not ID_PATTERN.match(value):
             raise _bad(f"{name} is an id of 1 to 64 letters, digits and _ . : -")
     grant = body["grant"]
-    if not _integer(grant) or not 0 <= grant <= GRANT_MAX:
+    if not integer_within(grant, 0, GRANT_MAX):
         raise _bad("grant is a grant number")
     timestamp_ms = body["timestamp_ms"]
-    if not _integer(timestamp_ms) or not 0 <= timestamp_ms < 2**63:
+    if not integer_within(timestamp_ms, 0, INT64_MAX):
         raise _bad("timestamp_ms is the consumer's clock in milliseconds")
     nonce = body["nonce"]
     if not isinstance(nonce, str) or not NONCE_PATTERN.match(nonce):
@@ -199,7 +201,7 @@ def _parameters(params: Any) -> dict[str, str | int]:
         if not isinstance(name, str) or not PARAMETER_NAME.match(name):
             raise _bad("parameter names are lowercase letters, digits and _ (at most 32)")
         if (isinstance(value, str) and len(value) <= PARAMETER_TEXT_MAX) or (
-            _integer(value) and -(2**63) <= value < 2**63
+            integer_within(value, -(2**63), INT64_MAX)
         ):
             checked[name] = value
         else:
@@ -207,8 +209,10 @@ def _parameters(params: Any) -> dict[str, str | int]:
     return checked
 
 
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def integer_within(value: Any, least: int, most: int) -> TypeGuard[int]:
+    """Whether `value` is an integer (never a bool) with least <= value <= most: the gateway's
+    one check of an integer it is handed (in a request, an answer, a dataset or key file)."""
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value <= most
 
 
 def _bad(message: str) -> RefusedError:

@@ -59,6 +59,7 @@ from consortia.types.genesis import (
     Member,
     MempoolParams,
 )
+from consortia.types.primitives import CURRENCY_DEFAULT
 
 NODES_MAX: Final = 256
 MEMBERS_MAX: Final = 1024
@@ -204,7 +205,7 @@ def _treasury(member: MemberRequest) -> GenesisAccount:
         id=member.account_id,
         sponsor=member.member,
         public_key=member.account_public_key,
-        currency="CNY",
+        currency=CURRENCY_DEFAULT,
         balance=TREASURY_BALANCE,
     )
 

@@ -33,6 +33,7 @@ from consortia.errors import CryptoError, InvalidArgumentError, KeyFileError
 from consortia.identity.files import make_private_dir, write_private_file, write_public_file
 from consortia.identity.keystore import DEFAULT_ARGON2, Argon2Cost, load_key, new_keypair, seal_key
 from consortia.types.genesis import GenesisAccount
+from consortia.types.primitives import CURRENCY_DEFAULT
 
 BENCH_DIR: Final = "bench"
 MASTER_KEY_FILE: Final = "bench/master.key"
@@ -68,7 +69,7 @@ class BenchAccountsFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     count: int
     prefix: str
     balance: int
-    currency: str = "CNY"
+    currency: str = CURRENCY_DEFAULT
 
 
 def derive_private_key(suite_name: str, master: bytes, index: int) -> bytes:
@@ -117,7 +118,7 @@ def create_bench_accounts(
             id=account_name(index),
             sponsor=sponsors[index % len(sponsors)],
             public_key=chain_suite.public_key(derive_private_key(suite_name, master, index)).hex(),
-            currency="CNY",
+            currency=CURRENCY_DEFAULT,
             balance=BENCH_ACCOUNT_BALANCE,
         )
         for index in range(count)

@@ -40,6 +40,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from consortia.errors import CertificateError, InvalidArgumentError
 from consortia.identity.addresses import check_host
 from consortia.identity.files import read_bounded
+from consortia.types.primitives import HASH_HEX_PATTERN
 
 CA_VALIDITY: Final = datetime.timedelta(days=3650)
 NODE_VALIDITY: Final = datetime.timedelta(days=825)
@@ -48,7 +49,7 @@ CLOCK_SKEW: Final = datetime.timedelta(hours=1)
 NODE_URI_PREFIX: Final = "consortia:node:"
 CERTIFICATE_SIZE_MAX: Final = 64 * 1024
 PERMITTED_NAMES_MAX: Final = 1024
-_NODE_ID_HEX: Final = re.compile(r"[0-9a-f]{64}\Z")
+_NODE_ID_HEX: Final = re.compile(HASH_HEX_PATTERN)
 
 _E = TypeVar("_E", bound=x509.ExtensionType)
 

@@ -67,7 +67,7 @@ from consortia.identity.requests import (
 )
 from consortia.identity.staging import staged_directory
 from consortia.types.genesis import GenesisAccount
-from consortia.types.primitives import CHAIN_ID_LENGTH_MAX, CHAIN_ID_PATTERN
+from consortia.types.primitives import CHAIN_ID_LENGTH_MAX, CHAIN_ID_PATTERN, CURRENCY_DEFAULT
 
 NODES_MAX: Final = assembly.NODES_MAX
 BFT_NODES_MIN: Final = assembly.BFT_NODES_MIN
@@ -401,7 +401,7 @@ class _Builder:
             id=account.name,
             sponsor=account.sponsor,
             public_key=public_key.hex(),
-            currency="CNY",
+            currency=CURRENCY_DEFAULT,
             balance=account.balance,
         )
 

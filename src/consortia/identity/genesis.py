@@ -27,7 +27,7 @@ from consortia.errors import GenesisError
 from consortia.identity.files import read_bounded, write_public_file
 from consortia.identity.strict_json import check_unique_keys
 from consortia.types.consensus import EpochConfig, Validator
-from consortia.types.genesis import Genesis
+from consortia.types.genesis import Genesis, mempool_limits_fit, round_timeouts_ordered
 from consortia.types.genesis import genesis_hash as types_genesis_hash
 
 GENESIS_SIZE_MAX: Final = 256 * 1024 * 1024  # 1,000,000 accounts at ~150 bytes each
@@ -106,14 +106,23 @@ def check_genesis(genesis: Genesis, source: str = "genesis") -> None:
     _check_members(genesis, source)
     _check_accounts(genesis, source)
     consensus = genesis.consensus
-    if not (
-        consensus.round_timeout_ms_min
-        <= consensus.round_timeout_ms
-        <= consensus.round_timeout_ms_max
+    if not round_timeouts_ordered(
+        consensus.round_timeout_ms_min, consensus.round_timeout_ms, consensus.round_timeout_ms_max
     ):
         raise GenesisError(
             f"{source}: round timeouts must be ordered: round_timeout_ms_min <= "
             "round_timeout_ms <= round_timeout_ms_max"
+        )
+    mempool = genesis.mempool
+    if not mempool_limits_fit(
+        mempool.transaction_bytes_max,
+        mempool.bytes_max,
+        mempool.batch_transactions_max,
+        mempool.transactions_max,
+    ):
+        raise GenesisError(
+            f"{source}: a transaction or batch must fit the mempool: transaction_bytes_max <= "
+            "bytes_max and batch_transactions_max <= transactions_max"
         )
 
 

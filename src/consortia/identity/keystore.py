@@ -42,6 +42,7 @@ from consortia.identity.files import read_bounded, write_private_file
 from consortia.identity.passphrase import passphrase_bytes
 from consortia.identity.strict_json import check_unique_keys
 from consortia.types.encoding import encode
+from consortia.types.primitives import HEX_BYTES_PATTERN
 
 KEY_FILE_FORMAT: Final = "consortia-key"
 KEY_FILE_VERSION: Final = 1
@@ -66,7 +67,7 @@ P256_PURPOSES: Final[frozenset[Purpose]] = frozenset({"tls", "tls-ca"})
 _SIGNING_ALGORITHMS: Final[dict[str, Algorithm]] = {"intl": "ed25519", "gm": "sm2"}
 _ENCRYPTION_ALGORITHMS: Final[dict[str, Algorithm]] = {"intl": "x25519", "gm": "sm2"}
 
-HexBytes = Annotated[str, Meta(min_length=2, max_length=8192, pattern=r"^(?:[0-9a-f]{2})+\Z")]
+HexBytes = Annotated[str, Meta(min_length=2, max_length=8192, pattern=HEX_BYTES_PATTERN)]
 
 
 class Argon2Cost(NamedTuple):

@@ -35,6 +35,7 @@ from consortia.identity.genesis import node_id
 from consortia.identity.strict_json import check_unique_keys
 from consortia.types.encoding import encode
 from consortia.types.genesis import Address, HexHash, HexKey
+from consortia.types.primitives import AccountId
 
 REQUEST_DOMAIN: Final = b"consortia/key-request/v1\x00"
 REQUEST_SIZE_MAX: Final = 64 * 1024
@@ -42,7 +43,6 @@ CERTIFICATE_REQUEST_SIZE_MAX: Final = 8 * 1024
 # Member and node names become file and directory names, so they are kept to safe characters.
 SAFE_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z"
 SafeName = Annotated[str, Meta(pattern=SAFE_NAME_PATTERN)]
-AccountId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+\Z")]
 HexSignature = Annotated[str, Meta(pattern=r"^[0-9a-f]{128}\Z")]
 SuiteName = Literal["intl", "gm"]
 MEMBER_REQUEST_FORMAT: Final = "consortia-member-request"

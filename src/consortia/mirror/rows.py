@@ -18,6 +18,7 @@ import msgspec
 
 from consortia.mirror.replay import MirroredBlock
 from consortia.types.encoding import encode
+from consortia.types.state_proof import split_state_key
 
 BLOCK_COLUMNS: Final = (
     "height",
@@ -212,16 +213,11 @@ def event_rows(mirrored: MirroredBlock) -> list[Row]:
     return rows
 
 
-def split_key(full_key: bytes) -> tuple[str, str]:
-    """(contract, key) of a full state key "<contract>/<key>"."""
-    contract, _, key = full_key.decode().partition("/")
-    return text(contract), text(key)
-
-
 def state_change_rows(height: int, writes: dict[bytes, bytes | None]) -> list[Row]:
     rows: list[Row] = []
     for full_key, raw in sorted(writes.items()):
-        contract, key = split_key(full_key)
+        contract, key = split_state_key(full_key)
+        contract, key = text(contract), text(key)
         value = None if raw is None else json_text(msgspec.msgpack.decode(raw))
         rows.append((contract, key, height, value, raw, raw is None))
     return rows

@@ -38,13 +38,13 @@ from cryptography.x509.oid import NameOID
 
 from consortia.errors import CertificateError
 from consortia.net.counters import Refusal
-from consortia.types.primitives import HASH_SIZE
+from consortia.types.primitives import HASH_HEX_PATTERN, HASH_SIZE
 
 NODE_ID_SIZE: Final = HASH_SIZE
 NODE_URI_PREFIX: Final = "consortia:node:"
 PEM_SIZE_MAX: Final = 64 * 1024
 ONE_TIME_PASSWORD_SIZE: Final = 32
-_NODE_ID_HEX: Final = re.compile(r"[0-9a-f]{64}\Z")
+_NODE_ID_HEX: Final = re.compile(HASH_HEX_PATTERN)
 
 # OpenSSL's X509_V_ERR_* codes that name a refusal more precisely than "invalid".
 _VERIFY_CODES: Final = {

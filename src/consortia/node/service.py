@@ -29,6 +29,7 @@ from consortia.storage import StoredReceipt
 from consortia.types.consensus import Block, QuorumCertificate
 from consortia.types.encoding import encode
 from consortia.types.execution import ExecutionCertificate, header_view, receipt_proof
+from consortia.types.primitives import CURRENCY_DEFAULT
 from consortia.types.signing import block_id
 
 HEX_ID_LENGTH = 64
@@ -274,7 +275,7 @@ class NodeService:
             "member": record.get("sponsor") or record.get("member"),
             "public_key": record.get("public_key"),
             "balances": balances,
-            "balance": balances.get("CNY", 0),
+            "balance": balances.get(CURRENCY_DEFAULT, 0),
         }
         if certificate is not None:
             answers = [(c, k, chain.state_answer(c, k, height)) for c, k in keys]

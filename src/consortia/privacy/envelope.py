@@ -52,6 +52,7 @@ from consortia.errors import (
     UnwrapFailedError,
 )
 from consortia.types.encoding import decode, encode
+from consortia.types.primitives import HEX_BYTES_PATTERN, ID_PATTERN
 
 SEALED_VERSION: Final = 1
 ESCROW_PARTY: Final = "regulator:escrow"
@@ -65,9 +66,9 @@ SALT_SIZE: Final = 32
 PAD_BLOCK: Final = 256  # plaintexts are padded to a multiple of this many bytes
 VALUE_DEPTH_MAX: Final = 16
 # Labels and parties use the characters of the ids contracts create; labels may also use '/'.
-_PARTY: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+_PARTY: Final = re.compile(ID_PATTERN)
 _LABEL: Final = re.compile(r"[A-Za-z0-9_.:/-]{1,64}\Z")
-_HEX: Final = re.compile(r"(?:[0-9a-f]{2})+\Z")
+_HEX: Final = re.compile(HEX_BYTES_PATTERN)
 
 COMMITMENT_DOMAIN: Final = b"consortia/record/commitment/v1\x00"
 CIPHERTEXT_DOMAIN: Final = b"consortia/record/ciphertext/v1\x00"

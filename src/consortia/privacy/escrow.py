@@ -52,6 +52,7 @@ from consortia.identity.keystore import (
 )
 from consortia.identity.strict_json import check_unique_keys
 from consortia.types.encoding import decode, encode
+from consortia.types.primitives import HEX_BYTES_PATTERN
 
 SHARE_VERSION: Final = 1
 SHARE_SIZE: Final = 16  # Shamir over GF(2^128): 16-byte secrets and shares
@@ -212,7 +213,7 @@ def _share_digest(chain_suite: Suite, index: int, piece: bytes) -> bytes:
 
 # --- Share files, sealed under an officer's passphrase ---------------------------------------
 
-HexText = Annotated[str, Meta(min_length=2, max_length=16384, pattern=r"^(?:[0-9a-f]{2})+\Z")]
+HexText = Annotated[str, Meta(min_length=2, max_length=16384, pattern=HEX_BYTES_PATTERN)]
 
 
 class ShareFileHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -27,9 +27,9 @@ from consortia.reconcile.chain import Window, ask
 from consortia.reconcile.errors import ChainVerificationError
 from consortia.reconcile.match import Leg
 from consortia.types.genesis import Genesis
+from consortia.types.primitives import CURRENCY_DEFAULT
 
 CURRENCIES_MAX: Final = 16  # currencies checked per account
-CURRENCY_DEFAULT: Final = "CNY"
 # A node's refusals that leave a balance unchecked rather than stop the run: a height whose
 # state it no longer keeps, or holds no certificate for.
 UNAVAILABLE: Final = frozenset({"height_unavailable", "not_certified"})

@@ -34,12 +34,13 @@ from consortia.errors import InvalidArgumentError
 from consortia.postgres import error_message
 from consortia.reconcile.errors import BooksError, DatabaseError
 from consortia.reconcile.match import Posting
+from consortia.types.primitives import ACCOUNT_ID_PATTERN
 
 COLUMNS: Final = ("account", "amount", "currency", "counterparty", "reference", "posted_at")
 POSTINGS_MAX: Final = 1_000_000  # rows one reconciliation reads (beyond: narrow the window)
 ACCOUNTS_MAX: Final = 1024
-# An account id as the chain spells one (types/transaction.py, AccountId).
-ACCOUNT_ID: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+# An account id as the chain spells one.
+ACCOUNT_ID: Final = re.compile(ACCOUNT_ID_PATTERN)
 # The largest amount a posting may carry: a signed 64-bit integer (the chain's amounts and
 # balances are far below it), so a posting beyond it is garbage, not a break.
 AMOUNT_BOUND: Final = 2**63 - 1

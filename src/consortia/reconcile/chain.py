@@ -31,7 +31,7 @@ from consortia.client import AsyncClient, Client, ClientError, VerificationError
 from consortia.errors import InvalidArgumentError, NodeRefusalError, NodeUnavailableError
 from consortia.reconcile.errors import ChainVerificationError, NotProvenError
 from consortia.reconcile.match import Leg
-from consortia.types.primitives import PAYLOAD_ITEMS_MAX
+from consortia.types.primitives import HASH_HEX_PATTERN, PAYLOAD_ITEMS_MAX
 
 ASSET: Final = "asset"
 TRANSFERRED: Final = "transferred"
@@ -40,7 +40,7 @@ REDEEMED: Final = "redeemed"
 MOVES: Final = frozenset({TRANSFERRED, ISSUED, REDEEMED})  # the asset events that move money
 HEIGHTS_MAX: Final = 1_000_000  # heights one reconciliation walks (beyond: a narrower range)
 LEGS_MAX: Final = 1_000_000
-TX_HASH: Final = re.compile(r"[0-9a-f]{64}\Z")
+TX_HASH: Final = re.compile(HASH_HEX_PATTERN)  # as the node shows one: lowercase
 TIP_SEARCH_MAX: Final = 64  # heights below the tip searched for the latest certified one
 PROOF_WAIT_S: Final = 10.0  # how long a candidate's certificate is waited for
 PROOF_POLL_S: Final = 0.1

@@ -30,7 +30,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-TX_HASH: Final = re.compile(r"[0-9a-fA-F]{64}\Z")
+from consortia.types.primitives import HASH_HEX_PATTERN
+
+# A posting's reference that is a transaction hash, in either case as a banker may write it;
+# normal_reference turns it into the chain's lowercase (types.primitives.HASH_HEX_PATTERN).
+TX_HASH: Final = re.compile(HASH_HEX_PATTERN, re.IGNORECASE)
 
 # Kinds of break, in the order a report lists them.
 MISSING_IN_BOOKS: Final = "missing_in_books"

@@ -18,15 +18,21 @@ from msgspec import Meta
 from consortia.crypto import suite
 from consortia.types.encoding import encode
 from consortia.types.primitives import (
+    CURRENCY_DEFAULT,
+    HASH_HEX_PATTERN,
+    PAYLOAD_ITEM_SIZE_MAX,
+    PAYLOAD_ITEMS_MAX,
     REPUTATION_WINDOW_MAX,
     U64_MAX,
     VALIDATORS_MAX,
+    AccountId,
     ChainId,
+    Currency,
     Name,
 )
 
 GENESIS_HASH_DOMAIN: Final = b"consortia/genesis/v1\x00"
-HexHash = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
+HexHash = Annotated[str, Meta(pattern=HASH_HEX_PATTERN)]
 HexKey = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}([0-9a-f]{66})?\Z")]  # 32 or 65 bytes
 Percent = Annotated[int, Meta(ge=1, le=100)]
 Positive = Annotated[int, Meta(ge=1, le=2**62)]
@@ -50,6 +56,25 @@ class GenesisValidator(_Document, frozen=True):
 
 
 GENESIS_ACCOUNTS_MAX: Final = 1_000_000
+# The timeout back-off multiplies by at least 1 (never shrinks) and at most 4 per round. The
+# one statement of these bounds: the genesis schema, governance's parameter changes and the
+# replica's `Params` (a test holds consensus/config.py's copy equal) all read them here.
+BACKOFF_PERCENT_MIN: Final = 100
+BACKOFF_PERCENT_MAX: Final = 400
+
+
+def round_timeouts_ordered(minimum_ms: int, initial_ms: int, maximum_ms: int) -> bool:
+    """The rule every set of consensus parameters keeps: round_timeout_ms_min <=
+    round_timeout_ms <= round_timeout_ms_max (genesis, governance and `Params` alike)."""
+    return minimum_ms <= initial_ms <= maximum_ms
+
+
+def mempool_limits_fit(
+    transaction_bytes_max: int, bytes_max: int, batch_transactions_max: int, transactions_max: int
+) -> bool:
+    """A transaction fits the mempool's bytes and a batch its count (genesis and governance
+    alike; the mempool asserts it)."""
+    return transaction_bytes_max <= bytes_max and batch_transactions_max <= transactions_max
 
 
 class ConsensusParams(_Document, frozen=True):
@@ -63,8 +88,11 @@ class ConsensusParams(_Document, frozen=True):
     # The timer adapts to recent rounds, but never below this.
     round_timeout_ms_min: Positive = 100
     round_timeout_ms_max: Positive = 60_000
-    timeout_backoff_percent: Annotated[int, Meta(ge=100, le=400)] = 150  # as Params checks
-    block_payload_items_max: Positive = 5000
+    timeout_backoff_percent: Annotated[
+        int, Meta(ge=BACKOFF_PERCENT_MIN, le=BACKOFF_PERCENT_MAX)
+    ] = 150
+    # A block carries at most PAYLOAD_ITEMS_MAX items (its wire format's bound).
+    block_payload_items_max: Annotated[int, Meta(ge=1, le=PAYLOAD_ITEMS_MAX)] = 5000
     block_bytes_max: Positive = 4 * 1024 * 1024
     # Leader reputation: over the last `reputation_window` committed blocks, validators that
     # failed to propose are skipped as leaders (docs/consensus.md). Bounded so that a node's
@@ -75,7 +103,9 @@ class ConsensusParams(_Document, frozen=True):
 class MempoolParams(_Document, frozen=True):
     transactions_max: Positive = 100_000
     bytes_max: Positive = 256 * 1024 * 1024
-    transaction_bytes_max: Positive = 64 * 1024
+    # An admitted transaction becomes one block payload item, at most PAYLOAD_ITEM_SIZE_MAX
+    # bytes on the wire: a larger one would make blocks no peer can decode.
+    transaction_bytes_max: Annotated[int, Meta(ge=1, le=PAYLOAD_ITEM_SIZE_MAX)] = 64 * 1024
     batch_transactions_max: Positive = 2000
 
 
@@ -104,10 +134,10 @@ class Governance(_Document, frozen=True):
 
 
 class GenesisAccount(_Document, frozen=True):
-    id: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+\Z")]
+    id: AccountId
     sponsor: Name
     public_key: HexKey
-    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}\Z")] = "CNY"
+    currency: Currency = CURRENCY_DEFAULT
     balance: Annotated[int, Meta(ge=0, le=2**62)] = 0  # minor units (fen)
 
 

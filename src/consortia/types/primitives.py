@@ -27,6 +27,22 @@ PAYLOAD_ITEMS_MAX: Final = 20_000
 PAYLOAD_ITEM_SIZE_MAX: Final = 64 * 1024
 # msgspec bounds fit in int64; no counter of ours comes near 2**63.
 U64_MAX: Final = 2**63 - 1
+ACCOUNT_ID_LENGTH_MAX: Final = 64
+# An account id: 1 to 64 letters, digits, '_', '.' and '-'. No colon: "contract:<name>" is how
+# contracts appear as callers, never an account. Read by the transaction format, requests, the
+# genesis document and the reconciliation's postings alike.
+ACCOUNT_ID_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,64}\Z"
+# An id a contract creates (a receivable, a sealed record, a dataset) or a sealed record's
+# party (an account, or "regulator:escrow"): 1 to 64 letters, digits, '_', '.', ':' and '-'.
+ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,64}\Z"
+# Lowercase hex of a 32-byte hash: a digest, a node id, a transaction hash as the chain shows it.
+HASH_HEX_PATTERN: Final = r"^[0-9a-f]{64}\Z"
+# A currency: three capital letters (ISO 4217 style); the chain's default when none is named
+# (a genesis account's, a transfer's, the balance the API shows as `balance`).
+CURRENCY_PATTERN: Final = r"^[A-Z]{3}\Z"
+CURRENCY_DEFAULT: Final = "CNY"
+# Lowercase hex of one or more whole bytes (sealed records, key files).
+HEX_BYTES_PATTERN: Final = r"^(?:[0-9a-f]{2})+\Z"
 
 Hash = Annotated[bytes, Meta(min_length=HASH_SIZE, max_length=HASH_SIZE)]
 NodeId = Hash
@@ -36,6 +52,10 @@ ChainId = Annotated[
     str, Meta(min_length=1, max_length=CHAIN_ID_LENGTH_MAX, pattern=CHAIN_ID_PATTERN)
 ]
 Name = Annotated[str, Meta(min_length=1, max_length=NAME_LENGTH_MAX)]
+Currency = Annotated[str, Meta(pattern=CURRENCY_PATTERN)]
+AccountId = Annotated[
+    str, Meta(min_length=1, max_length=ACCOUNT_ID_LENGTH_MAX, pattern=ACCOUNT_ID_PATTERN)
+]
 U64 = Annotated[int, Meta(ge=0, le=U64_MAX)]
 Round = U64
 Epoch = U64

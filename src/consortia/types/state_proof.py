@@ -79,6 +79,13 @@ def state_key(contract: str, key: str) -> bytes:
     return f"{contract}/{key}".encode()
 
 
+def split_state_key(full_key: bytes) -> tuple[str, str]:
+    """(contract, key) of a full state key: the inverse of `state_key` for a contract name
+    without "/" (every contract's), the first "/" separating the two; a key may hold more."""
+    contract, _, key = full_key.decode().partition("/")
+    return contract, key
+
+
 class HeightUnavailableError(ConsortiaError):
     """A read or proof at a height whose state is not kept: pruned (older than the node's
     retention), not yet committed, or from before the state the node holds starts."""

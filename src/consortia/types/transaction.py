@@ -13,7 +13,15 @@ from typing import Annotated, Final
 import msgspec
 from msgspec import Meta
 
-from consortia.types.primitives import U64, ChainId, Height, Name, PublicKey, Signature
+from consortia.types.primitives import (
+    U64,
+    AccountId,
+    ChainId,
+    Height,
+    Name,
+    PublicKey,
+    Signature,
+)
 
 ARGS_MAX: Final = 32
 ARG_BYTES_MAX: Final = 4096
@@ -27,8 +35,6 @@ ArgScalar = (
 )
 # Binary values (digests) travel as hex strings: MessagePack unions allow one string-like type.
 ArgValue = ArgScalar | Annotated[list[int | str], Meta(max_length=ARG_LIST_MAX)]
-# No colon: "contract:<name>" is how contracts appear as callers, never an account.
-AccountId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+\Z")]
 
 
 class TransactionBody(

@@ -35,8 +35,8 @@ from consortia.client.outbox.errors import (
     InvalidIntentError,
     database_errors,
 )
-from consortia.types.primitives import Name
-from consortia.types.transaction import AccountId, ArgName, ArgValue
+from consortia.types.primitives import AccountId, Name
+from consortia.types.transaction import ArgName, ArgValue
 
 BUSINESS_KEY_MAX: Final = 200
 ARGS_MAX: Final = 32

@@ -22,19 +22,19 @@ from __future__ import annotations
 from typing import Any, Final
 
 from consortia.execution.contract import (
+    CURRENCY_DEFAULT,
     Context,
     Contract,
     arg_int,
     arg_str,
+    is_currency,
     method,
 )
-from consortia.execution.contracts import identity_state, system
+from consortia.execution.contracts import identity_state, regulator_state, system
 from consortia.types.genesis import Genesis
 
 CONTRACT: Final = "asset"
-REGULATOR: Final = "regulator"  # told of every transfer when it runs
-CURRENCY_LENGTH = 3
-CURRENCY_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+REGULATOR: Final = regulator_state.CONTRACT  # told of every transfer when it runs
 AMOUNT_MAX = 2**62
 
 
@@ -57,7 +57,7 @@ class Asset(Contract):
         # otherwise (a central bank or settlement bank in a real consortium).
         issuers = [a.id for a in genesis.accounts if a.sponsor == genesis.members[0].name]
         if issuers:
-            for currency in {a.currency for a in genesis.accounts} or {"CNY"}:
+            for currency in {a.currency for a in genesis.accounts} or {CURRENCY_DEFAULT}:
                 state[issuer_key(currency)] = issuers[0]
         return state
 
@@ -160,14 +160,8 @@ def _require_issuer(ctx: Context, currency: str, does: str) -> str:
 
 
 def arg_currency(ctx: Context, args: dict[str, Any]) -> str:
-    """The `currency` argument: a three-letter upper-case code, "CNY" when absent."""
-    currency = args.get("currency", "CNY")
-    ctx.require(
-        isinstance(currency, str)
-        and len(currency) == CURRENCY_LENGTH
-        and set(currency) <= CURRENCY_LETTERS,
-        "bad_argument",
-        "currency is a three-letter code",
-    )
-    assert isinstance(currency, str)
+    """The `currency` argument: a three-letter upper-case code, CURRENCY_DEFAULT when absent."""
+    currency = args.get("currency", CURRENCY_DEFAULT)
+    if not is_currency(currency):
+        ctx.fail("bad_argument", "currency is a three-letter code")
     return currency

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from consortia.execution.contract import (
     HASH_HEX_LENGTH,
+    PAYLOAD_ITEM_SIZE_MAX,
     PUBLIC_KEY_HEX_LENGTHS,
     VALIDATORS_MAX,
     Context,
@@ -36,6 +37,12 @@ from consortia.execution.contracts import (
     regulator_state,
     system,
 )
+from consortia.types.genesis import (
+    BACKOFF_PERCENT_MAX,
+    BACKOFF_PERCENT_MIN,
+    mempool_limits_fit,
+    round_timeouts_ordered,
+)
 
 NAME_LENGTH_MAX = 64  # of a kind's or a parameter's name
 VOTING_POWER_MAX = 2**32
@@ -47,7 +54,11 @@ ORACLE = oracle_state.CONTRACT
 RECEIVABLE = receivable_state.CONTRACT
 REGULATOR = regulator_state.CONTRACT
 
-# What each parameter may be set to by a proposal: (least, most), integers only.
+# What each parameter may be set to by a proposal: (least, most), integers only. A policy on
+# changes, within (never beyond) what the genesis schema and the replica's `Params` accept, so
+# no passed proposal can hold a value a node would refuse (a test checks every bound).
+# A longer window than this is a genesis choice (at most REPUTATION_WINDOW_MAX), not a change.
+REPUTATION_WINDOW_CHANGE_MAX = 1024
 GOVERNANCE_PARAM_BOUNDS: dict[str, tuple[int, int]] = {
     "proposal_expiry_blocks": (10, 10_000_000),
     "validators_min": (1, VALIDATORS_MAX),
@@ -58,15 +69,15 @@ CONSENSUS_PARAM_BOUNDS: dict[str, tuple[int, int]] = {
     "round_timeout_ms": (50, 600_000),
     "round_timeout_ms_min": (10, 600_000),
     "round_timeout_ms_max": (50, 3_600_000),
-    "timeout_backoff_percent": (100, 400),
+    "timeout_backoff_percent": (BACKOFF_PERCENT_MIN, BACKOFF_PERCENT_MAX),
     "block_payload_items_max": (1, 20_000),
     "block_bytes_max": (64 * 1024, 64 * 1024 * 1024),
-    "reputation_window": (1, 1024),
+    "reputation_window": (1, REPUTATION_WINDOW_CHANGE_MAX),
 }
 MEMPOOL_PARAM_BOUNDS: dict[str, tuple[int, int]] = {
     "transactions_max": (1, 10_000_000),
     "bytes_max": (1024 * 1024, 16 * 1024**3),
-    "transaction_bytes_max": (1024, 4 * 1024 * 1024),
+    "transaction_bytes_max": (1024, PAYLOAD_ITEM_SIZE_MAX),
     "batch_transactions_max": (1, 100_000),
 }
 
@@ -237,15 +248,21 @@ def _params_after(ctx: Context, group: str | None, name: str, value: int) -> dic
 def _require_consistent(ctx: Context, params: dict[str, Any]) -> None:
     consensus, mempool = params["consensus"], params["mempool"]
     ctx.require(
-        consensus["round_timeout_ms_min"]
-        <= consensus["round_timeout_ms"]
-        <= consensus["round_timeout_ms_max"],
+        round_timeouts_ordered(
+            consensus["round_timeout_ms_min"],
+            consensus["round_timeout_ms"],
+            consensus["round_timeout_ms_max"],
+        ),
         "bad_argument",
         "round timeouts must be ordered: min <= round_timeout_ms <= max",
     )
     ctx.require(
-        mempool["transaction_bytes_max"] <= mempool["bytes_max"]
-        and mempool["batch_transactions_max"] <= mempool["transactions_max"],
+        mempool_limits_fit(
+            mempool["transaction_bytes_max"],
+            mempool["bytes_max"],
+            mempool["batch_transactions_max"],
+            mempool["transactions_max"],
+        ),
         "bad_argument",
         "a transaction or batch must fit the mempool",
     )

@@ -40,18 +40,17 @@ from __future__ import annotations
 from typing import Any, Final
 
 from consortia.execution.contract import (
-    CONTRACT_CALLER_PREFIX,
     HASH_HEX_LENGTH,
-    ID_CHARACTERS,
     PUBLIC_KEY_HEX_LENGTHS,
     Context,
     Contract,
     arg_hex,
     arg_int,
     arg_str,
+    is_account_id,
     method,
 )
-from consortia.execution.contracts import governance_state
+from consortia.execution.contracts import governance_state, regulator_state
 from consortia.execution.contracts.identity_state import (
     ACCOUNT_ID_LENGTH_MAX,
     ACCOUNT_KINDS,
@@ -64,7 +63,6 @@ from consortia.execution.contracts.identity_state import (
     INSTITUTION,
     MEMBER_NAME_LENGTH_MAX,
     PARAMS,
-    REGULATOR,
     SPONSOR_ROLES,
     account_key,
     account_record,
@@ -289,7 +287,7 @@ class Identity(Contract):
                 "bad_argument",
                 "a governance freeze holds until unfrozen: no until_height",
             )
-        elif ctx.caller == REGULATOR:
+        elif ctx.caller == regulator_state.CALLER:
             until_height = arg_int(args, "until_height", minimum=ctx.height)
             ctx.require(
                 until_height <= ctx.height + EMERGENCY_FREEZE_BLOCKS_MAX,
@@ -319,7 +317,7 @@ class Identity(Contract):
     def unfreeze_account(self, ctx: Context, args: dict[str, Any]) -> None:
         """Governance lifts any freeze; the regulator only its own emergency freeze."""
         ctx.require(
-            ctx.caller in (GOVERNANCE, REGULATOR),
+            ctx.caller in (GOVERNANCE, regulator_state.CALLER),
             "not_authorised",
             "only governance or the regulator unfreezes accounts",
         )
@@ -487,17 +485,11 @@ def _reset_lock_blocks(ctx: Context) -> int:
 
 
 def _account_id_arg(ctx: Context, args: dict[str, Any]) -> str:
-    account_id = arg_str(args, "id", max_length=ACCOUNT_ID_LENGTH_MAX)
-    ctx.require(
-        all(character in ID_CHARACTERS for character in account_id),
-        "bad_argument",
-        "an account id uses only letters, digits and _ . : -",
-    )
-    ctx.require(
-        not account_id.startswith(CONTRACT_CALLER_PREFIX),
-        "bad_argument",
-        f"ids starting {CONTRACT_CALLER_PREFIX!r} name contracts, not accounts",
-    )
+    account_id = args.get("id")
+    if not is_account_id(account_id):
+        # No colon: a transaction's sender cannot hold one, so such an account could never
+        # sign (and "contract:<name>" is how contracts appear as callers).
+        ctx.fail("bad_argument", "an account id is 1 to 64 letters, digits and _ . -")
     return account_id
 
 

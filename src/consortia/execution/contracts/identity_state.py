@@ -31,12 +31,12 @@ from __future__ import annotations
 
 from typing import Any, Final, get_args
 
+from consortia.execution import contract
 from consortia.execution.contract import (
     Context,
     StateReader,
     arg_list,
     arg_str,
-    contract_caller,
     frozen_now,
     read_record,
 )
@@ -45,7 +45,6 @@ from consortia.types.genesis import Genesis, Role
 
 CONTRACT: Final = "identity"
 GOVERNANCE: Final = governance_state.CALLER
-REGULATOR: Final = contract_caller("regulator")
 
 ROLES: Final[tuple[str, ...]] = get_args(Role)
 SPONSOR_ROLES: Final = ("member", "validator_operator")
@@ -53,11 +52,13 @@ INSTITUTION: Final = "institution"
 CUSTOMER: Final = "customer"
 ACCOUNT_KINDS: Final = (INSTITUTION, CUSTOMER)
 
+# An account id's length: the transaction format's bound (types.primitives), re-exported for
+# the contracts that take account ids as arguments.
+ACCOUNT_ID_LENGTH_MAX: Final = contract.ACCOUNT_ID_LENGTH_MAX
 ACTIVE: Final = "active"
 FROZEN: Final = "frozen"
 CANCELLED: Final = "cancelled"
 
-ACCOUNT_ID_LENGTH_MAX: Final = 64
 MEMBER_NAME_LENGTH_MAX: Final = 64
 PARAMS: Final = "params"  # {"key_reset_lock_blocks": int}, from genesis
 # Encryption public keys kept per account (the current one and the latest before it): a party

@@ -26,12 +26,12 @@ from typing import Any, Final
 
 from consortia.execution.contract import (
     HASH_HEX_LENGTH,
-    HEX_DIGITS,
     ID_CHARACTERS,
     Context,
     ContractError,
     StateReader,
     arg_str,
+    is_hex,
 )
 from consortia.execution.contracts import oracle_state, vault_state
 
@@ -119,7 +119,7 @@ def documents_arg(args: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _require_digest(digest: str, name: str) -> None:
-    if not (len(digest) == HASH_HEX_LENGTH and set(digest) <= HEX_DIGITS):
+    if not (len(digest) == HASH_HEX_LENGTH and is_hex(digest)):
         raise ContractError(
             "bad_argument",
             f"{name}: a digest is {HASH_HEX_LENGTH} lowercase hex digits (SHA-256 or SM3, the"

@@ -42,12 +42,14 @@ from __future__ import annotations
 from typing import Any, Final
 
 from consortia.execution.contract import (
+    CURRENCY_DEFAULT,
     Context,
     Contract,
     arg_int,
     arg_list,
     arg_str,
     contract_caller,
+    is_currency,
     method,
 )
 from consortia.execution.contracts import (
@@ -60,7 +62,7 @@ from consortia.execution.contracts import (
 )
 from consortia.types.genesis import Genesis
 
-CONTRACT: Final = "regulator"
+CONTRACT: Final = regulator_state.CONTRACT
 REGULATOR_ROLE: Final = "regulator"
 
 ALERT_LARGE = "large_transfer"
@@ -75,7 +77,33 @@ ACCOUNT_ALERTS_KEPT = 32
 LIST_ALERTS_MAX = 100
 CURRENCIES_MAX = 16
 FREEZE_BLOCKS_MAX = 1_000
-ACCOUNT_ID_MAX = 64
+ACCOUNT_ID_MAX = identity_state.ACCOUNT_ID_LENGTH_MAX
+
+
+# Keys of the `regulator/` namespace (the module docstring says what each holds).
+RULES: Final = "rules"
+LIMITS: Final = "limits"
+NEXT_ALERT: Final = "next_alert"
+
+
+def listed_key(account: str) -> str:
+    return f"listed/{account}"
+
+
+def alert_key(number: int) -> str:
+    return f"alert/{number}"
+
+
+def account_alerts_key(account: str) -> str:
+    return f"account_alerts/{account}"
+
+
+def recent_key(account: str) -> str:
+    return f"recent/{account}"
+
+
+def freeze_key(account: str) -> str:
+    return f"freeze/{account}"
 
 
 def no_rules() -> dict[str, Any]:
@@ -89,7 +117,7 @@ class Regulator(Contract):
     @classmethod
     def genesis_state(cls, genesis: Genesis) -> dict[str, Any]:
         del genesis
-        return {"rules": no_rules(), "limits": _limits(no_rules()), "next_alert": 0}
+        return {RULES: no_rules(), LIMITS: _limits(no_rules()), NEXT_ALERT: 0}
 
     # ------------------------------------------------------------------ rules
 
@@ -102,12 +130,12 @@ class Regulator(Contract):
             "velocity": _optional_velocity(args),
             "listed": _listed(ctx, args),
         }
-        for account in (ctx.get("rules") or no_rules())["listed"]:
-            ctx.delete(f"listed/{account}")
+        for account in (ctx.get(RULES) or no_rules())["listed"]:
+            ctx.delete(listed_key(account))
         for account in rules["listed"]:
-            ctx.put(f"listed/{account}", True)
-        ctx.put("rules", rules)
-        ctx.put("limits", _limits(rules))
+            ctx.put(listed_key(account), True)
+        ctx.put(RULES, rules)
+        ctx.put(LIMITS, _limits(rules))
         ctx.emit("rules_set", by=ctx.caller, **rules)
 
     # ------------------------------------------------------------------ escrow key
@@ -148,14 +176,14 @@ class Regulator(Contract):
             "currency": arg_str(args, "currency", max_length=8),
             "amount": arg_int(args, "amount", minimum=1),
         }
-        limits = ctx.get("limits") or _limits(no_rules())
+        limits = ctx.get(LIMITS) or _limits(no_rules())
         limit = limits["single_transfer_max"]
         if limit is not None and details["amount"] > limit:
             raise_alert(ctx, ALERT_LARGE, source, {**details, "limit": limit})
         if limits["velocity"] is not None:
             _observe_velocity(ctx, limits["velocity"], details)
         for party in dict.fromkeys([source, target]):
-            if ctx.has(f"listed/{party}"):
+            if ctx.has(listed_key(party)):
                 raise_alert(ctx, ALERT_LISTED, party, details)
 
     # ------------------------------------------------------------------ supervision queries
@@ -165,13 +193,13 @@ class Regulator(Contract):
         """An account's record, balances and latest alerts (read-only)."""
         require_regulator(ctx)
         account = arg_str(args, "account", max_length=ACCOUNT_ID_MAX)
-        numbers = ctx.get(f"account_alerts/{account}", [])
+        numbers = ctx.get(account_alerts_key(account), [])
         return {
             "account": account,
             "record": identity_state.account_record(ctx, account),
             "balances": {c: asset.balance(ctx, account, c) for c in _currencies(ctx, args)},
             "alerts": [_numbered(ctx, n) for n in numbers],
-            "freeze": ctx.get(f"freeze/{account}"),
+            "freeze": ctx.get(freeze_key(account)),
         }
 
     @method("list_alerts")
@@ -180,7 +208,7 @@ class Regulator(Contract):
         require_regulator(ctx)
         start = arg_int(args, "from_n", minimum=0) if "from_n" in args else 0
         limit = arg_int(args, "limit", minimum=1) if "limit" in args else LIST_ALERTS_MAX
-        end = min(int(ctx.get("next_alert", 0)), start + min(limit, LIST_ALERTS_MAX))
+        end = min(int(ctx.get(NEXT_ALERT, 0)), start + min(limit, LIST_ALERTS_MAX))
         return {
             "alerts": [_numbered(ctx, n) for n in range(start, end)],
             "next": max(start, end),
@@ -246,7 +274,7 @@ class Regulator(Contract):
             "freeze_account",
             {"account": account, "until_height": freeze["until_height"]},
         )
-        ctx.put(f"freeze/{account}", freeze)
+        ctx.put(freeze_key(account), freeze)
         ctx.emit("emergency_freeze", account=account, **freeze)
         return freeze
 
@@ -255,7 +283,7 @@ class Regulator(Contract):
         """End this contract's own emergency freeze of `account` early."""
         require_regulator(ctx)
         account = arg_str(args, "account", max_length=ACCOUNT_ID_MAX)
-        freeze = ctx.get(f"freeze/{account}")
+        freeze = ctx.get(freeze_key(account))
         record = identity_state.account_record(ctx, account) or {}
         ctx.require(
             freeze is not None
@@ -265,7 +293,7 @@ class Regulator(Contract):
             f"{account} has no emergency freeze of the regulator's in force",
         )
         ctx.invoke(identity_state.CONTRACT, "unfreeze_account", {"account": account})
-        ctx.delete(f"freeze/{account}")
+        ctx.delete(freeze_key(account))
         ctx.emit("freeze_lifted", account=account, by=ctx.caller)
 
 
@@ -288,12 +316,12 @@ def require_regulator(ctx: Context) -> None:
 
 
 def raise_alert(ctx: Context, kind: str, account: str, details: dict[str, Any]) -> int:
-    number = int(ctx.get("next_alert", 0))
+    number = int(ctx.get(NEXT_ALERT, 0))
     alert = {"kind": kind, "account": account, "details": details, "height": ctx.height}
-    ctx.put(f"alert/{number}", alert)
-    ctx.put("next_alert", number + 1)
-    latest = [*ctx.get(f"account_alerts/{account}", []), number]
-    ctx.put(f"account_alerts/{account}", latest[-ACCOUNT_ALERTS_KEPT:])
+    ctx.put(alert_key(number), alert)
+    ctx.put(NEXT_ALERT, number + 1)
+    latest = [*ctx.get(account_alerts_key(account), []), number]
+    ctx.put(account_alerts_key(account), latest[-ACCOUNT_ALERTS_KEPT:])
     ctx.emit("alert", n=number, **alert)
     return number
 
@@ -303,9 +331,9 @@ def _observe_velocity(ctx: Context, velocity: dict[str, int], details: dict[str,
     source = details["source"]
     count, window = velocity["count"], velocity["window_blocks"]
     earliest = ctx.height - window + 1
-    heights = [h for h in ctx.get(f"recent/{source}", []) if h >= earliest]
+    heights = [h for h in ctx.get(recent_key(source), []) if h >= earliest]
     heights = [*heights, ctx.height][-(count + 1) :]
-    ctx.put(f"recent/{source}", heights)
+    ctx.put(recent_key(source), heights)
     if len(heights) > count:
         raise_alert(ctx, ALERT_VELOCITY, source, {**details, **velocity})
 
@@ -347,10 +375,10 @@ def _listed(ctx: Context, args: dict[str, Any]) -> list[str]:
 
 def _currencies(ctx: Context, args: dict[str, Any]) -> list[str]:
     if args.get("currencies") is None:
-        return ["CNY"]
+        return [CURRENCY_DEFAULT]
     currencies = arg_list(args, "currencies", max_length=CURRENCIES_MAX)
     ctx.require(
-        all(isinstance(c, str) and len(c) == 3 and c.isupper() for c in currencies),
+        all(is_currency(c) for c in currencies),
         "bad_argument",
         "currencies is a list of three-letter codes",
     )
@@ -358,4 +386,4 @@ def _currencies(ctx: Context, args: dict[str, Any]) -> list[str]:
 
 
 def _numbered(ctx: Context, number: int) -> dict[str, Any]:
-    return {"n": number, **ctx.get(f"alert/{number}", {})}
+    return {"n": number, **ctx.get(alert_key(number), {})}

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from consortia.execution.contract import Context, StateReader, read_record
+from consortia.execution.contract import Context, StateReader, contract_caller, read_record
 from consortia.execution.contracts import identity_state
 
 CONTRACT: Final = "regulator"
+# How the regulator appears as a caller to the contracts it calls (identity's freezes).
+CALLER: Final = contract_caller(CONTRACT)
 ESCROW_KEY: Final = "escrow_key"
 # The party name of the escrow key in a sealed record's wrapped keys (the envelope format's
 # `ESCROW_PARTY`, a test holds them equal). The vault never takes it as a reader's account id.

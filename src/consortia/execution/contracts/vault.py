@@ -34,10 +34,10 @@ from __future__ import annotations
 from typing import Any
 
 from consortia.execution.contract import (
-    HEX_DIGITS,
     Context,
     Contract,
     SealedView,
+    arg_hex,
     arg_int,
     arg_list,
     arg_str,
@@ -189,9 +189,11 @@ class Vault(Contract):
             f"only the owner, a reader or the regulator discloses {record_id}",
         )
         ctx.require(record["revealed"] is None, "already_revealed", f"{record_id} is disclosed")
-        salt = _hex_arg(ctx, args, "salt", state.SALT_HEX_LENGTH_MAX)
-        value = _hex_arg(
-            ctx, {"value": _chunked_arg(ctx, args, "value")}, "value", state.SEALED_HEX_LENGTH_MAX
+        salt = arg_hex(args, "salt", length_max=state.SALT_HEX_LENGTH_MAX)
+        value = arg_hex(
+            {"value": _chunked_arg(ctx, args, "value")},
+            "value",
+            length_max=state.SEALED_HEX_LENGTH_MAX,
         )
         ctx.require(
             ctx.opening_matches(record["label"], record["commitment"], salt, value),
@@ -320,7 +322,7 @@ def _add_wrap(
     key_version: int,
     args: dict[str, Any],
 ) -> None:
-    wrapped = _hex_arg(ctx, args, "wrapped", state.WRAPPED_HEX_LENGTH_MAX)
+    wrapped = arg_hex(args, "wrapped", length_max=state.WRAPPED_HEX_LENGTH_MAX)
     ctx.require(
         len(wrapped) == 2 * ctx.wrapped_key_size,
         "bad_wrapped_key",
@@ -346,17 +348,3 @@ def _add_wrap(
     record["wraps"] = [*record["wraps"], entry]
     record["versions"] = dict(sorted({**record["versions"], party: key_version}.items()))
     ctx.put(state.record_key(record_id), record)
-
-
-def _hex_arg(ctx: Context, args: dict[str, Any], name: str, length_max: int) -> str:
-    value = args.get(name)
-    ctx.require(
-        isinstance(value, str)
-        and 0 < len(value) <= length_max
-        and len(value) % 2 == 0
-        and set(value) <= HEX_DIGITS,
-        "bad_argument",
-        f"{name} is lowercase hex of at most {length_max} digits",
-    )
-    assert isinstance(value, str)
-    return value
