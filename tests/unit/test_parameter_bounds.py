@@ -14,7 +14,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from consortia.consensus import config as consensus_config
 from consortia.consensus.config import Params
 from consortia.errors import ConfigError
 from consortia.execution.contracts.governance_kinds import (
@@ -34,10 +33,7 @@ from consortia.types.primitives import PAYLOAD_ITEM_SIZE_MAX, PAYLOAD_ITEMS_MAX
 TIMEOUTS = ("round_timeout_ms_min", "round_timeout_ms", "round_timeout_ms_max")
 
 
-def test_the_replica_s_back_off_bounds_are_the_genesis_ones() -> None:
-    # consensus/config.py keeps its own names for them; they must stay the owner's values.
-    assert consensus_config.BACKOFF_PERCENT_MIN == BACKOFF_PERCENT_MIN
-    assert consensus_config.BACKOFF_PERCENT_MAX == BACKOFF_PERCENT_MAX
+def test_governance_s_back_off_bounds_are_the_genesis_ones() -> None:
     assert CONSENSUS_PARAM_BOUNDS["timeout_backoff_percent"] == (
         BACKOFF_PERCENT_MIN,
         BACKOFF_PERCENT_MAX,

@@ -23,14 +23,16 @@ from consortia.types.consensus import (
     ReputationState,
     SafetyState,
 )
-from consortia.types.genesis import ConsensusParams
+from consortia.types.genesis import (
+    BACKOFF_PERCENT_MAX,
+    BACKOFF_PERCENT_MIN,
+    ConsensusParams,
+    round_timeouts_ordered,
+)
 from consortia.types.primitives import REPUTATION_WINDOW_MAX
 from consortia.types.signing import block_id, merkle_root
 
 _GENESIS_DEFAULTS = ConsensusParams()
-# The timeout back-off multiplies by at least 1 (never shrinks) and at most 4 per round.
-BACKOFF_PERCENT_MIN = 100
-BACKOFF_PERCENT_MAX = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,9 @@ class Params:
             raise ConfigError(f"reputation_window must be at most {REPUTATION_WINDOW_MAX}")
         if type(self.clock_skew_ms_max) is not int or self.clock_skew_ms_max < 0:
             raise ConfigError("consensus parameter clock_skew_ms_max must be at least 0")
-        if not self.round_timeout_ms_min <= self.round_timeout_ms <= self.round_timeout_ms_max:
+        if not round_timeouts_ordered(
+            self.round_timeout_ms_min, self.round_timeout_ms, self.round_timeout_ms_max
+        ):
             raise ConfigError(
                 "round timeouts must be ordered: round_timeout_ms_min <= round_timeout_ms "
                 "<= round_timeout_ms_max"
