@@ -132,6 +132,8 @@ def test_duplicate_validator_is_refused(document: Any) -> None:
         # What MempoolLimits asserts at a node's start, said by the genesis check first.
         (lambda g: g["mempool"].update(transaction_bytes_max=2**16, bytes_max=2**15), "fit"),
         (lambda g: g["mempool"].update(batch_transactions_max=20, transactions_max=10), "fit"),
+        # A transaction admitted that no block could carry would wait in every mempool.
+        (lambda g: g["consensus"].update(block_bytes_max=1000), "fit a block"),
         # A transaction larger than a block's payload item, or more items than a block holds.
         (lambda g: g["mempool"].update(transaction_bytes_max=2**16 + 1), "valid genesis"),
         (lambda g: g["consensus"].update(block_payload_items_max=20_001), "valid genesis"),

@@ -105,3 +105,10 @@ def test_no_transaction_a_mempool_may_admit_is_too_large_for_a_block() -> None:
 def test_mempool_limits_accept_the_defaults() -> None:
     limits = MempoolLimits.from_genesis(MempoolParams(), expiry_blocks_max=100)
     assert limits.transaction_bytes_max == MempoolParams().transaction_bytes_max
+
+
+def test_governance_cannot_make_a_block_too_small_for_a_transaction() -> None:
+    # The genesis check refuses transaction_bytes_max > block_bytes_max; governance's ranges
+    # make that impossible to reach by changing either one.
+    smallest_block = CONSENSUS_PARAM_BOUNDS["block_bytes_max"][0]
+    assert MEMPOOL_PARAM_BOUNDS["transaction_bytes_max"][1] <= smallest_block

@@ -124,6 +124,11 @@ def check_genesis(genesis: Genesis, source: str = "genesis") -> None:
             f"{source}: a transaction or batch must fit the mempool: transaction_bytes_max <= "
             "bytes_max and batch_transactions_max <= transactions_max"
         )
+    if mempool.transaction_bytes_max > consensus.block_bytes_max:
+        raise GenesisError(
+            f"{source}: a transaction the mempool admits must fit a block: "
+            "transaction_bytes_max <= consensus.block_bytes_max"
+        )
 
 
 def _check_validators(genesis: Genesis, source: str) -> None:
