@@ -409,7 +409,11 @@ class Replica:
         self.pacemaker.new_epoch()
         self.round = self.proposed_round = self.payload_requested_round = 0
         self._out.append(EnterEpoch(config, proof))
-        state = self.safety.enter_epoch(self.epoch, root_qc)
+        # A restart between this epoch's first durable state and the record of `ending` kept
+        # that state (restore.safety_rules): kept as is, it may hold this epoch's signatures.
+        state = self.safety.state
+        if state.epoch < self.epoch:
+            state = self.safety.enter_epoch(self.epoch, root_qc)
         self._persist_then(state, [], [])
         if self.node_id in self.validators:
             self._enter_round(1)

@@ -72,7 +72,9 @@ def kept_leaders(setup: ReplicaSetup, validators: ValidatorSet, epoch: int) -> L
 
 def safety_rules(setup: ReplicaSetup, epoch: int, domain: SigningDomain) -> SafetyRules:
     """The safety rules over the kept safety state; a fresh one when none was kept or the
-    kept one is of an older epoch."""
+    kept one is of an older epoch. One of a newer epoch (the node stopped after making the
+    next epoch's state durable, before recording the block that ended this one) is kept: it
+    refuses to sign in this epoch, and `Replica._enter_epoch` takes it over as it is."""
     state = setup.safety_state
     if state is None or state.epoch < epoch:
         state = SafetyState(epoch=epoch, highest_vote_round=0, highest_qc=setup.root_qc)
