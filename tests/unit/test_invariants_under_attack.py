@@ -1,4 +1,4 @@
-"""An attacker's review of the invariants checked after every event (invariants.py,
+"""The invariants checked after every event (invariants.py,
 `VoteCollector.check`, `Pacemaker.check`, round >= 1 once started): no input a Byzantine
 peer can send, no crash and restart, no repeated round timer and no clock jump makes an
 honest replica halt on them. Each test drives a real replica and fails on any `Halt`.
