@@ -40,17 +40,22 @@ from consortia.crypto import Suite
 from consortia.execution.jmt_nodes import (
     EMPTY,
     Empty,
-    Internal,
     Leaf,
     MemoryNodeStore,
-    Node,
     NodeKey,
     NodeReader,
     StateCorruptError,
     TreeUpdate,
     encode_node,
+    nibbles,
 )
-from consortia.execution.jmt_write import CACHE_NODES_DEFAULT, Result, TreeWriter, by_path
+from consortia.execution.jmt_write import (
+    CACHE_NODES_DEFAULT,
+    Cached,
+    CacheKey,
+    Result,
+    TreeWriter,
+)
 from consortia.types.state_proof import (
     HEX,
     KEY_DOMAIN,
@@ -111,17 +116,18 @@ class JellyfishTree(TreeWriter):
         path = self._hash_of(KEY_DOMAIN + key).hex()
         node = self._root(version)
         depth = 0
-        while isinstance(node, Internal):
+        while isinstance(node, tuple):
+            hashes, versions, bitmap, leaves, _ = node
             nibble = NIBBLE[path[depth]]
             bit = 1 << nibble
-            if not node.bitmap & bit:
+            if not bitmap & bit:
                 return None
             depth += 1
-            child = NodeKey(node.versions[nibble], path[:depth])
-            if node.leaves & bit:
-                node = self._leaf(child, node.hashes[nibble])
+            child: CacheKey = (versions[nibble], path[:depth])
+            if leaves & bit:
+                node = self._leaf(child, hashes[nibble])
             else:
-                node = self._internal(child, node.hashes[nibble])
+                node = self._internal(child, hashes[nibble])
         if isinstance(node, Leaf) and node.path == path:
             return node.value
         return None
@@ -139,19 +145,20 @@ class JellyfishTree(TreeWriter):
         bitmaps: list[int] = []
         siblings: list[bytes] = []
         depth = 0
-        while isinstance(node, Internal):
+        while isinstance(node, tuple):
+            hashes, versions, bitmap, leaves, _ = node
             nibble = NIBBLE[path[depth]]
             bit = 1 << nibble
-            bitmaps.append(node.bitmap & ~bit)
-            siblings += node.siblings(nibble)
-            if not node.bitmap & bit:
+            bitmaps.append(bitmap & ~bit)
+            siblings += [hashes[n] for n in nibbles(bitmap & ~bit)]
+            if not bitmap & bit:
                 return None, SparseMerkleProof(None, bitmaps, siblings)
             depth += 1
-            child = NodeKey(node.versions[nibble], path[:depth])
-            if node.leaves & bit:
-                node = self._leaf(child, node.hashes[nibble])
+            child: CacheKey = (versions[nibble], path[:depth])
+            if leaves & bit:
+                node = self._leaf(child, hashes[nibble])
             else:
-                node = self._internal(child, node.hashes[nibble])
+                node = self._internal(child, hashes[nibble])
         if isinstance(node, Empty):
             return None, SparseMerkleProof(None, [], [])
         proof = SparseMerkleProof(ProofLeaf(node.key_hash, node.value_hash), bitmaps, siblings)
@@ -160,20 +167,21 @@ class JellyfishTree(TreeWriter):
     def items(self, version: int | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) at `version`, in the order of the keys' hashes. Visits every
         node: for copying or checking a whole state, never on a hot path."""
-        stack: list[Node] = [self._root(version)]
+        stack: list[Cached] = [self._root(version)]
         paths = [""]
         while stack:
             node, path = stack.pop(), paths.pop()
             if isinstance(node, Leaf):
                 yield node.key, node.value
-            elif isinstance(node, Internal):
-                for nibble, (child_version, digest) in reversed(node.children.items()):
-                    child = NodeKey(child_version, path + HEX[nibble])
-                    if node.leaves >> nibble & 1:
-                        stack.append(self._leaf(child, digest))
+            elif isinstance(node, tuple):
+                hashes, versions, bitmap, leaves, _ = node
+                for nibble in reversed(nibbles(bitmap)):
+                    child: CacheKey = (versions[nibble], path + HEX[nibble])
+                    if leaves >> nibble & 1:
+                        stack.append(self._leaf(child, hashes[nibble]))
                     else:
-                        stack.append(self._internal(child, digest))
-                    paths.append(child.path)
+                        stack.append(self._internal(child, hashes[nibble]))
+                    paths.append(child[1])
 
     # ------------------------------------------------------------------ writes
 
@@ -191,35 +199,43 @@ class JellyfishTree(TreeWriter):
         assert version >= 0 and (previous is None or version == previous + 1), (
             "versions are applied in order"
         )
-        batch = sorted(self._items(writes, present), key=by_path)
-        self._nodes, self._stale = {}, []
+        self._start(self._items(writes, present))
         root_key = NodeKey(version, "")
         old_key = None if previous is None else NodeKey(previous, "")
         old_root = EMPTY if old_key is None else self._root(previous)
         placed: Result
         if isinstance(old_root, Empty):
-            placed = self._build(version, "", [item for item in batch if item[1] is not None])
+            placed = self._build(version, "", [item for item in self._batch if item[1] is not None])
         elif isinstance(old_root, Leaf):
             assert old_key is not None
-            placed = self._update_leaf(version, "", old_key, old_root, batch)
+            placed = self._update_leaf(version, old_key, old_root, self._batch)
         else:
             assert old_key is not None
-            placed = self._update(version, "", old_key, old_root, batch)
-        root: Node
-        if placed is False:
-            root = old_root
-        elif placed is None:
-            root = EMPTY
-        else:
-            root = placed.node
+            placed = self._update(version, old_key, old_root, 0, len(self._batch))
         if old_key is not None and (isinstance(old_root, Empty) or placed is False):
             self._drop(old_key)
-        if placed is None or placed is False or placed.key != root_key:
+        if isinstance(placed, bytes):
+            # The new root, an internal node, is written and cached already.
+            root_hash = placed
+        else:
             # A leaf, an unchanged root or none: this version's root node all the same.
+            root: Cached
+            if placed is False:
+                root = old_root
+            elif placed is None:
+                root = EMPTY
+            else:
+                # One key left: the root is its leaf.
+                _, leaf_hash, key, value, _ = placed
+                assert value is not None
+                root = Leaf(self._suite, key, value)
+                assert root.hash == leaf_hash
             self._nodes[root_key] = encode_node(root)
             self._remember(root_key, root)
-        update = TreeUpdate(version, self._node_hash(root), self._nodes, self._stale)
+            root_hash = self._node_hash(root)
+        update = TreeUpdate(version, root_hash, self._nodes, self._stale)
         self._nodes, self._stale = {}, []
+        self._batch, self._paths = [], []
         self._version = version
         return update
 
@@ -230,7 +246,7 @@ class JellyfishTree(TreeWriter):
 
     # ------------------------------------------------------------------ nodes
 
-    def _root(self, version: int | None) -> Node:
+    def _root(self, version: int | None) -> Cached:
         latest = self._version
         if latest is None:
             raise HeightUnavailableError("the state tree holds no version yet")
@@ -242,7 +258,7 @@ class JellyfishTree(TreeWriter):
                 f"version {at} is before {self._oldest}, the oldest version kept (older"
                 " versions are pruned)"
             )
-        key = NodeKey(at, "")
+        key = (at, "")
         node = self._cache.get(key)
         if node is not None:
             self.cache_hits += 1
@@ -253,5 +269,7 @@ class JellyfishTree(TreeWriter):
         self._remember(key, node)
         return node
 
-    def _node_hash(self, node: Node) -> bytes:
-        return self._empty if isinstance(node, Empty) else node.hash
+    def _node_hash(self, node: Cached) -> bytes:
+        if isinstance(node, Empty):
+            return self._empty
+        return node[4] if isinstance(node, tuple) else node.hash

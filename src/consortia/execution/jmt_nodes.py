@@ -11,8 +11,16 @@ them. Three kinds of node, each a tagged msgspec array with exactly one encoding
     Leaf      a key and its value (the hashes are recomputed when a leaf is decoded)
 
 An internal node knows which children are leaves so that a write replacing a key's leaf needs
-neither to read nor to decode the leaf it replaces. In memory an internal node holds its 16
-child hashes (the placeholder for an empty child) and versions, ready to be hashed again.
+neither to read nor to decode the leaf it replaces. In memory the tree holds an internal node
+as a `Branch`: a plain tuple of its 16 child hashes (the placeholder for an empty child), their
+16 versions, the two bitmaps and its hash, ready to be hashed again. A plain tuple of atoms is
+dropped from the garbage collector's lists after its first collection, so a cache of hundreds
+of thousands of them costs the collector nothing (`Internal`, the same node as an object, is
+what `decode_node` hands callers outside the tree).
+
+`hasher(suite)` is the suite's hash as a hashlib-style constructor (`new(data).digest()`):
+hashlib's own SHA-256 or SM3 when the suite's hash is that one (checked on probes), the
+suite's `hash` otherwise. The tree hashes through it, sparing a Python call per hash.
 
 Owns the node types, their encoding and `MemoryNodeStore`. Must never touch the disk, a clock
 or randomness; a durable store (the node's) implements the same reader and persists each
@@ -21,11 +29,13 @@ or randomness; a durable store (the node's) implements the same reader and persi
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Annotated, Final, NamedTuple
+from typing import Annotated, Final, NamedTuple, Protocol
 
 import msgspec
 from msgspec import Meta
@@ -90,6 +100,47 @@ NodeReader = Callable[[NodeKey], bytes | None]
 
 # A reference to a child node: the version that wrote it and its hash.
 Child = tuple[int, bytes]
+# An internal node as the tree holds it: (16 child hashes, 16 child versions, bitmap of the
+# non-empty children, bitmap of the leaves among them, its hash). See `Internal`.
+Branch = tuple[tuple[bytes, ...], tuple[int, ...], int, int, bytes]
+
+
+class HashObject(Protocol):
+    def digest(self) -> bytes: ...
+
+
+Hasher = Callable[[bytes], HashObject]
+# hashlib's constructor of each suite's hash, by suite name.
+_HASHLIB_NAMES: Final = {"intl": "sha256", "gm": "sm3"}
+_PROBES: Final = (b"", b"consortia/jmt-probe\x00", bytes(range(256)) * 3)
+
+
+class _SuiteDigest:
+    """The suite's hash behind hashlib's interface (for a suite hashlib does not offer)."""
+
+    __slots__ = ("_digest",)
+    suite: Suite
+
+    def __init__(self, data: bytes) -> None:
+        self._digest = self.suite.hash(data)
+
+    def digest(self) -> bytes:
+        return self._digest
+
+
+@functools.lru_cache(maxsize=16)
+def hasher(suite: Suite) -> Hasher:
+    """`suite.hash` as a hashlib-style constructor: `hasher(suite)(data).digest() ==
+    suite.hash(data)`. hashlib's own constructor where it gives the suite's digests on every
+    probe, the suite's method otherwise."""
+    name = _HASHLIB_NAMES.get(suite.name)
+    if name is not None and name in hashlib.algorithms_available:
+        new: Hasher = (
+            hashlib.sha256 if name == "sha256" else functools.partial(hashlib.new, name)
+        )
+        if all(new(probe).digest() == suite.hash(probe) for probe in _PROBES):
+            return new
+    return type("SuiteDigest", (_SuiteDigest,), {"__slots__": (), "suite": suite})
 
 
 class Leaf:
@@ -100,13 +151,13 @@ class Leaf:
 
     def __init__(self, suite: Suite, key: bytes, value: bytes, digest: bytes | None = None) -> None:
         """`digest`: the key's hash, when the caller has it already."""
-        hash_of = suite.hash
+        new = hasher(suite)
         self.key = key
         self.value = value
-        self.key_hash = hash_of(KEY_DOMAIN + key) if digest is None else digest
+        self.key_hash = new(KEY_DOMAIN + key).digest() if digest is None else digest
         self.path = self.key_hash.hex()
-        self.value_hash = hash_of(VALUE_DOMAIN + value)
-        self.hash = hash_of(LEAF_DOMAIN + self.key_hash + self.value_hash)
+        self.value_hash = new(VALUE_DOMAIN + value).digest()
+        self.hash = new(LEAF_DOMAIN + self.key_hash + self.value_hash).digest()
 
 
 class Internal:
@@ -131,6 +182,13 @@ class Internal:
         self.leaves = leaves
         self.hash = hash_
 
+    @classmethod
+    def of(cls, branch: Branch) -> Internal:
+        return cls(*branch)
+
+    def branch(self) -> Branch:
+        return (self.hashes, self.versions, self.bitmap, self.leaves, self.hash)
+
     @property
     def children(self) -> dict[int, Child]:
         """The non-empty children, nibble -> (version, hash), in nibble order (not hot)."""
@@ -150,19 +208,6 @@ class Empty:
 
 EMPTY: Final = Empty()
 Node = Leaf | Internal | Empty
-
-
-def internal_node(
-    suite: Suite, hashes: list[bytes], versions: list[int], bitmap: int, leaves: int
-) -> Internal:
-    """An internal node over its 16 slots, hashed (the suite's hash, one call)."""
-    return Internal(
-        tuple(hashes),
-        tuple(versions),
-        bitmap,
-        leaves,
-        suite.hash(INTERNAL_DOMAIN + b"".join(hashes)),
-    )
 
 
 class _EmptyRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, tag=0):
@@ -223,26 +268,43 @@ def encode_leaf(key: bytes, value: bytes) -> bytes:
 
 
 def encode_internal(node: Internal) -> bytes:
-    bitmap = node.bitmap
+    return encode_branch(node.branch())
+
+
+def encode_branch(node: Branch, joined: bytes | None = None) -> bytes:
+    """An internal node's encoding; `joined`: its 16 child hashes concatenated, when the
+    caller has them (a full node's packed hashes are exactly those)."""
+    hashes, versions, bitmap, leaves, _ = node
+    if bitmap == BITMAP_MAX:
+        return _raw_encode(
+            (_INTERNAL_TAG, bitmap, leaves, versions, b"".join(hashes) if joined is None else joined)
+        )
     pick = _PICKERS.get(bitmap)
     if pick is None:
         pick = _PICKERS[bitmap] = _picker(bitmap)
-    return _raw_encode(
-        (_INTERNAL_TAG, bitmap, node.leaves, pick(node.versions), b"".join(pick(node.hashes)))  # type: ignore[arg-type]
-    )
+    return _raw_encode((_INTERNAL_TAG, bitmap, leaves, pick(versions), b"".join(pick(hashes))))  # type: ignore[arg-type]
 
 
-def encode_node(node: Node) -> bytes:
+def encode_node(node: Node | Branch) -> bytes:
     if isinstance(node, Leaf):
         return encode_leaf(node.key, node.value)
     if isinstance(node, Internal):
         return encode_internal(node)
+    if isinstance(node, tuple):
+        return encode_branch(node)
     return encode(_EmptyRecord())
 
 
 def decode_node(suite: Suite, data: bytes, empty: bytes | None = None) -> Node:
     """The node stored as `data`, its hash recomputed (`empty`: the suite's placeholder, to
     spare hashing it); DecodeError for anything else, a second encoding of a node included."""
+    node = decode_stored(hasher(suite), suite, data, placeholder(suite) if empty is None else empty)
+    return Internal.of(node) if isinstance(node, tuple) else node
+
+
+def decode_stored(new: Hasher, suite: Suite, data: bytes, empty: bytes) -> Leaf | Branch | Empty:
+    """`decode_node` as the tree holds nodes (an internal node as a `Branch`), hashing with
+    `new` (`hasher(suite)`) and `empty` the suite's placeholder."""
     try:
         record = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
@@ -258,15 +320,24 @@ def decode_node(suite: Suite, data: bytes, empty: bytes | None = None) -> Node:
             raise DecodeError("an internal node's bitmap, versions and hashes disagree")
         if record.leaves & ~bitmap:
             raise DecodeError("an internal node marks an empty child as a leaf")
-        hashes = [placeholder(suite) if empty is None else empty] * RADIX
+        hashes = [empty] * RADIX
         slots = [0] * RADIX
         for nibble, version, digest in zip(
             nibbles(bitmap), versions, _SPLITS[len(versions)].unpack(packed), strict=True
         ):
             hashes[nibble] = digest
             slots[nibble] = version
-        return internal_node(suite, hashes, slots, bitmap, record.leaves)
+        return make_branch(new, hashes, slots, bitmap, record.leaves)
     return EMPTY
+
+
+def make_branch(
+    new: Hasher, hashes: list[bytes], versions: list[int], bitmap: int, leaves: int
+) -> Branch:
+    """An internal node over its 16 slots, hashed (`new`: `hasher(suite)`)."""
+    assert bitmap, "an internal node has children"
+    digest = new(INTERNAL_DOMAIN + b"".join(hashes)).digest()
+    return (tuple(hashes), tuple(versions), bitmap, leaves, digest)
 
 
 @dataclass(frozen=True, slots=True)
