@@ -46,6 +46,7 @@ from consortia.execution.jmt_nodes import (
     NodeReader,
     StateCorruptError,
     TreeUpdate,
+    child_hash,
     encode_node,
     nibbles,
 )
@@ -117,7 +118,7 @@ class JellyfishTree(TreeWriter):
         node = self._root(version)
         depth = 0
         while isinstance(node, tuple):
-            hashes, versions, bitmap, leaves, _ = node
+            hashed, versions, bitmap, leaves, _ = node
             nibble = NIBBLE[path[depth]]
             bit = 1 << nibble
             if not bitmap & bit:
@@ -125,9 +126,9 @@ class JellyfishTree(TreeWriter):
             depth += 1
             child: CacheKey = (versions[nibble], path[:depth])
             if leaves & bit:
-                node = self._leaf(child, hashes[nibble])
+                node = self._leaf(child, child_hash(hashed, nibble))
             else:
-                node = self._internal(child, hashes[nibble])
+                node = self._internal(child, child_hash(hashed, nibble))
         if isinstance(node, Leaf) and node.path == path:
             return node.value
         return None
@@ -146,19 +147,19 @@ class JellyfishTree(TreeWriter):
         siblings: list[bytes] = []
         depth = 0
         while isinstance(node, tuple):
-            hashes, versions, bitmap, leaves, _ = node
+            hashed, versions, bitmap, leaves, _ = node
             nibble = NIBBLE[path[depth]]
             bit = 1 << nibble
             bitmaps.append(bitmap & ~bit)
-            siblings += [hashes[n] for n in nibbles(bitmap & ~bit)]
+            siblings += [child_hash(hashed, n) for n in nibbles(bitmap & ~bit)]
             if not bitmap & bit:
                 return None, SparseMerkleProof(None, bitmaps, siblings)
             depth += 1
             child: CacheKey = (versions[nibble], path[:depth])
             if leaves & bit:
-                node = self._leaf(child, hashes[nibble])
+                node = self._leaf(child, child_hash(hashed, nibble))
             else:
-                node = self._internal(child, hashes[nibble])
+                node = self._internal(child, child_hash(hashed, nibble))
         if isinstance(node, Empty):
             return None, SparseMerkleProof(None, [], [])
         proof = SparseMerkleProof(ProofLeaf(node.key_hash, node.value_hash), bitmaps, siblings)
@@ -174,13 +175,14 @@ class JellyfishTree(TreeWriter):
             if isinstance(node, Leaf):
                 yield node.key, node.value
             elif isinstance(node, tuple):
-                hashes, versions, bitmap, leaves, _ = node
+                hashed, versions, bitmap, leaves, _ = node
                 for nibble in reversed(nibbles(bitmap)):
                     child: CacheKey = (versions[nibble], path + HEX[nibble])
+                    digest = child_hash(hashed, nibble)
                     if leaves >> nibble & 1:
-                        stack.append(self._leaf(child, hashes[nibble]))
+                        stack.append(self._leaf(child, digest))
                     else:
-                        stack.append(self._internal(child, hashes[nibble]))
+                        stack.append(self._internal(child, digest))
                     paths.append(child[1])
 
     # ------------------------------------------------------------------ writes

@@ -12,11 +12,13 @@ them. Three kinds of node, each a tagged msgspec array with exactly one encoding
 
 An internal node knows which children are leaves so that a write replacing a key's leaf needs
 neither to read nor to decode the leaf it replaces. In memory the tree holds an internal node
-as a `Branch`: a plain tuple of its 16 child hashes (the placeholder for an empty child), their
-16 versions, the two bitmaps and its hash, ready to be hashed again. A plain tuple of atoms is
-dropped from the garbage collector's lists after its first collection, so a cache of hundreds
-of thousands of them costs the collector nothing (`Internal`, the same node as an object, is
-what `decode_node` hands callers outside the tree).
+as a `Branch`: a plain tuple of what it hashes (the internal domain tag and its 16 child hashes,
+the placeholder for an empty child, in one bytes object: rewriting a child is two slices, and
+hashing the node is one call), its 16 child versions, the two bitmaps and its hash. A plain
+tuple of atoms is dropped from the garbage collector's lists after its first collection, so a
+cache of hundreds of thousands of them costs the collector nothing, and a node rewritten
+touches one object, not sixteen (`Internal`, the same node as an object, is what `decode_node`
+hands callers outside the tree).
 
 `hasher(suite)` is the suite's hash as a hashlib-style constructor (`new(data).digest()`):
 hashlib's own SHA-256 or SM3 when the suite's hash is that one (checked on probes), the
@@ -100,9 +102,22 @@ NodeReader = Callable[[NodeKey], bytes | None]
 
 # A reference to a child node: the version that wrote it and its hash.
 Child = tuple[int, bytes]
-# An internal node as the tree holds it: (16 child hashes, 16 child versions, bitmap of the
-# non-empty children, bitmap of the leaves among them, its hash). See `Internal`.
-Branch = tuple[tuple[bytes, ...], tuple[int, ...], int, int, bytes]
+# An internal node as the tree holds it: (INTERNAL_DOMAIN and its 16 child hashes, 16 child
+# versions, bitmap of the non-empty children, bitmap of the leaves among them, its hash, the
+# hash of the first field). See `Internal`.
+Branch = tuple[bytes, tuple[int, ...], int, int, bytes]
+# Where child `nibble`'s hash starts in a branch's first field.
+DOMAIN_SIZE: Final = len(INTERNAL_DOMAIN)
+SLOTS: Final = tuple(DOMAIN_SIZE + HASH_SIZE * nibble for nibble in range(RADIX))
+_SPLIT16: Final = struct.Struct(f"{DOMAIN_SIZE}x" + f"{HASH_SIZE}s" * RADIX)
+# A branch's first field split into its 16 child hashes.
+split_hashes: Final[Callable[[bytes], tuple[bytes, ...]]] = _SPLIT16.unpack  # type: ignore[assignment]
+
+
+def child_hash(hashed: bytes, nibble: int) -> bytes:
+    """Child `nibble`'s hash, out of a branch's first field."""
+    start = SLOTS[nibble]
+    return hashed[start : start + HASH_SIZE]
 
 
 class HashObject(Protocol):
@@ -184,10 +199,12 @@ class Internal:
 
     @classmethod
     def of(cls, branch: Branch) -> Internal:
-        return cls(*branch)
+        hashed, versions, bitmap, leaves, digest = branch
+        return cls(_SPLIT16.unpack(hashed), versions, bitmap, leaves, digest)
 
     def branch(self) -> Branch:
-        return (self.hashes, self.versions, self.bitmap, self.leaves, self.hash)
+        hashed = INTERNAL_DOMAIN + b"".join(self.hashes)
+        return (hashed, self.versions, self.bitmap, self.leaves, self.hash)
 
     @property
     def children(self) -> dict[int, Child]:
@@ -255,6 +272,15 @@ _Pick = Callable[[tuple[object, ...]], tuple[object, ...]]
 _PICKERS: dict[int, _Pick] = {}
 
 
+# Per bitmap, what unpacks the hashes of its children out of a branch's first field.
+_GATHERS: dict[int, Callable[[bytes], tuple[bytes, ...]]] = {}
+
+
+def _gatherer(bitmap: int) -> Callable[[bytes], tuple[bytes, ...]]:
+    layout = "".join(f"{HASH_SIZE}s" if bitmap >> n & 1 else f"{HASH_SIZE}x" for n in range(RADIX))
+    return struct.Struct(f"{DOMAIN_SIZE}x{layout}").unpack  # type: ignore[return-value]
+
+
 def _picker(bitmap: int) -> _Pick:
     present = nibbles(bitmap)
     if len(present) == 1:
@@ -271,18 +297,18 @@ def encode_internal(node: Internal) -> bytes:
     return encode_branch(node.branch())
 
 
-def encode_branch(node: Branch, joined: bytes | None = None) -> bytes:
-    """An internal node's encoding; `joined`: its 16 child hashes concatenated, when the
-    caller has them (a full node's packed hashes are exactly those)."""
-    hashes, versions, bitmap, leaves, _ = node
+def encode_branch(node: Branch) -> bytes:
+    """An internal node's encoding."""
+    hashed, versions, bitmap, leaves, _ = node
     if bitmap == BITMAP_MAX:
-        return _raw_encode(
-            (_INTERNAL_TAG, bitmap, leaves, versions, b"".join(hashes) if joined is None else joined)
-        )
+        return _raw_encode((_INTERNAL_TAG, bitmap, leaves, versions, hashed[DOMAIN_SIZE:]))
     pick = _PICKERS.get(bitmap)
     if pick is None:
         pick = _PICKERS[bitmap] = _picker(bitmap)
-    return _raw_encode((_INTERNAL_TAG, bitmap, leaves, pick(versions), b"".join(pick(hashes))))  # type: ignore[arg-type]
+    gather = _GATHERS.get(bitmap)
+    if gather is None:
+        gather = _GATHERS[bitmap] = _gatherer(bitmap)
+    return _raw_encode((_INTERNAL_TAG, bitmap, leaves, pick(versions), b"".join(gather(hashed))))
 
 
 def encode_node(node: Node | Branch) -> bytes:
@@ -336,8 +362,8 @@ def make_branch(
 ) -> Branch:
     """An internal node over its 16 slots, hashed (`new`: `hasher(suite)`)."""
     assert bitmap, "an internal node has children"
-    digest = new(INTERNAL_DOMAIN + b"".join(hashes)).digest()
-    return (tuple(hashes), tuple(versions), bitmap, leaves, digest)
+    hashed = INTERNAL_DOMAIN + b"".join(hashes)
+    return (hashed, tuple(versions), bitmap, leaves, new(hashed).digest())
 
 
 @dataclass(frozen=True, slots=True)

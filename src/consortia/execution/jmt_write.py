@@ -31,13 +31,16 @@ from typing import Final, Literal
 from consortia.crypto import Suite
 from consortia.errors import DecodeError
 from consortia.execution.jmt_nodes import (
+    SLOTS,
     Branch,
     Empty,
     Leaf,
     NodeKey,
     NodeReader,
     StateCorruptError,
+    child_hash,
     decode_stored,
+    split_hashes,
     encode_branch,
     encode_leaf,
     hasher,
@@ -46,7 +49,6 @@ from consortia.execution.jmt_nodes import (
 from consortia.types.state_proof import (
     BITMAP_MAX,
     HASH_SIZE,
-    INTERNAL_DOMAIN,
     KEY_DOMAIN,
     LEAF_DOMAIN,
     NIBBLE,
@@ -65,6 +67,7 @@ _HEX: Final = "0123456789abcdef"
 # The nibble after each nibble (the bound of its writes, for bisection).
 _NEXT: Final = {_HEX[nibble]: _HEX[nibble + 1] for nibble in range(RADIX - 1)}
 by_path = itemgetter(0)
+
 # NodeKey(version, path) from a (version, path) tuple, without the Python-level constructor.
 _node_key = tuple.__new__
 
@@ -191,52 +194,11 @@ class TreeWriter(NodeCache):
         batch = self._batch
         if hi - lo == 1 and batch[lo][1] is not None:
             return self._update_one(version, key, node, batch[lo])
-        path = key[1]
-        depth = len(path)
-        paths, cache = self._paths, self._cache
-        hashes, versions, bitmap, leaves, _ = node
-        changed: list[tuple[int, Result]] = []
-        start = lo
-        while start < hi:
-            first = paths[start]
-            char = first[depth]
-            if start + 1 < hi and paths[start + 1][depth] == char:
-                stop = hi if char == "f" else bisect.bisect_left(paths, path + _NEXT[char], start + 2, hi)
-            else:
-                stop = start + 1
-            nibble = NIBBLE[char]
-            bit = 1 << nibble
-            child_path = path + char
-            placed: Result
-            if not bitmap & bit:
-                placed = self._build(
-                    version, child_path, [i for i in batch[start:stop] if i[1] is not None]
-                )
-                if placed is None:
-                    start = stop
-                    continue
-            else:
-                child_key = (versions[nibble], child_path)
-                digest = hashes[nibble]
-                if leaves & bit:
-                    placed = self._replace_leaf(
-                        version, child_key, digest, batch[start:stop]
-                    )
-                else:
-                    child = cache.get(child_key)
-                    if child is None:
-                        child = self._internal(child_key, digest)
-                    else:
-                        self.cache_hits += 1
-                    placed = self._update(version, child_key, child, start, stop)  # type: ignore[arg-type]
-                if placed is False:
-                    start = stop
-                    continue
-            changed.append((nibble, placed))
-            start = stop
+        changed = self._changed_children(version, key[1], node, lo, hi)
         if not changed:
             return False
         self._drop(key)
+        hashed, versions, bitmap, leaves, _ = node
         for nibble, placed in changed:
             bit = 1 << nibble
             if placed is None:
@@ -257,11 +219,72 @@ class TreeWriter(NodeCache):
                 if changed_nibble == nibble:
                     assert isinstance(placed, tuple)
                     return placed
-            child_key = (versions[nibble], path + _HEX[nibble])
-            only = self._leaf(child_key, hashes[nibble])
+            child_key = (versions[nibble], key[1] + _HEX[nibble])
+            only = self._leaf(child_key, child_hash(hashed, nibble))
             self._drop(child_key)
             return (only.path, only.hash, only.key, only.value, True)
-        return self._finish(version, path, list(hashes), list(versions), bitmap, leaves, changed)
+        hashes = list(split_hashes(hashed))
+        return self._finish(version, key[1], hashes, list(versions), (bitmap, leaves), changed)
+
+    def _changed_children(
+        self, version: int, path: str, node: Branch, lo: int, hi: int
+    ) -> list[tuple[int, Result]]:
+        """The children of `node` (at `path`) that the writes `_batch[lo:hi]` change, each as
+        it is now."""
+        batch, paths, cache, stale = self._batch, self._paths, self._cache, self._stale
+        hashed, versions, bitmap, leaves, _ = node
+        depth = len(path)
+        changed: list[tuple[int, Result]] = []
+        start = lo
+        while start < hi:
+            char = paths[start][depth]
+            if start + 1 == hi or paths[start + 1][depth] != char:
+                stop = start + 1
+            elif char == "f":
+                stop = hi
+            else:
+                stop = bisect.bisect_left(paths, path + _NEXT[char], start + 2, hi)
+            nibble = NIBBLE[char]
+            bit = 1 << nibble
+            placed: Result
+            if not bitmap & bit:
+                # An empty child: the new keys under it, alone.
+                placed = self._build(
+                    version, path + char, [i for i in batch[start:stop] if i[1] is not None]
+                )
+                if placed is None:
+                    start = stop
+                    continue
+            else:
+                child_key = (versions[nibble], path + char)
+                offset = SLOTS[nibble]
+                digest = hashed[offset : offset + HASH_SIZE]
+                item = batch[start]
+                if not leaves & bit:
+                    child = cache.get(child_key)
+                    if child is None:
+                        child = self._internal(child_key, digest)
+                    else:
+                        self.cache_hits += 1
+                    if stop == start + 1 and item[1] is not None:
+                        placed = self._update_one(version, child_key, child, item)  # type: ignore[arg-type]
+                    else:
+                        placed = self._update(version, child_key, child, start, stop)  # type: ignore[arg-type]
+                elif stop == start + 1 and item[4]:
+                    # A present key under a leaf child is that leaf's key: replaced unread.
+                    if item[1] == digest:
+                        start = stop
+                        continue
+                    stale.append(_node_key(NodeKey, child_key))
+                    placed = None if item[1] is None else item
+                else:
+                    placed = self._replace_leaf(version, child_key, digest, batch[start:stop])
+                if placed is False:
+                    start = stop
+                    continue
+            changed.append((nibble, placed))
+            start = stop
+        return changed
 
     def _update_one(self, version: int, key: CacheKey, node: Branch, item: Item) -> Result:
         """`_update` for one key set (not deleted): down its path, then up again rewriting
@@ -280,7 +303,8 @@ class TreeWriter(NodeCache):
             if not node[2] & bit:
                 break
             child_key = (node[1][nibble], item_path[:depth])
-            digest = node[0][nibble]
+            offset = SLOTS[nibble]
+            digest = node[0][offset : offset + HASH_SIZE]
             if node[3] & bit:
                 if known:
                     # The key's own leaf: replaced without being read.
@@ -312,28 +336,27 @@ class TreeWriter(NodeCache):
         for key, node, nibble in reversed(passed):
             stale.append(_node_key(NodeKey, key))
             cache.pop(key, None)
-            old_hashes, old_versions, bitmap, leaves, _ = node
+            old_hashed, old_versions, bitmap, leaves, _ = node
             path = key[1]
             bit = 1 << nibble
-            hashes = list(old_hashes)
-            versions = list(old_versions)
             if isinstance(top, tuple):
                 nodes[_node_key(NodeKey, (version, path + _HEX[nibble]))] = encode_leaf(
                     top[2],
                     top[3],  # type: ignore[arg-type]
                 )
-                hashes[nibble] = top[1]  # type: ignore[assignment]
+                digest: bytes = top[1]  # type: ignore[assignment]
                 leaves |= bit
             else:
-                hashes[nibble] = top
+                digest = top
                 leaves &= ~bit
+            offset = SLOTS[nibble]
+            hashed = old_hashed[:offset] + digest + old_hashed[offset + HASH_SIZE :]
+            versions = list(old_versions)
             versions[nibble] = version
-            bitmap |= bit
-            joined = b"".join(hashes)
-            top = new(INTERNAL_DOMAIN + joined).digest()
-            branch = (tuple(hashes), tuple(versions), bitmap, leaves, top)
+            top = new(hashed).digest()
+            branch = (hashed, tuple(versions), bitmap | bit, leaves, top)
             cache_key = (version, path)
-            nodes[_node_key(NodeKey, cache_key)] = encode_branch(branch, joined)
+            nodes[_node_key(NodeKey, cache_key)] = encode_branch(branch)
             cache[cache_key] = branch
         if len(cache) > self._cache_max:
             self._evict()
@@ -409,9 +432,7 @@ class TreeWriter(NodeCache):
             else:
                 changed.append((nibble, self._build(version, path + _HEX[nibble], group)))
         empty = self._empty
-        return self._finish(
-            version, path, [empty] * RADIX, [0] * RADIX, bitmap, leaf_bits, changed
-        )
+        return self._finish(version, path, [empty] * RADIX, [0] * RADIX, (bitmap, leaf_bits), changed)
 
     def _finish(
         self,
@@ -419,13 +440,13 @@ class TreeWriter(NodeCache):
         path: str,
         hashes: list[bytes],
         versions: list[int],
-        bitmap: int,
-        leaves: int,
+        bitmaps: tuple[int, int],
         changed: list[tuple[int, Result]],
     ) -> bytes:
         """The internal node at `path`, written at this version: its slots (`hashes` and
-        `versions`, copies of the old node's or empty; the bitmaps of children and of leaves
-        as they are now) with the `changed` children put in. Its hash."""
+        `versions`, copies of the old node's or empty; the `bitmaps` of children and of
+        leaves as they are now) with the `changed` children put in. Its hash."""
+        bitmap, leaves = bitmaps
         assert bitmap and bitmap <= BITMAP_MAX
         empty = self._empty
         nodes = self._nodes
