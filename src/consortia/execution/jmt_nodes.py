@@ -272,15 +272,6 @@ _Pick = Callable[[tuple[object, ...]], tuple[object, ...]]
 _PICKERS: dict[int, _Pick] = {}
 
 
-# Per bitmap, what unpacks the hashes of its children out of a branch's first field.
-_GATHERS: dict[int, Callable[[bytes], tuple[bytes, ...]]] = {}
-
-
-def _gatherer(bitmap: int) -> Callable[[bytes], tuple[bytes, ...]]:
-    layout = "".join(f"{HASH_SIZE}s" if bitmap >> n & 1 else f"{HASH_SIZE}x" for n in range(RADIX))
-    return struct.Struct(f"{DOMAIN_SIZE}x{layout}").unpack  # type: ignore[return-value]
-
-
 def _picker(bitmap: int) -> _Pick:
     present = nibbles(bitmap)
     if len(present) == 1:
@@ -305,10 +296,8 @@ def encode_branch(node: Branch) -> bytes:
     pick = _PICKERS.get(bitmap)
     if pick is None:
         pick = _PICKERS[bitmap] = _picker(bitmap)
-    gather = _GATHERS.get(bitmap)
-    if gather is None:
-        gather = _GATHERS[bitmap] = _gatherer(bitmap)
-    return _raw_encode((_INTERNAL_TAG, bitmap, leaves, pick(versions), b"".join(gather(hashed))))
+    packed = b"".join(pick(_SPLIT16.unpack(hashed)))  # type: ignore[arg-type]
+    return _raw_encode((_INTERNAL_TAG, bitmap, leaves, pick(versions), packed))
 
 
 def encode_node(node: Node | Branch) -> bytes:
