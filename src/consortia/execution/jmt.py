@@ -38,7 +38,13 @@ from collections.abc import Container, Iterator, Mapping
 
 from consortia.crypto import Suite
 from consortia.execution.jmt_nodes import (
+    BITMAP,
+    CHILD,
     EMPTY,
+    HASH,
+    HASHED,
+    LEAVES,
+    VERSION,
     Empty,
     Leaf,
     MemoryNodeStore,
@@ -53,7 +59,6 @@ from consortia.execution.jmt_nodes import (
 from consortia.execution.jmt_write import (
     CACHE_NODES_DEFAULT,
     Cached,
-    CacheKey,
     Result,
     TreeWriter,
 )
@@ -118,17 +123,13 @@ class JellyfishTree(TreeWriter):
         node = self._root(version)
         depth = 0
         while isinstance(node, tuple):
-            hashed, versions, bitmap, leaves, _ = node
             nibble = NIBBLE[path[depth]]
             bit = 1 << nibble
-            if not bitmap & bit:
+            if not node[BITMAP] & bit:
                 return None
             depth += 1
-            child: CacheKey = (versions[nibble], path[:depth])
-            if leaves & bit:
-                node = self._leaf(child, child_hash(hashed, nibble))
-            else:
-                node = self._internal(child, child_hash(hashed, nibble))
+            child = (node[CHILD + nibble], path[:depth], child_hash(node[HASHED], nibble))
+            node = self._leaf(*child) if node[LEAVES] & bit else self._internal(*child)
         if isinstance(node, Leaf) and node.path == path:
             return node.value
         return None
@@ -147,7 +148,7 @@ class JellyfishTree(TreeWriter):
         siblings: list[bytes] = []
         depth = 0
         while isinstance(node, tuple):
-            hashed, versions, bitmap, leaves, _ = node
+            hashed, bitmap = node[HASHED], node[BITMAP]
             nibble = NIBBLE[path[depth]]
             bit = 1 << nibble
             bitmaps.append(bitmap & ~bit)
@@ -155,11 +156,8 @@ class JellyfishTree(TreeWriter):
             if not bitmap & bit:
                 return None, SparseMerkleProof(None, bitmaps, siblings)
             depth += 1
-            child: CacheKey = (versions[nibble], path[:depth])
-            if leaves & bit:
-                node = self._leaf(child, child_hash(hashed, nibble))
-            else:
-                node = self._internal(child, child_hash(hashed, nibble))
+            child = (node[CHILD + nibble], path[:depth], child_hash(hashed, nibble))
+            node = self._leaf(*child) if node[LEAVES] & bit else self._internal(*child)
         if isinstance(node, Empty):
             return None, SparseMerkleProof(None, [], [])
         proof = SparseMerkleProof(ProofLeaf(node.key_hash, node.value_hash), bitmaps, siblings)
@@ -175,14 +173,12 @@ class JellyfishTree(TreeWriter):
             if isinstance(node, Leaf):
                 yield node.key, node.value
             elif isinstance(node, tuple):
-                hashed, versions, bitmap, leaves, _ = node
-                for nibble in reversed(nibbles(bitmap)):
-                    child: CacheKey = (versions[nibble], path + HEX[nibble])
-                    digest = child_hash(hashed, nibble)
-                    if leaves >> nibble & 1:
-                        stack.append(self._leaf(child, digest))
+                for nibble in reversed(nibbles(node[BITMAP])):
+                    child = (node[CHILD + nibble], path + HEX[nibble], child_hash(node[0], nibble))
+                    if node[LEAVES] >> nibble & 1:
+                        stack.append(self._leaf(*child))
                     else:
-                        stack.append(self._internal(child, digest))
+                        stack.append(self._internal(*child))
                     paths.append(child[1])
 
     # ------------------------------------------------------------------ writes
@@ -212,10 +208,9 @@ class JellyfishTree(TreeWriter):
             assert old_key is not None
             placed = self._update_leaf(version, old_key, old_root, self._batch)
         else:
-            assert old_key is not None
-            placed = self._update(version, old_key, old_root, 0, len(self._batch))
+            placed = self._update(version, "", old_root, 0, len(self._batch))
         if old_key is not None and (isinstance(old_root, Empty) or placed is False):
-            self._drop(old_key)
+            self._drop(*old_key)
         if isinstance(placed, bytes):
             # The new root, an internal node, is written and cached already.
             root_hash = placed
@@ -223,7 +218,10 @@ class JellyfishTree(TreeWriter):
             # A leaf, an unchanged root or none: this version's root node all the same.
             root: Cached
             if placed is False:
+                # The same node, written again at this version.
                 root = old_root
+                if isinstance(root, tuple):
+                    root = (*root[:VERSION], version, *root[VERSION + 1 :])
             elif placed is None:
                 root = EMPTY
             else:
@@ -233,7 +231,7 @@ class JellyfishTree(TreeWriter):
                 root = Leaf(self._suite, key, value)
                 assert root.hash == leaf_hash
             self._nodes[root_key] = encode_node(root)
-            self._remember(root_key, root)
+            self._remember_root(version, root)
             root_hash = self._node_hash(root)
         update = TreeUpdate(version, root_hash, self._nodes, self._stale)
         self._nodes, self._stale = {}, []
@@ -260,18 +258,20 @@ class JellyfishTree(TreeWriter):
                 f"version {at} is before {self._oldest}, the oldest version kept (older"
                 " versions are pruned)"
             )
-        key = (at, "")
-        node = self._cache.get(key)
+        node = self._roots.get(at)
         if node is not None:
             self.cache_hits += 1
             return node
-        node = self._read(key)
+        node = self._read(at, "")
         if node is None:
             raise HeightUnavailableError(f"no state tree at version {at}")
-        self._remember(key, node)
+        self._remember_root(at, node)
         return node
 
     def _node_hash(self, node: Cached) -> bytes:
         if isinstance(node, Empty):
             return self._empty
-        return node[4] if isinstance(node, tuple) else node.hash
+        if isinstance(node, tuple):
+            digest: bytes = node[HASH]
+            return digest
+        return node.hash

@@ -12,13 +12,14 @@ them. Three kinds of node, each a tagged msgspec array with exactly one encoding
 
 An internal node knows which children are leaves so that a write replacing a key's leaf needs
 neither to read nor to decode the leaf it replaces. In memory the tree holds an internal node
-as a `Branch`: a plain tuple of what it hashes (the internal domain tag and its 16 child hashes,
-the placeholder for an empty child, in one bytes object: rewriting a child is two slices, and
-hashing the node is one call), its 16 child versions, the two bitmaps and its hash. A plain
-tuple of atoms is dropped from the garbage collector's lists after its first collection, so a
-cache of hundreds of thousands of them costs the collector nothing, and a node rewritten
-touches one object, not sixteen (`Internal`, the same node as an object, is what `decode_node`
-hands callers outside the tree).
+as a `Branch`: one flat tuple of what it hashes (the internal domain tag and its 16 child
+hashes, the placeholder for an empty child, in one bytes object: rewriting a child is two
+slices, and hashing the node is one call), the two bitmaps, its hash, the version that wrote it
+and its 16 child versions. A tuple of atoms is dropped from the garbage collector's lists
+after its first collection, so a cache of hundreds of thousands of them costs the collector
+nothing; one object per node, not two or seventeen, is what each write allocates and what a
+rewrite touches (`Internal`, the same node as an object, is what `decode_node` hands callers
+outside the tree).
 
 `hasher(suite)` is the suite's hash as a hashlib-style constructor (`new(data).digest()`):
 hashlib's own SHA-256 or SM3 when the suite's hash is that one (checked on probes), the
@@ -37,7 +38,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Annotated, Final, NamedTuple, Protocol
+from typing import Annotated, Any, Final, NamedTuple, Protocol
 
 import msgspec
 from msgspec import Meta
@@ -102,16 +103,20 @@ NodeReader = Callable[[NodeKey], bytes | None]
 
 # A reference to a child node: the version that wrote it and its hash.
 Child = tuple[int, bytes]
-# An internal node as the tree holds it: (INTERNAL_DOMAIN and its 16 child hashes, 16 child
-# versions, bitmap of the non-empty children, bitmap of the leaves among them, its hash, the
-# hash of the first field). See `Internal`.
-Branch = tuple[bytes, tuple[int, ...], int, int, bytes]
+# An internal node as the tree holds it, one flat tuple: INTERNAL_DOMAIN and its 16 child
+# hashes (one bytes object), the bitmap of its non-empty children, the bitmap of the leaves
+# among them, its hash (of the first field), the version that wrote it, then its 16 child
+# versions (0 where empty). See `Internal`.
+Branch = tuple[Any, ...]
+HASHED, BITMAP, LEAVES, HASH, VERSION = range(5)
+# Where child versions start in a branch.
+CHILD: Final = 5
 # Where child `nibble`'s hash starts in a branch's first field.
 DOMAIN_SIZE: Final = len(INTERNAL_DOMAIN)
 SLOTS: Final = tuple(DOMAIN_SIZE + HASH_SIZE * nibble for nibble in range(RADIX))
 _SPLIT16: Final = struct.Struct(f"{DOMAIN_SIZE}x" + f"{HASH_SIZE}s" * RADIX)
 # A branch's first field split into its 16 child hashes.
-split_hashes: Final[Callable[[bytes], tuple[bytes, ...]]] = _SPLIT16.unpack  # type: ignore[assignment]
+split_hashes: Final[Callable[[bytes], tuple[bytes, ...]]] = _SPLIT16.unpack
 
 
 def child_hash(hashed: bytes, nibble: int) -> bytes:
@@ -150,9 +155,7 @@ def hasher(suite: Suite) -> Hasher:
     probe, the suite's method otherwise."""
     name = _HASHLIB_NAMES.get(suite.name)
     if name is not None and name in hashlib.algorithms_available:
-        new: Hasher = (
-            hashlib.sha256 if name == "sha256" else functools.partial(hashlib.new, name)
-        )
+        new: Hasher = hashlib.sha256 if name == "sha256" else functools.partial(hashlib.new, name)
         if all(new(probe).digest() == suite.hash(probe) for probe in _PROBES):
             return new
     return type("SuiteDigest", (_SuiteDigest,), {"__slots__": (), "suite": suite})
@@ -199,12 +202,13 @@ class Internal:
 
     @classmethod
     def of(cls, branch: Branch) -> Internal:
-        hashed, versions, bitmap, leaves, digest = branch
-        return cls(_SPLIT16.unpack(hashed), versions, bitmap, leaves, digest)
+        hashed, bitmap, leaves, digest = branch[: CHILD - 1]
+        return cls(_SPLIT16.unpack(hashed), branch[CHILD:], bitmap, leaves, digest)
 
-    def branch(self) -> Branch:
+    def branch(self, version: int = 0) -> Branch:
+        """This node as the tree holds it, written at `version`."""
         hashed = INTERNAL_DOMAIN + b"".join(self.hashes)
-        return (hashed, self.versions, self.bitmap, self.leaves, self.hash)
+        return (hashed, self.bitmap, self.leaves, self.hash, version, *self.versions)
 
     @property
     def children(self) -> dict[int, Child]:
@@ -267,17 +271,18 @@ def nibbles(bitmap: int) -> tuple[int, ...]:
 _LEAF_TAG: Final = 2
 _INTERNAL_TAG: Final = 1
 _raw_encode: Final = msgspec.msgpack.Encoder(order="deterministic").encode
-_Pick = Callable[[tuple[object, ...]], tuple[object, ...]]
-# Per bitmap, what picks the slots of its children out of 16 (filled as bitmaps are met).
-_PICKERS: dict[int, _Pick] = {}
+_Pick = Callable[[tuple[Any, ...]], tuple[Any, ...]]
+# Per bitmap, what picks the versions of its children out of a branch, and their hashes out of
+# its 16 (filled as bitmaps are met).
+_PICKERS: dict[int, tuple[_Pick, _Pick]] = {}
 
 
-def _picker(bitmap: int) -> _Pick:
+def _pickers(bitmap: int) -> tuple[_Pick, _Pick]:
     present = nibbles(bitmap)
     if len(present) == 1:
         (only,) = present
-        return lambda slots: (slots[only],)
-    return itemgetter(*present)
+        return (lambda node: (node[CHILD + only],)), (lambda hashes: (hashes[only],))
+    return itemgetter(*(CHILD + n for n in present)), itemgetter(*present)
 
 
 def encode_leaf(key: bytes, value: bytes) -> bytes:
@@ -290,14 +295,17 @@ def encode_internal(node: Internal) -> bytes:
 
 def encode_branch(node: Branch) -> bytes:
     """An internal node's encoding."""
-    hashed, versions, bitmap, leaves, _ = node
+    bitmap = node[BITMAP]
     if bitmap == BITMAP_MAX:
-        return _raw_encode((_INTERNAL_TAG, bitmap, leaves, versions, hashed[DOMAIN_SIZE:]))
-    pick = _PICKERS.get(bitmap)
-    if pick is None:
-        pick = _PICKERS[bitmap] = _picker(bitmap)
-    packed = b"".join(pick(_SPLIT16.unpack(hashed)))  # type: ignore[arg-type]
-    return _raw_encode((_INTERNAL_TAG, bitmap, leaves, pick(versions), packed))
+        versions = node[CHILD:]
+        packed = node[HASHED][DOMAIN_SIZE:]
+    else:
+        pickers = _PICKERS.get(bitmap)
+        if pickers is None:
+            pickers = _PICKERS[bitmap] = _pickers(bitmap)
+        versions = pickers[0](node)
+        packed = b"".join(pickers[1](_SPLIT16.unpack(node[HASHED])))
+    return _raw_encode((_INTERNAL_TAG, bitmap, node[LEAVES], versions, packed))
 
 
 def encode_node(node: Node | Branch) -> bytes:
@@ -313,13 +321,17 @@ def encode_node(node: Node | Branch) -> bytes:
 def decode_node(suite: Suite, data: bytes, empty: bytes | None = None) -> Node:
     """The node stored as `data`, its hash recomputed (`empty`: the suite's placeholder, to
     spare hashing it); DecodeError for anything else, a second encoding of a node included."""
-    node = decode_stored(hasher(suite), suite, data, placeholder(suite) if empty is None else empty)
+    node = decode_stored(
+        hasher(suite), suite, data, placeholder(suite) if empty is None else empty, 0
+    )
     return Internal.of(node) if isinstance(node, tuple) else node
 
 
-def decode_stored(new: Hasher, suite: Suite, data: bytes, empty: bytes) -> Leaf | Branch | Empty:
-    """`decode_node` as the tree holds nodes (an internal node as a `Branch`), hashing with
-    `new` (`hasher(suite)`) and `empty` the suite's placeholder."""
+def decode_stored(
+    new: Hasher, suite: Suite, data: bytes, empty: bytes, version: int
+) -> Leaf | Branch | Empty:
+    """`decode_node` as the tree holds nodes (an internal node as a `Branch` written at
+    `version`), hashing with `new` (`hasher(suite)`) and `empty` the suite's placeholder."""
     try:
         record = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
@@ -337,22 +349,24 @@ def decode_stored(new: Hasher, suite: Suite, data: bytes, empty: bytes) -> Leaf 
             raise DecodeError("an internal node marks an empty child as a leaf")
         hashes = [empty] * RADIX
         slots = [0] * RADIX
-        for nibble, version, digest in zip(
+        for nibble, child_version, digest in zip(
             nibbles(bitmap), versions, _SPLITS[len(versions)].unpack(packed), strict=True
         ):
             hashes[nibble] = digest
-            slots[nibble] = version
-        return make_branch(new, hashes, slots, bitmap, record.leaves)
+            slots[nibble] = child_version
+        return make_branch(new, hashes, slots, (bitmap, record.leaves), version)
     return EMPTY
 
 
 def make_branch(
-    new: Hasher, hashes: list[bytes], versions: list[int], bitmap: int, leaves: int
+    new: Hasher, hashes: list[bytes], versions: list[int], bitmaps: tuple[int, int], version: int
 ) -> Branch:
-    """An internal node over its 16 slots, hashed (`new`: `hasher(suite)`)."""
+    """An internal node over its 16 slots (`bitmaps`: of its children, of its leaves), hashed
+    (`new`: `hasher(suite)`), written at `version`."""
+    bitmap, leaves = bitmaps
     assert bitmap, "an internal node has children"
     hashed = INTERNAL_DOMAIN + b"".join(hashes)
-    return (hashed, tuple(versions), bitmap, leaves, new(hashed).digest())
+    return (hashed, bitmap, leaves, new(hashed).digest(), version, *versions)
 
 
 @dataclass(frozen=True, slots=True)

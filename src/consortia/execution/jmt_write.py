@@ -1,20 +1,22 @@
 """How the state tree (`jmt.py`) reaches its nodes and writes a version.
 
 `NodeCache` reads nodes through the injected reader, checks each against the hash its parent
-names (`StateCorruptError` otherwise) and keeps decoded internal nodes (and roots) in a bounded
-cache, from which replaced nodes leave as soon as they go stale, so the upper levels of a
-large tree are always there. `TreeWriter` builds a version's new nodes and stale list, as
-`JellyfishTree.apply` asks: the writes sorted by path once, then each internal node the writes
-pass is visited once, splitting the writes under it by their next nibble (by bisection, the
-writes kept in place and addressed by index); a single key set (the common case below the top
-levels) goes straight down its path and up again. A caller that says which written keys were
-present before spares reading the leaves it only replaces: a present key under a leaf child is
-that leaf.
+names (`StateCorruptError` otherwise) and keeps decoded internal nodes in a bounded cache, one
+per path (the latest version's, as long as it is there: each entry knows its version and a
+lookup for another version misses), from which replaced nodes leave as soon as they go stale,
+so the upper levels of a large tree are always there; roots are kept apart, by version.
+`TreeWriter` builds a version's new nodes and stale list, as `JellyfishTree.apply` asks: the
+writes sorted by path once, then each internal node the writes pass is visited once, splitting
+the writes under it by their next nibble (by bisection, the writes kept in place and addressed
+by index); a single key set (the common case below the top levels) goes straight down its path
+and up again. A caller that says which written keys were present before spares reading the
+leaves it only replaces: a present key under a leaf child is that leaf.
 
-The write path is the hot path of a block's commit, so it is written for CPython: nodes are
-plain tuples of atoms (`jmt_nodes.Branch`; the cache's keys too), which the garbage collector
-stops tracking, a write is a plain tuple (`Item`), and each node is hashed and encoded once,
-through hashlib's constructor of the suite's hash (`jmt_nodes.hasher`).
+The write path is the hot path of a block's commit, so it is written for CPython: a node is one
+flat tuple of atoms (`jmt_nodes.Branch`), which the garbage collector stops tracking, the
+cache is keyed by path (a string the write makes anyway), a write is a plain tuple (`Item`),
+and each node is hashed and encoded once, through hashlib's constructor of the suite's hash
+(`jmt_nodes.hasher`). Every tracked object a commit allocates costs it again in collections.
 
 Owns the node cache and the write path. Must never touch the disk, a clock or randomness;
 the tree's versions and reads are `jmt.py`'s.
@@ -31,7 +33,12 @@ from typing import Final, Literal
 from consortia.crypto import Suite
 from consortia.errors import DecodeError
 from consortia.execution.jmt_nodes import (
+    BITMAP,
+    CHILD,
+    HASH,
+    LEAVES,
     SLOTS,
+    VERSION,
     Branch,
     Empty,
     Leaf,
@@ -40,11 +47,11 @@ from consortia.execution.jmt_nodes import (
     StateCorruptError,
     child_hash,
     decode_stored,
-    split_hashes,
     encode_branch,
     encode_leaf,
     hasher,
     make_branch,
+    split_hashes,
 )
 from consortia.types.state_proof import (
     BITMAP_MAX,
@@ -61,13 +68,14 @@ from consortia.types.state_proof import (
 # Decoded internal nodes kept in memory: every internal node of a tree of about a million
 # keys (a tree of n random keys has about n / 3 of them).
 CACHE_NODES_DEFAULT: Final = 1 << 19
+# Roots kept in memory, the latest versions' (apart from the cache: a root per version).
+_ROOTS_MAX: Final = 256
 # When the cache is full, the oldest eighth of it goes at once.
 _EVICT_SHARE: Final = 8
 _HEX: Final = "0123456789abcdef"
 # The nibble after each nibble (the bound of its writes, for bisection).
 _NEXT: Final = {_HEX[nibble]: _HEX[nibble + 1] for nibble in range(RADIX - 1)}
 by_path = itemgetter(0)
-
 # NodeKey(version, path) from a (version, path) tuple, without the Python-level constructor.
 _node_key = tuple.__new__
 
@@ -75,8 +83,6 @@ _node_key = tuple.__new__
 # its value (None: deleted), and whether the key was present before (None: not known). A leaf
 # is a write too (its own, known present).
 Item = tuple[str, bytes | None, bytes, bytes | None, bool | None]
-# Where a node is cached: (version, path), a plain tuple (equal to its NodeKey).
-CacheKey = tuple[int, str]
 Cached = Leaf | Branch | Empty
 
 # What updating a subtree gives: the hash of the internal node now at its path (written at
@@ -86,7 +92,8 @@ Result = bytes | Item | None | Literal[False]
 
 
 class NodeCache:
-    """Nodes through the reader, checked, the internal ones (and roots) cached."""
+    """Nodes through the reader, checked, the internal ones cached by path, roots by
+    version."""
 
     def __init__(self, suite: Suite, reader: NodeReader, cache_nodes_max: int) -> None:
         assert suite.hash_size == HASH_SIZE
@@ -96,62 +103,75 @@ class NodeCache:
         self._new = hasher(suite)
         self._reader = reader
         self._empty = placeholder(suite)
-        # Internal nodes and roots, oldest first.
-        self._cache: dict[CacheKey, Cached] = {}
+        # Internal nodes (not roots) by path, each the latest read or written there, oldest
+        # first.
+        self._cache: dict[str, Branch] = {}
         self._cache_max = cache_nodes_max
+        # Roots by version, oldest first.
+        self._roots: dict[int, Cached] = {}
         self.cache_hits = 0
         self.cache_misses = 0
 
-    def _internal(self, key: CacheKey, digest: bytes) -> Branch:
-        """The internal node at `key`, whose parent names it by `digest`."""
-        node = self._cache.get(key)
-        if node is not None:
+    def _internal(self, version: int, path: str, digest: bytes) -> Branch:
+        """The internal node at `path` written at `version`, whose parent names it by
+        `digest` (`path` not the root's)."""
+        cached = self._cache.get(path)
+        if cached is not None and cached[VERSION] == version:
             self.cache_hits += 1
-            assert isinstance(node, tuple)
-            return node
-        node = self._read(key)
-        if not isinstance(node, tuple) or node[4] != digest:
-            raise StateCorruptError(f"state tree node {_named(key)} is not the internal node named")
-        self._remember(key, node)
+            return cached
+        node = self._read(version, path)
+        if not isinstance(node, tuple) or node[HASH] != digest:
+            raise StateCorruptError(
+                f"state tree node {NodeKey(version, path)} is not the internal node named"
+            )
+        if cached is None or cached[VERSION] < version:
+            # A later version's node stays: the latest tree's are the ones written over.
+            self._remember(path, node)
         return node
 
-    def _leaf(self, key: CacheKey, digest: bytes) -> Leaf:
-        """The leaf at `key`, whose parent names it by `digest` (leaves are not cached)."""
-        node = self._read(key)
-        if not isinstance(node, Leaf) or node.hash != digest or not node.path.startswith(key[1]):
-            raise StateCorruptError(f"state tree node {_named(key)} is not the leaf named")
+    def _leaf(self, version: int, path: str, digest: bytes) -> Leaf:
+        """The leaf at `path` written at `version`, whose parent names it by `digest`
+        (leaves are not cached)."""
+        node = self._read(version, path)
+        if not isinstance(node, Leaf) or node.hash != digest or not node.path.startswith(path):
+            raise StateCorruptError(
+                f"state tree node {NodeKey(version, path)} is not the leaf named"
+            )
         return node
 
-    def _read(self, key: CacheKey) -> Cached | None:
+    def _read(self, version: int, path: str) -> Cached | None:
         self.cache_misses += 1
-        named = _named(key)
-        data = self._reader(named)
+        key = NodeKey(version, path)
+        data = self._reader(key)
         if data is None:
-            if key[1]:
+            if path:
                 # A node a retained version reaches is never missing, unless the store is.
-                raise StateCorruptError(f"the node store lacks state tree node {named}")
+                raise StateCorruptError(f"the node store lacks state tree node {key}")
             return None
         try:
-            return decode_stored(self._new, self._suite, data, self._empty)
+            return decode_stored(self._new, self._suite, data, self._empty, version)
         except DecodeError as error:
-            raise StateCorruptError(f"state tree node {named}: {error.message}") from None
+            raise StateCorruptError(f"state tree node {key}: {error.message}") from None
 
-    def _remember(self, key: CacheKey, node: Cached) -> None:
+    def _remember(self, path: str, node: Branch) -> None:
         cache = self._cache
-        # A plain tuple key (a NodeKey would stay tracked by the garbage collector).
-        cache[(key[0], key[1])] = node
+        # Out and in again: the dict's order is the age of its entries.
+        cache.pop(path, None)
+        cache[path] = node
         if len(cache) > self._cache_max:
             self._evict()
+
+    def _remember_root(self, version: int, node: Cached) -> None:
+        roots = self._roots
+        roots[version] = node
+        if len(roots) > _ROOTS_MAX:
+            del roots[next(iter(roots))]
 
     def _evict(self) -> None:
         """The oldest share of the cache goes (what changes each version is always young)."""
         cache = self._cache
         for old in list(islice(cache, max(1, self._cache_max // _EVICT_SHARE))):
             del cache[old]
-
-
-def _named(key: CacheKey) -> NodeKey:
-    return key if isinstance(key, NodeKey) else NodeKey(key[0], key[1])
 
 
 class TreeWriter(NodeCache):
@@ -188,17 +208,17 @@ class TreeWriter(NodeCache):
         self._nodes, self._stale = {}, []
         self._batch, self._paths = batch, [item[0] for item in batch]
 
-    def _update(self, version: int, key: CacheKey, node: Branch, lo: int, hi: int) -> Result:
-        """The subtree of the internal node `node` at `key` after the writes `_batch[lo:hi]`,
-        all under its path."""
+    def _update(self, version: int, path: str, node: Branch, lo: int, hi: int) -> Result:
+        """The subtree of the internal node `node` at `path` after the writes
+        `_batch[lo:hi]`, all under `path`."""
         batch = self._batch
         if hi - lo == 1 and batch[lo][1] is not None:
-            return self._update_one(version, key, node, batch[lo])
-        changed = self._changed_children(version, key[1], node, lo, hi)
+            return self._update_one(version, path, node, batch[lo])
+        changed = self._changed_children(version, path, node, lo, hi)
         if not changed:
             return False
-        self._drop(key)
-        hashed, versions, bitmap, leaves, _ = node
+        self._drop(node[VERSION], path)
+        bitmap, leaves = node[BITMAP], node[LEAVES]
         for nibble, placed in changed:
             bit = 1 << nibble
             if placed is None:
@@ -219,20 +239,20 @@ class TreeWriter(NodeCache):
                 if changed_nibble == nibble:
                     assert isinstance(placed, tuple)
                     return placed
-            child_key = (versions[nibble], key[1] + _HEX[nibble])
-            only = self._leaf(child_key, child_hash(hashed, nibble))
-            self._drop(child_key)
+            child_version, child_path = node[CHILD + nibble], path + _HEX[nibble]
+            only = self._leaf(child_version, child_path, child_hash(node[0], nibble))
+            self._drop(child_version, child_path)
             return (only.path, only.hash, only.key, only.value, True)
-        hashes = list(split_hashes(hashed))
-        return self._finish(version, key[1], hashes, list(versions), (bitmap, leaves), changed)
+        hashes = list(split_hashes(node[0]))
+        versions = list(node[CHILD:])
+        return self._finish(version, path, (hashes, versions, bitmap, leaves), changed)
 
     def _changed_children(
         self, version: int, path: str, node: Branch, lo: int, hi: int
     ) -> list[tuple[int, Result]]:
         """The children of `node` (at `path`) that the writes `_batch[lo:hi]` change, each as
         it is now."""
-        batch, paths, cache, stale = self._batch, self._paths, self._cache, self._stale
-        hashed, versions, bitmap, leaves, _ = node
+        batch, paths, bitmap = self._batch, self._paths, node[BITMAP]
         depth = len(path)
         changed: list[tuple[int, Result]] = []
         start = lo
@@ -246,39 +266,18 @@ class TreeWriter(NodeCache):
                 stop = bisect.bisect_left(paths, path + _NEXT[char], start + 2, hi)
             nibble = NIBBLE[char]
             bit = 1 << nibble
+            child_path = path + char
             placed: Result
             if not bitmap & bit:
                 # An empty child: the new keys under it, alone.
                 placed = self._build(
-                    version, path + char, [i for i in batch[start:stop] if i[1] is not None]
+                    version, child_path, [i for i in batch[start:stop] if i[1] is not None]
                 )
                 if placed is None:
                     start = stop
                     continue
             else:
-                child_key = (versions[nibble], path + char)
-                offset = SLOTS[nibble]
-                digest = hashed[offset : offset + HASH_SIZE]
-                item = batch[start]
-                if not leaves & bit:
-                    child = cache.get(child_key)
-                    if child is None:
-                        child = self._internal(child_key, digest)
-                    else:
-                        self.cache_hits += 1
-                    if stop == start + 1 and item[1] is not None:
-                        placed = self._update_one(version, child_key, child, item)  # type: ignore[arg-type]
-                    else:
-                        placed = self._update(version, child_key, child, start, stop)  # type: ignore[arg-type]
-                elif stop == start + 1 and item[4]:
-                    # A present key under a leaf child is that leaf's key: replaced unread.
-                    if item[1] == digest:
-                        start = stop
-                        continue
-                    stale.append(_node_key(NodeKey, child_key))
-                    placed = None if item[1] is None else item
-                else:
-                    placed = self._replace_leaf(version, child_key, digest, batch[start:stop])
+                placed = self._changed_child(version, child_path, node, start=start, stop=stop)
                 if placed is False:
                     start = stop
                     continue
@@ -286,12 +285,41 @@ class TreeWriter(NodeCache):
             start = stop
         return changed
 
-    def _update_one(self, version: int, key: CacheKey, node: Branch, item: Item) -> Result:
+    def _changed_child(
+        self, version: int, child_path: str, node: Branch, *, start: int, stop: int
+    ) -> Result:
+        """The non-empty child of `node` at `child_path` after the writes
+        `_batch[start:stop]`."""
+        nibble = NIBBLE[child_path[-1]]
+        child_version = node[CHILD + nibble]
+        offset = SLOTS[nibble]
+        digest = node[0][offset : offset + HASH_SIZE]
+        item = self._batch[start]
+        if not node[LEAVES] & 1 << nibble:
+            child = self._cache.get(child_path)
+            if child is None or child[VERSION] != child_version:
+                child = self._internal(child_version, child_path, digest)
+            else:
+                self.cache_hits += 1
+            if stop == start + 1 and item[1] is not None:
+                return self._update_one(version, child_path, child, item)
+            return self._update(version, child_path, child, start, stop)
+        if stop == start + 1 and item[4]:
+            # A present key under a leaf child is that leaf's key: replaced unread.
+            if item[1] == digest:
+                return False
+            self._stale.append(_node_key(NodeKey, (child_version, child_path)))
+            return None if item[1] is None else item
+        return self._replace_leaf(
+            version, (child_version, child_path), digest, self._batch[start:stop]
+        )
+
+    def _update_one(self, version: int, path: str, node: Branch, item: Item) -> Result:
         """`_update` for one key set (not deleted): down its path, then up again rewriting
         the nodes passed (the common case below the top levels of a large tree)."""
         item_path, known = item[0], item[4]
-        passed: list[tuple[CacheKey, Branch, int]] = [(key, node, NIBBLE[item_path[len(key[1])]])]
-        depth = len(key[1])
+        depth = len(path)
+        passed: list[tuple[Branch, str, int]] = [(node, path, NIBBLE[item_path[depth]])]
         cache = self._cache
         # The subtree below the lowest node passed: a leaf to place under it, or the hash of
         # an internal node written at this version.
@@ -300,79 +328,82 @@ class TreeWriter(NodeCache):
             nibble = passed[-1][2]
             bit = 1 << nibble
             depth += 1
-            if not node[2] & bit:
+            if not node[BITMAP] & bit:
                 break
-            child_key = (node[1][nibble], item_path[:depth])
+            child_version = node[CHILD + nibble]
+            child_path = item_path[:depth]
             offset = SLOTS[nibble]
             digest = node[0][offset : offset + HASH_SIZE]
-            if node[3] & bit:
+            if node[LEAVES] & bit:
                 if known:
                     # The key's own leaf: replaced without being read.
                     if item[1] == digest:
                         return False
-                    self._stale.append(_node_key(NodeKey, child_key))
+                    self._stale.append(_node_key(NodeKey, (child_version, child_path)))
                     break
-                placed = self._replace_leaf(version, child_key, digest, [item])
+                placed = self._replace_leaf(version, (child_version, child_path), digest, [item])
                 if placed is False:
                     return False
                 assert placed is not None
                 top = placed
                 break
-            child = cache.get(child_key)
-            if child is None:
-                child = self._internal(child_key, digest)
+            child = cache.get(child_path)
+            if child is None or child[VERSION] != child_version:
+                child = self._internal(child_version, child_path, digest)
             else:
                 self.cache_hits += 1
-            node = child  # type: ignore[assignment]
-            passed.append((child_key, node, NIBBLE[item_path[depth]]))
+            node = child
+            passed.append((node, child_path, NIBBLE[item_path[depth]]))
         return self._rewrite_up(version, passed, top)
 
     def _rewrite_up(
-        self, version: int, passed: list[tuple[CacheKey, Branch, int]], top: Item | bytes
+        self, version: int, passed: list[tuple[Branch, str, int]], top: Item | bytes
     ) -> bytes:
         """The nodes `passed` (root side first), each rewritten over the new subtree below
         (`top`); the hash of the highest."""
         new, nodes, stale, cache = self._new, self._nodes, self._stale, self._cache
-        for key, node, nibble in reversed(passed):
-            stale.append(_node_key(NodeKey, key))
-            cache.pop(key, None)
-            old_hashed, old_versions, bitmap, leaves, _ = node
-            path = key[1]
+        for node, path, nibble in reversed(passed):
+            stale.append(_node_key(NodeKey, (node[VERSION], path)))
+            cache.pop(path, None)
             bit = 1 << nibble
+            slots = list(node)
             if isinstance(top, tuple):
                 nodes[_node_key(NodeKey, (version, path + _HEX[nibble]))] = encode_leaf(
                     top[2],
                     top[3],  # type: ignore[arg-type]
                 )
                 digest: bytes = top[1]  # type: ignore[assignment]
-                leaves |= bit
+                slots[LEAVES] |= bit
             else:
                 digest = top
-                leaves &= ~bit
+                slots[LEAVES] &= ~bit
             offset = SLOTS[nibble]
-            hashed = old_hashed[:offset] + digest + old_hashed[offset + HASH_SIZE :]
-            versions = list(old_versions)
-            versions[nibble] = version
-            top = new(hashed).digest()
-            branch = (hashed, tuple(versions), bitmap | bit, leaves, top)
-            cache_key = (version, path)
-            nodes[_node_key(NodeKey, cache_key)] = encode_branch(branch)
-            cache[cache_key] = branch
+            hashed = node[0]
+            hashed = slots[0] = hashed[:offset] + digest + hashed[offset + HASH_SIZE :]
+            slots[BITMAP] |= bit
+            top = slots[HASH] = new(hashed).digest()
+            slots[VERSION] = slots[CHILD + nibble] = version
+            branch = tuple(slots)
+            nodes[_node_key(NodeKey, (version, path))] = encode_branch(branch)
+            if path:
+                cache[path] = branch
+            else:
+                self._remember_root(version, branch)
         if len(cache) > self._cache_max:
             self._evict()
         assert isinstance(top, bytes)
         return top
 
     def _replace_leaf(
-        self, version: int, key: CacheKey, digest: bytes, writes: list[Item]
+        self, version: int, key: tuple[int, str], digest: bytes, writes: list[Item]
     ) -> Result:
-        """The subtree of the leaf at `key` (hashing to `digest`) after `writes`; the leaf is
-        read only when it must move (a new key joins it)."""
+        """The subtree of the leaf at `key` (version, path; hashing to `digest`) after
+        `writes`; the leaf is read only when it must move (a new key joins it)."""
         own: Item | None = None
         for item in writes:
             if item[4] is None:
                 # Which keys were present is not known: read the leaf.
-                return self._update_leaf(version, key, self._leaf(key, digest), writes)
+                return self._update_leaf(version, key, self._leaf(*key, digest), writes)
             if item[4]:
                 own = item
         if own is None:
@@ -380,8 +411,8 @@ class TreeWriter(NodeCache):
             joining = [item for item in writes if item[1] is not None]
             if not joining:
                 return False
-            leaf = self._leaf(key, digest)
-            self._drop(key)
+            leaf = self._leaf(*key, digest)
+            self._drop(*key)
             joining.append((leaf.path, leaf.hash, leaf.key, leaf.value, True))
             joining.sort(key=by_path)
             return self._build(version, key[1], joining)
@@ -390,16 +421,18 @@ class TreeWriter(NodeCache):
         if not others:
             if own[1] == digest:
                 return False
-            self._drop(key)
+            self._drop(*key)
             return None if own[1] is None else own
-        self._drop(key)
+        self._drop(*key)
         if own[1] is not None:
             others.append(own)
             others.sort(key=by_path)
         return self._build(version, key[1], others)
 
-    def _update_leaf(self, version: int, key: CacheKey, leaf: Leaf, writes: list[Item]) -> Result:
-        """The subtree of `leaf` (stored at `key`) after `writes`."""
+    def _update_leaf(
+        self, version: int, key: tuple[int, str], leaf: Leaf, writes: list[Item]
+    ) -> Result:
+        """The subtree of `leaf` (stored at `key`, version and path) after `writes`."""
         own: Item | None = (leaf.path, leaf.hash, leaf.key, leaf.value, True)
         others: list[Item] = []
         for item in writes:
@@ -409,7 +442,7 @@ class TreeWriter(NodeCache):
                 others.append(item)
         if not others and own is not None and own[1] == leaf.hash:
             return False
-        self._drop(key)
+        self._drop(*key)
         if own is not None:
             others.append(own)
             others.sort(key=by_path)
@@ -432,22 +465,22 @@ class TreeWriter(NodeCache):
             else:
                 changed.append((nibble, self._build(version, path + _HEX[nibble], group)))
         empty = self._empty
-        return self._finish(version, path, [empty] * RADIX, [0] * RADIX, (bitmap, leaf_bits), changed)
+        return self._finish(
+            version, path, ([empty] * RADIX, [0] * RADIX, bitmap, leaf_bits), changed
+        )
 
     def _finish(
         self,
         version: int,
         path: str,
-        hashes: list[bytes],
-        versions: list[int],
-        bitmaps: tuple[int, int],
+        slots: tuple[list[bytes], list[int], int, int],
         changed: list[tuple[int, Result]],
     ) -> bytes:
-        """The internal node at `path`, written at this version: its slots (`hashes` and
-        `versions`, copies of the old node's or empty; the `bitmaps` of children and of
-        leaves as they are now) with the `changed` children put in. Its hash."""
-        bitmap, leaves = bitmaps
-        assert bitmap and bitmap <= BITMAP_MAX
+        """The internal node at `path`, written at this version: its `slots` (hashes and
+        versions, copies of the old node's or empty; the bitmaps of children and of leaves as
+        they are now) with the `changed` children put in. Its hash."""
+        hashes, versions, bitmap, leaves = slots
+        assert 0 < bitmap <= BITMAP_MAX
         empty = self._empty
         nodes = self._nodes
         for nibble, placed in changed:
@@ -465,16 +498,22 @@ class TreeWriter(NodeCache):
                 assert placed is not False
                 hashes[nibble] = placed
             versions[nibble] = version
-        node = make_branch(self._new, hashes, versions, bitmap, leaves)
-        key = (version, path)
-        nodes[_node_key(NodeKey, key)] = encode_branch(node)
-        self._remember(key, node)
-        return node[4]
+        node = make_branch(self._new, hashes, versions, (bitmap, leaves), version)
+        nodes[_node_key(NodeKey, (version, path))] = encode_branch(node)
+        if path:
+            self._remember(path, node)
+        else:
+            self._remember_root(version, node)
+        digest: bytes = node[HASH]
+        return digest
 
-    def _drop(self, key: CacheKey) -> None:
-        """`key` is stale from this version on: list it, and forget it."""
-        self._stale.append(_node_key(NodeKey, key))
-        self._cache.pop(key, None)
+    def _drop(self, version: int, path: str) -> None:
+        """The node at `path` written at `version` is stale from this version on: list it,
+        and forget it."""
+        self._stale.append(_node_key(NodeKey, (version, path)))
+        cached = self._cache.get(path)
+        if cached is not None and cached[VERSION] == version:
+            del self._cache[path]
 
 
 def _groups(items: list[Item], depth: int) -> list[tuple[int, list[Item]]]:
