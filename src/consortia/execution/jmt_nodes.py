@@ -269,8 +269,11 @@ def nibbles(bitmap: int) -> tuple[int, ...]:
 # headed by its tag are its encoding (an array-like tagged struct is exactly that array), which
 # spares building the record on the hot path. `decode_node` checks both agree.
 _LEAF_TAG: Final = 2
-_INTERNAL_TAG: Final = 1
+INTERNAL_TAG: Final = 1
+_INTERNAL_TAG: Final = INTERNAL_TAG
 _raw_encode: Final = msgspec.msgpack.Encoder(order="deterministic").encode
+# A record's fields, headed by its tag, to its encoding (see `encode_branch`).
+encode_record: Final[Callable[[tuple[Any, ...]], bytes]] = _raw_encode
 _Pick = Callable[[tuple[Any, ...]], tuple[Any, ...]]
 # Per bitmap, what picks the versions of its children out of a branch, and their hashes out of
 # its 16 (filled as bitmaps are met).

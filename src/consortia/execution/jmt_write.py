@@ -35,7 +35,9 @@ from consortia.errors import DecodeError
 from consortia.execution.jmt_nodes import (
     BITMAP,
     CHILD,
+    DOMAIN_SIZE,
     HASH,
+    INTERNAL_TAG,
     LEAVES,
     SLOTS,
     VERSION,
@@ -49,6 +51,7 @@ from consortia.execution.jmt_nodes import (
     decode_stored,
     encode_branch,
     encode_leaf,
+    encode_record,
     hasher,
     make_branch,
     split_hashes,
@@ -362,29 +365,38 @@ class TreeWriter(NodeCache):
         """The nodes `passed` (root side first), each rewritten over the new subtree below
         (`top`); the hash of the highest."""
         new, nodes, stale, cache = self._new, self._nodes, self._stale, self._cache
+        leaf = top if isinstance(top, tuple) else None
         for node, path, nibble in reversed(passed):
             stale.append(_node_key(NodeKey, (node[VERSION], path)))
             cache.pop(path, None)
             bit = 1 << nibble
             slots = list(node)
-            if isinstance(top, tuple):
+            if leaf is not None:
                 nodes[_node_key(NodeKey, (version, path + _HEX[nibble]))] = encode_leaf(
-                    top[2],
-                    top[3],  # type: ignore[arg-type]
+                    leaf[2],
+                    leaf[3],  # type: ignore[arg-type]
                 )
-                digest: bytes = top[1]  # type: ignore[assignment]
-                slots[LEAVES] |= bit
+                digest: bytes = leaf[1]  # type: ignore[assignment]
+                leaves = slots[LEAVES] = node[LEAVES] | bit
+                leaf = None
             else:
-                digest = top
-                slots[LEAVES] &= ~bit
+                digest = top  # type: ignore[assignment]
+                leaves = slots[LEAVES] = node[LEAVES] & ~bit
             offset = SLOTS[nibble]
             hashed = node[0]
             hashed = slots[0] = hashed[:offset] + digest + hashed[offset + HASH_SIZE :]
-            slots[BITMAP] |= bit
+            bitmap = slots[BITMAP] = node[BITMAP] | bit
             top = slots[HASH] = new(hashed).digest()
             slots[VERSION] = slots[CHILD + nibble] = version
             branch = tuple(slots)
-            nodes[_node_key(NodeKey, (version, path))] = encode_branch(branch)
+            if bitmap == BITMAP_MAX:
+                # A full node's encoding, written out (the common case near the top).
+                data = encode_record(
+                    (INTERNAL_TAG, bitmap, leaves, branch[CHILD:], hashed[DOMAIN_SIZE:])
+                )
+            else:
+                data = encode_branch(branch)
+            nodes[_node_key(NodeKey, (version, path))] = data
             if path:
                 cache[path] = branch
             else:
