@@ -20,16 +20,17 @@ prune, deletes the nodes that became stale at or before the oldest version it ke
 version from there on reaches none of them), then calls `retain_from` so the tree refuses
 older versions clearly (`HeightUnavailableError`). `MemoryNodeStore` does this in a dict.
 
-Speed and integrity live in `jmt_write.py`: internal nodes stay in a bounded cache, leaves of
-keys the caller says were present are replaced without being read, and every node read from
-the store is checked against the hash its parent names (`StateCorruptError` otherwise).
+Speed and integrity live in `jmt_write.py` and `jmt_cache.py`: internal nodes stay in a
+bounded cache, leaves of keys the caller says were present are replaced without being read,
+and every node read from the store is checked against the hash its parent names
+(`StateCorruptError` otherwise).
 
-Owns the tree's versions, its reads and proofs, and `apply` (the write path and the node
-cache are `jmt_write.py`'s, the node encoding `jmt_nodes.py`'s, proofs and hashing
-`types/state_proof.py`'s). Must never touch the disk, a clock or randomness: nodes it does
-not hold come through the injected reader, and what it writes leaves as a `TreeUpdate` for
-the caller to store. The reader must return, before the next `apply` or read, every node of
-the updates handed out (apply, then persist).
+Owns the tree's versions, its reads and proofs, and `apply` (the write path is
+`jmt_write.py`'s, the node cache `jmt_cache.py`'s, the node encoding `jmt_nodes.py`'s, proofs
+and hashing `types/state_proof.py`'s). Must never touch the disk, a clock or randomness: nodes
+it does not hold come through the injected reader, and what it writes leaves as a `TreeUpdate`
+for the caller to store. The reader must return, before the next `apply` or read, every node
+of the updates handed out (apply, then persist).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Container, Iterator, Mapping
 
 from consortia.crypto import Suite
+from consortia.execution.jmt_cache import CACHE_NODES_DEFAULT, Cached
 from consortia.execution.jmt_nodes import (
     BITMAP,
     CHILD,
@@ -56,12 +58,7 @@ from consortia.execution.jmt_nodes import (
     encode_node,
     nibbles,
 )
-from consortia.execution.jmt_write import (
-    CACHE_NODES_DEFAULT,
-    Cached,
-    Result,
-    TreeWriter,
-)
+from consortia.execution.jmt_write import Result, TreeWriter
 from consortia.types.state_proof import (
     HEX,
     KEY_DOMAIN,

@@ -1,16 +1,12 @@
-"""How the state tree (`jmt.py`) reaches its nodes and writes a version.
+"""How the state tree (`jmt.py`) writes a version.
 
-`NodeCache` reads nodes through the injected reader, checks each against the hash its parent
-names (`StateCorruptError` otherwise) and keeps decoded internal nodes in a bounded cache, one
-per path (the latest version's, as long as it is there: each entry knows its version and a
-lookup for another version misses), from which replaced nodes leave as soon as they go stale,
-so the upper levels of a large tree are always there; roots are kept apart, by version.
-`TreeWriter` builds a version's new nodes and stale list, as `JellyfishTree.apply` asks: the
-writes sorted by path once, then each internal node the writes pass is visited once, splitting
-the writes under it by their next nibble (by bisection, the writes kept in place and addressed
-by index); a single key set (the common case below the top levels) goes straight down its path
-and up again. A caller that says which written keys were present before spares reading the
-leaves it only replaces: a present key under a leaf child is that leaf.
+`TreeWriter` (over `jmt_cache.NodeCache`, which reads, checks and caches the nodes) builds a
+version's new nodes and stale list, as `JellyfishTree.apply` asks: the writes sorted by path
+once, then each internal node the writes pass is visited once, splitting the writes under it
+by their next nibble (by bisection, the writes kept in place and addressed by index); a single
+key set (the common case below the top levels) goes straight down its path and up again. A
+caller that says which written keys were present before spares reading the leaves it only
+replaces: a present key under a leaf child is that leaf.
 
 The write path is the hot path of a block's commit, so it is written for CPython: a node is one
 flat tuple of atoms (`jmt_nodes.Branch`), which the garbage collector stops tracking, the
@@ -18,20 +14,19 @@ cache is keyed by path (a string the write makes anyway), a write is a plain tup
 and each node is hashed and encoded once, through hashlib's constructor of the suite's hash
 (`jmt_nodes.hasher`). Every tracked object a commit allocates costs it again in collections.
 
-Owns the node cache and the write path. Must never touch the disk, a clock or randomness;
-the tree's versions and reads are `jmt.py`'s.
+Owns the write path. Must never touch the disk, a clock or randomness; the tree's versions
+and reads are `jmt.py`'s, the node cache `jmt_cache.py`'s.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Container, Mapping
-from itertools import islice
 from operator import itemgetter
 from typing import Final, Literal
 
 from consortia.crypto import Suite
-from consortia.errors import DecodeError
+from consortia.execution.jmt_cache import NodeCache
 from consortia.execution.jmt_nodes import (
     BITMAP,
     CHILD,
@@ -42,17 +37,13 @@ from consortia.execution.jmt_nodes import (
     SLOTS,
     VERSION,
     Branch,
-    Empty,
     Leaf,
     NodeKey,
     NodeReader,
-    StateCorruptError,
     child_hash,
-    decode_stored,
     encode_branch,
     encode_leaf,
     encode_record,
-    hasher,
     make_branch,
     split_hashes,
 )
@@ -65,16 +56,8 @@ from consortia.types.state_proof import (
     PATH_LENGTH,
     RADIX,
     VALUE_DOMAIN,
-    placeholder,
 )
 
-# Decoded internal nodes kept in memory: every internal node of a tree of about a million
-# keys (a tree of n random keys has about n / 3 of them).
-CACHE_NODES_DEFAULT: Final = 1 << 19
-# Roots kept in memory, the latest versions' (apart from the cache: a root per version).
-_ROOTS_MAX: Final = 256
-# When the cache is full, the oldest eighth of it goes at once.
-_EVICT_SHARE: Final = 8
 _HEX: Final = "0123456789abcdef"
 # The nibble after each nibble (the bound of its writes, for bisection).
 _NEXT: Final = {_HEX[nibble]: _HEX[nibble + 1] for nibble in range(RADIX - 1)}
@@ -86,95 +69,11 @@ _node_key = tuple.__new__
 # its value (None: deleted), and whether the key was present before (None: not known). A leaf
 # is a write too (its own, known present).
 Item = tuple[str, bytes | None, bytes, bytes | None, bool | None]
-Cached = Leaf | Branch | Empty
 
 # What updating a subtree gives: the hash of the internal node now at its path (written at
 # this version), a leaf to place (an Item: a leaf's place is fixed only when its parent is),
 # None (the subtree is empty now), or False (unchanged).
 Result = bytes | Item | None | Literal[False]
-
-
-class NodeCache:
-    """Nodes through the reader, checked, the internal ones cached by path, roots by
-    version."""
-
-    def __init__(self, suite: Suite, reader: NodeReader, cache_nodes_max: int) -> None:
-        assert suite.hash_size == HASH_SIZE
-        assert cache_nodes_max >= 1
-        self._suite = suite
-        self._hash_of = suite.hash
-        self._new = hasher(suite)
-        self._reader = reader
-        self._empty = placeholder(suite)
-        # Internal nodes (not roots) by path, each the latest read or written there, oldest
-        # first.
-        self._cache: dict[str, Branch] = {}
-        self._cache_max = cache_nodes_max
-        # Roots by version, oldest first.
-        self._roots: dict[int, Cached] = {}
-        self.cache_hits = 0
-        self.cache_misses = 0
-
-    def _internal(self, version: int, path: str, digest: bytes) -> Branch:
-        """The internal node at `path` written at `version`, whose parent names it by
-        `digest` (`path` not the root's)."""
-        cached = self._cache.get(path)
-        if cached is not None and cached[VERSION] == version:
-            self.cache_hits += 1
-            return cached
-        node = self._read(version, path)
-        if not isinstance(node, tuple) or node[HASH] != digest:
-            raise StateCorruptError(
-                f"state tree node {NodeKey(version, path)} is not the internal node named"
-            )
-        if cached is None or cached[VERSION] < version:
-            # A later version's node stays: the latest tree's are the ones written over.
-            self._remember(path, node)
-        return node
-
-    def _leaf(self, version: int, path: str, digest: bytes) -> Leaf:
-        """The leaf at `path` written at `version`, whose parent names it by `digest`
-        (leaves are not cached)."""
-        node = self._read(version, path)
-        if not isinstance(node, Leaf) or node.hash != digest or not node.path.startswith(path):
-            raise StateCorruptError(
-                f"state tree node {NodeKey(version, path)} is not the leaf named"
-            )
-        return node
-
-    def _read(self, version: int, path: str) -> Cached | None:
-        self.cache_misses += 1
-        key = NodeKey(version, path)
-        data = self._reader(key)
-        if data is None:
-            if path:
-                # A node a retained version reaches is never missing, unless the store is.
-                raise StateCorruptError(f"the node store lacks state tree node {key}")
-            return None
-        try:
-            return decode_stored(self._new, self._suite, data, self._empty, version)
-        except DecodeError as error:
-            raise StateCorruptError(f"state tree node {key}: {error.message}") from None
-
-    def _remember(self, path: str, node: Branch) -> None:
-        cache = self._cache
-        # Out and in again: the dict's order is the age of its entries.
-        cache.pop(path, None)
-        cache[path] = node
-        if len(cache) > self._cache_max:
-            self._evict()
-
-    def _remember_root(self, version: int, node: Cached) -> None:
-        roots = self._roots
-        roots[version] = node
-        if len(roots) > _ROOTS_MAX:
-            del roots[next(iter(roots))]
-
-    def _evict(self) -> None:
-        """The oldest share of the cache goes (what changes each version is always young)."""
-        cache = self._cache
-        for old in list(islice(cache, max(1, self._cache_max // _EVICT_SHARE))):
-            del cache[old]
 
 
 class TreeWriter(NodeCache):
