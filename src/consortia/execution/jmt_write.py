@@ -366,6 +366,14 @@ class TreeWriter(NodeCache):
         if len(leaves) == 1:
             return leaves[0]
         assert len(path) < PATH_LENGTH, "two leaves with one key hash"
+        empty = self._empty
+        depth = len(path)
+        if len(leaves) == 2 and leaves[0][0][depth] != leaves[1][0][depth]:
+            # Two leaves parting at the next nibble (a new key beside a leaf, mostly).
+            first, second = NIBBLE[leaves[0][0][depth]], NIBBLE[leaves[1][0][depth]]
+            bits = 1 << first | 1 << second
+            pair: list[tuple[int, Result]] = [(first, leaves[0]), (second, leaves[1])]
+            return self._finish(version, path, ([empty] * RADIX, [0] * RADIX, bits, bits), pair)
         changed: list[tuple[int, Result]] = []
         bitmap = leaf_bits = 0
         for nibble, group in _groups(leaves, len(path)):
@@ -375,7 +383,6 @@ class TreeWriter(NodeCache):
                 changed.append((nibble, group[0]))
             else:
                 changed.append((nibble, self._build(version, path + _HEX[nibble], group)))
-        empty = self._empty
         return self._finish(
             version, path, ([empty] * RADIX, [0] * RADIX, bitmap, leaf_bits), changed
         )
