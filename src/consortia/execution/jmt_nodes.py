@@ -296,8 +296,9 @@ def encode_internal(node: Internal) -> bytes:
     return encode_branch(node.branch())
 
 
-def encode_branch(node: Branch) -> bytes:
-    """An internal node's encoding."""
+def encode_branch(node: Branch, hashes: list[bytes] | None = None) -> bytes:
+    """An internal node's encoding (`hashes`: its 16 child hashes, when the caller has them
+    apart)."""
     bitmap = node[BITMAP]
     if bitmap == BITMAP_MAX:
         versions = node[CHILD:]
@@ -307,7 +308,9 @@ def encode_branch(node: Branch) -> bytes:
         if pickers is None:
             pickers = _PICKERS[bitmap] = _pickers(bitmap)
         versions = pickers[0](node)
-        packed = b"".join(pickers[1](_SPLIT16.unpack(node[HASHED])))
+        packed = b"".join(
+            pickers[1](_SPLIT16.unpack(node[HASHED]) if hashes is None else hashes)  # type: ignore[arg-type]
+        )
     return _raw_encode((_INTERNAL_TAG, bitmap, node[LEAVES], versions, packed))
 
 

@@ -44,12 +44,12 @@ from consortia.execution.jmt_nodes import (
     encode_branch,
     encode_leaf,
     encode_record,
-    make_branch,
     split_hashes,
 )
 from consortia.types.state_proof import (
     BITMAP_MAX,
     HASH_SIZE,
+    INTERNAL_DOMAIN,
     KEY_DOMAIN,
     LEAF_DOMAIN,
     NIBBLE,
@@ -416,13 +416,14 @@ class TreeWriter(NodeCache):
                 assert placed is not False
                 hashes[nibble] = placed
             versions[nibble] = version
-        node = make_branch(self._new, hashes, versions, (bitmap, leaves), version)
-        nodes[_node_key(NodeKey, (version, path))] = encode_branch(node)
+        hashed = INTERNAL_DOMAIN + b"".join(hashes)
+        digest = self._new(hashed).digest()
+        node: Branch = (hashed, bitmap, leaves, digest, version, *versions)
+        nodes[_node_key(NodeKey, (version, path))] = encode_branch(node, hashes)
         if path:
             self._remember(path, node)
         else:
             self._remember_root(version, node)
-        digest: bytes = node[HASH]
         return digest
 
     def _drop(self, version: int, path: str) -> None:
