@@ -170,20 +170,17 @@ class TreeWriter(NodeCache):
             bit = 1 << nibble
             child_path = path + char
             placed: Result
-            if not bitmap & bit:
-                # An empty child: the new keys under it, alone.
-                placed = self._build(
-                    version, child_path, [i for i in batch[start:stop] if i[1] is not None]
-                )
-                if placed is None:
-                    start = stop
-                    continue
-            else:
+            if bitmap & bit:
                 placed = self._changed_child(version, child_path, node, start=start, stop=stop)
-                if placed is False:
-                    start = stop
-                    continue
-            changed.append((nibble, placed))
+            elif stop == start + 1:
+                # An empty child and one write: its leaf, if it sets the key.
+                placed = batch[start] if batch[start][1] is not None else False
+            else:
+                # An empty child: the new keys under it, alone.
+                written = [item for item in batch[start:stop] if item[1] is not None]
+                placed = self._build(version, child_path, written) if written else False
+            if placed is not False:
+                changed.append((nibble, placed))
             start = stop
         return changed
 
