@@ -20,16 +20,17 @@ prune, deletes the nodes that became stale at or before the oldest version it ke
 version from there on reaches none of them), then calls `retain_from` so the tree refuses
 older versions clearly (`HeightUnavailableError`). `MemoryNodeStore` does this in a dict.
 
-Speed and integrity live in `jmt_write.py`: internal nodes stay in a bounded cache, leaves of
-keys the caller says were present are replaced without being read, and every node read from
-the store is checked against the hash its parent names (`StateCorruptError` otherwise).
+Speed and integrity live in `jmt_write.py` and `jmt_cache.py`: internal nodes stay in a
+bounded cache, leaves of keys the caller says were present are replaced without being read,
+and every node read from the store is checked against the hash its parent names
+(`StateCorruptError` otherwise).
 
-Owns the tree's versions, its reads and proofs, and `apply` (the write path and the node
-cache are `jmt_write.py`'s, the node encoding `jmt_nodes.py`'s, proofs and hashing
-`types/state_proof.py`'s). Must never touch the disk, a clock or randomness: nodes it does
-not hold come through the injected reader, and what it writes leaves as a `TreeUpdate` for
-the caller to store. The reader must return, before the next `apply` or read, every node of
-the updates handed out (apply, then persist).
+Owns the tree's versions, its reads and proofs, and `apply` (the write path is
+`jmt_write.py`'s, the node cache `jmt_cache.py`'s, the node encoding `jmt_nodes.py`'s, proofs
+and hashing `types/state_proof.py`'s). Must never touch the disk, a clock or randomness: nodes
+it does not hold come through the injected reader, and what it writes leaves as a `TreeUpdate`
+for the caller to store. The reader must return, before the next `apply` or read, every node
+of the updates handed out (apply, then persist).
 """
 
 from __future__ import annotations
@@ -37,20 +38,27 @@ from __future__ import annotations
 from collections.abc import Container, Iterator, Mapping
 
 from consortia.crypto import Suite
+from consortia.execution.jmt_cache import CACHE_NODES_DEFAULT, Cached
 from consortia.execution.jmt_nodes import (
+    BITMAP,
+    CHILD,
     EMPTY,
+    HASH,
+    HASHED,
+    LEAVES,
+    VERSION,
     Empty,
-    Internal,
     Leaf,
     MemoryNodeStore,
-    Node,
     NodeKey,
     NodeReader,
     StateCorruptError,
     TreeUpdate,
+    child_hash,
     encode_node,
+    nibbles,
 )
-from consortia.execution.jmt_write import CACHE_NODES_DEFAULT, Result, TreeWriter, by_path
+from consortia.execution.jmt_write import Result, TreeWriter
 from consortia.types.state_proof import (
     HEX,
     KEY_DOMAIN,
@@ -111,17 +119,14 @@ class JellyfishTree(TreeWriter):
         path = self._hash_of(KEY_DOMAIN + key).hex()
         node = self._root(version)
         depth = 0
-        while isinstance(node, Internal):
+        while isinstance(node, tuple):
             nibble = NIBBLE[path[depth]]
             bit = 1 << nibble
-            if not node.bitmap & bit:
+            if not node[BITMAP] & bit:
                 return None
             depth += 1
-            child = NodeKey(node.versions[nibble], path[:depth])
-            if node.leaves & bit:
-                node = self._leaf(child, node.hashes[nibble])
-            else:
-                node = self._internal(child, node.hashes[nibble])
+            child = (node[CHILD + nibble], path[:depth], child_hash(node[HASHED], nibble))
+            node = self._leaf(*child) if node[LEAVES] & bit else self._internal(*child)
         if isinstance(node, Leaf) and node.path == path:
             return node.value
         return None
@@ -139,19 +144,17 @@ class JellyfishTree(TreeWriter):
         bitmaps: list[int] = []
         siblings: list[bytes] = []
         depth = 0
-        while isinstance(node, Internal):
+        while isinstance(node, tuple):
+            hashed, bitmap = node[HASHED], node[BITMAP]
             nibble = NIBBLE[path[depth]]
             bit = 1 << nibble
-            bitmaps.append(node.bitmap & ~bit)
-            siblings += node.siblings(nibble)
-            if not node.bitmap & bit:
+            bitmaps.append(bitmap & ~bit)
+            siblings += [child_hash(hashed, n) for n in nibbles(bitmap & ~bit)]
+            if not bitmap & bit:
                 return None, SparseMerkleProof(None, bitmaps, siblings)
             depth += 1
-            child = NodeKey(node.versions[nibble], path[:depth])
-            if node.leaves & bit:
-                node = self._leaf(child, node.hashes[nibble])
-            else:
-                node = self._internal(child, node.hashes[nibble])
+            child = (node[CHILD + nibble], path[:depth], child_hash(hashed, nibble))
+            node = self._leaf(*child) if node[LEAVES] & bit else self._internal(*child)
         if isinstance(node, Empty):
             return None, SparseMerkleProof(None, [], [])
         proof = SparseMerkleProof(ProofLeaf(node.key_hash, node.value_hash), bitmaps, siblings)
@@ -160,20 +163,20 @@ class JellyfishTree(TreeWriter):
     def items(self, version: int | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) at `version`, in the order of the keys' hashes. Visits every
         node: for copying or checking a whole state, never on a hot path."""
-        stack: list[Node] = [self._root(version)]
+        stack: list[Cached] = [self._root(version)]
         paths = [""]
         while stack:
             node, path = stack.pop(), paths.pop()
             if isinstance(node, Leaf):
                 yield node.key, node.value
-            elif isinstance(node, Internal):
-                for nibble, (child_version, digest) in reversed(node.children.items()):
-                    child = NodeKey(child_version, path + HEX[nibble])
-                    if node.leaves >> nibble & 1:
-                        stack.append(self._leaf(child, digest))
+            elif isinstance(node, tuple):
+                for nibble in reversed(nibbles(node[BITMAP])):
+                    child = (node[CHILD + nibble], path + HEX[nibble], child_hash(node[0], nibble))
+                    if node[LEAVES] >> nibble & 1:
+                        stack.append(self._leaf(*child))
                     else:
-                        stack.append(self._internal(child, digest))
-                    paths.append(child.path)
+                        stack.append(self._internal(*child))
+                    paths.append(child[1])
 
     # ------------------------------------------------------------------ writes
 
@@ -191,35 +194,45 @@ class JellyfishTree(TreeWriter):
         assert version >= 0 and (previous is None or version == previous + 1), (
             "versions are applied in order"
         )
-        batch = sorted(self._items(writes, present), key=by_path)
-        self._nodes, self._stale = {}, []
+        self._start(self._items(writes, present))
         root_key = NodeKey(version, "")
         old_key = None if previous is None else NodeKey(previous, "")
         old_root = EMPTY if old_key is None else self._root(previous)
         placed: Result
         if isinstance(old_root, Empty):
-            placed = self._build(version, "", [item for item in batch if item[1] is not None])
+            placed = self._build(version, "", [item for item in self._batch if item[1] is not None])
         elif isinstance(old_root, Leaf):
             assert old_key is not None
-            placed = self._update_leaf(version, "", old_key, old_root, batch)
+            placed = self._update_leaf(version, old_key, old_root, self._batch)
         else:
-            assert old_key is not None
-            placed = self._update(version, "", old_key, old_root, batch)
-        root: Node
-        if placed is False:
-            root = old_root
-        elif placed is None:
-            root = EMPTY
-        else:
-            root = placed.node
+            placed = self._update(version, "", old_root, 0, len(self._batch))
         if old_key is not None and (isinstance(old_root, Empty) or placed is False):
-            self._drop(old_key)
-        if placed is None or placed is False or placed.key != root_key:
+            self._drop(*old_key)
+        if isinstance(placed, bytes):
+            # The new root, an internal node, is written and cached already.
+            root_hash = placed
+        else:
             # A leaf, an unchanged root or none: this version's root node all the same.
+            root: Cached
+            if placed is False:
+                # The same node, written again at this version.
+                root = old_root
+                if isinstance(root, tuple):
+                    root = (*root[:VERSION], version, *root[VERSION + 1 :])
+            elif placed is None:
+                root = EMPTY
+            else:
+                # One key left: the root is its leaf.
+                _, leaf_hash, key, value, _ = placed
+                assert value is not None
+                root = Leaf(self._suite, key, value)
+                assert root.hash == leaf_hash
             self._nodes[root_key] = encode_node(root)
-            self._remember(root_key, root)
-        update = TreeUpdate(version, self._node_hash(root), self._nodes, self._stale)
+            self._remember_root(version, root)
+            root_hash = self._node_hash(root)
+        update = TreeUpdate(version, root_hash, self._nodes, self._stale)
         self._nodes, self._stale = {}, []
+        self._batch, self._paths = [], []
         self._version = version
         return update
 
@@ -230,7 +243,7 @@ class JellyfishTree(TreeWriter):
 
     # ------------------------------------------------------------------ nodes
 
-    def _root(self, version: int | None) -> Node:
+    def _root(self, version: int | None) -> Cached:
         latest = self._version
         if latest is None:
             raise HeightUnavailableError("the state tree holds no version yet")
@@ -242,16 +255,20 @@ class JellyfishTree(TreeWriter):
                 f"version {at} is before {self._oldest}, the oldest version kept (older"
                 " versions are pruned)"
             )
-        key = NodeKey(at, "")
-        node = self._cache.get(key)
+        node = self._roots.get(at)
         if node is not None:
             self.cache_hits += 1
             return node
-        node = self._read(key)
+        node = self._read(at, "")
         if node is None:
             raise HeightUnavailableError(f"no state tree at version {at}")
-        self._remember(key, node)
+        self._remember_root(at, node)
         return node
 
-    def _node_hash(self, node: Node) -> bytes:
-        return self._empty if isinstance(node, Empty) else node.hash
+    def _node_hash(self, node: Cached) -> bytes:
+        if isinstance(node, Empty):
+            return self._empty
+        if isinstance(node, tuple):
+            digest: bytes = node[HASH]
+            return digest
+        return node.hash

@@ -11,8 +11,19 @@ them. Three kinds of node, each a tagged msgspec array with exactly one encoding
     Leaf      a key and its value (the hashes are recomputed when a leaf is decoded)
 
 An internal node knows which children are leaves so that a write replacing a key's leaf needs
-neither to read nor to decode the leaf it replaces. In memory an internal node holds its 16
-child hashes (the placeholder for an empty child) and versions, ready to be hashed again.
+neither to read nor to decode the leaf it replaces. In memory the tree holds an internal node
+as a `Branch`: one flat tuple of what it hashes (the internal domain tag and its 16 child
+hashes, the placeholder for an empty child, in one bytes object: rewriting a child is two
+slices, and hashing the node is one call), the two bitmaps, its hash, the version that wrote it
+and its 16 child versions. A tuple of atoms is dropped from the garbage collector's lists
+after its first collection, so a cache of hundreds of thousands of them costs the collector
+nothing; one object per node, not two or seventeen, is what each write allocates and what a
+rewrite touches (`Internal`, the same node as an object, is what `decode_node` hands callers
+outside the tree).
+
+`hasher(suite)` is the suite's hash as a hashlib-style constructor (`new(data).digest()`):
+hashlib's own SHA-256 or SM3 when the suite's hash is that one (checked on probes), the
+suite's `hash` otherwise. The tree hashes through it, sparing a Python call per hash.
 
 Owns the node types, their encoding and `MemoryNodeStore`. Must never touch the disk, a clock
 or randomness; a durable store (the node's) implements the same reader and persists each
@@ -21,11 +32,13 @@ or randomness; a durable store (the node's) implements the same reader and persi
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Annotated, Final, NamedTuple
+from typing import Annotated, Any, Final, NamedTuple, Protocol
 
 import msgspec
 from msgspec import Meta
@@ -90,6 +103,62 @@ NodeReader = Callable[[NodeKey], bytes | None]
 
 # A reference to a child node: the version that wrote it and its hash.
 Child = tuple[int, bytes]
+# An internal node as the tree holds it, one flat tuple: INTERNAL_DOMAIN and its 16 child
+# hashes (one bytes object), the bitmap of its non-empty children, the bitmap of the leaves
+# among them, its hash (of the first field), the version that wrote it, then its 16 child
+# versions (0 where empty). See `Internal`.
+Branch = tuple[Any, ...]
+HASHED, BITMAP, LEAVES, HASH, VERSION = range(5)
+# Where child versions start in a branch.
+CHILD: Final = 5
+# Where child `nibble`'s hash starts in a branch's first field.
+DOMAIN_SIZE: Final = len(INTERNAL_DOMAIN)
+SLOTS: Final = tuple(DOMAIN_SIZE + HASH_SIZE * nibble for nibble in range(RADIX))
+_SPLIT16: Final = struct.Struct(f"{DOMAIN_SIZE}x" + f"{HASH_SIZE}s" * RADIX)
+# A branch's first field split into its 16 child hashes.
+split_hashes: Final[Callable[[bytes], tuple[bytes, ...]]] = _SPLIT16.unpack
+
+
+def child_hash(hashed: bytes, nibble: int) -> bytes:
+    """Child `nibble`'s hash, out of a branch's first field."""
+    start = SLOTS[nibble]
+    return hashed[start : start + HASH_SIZE]
+
+
+class HashObject(Protocol):
+    def digest(self) -> bytes: ...
+
+
+Hasher = Callable[[bytes], HashObject]
+# hashlib's constructor of each suite's hash, by suite name.
+_HASHLIB_NAMES: Final = {"intl": "sha256", "gm": "sm3"}
+_PROBES: Final = (b"", b"consortia/jmt-probe\x00", bytes(range(256)) * 3)
+
+
+class _SuiteDigest:
+    """The suite's hash behind hashlib's interface (for a suite hashlib does not offer)."""
+
+    __slots__ = ("_digest",)
+    suite: Suite
+
+    def __init__(self, data: bytes) -> None:
+        self._digest = self.suite.hash(data)
+
+    def digest(self) -> bytes:
+        return self._digest
+
+
+@functools.lru_cache(maxsize=16)
+def hasher(suite: Suite) -> Hasher:
+    """`suite.hash` as a hashlib-style constructor: `hasher(suite)(data).digest() ==
+    suite.hash(data)`. hashlib's own constructor where it gives the suite's digests on every
+    probe, the suite's method otherwise."""
+    name = _HASHLIB_NAMES.get(suite.name)
+    if name is not None and name in hashlib.algorithms_available:
+        new: Hasher = hashlib.sha256 if name == "sha256" else functools.partial(hashlib.new, name)
+        if all(new(probe).digest() == suite.hash(probe) for probe in _PROBES):
+            return new
+    return type("SuiteDigest", (_SuiteDigest,), {"__slots__": (), "suite": suite})
 
 
 class Leaf:
@@ -100,13 +169,13 @@ class Leaf:
 
     def __init__(self, suite: Suite, key: bytes, value: bytes, digest: bytes | None = None) -> None:
         """`digest`: the key's hash, when the caller has it already."""
-        hash_of = suite.hash
+        new = hasher(suite)
         self.key = key
         self.value = value
-        self.key_hash = hash_of(KEY_DOMAIN + key) if digest is None else digest
+        self.key_hash = new(KEY_DOMAIN + key).digest() if digest is None else digest
         self.path = self.key_hash.hex()
-        self.value_hash = hash_of(VALUE_DOMAIN + value)
-        self.hash = hash_of(LEAF_DOMAIN + self.key_hash + self.value_hash)
+        self.value_hash = new(VALUE_DOMAIN + value).digest()
+        self.hash = new(LEAF_DOMAIN + self.key_hash + self.value_hash).digest()
 
 
 class Internal:
@@ -131,6 +200,16 @@ class Internal:
         self.leaves = leaves
         self.hash = hash_
 
+    @classmethod
+    def of(cls, branch: Branch) -> Internal:
+        hashed, bitmap, leaves, digest = branch[: CHILD - 1]
+        return cls(_SPLIT16.unpack(hashed), branch[CHILD:], bitmap, leaves, digest)
+
+    def branch(self, version: int = 0) -> Branch:
+        """This node as the tree holds it, written at `version`."""
+        hashed = INTERNAL_DOMAIN + b"".join(self.hashes)
+        return (hashed, self.bitmap, self.leaves, self.hash, version, *self.versions)
+
     @property
     def children(self) -> dict[int, Child]:
         """The non-empty children, nibble -> (version, hash), in nibble order (not hot)."""
@@ -150,19 +229,6 @@ class Empty:
 
 EMPTY: Final = Empty()
 Node = Leaf | Internal | Empty
-
-
-def internal_node(
-    suite: Suite, hashes: list[bytes], versions: list[int], bitmap: int, leaves: int
-) -> Internal:
-    """An internal node over its 16 slots, hashed (the suite's hash, one call)."""
-    return Internal(
-        tuple(hashes),
-        tuple(versions),
-        bitmap,
-        leaves,
-        suite.hash(INTERNAL_DOMAIN + b"".join(hashes)),
-    )
 
 
 class _EmptyRecord(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, tag=0):
@@ -203,19 +269,23 @@ def nibbles(bitmap: int) -> tuple[int, ...]:
 # headed by its tag are its encoding (an array-like tagged struct is exactly that array), which
 # spares building the record on the hot path. `decode_node` checks both agree.
 _LEAF_TAG: Final = 2
-_INTERNAL_TAG: Final = 1
+INTERNAL_TAG: Final = 1
+_INTERNAL_TAG: Final = INTERNAL_TAG
 _raw_encode: Final = msgspec.msgpack.Encoder(order="deterministic").encode
-_Pick = Callable[[tuple[object, ...]], tuple[object, ...]]
-# Per bitmap, what picks the slots of its children out of 16 (filled as bitmaps are met).
-_PICKERS: dict[int, _Pick] = {}
+# A record's fields, headed by its tag, to its encoding (see `encode_branch`).
+encode_record: Final[Callable[[tuple[Any, ...]], bytes]] = _raw_encode
+_Pick = Callable[[tuple[Any, ...]], tuple[Any, ...]]
+# Per bitmap, what picks the versions of its children out of a branch, and their hashes out of
+# its 16 (filled as bitmaps are met).
+_PICKERS: dict[int, tuple[_Pick, _Pick]] = {}
 
 
-def _picker(bitmap: int) -> _Pick:
+def _pickers(bitmap: int) -> tuple[_Pick, _Pick]:
     present = nibbles(bitmap)
     if len(present) == 1:
         (only,) = present
-        return lambda slots: (slots[only],)
-    return itemgetter(*present)
+        return (lambda node: (node[CHILD + only],)), (lambda hashes: (hashes[only],))
+    return itemgetter(*(CHILD + n for n in present)), itemgetter(*present)
 
 
 def encode_leaf(key: bytes, value: bytes) -> bytes:
@@ -223,26 +293,51 @@ def encode_leaf(key: bytes, value: bytes) -> bytes:
 
 
 def encode_internal(node: Internal) -> bytes:
-    bitmap = node.bitmap
-    pick = _PICKERS.get(bitmap)
-    if pick is None:
-        pick = _PICKERS[bitmap] = _picker(bitmap)
-    return _raw_encode(
-        (_INTERNAL_TAG, bitmap, node.leaves, pick(node.versions), b"".join(pick(node.hashes)))  # type: ignore[arg-type]
-    )
+    return encode_branch(node.branch())
 
 
-def encode_node(node: Node) -> bytes:
+def encode_branch(node: Branch, hashes: list[bytes] | None = None) -> bytes:
+    """An internal node's encoding (`hashes`: its 16 child hashes, when the caller has them
+    apart)."""
+    bitmap = node[BITMAP]
+    if bitmap == BITMAP_MAX:
+        versions = node[CHILD:]
+        packed = node[HASHED][DOMAIN_SIZE:]
+    else:
+        pickers = _PICKERS.get(bitmap)
+        if pickers is None:
+            pickers = _PICKERS[bitmap] = _pickers(bitmap)
+        versions = pickers[0](node)
+        packed = b"".join(
+            pickers[1](_SPLIT16.unpack(node[HASHED]) if hashes is None else hashes)  # type: ignore[arg-type]
+        )
+    return _raw_encode((_INTERNAL_TAG, bitmap, node[LEAVES], versions, packed))
+
+
+def encode_node(node: Node | Branch) -> bytes:
     if isinstance(node, Leaf):
         return encode_leaf(node.key, node.value)
     if isinstance(node, Internal):
         return encode_internal(node)
+    if isinstance(node, tuple):
+        return encode_branch(node)
     return encode(_EmptyRecord())
 
 
 def decode_node(suite: Suite, data: bytes, empty: bytes | None = None) -> Node:
     """The node stored as `data`, its hash recomputed (`empty`: the suite's placeholder, to
     spare hashing it); DecodeError for anything else, a second encoding of a node included."""
+    node = decode_stored(
+        hasher(suite), suite, data, placeholder(suite) if empty is None else empty, 0
+    )
+    return Internal.of(node) if isinstance(node, tuple) else node
+
+
+def decode_stored(
+    new: Hasher, suite: Suite, data: bytes, empty: bytes, version: int
+) -> Leaf | Branch | Empty:
+    """`decode_node` as the tree holds nodes (an internal node as a `Branch` written at
+    `version`), hashing with `new` (`hasher(suite)`) and `empty` the suite's placeholder."""
     try:
         record = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
@@ -258,15 +353,26 @@ def decode_node(suite: Suite, data: bytes, empty: bytes | None = None) -> Node:
             raise DecodeError("an internal node's bitmap, versions and hashes disagree")
         if record.leaves & ~bitmap:
             raise DecodeError("an internal node marks an empty child as a leaf")
-        hashes = [placeholder(suite) if empty is None else empty] * RADIX
+        hashes = [empty] * RADIX
         slots = [0] * RADIX
-        for nibble, version, digest in zip(
+        for nibble, child_version, digest in zip(
             nibbles(bitmap), versions, _SPLITS[len(versions)].unpack(packed), strict=True
         ):
             hashes[nibble] = digest
-            slots[nibble] = version
-        return internal_node(suite, hashes, slots, bitmap, record.leaves)
+            slots[nibble] = child_version
+        return make_branch(new, hashes, slots, (bitmap, record.leaves), version)
     return EMPTY
+
+
+def make_branch(
+    new: Hasher, hashes: list[bytes], versions: list[int], bitmaps: tuple[int, int], version: int
+) -> Branch:
+    """An internal node over its 16 slots (`bitmaps`: of its children, of its leaves), hashed
+    (`new`: `hasher(suite)`), written at `version`."""
+    bitmap, leaves = bitmaps
+    assert bitmap, "an internal node has children"
+    hashed = INTERNAL_DOMAIN + b"".join(hashes)
+    return (hashed, bitmap, leaves, new(hashed).digest(), version, *versions)
 
 
 @dataclass(frozen=True, slots=True)

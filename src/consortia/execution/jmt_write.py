@@ -1,183 +1,136 @@
-"""How the state tree (`jmt.py`) reaches its nodes and writes a version.
+"""How the state tree (`jmt.py`) writes a version.
 
-`NodeCache` reads nodes through the injected reader, checks each against the hash its parent
-names (`StateCorruptError` otherwise) and keeps decoded internal nodes (and roots) in a bounded
-cache, from which replaced nodes leave as soon as they go stale, so the upper levels of a
-large tree are always there. `TreeWriter` builds a version's new nodes and stale list, as
-`JellyfishTree.apply` asks: a subtree at a time for the writes under it, and, for a single
-key set (the common case below the top levels), straight down its path and up again. A
+`TreeWriter` (over `jmt_cache.NodeCache`, which reads, checks and caches the nodes) builds a
+version's new nodes and stale list, as `JellyfishTree.apply` asks: the writes sorted by path
+once, then each internal node the writes pass is visited once, splitting the writes under it
+by their next nibble (by bisection, the writes kept in place and addressed by index); a single
+key set (the common case below the top levels) goes straight down its path and up again. A
 caller that says which written keys were present before spares reading the leaves it only
 replaces: a present key under a leaf child is that leaf.
 
-Owns the node cache and the write path. Must never touch the disk, a clock or randomness;
-the tree's versions and reads are `jmt.py`'s.
+The write path is the hot path of a block's commit, so it is written for CPython: a node is one
+flat tuple of atoms (`jmt_nodes.Branch`), which the garbage collector stops tracking, the
+cache is keyed by path (a string the write makes anyway), a write is a plain tuple (`Item`),
+and each node is hashed and encoded once, through hashlib's constructor of the suite's hash
+(`jmt_nodes.hasher`). Every tracked object a commit allocates costs it again in collections.
+
+Owns the write path. Must never touch the disk, a clock or randomness; the tree's versions
+and reads are `jmt.py`'s, the node cache `jmt_cache.py`'s.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Container, Iterator, Mapping
-from itertools import islice
+from collections.abc import Container, Mapping
 from operator import itemgetter
 from typing import Final, Literal
 
 from consortia.crypto import Suite
-from consortia.errors import DecodeError
+from consortia.execution.jmt_cache import NodeCache
 from consortia.execution.jmt_nodes import (
-    Internal,
+    BITMAP,
+    CHILD,
+    DOMAIN_SIZE,
+    HASH,
+    INTERNAL_TAG,
+    LEAVES,
+    SLOTS,
+    VERSION,
+    Branch,
     Leaf,
-    Node,
     NodeKey,
     NodeReader,
-    StateCorruptError,
-    decode_node,
-    encode_internal,
+    child_hash,
+    encode_branch,
     encode_leaf,
-    internal_node,
+    encode_record,
+    split_hashes,
 )
 from consortia.types.state_proof import (
+    BITMAP_MAX,
     HASH_SIZE,
     INTERNAL_DOMAIN,
     KEY_DOMAIN,
+    LEAF_DOMAIN,
     NIBBLE,
     PATH_LENGTH,
     RADIX,
-    placeholder,
+    VALUE_DOMAIN,
 )
 
-# Decoded internal nodes kept in memory: every internal node of a tree of about a million
-# keys (a tree of n random keys has about n / 3 of them).
-CACHE_NODES_DEFAULT: Final = 1 << 19
-# When the cache is full, the oldest eighth of it goes at once.
-_EVICT_SHARE: Final = 8
 _HEX: Final = "0123456789abcdef"
+# The nibble after each nibble (the bound of its writes, for bisection).
+_NEXT: Final = {_HEX[nibble]: _HEX[nibble + 1] for nibble in range(RADIX - 1)}
 by_path = itemgetter(0)
-# NodeKey(version, path) without the Python-level constructor, on the hot path.
+# NodeKey(version, path) from a (version, path) tuple, without the Python-level constructor.
 _node_key = tuple.__new__
 
-# A write: the key's path (its hash, in hex), its new leaf (None: deleted), and whether the
-# key was present before (None: not known).
-Item = tuple[str, Leaf | None, bool | None]
+# A write: the key's path (its hash, in hex), its new leaf's hash (None: deleted), the key,
+# its value (None: deleted), and whether the key was present before (None: not known). A leaf
+# is a write too (its own, known present).
+Item = tuple[str, bytes | None, bytes, bytes | None, bool | None]
 
-
-class Placed:
-    """A subtree built by `apply`: its top node, and where it is stored (None for a leaf not
-    yet placed: a leaf's place is fixed only when its parent is)."""
-
-    __slots__ = ("key", "node")
-
-    def __init__(self, node: Leaf | Internal, key: NodeKey | None) -> None:
-        self.node = node
-        self.key = key
-
-
-# What updating a subtree gives: a new subtree, None (it is empty now), or False (unchanged).
-Result = Placed | None | Literal[False]
-
-
-class NodeCache:
-    """Nodes through the reader, checked, the internal ones (and roots) cached."""
-
-    def __init__(self, suite: Suite, reader: NodeReader, cache_nodes_max: int) -> None:
-        assert suite.hash_size == HASH_SIZE
-        assert cache_nodes_max >= 1
-        self._suite = suite
-        self._hash_of = suite.hash
-        self._reader = reader
-        self._empty = placeholder(suite)
-        # Internal nodes and roots, oldest first.
-        self._cache: dict[NodeKey, Node] = {}
-        self._cache_max = cache_nodes_max
-        self.cache_hits = 0
-        self.cache_misses = 0
-
-    def _internal(self, key: NodeKey, digest: bytes) -> Internal:
-        """The internal node at `key`, whose parent names it by `digest`."""
-        node = self._cache.get(key)
-        if node is not None:
-            self.cache_hits += 1
-            assert isinstance(node, Internal)
-            return node
-        node = self._read(key)
-        if not isinstance(node, Internal) or node.hash != digest:
-            raise StateCorruptError(f"state tree node {key} is not the internal node named")
-        self._remember(key, node)
-        return node
-
-    def _leaf(self, key: NodeKey, digest: bytes) -> Leaf:
-        """The leaf at `key`, whose parent names it by `digest` (leaves are not cached)."""
-        node = self._read(key)
-        if not isinstance(node, Leaf) or node.hash != digest or not node.path.startswith(key.path):
-            raise StateCorruptError(f"state tree node {key} is not the leaf named")
-        return node
-
-    def _read(self, key: NodeKey) -> Node | None:
-        self.cache_misses += 1
-        data = self._reader(key)
-        if data is None:
-            if key.path:
-                # A node a retained version reaches is never missing, unless the store is.
-                raise StateCorruptError(f"the node store lacks state tree node {key}")
-            return None
-        try:
-            return decode_node(self._suite, data, self._empty)
-        except DecodeError as error:
-            raise StateCorruptError(f"state tree node {key}: {error.message}") from None
-
-    def _remember(self, key: NodeKey, node: Node) -> None:
-        cache = self._cache
-        cache[key] = node
-        if len(cache) > self._cache_max:
-            self._evict()
-
-    def _evict(self) -> None:
-        """The oldest share of the cache goes (what changes each version is always young)."""
-        cache = self._cache
-        for old in list(islice(cache, max(1, self._cache_max // _EVICT_SHARE))):
-            del cache[old]
+# What updating a subtree gives: the hash of the internal node now at its path (written at
+# this version), a leaf to place (an Item: a leaf's place is fixed only when its parent is),
+# None (the subtree is empty now), or False (unchanged).
+Result = bytes | Item | None | Literal[False]
 
 
 class TreeWriter(NodeCache):
     """The write path of `JellyfishTree.apply`: new nodes into `_nodes`, stale ones into
-    `_stale`."""
+    `_stale`, over the sorted writes `_batch` (and their paths, `_paths`)."""
 
     def __init__(self, suite: Suite, reader: NodeReader, cache_nodes_max: int) -> None:
         super().__init__(suite, reader, cache_nodes_max)
         # The update `apply` is building.
         self._nodes: dict[NodeKey, bytes] = {}
         self._stale: list[NodeKey] = []
+        self._batch: list[Item] = []
+        self._paths: list[str] = []
 
     def _items(
         self, writes: Mapping[bytes, bytes | None], present: Container[bytes] | None
-    ) -> Iterator[Item]:
-        suite, hash_of = self._suite, self._hash_of
+    ) -> list[Item]:
+        """The writes, sorted by path."""
+        new = self._new
+        items: list[Item] = []
+        append = items.append
         for key, value in writes.items():
             known = None if present is None else key in present
-            digest = hash_of(KEY_DOMAIN + key)
+            digest = new(KEY_DOMAIN + key).digest()
             if value is None:
-                yield digest.hex(), None, known
+                append((digest.hex(), None, key, None, known))
             else:
-                leaf = Leaf(suite, key, value, digest)
-                yield leaf.path, leaf, known
+                leaf_hash = new(LEAF_DOMAIN + digest + new(VALUE_DOMAIN + value).digest()).digest()
+                append((digest.hex(), leaf_hash, key, value, known))
+        items.sort(key=by_path)
+        return items
 
-    def _update(
-        self, version: int, path: str, key: NodeKey, node: Internal, writes: list[Item]
-    ) -> Result:
-        """The subtree of the internal node at `path` (stored at `key`) after `writes`, all
-        under `path`."""
-        if len(writes) == 1 and writes[0][1] is not None:
-            return self._update_one(version, key, node, writes[0])
-        changed = self._changed_children(version, path, node, writes)
+    def _start(self, batch: list[Item]) -> None:
+        self._nodes, self._stale = {}, []
+        self._batch, self._paths = batch, [item[0] for item in batch]
+
+    def _update(self, version: int, path: str, node: Branch, lo: int, hi: int) -> Result:
+        """The subtree of the internal node `node` at `path` after the writes
+        `_batch[lo:hi]`, all under `path`."""
+        batch = self._batch
+        if hi - lo == 1 and batch[lo][1] is not None:
+            return self._update_one(version, path, node, batch[lo])
+        changed = self._changed_children(version, path, node, lo, hi)
         if not changed:
             return False
-        self._drop(key)
-        bitmap, leaves = node.bitmap, node.leaves
+        self._drop(node[VERSION], path)
+        bitmap, leaves = node[BITMAP], node[LEAVES]
         for nibble, placed in changed:
             bit = 1 << nibble
-            bitmap = bitmap & ~bit if placed is None else bitmap | bit
-            if placed is not None and isinstance(placed.node, Leaf):
+            if placed is None:
+                bitmap &= ~bit
+                leaves &= ~bit
+            elif isinstance(placed, tuple):
+                bitmap |= bit
                 leaves |= bit
             else:
+                bitmap |= bit
                 leaves &= ~bit
         if not bitmap:
             return None
@@ -186,211 +139,263 @@ class TreeWriter(NodeCache):
             nibble = bitmap.bit_length() - 1
             for changed_nibble, placed in changed:
                 if changed_nibble == nibble:
-                    assert placed is not None and placed.key is None
+                    assert isinstance(placed, tuple)
                     return placed
-            child_key = NodeKey(node.versions[nibble], path + _HEX[nibble])
-            only = self._leaf(child_key, node.hashes[nibble])
-            self._drop(child_key)
-            return Placed(only, None)
-        slots = (list(node.hashes), list(node.versions), bitmap, leaves)
-        return self._finish(version, path, slots, changed)
+            child_version, child_path = node[CHILD + nibble], path + _HEX[nibble]
+            only = self._leaf(child_version, child_path, child_hash(node[0], nibble))
+            self._drop(child_version, child_path)
+            return (only.path, only.hash, only.key, only.value, True)
+        hashes = list(split_hashes(node[0]))
+        versions = list(node[CHILD:])
+        return self._finish(version, path, (hashes, versions, bitmap, leaves), changed)
 
     def _changed_children(
-        self, version: int, path: str, node: Internal, writes: list[Item]
-    ) -> list[tuple[int, Placed | None]]:
-        """The children of `node` that `writes` change, each as it is now (None: empty)."""
-        changed: list[tuple[int, Placed | None]] = []
+        self, version: int, path: str, node: Branch, lo: int, hi: int
+    ) -> list[tuple[int, Result]]:
+        """The children of `node` (at `path`) that the writes `_batch[lo:hi]` change, each as
+        it is now."""
+        batch, paths, bitmap = self._batch, self._paths, node[BITMAP]
         depth = len(path)
-        if len(writes) == 1:
-            groups: list[tuple[int, list[Item]]] = [(NIBBLE[writes[0][0][depth]], writes)]
-        else:
-            groups = _groups(writes, depth)
-        for nibble, group in groups:
-            bit = 1 << nibble
-            child_path = path + _HEX[nibble]
-            placed: Result
-            if not node.bitmap & bit:
-                placed = self._build(version, child_path, [i for i in group if i[1] is not None])
-                if placed is None:
-                    continue
+        changed: list[tuple[int, Result]] = []
+        start = lo
+        while start < hi:
+            char = paths[start][depth]
+            if start + 1 == hi or paths[start + 1][depth] != char:
+                stop = start + 1
+            elif char == "f":
+                stop = hi
             else:
-                child_key = NodeKey(node.versions[nibble], child_path)
-                digest = node.hashes[nibble]
-                if node.leaves & bit:
-                    placed = self._replace_leaf(version, child_path, child_key, digest, group)
-                else:
-                    child = self._internal(child_key, digest)
-                    placed = self._update(version, child_path, child_key, child, group)
-                if placed is False:
-                    continue
-            changed.append((nibble, placed))
+                stop = bisect.bisect_left(paths, path + _NEXT[char], start + 2, hi)
+            nibble = NIBBLE[char]
+            bit = 1 << nibble
+            child_path = path + char
+            placed: Result
+            if bitmap & bit:
+                placed = self._changed_child(version, child_path, node, start=start, stop=stop)
+            elif stop == start + 1:
+                # An empty child and one write: its leaf, if it sets the key.
+                placed = batch[start] if batch[start][1] is not None else False
+            else:
+                # An empty child: the new keys under it, alone.
+                written = [item for item in batch[start:stop] if item[1] is not None]
+                placed = self._build(version, child_path, written) if written else False
+            if placed is not False:
+                changed.append((nibble, placed))
+            start = stop
         return changed
 
-    def _update_one(self, version: int, key: NodeKey, node: Internal, item: Item) -> Result:
+    def _changed_child(
+        self, version: int, child_path: str, node: Branch, *, start: int, stop: int
+    ) -> Result:
+        """The non-empty child of `node` at `child_path` after the writes
+        `_batch[start:stop]`."""
+        nibble = NIBBLE[child_path[-1]]
+        child_version = node[CHILD + nibble]
+        offset = SLOTS[nibble]
+        digest = node[0][offset : offset + HASH_SIZE]
+        item = self._batch[start]
+        if not node[LEAVES] & 1 << nibble:
+            child = self._cache.get(child_path)
+            if child is None or child[VERSION] != child_version:
+                child = self._internal(child_version, child_path, digest)
+            else:
+                self.cache_hits += 1
+            if stop == start + 1 and item[1] is not None:
+                return self._update_one(version, child_path, child, item)
+            return self._update(version, child_path, child, start, stop)
+        if stop == start + 1 and item[4]:
+            # A present key under a leaf child is that leaf's key: replaced unread.
+            if item[1] == digest:
+                return False
+            self._stale.append(_node_key(NodeKey, (child_version, child_path)))
+            return None if item[1] is None else item
+        return self._replace_leaf(
+            version, (child_version, child_path), digest, self._batch[start:stop]
+        )
+
+    def _update_one(self, version: int, path: str, node: Branch, item: Item) -> Result:
         """`_update` for one key set (not deleted): down its path, then up again rewriting
-        the nodes passed (the common case below the top levels of a large tree). The hot
-        path of `apply`: written out rather than through the general helpers."""
-        item_path, leaf, known = item
-        assert leaf is not None
-        passed: list[tuple[NodeKey, Internal, int]] = []
-        depth = len(key.path)
+        the nodes passed (the common case below the top levels of a large tree)."""
+        item_path, known = item[0], item[4]
+        depth = len(path)
+        passed: list[tuple[Branch, str, int]] = [(node, path, NIBBLE[item_path[depth]])]
         cache = self._cache
-        # The subtree below the lowest node passed: a node, and its key (None: a leaf to
-        # place under that node).
-        top: Leaf | Internal = leaf
-        top_key: NodeKey | None = None
+        # The subtree below the lowest node passed: a leaf to place under it, or the hash of
+        # an internal node written at this version.
+        top: Item | bytes = item
         while True:
-            nibble = NIBBLE[item_path[depth]]
+            nibble = passed[-1][2]
             bit = 1 << nibble
-            passed.append((key, node, nibble))
             depth += 1
-            if not node.bitmap & bit:
+            if not node[BITMAP] & bit:
                 break
-            child_key = _node_key(NodeKey, (node.versions[nibble], item_path[:depth]))
-            digest = node.hashes[nibble]
-            if node.leaves & bit:
+            child_version = node[CHILD + nibble]
+            child_path = item_path[:depth]
+            offset = SLOTS[nibble]
+            digest = node[0][offset : offset + HASH_SIZE]
+            if node[LEAVES] & bit:
                 if known:
                     # The key's own leaf: replaced without being read.
-                    if leaf.hash == digest:
+                    if item[1] == digest:
                         return False
-                    self._stale.append(child_key)
+                    self._stale.append(_node_key(NodeKey, (child_version, child_path)))
                     break
-                placed = self._replace_leaf(version, child_key.path, child_key, digest, [item])
+                placed = self._replace_leaf(version, (child_version, child_path), digest, [item])
                 if placed is False:
                     return False
                 assert placed is not None
-                top, top_key = placed.node, placed.key
+                top = placed
                 break
-            child = cache.get(child_key)
-            if child is None:
-                child = self._internal(child_key, digest)
+            child = cache.get(child_path)
+            if child is None or child[VERSION] != child_version:
+                child = self._internal(child_version, child_path, digest)
             else:
                 self.cache_hits += 1
-            key, node = child_key, child  # type: ignore[assignment]
-        return self._rewrite_up(version, passed, top, top_key)
+            node = child
+            passed.append((node, child_path, NIBBLE[item_path[depth]]))
+        return self._rewrite_up(version, passed, top)
 
     def _rewrite_up(
-        self,
-        version: int,
-        passed: list[tuple[NodeKey, Internal, int]],
-        top: Leaf | Internal,
-        top_key: NodeKey | None,
-    ) -> Placed:
-        """The nodes `passed` (root side first), each rewritten over the new subtree below."""
-        hash_of, nodes, stale, cache = self._hash_of, self._nodes, self._stale, self._cache
-        for key, node, nibble in reversed(passed):
-            stale.append(key)
-            cache.pop(key, None)
-            hashes, versions = list(node.hashes), list(node.versions)
+        self, version: int, passed: list[tuple[Branch, str, int]], top: Item | bytes
+    ) -> bytes:
+        """The nodes `passed` (root side first), each rewritten over the new subtree below
+        (`top`); the hash of the highest."""
+        new, nodes, stale, cache = self._new, self._nodes, self._stale, self._cache
+        leaf = top if isinstance(top, tuple) else None
+        for node, path, nibble in reversed(passed):
+            stale.append(_node_key(NodeKey, (node[VERSION], path)))
+            cache.pop(path, None)
             bit = 1 << nibble
-            if top_key is None:
-                nodes[_node_key(NodeKey, (version, key.path + _HEX[nibble]))] = encode_leaf(
-                    top.key,  # type: ignore[union-attr]
-                    top.value,  # type: ignore[union-attr]
+            slots = list(node)
+            if leaf is not None:
+                nodes[_node_key(NodeKey, (version, path + _HEX[nibble]))] = encode_leaf(
+                    leaf[2],
+                    leaf[3],  # type: ignore[arg-type]
                 )
-                leaves = node.leaves | bit
+                digest: bytes = leaf[1]  # type: ignore[assignment]
+                leaves = slots[LEAVES] = node[LEAVES] | bit
+                leaf = None
             else:
-                leaves = node.leaves & ~bit
-            hashes[nibble] = top.hash
-            versions[nibble] = version
-            top = Internal(
-                tuple(hashes),
-                tuple(versions),
-                node.bitmap | bit,
-                leaves,
-                hash_of(INTERNAL_DOMAIN + b"".join(hashes)),
-            )
-            top_key = _node_key(NodeKey, (version, key.path))
-            nodes[top_key] = encode_internal(top)
-            cache[top_key] = top
+                digest = top  # type: ignore[assignment]
+                leaves = slots[LEAVES] = node[LEAVES] & ~bit
+            offset = SLOTS[nibble]
+            hashed = node[0]
+            hashed = slots[0] = hashed[:offset] + digest + hashed[offset + HASH_SIZE :]
+            bitmap = slots[BITMAP] = node[BITMAP] | bit
+            top = slots[HASH] = new(hashed).digest()
+            slots[VERSION] = slots[CHILD + nibble] = version
+            branch = tuple(slots)
+            if bitmap == BITMAP_MAX:
+                # A full node's encoding, written out (the common case near the top).
+                data = encode_record(
+                    (INTERNAL_TAG, bitmap, leaves, branch[CHILD:], hashed[DOMAIN_SIZE:])
+                )
+            else:
+                data = encode_branch(branch)
+            nodes[_node_key(NodeKey, (version, path))] = data
+            if path:
+                cache[path] = branch
+            else:
+                self._remember_root(version, branch)
         if len(cache) > self._cache_max:
             self._evict()
-        return Placed(top, top_key)
+        assert isinstance(top, bytes)
+        return top
 
     def _replace_leaf(
-        self, version: int, path: str, key: NodeKey, digest: bytes, writes: list[Item]
+        self, version: int, key: tuple[int, str], digest: bytes, writes: list[Item]
     ) -> Result:
-        """The subtree of the leaf at `path` (stored at `key`, hashing to `digest`) after
+        """The subtree of the leaf at `key` (version, path; hashing to `digest`) after
         `writes`; the leaf is read only when it must move (a new key joins it)."""
         own: Item | None = None
         for item in writes:
-            if item[2] is None:
+            if item[4] is None:
                 # Which keys were present is not known: read the leaf.
-                return self._update_leaf(version, path, key, self._leaf(key, digest), writes)
-            if item[2]:
+                return self._update_leaf(version, key, self._leaf(*key, digest), writes)
+            if item[4]:
                 own = item
         if own is None:
             # Only new keys (and deletions of absent ones): the leaf stays, beside them.
             joining = [item for item in writes if item[1] is not None]
             if not joining:
                 return False
-            leaf = self._leaf(key, digest)
-            self._drop(key)
-            joining.append((leaf.path, leaf, True))
+            leaf = self._leaf(*key, digest)
+            self._drop(*key)
+            joining.append((leaf.path, leaf.hash, leaf.key, leaf.value, True))
             joining.sort(key=by_path)
-            return self._build(version, path, joining)
+            return self._build(version, key[1], joining)
         # A present key under a leaf child is that leaf's key: no other key lives there.
-        new = own[1]
         others = [item for item in writes if item is not own and item[1] is not None]
         if not others:
-            if new is not None and new.hash == digest:
+            if own[1] == digest:
                 return False
-            self._drop(key)
-            return None if new is None else Placed(new, None)
-        self._drop(key)
-        if new is not None:
+            self._drop(*key)
+            return None if own[1] is None else own
+        self._drop(*key)
+        if own[1] is not None:
             others.append(own)
             others.sort(key=by_path)
-        return self._build(version, path, others)
+        return self._build(version, key[1], others)
 
     def _update_leaf(
-        self, version: int, path: str, key: NodeKey, leaf: Leaf, writes: list[Item]
+        self, version: int, key: tuple[int, str], leaf: Leaf, writes: list[Item]
     ) -> Result:
-        own: Leaf | None = leaf
+        """The subtree of `leaf` (stored at `key`, version and path) after `writes`."""
+        own: Item | None = (leaf.path, leaf.hash, leaf.key, leaf.value, True)
         others: list[Item] = []
         for item in writes:
             if item[0] == leaf.path:
-                own = item[1]
+                own = item if item[1] is not None else None
             elif item[1] is not None:
                 others.append(item)
-        if not others and own is not None and own.hash == leaf.hash:
+        if not others and own is not None and own[1] == leaf.hash:
             return False
-        self._drop(key)
+        self._drop(*key)
         if own is not None:
-            others.append((own.path, own, True))
+            others.append(own)
             others.sort(key=by_path)
-        return self._build(version, path, others)
+        return self._build(version, key[1], others)
 
-    def _build(self, version: int, path: str, leaves: list[Item]) -> Placed | None:
-        """A subtree at `path` of `leaves` alone (no None among them)."""
+    def _build(self, version: int, path: str, leaves: list[Item]) -> Result:
+        """A subtree at `path` of `leaves` alone (sorted, no deletion among them)."""
         if not leaves:
             return None
         if len(leaves) == 1:
-            leaf = leaves[0][1]
-            assert leaf is not None
-            return Placed(leaf, None)
+            return leaves[0]
         assert len(path) < PATH_LENGTH, "two leaves with one key hash"
-        changed: list[tuple[int, Placed | None]] = []
+        empty = self._empty
+        depth = len(path)
+        if len(leaves) == 2 and leaves[0][0][depth] != leaves[1][0][depth]:
+            # Two leaves parting at the next nibble (a new key beside a leaf, mostly).
+            first, second = NIBBLE[leaves[0][0][depth]], NIBBLE[leaves[1][0][depth]]
+            bits = 1 << first | 1 << second
+            pair: list[tuple[int, Result]] = [(first, leaves[0]), (second, leaves[1])]
+            return self._finish(version, path, ([empty] * RADIX, [0] * RADIX, bits, bits), pair)
+        changed: list[tuple[int, Result]] = []
         bitmap = leaf_bits = 0
         for nibble, group in _groups(leaves, len(path)):
             bitmap |= 1 << nibble
             if len(group) == 1:
                 leaf_bits |= 1 << nibble
-            changed.append((nibble, self._build(version, path + _HEX[nibble], group)))
-        slots = ([self._empty] * RADIX, [0] * RADIX, bitmap, leaf_bits)
-        return self._finish(version, path, slots, changed)
+                changed.append((nibble, group[0]))
+            else:
+                changed.append((nibble, self._build(version, path + _HEX[nibble], group)))
+        return self._finish(
+            version, path, ([empty] * RADIX, [0] * RADIX, bitmap, leaf_bits), changed
+        )
 
     def _finish(
         self,
         version: int,
         path: str,
         slots: tuple[list[bytes], list[int], int, int],
-        changed: list[tuple[int, Placed | None]],
-    ) -> Placed:
+        changed: list[tuple[int, Result]],
+    ) -> bytes:
         """The internal node at `path`, written at this version: its `slots` (hashes and
         versions, copies of the old node's or empty; the bitmaps of children and of leaves as
-        they are now) with the `changed` children put in."""
+        they are now) with the `changed` children put in. Its hash."""
         hashes, versions, bitmap, leaves = slots
+        assert 0 < bitmap <= BITMAP_MAX
         empty = self._empty
         nodes = self._nodes
         for nibble, placed in changed:
@@ -398,24 +403,33 @@ class TreeWriter(NodeCache):
                 hashes[nibble] = empty
                 versions[nibble] = 0
                 continue
-            child = placed.node
-            if placed.key is None:
-                assert isinstance(child, Leaf)
-                nodes[NodeKey(version, path + _HEX[nibble])] = encode_leaf(child.key, child.value)
-            hashes[nibble] = child.hash
+            if isinstance(placed, tuple):
+                nodes[_node_key(NodeKey, (version, path + _HEX[nibble]))] = encode_leaf(
+                    placed[2],
+                    placed[3],  # type: ignore[arg-type]
+                )
+                hashes[nibble] = placed[1]  # type: ignore[assignment]
+            else:
+                assert placed is not False
+                hashes[nibble] = placed
             versions[nibble] = version
-        node = internal_node(self._suite, hashes, versions, bitmap, leaves)
-        return self._place(NodeKey(version, path), node)
+        hashed = INTERNAL_DOMAIN + b"".join(hashes)
+        digest = self._new(hashed).digest()
+        node: Branch = (hashed, bitmap, leaves, digest, version, *versions)
+        nodes[_node_key(NodeKey, (version, path))] = encode_branch(node, hashes)
+        if path:
+            self._remember(path, node)
+        else:
+            self._remember_root(version, node)
+        return digest
 
-    def _place(self, key: NodeKey, node: Internal) -> Placed:
-        self._nodes[key] = encode_internal(node)
-        self._remember(key, node)
-        return Placed(node, key)
-
-    def _drop(self, key: NodeKey) -> None:
-        """`key` is stale from this version on: list it, and forget it."""
-        self._stale.append(key)
-        self._cache.pop(key, None)
+    def _drop(self, version: int, path: str) -> None:
+        """The node at `path` written at `version` is stale from this version on: list it,
+        and forget it."""
+        self._stale.append(_node_key(NodeKey, (version, path)))
+        cached = self._cache.get(path)
+        if cached is not None and cached[VERSION] == version:
+            del self._cache[path]
 
 
 def _groups(items: list[Item], depth: int) -> list[tuple[int, list[Item]]]:
@@ -424,12 +438,11 @@ def _groups(items: list[Item], depth: int) -> list[tuple[int, list[Item]]]:
     groups = []
     while start < end:
         path = items[start][0]
-        nibble = NIBBLE[path[depth]]
-        if nibble == RADIX - 1:
+        char = path[depth]
+        if char == "f":
             stop = end
         else:
-            bound = path[:depth] + _HEX[nibble + 1]
-            stop = bisect.bisect_left(items, bound, start, end, key=by_path)
-        groups.append((nibble, items[start:stop]))
+            stop = bisect.bisect_left(items, path[:depth] + _NEXT[char], start, end, key=by_path)
+        groups.append((NIBBLE[char], items[start:stop]))
         start = stop
     return groups
