@@ -21,26 +21,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from consortia.consensus import events as ev
 from consortia.consensus import restore
 from consortia.consensus.block_sync import BlockSync, Fetch
 from consortia.consensus.commits import CommitLog
 from consortia.consensus.config import Params, ReplicaSetup
 from consortia.consensus.durable import DurableGate
 from consortia.consensus.epoch_change import EpochChange
-from consortia.consensus.events import (
-    Action,
-    Broadcast,
-    Counters,
-    EnterEpoch,
-    Event,
-    Halt,
-    MessageReceived,
-    PayloadReady,
-    PersistDone,
-    Send,
-    Start,
-    TimerFired,
-)
 from consortia.consensus.invariants import (
     InvariantBrokenError,
     before_event,
@@ -51,39 +38,26 @@ from consortia.consensus.pacemaker import Pacemaker
 from consortia.consensus.proposals import Proposals
 from consortia.consensus.safety import Refusal
 from consortia.consensus.votes import VoteCollector
-from consortia.types.consensus import (
-    Block,
-    BlockRequest,
-    BlockResponse,
-    ConsensusMessage,
-    EpochChangeRequest,
-    EpochChangeResponse,
-    Proposal,
-    QuorumCertificate,
-    SafetyState,
-    Timeout,
-    TimeoutCertificate,
-    Vote,
-)
+from consortia.types import consensus as msg
 from consortia.types.execution import ExecutionHeader
 from consortia.types.signing import SigningDomain, block_id
 
 # Transitions: every input the replica takes and the one method that handles it.
 ON_EVENT: Final = {
-    Start: "_start",
-    MessageReceived: "_on_message",
-    TimerFired: "_on_timer",
-    PayloadReady: "_on_payload",
-    PersistDone: "_on_persisted",
+    ev.Start: "_start",
+    ev.MessageReceived: "_on_message",
+    ev.TimerFired: "_on_timer",
+    ev.PayloadReady: "_on_payload",
+    ev.PersistDone: "_on_persisted",
 }
 ON_MESSAGE: Final = {
-    Proposal: "_on_proposal",
-    Vote: "_on_vote",
-    Timeout: "_on_timeout",
-    BlockRequest: "_on_block_request",
-    BlockResponse: "_on_block_response",
-    EpochChangeRequest: "_on_epoch_request",
-    EpochChangeResponse: "_on_epoch_response",
+    msg.Proposal: "_on_proposal",
+    msg.Vote: "_on_vote",
+    msg.Timeout: "_on_timeout",
+    msg.BlockRequest: "_on_block_request",
+    msg.BlockResponse: "_on_block_response",
+    msg.EpochChangeRequest: "_on_epoch_request",
+    msg.EpochChangeResponse: "_on_epoch_response",
 }
 
 
@@ -96,12 +70,12 @@ class Replica:
         self.domain = SigningDomain(setup.genesis_hash)
         self.suite = setup.suite
         self.params: Params = setup.params
-        self.counters = Counters()  # only rise; keyed by closed sets (DropReason, RefusalRule)
+        self.counters = ev.Counters()  # only rise; keyed by closed sets (DropReason, RefusalRule)
         self.now_ms = 0  # the latest time an event carried; never decreases
         self.halted: str | None = None  # why the replica stopped; then it answers nothing
         self.started = False  # `Start` was handled: from then on round >= 1 (see below)
         # Actions of the event being handled; shared with the seams, emptied by `handle`.
-        self._out: list[Action] = []
+        self._out: list[ev.Action] = []
 
         # Where it left off (`restore.py`). All of this epoch; set anew only by `_enter_epoch`.
         self.epoch = setup.epoch_config.epoch  # never decreases
@@ -117,7 +91,7 @@ class Replica:
         # None or a TC of this epoch for round - 1; proposed_round and payload_requested_round
         # are at most round.
         self.round = 0
-        self.last_tc: TimeoutCertificate | None = None
+        self.last_tc: msg.TimeoutCertificate | None = None
         self.proposed_round = 0
         self.payload_requested_round = 0
         # The QC that made this replica's latest commit of this epoch final (None: none yet).
@@ -139,7 +113,7 @@ class Replica:
 
     # ------------------------------------------------------------------ entry point
 
-    def handle(self, event: Event) -> list[Action]:
+    def handle(self, event: ev.Event) -> list[ev.Action]:
         """Process one event; return the actions for the driver, in order."""
         if self.halted is not None:
             return []
@@ -154,7 +128,7 @@ class Replica:
         except InvariantBrokenError as broken:
             self._out.clear()
             self.halted = str(broken)
-            return [Halt(self.halted)]
+            return [ev.Halt(self.halted)]
         out = self._out.copy()
         self._out.clear()
         return out
@@ -169,7 +143,7 @@ class Replica:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _start(self, event: Start) -> None:
+    def _start(self, event: ev.Start) -> None:
         start_round, tc = restore.start_round(self.tree.high_qc, self.safety.state, self.epoch)
         if tc is not None:
             # Restarted after timing out or voting in a round entered through this TC: resume
@@ -180,7 +154,7 @@ class Replica:
         self.started = True
         self._enter_round(start_round)
 
-    def _on_timer(self, event: TimerFired) -> None:
+    def _on_timer(self, event: ev.TimerFired) -> None:
         if event.epoch == self.epoch and event.round == self.round:
             self._local_timeout()
 
@@ -216,7 +190,7 @@ class Replica:
             self.payload_requested_round = self.round
             self._out.append(request)
 
-    def _on_payload(self, event: PayloadReady) -> None:
+    def _on_payload(self, event: ev.PayloadReady) -> None:
         if event.epoch != self.epoch or event.round != self.round:
             return
         if self.proposed_round >= self.round or self.leaders.leader(self.round) != self.node_id:
@@ -228,21 +202,21 @@ class Replica:
         self.proposed_round = self.round
         # Like a vote: the proposal leaves (and reaches this replica) once the state that
         # records it is durable, so a restarted leader never signs another for this round.
-        self._persist_then(state, [Broadcast(proposal)], [proposal])
+        self._persist_then(state, [ev.Broadcast(proposal)], [proposal])
 
     # ------------------------------------------------------------------ messages
 
-    def _on_message(self, event: MessageReceived) -> None:
+    def _on_message(self, event: ev.MessageReceived) -> None:
         self._receive(event.sender, event.message)
 
-    def _receive(self, sender: bytes, message: ConsensusMessage) -> None:
+    def _receive(self, sender: bytes, message: msg.ConsensusMessage) -> None:
         handler: Any = getattr(self, ON_MESSAGE[type(message)])
         handler(message, sender)
 
     def _same_epoch(self, sender: bytes, epoch: int) -> bool:
         return self.epochs.same_epoch(sender, epoch, self.epoch, self.now_ms)
 
-    def _on_proposal(self, proposal: Proposal, sender: bytes) -> None:
+    def _on_proposal(self, proposal: msg.Proposal, sender: bytes) -> None:
         header = proposal.block.header
         if not self._same_epoch(sender, header.epoch):
             return
@@ -264,7 +238,7 @@ class Replica:
             return
         self._accept_proposal(sender, new_id, proposal)
 
-    def _accept_proposal(self, sender: bytes, new_id: bytes, proposal: Proposal) -> None:
+    def _accept_proposal(self, sender: bytes, new_id: bytes, proposal: msg.Proposal) -> None:
         block = proposal.block
         header = block.header
         if not self.proposals.admissible(proposal, self.tree, self.epoch):
@@ -283,16 +257,16 @@ class Replica:
         if next_leader == self.node_id:
             self._persist_then(state, [], [vote], block)
         else:
-            self._persist_then(state, [Send(next_leader, vote)], [], block)
+            self._persist_then(state, [ev.Send(next_leader, vote)], [], block)
 
-    def _on_vote(self, vote: Vote, sender: bytes) -> None:
+    def _on_vote(self, vote: msg.Vote, sender: bytes) -> None:
         if not self._same_epoch(sender, vote.data.epoch):
             return
         qc = self.votes.add_vote(vote, self.round, self.tree, self.params.rounds_ahead_max)
         if qc is not None:
             self._process_qc(qc, sender)
 
-    def _on_timeout(self, timeout: Timeout, sender: bytes) -> None:
+    def _on_timeout(self, timeout: msg.Timeout, sender: bytes) -> None:
         data = timeout.data
         if not self._same_epoch(sender, data.epoch):
             return
@@ -311,7 +285,7 @@ class Replica:
         if tc is not None:
             self._process_tc(tc, sender)
 
-    def _adopt_certificates(self, sender: bytes, timeout: Timeout) -> None:
+    def _adopt_certificates(self, sender: bytes, timeout: msg.Timeout) -> None:
         """Certificates first, whatever the timeout's round: they are self-authenticating, and
         they are how a replica that fell far behind learns where everyone else is."""
         commit_qc = timeout.high_commit_qc
@@ -342,12 +316,12 @@ class Replica:
             )
             if signed is not None:
                 messages, state = signed
-                self._persist_then(state, [Broadcast(m) for m in messages], [*messages])
+                self._persist_then(state, [ev.Broadcast(m) for m in messages], [*messages])
         self._out.append(self.pacemaker.timer(self.epoch, self.round))
 
     # ------------------------------------------------------------------ certificates
 
-    def _process_qc(self, qc: QuorumCertificate, peer: bytes) -> None:
+    def _process_qc(self, qc: msg.QuorumCertificate, peer: bytes) -> None:
         """Adopt a verified QC: raise the high QC, commit by the two-chain rule, advance."""
         if qc.epoch != self.epoch:
             return
@@ -364,7 +338,7 @@ class Replica:
         elif qc.block_id in self.tree:
             self._request_payload()
 
-    def _process_tc(self, tc: TimeoutCertificate, peer: bytes) -> None:
+    def _process_tc(self, tc: msg.TimeoutCertificate, peer: bytes) -> None:
         """Adopt a verified TC: first the QC it carries, then round tc.round + 1."""
         self._process_qc(tc.high_qc, peer)
         if tc.epoch != self.epoch or tc.round + 1 <= self.round:
@@ -372,12 +346,12 @@ class Replica:
         self.last_tc = tc
         self._enter_round(tc.round + 1)
 
-    def _try_commit(self, qc: QuorumCertificate) -> None:
+    def _try_commit(self, qc: msg.QuorumCertificate) -> None:
         target = self.tree.commit_candidate(qc)
         if target is not None:
             self._commit(target, qc)
 
-    def _commit(self, target: bytes, proof: QuorumCertificate) -> None:
+    def _commit(self, target: bytes, proof: msg.QuorumCertificate) -> None:
         """Commit `target` and its ancestors (`commits.py`); enter the next epoch when the
         commit reached the block that ends this one."""
         commit, ending_headers = self.chain.commit(
@@ -392,7 +366,7 @@ class Replica:
         ending = commit.blocks[-1]
         self._enter_epoch(ending, self.epochs.ended(ending, ending_headers, proof))
 
-    def _enter_epoch(self, ending: Block, proof: EpochChangeResponse | None) -> None:
+    def _enter_epoch(self, ending: msg.Block, proof: msg.EpochChangeResponse | None) -> None:
         """Hand over to the epoch `ending` names (`restore.next_epoch`): the tree from
         `ending`, the seams and the round state reset, a fresh safety state persisted."""
         config = ending.header.next_epoch
@@ -408,7 +382,7 @@ class Replica:
         self.last_tc = self.high_commit_qc = None
         self.pacemaker.new_epoch()
         self.round = self.proposed_round = self.payload_requested_round = 0
-        self._out.append(EnterEpoch(config, proof))
+        self._out.append(ev.EnterEpoch(config, proof))
         # A restart between this epoch's first durable state and the record of `ending` kept
         # that state (restore.safety_rules): kept as is, it may hold this epoch's signatures.
         state = self.safety.state
@@ -422,14 +396,14 @@ class Replica:
 
     def _persist_then(
         self,
-        state: SafetyState,
-        outgoing: list[Action],
-        loopback: list[ConsensusMessage],
-        block: Block | None = None,
+        state: msg.SafetyState,
+        outgoing: list[ev.Action],
+        loopback: list[msg.ConsensusMessage],
+        block: msg.Block | None = None,
     ) -> None:
         self._out.append(self.durable.persist(state, outgoing, loopback, block))
 
-    def _on_persisted(self, event: PersistDone) -> None:
+    def _on_persisted(self, event: ev.PersistDone) -> None:
         for held in self.durable.release(event.sequence):
             self._out.extend(held.outgoing)
             for message in held.loopback:
@@ -442,10 +416,10 @@ class Replica:
             target_id, peer, epoch=self.epoch, now_ms=self.now_ms, commit_through=commit_through
         )
 
-    def _on_block_request(self, request: BlockRequest, sender: bytes) -> None:
+    def _on_block_request(self, request: msg.BlockRequest, sender: bytes) -> None:
         self.sync.on_request(request, sender, self.chain.get)
 
-    def _on_block_response(self, response: BlockResponse, sender: bytes) -> None:
+    def _on_block_response(self, response: msg.BlockResponse, sender: bytes) -> None:
         connected, forget_epoch_proof = self.sync.on_response(
             sender, response, epoch=self.epoch, now_ms=self.now_ms
         )
@@ -484,10 +458,10 @@ class Replica:
 
     # ------------------------------------------------------------------ epochs
 
-    def _on_epoch_request(self, request: EpochChangeRequest, sender: bytes) -> None:
+    def _on_epoch_request(self, request: msg.EpochChangeRequest, sender: bytes) -> None:
         self.epochs.on_request(sender, request)
 
-    def _on_epoch_response(self, response: EpochChangeResponse, sender: bytes) -> None:
+    def _on_epoch_response(self, response: msg.EpochChangeResponse, sender: bytes) -> None:
         if not self.epochs.accept(response, self.epoch, self.validators, self.epoch_root_id):
             return
         if not self._finish_epoch_change():
