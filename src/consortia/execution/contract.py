@@ -6,7 +6,7 @@ the block's height and agreed time, calls into other contracts, the chain's cryp
 far as a contract may use it (deterministic checks, hashes, signature checks) and the chain's
 identity (its id and genesis hash); the `Host` protocol, the only thing a `Context` asks of
 the engine; the gas schedule and the per-call limits; the argument parsers every contract
-shares; `frozen_now`, the one rule for whether a freeze holds; `SealedView`, what a contract
+shares (written in `arguments.py`, offered here); `frozen_now`, the one rule for whether a freeze holds; `SealedView`, what a contract
 may see of a sealed (encrypted) record.
 
 Must never: import the engine, the state tree or the registry (the engine imports this
@@ -26,11 +26,23 @@ minor units).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, NoReturn, Protocol, TypeGuard, TypeVar
+from typing import Any, ClassVar, Final, NoReturn, Protocol, TypeVar
 
+from consortia.execution.arguments import (
+    HASH_HEX_LENGTH,
+    HEX_DIGITS,
+    ID_CHARACTERS,
+    PUBLIC_KEY_HEX_LENGTHS,
+    arg_hex,
+    arg_int,
+    arg_list,
+    arg_str,
+    is_account_id,
+    is_currency,
+    is_hex,
+)
 from consortia.execution.values import (
     KEY_LENGTH_MAX,
     VALUE_BYTES_MAX,
@@ -43,9 +55,7 @@ from consortia.execution.values import (
 from consortia.types.genesis import Genesis
 from consortia.types.primitives import (
     ACCOUNT_ID_LENGTH_MAX,
-    ACCOUNT_ID_PATTERN,
     CURRENCY_DEFAULT,
-    CURRENCY_PATTERN,
     PAYLOAD_ITEM_SIZE_MAX,
     VALIDATORS_MAX,
 )
@@ -464,93 +474,3 @@ def frozen_now(record: Mapping[str, Any], height: int) -> bool:
         return False
     until = record.get("frozen_until")
     return not (isinstance(until, int) and height > until)
-
-
-# Argument helpers: a malformed argument is the caller's mistake, with a stable code.
-
-HEX_DIGITS: Final = frozenset("0123456789abcdef")
-# The characters of the ids contracts create (accounts, receivables): letters, digits, _ . : -
-ID_CHARACTERS: Final = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
-)
-PUBLIC_KEY_HEX_LENGTHS: Final = (64, 130)  # Ed25519 (32 bytes), SM2 uncompressed (65 bytes)
-HASH_HEX_LENGTH: Final = 64  # SHA-256 and SM3 alike: digests and node ids
-
-
-def arg_int(
-    args: Mapping[str, Any], name: str, *, minimum: int | None = None, maximum: int | None = None
-) -> int:
-    value = args.get(name)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ContractError("bad_argument", f"{name} must be an integer")
-    if minimum is not None and value < minimum:
-        raise ContractError("bad_argument", f"{name} must be at least {minimum}")
-    if maximum is not None and value > maximum:
-        raise ContractError("bad_argument", f"{name} is at most {maximum}")
-    return value
-
-
-def arg_str(args: Mapping[str, Any], name: str, *, max_length: int = 256) -> str:
-    value = args.get(name)
-    if not isinstance(value, str) or not value or len(value) > max_length:
-        raise ContractError("bad_argument", f"{name} must be a non-empty string")
-    return value
-
-
-def arg_list(args: Mapping[str, Any], name: str, *, max_length: int = 256) -> list[Any]:
-    value = args.get(name)
-    if not isinstance(value, list) or len(value) > max_length:
-        raise ContractError("bad_argument", f"{name} must be a list of at most {max_length}")
-    return value
-
-
-_CURRENCY: Final = re.compile(CURRENCY_PATTERN)
-_ACCOUNT_ID: Final = re.compile(ACCOUNT_ID_PATTERN)
-
-
-def is_account_id(value: object) -> TypeGuard[str]:
-    """Whether `value` is an account id a transaction can carry as its sender (1 to 64
-    letters, digits, _ . -; types.primitives.ACCOUNT_ID_PATTERN): no colon, so never a
-    contract's "contract:<name>"."""
-    return isinstance(value, str) and _ACCOUNT_ID.match(value) is not None
-
-
-def is_currency(value: object) -> TypeGuard[str]:
-    """Whether `value` is a currency code as the genesis document spells one (three capital
-    letters, types.primitives.CURRENCY_PATTERN)."""
-    return isinstance(value, str) and _CURRENCY.match(value) is not None
-
-
-def is_hex(value: object, *, length_max: int | None = None) -> TypeGuard[str]:
-    """Whether `value` is lowercase hex of whole bytes (an even number of digits; the empty
-    string is no bytes), of at most `length_max` digits when given. The one hex check of the
-    contracts and of the suite checks below."""
-    return (
-        isinstance(value, str)
-        and len(value) % 2 == 0
-        and (length_max is None or len(value) <= length_max)
-        and set(value) <= HEX_DIGITS
-    )
-
-
-def arg_hex(
-    args: Mapping[str, Any],
-    name: str,
-    lengths: tuple[int, ...] = (),
-    *,
-    length_max: int | None = None,
-) -> str:
-    """Lowercase hex (keys, node ids, digests and sealed bytes travel so): of one of `lengths`
-    digits, or, given `length_max` instead, of 1 to `length_max` digits of whole bytes."""
-    assert bool(lengths) != (length_max is not None), "lengths or length_max, not both"
-    value = args.get(name)
-    if length_max is not None:
-        if is_hex(value, length_max=length_max) and value:
-            return value
-        raise ContractError(
-            "bad_argument", f"{name} is lowercase hex of at most {length_max} digits"
-        )
-    if is_hex(value) and len(value) in lengths:
-        return value
-    digits = " or ".join(str(n) for n in lengths)
-    raise ContractError("bad_argument", f"{name} must be lowercase hex of {digits} digits")
