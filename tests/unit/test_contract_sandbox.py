@@ -33,10 +33,11 @@ from consortia.execution import genesis as genesis_module
 from consortia.execution import jmt as jmt_module
 from consortia.execution import jmt_write as jmt_write_module
 from consortia.execution import registry as registry_module
+from consortia.execution.block_run import BlockRun
 from consortia.execution.committed import CommittedState
 from consortia.execution.contract import Context, Contract, Meter, method
 from consortia.execution.contracts.system import System
-from consortia.execution.engine import BlockRun, Engine
+from consortia.execution.engine import Engine
 from consortia.execution.jmt import JellyfishTree, MemoryNodeStore
 from consortia.execution.registry import ContractRegistry
 from tests.execution_helpers import Ledger, make_ledger
@@ -233,6 +234,8 @@ def test_no_allowed_module_names_the_engine_state_or_registry(module: types.Modu
     [
         "from consortia.execution.engine import Engine",
         "from consortia.execution.engine import BlockRun",
+        "from consortia.execution.block_run import BlockRun",
+        "from .. import block_run",
         "from consortia.execution.committed import CommittedState",
         "from consortia.execution.jmt import JellyfishTree",
         "from consortia.execution.registry import ContractRegistry",

@@ -6,8 +6,8 @@ the block's height and agreed time, calls into other contracts, the chain's cryp
 far as a contract may use it (deterministic checks, hashes, signature checks) and the chain's
 identity (its id and genesis hash); the `Host` protocol, the only thing a `Context` asks of
 the engine; the gas schedule and the per-call limits; the argument parsers every contract
-shares (written in `arguments.py`, offered here); `frozen_now`, the one rule for whether a freeze holds; `SealedView`, what a contract
-may see of a sealed (encrypted) record.
+shares (written in `arguments.py`, offered here); `frozen_now`, the one rule for whether a
+freeze holds; `SealedView`, what a contract may see of a sealed (encrypted) record.
 
 Must never: import the engine, the state tree or the registry (the engine imports this
 module, never the other way round), or hand a contract anything that reaches them. A

@@ -7,10 +7,10 @@
     prove(contract, key, height=None)    -> StateAnswer (value and proof under that root)
 
 Owns: transaction admission, the order of a block's transactions, the per-call overlays
-(`BlockRun`, the `Host` every contract call goes through), receipts, nonces, and committing a
-block's writes to committed state (`committed.py`: current values in memory, history and
-proofs in the versioned sparse Merkle tree, whose nodes come through an injected reader and
-leave as `last_update` for the node to store).
+(`BlockRun` in block_run.py, the `Host` every contract call goes through), receipts, nonces,
+and committing a block's writes to committed state (`committed.py`: current values in memory,
+history and proofs in the versioned sparse Merkle tree, whose nodes come through an injected
+reader and leave as `last_update` for the node to store).
 
 Deterministic: the same blocks give the same receipts and roots on every machine. The only
 clock is the block's agreed `time_ms`; there is no randomness, no I/O and no floating point.
@@ -27,31 +27,28 @@ tree or the registry.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from consortia.crypto import Suite
 from consortia.errors import ConsortiaError, DecodeError
+from consortia.execution.block_run import BlockRun
 from consortia.execution.committed import HISTORY_HEIGHTS_DEFAULT, CommittedState
 from consortia.execution.contract import (
     GAS_TX_BASE,
     TX_GAS_LIMIT,
     Context,
-    Contract,
     ContractError,
     Event,
     Meter,
-    SealedView,
     StateReader,
     frozen_now,
 )
 from consortia.execution.contracts import identity_state, system
 from consortia.execution.jmt_nodes import NodeReader, TreeUpdate
 from consortia.execution.registry import (
-    Code,
     ContractRegistry,
     UnknownContractCodeError,
-    code_for,
 )
 from consortia.execution.suite_checks import SuiteChecks
 from consortia.execution.values import canonical, decode_value, state_key
@@ -110,147 +107,6 @@ class BlockResult:
     @property
     def events(self) -> list[Event]:
         return [event for receipt in self.receipts for event in receipt.events]
-
-
-# A key's previous state in the journal when the block had not written it yet.
-_UNWRITTEN: Any = object()
-
-
-@dataclass(slots=True)
-class BlockRun:
-    """One block being executed, and the `Host` its contract calls see.
-
-    The block's writes over committed state, with a journal so that a failed call discards
-    exactly its own writes: every write inside a call records the key's previous value, and
-    discarding a call restores them back to the call's mark (reads are then one lookup, and
-    keeping a call copies nothing). It reads committed state through a read-only view and
-    finds code in a read-only map: nothing in it reaches the engine, the state tree or the
-    registry (its suite checks hold the chain's suite, for deterministic checks only)."""
-
-    committed: Mapping[bytes, bytes]
-    code: Code
-    height: int
-    time_ms: int
-    checks: SuiteChecks
-    # The block's writes so far (kept calls and the calls still open); None deletes.
-    block_writes: dict[bytes, bytes | None] = field(default_factory=dict)
-    # (key, previous value or _UNWRITTEN) for every write since the outermost open call.
-    _journal: list[tuple[bytes, Any]] = field(default_factory=list)
-    # The journal's length when each open call began, outermost first.
-    _marks: list[int] = field(default_factory=list)
-    # Deployment records the engine looked up, with the stored bytes they were decoded from
-    # (a record is decoded again only when its bytes are no longer the ones read then).
-    _deployments: dict[str, tuple[bytes | None, dict[str, Any] | None]] = field(
-        default_factory=dict
-    )
-
-    # The Host protocol.
-
-    def read(self, key: bytes) -> bytes | None:
-        writes = self.block_writes
-        if key in writes:
-            return writes[key]
-        return self.committed.get(key)
-
-    def write(self, key: bytes, value: bytes | None) -> None:
-        assert self._marks, "writes happen inside a call"
-        self._journal.append((key, self.block_writes.get(key, _UNWRITTEN)))
-        self.block_writes[key] = value
-
-    def call(self, ctx: Context, method_name: str, args: dict[str, Any]) -> Any:
-        instance = self._active(ctx.contract)
-        self.begin()
-        events_before = len(ctx.events)
-        try:
-            result = instance.call(ctx, method_name, args)
-        except BaseException:
-            # A failed call leaves nothing behind: neither its writes nor its events.
-            self.discard()
-            del ctx.events[events_before:]
-            raise
-        self.keep()
-        return result
-
-    def has_code(self, contract: str, version: int) -> bool:
-        return (contract, version) in self.code
-
-    def migrate(self, ctx: Context, version: int, from_version: int) -> None:
-        if ctx.caller != system.CALLER:
-            raise ContractError("not_authorised", "only sys runs a contract's migrate")
-        code_for(self.code, ctx.contract, version).migrate(ctx, from_version)
-
-    def suite_name(self) -> str:
-        return self.checks.suite_name()
-
-    def valid_encryption_public_key(self, public_key: bytes) -> bool:
-        return self.checks.valid_encryption_public_key(public_key)
-
-    def wrapped_key_size(self) -> int:
-        return self.checks.wrapped_key_size()
-
-    def decode_sealed(self, encoded: str) -> SealedView | None:
-        return self.checks.decode_sealed(encoded)
-
-    def opening_matches(self, label: str, commitment: bytes, salt: bytes, value: bytes) -> bool:
-        return self.checks.opening_matches(label, commitment, salt, value)
-
-    def signature_valid(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
-        return self.checks.signature_valid(public_key, message, signature)
-
-    def hash(self, data: bytes) -> bytes:
-        return self.checks.hash(data)
-
-    def chain_id(self) -> str:
-        return self.checks.chain_id()
-
-    def genesis_hash(self) -> bytes:
-        return self.checks.genesis_hash()
-
-    # The engine's side.
-
-    def query(self, contract: str, key: str) -> Any:
-        """A `StateReader` over this block's state as it stands, unmetered (admission)."""
-        return decode_value(self.read(state_key(contract, key)))
-
-    def begin(self) -> None:
-        self._marks.append(len(self._journal))
-
-    def keep(self) -> None:
-        self._marks.pop()
-        if not self._marks:
-            self._journal.clear()  # nothing open could discard these writes any more
-
-    def discard(self) -> None:
-        mark = self._marks.pop()
-        journal, writes = self._journal, self.block_writes
-        for key, previous in reversed(journal[mark:]):
-            if previous is _UNWRITTEN:
-                del writes[key]
-            else:
-                writes[key] = previous
-        del journal[mark:]
-
-    @property
-    def open_calls(self) -> int:
-        return len(self._marks)
-
-    def deployment(self, contract: str) -> dict[str, Any] | None:
-        """`contract`'s deployment record as this block stands (unmetered; never mutate it)."""
-        raw = self.read(state_key(system.CONTRACT, system.deployment_key(contract)))
-        cached = self._deployments.get(contract)
-        if cached is not None and cached[0] is raw:
-            return cached[1]
-        record = system.read_deployment(self.query, contract)
-        self._deployments[contract] = (raw, record)
-        return record
-
-    def _active(self, contract: str) -> Contract:
-        record = self.deployment(contract)
-        if record is None:
-            raise ContractError("unknown_contract", f"no contract {contract!r}")
-        if not system.deployment_runs(record, self.height):
-            raise ContractError(f"contract_{record['status']}", f"{contract} is {record['status']}")
-        return code_for(self.code, contract, int(record["active_version"]))
 
 
 class ProtocolUnsupportedError(ConsortiaError):
