@@ -30,8 +30,6 @@ from consortia.client.sdk import (
     EXPIRY_AHEAD_DEFAULT,
     MSGPACK,
     NONCES_PER_REQUEST,
-    POLL_S_MAX,
-    POLL_S_MIN,
     WAIT_S_DEFAULT,
     ChainInfo,
     ClientError,
@@ -40,6 +38,7 @@ from consortia.client.sdk import (
     batch_results,
     batches_of,
     need_light,
+    poll_pauses,
     raise_for,
     state_path,
     unreachable_error,
@@ -176,7 +175,7 @@ class AsyncClient:
 
     async def wait(self, tx_hash: str, timeout_s: float = WAIT_S_DEFAULT) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
-        pause = POLL_S_MIN
+        pauses = poll_pauses()
         while True:
             try:
                 record = await self.transaction(tx_hash)
@@ -187,8 +186,7 @@ class AsyncClient:
                     raise
             if time.monotonic() > deadline:
                 raise TimeoutWaitingError(tx_hash, timeout_s)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, POLL_S_MAX)
+            await asyncio.sleep(next(pauses))
 
     async def call(
         self,

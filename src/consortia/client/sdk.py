@@ -9,7 +9,7 @@ same API). Must never send a private key or a passphrase anywhere, nor log one.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
@@ -43,6 +43,15 @@ BATCH_TRANSACTIONS_MAX: Final = 2000
 NONCES_PER_REQUEST: Final = 1000  # accounts a POST /v1/nonces asks about (the node's limit)
 T = TypeVar("T")
 MSGPACK: Final = {"content-type": "application/msgpack"}
+
+
+def poll_pauses(first_s: float = POLL_S_MIN, most_s: float = POLL_S_MAX) -> Iterator[float]:
+    """The pauses between the polls of a wait (the SDK's, the asynchronous SDK's and the data
+    gateway's): `first_s`, then doubling, never more than `most_s`."""
+    pause = first_s
+    while True:
+        yield pause
+        pause = min(pause * 2, most_s)
 
 
 class ClientError(Exception):
@@ -371,7 +380,7 @@ class Client:
     def wait(self, tx_hash: str, timeout_s: float = WAIT_S_DEFAULT) -> dict[str, Any]:
         """The transaction's record once committed (or failed), polling with back-off."""
         deadline = time.monotonic() + timeout_s
-        pause = POLL_S_MIN
+        pauses = poll_pauses()
         while True:
             try:
                 record = self.transaction(tx_hash)
@@ -382,8 +391,7 @@ class Client:
                     raise
             if time.monotonic() > deadline:
                 raise TimeoutWaitingError(tx_hash, timeout_s)
-            time.sleep(pause)
-            pause = min(pause * 2, POLL_S_MAX)
+            time.sleep(next(pauses))
 
     def call(
         self,

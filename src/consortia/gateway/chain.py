@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from consortia.client import Client, ClientError, Signer, VerificationError
+from consortia.client.sdk import poll_pauses
 from consortia.gateway.errors import BAD_GATEWAY, BUSY, RefusedError
 
 PROOF_WAIT_S: Final = 60.0  # how long the gateway waits for its access record's proof
-POLL_S_MIN: Final = 0.05
-POLL_S_MAX: Final = 0.5
+POLL_S_FIRST: Final = 0.05  # then the SDK's back-off (`client.sdk.poll_pauses`)
 WAITING_CODES: Final = frozenset({"not_certified", "not_committed", "not_found"})
 
 
@@ -100,12 +100,11 @@ class CertifiedChain:
     def _proven(self, tx_hash: str) -> dict[str, Any]:
         """The transaction's receipt once proven against a certified header."""
         deadline = time.monotonic() + self._proof_wait_s
-        pause = POLL_S_MIN
+        pauses = poll_pauses(first_s=POLL_S_FIRST)
         while True:
             try:
                 return self._client.transaction(tx_hash, verify=True)
             except ClientError as error:
                 if error.code not in WAITING_CODES or time.monotonic() > deadline:
                     raise
-            time.sleep(pause)
-            pause = min(pause * 2, POLL_S_MAX)
+            time.sleep(next(pauses))
