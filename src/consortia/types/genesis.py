@@ -58,7 +58,7 @@ class GenesisValidator(_Document, frozen=True):
 GENESIS_ACCOUNTS_MAX: Final = 1_000_000
 # The timeout back-off multiplies by at least 1 (never shrinks) and at most 4 per round. The
 # one statement of these bounds: the genesis schema, governance's parameter changes and the
-# replica's `Params` (a test holds consensus/config.py's copy equal) all read them here.
+# replica's `Params` all read them here.
 BACKOFF_PERCENT_MIN: Final = 100
 BACKOFF_PERCENT_MAX: Final = 400
 
