@@ -429,7 +429,10 @@ class _TamperingProxy(ThreadingHTTPServer):
             return response.status_code, response.content
         answer = response.json()
         block = decode(bytes.fromhex(answer["encoded"]), Block)
-        payload = [*block.payload[:-1], block.payload[-1][:-1] + b"\x00"]
+        # Flip a bit of the last byte (setting it to a fixed value left it unchanged whenever
+        # it already was that value: one run in 256 then mirrored an untampered block).
+        last = block.payload[-1]
+        payload = [*block.payload[:-1], last[:-1] + bytes([last[-1] ^ 0x01])]
         answer["encoded"] = encode(msgspec.structs.replace(block, payload=payload)).hex()
         return 200, msgspec.json.encode(answer)
 
