@@ -324,6 +324,21 @@ def test_two_killed_nothing_commits_then_commits_resume_without_fork(
         assert len(hashes) == 1 and None not in hashes, f"height {height}: {hashes}"
 
 
+def test_a_pending_answer_survives_its_nodes_sigkill(cluster: LiveCluster) -> None:
+    """Setup: nodes 1, 2 and 3 stopped, so node 0 can pass a transaction on to nobody; node 0
+    answers a transfer `202 pending`, then dies by SIGKILL (its mempool, in memory, gone).
+    Test: restarted with the others, node 0 reads the transfer back from its journal and the
+    network commits it; without the journal no node would ever have it."""
+    cluster.stop(1, 2, 3, kill=True)
+    pending = cluster.transfer("bob", "alice", 11, wait=False)
+    assert pending["status"] == "pending"
+    cluster.stop(0, kill=True)
+    cluster.start(0, 1, 2, 3)
+    with cluster.client(1) as client:
+        record = client.wait(pending["tx_hash"], WAIT_S)
+    assert record["status"] == "committed"
+
+
 def _handshake(address: str, context: ssl.SSLContext) -> str:
     """Dial `address` with `context`; how the node ended it (a TLS alert or a closed link)."""
     host, _, port = address.rpartition(":")

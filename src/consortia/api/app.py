@@ -2,9 +2,11 @@
 
 Every client mistake is a 4xx with the body `{"error": {"code": "...", "message": "..."}}`;
 "mempool_full" is a 503 with Retry-After (the node's problem, not the client's); a body over
-the limit is refused with 413 before it is read whole. Signed transactions and signed read
-requests come as JSON (`{"body": {...}, "signature": "<hex>"}`, keys and signatures in hex)
-or in their canonical binary encoding (`Content-Type: application/msgpack`).
+the limit is refused with 413 before it is read whole. `202 pending` is answered only once the
+transaction is in the node's journal (node/journal.py): it survives a crash of this node; when
+that write fails the answer is 503 `journal_failed` and the node stops. Signed transactions
+and signed read requests come as JSON (`{"body": {...}, "signature": "<hex>"}`, keys and
+signatures in hex) or in their canonical binary encoding (`Content-Type: application/msgpack`).
 
 `POST /v1/txs` takes up to BATCH_TRANSACTIONS_MAX transactions at once (a JSON array of the
 objects `POST /v1/tx` takes, or a msgpack array of canonical encodings) and admits them in one
@@ -40,7 +42,13 @@ from starlette.routing import Route
 from consortia.api.openapi import openapi_document
 from consortia.api.streams import KEEPALIVE_S, is_decimal, subscription_routes
 from consortia.errors import DecodeError
-from consortia.node.service import HEX_ID_LENGTH, NodeService, NotFoundError, NotReadyError
+from consortia.node.service import (
+    HEX_ID_LENGTH,
+    JournalFailedError,
+    NodeService,
+    NotFoundError,
+    NotReadyError,
+)
 from consortia.types.encoding import decode, encode
 from consortia.types.state_proof import HeightUnavailableError
 from consortia.types.transaction import Transaction, TransactionBody
@@ -233,6 +241,10 @@ async def _not_ready(request: Request, error: Exception) -> Response:
     return error_response(error.status, error.code, str(error))
 
 
+async def _journal_failed(request: Request, error: Exception) -> Response:
+    return error_response(503, "journal_failed", str(error))
+
+
 async def _gone(request: Request, error: Exception) -> Response:
     assert isinstance(error, HeightUnavailableError)
     return error_response(410, error.code, str(error))
@@ -254,7 +266,7 @@ def create_app(
     keepalive_s: float = KEEPALIVE_S,
 ) -> Starlette:
     async def submit(request: Request) -> Response:
-        admission = service.submit(await signed_transaction(request))
+        admission = await service.submit(await signed_transaction(request))
         if not admission.ok:
             status = _STATUS_OF_CODE.get(admission.code, 400)
             return error_response(status, admission.code, admission.message)
@@ -263,7 +275,7 @@ def create_app(
     async def submit_batch(request: Request) -> Response:
         items = await signed_batch(request)
         raws = [item for item in items if isinstance(item, bytes)]
-        admissions = iter(service.submit_many(raws))
+        admissions = iter(await service.submit_many(raws))
         results: list[dict[str, Any]] = []
         for item in items:
             if isinstance(item, ApiError):
@@ -358,6 +370,7 @@ def create_app(
             ApiError: _api_error,
             NotFoundError: _not_found,
             NotReadyError: _not_ready,
+            JournalFailedError: _journal_failed,
             HeightUnavailableError: _gone,
             HTTPException: _http_error,
         },

@@ -116,6 +116,11 @@ class Mempool:
     def __contains__(self, tx_id: bytes) -> bool:
         return tx_id in self._by_id
 
+    def transactions(self) -> list[bytes]:
+        """Every waiting transaction's signed bytes, in the order they were admitted (what a
+        node's journal must keep: node/journal.py)."""
+        return [entry.raw for entry in self._by_id.values()]
+
     def admit(self, raw: bytes, *, height: int, next_nonce: NextNonce) -> Admission:
         return self.admit_many([raw], height=height, next_nonce=next_nonce)[0]
 

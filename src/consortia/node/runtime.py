@@ -43,14 +43,19 @@ from consortia.net.tls import TlsContexts, build_contexts
 from consortia.node.chain import Chain, CommittedBlock, changes_membership
 from consortia.node.collector import CollectorPolicy
 from consortia.node.driver import Driver
+from consortia.node.journal import JournalWriter
 from consortia.node.metrics import node_registry
 from consortia.node.service import NodeService
 from consortia.storage import NodeStore
+from consortia.storage.tx_journal import TxJournal
 from consortia.types.genesis import Genesis
+from consortia.types.primitives import PAYLOAD_ITEM_SIZE_MAX
 from consortia.types.signing import SigningDomain
 
 CONFIG_FILE: Final = "config.toml"
 STORE_DIR: Final = "store"
+# The journal of admitted client transactions (storage/tx_journal.py), beside the store.
+JOURNAL_FILE: Final = "tx-journal"
 # Exit statuses: 0 stopped on request, 2 the node could not start (a one-line error), 3 the
 # replica halted or the driver failed (an invariant broke, the store failed): the log says why.
 EXIT_HALTED: Final = 3
@@ -116,6 +121,10 @@ class NodeProcess:
         config = loaded.config
         data_dir = resolve(loaded.config_path, config.node.data_dir)
         self.store = NodeStore(data_dir / STORE_DIR)
+        self.journal, self.recovered = TxJournal.open(
+            data_dir / JOURNAL_FILE,
+            record_bytes_max=PAYLOAD_ITEM_SIZE_MAX,  # governance may raise the size up to it
+        )
         self.chain = Chain(
             loaded.genesis,
             self.store,
@@ -188,7 +197,13 @@ class NodeProcess:
         collector = CollectorPolicy()
         collector.start()  # the state is loaded: freeze it out of the collector's scans
         driver.on_commit.append(collector.committed)
-        service = NodeService(driver, self.loaded.node_id, transport.connected)
+        journal = JournalWriter(
+            self.journal,
+            waiting=self.mempool.transactions,
+            waiting_bytes=lambda: self.mempool.size_bytes,
+            on_failure=lambda error: self._halt(f"journal write failed: {error}"),
+        )
+        service = NodeService(driver, self.loaded.node_id, transport.connected, journal=journal)
         registry = node_registry(service, driver, transport)
         host, port = _host_port(config.network.api_listen)
         server = _QuietServer(
@@ -206,6 +221,7 @@ class NodeProcess:
         await transport.start()
         api = asyncio.create_task(server.serve())
         driver.start()
+        self._readmit(driver)
         self.log.info(
             "node started",
             height=self.chain.height,
@@ -218,12 +234,30 @@ class NodeProcess:
         service.subscriptions.close()  # open event streams end, so the API server can stop
         server.should_exit = True
         await api
+        await journal.close()
         await transport.close()
         self.store.close()
         self.log.info(
             "node stopped", reason=self.halted or "asked to stop", height=self.chain.height
         )
         return EXIT_HALTED if self.halted else 0
+
+    def _readmit(self, driver: Driver) -> None:
+        """Admit again what the journal held at start (clients were told `pending`), and
+        keep in it only what was admitted: what was committed meanwhile, or expired, is
+        refused and dropped."""
+        recovered = self.recovered
+        if recovered.torn_bytes:
+            self.log.warning("journal tail cut short by a crash", bytes=recovered.torn_bytes)
+        if not recovered.transactions:
+            return
+        admissions = driver.submit_many(recovered.transactions)
+        self.journal.rewrite(self.mempool.transactions())
+        self.log.info(
+            "journal read back",
+            transactions=len(recovered.transactions),
+            admitted=sum(answer.ok for answer in admissions),
+        )
 
     def _stop(self, signum: int) -> None:
         self.log.info("stopping", signal=signal.Signals(signum).name)

@@ -2,8 +2,9 @@
 
 Owns the translation from the node's internals (driver, chain, store, mempool, transport) to
 JSON-ready dictionaries with hex ids, so the API layer stays a thin mapping of routes onto
-these methods and never reaches into the node. Every method is synchronous and cheap (reads
-from memory or the store) and runs on the node's event loop.
+these methods and never reaches into the node. Every method but `submit` and `submit_many`
+(which wait for the journal's write) is synchronous and cheap (reads from memory or the store)
+and runs on the node's event loop.
 
 Must never change state but through `submit` (the mempool's admission); reads never write.
 """
@@ -23,6 +24,7 @@ from consortia.execution.values import state_key
 from consortia.mempool import Admission
 from consortia.node.chain import CommittedBlock, tx_receipt
 from consortia.node.driver import Driver
+from consortia.node.journal import JournalWriter
 from consortia.node.proven_reads import UncertifiedHeightError, proof_object, proven_height
 from consortia.node.subscriptions import SubscriptionHub
 from consortia.storage import StoredReceipt
@@ -39,6 +41,11 @@ RECENT_BLOCKS: Final = 16
 
 class NotFoundError(Exception):
     """What the request names does not exist (an unknown block, transaction or account)."""
+
+
+class JournalFailedError(Exception):
+    """The node admitted the transactions but could not make them durable (its disk
+    failed); it is stopping, and the client is told to send them elsewhere."""
 
 
 class NotReadyError(Exception):
@@ -73,6 +80,9 @@ class NodeService:
     _recent: OrderedDict[int, CommittedBlock] = field(default_factory=OrderedDict)
     # The API's chain subscriptions, woken by every durable commit.
     subscriptions: SubscriptionHub = field(default_factory=SubscriptionHub)
+    # The journal every admitted client transaction is written to before it is answered;
+    # None only where nothing outlives the process (tests, the simulator-backed API).
+    journal: JournalWriter | None = None
 
     def __post_init__(self) -> None:
         self.driver.on_commit.append(self._remember)
@@ -84,12 +94,25 @@ class NodeService:
 
     # ------------------------------------------------------------------ transactions
 
-    def submit(self, raw: bytes) -> Admission:
-        return self.driver.submit(raw)
+    async def submit(self, raw: bytes) -> Admission:
+        return (await self.submit_many([raw]))[0]
 
-    def submit_many(self, raws: list[bytes]) -> list[Admission]:
-        """Admit a client's batch in one mempool call; one answer per transaction, in order."""
-        return self.driver.submit_many(raws)
+    async def submit_many(self, raws: list[bytes]) -> list[Admission]:
+        """Admit a client's batch in one mempool call; one answer per transaction, in order,
+        once the admitted ones are in the node's journal (when it keeps one): a `pending`
+        answer survives a crash of this node. JournalFailedError when the journal's write
+        failed (the node is stopping)."""
+        admissions = self.driver.submit_many(raws)
+        if self.journal is not None:
+            admitted = [raw for raw, answer in zip(raws, admissions, strict=True) if answer.ok]
+            try:
+                await self.journal.record(admitted)
+            except OSError as error:
+                raise JournalFailedError(
+                    "the node could not write the transaction to its journal and is stopping;"
+                    f" send it to another node ({type(error).__name__})"
+                ) from error
+        return admissions
 
     def transaction(self, tx_id: bytes) -> dict[str, Any]:
         receipt = self.chain.store.receipt(tx_id)

@@ -1,0 +1,195 @@
+"""The node's journal of admitted transactions (storage/tx_journal.py) and its group commit
+(node/journal.py).
+
+Setup: a journal in a temporary folder; transactions are plain byte strings (the journal never
+reads them). Test: what was appended is read back in order after a reopen; a tail a crash cut
+short, corrupted or absurdly long is dropped and everything before it kept, and the reopened
+file holds only whole records; a rewrite replaces the file whole; the writer answers a record
+only once it is durable, covers many records with one write, rewrites the journal from the
+mempool when it has grown, and on a failing disk fails the waiting records and stops the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from consortia.node.journal import JournalWriter
+from consortia.storage import tx_journal
+from consortia.storage.tx_journal import TxJournal, decode_records, encode_records
+
+RECORD_MAX = 1024
+
+
+def _open(path: Path) -> tuple[TxJournal, list[bytes], int]:
+    journal, recovered = TxJournal.open(path, record_bytes_max=RECORD_MAX)
+    return journal, recovered.transactions, recovered.torn_bytes
+
+
+def test_appended_transactions_are_read_back_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "tx-journal"
+    journal, found, torn = _open(path)
+    assert (found, torn) == ([], 0)
+    journal.append([b"one", b"two"])
+    journal.append([b"three"])
+    assert journal.size == path.stat().st_size
+    journal.close()
+    reopened, found, torn = _open(path)
+    assert (found, torn) == ([b"one", b"two", b"three"], 0)
+    reopened.append([b"four"])
+    reopened.close()
+    assert _open(path)[1] == [b"one", b"two", b"three", b"four"]
+
+
+@pytest.mark.parametrize("cut", [1, 4, 8, 9, 12])
+def test_a_tail_cut_short_by_a_crash_is_dropped_and_the_rest_kept(tmp_path: Path, cut: int) -> None:
+    path = tmp_path / "tx-journal"
+    journal, _, _ = _open(path)
+    journal.append([b"kept-1", b"kept-2"])
+    journal.append([b"the-last-write"])
+    journal.close()
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-cut])
+    reopened, found, torn = _open(path)
+    assert found == [b"kept-1", b"kept-2"]
+    assert torn == len(encode_records([b"the-last-write"])) - cut
+    # The torn tail is gone from the file: a later append is read back after the kept ones.
+    reopened.append([b"after"])
+    reopened.close()
+    assert _open(path)[1:] == ([b"kept-1", b"kept-2", b"after"], 0)
+
+
+def test_a_record_failing_its_checksum_ends_the_reading(tmp_path: Path) -> None:
+    data = bytearray(encode_records([b"first", b"second", b"third"]))
+    second = len(encode_records([b"first"])) + 8  # the first byte of "second"
+    data[second] ^= 0x01
+    recovered = decode_records(bytes(data), RECORD_MAX)
+    assert recovered.transactions == [b"first"]
+    assert recovered.torn_bytes == len(data) - len(encode_records([b"first"]))
+
+
+@pytest.mark.parametrize("length", [0, RECORD_MAX + 1, 2**32 - 1])
+def test_a_length_no_record_can_have_ends_the_reading(length: int) -> None:
+    good = encode_records([b"good"])
+    data = good + length.to_bytes(4, "big") + b"\0\0\0\0" + b"x" * 16
+    recovered = decode_records(data, RECORD_MAX)
+    assert recovered.transactions == [b"good"]
+    assert recovered.torn_bytes == len(data) - len(good)
+
+
+def test_a_rewrite_replaces_the_file_whole_and_appends_follow_it(tmp_path: Path) -> None:
+    path = tmp_path / "tx-journal"
+    journal, _, _ = _open(path)
+    journal.append([b"old-1", b"old-2", b"old-3"])
+    journal.rewrite([b"live"])
+    assert journal.size == path.stat().st_size == len(encode_records([b"live"]))
+    assert not path.with_name("tx-journal.new").exists()
+    journal.append([b"new"])
+    journal.close()
+    assert _open(path)[1] == [b"live", b"new"]
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_due_for_rewrite_only_past_twice_the_live_bytes_and_the_floor(tmp_path: Path) -> None:
+    journal, _, _ = _open(tmp_path / "tx-journal")
+    journal.size = tx_journal.REWRITE_FLOOR_BYTES
+    assert not journal.due_for_rewrite(0)
+    journal.size = tx_journal.REWRITE_FLOOR_BYTES + 1
+    assert journal.due_for_rewrite(0)
+    assert not journal.due_for_rewrite(1)
+    journal.close()
+
+
+class _Mempool:
+    def __init__(self) -> None:
+        self.waiting: list[bytes] = []
+
+    def size(self) -> int:
+        return sum(len(raw) for raw in self.waiting)
+
+
+def _writer(journal: TxJournal, mempool: _Mempool, failures: list[Exception]) -> JournalWriter:
+    return JournalWriter(
+        journal,
+        waiting=lambda: list(mempool.waiting),
+        waiting_bytes=mempool.size,
+        on_failure=failures.append,
+    )
+
+
+def test_records_are_answered_once_durable_many_in_one_write(tmp_path: Path) -> None:
+    path = tmp_path / "tx-journal"
+    journal, _, _ = _open(path)
+    failures: list[Exception] = []
+    writer = _writer(journal, _Mempool(), failures)
+
+    async def scenario() -> None:
+        first = writer.record([b"a"])
+        assert not first.done()  # nothing is answered before its write
+        await asyncio.sleep(0)  # one turn of the loop: the first write is under way
+        # Recorded while the first write is in flight: all three go into the next write.
+        second, third, fourth = writer.record([b"b"]), writer.record([b"c"]), writer.record([])
+        assert fourth.done()  # nothing to write
+        await first
+        assert _open_copy(path)[:1] == [b"a"]  # (the next write may be done already)
+        await asyncio.gather(second, third)
+        assert _open_copy(path) == [b"a", b"b", b"c"]
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert (writer.counters.writes, writer.counters.transactions) == (2, 3)
+    assert failures == []
+
+
+def _open_copy(path: Path) -> list[bytes]:
+    return decode_records(path.read_bytes(), RECORD_MAX).transactions
+
+
+def test_a_grown_journal_is_rewritten_with_what_the_mempool_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tx_journal, "REWRITE_FLOOR_BYTES", 64)
+    path = tmp_path / "tx-journal"
+    journal, _, _ = _open(path)
+    mempool = _Mempool()
+    writer = _writer(journal, mempool, [])
+
+    async def scenario() -> None:
+        for index in range(8):  # 8 records of 16 + 8 bytes: past the floor of 64
+            raw = b"tx-%013d" % index
+            mempool.waiting.append(raw)
+            await writer.record([raw])
+        mempool.waiting[:6] = []  # six were committed
+        last = b"tx-last-0000000"
+        mempool.waiting.append(last)
+        await writer.record([last])
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert writer.counters.rewrites == 1
+    assert _open_copy(path) == mempool.waiting
+
+
+def test_a_failing_disk_fails_the_waiting_records_and_stops_the_node(tmp_path: Path) -> None:
+    journal, _, _ = _open(tmp_path / "tx-journal")
+    failures: list[Exception] = []
+    writer = _writer(journal, _Mempool(), failures)
+
+    def broken(raws: list[bytes]) -> None:
+        raise OSError(28, "No space left on device")
+
+    journal.append = broken  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        waiting = writer.record([b"a"])
+        with pytest.raises(OSError, match="No space"):
+            await waiting
+        with pytest.raises(OSError, match="No space"):  # and every later record at once
+            await writer.record([b"b"])
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert len(failures) == 1 and isinstance(failures[0], OSError)
