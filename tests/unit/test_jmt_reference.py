@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from consortia.crypto import Suite, suite
 from consortia.crypto.intl import IntlSuite
+from consortia.execution import jmt_nodes
 from consortia.execution.jmt import JellyfishTree, MemoryNodeStore, TreeUpdate, verify_proof
 from consortia.execution.jmt_nodes import hasher
 from consortia.types.state_proof import (
@@ -223,3 +224,25 @@ def test_a_write_after_reads_at_an_older_version_starts_from_the_latest_nodes() 
     assert cold.apply(4, writes, model).root == tree.apply(4, writes, model).root
     model.update(writes)  # type: ignore[arg-type]
     assert cold.root_hash() == reference_root(INTL, model)
+
+
+def test_keys_as_bytes_is_to_bytes_for_every_key_through_a_full_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store's keys come from `keys_as_bytes`: byte for byte `NodeKey.to_bytes`, for
+    paths of every length (odd and even), many versions, and past the bound of its cache of
+    packed paths (emptied and filled again)."""
+    monkeypatch.setattr(jmt_nodes, "_PACKED_MAX", 64)
+    jmt_nodes._PACKED.clear()
+    rng = random.Random(7)
+    keys = [
+        jmt_nodes.NodeKey(
+            rng.choice((0, 1, 255, 256, 2**40, 2**63 - 1)),
+            "".join(rng.choice("0123456789abcdef") for _ in range(rng.randrange(0, 65))),
+        )
+        for _ in range(2000)
+    ]
+    keys += keys[:500]  # paths seen before (in the cache, or evicted from it)
+    assert jmt_nodes.keys_as_bytes(keys) == [key.to_bytes() for key in keys]
+    assert len(jmt_nodes._PACKED) <= 64
+    jmt_nodes._PACKED.clear()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 from pathlib import Path
+from typing import Any
 
 from consortia.execution.contracts import asset
 from consortia.node.driver import Driver
@@ -183,3 +184,39 @@ def test_an_idle_leader_holds_its_empty_block_and_a_transaction_wakes_it(tmp_pat
 def test_accounts_exist_at_genesis() -> None:
     genesis = make_genesis(4)
     assert {a.id for a in genesis.accounts} == set(ACCOUNTS)
+
+
+def test_a_committed_block_runs_only_once_no_vote_or_proposal_waits_on_the_loop(
+    tmp_path: Path,
+) -> None:
+    """Setup: four drivers commit transfers; each one's `chain.apply` is watched. Test: no
+    block executes while a consensus event (a `PayloadReady`, a `PersistDone`) is scheduled
+    on the loop: a leader's proposal and a voter's vote leave before the block runs, so a
+    large block never holds the next round back. Blocks still commit, on every node."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        hub = Hub(loop, random.Random(3))
+        genesis = make_genesis(4)
+        drivers = started_drivers(hub, genesis, tmp_path)
+        waited: list[int] = []
+        applied = [0]
+        for driver in drivers:
+            original = driver.chain.apply
+
+            def watched(
+                *args: Any, _driver: Driver = driver, _apply: Any = original, **kwargs: Any
+            ) -> Any:
+                waited.append(_driver._consensus_scheduled)
+                applied[0] += 1
+                return _apply(*args, **kwargs)
+
+            driver.chain.apply = watched  # type: ignore[method-assign]
+        for i in range(40):
+            assert drivers[i % 4].submit(transfer(genesis, "alice", "bob", 1, i)).ok
+        await wait_for(lambda: all(balance(d, "bob") == BALANCE + 40 for d in drivers))
+        assert applied[0] >= 4 and set(waited) == {0}
+        for driver in drivers:
+            driver.close()
+
+    asyncio.run(scenario())

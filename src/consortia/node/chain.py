@@ -29,7 +29,7 @@ from consortia.execution.committed import HISTORY_HEIGHTS_DEFAULT
 from consortia.execution.contracts import governance_state, identity_state
 from consortia.execution.engine import Engine, KnownTransactions, Receipt
 from consortia.execution.genesis import engine_from_genesis
-from consortia.execution.jmt_nodes import NodeKey
+from consortia.execution.jmt_nodes import NodeKey, keys_as_bytes
 from consortia.execution.membership import EngineMembership
 from consortia.execution.values import state_key
 from consortia.storage import (
@@ -339,8 +339,8 @@ def _tree_write(engine: Engine) -> TreeWrite:
     assert update is not None
     return TreeWrite(
         version=update.version,
-        nodes={key.to_bytes(): data for key, data in update.nodes.items()},
-        stale=[key.to_bytes() for key in update.stale],
+        nodes=dict(zip(keys_as_bytes(update.nodes), update.nodes.values(), strict=True)),
+        stale=keys_as_bytes(update.stale),
         oldest=engine.oldest_height,
     )
 

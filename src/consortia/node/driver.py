@@ -134,6 +134,9 @@ class Driver:
         # Commits decided but not yet executed (see `_handle`), in order.
         self._commits_due: list[Commit] = []
         self._commits_scheduled = False
+        # Consensus events scheduled on the loop and not yet handled (a `PayloadReady`, a
+        # `PersistDone`): executing waits for them (see `_apply_commits`).
+        self._consensus_scheduled = 0
         # Called with every batch of blocks once they are durably recorded.
         self.on_commit: list[Callable[[list[CommittedBlock]], None]] = []
         # Execution votes and certificates; it signs through the replica's safety rules.
@@ -295,13 +298,28 @@ class Driver:
             self._fail(error)
             return
         if self._commits_due and not self._commits_scheduled:
-            # Execute after the callbacks already scheduled (the `PersistDone` that releases
-            # this node's vote): the vote is on its way before the block runs, so executing
-            # a large block never holds back the next round.
+            # Execute after the consensus events already scheduled (see `_apply_commits`).
             self._commits_scheduled = True
             self._loop.call_soon(self._apply_commits)
 
+    def _schedule(self, event: PersistDone | PayloadReady) -> None:
+        self._consensus_scheduled += 1
+        self._loop.call_soon(self._handle_scheduled, event)
+
+    def _handle_scheduled(self, event: PersistDone | PayloadReady) -> None:
+        self._consensus_scheduled -= 1
+        self._handle(event)
+
     def _apply_commits(self) -> None:
+        """Execute and record the committed blocks due, once no consensus event waits on the
+        loop: the `PersistDone` that releases this node's vote, and a leader's `PayloadReady`
+        with the `PersistDone` of its proposal after it, go first. So the vote or the proposal
+        is on its way before the block runs, and executing a large block (hundreds of
+        milliseconds) overlaps the next round's messages instead of holding them back; the
+        payload leaves out what the blocks still due carry (`_uncommitted_payload`)."""
+        if self._consensus_scheduled:
+            self._loop.call_soon(self._apply_commits)  # a chain of at most three events
+            return
         self._commits_scheduled = False
         if self.failed is not None:
             return
@@ -365,7 +383,7 @@ class Driver:
         self.chain.store.persist_safety(action.state, voted)
         self.counters.persists += 1
         self.counters.persist_ms_total += (self._loop.time() - started) * 1000
-        self._loop.call_soon(self._handle, PersistDone(self._clock_ms(), action.sequence))
+        self._schedule(PersistDone(self._clock_ms(), action.sequence))
 
     def _offer_payload(self, action: RequestPayload) -> None:
         """Offer a payload for `action` now, or, when there is nothing to propose, after the
@@ -438,7 +456,7 @@ class Driver:
         )
         next_epoch = self.chain.membership.next_epoch(action.epoch)
         ready = PayloadReady(self._clock_ms(), action.epoch, action.round, items, next_epoch)
-        self._loop.call_soon(self._handle, ready)
+        self._schedule(ready)
 
     def _uncommitted_payload(self, parent_id: bytes) -> list[bytes]:
         """What the ancestors of `parent_id` carry that this node has not executed yet: the
