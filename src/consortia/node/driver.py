@@ -7,9 +7,9 @@ an uncommitted ancestor), executing and recording commits (through `Chain`), ans
 requests from the store, keeping epoch proofs, and halting the node when the replica halts.
 It also admits transactions (from clients and from peers: a peer's batch checked here or
 admitted on the vouching of the validators that checked it, node/vouching.py) and passes
-client ones on, and hands
-executed blocks and peers' execution votes to its `Certifier` (execution certificates); a
-node whose execution diverged from a quorum's stops there.
+client ones on (node/gossip.py), and hands executed blocks and peers' execution votes to its
+`Certifier` (execution certificates); a node whose execution diverged from a quorum's stops
+there.
 
 Idle pacing: a leader with nothing to propose (no transaction ready, none in an uncommitted
 ancestor or in the last two committed blocks, no epoch change due) holds its empty payload for
@@ -55,11 +55,11 @@ from consortia.errors import DecodeError
 from consortia.mempool import Admission, Mempool
 from consortia.node.certifier import Certifier
 from consortia.node.chain import Chain, CommittedBlock
+from consortia.node.gossip import Gossip
 from consortia.node.vouching import Vouching
 from consortia.types.consensus import Block, BlockResponse
 from consortia.types.encoding import decode, encode
 from consortia.types.network import (
-    TX_BATCH_MAX,
     CertificateRequest,
     CertificateResponse,
     ExecutionVote,
@@ -70,8 +70,6 @@ from consortia.types.network import (
 from consortia.types.signing import block_id
 from consortia.types.transaction import Transaction
 
-# Client transactions are passed on to peers in batches, at most this often.
-GOSSIP_INTERVAL_S = 0.005
 # The longest a leader holds an empty payload while the network is idle, and the share of its
 # replica's round timer it may hold it for. A quarter, because the previous leader's round
 # spans two pauses (its own, then the next leader's) and must stay well inside its timer.
@@ -118,8 +116,7 @@ class Driver:
         self._clock_ms = clock_ms
         self._on_halt = on_halt
         self._timer: asyncio.TimerHandle | None = None
-        self._gossip: list[bytes] = []
-        self._gossip_handle: asyncio.Handle | None = None
+        self._gossip = Gossip(loop, lambda frame: self.transport.broadcast(frame))
         # Batches passed on by peers, checked by f+1 validators' power (node/vouching.py).
         self.vouching = Vouching()
         self._vouching_handle: asyncio.TimerHandle | None = None
@@ -243,43 +240,20 @@ class Driver:
 
     def submit(self, raw: bytes) -> Admission:
         """A client's transaction: admitted here, then passed on to the peers."""
-        admission = self.mempool.admit(raw, height=self.chain.height, next_nonce=self._next_nonce)
-        if admission.ok:
-            self._wake()
-            self._gossip.append(raw)
-            if len(self._gossip) >= TX_BATCH_MAX:
-                self._flush_gossip()
-            elif self._gossip_handle is None:
-                self._gossip_handle = self._loop.call_later(GOSSIP_INTERVAL_S, self._flush_gossip)
-        return admission
+        return self.submit_many([raw])[0]
 
     def submit_many(self, raws: list[bytes]) -> list[Admission]:
         """A client's batch of transactions, in order: admitted in one mempool call (their
         signatures checked together, over every core), then the admitted ones passed on to
-        the peers together, as single submissions are: in one frame with whatever else
-        arrived within GOSSIP_INTERVAL_S, at once when TX_BATCH_MAX are waiting."""
+        the peers together (node/gossip.py)."""
         admissions = self.mempool.admit_many(
             raws, height=self.chain.height, next_nonce=self._next_nonce
         )
         admitted = [raw for raw, answer in zip(raws, admissions, strict=True) if answer.ok]
         if admitted:
             self._wake()
-            self._gossip.extend(admitted)
-            if len(self._gossip) >= TX_BATCH_MAX:
-                if self._gossip_handle is not None:
-                    self._gossip_handle.cancel()
-                self._flush_gossip()
-            elif self._gossip_handle is None:
-                self._gossip_handle = self._loop.call_later(GOSSIP_INTERVAL_S, self._flush_gossip)
+            self._gossip.add(admitted)
         return admissions
-
-    def _flush_gossip(self) -> None:
-        self._gossip_handle = None
-        batch, self._gossip = self._gossip[:TX_BATCH_MAX], self._gossip[TX_BATCH_MAX:]
-        if batch:
-            self.transport.broadcast(encode(TxBatch(transactions=batch)))
-        if self._gossip:
-            self._gossip_handle = self._loop.call_soon(self._flush_gossip)
 
     def _fire(self, epoch: int, round_: int) -> None:
         self._timer = None
@@ -525,7 +499,6 @@ class Driver:
         self._cancel_idle()
         if self._timer is not None:
             self._timer.cancel()
-        if self._gossip_handle is not None:
-            self._gossip_handle.cancel()
+        self._gossip.close()
         if self._vouching_handle is not None:
             self._vouching_handle.cancel()
