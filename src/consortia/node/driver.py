@@ -116,7 +116,8 @@ class Driver:
         self._clock_ms = clock_ms
         self._on_halt = on_halt
         self._timer: asyncio.TimerHandle | None = None
-        self._gossip = Gossip(loop, lambda frame: self.transport.broadcast(frame))
+        # Through the attribute at each send: the transport may be replaced after start.
+        self._gossip = Gossip(loop, lambda frame: self.transport.broadcast(frame))  # noqa: PLW0108
         # Batches passed on by peers, checked by f+1 validators' power (node/vouching.py).
         self.vouching = Vouching()
         self._vouching_handle: asyncio.TimerHandle | None = None
