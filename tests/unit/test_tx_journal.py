@@ -13,13 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 from pathlib import Path
 
+import httpx
+import msgspec
 import pytest
 
+from consortia.api import create_app
+from consortia.net.counters import Counters
 from consortia.node.journal import JournalWriter
+from consortia.node.metrics import node_registry
+from consortia.node.service import NodeService
 from consortia.storage import tx_journal
 from consortia.storage.tx_journal import TxJournal, decode_records, encode_records
+from tests.node_helpers import Hub, make_genesis, started_drivers, transfer
 
 RECORD_MAX = 1024
 
@@ -193,3 +201,66 @@ def test_a_failing_disk_fails_the_waiting_records_and_stops_the_node(tmp_path: P
 
     asyncio.run(scenario())
     assert len(failures) == 1 and isinstance(failures[0], OSError)
+
+
+class _NoLinks:
+    """What /metrics reads of a transport, for in-process nodes (which have none)."""
+
+    counters = Counters()
+
+    def connected(self) -> set[bytes]:
+        return set()
+
+
+def test_the_api_answers_pending_only_for_what_the_journal_holds(tmp_path: Path) -> None:
+    """Setup: four in-process nodes; node 0's API over a NodeService that keeps a journal.
+    Test: a batch of two good transfers and a forged one is answered pending for the two,
+    which are in the journal file by then (the forged one is not), and /metrics counts
+    them; a failing journal write answers 503 `journal_failed` and stops the node."""
+
+    async def scenario() -> None:
+        hub = Hub(asyncio.get_running_loop(), random.Random(5))
+        genesis = make_genesis(4)
+        drivers = started_drivers(hub, genesis, tmp_path)
+        path = tmp_path / "tx-journal"
+        journal, _, _ = _open(path)
+        failures: list[Exception] = []
+        writer = JournalWriter(
+            journal,
+            waiting=drivers[0].mempool.transactions,
+            waiting_bytes=lambda: drivers[0].mempool.size_bytes,
+            on_failure=failures.append,
+        )
+        service = NodeService(drivers[0], drivers[0].replica.node_id, set, journal=writer)
+        app = create_app(service, node_registry(service, drivers[0], _NoLinks()))
+        good = [transfer(genesis, "alice", "bob", 1, 0), transfer(genesis, "carol", "bob", 2, 0)]
+        forged = transfer(genesis, "dave", "bob", 3, 0)[:-1] + b"\0"
+        binary = {"Content-Type": "application/msgpack"}
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://node"
+        ) as client:
+            answer = await client.post(
+                "/v1/txs", content=msgspec.msgpack.encode([*good, forged]), headers=binary
+            )
+            results = answer.json()["results"]
+            assert [r.get("status") for r in results] == ["pending", "pending", None]
+            assert decode_records(path.read_bytes(), 1 << 16).transactions == good
+            metrics = (await client.get("/metrics")).text
+            assert "consortia_journal_transactions_total 2.0" in metrics
+
+            def broken(raws: list[bytes]) -> None:
+                raise OSError(5, "Input/output error")
+
+            journal.append = broken  # type: ignore[method-assign]
+            late = transfer(genesis, "alice", "bob", 1, 1)
+            answer = await client.post(
+                "/v1/txs", content=msgspec.msgpack.encode([late]), headers=binary
+            )
+            assert answer.status_code == 503
+            assert answer.json()["error"]["code"] == "journal_failed"
+            assert len(failures) == 1
+        await writer.close()
+        for driver in drivers:
+            driver.close()
+
+    asyncio.run(scenario())

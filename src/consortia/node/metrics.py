@@ -89,7 +89,30 @@ class _NodeCollector(Collector):
         )
         yield from _certificate_metrics(driver)
         yield from _vouching_metrics(driver)
+        yield from _journal_metrics(self._service)
         yield from _transport_metrics(self._transport)
+
+
+def _journal_metrics(service: NodeService) -> Iterator[Any]:
+    """The transaction journal's durable writes (node/journal.py), when the node keeps one."""
+    if service.journal is None:
+        return
+    counters = service.journal.counters
+    yield CounterMetricFamily(
+        "consortia_journal_writes",
+        "Durable appends to the transaction journal (one fdatasync each)",
+        counters.writes,
+    )
+    yield CounterMetricFamily(
+        "consortia_journal_transactions",
+        "Client transactions written to the journal before they were answered pending",
+        counters.transactions,
+    )
+    yield CounterMetricFamily(
+        "consortia_journal_rewrites",
+        "Times the journal was rewritten with what the mempool holds",
+        counters.rewrites,
+    )
 
 
 def _vouching_metrics(driver: Driver) -> Iterator[Any]:
