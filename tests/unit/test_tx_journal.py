@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import threading
 from pathlib import Path
 
 import httpx
@@ -264,3 +265,71 @@ def test_the_api_answers_pending_only_for_what_the_journal_holds(tmp_path: Path)
             driver.close()
 
     asyncio.run(scenario())
+
+
+def test_a_caller_that_gives_up_never_fails_the_others_waiting_on_the_same_write(
+    tmp_path: Path,
+) -> None:
+    """Setup: two requests wait for the same group-committed write (held on the disk); the
+    first is cancelled (its client went away, a timeout). Test: the second is still answered
+    once the write is durable, and the writer goes on writing. Regression: both waited on one
+    shared future, which the first request's cancellation cancelled: the second failed too,
+    and the writer's task then died on `set_result` of a cancelled future (an exception never
+    retrieved), leaving anything recorded during that write unwritten and unanswered."""
+    path = tmp_path / "tx-journal"
+    journal, _, _ = _open(path)
+    writer = _writer(journal, _Mempool(), [])
+    disk = threading.Event()
+    append = journal.append
+
+    def slow_append(raws: list[bytes]) -> None:
+        disk.wait(10)
+        append(raws)
+
+    journal.append = slow_append  # type: ignore[method-assign]
+
+    async def request(raw: bytes) -> None:
+        await writer.record([raw])
+
+    async def scenario() -> None:
+        gives_up = asyncio.create_task(request(b"a"))
+        waits = asyncio.create_task(request(b"b"))
+        await asyncio.sleep(0.01)  # both recorded, their write under way (held on the disk)
+        gives_up.cancel()
+        await asyncio.sleep(0)
+        late = asyncio.create_task(request(b"c"))  # recorded during the write
+        await asyncio.sleep(0.01)
+        disk.set()
+        await asyncio.wait([waits, late], timeout=5)
+        assert waits.done() and not waits.cancelled() and waits.exception() is None
+        assert late.done() and not late.cancelled() and late.exception() is None
+        await writer.record([b"d"])
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert _open_copy(path) == [b"a", b"b", b"c", b"d"]
+
+
+def test_a_write_failing_with_no_os_error_still_answers_and_stops_the_node(
+    tmp_path: Path,
+) -> None:
+    """Setup: the journal's write raises something other than OSError (a bug, memory).
+    Test: the waiting record fails with it (the API answers 503 instead of hanging), the node
+    is told to stop, and closing the writer does not raise. Regression: only OSError was
+    caught; anything else killed the writer's task and left the record's future pending."""
+    journal, _, _ = _open(tmp_path / "tx-journal")
+    failures: list[Exception] = []
+    writer = _writer(journal, _Mempool(), failures)
+
+    def broken(raws: list[bytes]) -> None:
+        raise MemoryError
+
+    journal.append = broken  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        with pytest.raises(MemoryError):
+            await asyncio.wait_for(writer.record([b"a"]), timeout=5)
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert len(failures) == 1 and isinstance(failures[0], MemoryError)
