@@ -333,3 +333,34 @@ def test_a_write_failing_with_no_os_error_still_answers_and_stops_the_node(
 
     asyncio.run(scenario())
     assert len(failures) == 1 and isinstance(failures[0], MemoryError)
+
+
+def test_a_rewrite_failing_to_reopen_never_leaves_a_closed_descriptor_to_close_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setup: a rewrite replaces the file, closes the old descriptor, and then cannot open
+    the new file (EMFILE, a failing disk); another file then opens and gets the freed
+    descriptor number. Test: closing the journal leaves that other file open. Regression:
+    the journal kept the closed number and `close` closed it again: someone else's file
+    (the store's, a peer's socket) closed under it."""
+    path = tmp_path / "tx-journal"
+    journal, _, _ = _open(path)
+    journal.append([b"old"])
+    real_open = os.open
+
+    def failing_reopen(name: object, flags: int, *args: int, **kwargs: object) -> int:
+        if name == path and flags & os.O_APPEND:
+            raise OSError(24, "Too many open files")
+        return real_open(name, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", failing_reopen)
+    with pytest.raises(OSError, match="Too many"):
+        journal.rewrite([b"live"])
+    monkeypatch.undo()
+    other = os.open(tmp_path / "someone-elses-file", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        journal.close()
+        os.fstat(other)  # still open
+    finally:
+        os.close(other)
+    assert _open(path)[1] == [b"live"]

@@ -134,6 +134,7 @@ class TxJournal:
             os.close(folder)
         if self._fd >= 0:
             os.close(self._fd)
+            self._fd = -1  # never closed twice: the number may be another file's by then
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self.size = len(data)
 
