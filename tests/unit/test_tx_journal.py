@@ -364,3 +364,25 @@ def test_a_rewrite_failing_to_reopen_never_leaves_a_closed_descriptor_to_close_a
     finally:
         os.close(other)
     assert _open(path)[1] == [b"live"]
+
+
+def test_a_rewrite_failing_on_a_full_disk_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setup: a rewrite's write of its temporary file fails (the disk is full). Test: the
+    journal is left as it was, and the partial temporary file is removed (it would hold
+    up to the mempool's size on the full disk). Regression: it stayed there."""
+    path = tmp_path / "tx-journal"
+    journal, _, _ = _open(path)
+    journal.append([b"old-1", b"old-2"])
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        journal.rewrite([b"live"])
+    monkeypatch.undo()
+    assert not path.with_name("tx-journal.new").exists()
+    journal.close()
+    assert _open(path)[1] == [b"old-1", b"old-2"]
