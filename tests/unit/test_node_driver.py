@@ -220,3 +220,45 @@ def test_a_committed_block_runs_only_once_no_vote_or_proposal_waits_on_the_loop(
             driver.close()
 
     asyncio.run(scenario())
+
+
+def test_close_executes_the_commits_due_even_while_a_consensus_event_waits(
+    tmp_path: Path,
+) -> None:
+    """Setup: four drivers commit transfers; the first time a driver's execution is deferred
+    (a `PayloadReady` or `PersistDone` still scheduled on the loop, with commits due), the
+    driver is closed right there. Test: `close` has executed and recorded every commit due
+    (a stopped node's store holds every block its replica saw committed). Regression: `close`
+    went through the deferral, which only re-scheduled itself, so the commits were left for
+    a loop that was stopping (or for a store about to be closed)."""
+
+    async def scenario() -> None:
+        hub = Hub(asyncio.get_running_loop(), random.Random(6))
+        genesis = make_genesis(4)
+        drivers = started_drivers(hub, genesis, tmp_path)
+        closing: list[Driver] = []
+        closed: list[tuple[Driver, int, int]] = []
+        for driver in drivers:
+            original = driver._apply_commits
+
+            def deferred(_driver: Driver = driver, _original: Any = original) -> None:
+                if not closing and _driver._consensus_scheduled and _driver._commits_due:
+                    closing.append(_driver)
+                    due = _driver._commits_due[-1].blocks[-1].header.height
+                    _driver.close()
+                    closed.append((_driver, len(_driver._commits_due), due))
+                    return
+                _original()
+
+            driver._apply_commits = deferred  # type: ignore[method-assign]
+        for i in range(40):
+            assert drivers[i % 4].submit(transfer(genesis, "alice", "bob", 1, i)).ok
+        await wait_for(lambda: closed)
+        stopped, left, due = closed[0]
+        assert left == 0
+        assert stopped.chain.store.height == due
+        for driver in drivers:
+            if driver is not stopped:
+                driver.close()
+
+    asyncio.run(scenario())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import threading
 from pathlib import Path
 
 import httpx
@@ -264,3 +265,124 @@ def test_the_api_answers_pending_only_for_what_the_journal_holds(tmp_path: Path)
             driver.close()
 
     asyncio.run(scenario())
+
+
+def test_a_caller_that_gives_up_never_fails_the_others_waiting_on_the_same_write(
+    tmp_path: Path,
+) -> None:
+    """Setup: two requests wait for the same group-committed write (held on the disk); the
+    first is cancelled (its client went away, a timeout). Test: the second is still answered
+    once the write is durable, and the writer goes on writing. Regression: both waited on one
+    shared future, which the first request's cancellation cancelled: the second failed too,
+    and the writer's task then died on `set_result` of a cancelled future (an exception never
+    retrieved), leaving anything recorded during that write unwritten and unanswered."""
+    path = tmp_path / "tx-journal"
+    journal, _, _ = _open(path)
+    writer = _writer(journal, _Mempool(), [])
+    disk = threading.Event()
+    append = journal.append
+
+    def slow_append(raws: list[bytes]) -> None:
+        disk.wait(10)
+        append(raws)
+
+    journal.append = slow_append  # type: ignore[method-assign]
+
+    async def request(raw: bytes) -> None:
+        await writer.record([raw])
+
+    async def scenario() -> None:
+        gives_up = asyncio.create_task(request(b"a"))
+        waits = asyncio.create_task(request(b"b"))
+        await asyncio.sleep(0.01)  # both recorded, their write under way (held on the disk)
+        gives_up.cancel()
+        await asyncio.sleep(0)
+        late = asyncio.create_task(request(b"c"))  # recorded during the write
+        await asyncio.sleep(0.01)
+        disk.set()
+        await asyncio.wait([waits, late], timeout=5)
+        assert waits.done() and not waits.cancelled() and waits.exception() is None
+        assert late.done() and not late.cancelled() and late.exception() is None
+        await writer.record([b"d"])
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert _open_copy(path) == [b"a", b"b", b"c", b"d"]
+
+
+def test_a_write_failing_with_no_os_error_still_answers_and_stops_the_node(
+    tmp_path: Path,
+) -> None:
+    """Setup: the journal's write raises something other than OSError (a bug, memory).
+    Test: the waiting record fails with it (the API answers 503 instead of hanging), the node
+    is told to stop, and closing the writer does not raise. Regression: only OSError was
+    caught; anything else killed the writer's task and left the record's future pending."""
+    journal, _, _ = _open(tmp_path / "tx-journal")
+    failures: list[Exception] = []
+    writer = _writer(journal, _Mempool(), failures)
+
+    def broken(raws: list[bytes]) -> None:
+        raise MemoryError
+
+    journal.append = broken  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        with pytest.raises(MemoryError):
+            await asyncio.wait_for(writer.record([b"a"]), timeout=5)
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert len(failures) == 1 and isinstance(failures[0], MemoryError)
+
+
+def test_a_rewrite_failing_to_reopen_never_leaves_a_closed_descriptor_to_close_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setup: a rewrite replaces the file, closes the old descriptor, and then cannot open
+    the new file (EMFILE, a failing disk); another file then opens and gets the freed
+    descriptor number. Test: closing the journal leaves that other file open. Regression:
+    the journal kept the closed number and `close` closed it again: someone else's file
+    (the store's, a peer's socket) closed under it."""
+    path = tmp_path / "tx-journal"
+    journal, _, _ = _open(path)
+    journal.append([b"old"])
+    real_open = os.open
+
+    def failing_reopen(name: object, flags: int, *args: int, **kwargs: object) -> int:
+        if name == path and flags & os.O_APPEND:
+            raise OSError(24, "Too many open files")
+        return real_open(name, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", failing_reopen)
+    with pytest.raises(OSError, match="Too many"):
+        journal.rewrite([b"live"])
+    monkeypatch.undo()
+    other = os.open(tmp_path / "someone-elses-file", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        journal.close()
+        os.fstat(other)  # still open
+    finally:
+        os.close(other)
+    assert _open(path)[1] == [b"live"]
+
+
+def test_a_rewrite_failing_on_a_full_disk_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setup: a rewrite's write of its temporary file fails (the disk is full). Test: the
+    journal is left as it was, and the partial temporary file is removed (it would hold
+    up to the mempool's size on the full disk). Regression: it stayed there."""
+    path = tmp_path / "tx-journal"
+    journal, _, _ = _open(path)
+    journal.append([b"old-1", b"old-2"])
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        journal.rewrite([b"live"])
+    monkeypatch.undo()
+    assert not path.with_name("tx-journal.new").exists()
+    journal.close()
+    assert _open(path)[1] == [b"old-1", b"old-2"]

@@ -296,6 +296,10 @@ class Driver:
             self._loop.call_soon(self._apply_commits)  # a chain of at most three events
             return
         self._commits_scheduled = False
+        self._execute_due()
+
+    def _execute_due(self) -> None:
+        """Execute and record every committed block due, now."""
         if self.failed is not None:
             return
         try:
@@ -492,9 +496,10 @@ class Driver:
 
     def close(self) -> None:
         """Stop: the commits decided but not yet executed are executed and recorded first
-        (a stopped node's store holds every block its replica saw committed)."""
+        (a stopped node's store holds every block its replica saw committed), at once: not
+        deferred behind the consensus events still scheduled, as `_apply_commits` is."""
         if self.failed is None and self._commits_due:
-            self._apply_commits()
+            self._execute_due()
         if self.failed is None:
             self.certifier.close()
         self._cancel_idle()

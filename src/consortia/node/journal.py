@@ -68,7 +68,8 @@ class JournalWriter:
             self._done = loop.create_future()
         if self._task is None:
             self._task = loop.create_task(self._write_all())
-        return self._done
+        # Each caller its own future: one that gives up (cancelled) never cancels the write's.
+        return asyncio.shield(self._done)
 
     async def _write_all(self) -> None:
         loop = asyncio.get_running_loop()
@@ -77,19 +78,19 @@ class JournalWriter:
                 batch, self._buffer = self._buffer, []
                 done, self._done = self._done, None
                 assert done is not None
-                rewrite = None
-                if self._journal.due_for_rewrite(self._waiting_bytes()):
-                    rewrite = self._waiting()
                 try:
+                    rewrite = None
+                    if self._journal.due_for_rewrite(self._waiting_bytes()):
+                        rewrite = self._waiting()
                     await loop.run_in_executor(None, self._write, batch, rewrite)
-                except OSError as error:
+                except Exception as error:  # a full or failing disk (or a bug): never a hang
                     self._fail(error, done)
                     return
                 done.set_result(None)
         finally:
             self._task = None
 
-    def _fail(self, error: OSError, done: asyncio.Future[None]) -> None:
+    def _fail(self, error: Exception, done: asyncio.Future[None]) -> None:
         self.failed = error
         done.set_exception(error)
         if self._done is not None:  # recorded during the failed write

@@ -107,7 +107,7 @@ class NodeService:
             admitted = [raw for raw, answer in zip(raws, admissions, strict=True) if answer.ok]
             try:
                 await self.journal.record(admitted)
-            except OSError as error:
+            except Exception as error:  # the write failed (the node is stopping)
                 raise JournalFailedError(
                     "the node could not write the transaction to its journal and is stopping;"
                     f" send it to another node ({type(error).__name__})"

@@ -120,13 +120,17 @@ class TxJournal:
         temporary = self.path.with_name(self.path.name + ".new")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, self.path)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, self.path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # a partial copy must not hold the full disk
+            raise
         folder = os.open(self.path.parent, os.O_RDONLY)
         try:
             os.fsync(folder)
@@ -134,6 +138,7 @@ class TxJournal:
             os.close(folder)
         if self._fd >= 0:
             os.close(self._fd)
+            self._fd = -1  # never closed twice: the number may be another file's by then
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self.size = len(data)
 
