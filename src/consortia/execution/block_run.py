@@ -46,11 +46,14 @@ class BlockRun:
     _journal: list[tuple[bytes, Any]] = field(default_factory=list)
     # The journal's length when each open call began, outermost first.
     _marks: list[int] = field(default_factory=list)
-    # Deployment records the engine looked up, with the stored bytes they were decoded from
-    # (a record is decoded again only when its bytes are no longer the ones read then).
-    _deployments: dict[str, tuple[bytes | None, dict[str, Any] | None]] = field(
-        default_factory=dict
-    )
+    # Deployment records looked up, by contract: (state key, the stored bytes the record was
+    # decoded from, the record, the version a call into the contract runs at this height or
+    # the refusal it meets). A record is decoded again only when its bytes are no longer the
+    # ones read then (the cache holds them, so `is` cannot meet a recycled object).
+    _deployments: dict[
+        str,
+        tuple[bytes, bytes | None, dict[str, Any] | None, int | ContractError],
+    ] = field(default_factory=dict)
 
     # The Host protocol.
 
@@ -120,6 +123,12 @@ class BlockRun:
         """A `StateReader` over this block's state as it stands, unmetered (admission)."""
         return decode_value(self.read(state_key(contract, key)))
 
+    def write_between_calls(self, key: bytes, value: bytes | None) -> None:
+        """A write of the engine's own while no call is open (a sender's nonce): nothing
+        could discard it, so it goes straight into the block's writes, unjournalled."""
+        assert not self._marks, "no call is open"
+        self.block_writes[key] = value
+
     def begin(self) -> None:
         self._marks.append(len(self._journal))
 
@@ -144,18 +153,40 @@ class BlockRun:
 
     def deployment(self, contract: str) -> dict[str, Any] | None:
         """`contract`'s deployment record as this block stands (unmetered; never mutate it)."""
-        raw = self.read(state_key(system.CONTRACT, system.deployment_key(contract)))
         cached = self._deployments.get(contract)
-        if cached is not None and cached[0] is raw:
-            return cached[1]
+        if cached is None:
+            key = state_key(system.CONTRACT, system.deployment_key(contract))
+        else:
+            key, raw, record, _ = cached
+            if self.read(key) is raw:
+                return record
+        return self._look_up(contract, key)[1]
+
+    def _look_up(
+        self, contract: str, key: bytes
+    ) -> tuple[bytes | None, dict[str, Any] | None, int | ContractError]:
+        """Decode `contract`'s deployment record afresh and note what a call into it meets
+        at this block's height: the version that runs, or the refusal."""
+        raw = self.read(key)
         record = system.read_deployment(self.query, contract)
-        self._deployments[contract] = (raw, record)
-        return record
+        active: int | ContractError
+        if record is None:
+            active = ContractError("unknown_contract", f"no contract {contract!r}")
+        elif not system.deployment_runs(record, self.height):
+            status = record["status"]
+            active = ContractError(f"contract_{status}", f"{contract} is {status}")
+        else:
+            active = int(record["active_version"])
+        self._deployments[contract] = (key, raw, record, active)
+        return raw, record, active
 
     def _active(self, contract: str) -> Contract:
-        record = self.deployment(contract)
-        if record is None:
-            raise ContractError("unknown_contract", f"no contract {contract!r}")
-        if not system.deployment_runs(record, self.height):
-            raise ContractError(f"contract_{record['status']}", f"{contract} is {record['status']}")
-        return code_for(self.code, contract, int(record["active_version"]))
+        cached = self._deployments.get(contract)
+        if cached is not None and self.read(cached[0]) is cached[1]:
+            active = cached[3]
+        else:
+            key = state_key(system.CONTRACT, system.deployment_key(contract))
+            active = self._look_up(contract, key)[2]
+        if isinstance(active, ContractError):
+            raise ContractError(active.code, active.message)
+        return code_for(self.code, contract, active)

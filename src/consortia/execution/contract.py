@@ -330,6 +330,11 @@ class Context:
         """Read another contract's state (state is public within the ledger; writes are not)."""
         return decode_value(self._read(contract, key), default)
 
+    def has_other(self, contract: str, key: str) -> bool:
+        """Whether another contract's state holds `key`: a read, charged as one, whose
+        value is not decoded."""
+        return self._read(contract, key) is not None
+
     # Events and failure.
 
     def emit(self, name: str, **fields: Value) -> None:
@@ -444,24 +449,32 @@ class Context:
         )
 
     def _read(self, contract: str, key: str) -> bytes | None:
-        full = _bounded_key(contract, key)
+        # The hot path of every call: the key's bound and `Meter.charge` written out in place.
+        full = state_key(contract, key)
+        if len(full) > KEY_LENGTH_MAX:
+            raise ContractError("key_too_long", f"state keys are at most {KEY_LENGTH_MAX} bytes")
         raw = self.host.read(full)
-        self.meter.charge(GAS_READ + GAS_PER_BYTE_READ * (len(full) + len(raw or b"")))
+        meter = self.meter
+        meter.used += GAS_READ + GAS_PER_BYTE_READ * (
+            len(full) if raw is None else len(full) + len(raw)
+        )
+        if meter.used > meter.limit:
+            raise OutOfGasError(meter.limit)
         return raw
 
     def _write(self, contract: str, key: str, value: bytes | None) -> None:
-        full = _bounded_key(contract, key)
+        full = state_key(contract, key)
+        if len(full) > KEY_LENGTH_MAX:
+            raise ContractError("key_too_long", f"state keys are at most {KEY_LENGTH_MAX} bytes")
         if value is not None and len(value) > VALUE_BYTES_MAX:
             self.fail("value_too_large", f"a stored value is at most {VALUE_BYTES_MAX} bytes")
-        self.meter.charge(GAS_WRITE + GAS_PER_BYTE_WRITE * (len(full) + len(value or b"")))
+        meter = self.meter
+        meter.used += GAS_WRITE + GAS_PER_BYTE_WRITE * (
+            len(full) if value is None else len(full) + len(value)
+        )
+        if meter.used > meter.limit:
+            raise OutOfGasError(meter.limit)
         self.host.write(full, value)
-
-
-def _bounded_key(contract: str, key: str) -> bytes:
-    full = state_key(contract, key)
-    if len(full) > KEY_LENGTH_MAX:
-        raise ContractError("key_too_long", f"state keys are at most {KEY_LENGTH_MAX} bytes")
-    return full
 
 
 def frozen_now(record: Mapping[str, Any], height: int) -> bool:

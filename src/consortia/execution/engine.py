@@ -51,7 +51,7 @@ from consortia.execution.registry import (
     UnknownContractCodeError,
 )
 from consortia.execution.suite_checks import SuiteChecks
-from consortia.execution.values import canonical, decode_value, state_key
+from consortia.execution.values import canonical, decode_value, recanonical, state_key
 from consortia.types.encoding import decode
 from consortia.types.execution import ReceiptEvent, TxReceipt
 from consortia.types.signing import SigningDomain, transaction_id, verify
@@ -293,18 +293,16 @@ class Engine:
     ) -> Receipt:
         tx_id, decoded = self._decode(tx_bytes) if known is None else known
         try:
-            tx = self._admit(run, decoded, signature_checked=known is not None)
+            tx, account = self._admit_sender(run, decoded, signature_checked=known is not None)
         except ContractError as error:
             return Receipt.refused(tx_id, error)
         body = tx.body
         # The nonce is spent even if the call fails: a signed transaction runs at most once.
-        run.begin()
-        account = identity_state.read_account(run.query, body.sender)
-        assert account is not None
+        # `account` is the record admission read, a fresh copy of what is stored, so it is
+        # updated in place and re-encoded without its values being checked again.
         account["nonce"] = body.nonce + 1
         key = state_key(identity_state.CONTRACT, identity_state.account_key(body.sender))
-        run.write(key, canonical(account))
-        run.keep()
+        run.write_between_calls(key, recanonical(account))
         run.begin()
         receipt = self._call(run, tx_id, body, base_gas=GAS_TX_BASE + len(tx_bytes))
         if receipt.ok:
@@ -332,7 +330,8 @@ class Engine:
         try:
             meter.charge(base_gas)
             result = run.call(ctx, body.method, dict(body.args))
-            canonical(result)
+            if result is not None:
+                canonical(result)  # bad_value: a result must be a value a receipt can hold
         except ContractError as error:
             return Receipt.refused(tx_id, error, meter.used)
         except (AssertionError, UnknownContractCodeError):
@@ -350,18 +349,32 @@ class Engine:
         check_nonce: bool = True,
     ) -> Transaction:
         """Checks every transaction passes before it may run, in a fixed order."""
+        return self._admit_sender(
+            run, tx, signature_checked=signature_checked, check_nonce=check_nonce
+        )[0]
+
+    def _admit_sender(
+        self,
+        run: BlockRun,
+        tx: Transaction | DecodeError,
+        *,
+        signature_checked: bool = False,
+        check_nonce: bool = True,
+    ) -> tuple[Transaction, dict[str, Any]]:
+        """`_admit`, with the sender's account record as it read it (a fresh copy)."""
         if isinstance(tx, DecodeError):
             raise ContractError("malformed_transaction", tx.message)
         body = tx.body
         if body.chain_id != self.chain_id:
             raise ContractError("wrong_chain", f"transaction is for chain {body.chain_id!r}")
-        if body.expiry_height < run.height:
+        height = run.height
+        if body.expiry_height < height:
             raise ContractError("expired", f"expired at height {body.expiry_height}")
-        if body.expiry_height > run.height + EXPIRY_BLOCKS_MAX:
+        if body.expiry_height > height + EXPIRY_BLOCKS_MAX:
             raise ContractError(
                 "expiry_too_far",
                 f"expiry height {body.expiry_height} is more than {EXPIRY_BLOCKS_MAX} blocks "
-                f"after height {run.height}",
+                f"after height {height}",
             )
         if not signature_checked and not verify(
             self.suite, body.public_key, body, tx.signature, self.domain
@@ -373,7 +386,7 @@ class Engine:
         status = account.get("status")
         if status == identity_state.CANCELLED:
             raise ContractError("account_cancelled", f"account {body.sender!r} is cancelled")
-        if frozen_now(account, run.height):
+        if status == identity_state.FROZEN and frozen_now(account, height):
             raise ContractError("account_frozen", f"account {body.sender!r} is frozen")
         if account.get("public_key") != body.public_key.hex():
             raise ContractError("wrong_key", "the key is not the account's current key")
@@ -382,7 +395,7 @@ class Engine:
                 "bad_nonce", f"expected nonce {account.get('nonce', 0)}, got {body.nonce}"
             )
         self._admit_contract(run, tx)
-        return tx
+        return tx, account
 
     def _admit_contract(self, run: BlockRun, tx: Transaction) -> None:
         body = tx.body

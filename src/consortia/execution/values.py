@@ -44,6 +44,12 @@ def canonical(value: Value) -> bytes:
     return encode(value)
 
 
+def recanonical(value: Value) -> bytes:
+    """Encode a value decoded from stored canonical bytes (and perhaps given new scalars of
+    the allowed types) without checking it again: what was stored passed `canonical`."""
+    return encode(value)
+
+
 def decode_value(raw: bytes | None, default: Value = None) -> Value:
     """The value stored as `raw`, or `default` when nothing is stored."""
     return default if raw is None else msgspec.msgpack.decode(raw)
