@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from consortia.crypto import Suite
 from consortia.errors import ConsortiaError, DecodeError
 from consortia.execution.block_run import BlockRun
@@ -69,8 +71,11 @@ UNDECODABLE_TX_DOMAIN = b"consortia/undecodable-tx/v1\x00"
 KnownTransactions = Callable[[bytes], tuple[bytes, Transaction] | None]
 
 
-@dataclass(frozen=True, slots=True)
-class Receipt:
+class Receipt(msgspec.Struct, frozen=True):
+    """What one transaction (or a check, or a signed read) came to. A frozen msgspec struct
+    rather than a frozen dataclass: one is built per transaction, and a struct is built in
+    a tenth of the time."""
+
     tx_id: bytes
     ok: bool
     code: str  # "ok" or a stable error code

@@ -80,8 +80,8 @@ class Asset(Contract):
         )
         move(ctx, source, target, currency, amount)
         if regulator_active(ctx):
-            observed = {"source": source, "target": target, "currency": currency}
-            ctx.invoke(REGULATOR, "observe_transfer", {**observed, "amount": amount})
+            observed = {"source": source, "target": target, "currency": currency, "amount": amount}
+            ctx.invoke(REGULATOR, "observe_transfer", observed)
 
     @method("issue")
     def issue(self, ctx: Context, args: dict[str, Any]) -> None:
@@ -162,6 +162,6 @@ def _require_issuer(ctx: Context, currency: str, does: str) -> str:
 def arg_currency(ctx: Context, args: dict[str, Any]) -> str:
     """The `currency` argument: a three-letter upper-case code, CURRENCY_DEFAULT when absent."""
     currency = args.get("currency", CURRENCY_DEFAULT)
-    if not is_currency(currency):
+    if currency is not CURRENCY_DEFAULT and not is_currency(currency):
         ctx.fail("bad_argument", "currency is a three-letter code")
     return currency
