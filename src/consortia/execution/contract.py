@@ -436,16 +436,18 @@ class Context:
     def _nested(self, contract: str) -> Context:
         """The context of a call from this one into `contract`: same transaction, same meter
         and events, one level deeper. Every nested context is built here."""
+        # Positional, in the fields' order (host, contract, caller, origin, height, time_ms,
+        # meter, depth, events): every call from a contract builds one.
         return Context(
-            host=self.host,
-            contract=contract,
-            caller=contract_caller(self.contract),
-            origin=self.origin,
-            height=self.height,
-            time_ms=self.time_ms,
-            meter=self.meter,
-            depth=self.depth + 1,
-            events=self.events,
+            self.host,
+            contract,
+            contract_caller(self.contract),
+            self.origin,
+            self.height,
+            self.time_ms,
+            self.meter,
+            self.depth + 1,
+            self.events,
         )
 
     def _read(self, contract: str, key: str) -> bytes | None:

@@ -323,15 +323,8 @@ class Engine:
         discards), metered from `base_gas`: the one place a transaction or a signed read
         meets its contract."""
         meter = Meter(TX_GAS_LIMIT)
-        ctx = Context(
-            host=run,
-            contract=body.contract,
-            caller=body.sender,
-            origin=body.sender,
-            height=run.height,
-            time_ms=run.time_ms,
-            meter=meter,
-        )
+        # host, contract, caller, origin, height, time_ms, meter (positional: a little faster)
+        ctx = Context(run, body.contract, body.sender, body.sender, run.height, run.time_ms, meter)
         try:
             meter.charge(base_gas)
             result = run.call(ctx, body.method, dict(body.args))
