@@ -49,7 +49,7 @@ from consortia.execution.values import (
     ContractError,
     Value,
     canonical,
-    decode_value,
+    decode_stored,
     state_key,
 )
 from consortia.types.genesis import Genesis
@@ -315,7 +315,8 @@ class Context:
     # State, in this contract's namespace.
 
     def get(self, key: str, default: Value = None) -> Value:
-        return decode_value(self._read(self.contract, key), default)
+        raw = self._read(self.contract, key)
+        return default if raw is None else decode_stored(raw)
 
     def put(self, key: str, value: Value) -> None:
         self._write(self.contract, key, canonical(value))
@@ -328,7 +329,8 @@ class Context:
 
     def read_other(self, contract: str, key: str, default: Value = None) -> Value:
         """Read another contract's state (state is public within the ledger; writes are not)."""
-        return decode_value(self._read(contract, key), default)
+        raw = self._read(contract, key)
+        return default if raw is None else decode_stored(raw)
 
     def has_other(self, contract: str, key: str) -> bool:
         """Whether another contract's state holds `key`: a read, charged as one, whose

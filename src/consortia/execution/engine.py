@@ -18,8 +18,9 @@ The engine never raises out of a block: every malformed or unauthorised transact
 failed receipt with a stable error code and changes nothing but (for a well-signed
 transaction with the right nonce) the sender's nonce, so it cannot be replayed.
 
-Must never: spell a contract's state key itself (accounts are identity's, read through
-identity_state; deployment records are `sys`'s, read through system); hand a contract
+Must never: spell a contract's state key itself (accounts are identity's: the sender's record
+is read and its nonce written at the key identity_state spells; deployment records are
+`sys`'s, read through system); hand a contract
 anything but a `Context` over a `BlockRun`, which holds no reference to this engine, the state
 tree or the registry.
 """
@@ -298,7 +299,7 @@ class Engine:
     ) -> Receipt:
         tx_id, decoded = self._decode(tx_bytes) if known is None else known
         try:
-            tx, account = self._admit_sender(run, decoded, signature_checked=known is not None)
+            tx, account, key = self._admit_sender(run, decoded, signature_checked=known is not None)
         except ContractError as error:
             return Receipt.refused(tx_id, error)
         body = tx.body
@@ -306,7 +307,6 @@ class Engine:
         # `account` is the record admission read, a fresh copy of what is stored, so it is
         # updated in place and re-encoded without its values being checked again.
         account["nonce"] = body.nonce + 1
-        key = state_key(identity_state.CONTRACT, identity_state.account_key(body.sender))
         run.write_between_calls(key, recanonical(account))
         run.begin()
         receipt = self._call(run, tx_id, body, base_gas=GAS_TX_BASE + len(tx_bytes))
@@ -358,8 +358,9 @@ class Engine:
         *,
         signature_checked: bool = False,
         check_nonce: bool = True,
-    ) -> tuple[Transaction, dict[str, Any]]:
-        """`_admit`, with the sender's account record as it read it (a fresh copy)."""
+    ) -> tuple[Transaction, dict[str, Any], bytes]:
+        """`_admit`, with the sender's account record as it read it (a fresh copy the caller
+        may update) and the record's state key."""
         if isinstance(tx, DecodeError):
             raise ContractError("malformed_transaction", tx.message)
         body = tx.body
@@ -378,7 +379,9 @@ class Engine:
             self.suite, body.public_key, body, tx.signature, self.domain
         ):
             raise ContractError("bad_signature", "the signature does not verify")
-        account = identity_state.read_account(run.query, body.sender)
+        key = _account_state_key(body.sender)
+        account = decode_value(run.read(key))
+        assert account is None or isinstance(account, dict), "accounts are maps"
         if account is None:
             raise ContractError("unknown_account", f"no account {body.sender!r}")
         status = account.get("status")
@@ -393,7 +396,7 @@ class Engine:
                 "bad_nonce", f"expected nonce {account.get('nonce', 0)}, got {body.nonce}"
             )
         self._admit_contract(run, tx)
-        return tx, account
+        return tx, account, key
 
     def _admit_contract(self, run: BlockRun, tx: Transaction) -> None:
         body = tx.body
@@ -410,6 +413,11 @@ class Engine:
                 f"{body.contract} runs version {record['active_version']}, "
                 f"the transaction expects {body.contract_version}",
             )
+
+
+def _account_state_key(account_id: str) -> bytes:
+    """Where identity keeps `account_id`'s record (identity_state spells the key)."""
+    return state_key(identity_state.CONTRACT, identity_state.account_key(account_id))
 
 
 def _unknown(tx_bytes: bytes) -> tuple[bytes, Transaction] | None:

@@ -50,9 +50,14 @@ def recanonical(value: Value) -> bytes:
     return encode(value)
 
 
+# The value stored as some bytes: `decode_value` without its None case, for the hot paths
+# that test for None themselves (one function call fewer per read).
+decode_stored: Final = msgspec.msgpack.decode
+
+
 def decode_value(raw: bytes | None, default: Value = None) -> Value:
     """The value stored as `raw`, or `default` when nothing is stored."""
-    return default if raw is None else msgspec.msgpack.decode(raw)
+    return default if raw is None else decode_stored(raw)
 
 
 # Exact types a value may be without looking further (subclasses take the general path).
