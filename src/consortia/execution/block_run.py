@@ -70,7 +70,8 @@ class BlockRun:
 
     def call(self, ctx: Context, method_name: str, args: dict[str, Any]) -> Any:
         instance = self._active(ctx.contract)
-        self.begin()
+        marks = self._marks
+        marks.append(len(self._journal))  # `begin`, written out: every call passes here
         events_before = len(ctx.events)
         try:
             result = instance.call(ctx, method_name, args)
@@ -79,7 +80,9 @@ class BlockRun:
             self.discard()
             del ctx.events[events_before:]
             raise
-        self.keep()
+        marks.pop()  # `keep`, written out
+        if not marks:
+            self._journal.clear()
         return result
 
     def has_code(self, contract: str, version: int) -> bool:

@@ -341,7 +341,10 @@ class Context:
 
     def emit(self, name: str, **fields: Value) -> None:
         encoded = canonical(fields)
-        self.meter.charge(GAS_EVENT + len(encoded))
+        meter = self.meter
+        meter.used += GAS_EVENT + len(encoded)  # `Meter.charge`, written out
+        if meter.used > meter.limit:
+            raise OutOfGasError(meter.limit)
         if len(self.events) >= EVENTS_PER_TX_MAX:
             self.fail("too_many_events", f"a transaction emits at most {EVENTS_PER_TX_MAX} events")
         self.events.append(Event(self.contract, name, fields))
@@ -358,7 +361,10 @@ class Context:
     def invoke(self, contract: str, method_name: str, args: Mapping[str, Value]) -> Value:
         if self.depth >= CALL_DEPTH_MAX:
             self.fail("call_too_deep", f"contract calls nest at most {CALL_DEPTH_MAX} deep")
-        self.meter.charge(GAS_CALL)
+        meter = self.meter
+        meter.used += GAS_CALL  # `Meter.charge`, written out
+        if meter.used > meter.limit:
+            raise OutOfGasError(meter.limit)
         return self.host.call(self._nested(contract), method_name, dict(args))
 
     # The chain's crypto suite: deterministic checks, each charged before it runs.
