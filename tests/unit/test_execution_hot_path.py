@@ -59,6 +59,8 @@ def test_a_deployment_written_in_the_block_is_seen_at_once_and_forgotten_on_disc
     assert _refusal(run) == "unknown_contract"
     run.keep()
     assert _refusal(run) == "unknown_contract"
+    run.write_between_calls(DEPLOYMENT, canonical(system.new_deployment(1)))
+    assert _refusal(run) is None
 
 
 def test_a_rewrite_with_equal_bytes_and_a_lapsing_freeze_are_followed() -> None:

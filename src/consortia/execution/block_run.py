@@ -46,14 +46,17 @@ class BlockRun:
     _journal: list[tuple[bytes, Any]] = field(default_factory=list)
     # The journal's length when each open call began, outermost first.
     _marks: list[int] = field(default_factory=list)
-    # Deployment records looked up, by contract: (state key, the stored bytes the record was
-    # decoded from, the record, the version a call into the contract runs at this height or
-    # the refusal it meets). A record is decoded again only when its bytes are no longer the
-    # ones read then (the cache holds them, so `is` cannot meet a recycled object).
-    _deployments: dict[
-        str,
-        tuple[bytes, bytes | None, dict[str, Any] | None, int | ContractError],
-    ] = field(default_factory=dict)
+    # Deployment records looked up, by contract: (`_changes` when it was read, the record,
+    # the version a call into the contract runs at this height or the refusal it meets).
+    # An entry holds while `_changes` has not moved since.
+    _deployments: dict[str, tuple[int, dict[str, Any] | None, int | ContractError]] = field(
+        default_factory=dict
+    )
+    # The state keys of the cached deployment records, and how many times a write or a
+    # discard has changed one of them (every change of `block_writes` goes through `write`,
+    # `write_between_calls` or `discard`, and committed state stays as it is for the block).
+    _watched: set[bytes] = field(default_factory=set)
+    _changes: int = 0
 
     # The Host protocol.
 
@@ -67,6 +70,8 @@ class BlockRun:
         assert self._marks, "writes happen inside a call"
         self._journal.append((key, self.block_writes.get(key, _UNWRITTEN)))
         self.block_writes[key] = value
+        if key in self._watched:
+            self._changes += 1
 
     def call(self, ctx: Context, method_name: str, args: dict[str, Any]) -> Any:
         instance = self._active(ctx.contract)
@@ -131,6 +136,8 @@ class BlockRun:
         could discard it, so it goes straight into the block's writes, unjournalled."""
         assert not self._marks, "no call is open"
         self.block_writes[key] = value
+        if key in self._watched:
+            self._changes += 1
 
     def begin(self) -> None:
         self._marks.append(len(self._journal))
@@ -143,11 +150,14 @@ class BlockRun:
     def discard(self) -> None:
         mark = self._marks.pop()
         journal, writes = self._journal, self.block_writes
+        watched = self._watched
         for key, previous in reversed(journal[mark:]):
             if previous is _UNWRITTEN:
                 del writes[key]
             else:
                 writes[key] = previous
+            if key in watched:
+                self._changes += 1
         del journal[mark:]
 
     @property
@@ -157,20 +167,14 @@ class BlockRun:
     def deployment(self, contract: str) -> dict[str, Any] | None:
         """`contract`'s deployment record as this block stands (unmetered; never mutate it)."""
         cached = self._deployments.get(contract)
-        if cached is None:
-            key = state_key(system.CONTRACT, system.deployment_key(contract))
-        else:
-            key, raw, record, _ = cached
-            if self.read(key) is raw:
-                return record
-        return self._look_up(contract, key)[1]
+        if cached is not None and cached[0] == self._changes:
+            return cached[1]
+        return self._look_up(contract)[1]
 
-    def _look_up(
-        self, contract: str, key: bytes
-    ) -> tuple[bytes | None, dict[str, Any] | None, int | ContractError]:
+    def _look_up(self, contract: str) -> tuple[int, dict[str, Any] | None, int | ContractError]:
         """Decode `contract`'s deployment record afresh and note what a call into it meets
         at this block's height: the version that runs, or the refusal."""
-        raw = self.read(key)
+        self._watched.add(state_key(system.CONTRACT, system.deployment_key(contract)))
         record = system.read_deployment(self.query, contract)
         active: int | ContractError
         if record is None:
@@ -180,16 +184,15 @@ class BlockRun:
             active = ContractError(f"contract_{status}", f"{contract} is {status}")
         else:
             active = int(record["active_version"])
-        self._deployments[contract] = (key, raw, record, active)
-        return raw, record, active
+        entry = (self._changes, record, active)
+        self._deployments[contract] = entry
+        return entry
 
     def _active(self, contract: str) -> Contract:
         cached = self._deployments.get(contract)
-        if cached is not None and self.read(cached[0]) is cached[1]:
-            active = cached[3]
-        else:
-            key = state_key(system.CONTRACT, system.deployment_key(contract))
-            active = self._look_up(contract, key)[2]
+        if cached is None or cached[0] != self._changes:
+            cached = self._look_up(contract)
+        active = cached[2]
         if isinstance(active, ContractError):
             raise ContractError(active.code, active.message)
         return code_for(self.code, contract, active)

@@ -73,11 +73,9 @@ class Asset(Contract):
         amount = arg_int(args, "amount", minimum=1)
         currency = arg_currency(ctx, args)
         ctx.require(amount <= AMOUNT_MAX, "bad_argument", "amount is too large")
-        ctx.require(
-            identity_state.account_exists(ctx, target),
-            "unknown_account",
-            f"no account {target!r}",
-        )
+        # (`if ... fail`, not `require`: the message is built only for a refusal)
+        if not identity_state.account_exists(ctx, target):
+            ctx.fail("unknown_account", f"no account {target!r}")
         move(ctx, source, target, currency, amount)
         if regulator_active(ctx):
             observed = {"source": source, "target": target, "currency": currency, "amount": amount}
@@ -140,7 +138,8 @@ def move(ctx: Context, source: str, target: str, currency: str, amount: int) -> 
     """Move money inside the asset contract's namespace (call only from `asset`)."""
     assert ctx.contract == CONTRACT
     held = balance(ctx, source, currency)
-    ctx.require(held >= amount, "insufficient_funds", f"{source} holds {held} {currency}")
+    if held < amount:
+        ctx.fail("insufficient_funds", f"{source} holds {held} {currency}")
     ctx.put(balance_key(currency, source), held - amount)
     ctx.put(balance_key(currency, target), balance(ctx, target, currency) + amount)
     ctx.emit("transferred", currency=currency, amount=amount, source=source, target=target)
