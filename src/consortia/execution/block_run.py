@@ -20,6 +20,8 @@ from consortia.execution.registry import Code, code_for
 from consortia.execution.suite_checks import SuiteChecks
 from consortia.execution.values import decode_value, state_key
 
+# A cached deployment lookup (see `BlockRun._deployments`).
+_Deployment = tuple[int, dict[str, Any] | None, int | ContractError, Contract | None]
 # A key's previous state in the journal when the block had not written it yet.
 _UNWRITTEN: Any = object()
 
@@ -47,11 +49,10 @@ class BlockRun:
     # The journal's length when each open call began, outermost first.
     _marks: list[int] = field(default_factory=list)
     # Deployment records looked up, by contract: (`_changes` when it was read, the record,
-    # the version a call into the contract runs at this height or the refusal it meets).
-    # An entry holds while `_changes` has not moved since.
-    _deployments: dict[str, tuple[int, dict[str, Any] | None, int | ContractError]] = field(
-        default_factory=dict
-    )
+    # the version a call into the contract runs at this height or the refusal it meets, and
+    # that version's code once a call looked it up). An entry holds while `_changes` has not
+    # moved since.
+    _deployments: dict[str, _Deployment] = field(default_factory=dict)
     # The state keys of the cached deployment records, and how many times a write or a
     # discard has changed one of them (every change of `block_writes` goes through `write`,
     # `write_between_calls` or `discard`, and committed state stays as it is for the block).
@@ -171,7 +172,7 @@ class BlockRun:
             return cached[1]
         return self._look_up(contract)[1]
 
-    def _look_up(self, contract: str) -> tuple[int, dict[str, Any] | None, int | ContractError]:
+    def _look_up(self, contract: str) -> _Deployment:
         """Decode `contract`'s deployment record afresh and note what a call into it meets
         at this block's height: the version that runs, or the refusal."""
         self._watched.add(state_key(system.CONTRACT, system.deployment_key(contract)))
@@ -184,7 +185,7 @@ class BlockRun:
             active = ContractError(f"contract_{status}", f"{contract} is {status}")
         else:
             active = int(record["active_version"])
-        entry = (self._changes, record, active)
+        entry: _Deployment = (self._changes, record, active, None)
         self._deployments[contract] = entry
         return entry
 
@@ -192,7 +193,10 @@ class BlockRun:
         cached = self._deployments.get(contract)
         if cached is None or cached[0] != self._changes:
             cached = self._look_up(contract)
-        active = cached[2]
+        changes, record, active, instance = cached
         if isinstance(active, ContractError):
             raise ContractError(active.code, active.message)
-        return code_for(self.code, contract, active)
+        if instance is None:
+            instance = code_for(self.code, contract, active)  # none: the node must stop
+            self._deployments[contract] = (changes, record, active, instance)
+        return instance
