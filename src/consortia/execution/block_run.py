@@ -21,7 +21,7 @@ from consortia.execution.suite_checks import SuiteChecks
 from consortia.execution.values import decode_value, state_key
 
 # A cached deployment lookup (see `BlockRun._deployments`).
-_Deployment = tuple[int, dict[str, Any] | None, int | ContractError, Contract | None]
+_Deployment = tuple[int, dict[str, Any] | None, Any, Contract | None]
 # A key's previous state in the journal when the block had not written it yet.
 _UNWRITTEN: Any = object()
 
@@ -177,14 +177,14 @@ class BlockRun:
         at this block's height: the version that runs, or the refusal."""
         self._watched.add(state_key(system.CONTRACT, system.deployment_key(contract)))
         record = system.read_deployment(self.query, contract)
-        active: int | ContractError
+        active: Any  # the record's active version, or a ContractError
         if record is None:
             active = ContractError("unknown_contract", f"no contract {contract!r}")
         elif not system.deployment_runs(record, self.height):
             status = record["status"]
             active = ContractError(f"contract_{status}", f"{contract} is {status}")
         else:
-            active = int(record["active_version"])
+            active = record["active_version"]
         entry: _Deployment = (self._changes, record, active, None)
         self._deployments[contract] = entry
         return entry
@@ -197,6 +197,6 @@ class BlockRun:
         if isinstance(active, ContractError):
             raise ContractError(active.code, active.message)
         if instance is None:
-            instance = code_for(self.code, contract, active)  # none: the node must stop
+            instance = code_for(self.code, contract, int(active))  # none: the node must stop
             self._deployments[contract] = (changes, record, active, instance)
         return instance

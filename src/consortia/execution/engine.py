@@ -20,9 +20,8 @@ transaction with the right nonce) the sender's nonce, so it cannot be replayed.
 
 Must never: spell a contract's state key itself (accounts are identity's: the sender's record
 is read and its nonce written at the key identity_state spells; deployment records are
-`sys`'s, read through system); hand a contract
-anything but a `Context` over a `BlockRun`, which holds no reference to this engine, the state
-tree or the registry.
+`sys`'s, read through system); hand a contract anything but a `Context` over a `BlockRun`,
+which holds no reference to this engine, the state tree or the registry.
 """
 
 from __future__ import annotations
