@@ -4,9 +4,9 @@ Owns: the `Value` type and its rules (integers, strings, booleans, None, bytes, 
 string-keyed maps, nested at most `VALUE_DEPTH_MAX` deep), the one encoding of a value
 (`canonical`, canonical MessagePack; `recanonical` re-encodes a value decoded from stored
 bytes, which passed `canonical` when stored; `decode_value`/`decode_stored` read one back),
-the one form of a state key (`state_key`:
-"<contract>/<key>"), the size limits on stored keys and values, and `ContractError`, the
-failure with a stable code that every check on a contract call raises.
+the one form of a state key (`state_key`: "<contract>/<key>"), the size limits on stored
+keys and values, and `ContractError`, the failure with a stable code that every check on a
+contract call raises.
 
 Must never: accept floats or any other type whose encoding is not the same on every machine;
 import the engine, the state tree or anything that does I/O. Pure functions only: the engine,
