@@ -20,6 +20,8 @@ from consortia.execution.registry import Code, code_for
 from consortia.execution.suite_checks import SuiteChecks
 from consortia.execution.values import decode_value, state_key
 
+# A cached deployment lookup (see `BlockRun._deployments`).
+_Deployment = tuple[int, dict[str, Any] | None, Any, Contract | None]
 # A key's previous state in the journal when the block had not written it yet.
 _UNWRITTEN: Any = object()
 
@@ -46,11 +48,16 @@ class BlockRun:
     _journal: list[tuple[bytes, Any]] = field(default_factory=list)
     # The journal's length when each open call began, outermost first.
     _marks: list[int] = field(default_factory=list)
-    # Deployment records the engine looked up, with the stored bytes they were decoded from
-    # (a record is decoded again only when its bytes are no longer the ones read then).
-    _deployments: dict[str, tuple[bytes | None, dict[str, Any] | None]] = field(
-        default_factory=dict
-    )
+    # Deployment records looked up, by contract: (`_changes` when it was read, the record,
+    # the version a call into the contract runs at this height or the refusal it meets, and
+    # that version's code once a call looked it up). An entry holds while `_changes` has not
+    # moved since.
+    _deployments: dict[str, _Deployment] = field(default_factory=dict)
+    # The state keys of the cached deployment records, and how many times a write or a
+    # discard has changed one of them (every change of `block_writes` goes through `write`,
+    # `write_between_calls` or `discard`, and committed state stays as it is for the block).
+    _watched: set[bytes] = field(default_factory=set)
+    _changes: int = 0
 
     # The Host protocol.
 
@@ -64,10 +71,13 @@ class BlockRun:
         assert self._marks, "writes happen inside a call"
         self._journal.append((key, self.block_writes.get(key, _UNWRITTEN)))
         self.block_writes[key] = value
+        if key in self._watched:
+            self._changes += 1
 
     def call(self, ctx: Context, method_name: str, args: dict[str, Any]) -> Any:
         instance = self._active(ctx.contract)
-        self.begin()
+        marks = self._marks
+        marks.append(len(self._journal))  # `begin`, written out: every call passes here
         events_before = len(ctx.events)
         try:
             result = instance.call(ctx, method_name, args)
@@ -76,7 +86,9 @@ class BlockRun:
             self.discard()
             del ctx.events[events_before:]
             raise
-        self.keep()
+        marks.pop()  # `keep`, written out
+        if not marks:
+            self._journal.clear()
         return result
 
     def has_code(self, contract: str, version: int) -> bool:
@@ -120,6 +132,14 @@ class BlockRun:
         """A `StateReader` over this block's state as it stands, unmetered (admission)."""
         return decode_value(self.read(state_key(contract, key)))
 
+    def write_between_calls(self, key: bytes, value: bytes | None) -> None:
+        """A write of the engine's own while no call is open (a sender's nonce): nothing
+        could discard it, so it goes straight into the block's writes, unjournalled."""
+        assert not self._marks, "no call is open"
+        self.block_writes[key] = value
+        if key in self._watched:
+            self._changes += 1
+
     def begin(self) -> None:
         self._marks.append(len(self._journal))
 
@@ -131,11 +151,14 @@ class BlockRun:
     def discard(self) -> None:
         mark = self._marks.pop()
         journal, writes = self._journal, self.block_writes
+        watched = self._watched
         for key, previous in reversed(journal[mark:]):
             if previous is _UNWRITTEN:
                 del writes[key]
             else:
                 writes[key] = previous
+            if key in watched:
+                self._changes += 1
         del journal[mark:]
 
     @property
@@ -144,18 +167,36 @@ class BlockRun:
 
     def deployment(self, contract: str) -> dict[str, Any] | None:
         """`contract`'s deployment record as this block stands (unmetered; never mutate it)."""
-        raw = self.read(state_key(system.CONTRACT, system.deployment_key(contract)))
         cached = self._deployments.get(contract)
-        if cached is not None and cached[0] is raw:
+        if cached is not None and cached[0] == self._changes:
             return cached[1]
+        return self._look_up(contract)[1]
+
+    def _look_up(self, contract: str) -> _Deployment:
+        """Decode `contract`'s deployment record afresh and note what a call into it meets
+        at this block's height: the version that runs, or the refusal."""
+        self._watched.add(state_key(system.CONTRACT, system.deployment_key(contract)))
         record = system.read_deployment(self.query, contract)
-        self._deployments[contract] = (raw, record)
-        return record
+        active: Any  # the record's active version, or a ContractError
+        if record is None:
+            active = ContractError("unknown_contract", f"no contract {contract!r}")
+        elif not system.deployment_runs(record, self.height):
+            status = record["status"]
+            active = ContractError(f"contract_{status}", f"{contract} is {status}")
+        else:
+            active = record["active_version"]
+        entry: _Deployment = (self._changes, record, active, None)
+        self._deployments[contract] = entry
+        return entry
 
     def _active(self, contract: str) -> Contract:
-        record = self.deployment(contract)
-        if record is None:
-            raise ContractError("unknown_contract", f"no contract {contract!r}")
-        if not system.deployment_runs(record, self.height):
-            raise ContractError(f"contract_{record['status']}", f"{contract} is {record['status']}")
-        return code_for(self.code, contract, int(record["active_version"]))
+        cached = self._deployments.get(contract)
+        if cached is None or cached[0] != self._changes:
+            cached = self._look_up(contract)
+        changes, record, active, instance = cached
+        if isinstance(active, ContractError):
+            raise ContractError(active.code, active.message)
+        if instance is None:
+            instance = code_for(self.code, contract, int(active))  # none: the node must stop
+            self._deployments[contract] = (changes, record, active, instance)
+        return instance

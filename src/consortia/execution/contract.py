@@ -49,7 +49,7 @@ from consortia.execution.values import (
     ContractError,
     Value,
     canonical,
-    decode_value,
+    decode_stored,
     state_key,
 )
 from consortia.types.genesis import Genesis
@@ -315,7 +315,8 @@ class Context:
     # State, in this contract's namespace.
 
     def get(self, key: str, default: Value = None) -> Value:
-        return decode_value(self._read(self.contract, key), default)
+        raw = self._read(self.contract, key)
+        return default if raw is None else decode_stored(raw)
 
     def put(self, key: str, value: Value) -> None:
         self._write(self.contract, key, canonical(value))
@@ -328,13 +329,22 @@ class Context:
 
     def read_other(self, contract: str, key: str, default: Value = None) -> Value:
         """Read another contract's state (state is public within the ledger; writes are not)."""
-        return decode_value(self._read(contract, key), default)
+        raw = self._read(contract, key)
+        return default if raw is None else decode_stored(raw)
+
+    def has_other(self, contract: str, key: str) -> bool:
+        """Whether another contract's state holds `key`: a read, charged as one, whose
+        value is not decoded."""
+        return self._read(contract, key) is not None
 
     # Events and failure.
 
     def emit(self, name: str, **fields: Value) -> None:
         encoded = canonical(fields)
-        self.meter.charge(GAS_EVENT + len(encoded))
+        meter = self.meter
+        meter.used += GAS_EVENT + len(encoded)  # `Meter.charge`, written out
+        if meter.used > meter.limit:
+            raise OutOfGasError(meter.limit)
         if len(self.events) >= EVENTS_PER_TX_MAX:
             self.fail("too_many_events", f"a transaction emits at most {EVENTS_PER_TX_MAX} events")
         self.events.append(Event(self.contract, name, fields))
@@ -351,7 +361,10 @@ class Context:
     def invoke(self, contract: str, method_name: str, args: Mapping[str, Value]) -> Value:
         if self.depth >= CALL_DEPTH_MAX:
             self.fail("call_too_deep", f"contract calls nest at most {CALL_DEPTH_MAX} deep")
-        self.meter.charge(GAS_CALL)
+        meter = self.meter
+        meter.used += GAS_CALL  # `Meter.charge`, written out
+        if meter.used > meter.limit:
+            raise OutOfGasError(meter.limit)
         return self.host.call(self._nested(contract), method_name, dict(args))
 
     # The chain's crypto suite: deterministic checks, each charged before it runs.
@@ -431,37 +444,47 @@ class Context:
     def _nested(self, contract: str) -> Context:
         """The context of a call from this one into `contract`: same transaction, same meter
         and events, one level deeper. Every nested context is built here."""
+        # Positional, in the fields' order (host, contract, caller, origin, height, time_ms,
+        # meter, depth, events): every call from a contract builds one.
         return Context(
-            host=self.host,
-            contract=contract,
-            caller=contract_caller(self.contract),
-            origin=self.origin,
-            height=self.height,
-            time_ms=self.time_ms,
-            meter=self.meter,
-            depth=self.depth + 1,
-            events=self.events,
+            self.host,
+            contract,
+            contract_caller(self.contract),
+            self.origin,
+            self.height,
+            self.time_ms,
+            self.meter,
+            self.depth + 1,
+            self.events,
         )
 
     def _read(self, contract: str, key: str) -> bytes | None:
-        full = _bounded_key(contract, key)
+        # The hot path of every call: the key's bound and `Meter.charge` written out in place.
+        full = state_key(contract, key)
+        if len(full) > KEY_LENGTH_MAX:
+            raise ContractError("key_too_long", f"state keys are at most {KEY_LENGTH_MAX} bytes")
         raw = self.host.read(full)
-        self.meter.charge(GAS_READ + GAS_PER_BYTE_READ * (len(full) + len(raw or b"")))
+        meter = self.meter
+        meter.used += GAS_READ + GAS_PER_BYTE_READ * (
+            len(full) if raw is None else len(full) + len(raw)
+        )
+        if meter.used > meter.limit:
+            raise OutOfGasError(meter.limit)
         return raw
 
     def _write(self, contract: str, key: str, value: bytes | None) -> None:
-        full = _bounded_key(contract, key)
+        full = state_key(contract, key)
+        if len(full) > KEY_LENGTH_MAX:
+            raise ContractError("key_too_long", f"state keys are at most {KEY_LENGTH_MAX} bytes")
         if value is not None and len(value) > VALUE_BYTES_MAX:
             self.fail("value_too_large", f"a stored value is at most {VALUE_BYTES_MAX} bytes")
-        self.meter.charge(GAS_WRITE + GAS_PER_BYTE_WRITE * (len(full) + len(value or b"")))
+        meter = self.meter
+        meter.used += GAS_WRITE + GAS_PER_BYTE_WRITE * (
+            len(full) if value is None else len(full) + len(value)
+        )
+        if meter.used > meter.limit:
+            raise OutOfGasError(meter.limit)
         self.host.write(full, value)
-
-
-def _bounded_key(contract: str, key: str) -> bytes:
-    full = state_key(contract, key)
-    if len(full) > KEY_LENGTH_MAX:
-        raise ContractError("key_too_long", f"state keys are at most {KEY_LENGTH_MAX} bytes")
-    return full
 
 
 def frozen_now(record: Mapping[str, Any], height: int) -> bool:

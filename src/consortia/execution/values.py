@@ -2,9 +2,11 @@
 
 Owns: the `Value` type and its rules (integers, strings, booleans, None, bytes, lists and
 string-keyed maps, nested at most `VALUE_DEPTH_MAX` deep), the one encoding of a value
-(`canonical`, canonical MessagePack), the one form of a state key (`state_key`:
-"<contract>/<key>"), the size limits on stored keys and values, and `ContractError`, the
-failure with a stable code that every check on a contract call raises.
+(`canonical`, canonical MessagePack; `recanonical` re-encodes a value decoded from stored
+bytes, which passed `canonical` when stored; `decode_value`/`decode_stored` read one back),
+the one form of a state key (`state_key`: "<contract>/<key>"), the size limits on stored
+keys and values, and `ContractError`, the failure with a stable code that every check on a
+contract call raises.
 
 Must never: accept floats or any other type whose encoding is not the same on every machine;
 import the engine, the state tree or anything that does I/O. Pure functions only: the engine,
@@ -40,13 +42,25 @@ class ContractError(Exception):
 
 def canonical(value: Value) -> bytes:
     """Encode a value, refusing floats and other non-deterministic types (`bad_value`)."""
-    _check(value, 0)
+    if type(value) not in _SCALARS:  # a scalar needs no check (`_check`'s first test)
+        _check(value, 0)
     return encode(value)
+
+
+def recanonical(value: Value) -> bytes:
+    """Encode a value decoded from stored canonical bytes (and perhaps given new scalars of
+    the allowed types) without checking it again: what was stored passed `canonical`."""
+    return encode(value)
+
+
+# The value stored as some bytes: `decode_value` without its None case, for the hot paths
+# that test for None themselves (one function call fewer per read).
+decode_stored: Final = msgspec.msgpack.decode
 
 
 def decode_value(raw: bytes | None, default: Value = None) -> Value:
     """The value stored as `raw`, or `default` when nothing is stored."""
-    return default if raw is None else msgspec.msgpack.decode(raw)
+    return default if raw is None else decode_stored(raw)
 
 
 # Exact types a value may be without looking further (subclasses take the general path).

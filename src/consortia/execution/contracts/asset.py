@@ -73,15 +73,13 @@ class Asset(Contract):
         amount = arg_int(args, "amount", minimum=1)
         currency = arg_currency(ctx, args)
         ctx.require(amount <= AMOUNT_MAX, "bad_argument", "amount is too large")
-        ctx.require(
-            identity_state.account_exists(ctx, target),
-            "unknown_account",
-            f"no account {target!r}",
-        )
+        # (`if ... fail`, not `require`: the message is built only for a refusal)
+        if not identity_state.account_exists(ctx, target):
+            ctx.fail("unknown_account", f"no account {target!r}")
         move(ctx, source, target, currency, amount)
         if regulator_active(ctx):
-            observed = {"source": source, "target": target, "currency": currency}
-            ctx.invoke(REGULATOR, "observe_transfer", {**observed, "amount": amount})
+            observed = {"source": source, "target": target, "currency": currency, "amount": amount}
+            ctx.invoke(REGULATOR, "observe_transfer", observed)
 
     @method("issue")
     def issue(self, ctx: Context, args: dict[str, Any]) -> None:
@@ -140,7 +138,8 @@ def move(ctx: Context, source: str, target: str, currency: str, amount: int) -> 
     """Move money inside the asset contract's namespace (call only from `asset`)."""
     assert ctx.contract == CONTRACT
     held = balance(ctx, source, currency)
-    ctx.require(held >= amount, "insufficient_funds", f"{source} holds {held} {currency}")
+    if held < amount:
+        ctx.fail("insufficient_funds", f"{source} holds {held} {currency}")
     ctx.put(balance_key(currency, source), held - amount)
     ctx.put(balance_key(currency, target), balance(ctx, target, currency) + amount)
     ctx.emit("transferred", currency=currency, amount=amount, source=source, target=target)
@@ -162,6 +161,6 @@ def _require_issuer(ctx: Context, currency: str, does: str) -> str:
 def arg_currency(ctx: Context, args: dict[str, Any]) -> str:
     """The `currency` argument: a three-letter upper-case code, CURRENCY_DEFAULT when absent."""
     currency = args.get("currency", CURRENCY_DEFAULT)
-    if not is_currency(currency):
+    if currency is not CURRENCY_DEFAULT and not is_currency(currency):
         ctx.fail("bad_argument", "currency is a three-letter code")
     return currency

@@ -144,8 +144,11 @@ def account_record(ctx: Context, account_id: str) -> dict[str, Any] | None:
 
 
 def account_exists(ctx: Context, account_id: str) -> bool:
-    """True when the id names an account, in any status (cancelled ones included)."""
-    return account_record(ctx, account_id) is not None
+    """True when the id names an account, in any status (cancelled ones included). Charged
+    as `account_record` is (one read, nothing for an id that is no string or empty)."""
+    if not isinstance(account_id, str) or not account_id:
+        return False
+    return ctx.has_other(CONTRACT, account_key(account_id))
 
 
 def effective_status(record: dict[str, Any], height: int) -> str:

@@ -63,6 +63,7 @@ from consortia.execution.contracts import (
 from consortia.types.genesis import Genesis
 
 CONTRACT: Final = regulator_state.CONTRACT
+ASSET_CALLER: Final = contract_caller(asset.CONTRACT)  # the one caller observe_transfer hears
 REGULATOR_ROLE: Final = "regulator"
 
 ALERT_LARGE = "large_transfer"
@@ -164,7 +165,7 @@ class Regulator(Contract):
     def observe_transfer(self, ctx: Context, args: dict[str, Any]) -> None:
         """Check one transfer against the rules; raise alerts; never refuse it."""
         ctx.require(
-            ctx.caller == contract_caller(asset.CONTRACT),
+            ctx.caller == ASSET_CALLER,
             "not_authorised",
             "only the asset contract reports",
         )
@@ -182,7 +183,7 @@ class Regulator(Contract):
             raise_alert(ctx, ALERT_LARGE, source, {**details, "limit": limit})
         if limits["velocity"] is not None:
             _observe_velocity(ctx, limits["velocity"], details)
-        for party in dict.fromkeys([source, target]):
+        for party in (source,) if source == target else (source, target):
             if ctx.has(listed_key(party)):
                 raise_alert(ctx, ALERT_LISTED, party, details)
 
