@@ -262,3 +262,22 @@ def test_close_executes_the_commits_due_even_while_a_consensus_event_waits(
                 driver.close()
 
     asyncio.run(scenario())
+
+
+def test_a_lone_validator_under_load_still_executes_its_commits(tmp_path: Path) -> None:
+    """Setup: a single validator (as `cluster up --nodes 1` makes), sent transfers one after
+    another. Test: every one commits. A lone validator forms each certificate from its own
+    vote, so a consensus event is always scheduled on its loop; committed blocks wait for
+    such events only a bounded number of passes, or they would never run (this test timed
+    out when they waited for none to be left)."""
+
+    async def scenario() -> None:
+        hub = Hub(asyncio.get_running_loop(), random.Random(4))
+        genesis = make_genesis(1)
+        (driver,) = started_drivers(hub, genesis, tmp_path, count=1)
+        for nonce in range(5):
+            assert driver.submit(transfer(genesis, "alice", "bob", 1, nonce)).ok
+            await wait_for(lambda n=nonce: balance(driver, "bob") == BALANCE + n + 1)
+        driver.close()
+
+    asyncio.run(scenario())

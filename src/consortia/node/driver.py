@@ -74,6 +74,9 @@ from consortia.types.transaction import Transaction
 # replica's round timer it may hold it for. A quarter, because the previous leader's round
 # spans two pauses (its own, then the next leader's) and must stay well inside its timer.
 IDLE_DELAY_MAX_MS = 250
+# Passes of the loop committed blocks wait for scheduled consensus events (`_apply_commits`):
+# a leader's chain is PayloadReady, then the PersistDone of its proposal (and of its vote).
+DEFERRALS_MAX = 4
 IDLE_DELAY_TIMER_DIVISOR = 4
 
 
@@ -135,6 +138,7 @@ class Driver:
         # Consensus events scheduled on the loop and not yet handled (a `PayloadReady`, a
         # `PersistDone`): executing waits for them (see `_apply_commits`).
         self._consensus_scheduled = 0
+        self._deferrals = 0  # passes `_apply_commits` has waited for them
         # Called with every batch of blocks once they are durably recorded.
         self.on_commit: list[Callable[[list[CommittedBlock]], None]] = []
         # Execution votes and certificates; it signs through the replica's safety rules.
@@ -291,10 +295,16 @@ class Driver:
         with the `PersistDone` of its proposal after it, go first. So the vote or the proposal
         is on its way before the block runs, and executing a large block (hundreds of
         milliseconds) overlaps the next round's messages instead of holding them back; the
-        payload leaves out what the blocks still due carry (`_uncommitted_payload`)."""
-        if self._consensus_scheduled:
-            self._loop.call_soon(self._apply_commits)  # a chain of at most three events
+        payload leaves out what the blocks still due carry (`_uncommitted_payload`).
+
+        At most DEFERRALS_MAX passes of the loop, though: a lone validator (or one whose
+        peers answer within a pass) forms its certificates from its own events, so a new
+        round's events are always scheduled and the blocks would never run."""
+        if self._consensus_scheduled and self._deferrals < DEFERRALS_MAX:
+            self._deferrals += 1
+            self._loop.call_soon(self._apply_commits)
             return
+        self._deferrals = 0
         self._commits_scheduled = False
         self._execute_due()
 
