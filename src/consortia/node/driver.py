@@ -74,10 +74,10 @@ from consortia.types.transaction import Transaction
 # replica's round timer it may hold it for. A quarter, because the previous leader's round
 # spans two pauses (its own, then the next leader's) and must stay well inside its timer.
 IDLE_DELAY_MAX_MS = 250
+IDLE_DELAY_TIMER_DIVISOR = 4
 # Passes of the loop committed blocks wait for scheduled consensus events (`_apply_commits`):
 # a leader's chain is PayloadReady, then the PersistDone of its proposal (and of its vote).
 DEFERRALS_MAX = 4
-IDLE_DELAY_TIMER_DIVISOR = 4
 
 
 class Sender(Protocol):
