@@ -46,7 +46,7 @@ from consortia.execution.contract import (
     StateReader,
     frozen_now,
 )
-from consortia.execution.contracts import identity_state, system
+from consortia.execution.contracts import identity_state
 from consortia.execution.jmt_nodes import NodeReader, TreeUpdate
 from consortia.execution.registry import (
     ContractRegistry,
@@ -399,17 +399,13 @@ class Engine:
 
     def _admit_contract(self, run: BlockRun, tx: Transaction) -> None:
         body = tx.body
-        record = run.deployment(body.contract)
-        if record is None:
-            raise ContractError("unknown_contract", f"no contract {body.contract!r}")
-        if record["status"] == system.RETIRED:
-            raise ContractError("contract_retired", f"{body.contract} is retired")
-        if frozen_now(record, run.height):
-            raise ContractError("contract_frozen", f"{body.contract} is frozen")
-        if body.contract_version != record["active_version"]:
+        # unknown_contract, contract_retired or contract_frozen (the block's cached lookup,
+        # the one a call into the contract meets)
+        active = run.active_version(body.contract)
+        if body.contract_version != active:
             raise ContractError(
                 "wrong_contract_version",
-                f"{body.contract} runs version {record['active_version']}, "
+                f"{body.contract} runs version {active}, "
                 f"the transaction expects {body.contract_version}",
             )
 

@@ -183,9 +183,10 @@ class Regulator(Contract):
             raise_alert(ctx, ALERT_LARGE, source, {**details, "limit": limit})
         if limits["velocity"] is not None:
             _observe_velocity(ctx, limits["velocity"], details)
-        for party in (source,) if source == target else (source, target):
-            if ctx.has(listed_key(party)):
-                raise_alert(ctx, ALERT_LISTED, party, details)
+        if ctx.has(listed_key(source)):
+            raise_alert(ctx, ALERT_LISTED, source, details)
+        if target != source and ctx.has(listed_key(target)):
+            raise_alert(ctx, ALERT_LISTED, target, details)
 
     # ------------------------------------------------------------------ supervision queries
 
