@@ -27,8 +27,10 @@ minor units).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final, NoReturn, Protocol, TypeVar
+
+import msgspec
 
 from consortia.execution.arguments import (
     HASH_HEX_LENGTH,
@@ -50,7 +52,6 @@ from consortia.execution.values import (
     Value,
     canonical,
     decode_stored,
-    state_key,
 )
 from consortia.types.genesis import Genesis
 from consortia.types.primitives import (
@@ -278,8 +279,12 @@ class Contract:
         return {}
 
 
-@dataclass(slots=True)
-class Meter:
+# Meter, Event and Context are msgspec structs rather than dataclasses: every transaction
+# builds a meter and two contexts and most emit an event, and a struct is built in C, in a
+# third of the time.
+
+
+class Meter(msgspec.Struct):
     limit: int
     used: int = 0
 
@@ -289,15 +294,13 @@ class Meter:
             raise OutOfGasError(self.limit)
 
 
-@dataclass(slots=True)
-class Event:
+class Event(msgspec.Struct):
     contract: str
     name: str
     fields: dict[str, Any]
 
 
-@dataclass(slots=True)
-class Context:
+class Context(msgspec.Struct):
     """What a contract sees of the world during one call."""
 
     host: Host
@@ -310,7 +313,7 @@ class Context:
     time_ms: int
     meter: Meter
     depth: int = 0
-    events: list[Event] = field(default_factory=list)
+    events: list[Event] = msgspec.field(default_factory=list)
 
     # State, in this contract's namespace.
 

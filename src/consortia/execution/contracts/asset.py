@@ -137,11 +137,16 @@ def issuer(ctx: Context, currency: str) -> str | None:
 def move(ctx: Context, source: str, target: str, currency: str, amount: int) -> None:
     """Move money inside the asset contract's namespace (call only from `asset`)."""
     assert ctx.contract == CONTRACT
-    held = balance(ctx, source, currency)
+    # `balance`, written out: each key is spelled once for its read and its write.
+    source_key, target_key = balance_key(currency, source), balance_key(currency, target)
+    held = ctx.get(source_key, 0)
+    assert isinstance(held, int) and held >= 0, "balances are non-negative integers"
     if held < amount:
         ctx.fail("insufficient_funds", f"{source} holds {held} {currency}")
-    ctx.put(balance_key(currency, source), held - amount)
-    ctx.put(balance_key(currency, target), balance(ctx, target, currency) + amount)
+    ctx.put(source_key, held - amount)
+    received = ctx.get(target_key, 0)
+    assert isinstance(received, int) and received >= 0, "balances are non-negative integers"
+    ctx.put(target_key, received + amount)
     ctx.emit("transferred", currency=currency, amount=amount, source=source, target=target)
 
 

@@ -188,7 +188,10 @@ def live_deployment(ctx: Context, name: str) -> dict[str, Any]:
 
 def deployment_runs(record: dict[str, Any], height: int) -> bool:
     """Whether calls into the contract run at `height`: not retired, and no freeze holds."""
-    return record["status"] != RETIRED and not frozen_now(record, height)
+    status: str = record["status"]
+    if status == FROZEN:
+        return not frozen_now(record, height)
+    return status != RETIRED
 
 
 def require_unprotected(ctx: Context, name: str) -> str:
