@@ -22,8 +22,12 @@ account's next nonce), or execute anything.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+import msgspec
 
 from consortia.crypto import Suite
 from consortia.errors import DecodeError
@@ -66,9 +70,10 @@ class MempoolLimits:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """The answer to one submitted transaction: accepted, or refused with a stable code."""
+class Admission(msgspec.Struct, frozen=True):
+    """The answer to one submitted transaction: accepted, or refused with a stable code.
+    (Admission's records are msgspec structs, not dataclasses: one of each is built per
+    transaction, and a struct is built in C, several times faster.)"""
 
     ok: bool
     code: str  # "ok" or why not
@@ -76,15 +81,13 @@ class Admission:
     tx_id: bytes  # empty when the bytes are no transaction at all
 
 
-@dataclass(slots=True)
-class _Entry:
+class _Entry(msgspec.Struct):
     tx_id: bytes
     body: TransactionBody
     raw: bytes
 
 
-@dataclass(slots=True)
-class _Candidate:
+class _Candidate(msgspec.Struct):
     index: int
     raw: bytes
     tx: Transaction
@@ -193,7 +196,7 @@ class Mempool:
             )
         if body.nonce >= expected + limits.per_sender_max:
             return _refused("nonce_too_far", f"nonce {body.nonce}; next is {expected}", tx_id)
-        if body.nonce in self._by_sender.get(body.sender, {}):
+        if body.nonce in self._by_sender.get(body.sender, _NONE_WAITING):
             return _refused(
                 "nonce_taken", f"another transaction waits with nonce {body.nonce}", tx_id
             )
@@ -205,7 +208,7 @@ class Mempool:
         limits = self.limits
         body = candidate.tx.body
         self._remember(candidate)
-        waiting = self._by_sender.get(body.sender, {})
+        waiting = self._by_sender.get(body.sender, _NONE_WAITING)
         if body.nonce in waiting:  # a twin in the same submission
             return _refused(
                 "nonce_taken", "another transaction waits with this nonce", candidate.tx_id
@@ -317,6 +320,10 @@ class Mempool:
             del self._by_sender[entry.body.sender]
         self._bytes -= len(entry.raw)
         assert self._bytes >= 0
+
+
+# The nonces a sender with nothing waiting has waiting (never written).
+_NONE_WAITING: Final[Mapping[int, _Entry]] = MappingProxyType({})
 
 
 def _refused(code: str, message: str, tx_id: bytes) -> Admission:
