@@ -116,6 +116,61 @@ def test_a_commit_removes_its_transactions_and_spent_or_expired_ones() -> None:
     assert len(mempool) == 1
 
 
+def test_expired_transactions_go_at_their_height_whoever_the_block_touched() -> None:
+    mempool = pool()
+    carol, alice, bob = tx("carol", 0, expiry=5), tx("alice", 0, expiry=8), tx("bob", 3)
+    assert codes(mempool, [carol, alice, bob]) == ["ok"] * 3
+
+    def waiting() -> list[str]:
+        return sorted(decode(raw, Transaction).body.sender for raw in mempool.transactions())
+
+    mempool.committed([], height=4, next_nonce=next_nonce)
+    assert waiting() == ["alice", "bob", "carol"]
+    mempool.committed([], height=5, next_nonce=next_nonce)
+    assert waiting() == ["alice", "bob"]
+    assert codes(mempool, [tx("carol", 0, expiry=7)], height=5) == ["ok"]  # lower than alice's
+    mempool.committed([], height=7, next_nonce=next_nonce)
+    assert waiting() == ["alice", "bob"]
+    mempool.committed([bob], height=8, next_nonce={**NONCES, "bob": 4}.get)
+    assert waiting() == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["alice", "bob", "carol"]),
+            st.integers(0, 3),  # nonce offset
+            st.integers(2, 12),  # expiry height
+            st.booleans(),  # commit it in the next block
+            st.integers(0, 3),  # heights the next block moves on
+        ),
+        max_size=20,
+    )
+)
+def test_commits_remove_what_a_scan_of_every_waiting_transaction_removes(
+    steps: list[tuple[str, int, int, bool, int]],
+) -> None:
+    """The expiry floor only spares looking: the pool that scans every waiting transaction
+    at every commit (its floor forced to 0) ends every step holding the same ones."""
+    fast, scanning = pool(), pool()
+    nonces = dict(NONCES)
+    height = 1
+    for sender, offset, expiry, include, advance in steps:
+        raw = tx(sender, nonces[sender] + offset, expiry=expiry)
+        for mempool in (fast, scanning):
+            mempool.admit(raw, height=height, next_nonce=nonces.get)
+        payload = [raw] if include and offset == 0 and expiry > height + advance else []
+        if payload:
+            nonces[sender] += 1
+        height += advance
+        for mempool in (fast, scanning):
+            scanning._expiry_floor = 0
+            mempool.committed(payload, height=height, next_nonce=nonces.get)
+        assert fast.transactions() == scanning.transactions()
+        assert len(fast) == len(scanning) and fast.size_bytes == scanning.size_bytes
+
+
 def test_the_engine_skips_a_signature_the_mempool_checked() -> None:
     mempool = pool()
     good = tx("alice", 0)

@@ -36,6 +36,8 @@ from consortia.types.genesis import MempoolParams
 from consortia.types.signing import SigningDomain, transaction_id
 from consortia.types.transaction import Transaction, TransactionBody
 
+# Higher than any expiry height: what `Mempool._expiry_floor` is while nothing waits.
+_NEVER: Final = 2**64
 # An account's next nonce, or None when no such account exists (committed state).
 NextNonce = Callable[[str], int | None]
 # A signed transaction this node decoded and whose signature verified: its id and the
@@ -108,6 +110,11 @@ class Mempool:
     # Whole signed transactions whose signature verified here, with their id and decoded form
     # (bounded by `transactions_max`, oldest out).
     _known: OrderedDict[bytes, Known] = field(default_factory=OrderedDict)
+    # No waiting transaction expires below this height (a lower bound: an entry's removal may
+    # leave it lower than it needs to be). Until a block reaches it, `committed` looks only
+    # at the senders the block touched; a block that reaches it looks at every waiting
+    # transaction and sets it afresh.
+    _expiry_floor: int = _NEVER
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -224,6 +231,8 @@ class Mempool:
         self._by_id[entry.tx_id] = entry
         self._by_sender.setdefault(body.sender, {})[body.nonce] = entry
         self._bytes += len(candidate.raw)
+        if body.expiry_height < self._expiry_floor:
+            self._expiry_floor = body.expiry_height
         return Admission(True, "ok", "", candidate.tx_id)
 
     def _remember(self, candidate: _Candidate) -> None:
@@ -289,8 +298,9 @@ class Mempool:
     def committed(self, payload: Iterable[bytes], *, height: int, next_nonce: NextNonce) -> None:
         """A block committed with these transactions: forget them, and every waiting one whose
         nonce they spent (a sender may have signed another body with the same nonce and sent
-        it elsewhere) or whose expiry has passed."""
-        touched: set[str] = set()
+        it elsewhere) or whose expiry has passed (looked for only once a block reaches the
+        lowest expiry height waiting)."""
+        touched: dict[str, None] = {}  # the senders of `payload`, in its order
         for raw in payload:
             known = self._known.get(raw)
             if known is None:
@@ -301,16 +311,22 @@ class Mempool:
                 tx_id = transaction_id(self.suite, body)
             else:
                 tx_id, body = known[0], known[1].body
-            touched.add(body.sender)
+            touched[body.sender] = None
             entry = self._by_id.get(tx_id)
             if entry is not None:
                 self._remove(entry)
-        for sender in list(self._by_sender):
+        expiring = height >= self._expiry_floor
+        senders = self._by_sender if expiring else [s for s in touched if s in self._by_sender]
+        for sender in list(senders):
             expected = next_nonce(sender) if sender in touched else None
-            for entry in list(self._by_sender.get(sender, {}).values()):
+            for entry in list(self._by_sender.get(sender, _NONE_WAITING).values()):
                 spent = expected is not None and entry.body.nonce < expected
                 if spent or entry.body.expiry_height <= height:
                     self._remove(entry)
+        if expiring:
+            self._expiry_floor = min(
+                (entry.body.expiry_height for entry in self._by_id.values()), default=_NEVER
+            )
 
     def _remove(self, entry: _Entry) -> None:
         del self._by_id[entry.tx_id]
