@@ -231,8 +231,7 @@ class Mempool:
         self._by_id[entry.tx_id] = entry
         self._by_sender.setdefault(body.sender, {})[body.nonce] = entry
         self._bytes += len(candidate.raw)
-        if body.expiry_height < self._expiry_floor:
-            self._expiry_floor = body.expiry_height
+        self._expiry_floor = min(self._expiry_floor, body.expiry_height)
         return Admission(True, "ok", "", candidate.tx_id)
 
     def _remember(self, candidate: _Candidate) -> None:
