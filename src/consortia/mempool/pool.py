@@ -270,21 +270,27 @@ class Mempool:
         self, *, next_nonce: NextNonce, items_max: int | None = None, bytes_max: int | None = None
     ) -> list[bytes]:
         """Transactions for the next block: for each sender, in order of first arrival, its
-        next runnable nonces, one sender at a time round after round."""
+        next runnable nonces, one sender at a time round after round. A sender's next nonce
+        is asked for at its first turn: a full batch leaves the senders after it unasked."""
         items_max = min(
             items_max or self.limits.batch_transactions_max, self.limits.batch_transactions_max
         )
         bytes_max = bytes_max or self.limits.bytes_max
-        cursors = {sender: next_nonce(sender) for sender in self._by_sender}
+        cursors: dict[str, int | None] = {}  # each sender's next nonce in this batch
         chosen: list[bytes] = []
         size = 0
         progress = True
         while progress and len(chosen) < items_max:
             progress = False
             for sender, waiting in self._by_sender.items():
-                nonce = cursors[sender]
+                if len(chosen) >= items_max:
+                    break
+                if sender in cursors:
+                    nonce = cursors[sender]
+                else:
+                    nonce = cursors[sender] = next_nonce(sender)
                 entry = waiting.get(nonce) if nonce is not None else None
-                if entry is None or len(chosen) >= items_max:
+                if entry is None:
                     continue
                 if size + len(entry.raw) > bytes_max:
                     return chosen
