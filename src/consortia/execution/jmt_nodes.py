@@ -305,17 +305,24 @@ _raw_encode: Final = msgspec.msgpack.Encoder(order="deterministic").encode
 # A record's fields, headed by its tag, to its encoding (see `encode_branch`).
 encode_record: Final[Callable[[tuple[Any, ...]], bytes]] = _raw_encode
 _Pick = Callable[[tuple[Any, ...]], tuple[Any, ...]]
-# Per bitmap, what picks the versions of its children out of a branch, and their hashes out of
-# its 16 (filled as bitmaps are met).
-_PICKERS: dict[int, tuple[_Pick, _Pick]] = {}
+_Gather = Callable[[bytes], tuple[bytes, ...]]
+# Per bitmap, what picks the versions of its children out of a branch, their hashes out of
+# its 16, and their hashes straight out of its first field (a struct skipping the empty
+# children's: unpacking all 16 to keep a few costs more than the rest of the encoding); filled
+# as bitmaps are met, so at most one entry per bitmap.
+_PICKERS: dict[int, tuple[_Pick, _Pick, _Gather]] = {}
 
 
-def _pickers(bitmap: int) -> tuple[_Pick, _Pick]:
+def _pickers(bitmap: int) -> tuple[_Pick, _Pick, _Gather]:
     present = nibbles(bitmap)
+    layout = "".join(
+        f"{HASH_SIZE}s" if bitmap >> nibble & 1 else f"{HASH_SIZE}x" for nibble in range(RADIX)
+    )
+    gather = struct.Struct(f"{DOMAIN_SIZE}x{layout}").unpack
     if len(present) == 1:
         (only,) = present
-        return (lambda node: (node[CHILD + only],)), (lambda hashes: (hashes[only],))
-    return itemgetter(*(CHILD + n for n in present)), itemgetter(*present)
+        return (lambda node: (node[CHILD + only],)), (lambda hashes: (hashes[only],)), gather
+    return itemgetter(*(CHILD + n for n in present)), itemgetter(*present), gather
 
 
 def encode_leaf(key: bytes, value: bytes) -> bytes:
@@ -338,9 +345,10 @@ def encode_branch(node: Branch, hashes: list[bytes] | None = None) -> bytes:
         if pickers is None:
             pickers = _PICKERS[bitmap] = _pickers(bitmap)
         versions = pickers[0](node)
-        packed = b"".join(
-            pickers[1](_SPLIT16.unpack(node[HASHED]) if hashes is None else hashes)  # type: ignore[arg-type]
-        )
+        if hashes is None:
+            packed = b"".join(pickers[2](node[HASHED]))
+        else:
+            packed = b"".join(pickers[1](hashes))  # type: ignore[arg-type]
     return _raw_encode((_INTERNAL_TAG, bitmap, node[LEAVES], versions, packed))
 
 

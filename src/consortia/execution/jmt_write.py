@@ -70,6 +70,11 @@ _node_key = tuple.__new__
 # is a write too (its own, known present).
 Item = tuple[str, bytes | None, bytes, bytes | None, bool | None]
 
+# Written keys whose path (and leaf hash prefix) is remembered (`TreeWriter._key_paths`):
+# blocks write the same accounts over and over, and a key's hash is a function of the key
+# alone. Emptied when full (about 20 MB at most).
+KEY_PATHS_MAX: Final = 1 << 16
+
 # What updating a subtree gives: the hash of the internal node now at its path (written at
 # this version), a leaf to place (an Item: a leaf's place is fixed only when its parent is),
 # None (the subtree is empty now), or False (unchanged).
@@ -87,22 +92,31 @@ class TreeWriter(NodeCache):
         self._stale: list[NodeKey] = []
         self._batch: list[Item] = []
         self._paths: list[str] = []
+        # Key -> its path and LEAF_DOMAIN + its hash (what its leaf's hash starts with).
+        self._key_paths: dict[bytes, tuple[str, bytes]] = {}
+        self._key_paths_max = KEY_PATHS_MAX
 
     def _items(
         self, writes: Mapping[bytes, bytes | None], present: Container[bytes] | None
     ) -> list[Item]:
         """The writes, sorted by path."""
-        new = self._new
+        new, key_paths = self._new, self._key_paths
         items: list[Item] = []
         append = items.append
         for key, value in writes.items():
             known = None if present is None else key in present
-            digest = new(KEY_DOMAIN + key).digest()
+            remembered = key_paths.get(key)
+            if remembered is None:
+                if len(key_paths) >= self._key_paths_max:
+                    key_paths.clear()
+                digest = new(KEY_DOMAIN + key).digest()
+                remembered = key_paths[key] = (digest.hex(), LEAF_DOMAIN + digest)
+            path, leaf_prefix = remembered
             if value is None:
-                append((digest.hex(), None, key, None, known))
+                append((path, None, key, None, known))
             else:
-                leaf_hash = new(LEAF_DOMAIN + digest + new(VALUE_DOMAIN + value).digest()).digest()
-                append((digest.hex(), leaf_hash, key, value, known))
+                leaf_hash = new(leaf_prefix + new(VALUE_DOMAIN + value).digest()).digest()
+                append((path, leaf_hash, key, value, known))
         items.sort(key=by_path)
         return items
 
