@@ -298,7 +298,8 @@ def nibbles(bitmap: int) -> tuple[int, ...]:
 # The tags of the records, and the encoder behind `encode`: a record's fields as a tuple
 # headed by its tag are its encoding (an array-like tagged struct is exactly that array), which
 # spares building the record on the hot path. `decode_node` checks both agree.
-_LEAF_TAG: Final = 2
+LEAF_TAG: Final = 2
+_LEAF_TAG: Final = LEAF_TAG
 INTERNAL_TAG: Final = 1
 _INTERNAL_TAG: Final = INTERNAL_TAG
 _raw_encode: Final = msgspec.msgpack.Encoder(order="deterministic").encode
@@ -325,6 +326,16 @@ def _pickers(bitmap: int) -> tuple[_Pick, _Pick, _Gather]:
     return itemgetter(*(CHILD + n for n in present)), itemgetter(*present), gather
 
 
+def pickers(bitmap: int) -> tuple[_Pick, _Pick, _Gather]:
+    """What `encode_branch` picks a node of `bitmap`'s children with (for callers that write
+    the encoding out themselves): their versions out of the branch, their hashes out of its
+    16, their hashes out of its first field."""
+    found = _PICKERS.get(bitmap)
+    if found is None:
+        found = _PICKERS[bitmap] = _pickers(bitmap)
+    return found
+
+
 def encode_leaf(key: bytes, value: bytes) -> bytes:
     return _raw_encode((_LEAF_TAG, key, value))
 
@@ -341,14 +352,14 @@ def encode_branch(node: Branch, hashes: list[bytes] | None = None) -> bytes:
         versions = node[CHILD:]
         packed = node[HASHED][DOMAIN_SIZE:]
     else:
-        pickers = _PICKERS.get(bitmap)
-        if pickers is None:
-            pickers = _PICKERS[bitmap] = _pickers(bitmap)
-        versions = pickers[0](node)
+        picks = _PICKERS.get(bitmap)
+        if picks is None:
+            picks = _PICKERS[bitmap] = _pickers(bitmap)
+        versions = picks[0](node)
         if hashes is None:
-            packed = b"".join(pickers[2](node[HASHED]))
+            packed = b"".join(picks[2](node[HASHED]))
         else:
-            packed = b"".join(pickers[1](hashes))  # type: ignore[arg-type]
+            packed = b"".join(picks[1](hashes))  # type: ignore[arg-type]
     return _raw_encode((_INTERNAL_TAG, bitmap, node[LEAVES], versions, packed))
 
 

@@ -33,6 +33,7 @@ from consortia.execution.jmt_nodes import (
     DOMAIN_SIZE,
     HASH,
     INTERNAL_TAG,
+    LEAF_TAG,
     LEAVES,
     SLOTS,
     VERSION,
@@ -42,8 +43,8 @@ from consortia.execution.jmt_nodes import (
     NodeReader,
     child_hash,
     encode_branch,
-    encode_leaf,
     encode_record,
+    pickers,
     split_hashes,
 )
 from consortia.types.state_proof import (
@@ -185,7 +186,7 @@ class TreeWriter(NodeCache):
             child_path = path + char
             placed: Result
             if bitmap & bit:
-                placed = self._changed_child(version, child_path, node, start=start, stop=stop)
+                placed = self._changed_child(version, child_path, node, start, stop)
             elif stop == start + 1:
                 # An empty child and one write: its leaf, if it sets the key.
                 placed = batch[start] if batch[start][1] is not None else False
@@ -199,7 +200,7 @@ class TreeWriter(NodeCache):
         return changed
 
     def _changed_child(
-        self, version: int, child_path: str, node: Branch, *, start: int, stop: int
+        self, version: int, child_path: str, node: Branch, start: int, stop: int
     ) -> Result:
         """The non-empty child of `node` at `child_path` after the writes
         `_batch[start:stop]`."""
@@ -282,9 +283,8 @@ class TreeWriter(NodeCache):
             bit = 1 << nibble
             slots = list(node)
             if leaf is not None:
-                nodes[_node_key(NodeKey, (version, path + _HEX[nibble]))] = encode_leaf(
-                    leaf[2],
-                    leaf[3],  # type: ignore[arg-type]
+                nodes[_node_key(NodeKey, (version, path + _HEX[nibble]))] = encode_record(
+                    (LEAF_TAG, leaf[2], leaf[3])
                 )
                 digest: bytes = leaf[1]  # type: ignore[assignment]
                 leaves = slots[LEAVES] = node[LEAVES] | bit
@@ -299,14 +299,15 @@ class TreeWriter(NodeCache):
             top = slots[HASH] = new(hashed).digest()
             slots[VERSION] = slots[CHILD + nibble] = version
             branch = tuple(slots)
+            # The node's encoding, written out (`encode_branch`).
             if bitmap == BITMAP_MAX:
-                # A full node's encoding, written out (the common case near the top).
-                data = encode_record(
-                    (INTERNAL_TAG, bitmap, leaves, branch[CHILD:], hashed[DOMAIN_SIZE:])
-                )
+                versions, packed = branch[CHILD:], hashed[DOMAIN_SIZE:]
             else:
-                data = encode_branch(branch)
-            nodes[_node_key(NodeKey, (version, path))] = data
+                pick_versions, _, gather = pickers(bitmap)
+                versions, packed = pick_versions(branch), b"".join(gather(hashed))
+            nodes[_node_key(NodeKey, (version, path))] = encode_record(
+                (INTERNAL_TAG, bitmap, leaves, versions, packed)
+            )
             if path:
                 cache[path] = branch
             else:
@@ -418,9 +419,8 @@ class TreeWriter(NodeCache):
                 versions[nibble] = 0
                 continue
             if isinstance(placed, tuple):
-                nodes[_node_key(NodeKey, (version, path + _HEX[nibble]))] = encode_leaf(
-                    placed[2],
-                    placed[3],  # type: ignore[arg-type]
+                nodes[_node_key(NodeKey, (version, path + _HEX[nibble]))] = encode_record(
+                    (LEAF_TAG, placed[2], placed[3])
                 )
                 hashes[nibble] = placed[1]  # type: ignore[assignment]
             else:
