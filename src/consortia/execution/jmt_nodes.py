@@ -307,14 +307,19 @@ _raw_encode: Final = msgspec.msgpack.Encoder(order="deterministic").encode
 encode_record: Final[Callable[[tuple[Any, ...]], bytes]] = _raw_encode
 _Pick = Callable[[tuple[Any, ...]], tuple[Any, ...]]
 _Gather = Callable[[bytes], tuple[bytes, ...]]
-# Per bitmap, what picks the versions of its children out of a branch, their hashes out of
-# its 16, and their hashes straight out of its first field (a struct skipping the empty
-# children's: unpacking all 16 to keep a few costs more than the rest of the encoding); filled
-# as bitmaps are met, so at most one entry per bitmap.
-_PICKERS: dict[int, tuple[_Pick, _Pick, _Gather]] = {}
+# Per bitmap, what picks the versions of its children out of a branch, and their hashes out of
+# its first field (a struct skipping the empty children's: unpacking all 16 to keep a few costs
+# more than the rest of the encoding). Filled by `pickers` as bitmaps are met, so at most one
+# entry per bitmap; callers that write the encoding out themselves read it
+# (`PICKERS.get(bitmap) or pickers(bitmap)`).
+PICKERS: Final[dict[int, tuple[_Pick, _Gather]]] = {}
 
 
-def _pickers(bitmap: int) -> tuple[_Pick, _Pick, _Gather]:
+def pickers(bitmap: int) -> tuple[_Pick, _Gather]:
+    """`PICKERS[bitmap]`, made the first time."""
+    found = PICKERS.get(bitmap)
+    if found is not None:
+        return found
     present = nibbles(bitmap)
     layout = "".join(
         f"{HASH_SIZE}s" if bitmap >> nibble & 1 else f"{HASH_SIZE}x" for nibble in range(RADIX)
@@ -322,17 +327,10 @@ def _pickers(bitmap: int) -> tuple[_Pick, _Pick, _Gather]:
     gather = struct.Struct(f"{DOMAIN_SIZE}x{layout}").unpack
     if len(present) == 1:
         (only,) = present
-        return (lambda node: (node[CHILD + only],)), (lambda hashes: (hashes[only],)), gather
-    return itemgetter(*(CHILD + n for n in present)), itemgetter(*present), gather
-
-
-def pickers(bitmap: int) -> tuple[_Pick, _Pick, _Gather]:
-    """What `encode_branch` picks a node of `bitmap`'s children with (for callers that write
-    the encoding out themselves): their versions out of the branch, their hashes out of its
-    16, their hashes out of its first field."""
-    found = _PICKERS.get(bitmap)
-    if found is None:
-        found = _PICKERS[bitmap] = _pickers(bitmap)
+        found = (lambda node: (node[CHILD + only],)), gather
+    else:
+        found = itemgetter(*(CHILD + n for n in present)), gather
+    PICKERS[bitmap] = found
     return found
 
 
@@ -344,22 +342,16 @@ def encode_internal(node: Internal) -> bytes:
     return encode_branch(node.branch())
 
 
-def encode_branch(node: Branch, hashes: list[bytes] | None = None) -> bytes:
-    """An internal node's encoding (`hashes`: its 16 child hashes, when the caller has them
-    apart)."""
+def encode_branch(node: Branch) -> bytes:
+    """An internal node's encoding."""
     bitmap = node[BITMAP]
     if bitmap == BITMAP_MAX:
         versions = node[CHILD:]
         packed = node[HASHED][DOMAIN_SIZE:]
     else:
-        picks = _PICKERS.get(bitmap)
-        if picks is None:
-            picks = _PICKERS[bitmap] = _pickers(bitmap)
-        versions = picks[0](node)
-        if hashes is None:
-            packed = b"".join(picks[2](node[HASHED]))
-        else:
-            packed = b"".join(picks[1](hashes))  # type: ignore[arg-type]
+        pick_versions, gather = PICKERS.get(bitmap) or pickers(bitmap)
+        versions = pick_versions(node)
+        packed = b"".join(gather(node[HASHED]))
     return _raw_encode((_INTERNAL_TAG, bitmap, node[LEAVES], versions, packed))
 
 

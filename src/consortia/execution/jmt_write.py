@@ -35,6 +35,7 @@ from consortia.execution.jmt_nodes import (
     INTERNAL_TAG,
     LEAF_TAG,
     LEAVES,
+    PICKERS,
     SLOTS,
     VERSION,
     Branch,
@@ -186,7 +187,9 @@ class TreeWriter(NodeCache):
             child_path = path + char
             placed: Result
             if bitmap & bit:
-                placed = self._changed_child(version, child_path, node, start, stop)
+                placed = self._changed_child(
+                    version, child_path, nibble, node, start=start, stop=stop
+                )
             elif stop == start + 1:
                 # An empty child and one write: its leaf, if it sets the key.
                 placed = batch[start] if batch[start][1] is not None else False
@@ -200,11 +203,10 @@ class TreeWriter(NodeCache):
         return changed
 
     def _changed_child(
-        self, version: int, child_path: str, node: Branch, start: int, stop: int
+        self, version: int, child_path: str, nibble: int, node: Branch, *, start: int, stop: int
     ) -> Result:
-        """The non-empty child of `node` at `child_path` after the writes
+        """The non-empty child `nibble` of `node`, at `child_path`, after the writes
         `_batch[start:stop]`."""
-        nibble = NIBBLE[child_path[-1]]
         child_version = node[CHILD + nibble]
         offset = SLOTS[nibble]
         digest = node[0][offset : offset + HASH_SIZE]
@@ -303,7 +305,7 @@ class TreeWriter(NodeCache):
             if bitmap == BITMAP_MAX:
                 versions, packed = branch[CHILD:], hashed[DOMAIN_SIZE:]
             else:
-                pick_versions, _, gather = pickers(bitmap)
+                pick_versions, gather = PICKERS.get(bitmap) or pickers(bitmap)
                 versions, packed = pick_versions(branch), b"".join(gather(hashed))
             nodes[_node_key(NodeKey, (version, path))] = encode_record(
                 (INTERNAL_TAG, bitmap, leaves, versions, packed)
@@ -430,7 +432,7 @@ class TreeWriter(NodeCache):
         hashed = INTERNAL_DOMAIN + b"".join(hashes)
         digest = self._new(hashed).digest()
         node: Branch = (hashed, bitmap, leaves, digest, version, *versions)
-        nodes[_node_key(NodeKey, (version, path))] = encode_branch(node, hashes)
+        nodes[_node_key(NodeKey, (version, path))] = encode_branch(node)
         if path:
             self._remember(path, node)
         else:
