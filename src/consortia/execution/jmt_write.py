@@ -12,7 +12,10 @@ The write path is the hot path of a block's commit, so it is written for CPython
 flat tuple of atoms (`jmt_nodes.Branch`), which the garbage collector stops tracking, the
 cache is keyed by path (a string the write makes anyway), a write is a plain tuple (`Item`),
 and each node is hashed and encoded once, through hashlib's constructor of the suite's hash
-(`jmt_nodes.hasher`). Every tracked object a commit allocates costs it again in collections.
+(`jmt_nodes.hasher`), a rewritten node's encoding written out in place. A written key's path
+and the start of its leaf's hash (both functions of the key alone) are remembered, at most
+`KEY_PATHS_MAX` keys, each tree its own (the hash is its suite's), emptied when full: blocks
+write the same accounts again and again. Every tracked object a commit allocates costs it again in collections.
 
 Owns the write path. Must never touch the disk, a clock or randomness; the tree's versions
 and reads are `jmt.py`'s, the node cache `jmt_cache.py`'s.
