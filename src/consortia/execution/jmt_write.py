@@ -12,10 +12,8 @@ The write path is the hot path of a block's commit, so it is written for CPython
 flat tuple of atoms (`jmt_nodes.Branch`), which the garbage collector stops tracking, the
 cache is keyed by path (a string the write makes anyway), a write is a plain tuple (`Item`),
 and each node is hashed and encoded once, through hashlib's constructor of the suite's hash
-(`jmt_nodes.hasher`), a rewritten node's encoding written out in place. A written key's path
-and the start of its leaf's hash (both functions of the key alone) are remembered, at most
-`KEY_PATHS_MAX` keys, each tree its own (the hash is its suite's), emptied when full: blocks
-write the same accounts again and again. Every tracked object a commit allocates costs it again in collections.
+(`jmt_nodes.hasher`), a rewritten node's encoding written out in place. Every tracked object
+a commit allocates costs it again in collections.
 
 Owns the write path. Must never touch the disk, a clock or randomness; the tree's versions
 and reads are `jmt.py`'s, the node cache `jmt_cache.py`'s.
@@ -75,11 +73,6 @@ _node_key = tuple.__new__
 # is a write too (its own, known present).
 Item = tuple[str, bytes | None, bytes, bytes | None, bool | None]
 
-# Written keys whose path (and leaf hash prefix) is remembered (`TreeWriter._key_paths`):
-# blocks write the same accounts over and over, and a key's hash is a function of the key
-# alone. Emptied when full (about 20 MB at most).
-KEY_PATHS_MAX: Final = 1 << 16
-
 # What updating a subtree gives: the hash of the internal node now at its path (written at
 # this version), a leaf to place (an Item: a leaf's place is fixed only when its parent is),
 # None (the subtree is empty now), or False (unchanged).
@@ -97,31 +90,22 @@ class TreeWriter(NodeCache):
         self._stale: list[NodeKey] = []
         self._batch: list[Item] = []
         self._paths: list[str] = []
-        # Key -> its path and LEAF_DOMAIN + its hash (what its leaf's hash starts with).
-        self._key_paths: dict[bytes, tuple[str, bytes]] = {}
-        self._key_paths_max = KEY_PATHS_MAX
 
     def _items(
         self, writes: Mapping[bytes, bytes | None], present: Container[bytes] | None
     ) -> list[Item]:
         """The writes, sorted by path."""
-        new, key_paths = self._new, self._key_paths
+        new = self._new
         items: list[Item] = []
         append = items.append
         for key, value in writes.items():
             known = None if present is None else key in present
-            remembered = key_paths.get(key)
-            if remembered is None:
-                if len(key_paths) >= self._key_paths_max:
-                    key_paths.clear()
-                digest = new(KEY_DOMAIN + key).digest()
-                remembered = key_paths[key] = (digest.hex(), LEAF_DOMAIN + digest)
-            path, leaf_prefix = remembered
+            digest = new(KEY_DOMAIN + key).digest()
             if value is None:
-                append((path, None, key, None, known))
+                append((digest.hex(), None, key, None, known))
             else:
-                leaf_hash = new(leaf_prefix + new(VALUE_DOMAIN + value).digest()).digest()
-                append((path, leaf_hash, key, value, known))
+                leaf_hash = new(LEAF_DOMAIN + digest + new(VALUE_DOMAIN + value).digest()).digest()
+                append((digest.hex(), leaf_hash, key, value, known))
         items.sort(key=by_path)
         return items
 
