@@ -194,14 +194,14 @@ class TreeWriter(NodeCache):
     ) -> Result:
         """The non-empty child `nibble` of `node`, at `child_path`, after the writes
         `_batch[start:stop]`."""
+        # The child's hash is sliced out only where it is needed (a cached child is not
+        # checked again; a leaf's new hash is compared in place).
         child_version = node[CHILD + nibble]
-        offset = SLOTS[nibble]
-        digest = node[0][offset : offset + HASH_SIZE]
         item = self._batch[start]
         if not node[LEAVES] & 1 << nibble:
             child = self._cache.get(child_path)
             if child is None or child[VERSION] != child_version:
-                child = self._internal(child_version, child_path, digest)
+                child = self._internal(child_version, child_path, child_hash(node[0], nibble))
             else:
                 self.cache_hits += 1
             if stop == start + 1 and item[1] is not None:
@@ -209,12 +209,15 @@ class TreeWriter(NodeCache):
             return self._update(version, child_path, child, start, stop)
         if stop == start + 1 and item[4]:
             # A present key under a leaf child is that leaf's key: replaced unread.
-            if item[1] == digest:
+            if item[1] is not None and node[0].startswith(item[1], SLOTS[nibble]):
                 return False
             self._stale.append(_node_key(NodeKey, (child_version, child_path)))
             return None if item[1] is None else item
         return self._replace_leaf(
-            version, (child_version, child_path), digest, self._batch[start:stop]
+            version,
+            (child_version, child_path),
+            child_hash(node[0], nibble),
+            self._batch[start:stop],
         )
 
     def _update_one(self, version: int, path: str, node: Branch, item: Item) -> Result:
@@ -235,15 +238,14 @@ class TreeWriter(NodeCache):
                 break
             child_version = node[CHILD + nibble]
             child_path = item_path[:depth]
-            offset = SLOTS[nibble]
-            digest = node[0][offset : offset + HASH_SIZE]
             if node[LEAVES] & bit:
                 if known:
-                    # The key's own leaf: replaced without being read.
-                    if item[1] == digest:
+                    # The key's own leaf: replaced without being read (unless unchanged).
+                    if node[0].startswith(item[1], SLOTS[nibble]):
                         return False
                     self._stale.append(_node_key(NodeKey, (child_version, child_path)))
                     break
+                digest = child_hash(node[0], nibble)
                 placed = self._replace_leaf(version, (child_version, child_path), digest, [item])
                 if placed is False:
                     return False
@@ -252,7 +254,7 @@ class TreeWriter(NodeCache):
                 break
             child = cache.get(child_path)
             if child is None or child[VERSION] != child_version:
-                child = self._internal(child_version, child_path, digest)
+                child = self._internal(child_version, child_path, child_hash(node[0], nibble))
             else:
                 self.cache_hits += 1
             node = child
