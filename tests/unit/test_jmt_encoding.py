@@ -42,7 +42,7 @@ def test_an_internal_node_encodes_as_its_record(
         bitmap, leaves, [versions[n] for n in present], b"".join(hashes[n] for n in present)
     )
     data = encode_branch(node)
-    assert data == encode(record)
+    assert data == encode_branch(node, hashes) == encode(record)
     decoded = decode_node(INTL, data)
     assert isinstance(decoded, jmt_nodes.Internal) and decoded.branch(7) == node
 
@@ -55,5 +55,6 @@ def test_the_pickers_are_one_per_bitmap_and_pick_the_present_children() -> None:
         node = (hashed, bitmap, 0, b"", 1, *range(100, 100 + RADIX))
         present = jmt_nodes.nibbles(bitmap)
         assert first[0](node) == tuple(100 + n for n in present)
-        assert first[1](hashed) == tuple(bytes([n]) * HASH_SIZE for n in present)
+        hashes = [bytes([n]) * HASH_SIZE for n in range(RADIX)]
+        assert first[1](hashes) == first[2](hashed) == tuple(hashes[n] for n in present)
     assert len(jmt_nodes.PICKERS) <= BITMAP_MAX

@@ -307,15 +307,16 @@ _raw_encode: Final = msgspec.msgpack.Encoder(order="deterministic").encode
 encode_record: Final[Callable[[tuple[Any, ...]], bytes]] = _raw_encode
 _Pick = Callable[[tuple[Any, ...]], tuple[Any, ...]]
 _Gather = Callable[[bytes], tuple[bytes, ...]]
-# Per bitmap, what picks the versions of its children out of a branch, and their hashes out of
-# its first field (a struct skipping the empty children's: unpacking all 16 to keep a few costs
-# more than the rest of the encoding). Filled by `pickers` as bitmaps are met, so at most one
-# entry per bitmap; callers that write the encoding out themselves read it
+# Per bitmap, what picks the versions of its children out of a branch, their hashes out of its
+# 16 (a caller that has them apart), and their hashes straight out of its first field (a
+# struct skipping the empty children's: unpacking all 16 to keep a few costs more than the
+# rest of the encoding). Filled by `pickers` as bitmaps are met, so at most one entry per
+# bitmap; callers that write the encoding out themselves read it
 # (`PICKERS.get(bitmap) or pickers(bitmap)`).
-PICKERS: Final[dict[int, tuple[_Pick, _Gather]]] = {}
+PICKERS: Final[dict[int, tuple[_Pick, _Pick, _Gather]]] = {}
 
 
-def pickers(bitmap: int) -> tuple[_Pick, _Gather]:
+def pickers(bitmap: int) -> tuple[_Pick, _Pick, _Gather]:
     """`PICKERS[bitmap]`, made the first time."""
     found = PICKERS.get(bitmap)
     if found is not None:
@@ -327,9 +328,9 @@ def pickers(bitmap: int) -> tuple[_Pick, _Gather]:
     gather = struct.Struct(f"{DOMAIN_SIZE}x{layout}").unpack
     if len(present) == 1:
         (only,) = present
-        found = (lambda node: (node[CHILD + only],)), gather
+        found = (lambda node: (node[CHILD + only],)), (lambda hashes: (hashes[only],)), gather
     else:
-        found = itemgetter(*(CHILD + n for n in present)), gather
+        found = itemgetter(*(CHILD + n for n in present)), itemgetter(*present), gather
     PICKERS[bitmap] = found
     return found
 
@@ -342,16 +343,18 @@ def encode_internal(node: Internal) -> bytes:
     return encode_branch(node.branch())
 
 
-def encode_branch(node: Branch) -> bytes:
-    """An internal node's encoding."""
+def encode_branch(node: Branch, hashes: list[bytes] | None = None) -> bytes:
+    """An internal node's encoding (`hashes`: its 16 child hashes, when the caller has them
+    apart)."""
     bitmap = node[BITMAP]
     if bitmap == BITMAP_MAX:
         versions = node[CHILD:]
         packed = node[HASHED][DOMAIN_SIZE:]
     else:
-        pick_versions, gather = PICKERS.get(bitmap) or pickers(bitmap)
+        pick_versions, pick_hashes, gather = PICKERS.get(bitmap) or pickers(bitmap)
         versions = pick_versions(node)
-        packed = b"".join(gather(node[HASHED]))
+        picked = gather(node[HASHED]) if hashes is None else pick_hashes(hashes)  # type: ignore[arg-type]
+        packed = b"".join(picked)
     return _raw_encode((_INTERNAL_TAG, bitmap, node[LEAVES], versions, packed))
 
 

@@ -294,7 +294,7 @@ class TreeWriter(NodeCache):
             if bitmap == BITMAP_MAX:
                 versions, packed = branch[CHILD:], hashed[DOMAIN_SIZE:]
             else:
-                pick_versions, gather = PICKERS.get(bitmap) or pickers(bitmap)
+                pick_versions, _, gather = PICKERS.get(bitmap) or pickers(bitmap)
                 versions, packed = pick_versions(branch), b"".join(gather(hashed))
             nodes[_node_key(NodeKey, (version, path))] = encode_record(
                 (INTERNAL_TAG, bitmap, leaves, versions, packed)
@@ -421,7 +421,7 @@ class TreeWriter(NodeCache):
         hashed = INTERNAL_DOMAIN + b"".join(hashes)
         digest = self._new(hashed).digest()
         node: Branch = (hashed, bitmap, leaves, digest, version, *versions)
-        nodes[_node_key(NodeKey, (version, path))] = encode_branch(node)
+        nodes[_node_key(NodeKey, (version, path))] = encode_branch(node, hashes)
         if path:
             self._remember(path, node)
         else:
