@@ -1,7 +1,7 @@
-"""An internal node's encoding through its bitmap's pickers (`jmt_nodes.PICKERS`: a struct
-that picks the present children's hashes out of the node's first field) is exactly the
-record encoder's, for every shape of node, and decodes back to the node; the pickers stay one
-per bitmap.
+"""An internal node's encoding (`jmt_nodes.encode_branch`, whose tuple the write path also
+writes out itself) is exactly the record encoder's for every shape of node, whether its hashes
+are handed over apart or picked out of its first field, and decodes back to the node; a leaf's
+written-out encoding is its record's.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from hypothesis import strategies as st
 
 from consortia.crypto import suite
 from consortia.execution import jmt_nodes
-from consortia.execution.jmt_nodes import decode_node, encode_branch, hasher
-from consortia.types.encoding import encode
-from consortia.types.state_proof import (
-    BITMAP_MAX,
-    HASH_SIZE,
-    INTERNAL_DOMAIN,
-    RADIX,
-    placeholder,
+from consortia.execution.jmt_nodes import (
+    LEAF_TAG,
+    decode_node,
+    encode_branch,
+    encode_record,
+    hasher,
 )
+from consortia.types.encoding import encode
+from consortia.types.state_proof import BITMAP_MAX, HASH_SIZE, INTERNAL_DOMAIN, RADIX, placeholder
 
 INTL = suite("intl")
 
@@ -47,14 +47,10 @@ def test_an_internal_node_encodes_as_its_record(
     assert isinstance(decoded, jmt_nodes.Internal) and decoded.branch(7) == node
 
 
-def test_the_pickers_are_one_per_bitmap_and_pick_the_present_children() -> None:
-    hashed = INTERNAL_DOMAIN + b"".join(bytes([n]) * HASH_SIZE for n in range(RADIX))
-    for bitmap in (1, 0x8000, 0x0105, 0x7FFF, BITMAP_MAX):
-        first = jmt_nodes.pickers(bitmap)
-        assert jmt_nodes.pickers(bitmap) is first is jmt_nodes.PICKERS[bitmap]
-        node = (hashed, bitmap, 0, b"", 1, *range(100, 100 + RADIX))
-        present = jmt_nodes.nibbles(bitmap)
-        assert first[0](node) == tuple(100 + n for n in present)
-        hashes = [bytes([n]) * HASH_SIZE for n in range(RADIX)]
-        assert first[1](hashes) == first[2](hashed) == tuple(hashes[n] for n in present)
-    assert len(jmt_nodes.PICKERS) <= BITMAP_MAX
+@settings(max_examples=100, deadline=None, database=None)
+@given(st.binary(max_size=80), st.binary(max_size=300))
+def test_a_leaf_written_out_encodes_as_its_record(key: bytes, value: bytes) -> None:
+    data = encode_record((LEAF_TAG, key, value))
+    assert data == jmt_nodes.encode_leaf(key, value) == encode(jmt_nodes._LeafRecord(key, value))
+    decoded = decode_node(INTL, data)
+    assert isinstance(decoded, jmt_nodes.Leaf) and (decoded.key, decoded.value) == (key, value)

@@ -306,33 +306,17 @@ _raw_encode: Final = msgspec.msgpack.Encoder(order="deterministic").encode
 # A record's fields, headed by its tag, to its encoding (see `encode_branch`).
 encode_record: Final[Callable[[tuple[Any, ...]], bytes]] = _raw_encode
 _Pick = Callable[[tuple[Any, ...]], tuple[Any, ...]]
-_Gather = Callable[[bytes], tuple[bytes, ...]]
-# Per bitmap, what picks the versions of its children out of a branch, their hashes out of its
-# 16 (a caller that has them apart), and their hashes straight out of its first field (a
-# struct skipping the empty children's: unpacking all 16 to keep a few costs more than the
-# rest of the encoding). Filled by `pickers` as bitmaps are met, so at most one entry per
-# bitmap; callers that write the encoding out themselves read it
-# (`PICKERS.get(bitmap) or pickers(bitmap)`).
-PICKERS: Final[dict[int, tuple[_Pick, _Pick, _Gather]]] = {}
+# Per bitmap, what picks the versions of its children out of a branch, and their hashes out of
+# its 16 (filled as bitmaps are met).
+_PICKERS: dict[int, tuple[_Pick, _Pick]] = {}
 
 
-def pickers(bitmap: int) -> tuple[_Pick, _Pick, _Gather]:
-    """`PICKERS[bitmap]`, made the first time."""
-    found = PICKERS.get(bitmap)
-    if found is not None:
-        return found
+def _pickers(bitmap: int) -> tuple[_Pick, _Pick]:
     present = nibbles(bitmap)
-    layout = "".join(
-        f"{HASH_SIZE}s" if bitmap >> nibble & 1 else f"{HASH_SIZE}x" for nibble in range(RADIX)
-    )
-    gather = struct.Struct(f"{DOMAIN_SIZE}x{layout}").unpack
     if len(present) == 1:
         (only,) = present
-        found = (lambda node: (node[CHILD + only],)), (lambda hashes: (hashes[only],)), gather
-    else:
-        found = itemgetter(*(CHILD + n for n in present)), itemgetter(*present), gather
-    PICKERS[bitmap] = found
-    return found
+        return (lambda node: (node[CHILD + only],)), (lambda hashes: (hashes[only],))
+    return itemgetter(*(CHILD + n for n in present)), itemgetter(*present)
 
 
 def encode_leaf(key: bytes, value: bytes) -> bytes:
@@ -351,10 +335,13 @@ def encode_branch(node: Branch, hashes: list[bytes] | None = None) -> bytes:
         versions = node[CHILD:]
         packed = node[HASHED][DOMAIN_SIZE:]
     else:
-        pick_versions, pick_hashes, gather = PICKERS.get(bitmap) or pickers(bitmap)
-        versions = pick_versions(node)
-        picked = gather(node[HASHED]) if hashes is None else pick_hashes(hashes)  # type: ignore[arg-type]
-        packed = b"".join(picked)
+        pickers = _PICKERS.get(bitmap)
+        if pickers is None:
+            pickers = _PICKERS[bitmap] = _pickers(bitmap)
+        versions = pickers[0](node)
+        packed = b"".join(
+            pickers[1](_SPLIT16.unpack(node[HASHED]) if hashes is None else hashes)  # type: ignore[arg-type]
+        )
     return _raw_encode((_INTERNAL_TAG, bitmap, node[LEAVES], versions, packed))
 
 

@@ -12,8 +12,7 @@ The write path is the hot path of a block's commit, so it is written for CPython
 flat tuple of atoms (`jmt_nodes.Branch`), which the garbage collector stops tracking, the
 cache is keyed by path (a string the write makes anyway), a write is a plain tuple (`Item`),
 and each node is hashed and encoded once, through hashlib's constructor of the suite's hash
-(`jmt_nodes.hasher`), a rewritten node's encoding written out in place. Every tracked object
-a commit allocates costs it again in collections.
+(`jmt_nodes.hasher`). Every tracked object a commit allocates costs it again in collections.
 
 Owns the write path. Must never touch the disk, a clock or randomness; the tree's versions
 and reads are `jmt.py`'s, the node cache `jmt_cache.py`'s.
@@ -36,7 +35,6 @@ from consortia.execution.jmt_nodes import (
     INTERNAL_TAG,
     LEAF_TAG,
     LEAVES,
-    PICKERS,
     SLOTS,
     VERSION,
     Branch,
@@ -46,7 +44,6 @@ from consortia.execution.jmt_nodes import (
     child_hash,
     encode_branch,
     encode_record,
-    pickers,
     split_hashes,
 )
 from consortia.types.state_proof import (
@@ -290,15 +287,14 @@ class TreeWriter(NodeCache):
             top = slots[HASH] = new(hashed).digest()
             slots[VERSION] = slots[CHILD + nibble] = version
             branch = tuple(slots)
-            # The node's encoding, written out (`encode_branch`).
             if bitmap == BITMAP_MAX:
-                versions, packed = branch[CHILD:], hashed[DOMAIN_SIZE:]
+                # A full node's encoding, written out (the common case near the top).
+                data = encode_record(
+                    (INTERNAL_TAG, bitmap, leaves, branch[CHILD:], hashed[DOMAIN_SIZE:])
+                )
             else:
-                pick_versions, _, gather = PICKERS.get(bitmap) or pickers(bitmap)
-                versions, packed = pick_versions(branch), b"".join(gather(hashed))
-            nodes[_node_key(NodeKey, (version, path))] = encode_record(
-                (INTERNAL_TAG, bitmap, leaves, versions, packed)
-            )
+                data = encode_branch(branch)
+            nodes[_node_key(NodeKey, (version, path))] = data
             if path:
                 cache[path] = branch
             else:
