@@ -298,7 +298,8 @@ def nibbles(bitmap: int) -> tuple[int, ...]:
 # The tags of the records, and the encoder behind `encode`: a record's fields as a tuple
 # headed by its tag are its encoding (an array-like tagged struct is exactly that array), which
 # spares building the record on the hot path. `decode_node` checks both agree.
-_LEAF_TAG: Final = 2
+LEAF_TAG: Final = 2
+_LEAF_TAG: Final = LEAF_TAG
 INTERNAL_TAG: Final = 1
 _INTERNAL_TAG: Final = INTERNAL_TAG
 _raw_encode: Final = msgspec.msgpack.Encoder(order="deterministic").encode

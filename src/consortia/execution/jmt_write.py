@@ -33,6 +33,7 @@ from consortia.execution.jmt_nodes import (
     DOMAIN_SIZE,
     HASH,
     INTERNAL_TAG,
+    LEAF_TAG,
     LEAVES,
     SLOTS,
     VERSION,
@@ -42,7 +43,6 @@ from consortia.execution.jmt_nodes import (
     NodeReader,
     child_hash,
     encode_branch,
-    encode_leaf,
     encode_record,
     split_hashes,
 )
@@ -171,7 +171,9 @@ class TreeWriter(NodeCache):
             child_path = path + char
             placed: Result
             if bitmap & bit:
-                placed = self._changed_child(version, child_path, node, start=start, stop=stop)
+                placed = self._changed_child(
+                    version, child_path, nibble, node, start=start, stop=stop
+                )
             elif stop == start + 1:
                 # An empty child and one write: its leaf, if it sets the key.
                 placed = batch[start] if batch[start][1] is not None else False
@@ -185,19 +187,18 @@ class TreeWriter(NodeCache):
         return changed
 
     def _changed_child(
-        self, version: int, child_path: str, node: Branch, *, start: int, stop: int
+        self, version: int, child_path: str, nibble: int, node: Branch, *, start: int, stop: int
     ) -> Result:
-        """The non-empty child of `node` at `child_path` after the writes
+        """The non-empty child `nibble` of `node`, at `child_path`, after the writes
         `_batch[start:stop]`."""
-        nibble = NIBBLE[child_path[-1]]
+        # The child's hash is sliced out only where it is needed (a cached child is not
+        # checked again; a leaf's new hash is compared in place).
         child_version = node[CHILD + nibble]
-        offset = SLOTS[nibble]
-        digest = node[0][offset : offset + HASH_SIZE]
         item = self._batch[start]
         if not node[LEAVES] & 1 << nibble:
             child = self._cache.get(child_path)
             if child is None or child[VERSION] != child_version:
-                child = self._internal(child_version, child_path, digest)
+                child = self._internal(child_version, child_path, child_hash(node[0], nibble))
             else:
                 self.cache_hits += 1
             if stop == start + 1 and item[1] is not None:
@@ -205,12 +206,15 @@ class TreeWriter(NodeCache):
             return self._update(version, child_path, child, start, stop)
         if stop == start + 1 and item[4]:
             # A present key under a leaf child is that leaf's key: replaced unread.
-            if item[1] == digest:
+            if item[1] is not None and node[0].startswith(item[1], SLOTS[nibble]):
                 return False
             self._stale.append(_node_key(NodeKey, (child_version, child_path)))
             return None if item[1] is None else item
         return self._replace_leaf(
-            version, (child_version, child_path), digest, self._batch[start:stop]
+            version,
+            (child_version, child_path),
+            child_hash(node[0], nibble),
+            self._batch[start:stop],
         )
 
     def _update_one(self, version: int, path: str, node: Branch, item: Item) -> Result:
@@ -231,15 +235,14 @@ class TreeWriter(NodeCache):
                 break
             child_version = node[CHILD + nibble]
             child_path = item_path[:depth]
-            offset = SLOTS[nibble]
-            digest = node[0][offset : offset + HASH_SIZE]
             if node[LEAVES] & bit:
                 if known:
-                    # The key's own leaf: replaced without being read.
-                    if item[1] == digest:
+                    # The key's own leaf: replaced without being read (unless unchanged).
+                    if node[0].startswith(item[1], SLOTS[nibble]):
                         return False
                     self._stale.append(_node_key(NodeKey, (child_version, child_path)))
                     break
+                digest = child_hash(node[0], nibble)
                 placed = self._replace_leaf(version, (child_version, child_path), digest, [item])
                 if placed is False:
                     return False
@@ -248,7 +251,7 @@ class TreeWriter(NodeCache):
                 break
             child = cache.get(child_path)
             if child is None or child[VERSION] != child_version:
-                child = self._internal(child_version, child_path, digest)
+                child = self._internal(child_version, child_path, child_hash(node[0], nibble))
             else:
                 self.cache_hits += 1
             node = child
@@ -268,9 +271,8 @@ class TreeWriter(NodeCache):
             bit = 1 << nibble
             slots = list(node)
             if leaf is not None:
-                nodes[_node_key(NodeKey, (version, path + _HEX[nibble]))] = encode_leaf(
-                    leaf[2],
-                    leaf[3],  # type: ignore[arg-type]
+                nodes[_node_key(NodeKey, (version, path + _HEX[nibble]))] = encode_record(
+                    (LEAF_TAG, leaf[2], leaf[3])
                 )
                 digest: bytes = leaf[1]  # type: ignore[assignment]
                 leaves = slots[LEAVES] = node[LEAVES] | bit
@@ -404,9 +406,8 @@ class TreeWriter(NodeCache):
                 versions[nibble] = 0
                 continue
             if isinstance(placed, tuple):
-                nodes[_node_key(NodeKey, (version, path + _HEX[nibble]))] = encode_leaf(
-                    placed[2],
-                    placed[3],  # type: ignore[arg-type]
+                nodes[_node_key(NodeKey, (version, path + _HEX[nibble]))] = encode_record(
+                    (LEAF_TAG, placed[2], placed[3])
                 )
                 hashes[nibble] = placed[1]  # type: ignore[assignment]
             else:
