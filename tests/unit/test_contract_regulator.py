@@ -367,3 +367,43 @@ def test_the_regulator_s_names_and_keys_have_one_spelling() -> None:
         regulator.recent_key("a"),
         regulator.freeze_key("a"),
     ] == ["listed/a", "alert/3", "account_alerts/a", "recent/a", "freeze/a"]
+
+
+def test_rules_changed_in_a_block_apply_to_its_later_transfers() -> None:
+    """Observing reads the limits and the listings as the block stands: a change earlier in
+    the same block (and its undoing) applies to the very next transfer."""
+    chain = ledger()
+    nonce = {who: chain.engine.query("identity", f"account/{who}")["nonce"] for who in ACCOUNTS}
+
+    def tx(sender: str, contract: str, method: str, args: dict[str, Any]) -> bytes:
+        nonce[sender] += 1
+        return chain.tx(sender, contract, method, args, nonce=nonce[sender] - 1)
+
+    def transfer(sender: str, target: str, amount: int) -> bytes:
+        return tx(sender, "asset", "transfer", {"to": target, "amount": amount})
+
+    receipts = chain.block(
+        transfer("alice", "bob", 6),
+        tx("officer", "regulator", "set_rules", {"single_transfer_max": 5, "listed": ["carol"]}),
+        transfer("alice", "bob", 6),
+        transfer("alice", "carol", 1),
+        tx("officer", "regulator", "set_rules", {"listed": ["alice"]}),
+        transfer("alice", "bob", 6),
+        transfer("alice", "alice", 1),
+        tx("officer", "regulator", "set_rules", {}),
+        transfer("alice", "carol", 6),
+    )
+    assert all(receipt.ok for receipt in receipts), receipts
+    kinds = [[(a["kind"], a["account"]) for a in alerts(receipt)] for receipt in receipts]
+    assert kinds == [
+        [],
+        [],
+        [("large_transfer", "alice")],
+        [("listed_party", "carol")],
+        [],
+        [("listed_party", "alice")],
+        [("listed_party", "alice")],  # a self-transfer of a listed account: one alert
+        [],
+        [],
+    ]
+    assert [a["n"] for r in receipts for a in alerts(r)] == [0, 1, 2, 3]

@@ -11,16 +11,19 @@ import pytest
 from consortia.execution.block_run import BlockRun
 from consortia.execution.contract import (
     GAS_PER_BYTE_READ,
+    GAS_PER_BYTE_WRITE,
     GAS_READ,
+    GAS_WRITE,
     Context,
     ContractError,
     Meter,
+    frozen_now,
 )
 from consortia.execution.contracts import identity_state, system
 from consortia.execution.contracts.asset import Asset
 from consortia.execution.registry import ContractRegistry
 from consortia.execution.suite_checks import SuiteChecks
-from consortia.execution.values import canonical, state_key
+from consortia.execution.values import KEY_LENGTH_MAX, canonical, state_key
 from tests.execution_helpers import CHAIN_ID, SUITE, make_ledger
 
 DEPLOYMENT = state_key(system.CONTRACT, system.deployment_key("asset"))
@@ -139,3 +142,85 @@ def test_a_transaction_writes_its_sender_s_account_once_and_a_failure_still_spen
     after = chain.engine.query(identity_state.CONTRACT, identity_state.account_key("alice"))
     assert after == {**before, "nonce": 2}
     assert chain.engine.last_writes[key] == canonical(after)
+
+
+class _Store(_Host):
+    def write(self, key: bytes, value: bytes | None) -> None:
+        self.values[key] = value  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("key", ["k", "balance/CNY/alice", "名/é"])
+def test_a_context_reads_and_writes_at_the_state_key_charged_by_its_bytes(key: str) -> None:
+    store = _Store({})
+    ctx = Context(store, "asset", "a", "a", 1, 0, Meter(10**6))  # type: ignore[arg-type]
+    full = state_key("asset", key)
+    ctx.put(key, 7)
+    assert store.values == {full: canonical(7)}
+    assert ctx.meter.used == GAS_WRITE + GAS_PER_BYTE_WRITE * (len(full) + len(canonical(7)))
+    written = ctx.meter.used
+    assert ctx.get(key) == 7
+    assert ctx.meter.used - written == GAS_READ + GAS_PER_BYTE_READ * (len(full) + 1)
+    ctx.delete(key)
+    assert store.values == {full: None}
+    assert ctx.get(key, "absent") == "absent"
+    size = len(full.decode())  # in characters; the gas counts bytes
+    assert (size == len(full)) is key.isascii()
+
+
+def test_the_byte_length_of_a_key_bounds_it() -> None:
+    ctx = Context(_Store({}), "asset", "a", "a", 1, 0, Meter(10**6))  # type: ignore[arg-type]
+    fits = "é" * ((KEY_LENGTH_MAX - len("asset/")) // 2)
+    ctx.put(fits, 1)
+    for too_long in (fits + "é", "k" * (KEY_LENGTH_MAX - len("asset/") + 1)):
+        with pytest.raises(ContractError) as writing:
+            ctx.put(too_long, 1)
+        with pytest.raises(ContractError) as reading:
+            ctx.get(too_long)
+        assert writing.value.code == reading.value.code == "key_too_long"
+
+
+def _admission_rule(record: dict[str, Any] | None, height: int) -> str | int:
+    """What admission refused or admitted before it took the block's cached lookup."""
+    if record is None:
+        return "unknown_contract"
+    if record["status"] == system.RETIRED:
+        return "contract_retired"
+    if frozen_now(record, height):
+        return "contract_frozen"
+    return int(record["active_version"])
+
+
+def _active_version(run: BlockRun) -> str | int:
+    try:
+        return run.active_version("asset")
+    except ContractError as error:
+        assert error.message in ("no contract 'asset'", "asset is retired", "asset is frozen")
+        return error.code
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        None,
+        system.new_deployment(1),
+        {**system.new_deployment(1), "versions": [1, 2], "active_version": 2},
+        {**system.new_deployment(1), "status": system.RETIRED},
+        {**system.new_deployment(1), "status": system.FROZEN},
+        {**system.new_deployment(1), "status": system.FROZEN, "frozen_until": 4},
+        {**system.new_deployment(1), "status": system.FROZEN, "frozen_until": 5},
+    ],
+)
+def test_admission_meets_what_a_call_meets_and_follows_the_block(
+    record: dict[str, Any] | None,
+) -> None:
+    expected = _admission_rule(record, 5)
+    run = _run(system.new_deployment(1))
+    assert _active_version(run) == 1  # cached before the record changes
+    run.begin()
+    run.write(DEPLOYMENT, None if record is None else canonical(record))
+    assert _active_version(run) == expected
+    if isinstance(expected, str):
+        assert _refusal(run) == expected  # a call into the contract meets the same refusal
+    run.discard()
+    assert _active_version(run) == 1
+    assert _active_version(_run(record)) == expected

@@ -4,6 +4,8 @@ mempool already checked."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -114,6 +116,117 @@ def test_a_commit_removes_its_transactions_and_spent_or_expired_ones() -> None:
     remaining = {decode(r, Transaction).body.sender for r in mempool.batch(next_nonce=after.get)}
     assert remaining == {"alice"}
     assert len(mempool) == 1
+
+
+def test_expired_transactions_go_at_their_height_whoever_the_block_touched() -> None:
+    mempool = pool()
+    carol, alice, bob = tx("carol", 0, expiry=5), tx("alice", 0, expiry=8), tx("bob", 3)
+    assert codes(mempool, [carol, alice, bob]) == ["ok"] * 3
+
+    def waiting() -> list[str]:
+        return sorted(decode(raw, Transaction).body.sender for raw in mempool.transactions())
+
+    mempool.committed([], height=4, next_nonce=next_nonce)
+    assert waiting() == ["alice", "bob", "carol"]
+    mempool.committed([], height=5, next_nonce=next_nonce)
+    assert waiting() == ["alice", "bob"]
+    assert codes(mempool, [tx("carol", 0, expiry=7)], height=5) == ["ok"]  # lower than alice's
+    mempool.committed([], height=7, next_nonce=next_nonce)
+    assert waiting() == ["alice", "bob"]
+    mempool.committed([bob], height=8, next_nonce={**NONCES, "bob": 4}.get)
+    assert waiting() == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["alice", "bob", "carol"]),
+            st.integers(0, 3),  # nonce offset
+            st.integers(2, 12),  # expiry height
+            st.booleans(),  # commit it in the next block
+            st.integers(0, 3),  # heights the next block moves on
+        ),
+        max_size=20,
+    )
+)
+def test_commits_remove_what_a_scan_of_every_waiting_transaction_removes(
+    steps: list[tuple[str, int, int, bool, int]],
+) -> None:
+    """The expiry floor only spares looking: the pool that scans every waiting transaction
+    at every commit (its floor forced to 0) ends every step holding the same ones."""
+    fast, scanning = pool(), pool()
+    nonces = dict(NONCES)
+    height = 1
+    for sender, offset, expiry, include, advance in steps:
+        raw = tx(sender, nonces[sender] + offset, expiry=expiry)
+        for mempool in (fast, scanning):
+            mempool.admit(raw, height=height, next_nonce=nonces.get)
+        payload = [raw] if include and offset == 0 and expiry > height + advance else []
+        if payload:
+            nonces[sender] += 1
+        height += advance
+        for mempool in (fast, scanning):
+            scanning._expiry_floor = 0
+            mempool.committed(payload, height=height, next_nonce=nonces.get)
+        assert fast.transactions() == scanning.transactions()
+        assert len(fast) == len(scanning) and fast.size_bytes == scanning.size_bytes
+
+
+def _batch_asking_everyone(
+    mempool: Mempool, next_nonce: Callable[[str], int | None], items_max: int, bytes_max: int
+) -> list[bytes]:
+    """`Mempool.batch` as it was written before it asked each sender's nonce at its turn:
+    every waiting sender's next nonce asked first, every sender's turn taken every round."""
+    cursors = {sender: next_nonce(sender) for sender in mempool._by_sender}
+    chosen: list[bytes] = []
+    size, progress = 0, True
+    while progress and len(chosen) < items_max:
+        progress = False
+        for sender, waiting in mempool._by_sender.items():
+            nonce = cursors[sender]
+            entry = waiting.get(nonce) if nonce is not None else None
+            if entry is None or len(chosen) >= items_max:
+                continue
+            if size + len(entry.raw) > bytes_max:
+                return chosen
+            chosen.append(entry.raw)
+            size += len(entry.raw)
+            cursors[sender] = nonce + 1 if nonce is not None else None
+            progress = True
+    return chosen
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    waiting=st.lists(
+        st.tuples(st.sampled_from(["alice", "bob", "carol"]), st.integers(0, 4)), max_size=12
+    ),
+    items_max=st.integers(1, 8),
+    transactions_bytes=st.integers(1, 8),
+    proposed=st.dictionaries(st.sampled_from(["alice", "bob", "carol"]), st.integers(0, 2)),
+)
+def test_a_batch_is_the_one_asking_every_sender_first_would_make(
+    waiting: list[tuple[str, int]],
+    items_max: int,
+    transactions_bytes: int,
+    proposed: dict[str, int],
+) -> None:
+    mempool = pool()
+    for sender, offset in waiting:
+        mempool.admit(tx(sender, NONCES[sender] + offset), height=1, next_nonce=next_nonce)
+    asked: list[str] = []
+
+    def nonce_after_proposals(sender: str) -> int | None:  # as a proposer's is
+        asked.append(sender)
+        return NONCES[sender] + proposed.get(sender, 0)
+
+    bytes_max = transactions_bytes * len(tx("alice", 0))
+    batch = mempool.batch(
+        next_nonce=nonce_after_proposals, items_max=items_max, bytes_max=bytes_max
+    )
+    assert len(asked) == len(set(asked))  # each sender asked at most once
+    assert batch == _batch_asking_everyone(mempool, nonce_after_proposals, items_max, bytes_max)
 
 
 def test_the_engine_skips_a_signature_the_mempool_checked() -> None:

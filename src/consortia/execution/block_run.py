@@ -189,6 +189,17 @@ class BlockRun:
         self._deployments[contract] = entry
         return entry
 
+    def active_version(self, contract: str) -> int:
+        """The version of `contract` a call into it runs at this block's height, or the
+        refusal it meets (unknown_contract, contract_retired, contract_frozen), raised."""
+        cached = self._deployments.get(contract)
+        if cached is None or cached[0] != self._changes:
+            cached = self._look_up(contract)
+        active = cached[2]
+        if isinstance(active, ContractError):
+            raise ContractError(active.code, active.message)
+        return int(active)
+
     def _active(self, contract: str) -> Contract:
         cached = self._deployments.get(contract)
         if cached is None or cached[0] != self._changes:

@@ -43,17 +43,24 @@ from consortia.execution.contract import (
     ContractError,
     Event,
     Meter,
+    OutOfGasError,
     StateReader,
     frozen_now,
 )
-from consortia.execution.contracts import identity_state, system
+from consortia.execution.contracts import identity_state
 from consortia.execution.jmt_nodes import NodeReader, TreeUpdate
 from consortia.execution.registry import (
     ContractRegistry,
     UnknownContractCodeError,
 )
 from consortia.execution.suite_checks import SuiteChecks
-from consortia.execution.values import canonical, decode_value, recanonical, state_key
+from consortia.execution.values import (
+    canonical,
+    decode_stored,
+    decode_value,
+    recanonical,
+    state_key,
+)
 from consortia.types.encoding import decode
 from consortia.types.execution import ReceiptEvent, TxReceipt
 from consortia.types.signing import SigningDomain, transaction_id, verify
@@ -321,11 +328,12 @@ class Engine:
         """Run a signed call as its sender, in an overlay the caller opened (and then keeps or
         discards), metered from `base_gas`: the one place a transaction or a signed read
         meets its contract."""
-        meter = Meter(TX_GAS_LIMIT)
+        meter = Meter(TX_GAS_LIMIT, base_gas)
         # host, contract, caller, origin, height, time_ms, meter (positional: a little faster)
         ctx = Context(run, body.contract, body.sender, body.sender, run.height, run.time_ms, meter)
         try:
-            meter.charge(base_gas)
+            if base_gas > TX_GAS_LIMIT:  # `Meter.charge(base_gas)`, written out
+                raise OutOfGasError(TX_GAS_LIMIT)
             result = run.call(ctx, body.method, dict(body.args))
             if result is not None:
                 canonical(result)  # bad_value: a result must be a value a receipt can hold
@@ -379,10 +387,11 @@ class Engine:
         ):
             raise ContractError("bad_signature", "the signature does not verify")
         key = _account_state_key(body.sender)
-        account = decode_value(run.read(key))
-        assert account is None or isinstance(account, dict), "accounts are maps"
-        if account is None:
+        raw = run.read(key)
+        if raw is None:
             raise ContractError("unknown_account", f"no account {body.sender!r}")
+        account = decode_stored(raw)
+        assert isinstance(account, dict), "accounts are maps"
         status = account.get("status")
         if status == identity_state.CANCELLED:
             raise ContractError("account_cancelled", f"account {body.sender!r} is cancelled")
@@ -399,17 +408,13 @@ class Engine:
 
     def _admit_contract(self, run: BlockRun, tx: Transaction) -> None:
         body = tx.body
-        record = run.deployment(body.contract)
-        if record is None:
-            raise ContractError("unknown_contract", f"no contract {body.contract!r}")
-        if record["status"] == system.RETIRED:
-            raise ContractError("contract_retired", f"{body.contract} is retired")
-        if frozen_now(record, run.height):
-            raise ContractError("contract_frozen", f"{body.contract} is frozen")
-        if body.contract_version != record["active_version"]:
+        # unknown_contract, contract_retired or contract_frozen (the block's cached lookup,
+        # the one a call into the contract meets)
+        active = run.active_version(body.contract)
+        if body.contract_version != active:
             raise ContractError(
                 "wrong_contract_version",
-                f"{body.contract} runs version {record['active_version']}, "
+                f"{body.contract} runs version {active}, "
                 f"the transaction expects {body.contract_version}",
             )
 

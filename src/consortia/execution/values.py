@@ -47,10 +47,10 @@ def canonical(value: Value) -> bytes:
     return encode(value)
 
 
-def recanonical(value: Value) -> bytes:
-    """Encode a value decoded from stored canonical bytes (and perhaps given new scalars of
-    the allowed types) without checking it again: what was stored passed `canonical`."""
-    return encode(value)
+# Encode a value decoded from stored canonical bytes (and perhaps given new scalars of the
+# allowed types) without checking it again: what was stored passed `canonical`. The encoder
+# itself, not a wrapper: every transaction re-encodes its sender's account through it.
+recanonical: Final = encode
 
 
 # The value stored as some bytes: `decode_value` without its None case, for the hot paths

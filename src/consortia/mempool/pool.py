@@ -22,8 +22,12 @@ account's next nonce), or execute anything.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+import msgspec
 
 from consortia.crypto import Suite
 from consortia.errors import DecodeError
@@ -32,6 +36,8 @@ from consortia.types.genesis import MempoolParams
 from consortia.types.signing import SigningDomain, transaction_id
 from consortia.types.transaction import Transaction, TransactionBody
 
+# Higher than any expiry height: what `Mempool._expiry_floor` is while nothing waits.
+_NEVER: Final = 2**64
 # An account's next nonce, or None when no such account exists (committed state).
 NextNonce = Callable[[str], int | None]
 # A signed transaction this node decoded and whose signature verified: its id and the
@@ -66,8 +72,11 @@ class MempoolLimits:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+# Admission's records are msgspec structs, not dataclasses: one of each is built for every
+# transaction admitted, and a struct is built in C, several times faster.
+
+
+class Admission(msgspec.Struct, frozen=True):
     """The answer to one submitted transaction: accepted, or refused with a stable code."""
 
     ok: bool
@@ -76,15 +85,13 @@ class Admission:
     tx_id: bytes  # empty when the bytes are no transaction at all
 
 
-@dataclass(slots=True)
-class _Entry:
+class _Entry(msgspec.Struct):
     tx_id: bytes
     body: TransactionBody
     raw: bytes
 
 
-@dataclass(slots=True)
-class _Candidate:
+class _Candidate(msgspec.Struct):
     index: int
     raw: bytes
     tx: Transaction
@@ -105,6 +112,11 @@ class Mempool:
     # Whole signed transactions whose signature verified here, with their id and decoded form
     # (bounded by `transactions_max`, oldest out).
     _known: OrderedDict[bytes, Known] = field(default_factory=OrderedDict)
+    # No waiting transaction expires below this height (a lower bound: an entry's removal may
+    # leave it lower than it needs to be). Until a block reaches it, `committed` looks only
+    # at the senders the block touched; a block that reaches it looks at every waiting
+    # transaction and sets it afresh.
+    _expiry_floor: int = _NEVER
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -193,7 +205,7 @@ class Mempool:
             )
         if body.nonce >= expected + limits.per_sender_max:
             return _refused("nonce_too_far", f"nonce {body.nonce}; next is {expected}", tx_id)
-        if body.nonce in self._by_sender.get(body.sender, {}):
+        if body.nonce in self._by_sender.get(body.sender, _NONE_WAITING):
             return _refused(
                 "nonce_taken", f"another transaction waits with nonce {body.nonce}", tx_id
             )
@@ -205,7 +217,7 @@ class Mempool:
         limits = self.limits
         body = candidate.tx.body
         self._remember(candidate)
-        waiting = self._by_sender.get(body.sender, {})
+        waiting = self._by_sender.get(body.sender, _NONE_WAITING)
         if body.nonce in waiting:  # a twin in the same submission
             return _refused(
                 "nonce_taken", "another transaction waits with this nonce", candidate.tx_id
@@ -221,6 +233,7 @@ class Mempool:
         self._by_id[entry.tx_id] = entry
         self._by_sender.setdefault(body.sender, {})[body.nonce] = entry
         self._bytes += len(candidate.raw)
+        self._expiry_floor = min(self._expiry_floor, body.expiry_height)
         return Admission(True, "ok", "", candidate.tx_id)
 
     def _remember(self, candidate: _Candidate) -> None:
@@ -259,21 +272,27 @@ class Mempool:
         self, *, next_nonce: NextNonce, items_max: int | None = None, bytes_max: int | None = None
     ) -> list[bytes]:
         """Transactions for the next block: for each sender, in order of first arrival, its
-        next runnable nonces, one sender at a time round after round."""
+        next runnable nonces, one sender at a time round after round. A sender's next nonce
+        is asked for at its first turn: a full batch leaves the senders after it unasked."""
         items_max = min(
             items_max or self.limits.batch_transactions_max, self.limits.batch_transactions_max
         )
         bytes_max = bytes_max or self.limits.bytes_max
-        cursors = {sender: next_nonce(sender) for sender in self._by_sender}
+        cursors: dict[str, int | None] = {}  # each sender's next nonce in this batch
         chosen: list[bytes] = []
         size = 0
         progress = True
         while progress and len(chosen) < items_max:
             progress = False
             for sender, waiting in self._by_sender.items():
-                nonce = cursors[sender]
+                if len(chosen) >= items_max:
+                    break
+                if sender in cursors:
+                    nonce = cursors[sender]
+                else:
+                    nonce = cursors[sender] = next_nonce(sender)
                 entry = waiting.get(nonce) if nonce is not None else None
-                if entry is None or len(chosen) >= items_max:
+                if entry is None:
                     continue
                 if size + len(entry.raw) > bytes_max:
                     return chosen
@@ -286,8 +305,9 @@ class Mempool:
     def committed(self, payload: Iterable[bytes], *, height: int, next_nonce: NextNonce) -> None:
         """A block committed with these transactions: forget them, and every waiting one whose
         nonce they spent (a sender may have signed another body with the same nonce and sent
-        it elsewhere) or whose expiry has passed."""
-        touched: set[str] = set()
+        it elsewhere) or whose expiry has passed (looked for only once a block reaches the
+        lowest expiry height waiting)."""
+        touched: dict[str, None] = {}  # the senders of `payload`, in its order
         for raw in payload:
             known = self._known.get(raw)
             if known is None:
@@ -298,16 +318,22 @@ class Mempool:
                 tx_id = transaction_id(self.suite, body)
             else:
                 tx_id, body = known[0], known[1].body
-            touched.add(body.sender)
+            touched[body.sender] = None
             entry = self._by_id.get(tx_id)
             if entry is not None:
                 self._remove(entry)
-        for sender in list(self._by_sender):
+        expiring = height >= self._expiry_floor
+        senders = self._by_sender if expiring else [s for s in touched if s in self._by_sender]
+        for sender in list(senders):
             expected = next_nonce(sender) if sender in touched else None
-            for entry in list(self._by_sender.get(sender, {}).values()):
+            for entry in list(self._by_sender.get(sender, _NONE_WAITING).values()):
                 spent = expected is not None and entry.body.nonce < expected
                 if spent or entry.body.expiry_height <= height:
                     self._remove(entry)
+        if expiring:
+            self._expiry_floor = min(
+                (entry.body.expiry_height for entry in self._by_id.values()), default=_NEVER
+            )
 
     def _remove(self, entry: _Entry) -> None:
         del self._by_id[entry.tx_id]
@@ -317,6 +343,10 @@ class Mempool:
             del self._by_sender[entry.body.sender]
         self._bytes -= len(entry.raw)
         assert self._bytes >= 0
+
+
+# The nonces a sender with nothing waiting has waiting (never written).
+_NONE_WAITING: Final[Mapping[int, _Entry]] = MappingProxyType({})
 
 
 def _refused(code: str, message: str, tx_id: bytes) -> Admission:

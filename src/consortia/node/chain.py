@@ -81,6 +81,8 @@ def genesis_epoch(genesis: Genesis) -> EpochConfig:
 
 # The most accounts whose next nonce is remembered between two commits.
 NONCE_CACHE_MAX: Final = 100_000
+# What `Chain._nonces` holds for an account it has not read yet (None is "no account").
+_UNCACHED: Final = -1
 
 
 class Chain:
@@ -247,8 +249,9 @@ class Chain:
 
     def next_nonce(self, account: str) -> int | None:
         """The nonce an account's next transaction must carry, or None for no account."""
-        if account in self._nonces:
-            return self._nonces[account]
+        nonce = self._nonces.get(account, _UNCACHED)
+        if nonce != _UNCACHED:
+            return nonce
         record = identity_state.read_account(self.engine.query, account)
         nonce = None if record is None else int(record.get("nonce", 0))
         if len(self._nonces) >= NONCE_CACHE_MAX:

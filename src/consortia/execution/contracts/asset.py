@@ -72,8 +72,9 @@ class Asset(Contract):
         target = arg_str(args, "to", max_length=64)
         amount = arg_int(args, "amount", minimum=1)
         currency = arg_currency(ctx, args)
-        ctx.require(amount <= AMOUNT_MAX, "bad_argument", "amount is too large")
-        # (`if ... fail`, not `require`: the message is built only for a refusal)
+        # (`if ... fail`, not `require`: one call fewer, and a message built only for a refusal)
+        if amount > AMOUNT_MAX:
+            ctx.fail("bad_argument", "amount is too large")
         if not identity_state.account_exists(ctx, target):
             ctx.fail("unknown_account", f"no account {target!r}")
         move(ctx, source, target, currency, amount)
@@ -137,11 +138,16 @@ def issuer(ctx: Context, currency: str) -> str | None:
 def move(ctx: Context, source: str, target: str, currency: str, amount: int) -> None:
     """Move money inside the asset contract's namespace (call only from `asset`)."""
     assert ctx.contract == CONTRACT
-    held = balance(ctx, source, currency)
+    # `balance`, written out: each key is spelled once for its read and its write.
+    source_key, target_key = balance_key(currency, source), balance_key(currency, target)
+    held = ctx.get(source_key, 0)
+    assert isinstance(held, int) and held >= 0, "balances are non-negative integers"
     if held < amount:
         ctx.fail("insufficient_funds", f"{source} holds {held} {currency}")
-    ctx.put(balance_key(currency, source), held - amount)
-    ctx.put(balance_key(currency, target), balance(ctx, target, currency) + amount)
+    ctx.put(source_key, held - amount)
+    received = ctx.get(target_key, 0)
+    assert isinstance(received, int) and received >= 0, "balances are non-negative integers"
+    ctx.put(target_key, received + amount)
     ctx.emit("transferred", currency=currency, amount=amount, source=source, target=target)
 
 

@@ -170,8 +170,11 @@ def read_deployment(read: StateReader, name: str) -> dict[str, Any] | None:
 
 
 def deployment(ctx: Context, name: str) -> dict[str, Any] | None:
-    """`read_deployment` from inside a call."""
-    return read_deployment(ctx.read_other, name)
+    """`read_deployment` from inside a call (written out: every transfer asks it, for the
+    regulator)."""
+    record = ctx.read_other(CONTRACT, deployment_key(name))
+    assert record is None or isinstance(record, dict), f"{CONTRACT}/{name} holds a map"
+    return record
 
 
 def live_deployment(ctx: Context, name: str) -> dict[str, Any]:
@@ -185,7 +188,10 @@ def live_deployment(ctx: Context, name: str) -> dict[str, Any]:
 
 def deployment_runs(record: dict[str, Any], height: int) -> bool:
     """Whether calls into the contract run at `height`: not retired, and no freeze holds."""
-    return record["status"] != RETIRED and not frozen_now(record, height)
+    status: str = record["status"]
+    if status == FROZEN:
+        return not frozen_now(record, height)
+    return status != RETIRED
 
 
 def require_unprotected(ctx: Context, name: str) -> str:
