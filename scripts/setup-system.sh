@@ -5,10 +5,11 @@
 set -euo pipefail
 
 # python3-venv: `python -m venv`; build-essential and python3-dev: a wheel that has to compile;
+# libssl-dev: the OpenSSL headers the state tree's C module compiles against (SHA-256);
 # openssl: the `openssl` command operators use to inspect certificates (docs/operations.md);
 # postgresql: the database `consortia mirror` writes into, and the throwaway servers its
 # tests start (initdb, pg_ctl; docs/mirror.md).
-packages=(build-essential python3-dev openssl ca-certificates postgresql)
+packages=(build-essential python3-dev openssl libssl-dev ca-certificates postgresql)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -92,11 +92,13 @@ class JellyfishTree(TreeWriter):
         version: int | None = None,
         oldest_version: int = 0,
         cache_nodes_max: int = CACHE_NODES_DEFAULT,
+        native: bool = True,
     ) -> None:
         """A tree over the nodes `reader` returns. `version` is the latest version written
-        (None: nothing yet); `oldest_version` the oldest not pruned."""
+        (None: nothing yet); `oldest_version` the oldest not pruned. `native`: see
+        `TreeWriter`."""
         assert version is None or 0 <= oldest_version <= version
-        super().__init__(suite, reader, cache_nodes_max)
+        super().__init__(suite, reader, cache_nodes_max, native=native)
         self._version = version
         self._oldest = oldest_version
 

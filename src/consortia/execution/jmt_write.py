@@ -13,6 +13,9 @@ flat tuple of atoms (`jmt_nodes.Branch`), which the garbage collector stops trac
 cache is keyed by path (a string the write makes anyway), a write is a plain tuple (`Item`),
 and each node is hashed and encoded once, through hashlib's constructor of the suite's hash
 (`jmt_nodes.hasher`). Every tracked object a commit allocates costs it again in collections.
+For the SHA-256 suite, rewriting a node on a key's path and hashing a write's leaf are done in C
+(`_jmt_native.c`, built by the package's install); `_rewrite_node` and `_python_item` are the
+Python they replace, run for every other suite and held to the C by tests.
 
 Owns the write path. Must never touch the disk, a clock or randomness; the tree's versions
 and reads are `jmt.py`'s, the node cache `jmt_cache.py`'s.
@@ -21,7 +24,8 @@ and reads are `jmt.py`'s, the node cache `jmt_cache.py`'s.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Container, Mapping
+import hashlib
+from collections.abc import Callable, Container, Mapping
 from operator import itemgetter
 from typing import Final, Literal
 
@@ -74,14 +78,35 @@ Item = tuple[str, bytes | None, bytes, bytes | None, bool | None]
 # this version), a leaf to place (an Item: a leaf's place is fixed only when its parent is),
 # None (the subtree is empty now), or False (unchanged).
 Result = bytes | Item | None | Literal[False]
+# `_rewrite_node`'s signature: (node, nibble, the child's hash, version, the child is a leaf)
+# -> (the node rewritten, its hash, its encoding).
+Rewrite = Callable[[Branch, int, bytes, int, bool], tuple[Branch, bytes, bytes]]
+
+try:
+    from consortia.execution import _jmt_native
+except ImportError:  # pragma: no cover - the package's install builds it
+    _jmt_native = None  # type: ignore[assignment]
+# Whether the C rewrite is here (a source tree run without installing has only the Python).
+NATIVE_AVAILABLE: Final = _jmt_native is not None
+if _jmt_native is not None:
+    _jmt_native.domains(KEY_DOMAIN, VALUE_DOMAIN, LEAF_DOMAIN)
 
 
 class TreeWriter(NodeCache):
     """The write path of `JellyfishTree.apply`: new nodes into `_nodes`, stale ones into
     `_stale`, over the sorted writes `_batch` (and their paths, `_paths`)."""
 
-    def __init__(self, suite: Suite, reader: NodeReader, cache_nodes_max: int) -> None:
+    def __init__(
+        self, suite: Suite, reader: NodeReader, cache_nodes_max: int, *, native: bool = True
+    ) -> None:
+        """`native`: use the C rewrite where the suite's hash is SHA-256 (False: the Python,
+        as tests compare them)."""
         super().__init__(suite, reader, cache_nodes_max)
+        use_native = native and _jmt_native is not None and self._new is hashlib.sha256
+        self._rewrite: Rewrite = _jmt_native.rewrite if use_native else self._rewrite_node
+        self._item: Callable[[bytes, bytes, bool | None], Item] = (
+            _jmt_native.item if use_native else self._python_item
+        )
         # The update `apply` is building.
         self._nodes: dict[NodeKey, bytes] = {}
         self._stale: list[NodeKey] = []
@@ -92,19 +117,24 @@ class TreeWriter(NodeCache):
         self, writes: Mapping[bytes, bytes | None], present: Container[bytes] | None
     ) -> list[Item]:
         """The writes, sorted by path."""
-        new = self._new
+        new, item = self._new, self._item
         items: list[Item] = []
         append = items.append
         for key, value in writes.items():
             known = None if present is None else key in present
-            digest = new(KEY_DOMAIN + key).digest()
             if value is None:
-                append((digest.hex(), None, key, None, known))
+                append((new(KEY_DOMAIN + key).digest().hex(), None, key, None, known))
             else:
-                leaf_hash = new(LEAF_DOMAIN + digest + new(VALUE_DOMAIN + value).digest()).digest()
-                append((digest.hex(), leaf_hash, key, value, known))
+                append(item(key, value, known))
         items.sort(key=by_path)
         return items
+
+    def _python_item(self, key: bytes, value: bytes, known: bool | None) -> Item:
+        """The write of `key` to `value`: its path and leaf hash (`_jmt_native.item`)."""
+        new = self._new
+        digest = new(KEY_DOMAIN + key).digest()
+        leaf_hash = new(LEAF_DOMAIN + digest + new(VALUE_DOMAIN + value).digest()).digest()
+        return (digest.hex(), leaf_hash, key, value, known)
 
     def _start(self, batch: list[Item]) -> None:
         self._nodes, self._stale = {}, []
@@ -263,37 +293,19 @@ class TreeWriter(NodeCache):
     ) -> bytes:
         """The nodes `passed` (root side first), each rewritten over the new subtree below
         (`top`); the hash of the highest."""
-        new, nodes, stale, cache = self._new, self._nodes, self._stale, self._cache
+        nodes, stale, cache, rewrite = self._nodes, self._stale, self._cache, self._rewrite
         leaf = top if isinstance(top, tuple) else None
         for node, path, nibble in reversed(passed):
             stale.append(_node_key(NodeKey, (node[VERSION], path)))
             cache.pop(path, None)
-            bit = 1 << nibble
-            slots = list(node)
             if leaf is not None:
                 nodes[_node_key(NodeKey, (version, path + _HEX[nibble]))] = encode_record(
                     (LEAF_TAG, leaf[2], leaf[3])
                 )
-                digest: bytes = leaf[1]  # type: ignore[assignment]
-                leaves = slots[LEAVES] = node[LEAVES] | bit
+                branch, top, data = rewrite(node, nibble, leaf[1], version, True)  # type: ignore[arg-type]
                 leaf = None
             else:
-                digest = top  # type: ignore[assignment]
-                leaves = slots[LEAVES] = node[LEAVES] & ~bit
-            offset = SLOTS[nibble]
-            hashed = node[0]
-            hashed = slots[0] = hashed[:offset] + digest + hashed[offset + HASH_SIZE :]
-            bitmap = slots[BITMAP] = node[BITMAP] | bit
-            top = slots[HASH] = new(hashed).digest()
-            slots[VERSION] = slots[CHILD + nibble] = version
-            branch = tuple(slots)
-            if bitmap == BITMAP_MAX:
-                # A full node's encoding, written out (the common case near the top).
-                data = encode_record(
-                    (INTERNAL_TAG, bitmap, leaves, branch[CHILD:], hashed[DOMAIN_SIZE:])
-                )
-            else:
-                data = encode_branch(branch)
+                branch, top, data = rewrite(node, nibble, top, version, False)  # type: ignore[arg-type]
             nodes[_node_key(NodeKey, (version, path))] = data
             if path:
                 cache[path] = branch
@@ -303,6 +315,31 @@ class TreeWriter(NodeCache):
             self._evict()
         assert isinstance(top, bytes)
         return top
+
+    def _rewrite_node(
+        self, node: Branch, nibble: int, digest: bytes, version: int, leaf: bool
+    ) -> tuple[Branch, bytes, bytes]:
+        """`node` with child `nibble` replaced by a leaf (`leaf`) or an internal node hashing
+        to `digest`, written at `version`: the node, its hash and its encoding
+        (`_jmt_native.rewrite`)."""
+        bit = 1 << nibble
+        slots = list(node)
+        leaves = slots[LEAVES] = node[LEAVES] | bit if leaf else node[LEAVES] & ~bit
+        offset = SLOTS[nibble]
+        hashed = node[0]
+        hashed = slots[0] = hashed[:offset] + digest + hashed[offset + HASH_SIZE :]
+        bitmap = slots[BITMAP] = node[BITMAP] | bit
+        digest = slots[HASH] = self._new(hashed).digest()
+        slots[VERSION] = slots[CHILD + nibble] = version
+        branch = tuple(slots)
+        if bitmap == BITMAP_MAX:
+            # A full node's encoding, written out (the common case near the top).
+            data = encode_record(
+                (INTERNAL_TAG, bitmap, leaves, branch[CHILD:], hashed[DOMAIN_SIZE:])
+            )
+        else:
+            data = encode_branch(branch)
+        return branch, digest, data
 
     def _replace_leaf(
         self, version: int, key: tuple[int, str], digest: bytes, writes: list[Item]
