@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 from consortia.crypto import suite
 from consortia.execution import _jmt_native, jmt_write
 from consortia.execution.jmt import JellyfishTree, MemoryNodeStore
-from consortia.execution.jmt_nodes import BITMAP, CHILD, LEAVES, Internal, decode_node
+from consortia.execution.jmt_nodes import (
+    BITMAP,
+    CHILD,
+    LEAF_TAG,
+    LEAVES,
+    Internal,
+    decode_node,
+    encode_record,
+)
 from consortia.execution.jmt_write import TreeWriter
 from consortia.types.primitives import U64_MAX
 from consortia.types.state_proof import INTERNAL_DOMAIN, RADIX
@@ -82,12 +90,21 @@ def test_the_c_item_is_the_python_item(key: bytes, value: bytes, known: bool | N
     assert _jmt_native.item(key, value, known) == python_writer()._python_item(key, value, known)
 
 
+@settings(max_examples=300, deadline=None, database=None)
+@given(key=st.binary(max_size=70_000), value=st.binary(max_size=300))
+def test_the_c_leaf_record_is_msgspecs(key: bytes, value: bytes) -> None:
+    assert _jmt_native.leaf_record(key, value) == encode_record((LEAF_TAG, key, value))
+
+
 def test_trees_on_both_paths_write_the_same_nodes_and_roots() -> None:
     rng = random.Random(7)
     stores = MemoryNodeStore(), MemoryNodeStore()
     native = JellyfishTree(INTL, stores[0].read, cache_nodes_max=64)
     python = JellyfishTree(INTL, stores[1].read, cache_nodes_max=64, native=False)
+    trees = native, python
     assert native._rewrite is _jmt_native.rewrite
+    assert native._native_up is _jmt_native.rewrite_up
+    assert python._native_up is None
     assert python._rewrite == python._rewrite_node
     keys: list[bytes] = []
     for version in range(60):
@@ -102,10 +119,17 @@ def test_trees_on_both_paths_write_the_same_nodes_and_roots() -> None:
                 key = rng.randbytes(rng.randrange(1, 4))
                 keys.append(key)
                 writes[key] = rng.randbytes(rng.randrange(0, 40))
-        present = {key for key in writes if native.get(key) is not None} if version % 2 else None
-        updates = [tree.apply(version, writes, present=present) for tree in (native, python)]
+        present = None
+        if version % 2:
+            # Read through both trees alike (a read fills the cache too).
+            found = [{key for key in writes if tree.get(key) is not None} for tree in trees]
+            assert found[0] == found[1]
+            present = found[0]
+        updates = [tree.apply(version, writes, present=present) for tree in trees]
         assert updates[0].root == updates[1].root
         assert updates[0].nodes == updates[1].nodes
+        assert list(native._cache.items()) == list(python._cache.items())
+        assert list(native._roots.items()) == list(python._roots.items())
         assert sorted(updates[0].stale) == sorted(updates[1].stale)
         for store, update in zip(stores, updates, strict=True):
             store.write(update)

@@ -10,6 +10,12 @@
  *       written at `version` (a leaf if `leaf`, else an internal node); its hash (SHA-256 of
  *       its first field) and its record's encoding (msgpack, as msgspec writes
  *       (INTERNAL_TAG, bitmap, leaves, versions of present children, their hashes)).
+ *   rewrite_up(passed, top, version, nodes, stale, cache, NodeKey) -> (hash, root or None)
+ *       `TreeWriter._rewrite_up`'s loop: each node passed on a key's path, lowest first,
+ *       rewritten over the subtree below (`top`: a leaf's Item or an internal node's hash), the
+ *       old one listed stale and uncached, the new one (and the leaf) put in `nodes`, cached
+ *       unless it is the root; the highest's hash, and the new root when the path reached it.
+ *   leaf_record(key, value) -> the leaf record's encoding (msgpack [LEAF_TAG, key, value]).
  *   item(key, value, known) -> (path, leaf_hash, key, value, known)
  *       A write of `key` to `value` (bytes): its path (the key hash in hex) and its leaf hash,
  *       with the tree's domain tags given once to `domains`.
@@ -34,6 +40,7 @@
 #define CHILD 5
 #define BRANCH_SIZE (CHILD + RADIX)
 #define INTERNAL_TAG 1
+#define LEAF_TAG 2
 #define BITMAP_MAX 0xFFFF
 #define DOMAIN_MAX 64
 
@@ -80,42 +87,35 @@ static int as_u64(PyObject *object, unsigned long long *out) {
     return 0;
 }
 
-static PyObject *rewrite(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    (void)module;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "rewrite(node, nibble, digest, version, leaf)");
-        return NULL;
-    }
-    PyObject *node = args[0], *digest = args[2], *version = args[3];
+/* `rewrite` for C callers: the new branch, its hash and its encoding into the three outputs
+ * (new references), or -1 with an exception set. */
+static int rewrite_node(PyObject *node, long nibble, PyObject *digest, PyObject *version, int leaf,
+                        PyObject **branch_out, PyObject **hash_out, PyObject **data_out) {
     if (!PyTuple_CheckExact(node) || PyTuple_GET_SIZE(node) != BRANCH_SIZE) {
         PyErr_SetString(PyExc_TypeError, "node: a branch tuple");
-        return NULL;
+        return -1;
     }
-    long nibble = PyLong_AsLong(args[1]);
-    if (nibble == -1 && PyErr_Occurred()) return NULL;
     if (nibble < 0 || nibble >= RADIX) {
         PyErr_SetString(PyExc_ValueError, "nibble out of range");
-        return NULL;
+        return -1;
     }
-    int leaf = PyObject_IsTrue(args[4]);
-    if (leaf < 0) return NULL;
     PyObject *hashed = PyTuple_GET_ITEM(node, HASHED);
     if (!PyBytes_CheckExact(hashed) || PyBytes_GET_SIZE(hashed) < RADIX * HASH_SIZE ||
         PyBytes_GET_SIZE(hashed) > RADIX * HASH_SIZE + DOMAIN_MAX) {
         PyErr_SetString(PyExc_TypeError, "node: its first field is not a branch's hashes");
-        return NULL;
+        return -1;
     }
     if (!PyBytes_CheckExact(digest) || PyBytes_GET_SIZE(digest) != HASH_SIZE) {
         PyErr_SetString(PyExc_TypeError, "digest: 32 bytes");
-        return NULL;
+        return -1;
     }
     unsigned long long bitmap, leaves, written, child;
     if (as_u64(PyTuple_GET_ITEM(node, BITMAP), &bitmap) < 0 ||
         as_u64(PyTuple_GET_ITEM(node, LEAVES), &leaves) < 0 || as_u64(version, &written) < 0)
-        return NULL;
+        return -1;
     if (bitmap > BITMAP_MAX || leaves > BITMAP_MAX) {
         PyErr_SetString(PyExc_ValueError, "node: a bitmap out of range");
-        return NULL;
+        return -1;
     }
     unsigned long long bit = 1ULL << nibble;
     bitmap |= bit;
@@ -124,7 +124,7 @@ static PyObject *rewrite(PyObject *module, PyObject *const *args, Py_ssize_t nar
     Py_ssize_t size = PyBytes_GET_SIZE(hashed);
     Py_ssize_t domain = size - RADIX * HASH_SIZE;
     PyObject *new_hashed = PyBytes_FromStringAndSize(NULL, size);
-    if (new_hashed == NULL) return NULL;
+    if (new_hashed == NULL) return -1;
     unsigned char *buffer = (unsigned char *)PyBytes_AS_STRING(new_hashed);
     memcpy(buffer, PyBytes_AS_STRING(hashed), (size_t)size);
     memcpy(buffer + domain + nibble * HASH_SIZE, PyBytes_AS_STRING(digest), HASH_SIZE);
@@ -142,7 +142,7 @@ static PyObject *rewrite(PyObject *module, PyObject *const *args, Py_ssize_t nar
         } else {
             if (as_u64(PyTuple_GET_ITEM(node, CHILD + n), &child) < 0) {
                 Py_DECREF(new_hashed);
-                return NULL;
+                return -1;
             }
             versions[n] = child;
         }
@@ -153,7 +153,7 @@ static PyObject *rewrite(PyObject *module, PyObject *const *args, Py_ssize_t nar
     PyObject *data = PyBytes_FromStringAndSize(NULL, length);
     if (data == NULL) {
         Py_DECREF(new_hashed);
-        return NULL;
+        return -1;
     }
     unsigned char *out = (unsigned char *)PyBytes_AS_STRING(data);
     *out++ = 0x95;
@@ -196,7 +196,7 @@ static PyObject *rewrite(PyObject *module, PyObject *const *args, Py_ssize_t nar
         Py_XDECREF(leaves_object);
         Py_DECREF(new_hashed);
         Py_DECREF(data);
-        return NULL;
+        return -1;
     }
     PyTuple_SET_ITEM(branch, HASHED, new_hashed);
     PyTuple_SET_ITEM(branch, BITMAP, bitmap_object);
@@ -210,6 +210,25 @@ static PyObject *rewrite(PyObject *module, PyObject *const *args, Py_ssize_t nar
         Py_INCREF(item);
         PyTuple_SET_ITEM(branch, CHILD + n, item);
     }
+    *branch_out = branch;
+    *hash_out = hash;
+    *data_out = data;
+    return 0;
+}
+
+static PyObject *rewrite(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "rewrite(node, nibble, digest, version, leaf)");
+        return NULL;
+    }
+    long nibble = PyLong_AsLong(args[1]);
+    if (nibble == -1 && PyErr_Occurred()) return NULL;
+    int leaf = PyObject_IsTrue(args[4]);
+    if (leaf < 0) return NULL;
+    PyObject *branch, *hash, *data;
+    if (rewrite_node(args[0], nibble, args[2], args[3], leaf, &branch, &hash, &data) < 0)
+        return NULL;
     PyObject *result = PyTuple_New(3);
     if (result == NULL) {
         Py_DECREF(branch);
@@ -221,6 +240,200 @@ static PyObject *rewrite(PyObject *module, PyObject *const *args, Py_ssize_t nar
     PyTuple_SET_ITEM(result, 1, hash);
     PyTuple_SET_ITEM(result, 2, data);
     return result;
+}
+
+/* msgpack's bin header for `size` bytes (msgspec's choice), into `out`; its length. */
+static Py_ssize_t bin_header(unsigned char *out, Py_ssize_t size) {
+    if (size <= 0xFF) {
+        out[0] = 0xc4;
+        out[1] = (unsigned char)size;
+        return 2;
+    }
+    if (size <= 0xFFFF) {
+        out[0] = 0xc5;
+        out[1] = (unsigned char)(size >> 8);
+        out[2] = (unsigned char)size;
+        return 3;
+    }
+    out[0] = 0xc6;
+    for (int n = 0; n < 4; n++) out[1 + n] = (unsigned char)((unsigned long long)size >> (24 - 8 * n));
+    return 5;
+}
+
+/* A leaf record's encoding: msgpack [LEAF_TAG, bin key, bin value]. */
+static PyObject *encode_leaf(PyObject *key, PyObject *value) {
+    if (!PyBytes_CheckExact(key) || !PyBytes_CheckExact(value)) {
+        PyErr_SetString(PyExc_TypeError, "a leaf's key and value: bytes");
+        return NULL;
+    }
+    Py_ssize_t key_size = PyBytes_GET_SIZE(key), value_size = PyBytes_GET_SIZE(value);
+    if (key_size > 0xFFFFFFFFLL || value_size > 0xFFFFFFFFLL) {
+        PyErr_SetString(PyExc_ValueError, "a leaf over 4 GiB");
+        return NULL;
+    }
+    unsigned char key_head[5], value_head[5];
+    Py_ssize_t key_head_size = bin_header(key_head, key_size);
+    Py_ssize_t value_head_size = bin_header(value_head, value_size);
+    PyObject *data =
+        PyBytes_FromStringAndSize(NULL, 2 + key_head_size + key_size + value_head_size + value_size);
+    if (data == NULL) return NULL;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(data);
+    *out++ = 0x93;
+    *out++ = LEAF_TAG;
+    memcpy(out, key_head, (size_t)key_head_size);
+    out += key_head_size;
+    memcpy(out, PyBytes_AS_STRING(key), (size_t)key_size);
+    out += key_size;
+    memcpy(out, value_head, (size_t)value_head_size);
+    out += value_head_size;
+    memcpy(out, PyBytes_AS_STRING(value), (size_t)value_size);
+    return data;
+}
+
+static PyObject *leaf_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "leaf_record(key, value)");
+        return NULL;
+    }
+    return encode_leaf(args[0], args[1]);
+}
+
+/* A `NodeKey` (a tuple subclass, `type`) of `version` and `path`, as tuple.__new__ makes one. */
+static PyObject *node_key(PyTypeObject *type, PyObject *version, PyObject *path) {
+    PyObject *key = type->tp_alloc(type, 2);
+    if (key == NULL) return NULL;
+    Py_INCREF(version);
+    PyTuple_SET_ITEM(key, 0, version);
+    Py_INCREF(path);
+    PyTuple_SET_ITEM(key, 1, path);
+    return key;
+}
+
+/* nodes[NodeKey(version, path)] = data; steals nothing. */
+static int put_node(PyObject *nodes, PyTypeObject *type, PyObject *version, PyObject *path,
+                    PyObject *data) {
+    PyObject *key = node_key(type, version, path);
+    if (key == NULL) return -1;
+    int result = PyDict_SetItem(nodes, key, data);
+    Py_DECREF(key);
+    return result;
+}
+
+static PyObject *rewrite_up(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    static const char hex[] = "0123456789abcdef";
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "rewrite_up(passed, top, version, nodes, stale, cache, node_key_type)");
+        return NULL;
+    }
+    PyObject *passed = args[0], *top = args[1], *version = args[2], *nodes = args[3];
+    PyObject *stale = args[4], *cache = args[5];
+    if (!PyList_CheckExact(passed) || !PyDict_CheckExact(nodes) || !PyList_CheckExact(stale) ||
+        !PyDict_CheckExact(cache) || !PyType_Check(args[6]) ||
+        !PyType_IsSubtype((PyTypeObject *)args[6], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "rewrite_up: bad argument types");
+        return NULL;
+    }
+    PyTypeObject *key_type = (PyTypeObject *)args[6];
+    /* The leaf to place under the lowest node (an Item), if `top` is one. */
+    PyObject *leaf = PyTuple_CheckExact(top) ? top : NULL;
+    if (leaf == NULL && !PyBytes_CheckExact(top)) {
+        PyErr_SetString(PyExc_TypeError, "top: an item or a hash");
+        return NULL;
+    }
+    if (leaf != NULL && PyTuple_GET_SIZE(leaf) != 5) {
+        PyErr_SetString(PyExc_TypeError, "top: an item of 5");
+        return NULL;
+    }
+    Py_INCREF(top);
+    PyObject *root = NULL;
+    for (Py_ssize_t index = PyList_GET_SIZE(passed) - 1; index >= 0; index--) {
+        PyObject *step = PyList_GET_ITEM(passed, index);
+        if (!PyTuple_CheckExact(step) || PyTuple_GET_SIZE(step) != 3 ||
+            !PyUnicode_CheckExact(PyTuple_GET_ITEM(step, 1))) {
+            PyErr_SetString(PyExc_TypeError, "passed: (node, path, nibble) tuples");
+            goto fail;
+        }
+        PyObject *node = PyTuple_GET_ITEM(step, 0), *path = PyTuple_GET_ITEM(step, 1);
+        long nibble = PyLong_AsLong(PyTuple_GET_ITEM(step, 2));
+        if (nibble == -1 && PyErr_Occurred()) goto fail;
+        if (!PyTuple_CheckExact(node) || PyTuple_GET_SIZE(node) != BRANCH_SIZE) {
+            PyErr_SetString(PyExc_TypeError, "node: a branch tuple");
+            goto fail;
+        }
+        if (nibble < 0 || nibble >= RADIX) {
+            PyErr_SetString(PyExc_ValueError, "nibble out of range");
+            goto fail;
+        }
+        /* stale.append(NodeKey(node[VERSION], path)); cache.pop(path, None) */
+        PyObject *old = node_key(key_type, PyTuple_GET_ITEM(node, VERSION), path);
+        if (old == NULL) goto fail;
+        int appended = PyList_Append(stale, old);
+        Py_DECREF(old);
+        if (appended < 0) goto fail;
+        PyObject *cached = PyDict_GetItemWithError(cache, path);
+        if (cached != NULL) {
+            if (PyDict_DelItem(cache, path) < 0) goto fail;
+        } else if (PyErr_Occurred()) {
+            goto fail;
+        }
+        PyObject *digest;
+        int is_leaf = leaf != NULL;
+        if (is_leaf) {
+            PyObject *child_path = PyUnicode_FromOrdinal(hex[nibble]);
+            if (child_path == NULL) goto fail;
+            PyObject *full_path = PyUnicode_Concat(path, child_path);
+            Py_DECREF(child_path);
+            if (full_path == NULL) goto fail;
+            PyObject *data = encode_leaf(PyTuple_GET_ITEM(leaf, 2), PyTuple_GET_ITEM(leaf, 3));
+            int put = data == NULL ? -1 : put_node(nodes, key_type, version, full_path, data);
+            Py_DECREF(full_path);
+            Py_XDECREF(data);
+            if (put < 0) goto fail;
+            digest = PyTuple_GET_ITEM(leaf, 1);
+            leaf = NULL;
+        } else {
+            digest = top;
+        }
+        PyObject *branch, *hash, *data;
+        if (rewrite_node(node, nibble, digest, version, is_leaf, &branch, &hash, &data) < 0)
+            goto fail;
+        Py_DECREF(top);
+        top = hash;
+        int put = put_node(nodes, key_type, version, path, data);
+        Py_DECREF(data);
+        if (put < 0) {
+            Py_DECREF(branch);
+            goto fail;
+        }
+        if (PyUnicode_GET_LENGTH(path) > 0) {
+            int set = PyDict_SetItem(cache, path, branch);
+            Py_DECREF(branch);
+            if (set < 0) goto fail;
+        } else {
+            Py_XDECREF(root);
+            root = branch;
+        }
+    }
+    if (leaf != NULL) {
+        PyErr_SetString(PyExc_ValueError, "rewrite_up: no node to place the leaf under");
+        goto fail;
+    }
+    if (root == NULL) {
+        Py_INCREF(Py_None);
+        root = Py_None;
+    }
+    PyObject *result = PyTuple_New(2);
+    if (result == NULL) goto fail;
+    PyTuple_SET_ITEM(result, 0, top);
+    PyTuple_SET_ITEM(result, 1, root);
+    return result;
+fail:
+    Py_DECREF(top);
+    Py_XDECREF(root);
+    return NULL;
 }
 
 static int copy_domain(PyObject *tag, unsigned char *out, Py_ssize_t *size) {
@@ -308,6 +521,10 @@ static PyObject *item(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef methods[] = {
     {"rewrite", (PyCFunction)(void (*)(void))rewrite, METH_FASTCALL,
      "A branch with one child replaced: (branch, hash, encoding)."},
+    {"rewrite_up", (PyCFunction)(void (*)(void))rewrite_up, METH_FASTCALL,
+     "The nodes passed on a key's path rewritten, lowest first: (top hash, root or None)."},
+    {"leaf_record", (PyCFunction)(void (*)(void))leaf_record, METH_FASTCALL,
+     "A leaf record's encoding."},
     {"domains", (PyCFunction)(void (*)(void))domains, METH_FASTCALL,
      "The key, value and leaf domain tags `item` hashes under."},
     {"item", (PyCFunction)(void (*)(void))item, METH_FASTCALL,

@@ -9,3 +9,13 @@ def domains(key: bytes, value: bytes, leaf: bytes) -> None: ...
 def item(
     key: bytes, value: bytes, known: bool | None
 ) -> tuple[str, bytes | None, bytes, bytes | None, bool | None]: ...
+def rewrite_up(
+    passed: list[tuple[tuple[Any, ...], str, int]],
+    top: tuple[str, bytes | None, bytes, bytes | None, bool | None] | bytes,
+    version: int,
+    nodes: dict[Any, bytes],
+    stale: list[Any],
+    cache: dict[str, tuple[Any, ...]],
+    node_key_type: type[tuple[Any, ...]],
+) -> tuple[bytes, tuple[Any, ...] | None]: ...
+def leaf_record(key: bytes, value: bytes) -> bytes: ...

@@ -107,6 +107,7 @@ class TreeWriter(NodeCache):
         self._item: Callable[[bytes, bytes, bool | None], Item] = (
             _jmt_native.item if use_native else self._python_item
         )
+        self._native_up = _jmt_native.rewrite_up if use_native else None
         # The update `apply` is building.
         self._nodes: dict[NodeKey, bytes] = {}
         self._stale: list[NodeKey] = []
@@ -294,6 +295,13 @@ class TreeWriter(NodeCache):
         """The nodes `passed` (root side first), each rewritten over the new subtree below
         (`top`); the hash of the highest."""
         nodes, stale, cache, rewrite = self._nodes, self._stale, self._cache, self._rewrite
+        if self._native_up is not None:
+            top, root = self._native_up(passed, top, version, nodes, stale, cache, NodeKey)
+            if root is not None:
+                self._remember_root(version, root)
+            if len(cache) > self._cache_max:
+                self._evict()
+            return top
         leaf = top if isinstance(top, tuple) else None
         for node, path, nibble in reversed(passed):
             stale.append(_node_key(NodeKey, (node[VERSION], path)))
