@@ -13,9 +13,11 @@ flat tuple of atoms (`jmt_nodes.Branch`), which the garbage collector stops trac
 cache is keyed by path (a string the write makes anyway), a write is a plain tuple (`Item`),
 and each node is hashed and encoded once, through hashlib's constructor of the suite's hash
 (`jmt_nodes.hasher`). Every tracked object a commit allocates costs it again in collections.
-For the SHA-256 suite, rewriting a node on a key's path and hashing a write's leaf are done in C
-(`_jmt_native.c`, built by the package's install); `_rewrite_node` and `_python_item` are the
-Python they replace, run for every other suite and held to the C by tests.
+For the SHA-256 suite, the walk back up a key's path (`_rewrite_up`: each node rewritten,
+hashed and encoded, the stale list, the cache and the new nodes kept) and a write's leaf hash
+are done in C (`_jmt_native.c`, built by the package's install); `_rewrite_node`, the loop in
+`_rewrite_up` and `_python_item` are the Python they replace, run for every other suite and
+held to the C by tests/unit/test_jmt_native.py.
 
 Owns the write path. Must never touch the disk, a clock or randomness; the tree's versions
 and reads are `jmt.py`'s, the node cache `jmt_cache.py`'s.
