@@ -20,6 +20,11 @@ preload's garbage is collected once, before a first, untimed commit).
 
     python benchmarks/state_bench.py [--sizes 10000,100000,300000] [--writes 1000] [--runs 15]
         [--proofs 200] [--cache-nodes 524288] [--suite intl] [--seed 1] [--out FILE]
+        [--updates-only] [--python]
+
+`--updates-only`: every write updates a present key (a block of transfers). `--python`: the
+tree's Python write path even where the C one (`_jmt_native.c`, SHA-256 suite) would run, to
+measure one against the other.
 
 Prints a table and writes JSON (`--out`).
 """
@@ -65,11 +70,13 @@ def timed(action: Callable[[], object]) -> tuple[float, float]:
 class Loaded:
     """The tree over one state, and the state's keys (the engine's current values)."""
 
-    def __init__(self, suite: Suite, cache_nodes: int) -> None:
+    def __init__(self, suite: Suite, cache_nodes: int, *, native: bool = True) -> None:
         self.suite = suite
         self.present: set[bytes] = set()
         self.store = MemoryNodeStore()
-        self.tree = JellyfishTree(suite, self.store.read, cache_nodes_max=cache_nodes)
+        self.tree = JellyfishTree(
+            suite, self.store.read, cache_nodes_max=cache_nodes, native=native
+        )
         self.keys: list[bytes] = []
 
     def preload(self, rng: random.Random, size: int, progress: Progress) -> None:
@@ -91,9 +98,11 @@ class Loaded:
         progress.advance(task, size)
         self.keys = list(state)
 
-    def block(self, rng: random.Random, writes: int) -> dict[bytes, bytes | None]:
+    def block(
+        self, rng: random.Random, writes: int, *, updates_only: bool = False
+    ) -> dict[bytes, bytes | None]:
         block: dict[bytes, bytes | None] = {}
-        for key in rng.sample(self.keys, writes // 2):
+        for key in rng.sample(self.keys, writes if updates_only else writes // 2):
             block[key] = rng.randbytes(VALUE_SIZE)
         while len(block) < writes:
             key = rng.randbytes(KEY_SIZE)
@@ -102,11 +111,13 @@ class Loaded:
         return block
 
 
-def measure_commits(loaded: Loaded, rng: random.Random, writes: int, runs: int) -> dict[str, Any]:
+def measure_commits(
+    loaded: Loaded, rng: random.Random, writes: int, runs: int, *, updates_only: bool = False
+) -> dict[str, Any]:
     wall_ms, cpu_ms, nodes, node_bytes, stale, misses = ([] for _ in range(6))
     gc.collect()
     for run in range(runs + 1):
-        block = loaded.block(rng, writes)
+        block = loaded.block(rng, writes, updates_only=updates_only)
         version = (loaded.tree.version or 0) + 1
         updates = []
         misses_before = loaded.tree.cache_misses
@@ -167,9 +178,9 @@ def median(values: list[float]) -> float:
 
 def run_size(args: argparse.Namespace, size: int, progress: Progress) -> dict[str, Any]:
     rng = random.Random(args.seed * 1_000_003 + size)
-    loaded = Loaded(get_suite(args.suite), args.cache_nodes)
+    loaded = Loaded(get_suite(args.suite), args.cache_nodes, native=not args.python)
     loaded.preload(rng, size, progress)
-    raw = {**measure_commits(loaded, rng, args.writes, args.runs)}
+    raw = {**measure_commits(loaded, rng, args.writes, args.runs, updates_only=args.updates_only)}
     raw.update(measure_proofs(loaded, rng, args.proofs))
     return {
         "size": size,
@@ -183,7 +194,9 @@ def run_size(args: argparse.Namespace, size: int, progress: Progress) -> dict[st
 
 def table(results: list[dict[str, Any]], args: argparse.Namespace) -> Table:
     out = Table(
-        title=f"state commit of {args.writes:,} writes (median of {args.runs}) and proofs "
+        title=f"state commit of {args.writes:,} writes"
+        f"{' (updates only)' if args.updates_only else ''}"
+        f"{', Python write path' if args.python else ''} (median of {args.runs}) and proofs "
         f"(median of {args.proofs}), suite {args.suite}, node cache {args.cache_nodes:,}"
     )
     for column in (
@@ -224,6 +237,8 @@ def main() -> None:
     parser.add_argument("--suite", default="intl", choices=["intl", "gm"])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--updates-only", action="store_true")
+    parser.add_argument("--python", action="store_true")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     console = Console(width=132)
