@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from consortia.crypto import suite
 from consortia.execution import _jmt_native, jmt_write
-from consortia.execution.jmt import JellyfishTree, MemoryNodeStore
+from consortia.execution.jmt import JellyfishTree, MemoryNodeStore, NodeKey
 from consortia.execution.jmt_nodes import (
     BITMAP,
     CHILD,
@@ -164,6 +164,25 @@ def test_a_bad_bitmap_or_first_field_raises() -> None:
         _jmt_native.rewrite((b"short", *good[1:]), 0, bytes(HASH), 1, False)
     with pytest.raises(TypeError):
         _jmt_native.item("not bytes", b"", None)  # type: ignore[arg-type]
+
+
+def test_rewrite_up_works_on_a_snapshot_of_the_path() -> None:
+    """Python code run midway (an index conversion) cannot change the path under the C."""
+    node = (INTERNAL_DOMAIN + bytes(HASH * RADIX), 0, 0, bytes(HASH), 7, *([0] * RADIX))
+    passed: list[tuple[object, ...]] = []
+
+    class Shrinks:
+        def __index__(self) -> int:
+            passed.clear()
+            return 3
+
+    passed.append((node, "ab1", Shrinks()))
+    with pytest.raises(TypeError, match="passed"):
+        _jmt_native.rewrite_up(passed, bytes(HASH), 9, {}, [], {}, NodeKey)  # type: ignore[arg-type]
+    passed[:] = [(node, "ab1", 3), (node, "ab13", 4)]
+    nodes: dict[object, bytes] = {}
+    top, root = _jmt_native.rewrite_up(passed, bytes(HASH), 9, nodes, [], {}, NodeKey)  # type: ignore[arg-type]
+    assert root is None and len(top) == HASH and len(nodes) == 2 and len(passed) == 2
 
 
 def test_the_installed_package_has_the_c_module() -> None:

@@ -347,12 +347,17 @@ static PyObject *rewrite_up(PyObject *module, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "top: an item of 5");
         return NULL;
     }
+    /* A snapshot: `passed` (and the steps it owns) may change while Python code runs below
+     * (an __index__, a dict key's __eq__), and `node`/`path` are borrowed from the steps. */
+    PyObject *steps = PyList_AsTuple(passed);
+    if (steps == NULL) return NULL;
     Py_INCREF(top);
     PyObject *root = NULL;
-    for (Py_ssize_t index = PyList_GET_SIZE(passed) - 1; index >= 0; index--) {
-        PyObject *step = PyList_GET_ITEM(passed, index);
+    for (Py_ssize_t index = PyTuple_GET_SIZE(steps) - 1; index >= 0; index--) {
+        PyObject *step = PyTuple_GET_ITEM(steps, index);
         if (!PyTuple_CheckExact(step) || PyTuple_GET_SIZE(step) != 3 ||
-            !PyUnicode_CheckExact(PyTuple_GET_ITEM(step, 1))) {
+            !PyUnicode_CheckExact(PyTuple_GET_ITEM(step, 1)) ||
+            !PyLong_CheckExact(PyTuple_GET_ITEM(step, 2))) {
             PyErr_SetString(PyExc_TypeError, "passed: (node, path, nibble) tuples");
             goto fail;
         }
@@ -429,8 +434,10 @@ static PyObject *rewrite_up(PyObject *module, PyObject *const *args, Py_ssize_t 
     if (result == NULL) goto fail;
     PyTuple_SET_ITEM(result, 0, top);
     PyTuple_SET_ITEM(result, 1, root);
+    Py_DECREF(steps);
     return result;
 fail:
+    Py_DECREF(steps);
     Py_DECREF(top);
     Py_XDECREF(root);
     return NULL;
