@@ -104,6 +104,7 @@ def test_trees_on_both_paths_write_the_same_nodes_and_roots() -> None:
     trees = native, python
     assert native._rewrite is _jmt_native.rewrite
     assert native._native_up is _jmt_native.rewrite_up
+    assert native._one is _jmt_native.update_one
     assert python._native_up is None
     assert python._rewrite == python._rewrite_node
     keys: list[bytes] = []
@@ -130,6 +131,7 @@ def test_trees_on_both_paths_write_the_same_nodes_and_roots() -> None:
         assert updates[0].nodes == updates[1].nodes
         assert list(native._cache.items()) == list(python._cache.items())
         assert list(native._roots.items()) == list(python._roots.items())
+        assert (native.cache_hits, native.cache_misses) == (python.cache_hits, python.cache_misses)
         assert sorted(updates[0].stale) == sorted(updates[1].stale)
         for store, update in zip(stores, updates, strict=True):
             store.write(update)
@@ -183,6 +185,23 @@ def test_rewrite_up_works_on_a_snapshot_of_the_path() -> None:
     nodes: dict[object, bytes] = {}
     top, root = _jmt_native.rewrite_up(passed, bytes(HASH), 9, nodes, [], {}, NodeKey)  # type: ignore[arg-type]
     assert root is None and len(top) == HASH and len(nodes) == 2 and len(passed) == 2
+
+
+def test_update_one_refuses_what_is_not_a_write_below_a_node() -> None:
+    writer = TreeWriter(INTL, MemoryNodeStore().read, 16)
+    node = (INTERNAL_DOMAIN + bytes(HASH * RADIX), 1, 1, bytes(HASH), 1, 1, *([0] * 15))
+    item = ("0" * 64, bytes(HASH), b"k", b"v", True)
+    with pytest.raises(TypeError, match="item"):
+        _jmt_native.update_one(writer, 2, "", node, ("0" * 64, None, b"k", None, True))
+    with pytest.raises(ValueError, match="64 hex"):
+        _jmt_native.update_one(writer, 2, "", node, ("0" * 63, *item[1:]))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="64 hex"):
+        _jmt_native.update_one(writer, 2, "0" * 64, node, item)
+    with pytest.raises(ValueError, match="hex digits"):
+        _jmt_native.update_one(writer, 2, "", node, ("g" * 64, *item[1:]))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="branch"):
+        _jmt_native.update_one(writer, 2, "", node[:-1], item)
+    assert writer._nodes == {} and writer._stale == []
 
 
 def test_the_installed_package_has_the_c_module() -> None:

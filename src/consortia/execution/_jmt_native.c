@@ -15,6 +15,11 @@
  *       rewritten over the subtree below (`top`: a leaf's Item or an internal node's hash), the
  *       old one listed stale and uncached, the new one (and the leaf) put in `nodes`, cached
  *       unless it is the root; the highest's hash, and the new root when the path reached it.
+ *   update_one(writer, version, path, node, item) -> hash, or False (unchanged)
+ *       `TreeWriter._update_one` for the writer `writer`: one key set below `node`, down its
+ *       path through the writer's cache (calling the writer's `_internal` on a miss and its
+ *       `_replace_leaf` where the key's place holds a leaf not known to be the key's), then
+ *       `rewrite_up`, the new root given to `_remember_root` and the cache kept in bounds.
  *   leaf_record(key, value) -> the leaf record's encoding (msgpack [LEAF_TAG, key, value]).
  *   item(key, value, known) -> (path, leaf_hash, key, value, known)
  *       A write of `key` to `value` (bytes): its path (the key hash in hex) and its leaf hash,
@@ -443,6 +448,256 @@ fail:
     return NULL;
 }
 
+/* The attribute names `update_one` reads on its writer, and the tree's NodeKey type. */
+static PyObject *s_cache, *s_stale, *s_nodes, *s_internal, *s_replace_leaf, *s_cache_hits,
+    *s_remember_root, *s_evict, *s_cache_max;
+static PyObject *node_key_type;
+
+static PyObject *set_node_key(PyObject *module, PyObject *type) {
+    (void)module;
+    if (!PyType_Check(type) || !PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "set_node_key(NodeKey): a tuple type");
+        return NULL;
+    }
+    Py_INCREF(type);
+    Py_XSETREF(node_key_type, type);
+    Py_RETURN_NONE;
+}
+
+/* A hex digit's value, or -1. */
+static long hex_value(unsigned char digit) {
+    if (digit >= '0' && digit <= '9') return digit - '0';
+    if (digit >= 'a' && digit <= 'f') return digit - 'a' + 10;
+    return -1;
+}
+
+/* passed.append((node, path, nibble)). */
+static int append_step(PyObject *passed, PyObject *node, PyObject *path, long nibble) {
+    PyObject *number = PyLong_FromLong(nibble);
+    if (number == NULL) return -1;
+    PyObject *step = PyTuple_Pack(3, node, path, number);
+    Py_DECREF(number);
+    if (step == NULL) return -1;
+    int result = PyList_Append(passed, step);
+    Py_DECREF(step);
+    return result;
+}
+
+/* The hash of child `nibble` of `node` (a checked branch), as a new bytes object. */
+static PyObject *child_digest(PyObject *node, long nibble) {
+    PyObject *hashed = PyTuple_GET_ITEM(node, HASHED);
+    Py_ssize_t domain = PyBytes_GET_SIZE(hashed) - RADIX * HASH_SIZE;
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(hashed) + domain + nibble * HASH_SIZE,
+                                     HASH_SIZE);
+}
+
+/* `node` is a branch whose first field holds 16 hashes; -1 with TypeError otherwise. */
+static int check_branch(PyObject *node) {
+    if (!PyTuple_CheckExact(node) || PyTuple_GET_SIZE(node) != BRANCH_SIZE ||
+        !PyBytes_CheckExact(PyTuple_GET_ITEM(node, HASHED)) ||
+        PyBytes_GET_SIZE(PyTuple_GET_ITEM(node, HASHED)) < RADIX * HASH_SIZE) {
+        PyErr_SetString(PyExc_TypeError, "node: a branch tuple");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *rewrite_up(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+static PyObject *update_one(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "update_one(writer, version, path, node, item)");
+        return NULL;
+    }
+    if (node_key_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "set_node_key() not called");
+        return NULL;
+    }
+    PyObject *writer = args[0], *version = args[1], *path = args[2], *item = args[4];
+    if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 5 ||
+        !PyUnicode_CheckExact(PyTuple_GET_ITEM(item, 0)) ||
+        !PyBytes_CheckExact(PyTuple_GET_ITEM(item, 1)) ||
+        PyBytes_GET_SIZE(PyTuple_GET_ITEM(item, 1)) != HASH_SIZE || !PyUnicode_CheckExact(path)) {
+        PyErr_SetString(PyExc_TypeError, "update_one: an item that sets a key, a str path");
+        return NULL;
+    }
+    PyObject *item_path = PyTuple_GET_ITEM(item, 0);
+    if (PyUnicode_KIND(item_path) != PyUnicode_1BYTE_KIND ||
+        PyUnicode_GET_LENGTH(item_path) != 2 * HASH_SIZE ||
+        PyUnicode_GET_LENGTH(path) >= 2 * HASH_SIZE) {
+        PyErr_SetString(PyExc_ValueError, "update_one: a path of 64 hex digits, below a node");
+        return NULL;
+    }
+    const unsigned char *chars = PyUnicode_1BYTE_DATA(item_path);
+    const char *leaf_hash = PyBytes_AS_STRING(PyTuple_GET_ITEM(item, 1));
+    int known = PyObject_IsTrue(PyTuple_GET_ITEM(item, 4));
+    if (known < 0 || check_branch(args[3]) < 0) return NULL;
+    Py_ssize_t depth = PyUnicode_GET_LENGTH(path);
+    long nibble = hex_value(chars[depth]);
+    if (nibble < 0) {
+        PyErr_SetString(PyExc_ValueError, "update_one: a path of hex digits");
+        return NULL;
+    }
+    PyObject *cache = PyObject_GetAttr(writer, s_cache);
+    PyObject *stale = PyObject_GetAttr(writer, s_stale);
+    PyObject *passed = PyList_New(0);
+    PyObject *top = item, *current = args[3], *result = NULL, *nodes = NULL, *up = NULL;
+    Py_INCREF(top);
+    Py_INCREF(current);
+    Py_ssize_t hits = 0;
+    if (cache == NULL || stale == NULL || passed == NULL) goto done;
+    if (!PyDict_CheckExact(cache) || !PyList_CheckExact(stale)) {
+        PyErr_SetString(PyExc_TypeError, "update_one: the writer's cache and stale list");
+        goto done;
+    }
+    if (append_step(passed, current, path, nibble) < 0) goto done;
+    for (;;) {
+        unsigned long long bitmap, leaves;
+        if (as_u64(PyTuple_GET_ITEM(current, BITMAP), &bitmap) < 0 ||
+            as_u64(PyTuple_GET_ITEM(current, LEAVES), &leaves) < 0)
+            goto done;
+        unsigned long long bit = 1ULL << nibble;
+        depth++;
+        if (!(bitmap & bit)) break;
+        PyObject *child_version = PyTuple_GET_ITEM(current, CHILD + nibble);
+        PyObject *child_path = PyUnicode_Substring(item_path, 0, depth);
+        if (child_path == NULL) goto done;
+        if (leaves & bit) {
+            if (known) {
+                /* The key's own leaf: replaced without being read (unless unchanged). */
+                PyObject *hashed = PyTuple_GET_ITEM(current, HASHED);
+                const char *slot = PyBytes_AS_STRING(hashed) + PyBytes_GET_SIZE(hashed) -
+                                   RADIX * HASH_SIZE + nibble * HASH_SIZE;
+                if (memcmp(slot, leaf_hash, HASH_SIZE) == 0) {
+                    Py_DECREF(child_path);
+                    Py_INCREF(Py_False);
+                    result = Py_False;
+                    goto done;
+                }
+                PyObject *old = node_key((PyTypeObject *)node_key_type, child_version, child_path);
+                Py_DECREF(child_path);
+                if (old == NULL) goto done;
+                int appended = PyList_Append(stale, old);
+                Py_DECREF(old);
+                if (appended < 0) goto done;
+                break;
+            }
+            PyObject *digest = child_digest(current, nibble);
+            PyObject *key = digest == NULL ? NULL : PyTuple_Pack(2, child_version, child_path);
+            PyObject *writes = key == NULL ? NULL : PyList_New(1);
+            PyObject *placed = NULL;
+            if (writes != NULL) {
+                Py_INCREF(item);
+                PyList_SET_ITEM(writes, 0, item);
+                placed = PyObject_CallMethodObjArgs(writer, s_replace_leaf, version, key, digest,
+                                                    writes, NULL);
+            }
+            Py_XDECREF(digest);
+            Py_XDECREF(key);
+            Py_XDECREF(writes);
+            Py_DECREF(child_path);
+            if (placed == NULL) goto done;
+            if (placed == Py_False) {
+                result = placed;
+                goto done;
+            }
+            if (placed == Py_None) {
+                Py_DECREF(placed);
+                PyErr_SetString(PyExc_AssertionError, "a set key's leaf left nothing");
+                goto done;
+            }
+            Py_DECREF(top);
+            top = placed;
+            break;
+        }
+        PyObject *child = PyDict_GetItemWithError(cache, child_path);
+        int same = 0;
+        if (child != NULL) {
+            if (check_branch(child) < 0) {
+                Py_DECREF(child_path);
+                goto done;
+            }
+            same = PyObject_RichCompareBool(PyTuple_GET_ITEM(child, VERSION), child_version, Py_EQ);
+            if (same < 0) {
+                Py_DECREF(child_path);
+                goto done;
+            }
+        } else if (PyErr_Occurred()) {
+            Py_DECREF(child_path);
+            goto done;
+        }
+        if (same) {
+            Py_INCREF(child);
+            hits++;
+        } else {
+            PyObject *digest = child_digest(current, nibble);
+            child = digest == NULL ? NULL
+                                   : PyObject_CallMethodObjArgs(writer, s_internal, child_version,
+                                                                child_path, digest, NULL);
+            Py_XDECREF(digest);
+            if (child == NULL || check_branch(child) < 0) {
+                Py_XDECREF(child);
+                Py_DECREF(child_path);
+                goto done;
+            }
+        }
+        Py_DECREF(current);
+        current = child;
+        nibble = depth < 2 * HASH_SIZE ? hex_value(chars[depth]) : -1;
+        if (nibble < 0) {
+            Py_DECREF(child_path);
+            PyErr_SetString(PyExc_ValueError, "update_one: an internal node at a leaf's depth");
+            goto done;
+        }
+        int appended = append_step(passed, current, child_path, nibble);
+        Py_DECREF(child_path);
+        if (appended < 0) goto done;
+    }
+    nodes = PyObject_GetAttr(writer, s_nodes);
+    if (nodes == NULL) goto done;
+    PyObject *up_args[7] = {passed, top, version, nodes, stale, cache, node_key_type};
+    up = rewrite_up(module, up_args, 7);
+    if (up == NULL) goto done;
+    PyObject *root = PyTuple_GET_ITEM(up, 1);
+    if (root != Py_None) {
+        PyObject *done_root =
+            PyObject_CallMethodObjArgs(writer, s_remember_root, version, root, NULL);
+        if (done_root == NULL) goto done;
+        Py_DECREF(done_root);
+    }
+    PyObject *cache_max = PyObject_GetAttr(writer, s_cache_max);
+    if (cache_max == NULL) goto done;
+    Py_ssize_t most = PyLong_AsSsize_t(cache_max);
+    Py_DECREF(cache_max);
+    if (most == -1 && PyErr_Occurred()) goto done;
+    if (PyDict_GET_SIZE(cache) > most) {
+        PyObject *evicted = PyObject_CallMethodNoArgs(writer, s_evict);
+        if (evicted == NULL) goto done;
+        Py_DECREF(evicted);
+    }
+    result = PyTuple_GET_ITEM(up, 0);
+    Py_INCREF(result);
+done:
+    if (result != NULL && hits > 0) {
+        PyObject *before = PyObject_GetAttr(writer, s_cache_hits);
+        PyObject *count = PyLong_FromSsize_t(hits);
+        PyObject *after = before && count ? PyNumber_Add(before, count) : NULL;
+        int set = after == NULL ? -1 : PyObject_SetAttr(writer, s_cache_hits, after);
+        Py_XDECREF(before);
+        Py_XDECREF(count);
+        Py_XDECREF(after);
+        if (set < 0) Py_CLEAR(result);
+    }
+    Py_XDECREF(up);
+    Py_XDECREF(nodes);
+    Py_XDECREF(cache);
+    Py_XDECREF(stale);
+    Py_XDECREF(passed);
+    Py_DECREF(top);
+    Py_DECREF(current);
+    return result;
+}
+
 static int copy_domain(PyObject *tag, unsigned char *out, Py_ssize_t *size) {
     if (!PyBytes_CheckExact(tag) || PyBytes_GET_SIZE(tag) > DOMAIN_MAX) {
         PyErr_SetString(PyExc_TypeError, "a domain tag: bytes of at most 64");
@@ -528,6 +783,9 @@ static PyObject *item(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef methods[] = {
     {"rewrite", (PyCFunction)(void (*)(void))rewrite, METH_FASTCALL,
      "A branch with one child replaced: (branch, hash, encoding)."},
+    {"update_one", (PyCFunction)(void (*)(void))update_one, METH_FASTCALL,
+     "TreeWriter._update_one: one key set below `node`, down its path and up again."},
+    {"set_node_key", (PyCFunction)set_node_key, METH_O, "The tree's NodeKey type."},
     {"rewrite_up", (PyCFunction)(void (*)(void))rewrite_up, METH_FASTCALL,
      "The nodes passed on a key's path rewritten, lowest first: (top hash, root or None)."},
     {"leaf_record", (PyCFunction)(void (*)(void))leaf_record, METH_FASTCALL,
@@ -545,4 +803,18 @@ static struct PyModuleDef module_definition = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__jmt_native(void) { return PyModule_Create(&module_definition); }
+PyMODINIT_FUNC PyInit__jmt_native(void) {
+    static const char *names[] = {"_cache",  "_stale",         "_nodes", "_internal",
+                                  "_replace_leaf", "cache_hits", "_remember_root",
+                                  "_evict",  "_cache_max"};
+    PyObject **slots[] = {&s_cache,      &s_stale,         &s_nodes, &s_internal,
+                          &s_replace_leaf, &s_cache_hits, &s_remember_root,
+                          &s_evict,      &s_cache_max};
+    for (size_t n = 0; n < sizeof names / sizeof names[0]; n++) {
+        if (*slots[n] == NULL) {
+            *slots[n] = PyUnicode_InternFromString(names[n]);
+            if (*slots[n] == NULL) return NULL;
+        }
+    }
+    return PyModule_Create(&module_definition);
+}

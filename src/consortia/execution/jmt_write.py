@@ -92,6 +92,7 @@ except ImportError:  # pragma: no cover - the package's install builds it
 NATIVE_AVAILABLE: Final = _jmt_native is not None
 if _jmt_native is not None:
     _jmt_native.domains(KEY_DOMAIN, VALUE_DOMAIN, LEAF_DOMAIN)
+    _jmt_native.set_node_key(NodeKey)
 
 
 class TreeWriter(NodeCache):
@@ -110,6 +111,11 @@ class TreeWriter(NodeCache):
             _jmt_native.item if use_native else self._python_item
         )
         self._native_up = _jmt_native.rewrite_up if use_native else None
+        # `_update_one`, called as `self._one(self, ...)` (the writer is not bound in, so
+        # that it holds no cycle through itself).
+        self._one: Callable[[TreeWriter, int, str, Branch, Item], Result] = (
+            _jmt_native.update_one if use_native else TreeWriter._update_one
+        )
         # The update `apply` is building.
         self._nodes: dict[NodeKey, bytes] = {}
         self._stale: list[NodeKey] = []
@@ -148,7 +154,7 @@ class TreeWriter(NodeCache):
         `_batch[lo:hi]`, all under `path`."""
         batch = self._batch
         if hi - lo == 1 and batch[lo][1] is not None:
-            return self._update_one(version, path, node, batch[lo])
+            return self._one(self, version, path, node, batch[lo])
         changed = self._changed_children(version, path, node, lo, hi)
         if not changed:
             return False
@@ -235,7 +241,7 @@ class TreeWriter(NodeCache):
             else:
                 self.cache_hits += 1
             if stop == start + 1 and item[1] is not None:
-                return self._update_one(version, child_path, child, item)
+                return self._one(self, version, child_path, child, item)
             return self._update(version, child_path, child, start, stop)
         if stop == start + 1 and item[4]:
             # A present key under a leaf child is that leaf's key: replaced unread.
