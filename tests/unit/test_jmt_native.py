@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consortia.crypto import suite
-from consortia.execution import _jmt_native, jmt_write
+from consortia.execution import _jmt_native, jmt_nodes, jmt_write
 from consortia.execution.jmt import JellyfishTree, MemoryNodeStore, NodeKey
 from consortia.execution.jmt_nodes import (
     BITMAP,
@@ -94,6 +94,26 @@ def test_the_c_item_is_the_python_item(key: bytes, value: bytes, known: bool | N
 @given(key=st.binary(max_size=70_000), value=st.binary(max_size=300))
 def test_the_c_leaf_record_is_msgspecs(key: bytes, value: bytes) -> None:
     assert _jmt_native.leaf_record(key, value) == encode_record((LEAF_TAG, key, value))
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    keys=st.lists(
+        st.tuples(VERSIONS, st.text(alphabet="0123456789abcdef", max_size=64)), max_size=20
+    )
+)
+def test_the_c_node_keys_are_to_bytes(keys: list[tuple[int, str]]) -> None:
+    node_keys = [NodeKey(version, path) for version, path in keys]
+    expected = [key.to_bytes() for key in node_keys]
+    assert _jmt_native.keys_bytes(node_keys) == expected
+    assert jmt_nodes.python_keys_as_bytes(node_keys) == expected
+    assert jmt_nodes.keys_as_bytes is _jmt_native.keys_bytes
+    with pytest.raises(ValueError):
+        _jmt_native.keys_bytes([NodeKey(1, "0" * 65)])
+    with pytest.raises(ValueError):
+        _jmt_native.keys_bytes([NodeKey(1, "0g")])
+    with pytest.raises(OverflowError):
+        _jmt_native.keys_bytes([NodeKey(-1, "0")])
 
 
 def test_trees_on_both_paths_write_the_same_nodes_and_roots() -> None:

@@ -21,6 +21,7 @@
  *       `_replace_leaf` where the key's place holds a leaf not known to be the key's), then
  *       `rewrite_up`, the new root given to `_remember_root` and the cache kept in bounds.
  *   leaf_record(key, value) -> the leaf record's encoding (msgpack [LEAF_TAG, key, value]).
+ *   keys_bytes(keys) -> [key.to_bytes() for key in keys] (jmt_nodes.NodeKey), for the store.
  *   item(key, value, known) -> (path, leaf_hash, key, value, known)
  *       A write of `key` to `value` (bytes): its path (the key hash in hex) and its leaf hash,
  *       with the tree's domain tags given once to `domains`.
@@ -698,6 +699,58 @@ done:
     return result;
 }
 
+static PyObject *keys_bytes(PyObject *module, PyObject *keys) {
+    (void)module;
+    static const unsigned char lengths_max = 2 * HASH_SIZE;
+    PyObject *sequence = PySequence_Fast(keys, "keys_bytes: a list of node keys");
+    if (sequence == NULL) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(sequence);
+    PyObject *out = PyList_New(count);
+    if (out == NULL) {
+        Py_DECREF(sequence);
+        return NULL;
+    }
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *key = PySequence_Fast_GET_ITEM(sequence, index);
+        if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 2 ||
+            !PyUnicode_CheckExact(PyTuple_GET_ITEM(key, 1))) {
+            PyErr_SetString(PyExc_TypeError, "keys_bytes: (version, path) keys");
+            goto fail;
+        }
+        unsigned long long version;
+        if (as_u64(PyTuple_GET_ITEM(key, 0), &version) < 0) goto fail;
+        PyObject *path = PyTuple_GET_ITEM(key, 1);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(path);
+        if (PyUnicode_KIND(path) != PyUnicode_1BYTE_KIND || length > lengths_max) {
+            PyErr_SetString(PyExc_ValueError, "keys_bytes: a path of at most 64 hex digits");
+            goto fail;
+        }
+        const unsigned char *chars = PyUnicode_1BYTE_DATA(path);
+        PyObject *data = PyBytes_FromStringAndSize(NULL, 9 + (length + 1) / 2);
+        if (data == NULL) goto fail;
+        unsigned char *bytes = (unsigned char *)PyBytes_AS_STRING(data);
+        for (int n = 0; n < 8; n++) bytes[n] = (unsigned char)(version >> (56 - 8 * n));
+        bytes[8] = (unsigned char)length;
+        for (Py_ssize_t at = 0; at < length; at += 2) {
+            long high = hex_value(chars[at]);
+            long low = at + 1 < length ? hex_value(chars[at + 1]) : 0;
+            if (high < 0 || low < 0) {
+                Py_DECREF(data);
+                PyErr_SetString(PyExc_ValueError, "keys_bytes: a path of hex digits");
+                goto fail;
+            }
+            bytes[9 + at / 2] = (unsigned char)(high << 4 | low);
+        }
+        PyList_SET_ITEM(out, index, data);
+    }
+    Py_DECREF(sequence);
+    return out;
+fail:
+    Py_DECREF(sequence);
+    Py_DECREF(out);
+    return NULL;
+}
+
 static int copy_domain(PyObject *tag, unsigned char *out, Py_ssize_t *size) {
     if (!PyBytes_CheckExact(tag) || PyBytes_GET_SIZE(tag) > DOMAIN_MAX) {
         PyErr_SetString(PyExc_TypeError, "a domain tag: bytes of at most 64");
@@ -786,6 +839,7 @@ static PyMethodDef methods[] = {
     {"update_one", (PyCFunction)(void (*)(void))update_one, METH_FASTCALL,
      "TreeWriter._update_one: one key set below `node`, down its path and up again."},
     {"set_node_key", (PyCFunction)set_node_key, METH_O, "The tree's NodeKey type."},
+    {"keys_bytes", (PyCFunction)keys_bytes, METH_O, "NodeKey.to_bytes of each key."},
     {"rewrite_up", (PyCFunction)(void (*)(void))rewrite_up, METH_FASTCALL,
      "The nodes passed on a key's path rewritten, lowest first: (top hash, root or None)."},
     {"leaf_record", (PyCFunction)(void (*)(void))leaf_record, METH_FASTCALL,

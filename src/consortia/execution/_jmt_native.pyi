@@ -1,5 +1,6 @@
 """Types of the C module `_jmt_native.c` (the state tree's node rewrite, SHA-256 suite)."""
 
+from collections.abc import Iterable
 from typing import Any
 
 def rewrite(
@@ -27,3 +28,4 @@ def update_one(
     node: tuple[Any, ...],
     item: tuple[str, bytes | None, bytes, bytes | None, bool | None],
 ) -> Any: ...
+def keys_bytes(keys: Iterable[tuple[int, str]]) -> list[bytes]: ...

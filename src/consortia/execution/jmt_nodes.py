@@ -100,10 +100,11 @@ class NodeKey(NamedTuple):
 _LENGTHS: Final = tuple(bytes((length,)) for length in range(PATH_LENGTH + 1))
 
 
-def keys_as_bytes(keys: Iterable[NodeKey]) -> list[bytes]:
+def python_keys_as_bytes(keys: Iterable[NodeKey]) -> list[bytes]:
     """`[key.to_bytes() for key in keys]`, faster: a commit hands the store thousands of keys
     of a few versions and short paths, so each version's prefix is made once a call and each
-    path's packed form is remembered (`_PACKED`, emptied when full)."""
+    path's packed form is remembered (`_PACKED`, emptied when full). `keys_as_bytes` is
+    `_jmt_native.keys_bytes` where the package's C module is built, this otherwise."""
     prefixes: dict[int, bytes] = {}
     packed = _PACKED
     out: list[bytes] = []
@@ -123,6 +124,16 @@ def keys_as_bytes(keys: Iterable[NodeKey]) -> list[bytes]:
         append(prefix + tail)
     return out
 
+
+try:
+    from consortia.execution import _jmt_native
+except ImportError:  # pragma: no cover - the package's install builds it
+    _jmt_native = None  # type: ignore[assignment]
+# A commit's node keys as the store keys them: in C where built (a state of hundreds of
+# thousands of keys writes paths no bounded memo keeps).
+keys_as_bytes: Final[Callable[[Iterable[NodeKey]], list[bytes]]] = (
+    python_keys_as_bytes if _jmt_native is None else _jmt_native.keys_bytes
+)
 
 # Paths' packed forms (length byte and nibbles), for `keys_as_bytes`: bounded, and only ever
 # a function of the path, so sharing it between trees is safe.
