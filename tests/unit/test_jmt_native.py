@@ -122,11 +122,10 @@ def test_trees_on_both_paths_write_the_same_nodes_and_roots() -> None:
     native = JellyfishTree(INTL, stores[0].read, cache_nodes_max=64)
     python = JellyfishTree(INTL, stores[1].read, cache_nodes_max=64, native=False)
     trees = native, python
-    assert native._rewrite is _jmt_native.rewrite
-    assert native._native_up is _jmt_native.rewrite_up
     assert native._one is _jmt_native.update_one
-    assert python._native_up is None
-    assert python._rewrite == python._rewrite_node
+    assert native._item is _jmt_native.item
+    assert python._one is TreeWriter._update_one
+    assert python._item == python._python_item
     keys: list[bytes] = []
     for version in range(60):
         writes: dict[bytes, bytes | None] = {}
@@ -228,4 +227,4 @@ def test_the_installed_package_has_the_c_module() -> None:
     assert jmt_write.NATIVE_AVAILABLE
     # The gm suite hashes with SM3: its tree takes the Python path.
     gm = JellyfishTree(suite("gm"), MemoryNodeStore().read)
-    assert gm._rewrite == gm._rewrite_node
+    assert gm._one is TreeWriter._update_one

@@ -80,10 +80,6 @@ Item = tuple[str, bytes | None, bytes, bytes | None, bool | None]
 # this version), a leaf to place (an Item: a leaf's place is fixed only when its parent is),
 # None (the subtree is empty now), or False (unchanged).
 Result = bytes | Item | None | Literal[False]
-# `_rewrite_node`'s signature: (node, nibble, the child's hash, version, the child is a leaf)
-# -> (the node rewritten, its hash, its encoding).
-Rewrite = Callable[[Branch, int, bytes, int, bool], tuple[Branch, bytes, bytes]]
-
 try:
     from consortia.execution import _jmt_native
 except ImportError:  # pragma: no cover - the package's install builds it
@@ -102,15 +98,14 @@ class TreeWriter(NodeCache):
     def __init__(
         self, suite: Suite, reader: NodeReader, cache_nodes_max: int, *, native: bool = True
     ) -> None:
-        """`native`: use the C rewrite where the suite's hash is SHA-256 (False: the Python,
-        as tests compare them)."""
+        """`native`: use the C write path (`_jmt_native.update_one`, which rewrites a key's path
+        with `rewrite_up`, and `item`) where the suite's hash is SHA-256 (False: the Python, as
+        tests compare them)."""
         super().__init__(suite, reader, cache_nodes_max)
         use_native = native and _jmt_native is not None and self._new is hashlib.sha256
-        self._rewrite: Rewrite = _jmt_native.rewrite if use_native else self._rewrite_node
         self._item: Callable[[bytes, bytes, bool | None], Item] = (
             _jmt_native.item if use_native else self._python_item
         )
-        self._native_up = _jmt_native.rewrite_up if use_native else None
         # `_update_one`, called as `self._one(self, ...)` (the writer is not bound in, so
         # that it holds no cycle through itself).
         self._one: Callable[[TreeWriter, int, str, Branch, Item], Result] = (
@@ -302,14 +297,7 @@ class TreeWriter(NodeCache):
     ) -> bytes:
         """The nodes `passed` (root side first), each rewritten over the new subtree below
         (`top`); the hash of the highest."""
-        nodes, stale, cache, rewrite = self._nodes, self._stale, self._cache, self._rewrite
-        if self._native_up is not None:
-            top, root = self._native_up(passed, top, version, nodes, stale, cache, NodeKey)
-            if root is not None:
-                self._remember_root(version, root)
-            if len(cache) > self._cache_max:
-                self._evict()
-            return top
+        nodes, stale, cache, rewrite = self._nodes, self._stale, self._cache, self._rewrite_node
         leaf = top if isinstance(top, tuple) else None
         for node, path, nibble in reversed(passed):
             stale.append(_node_key(NodeKey, (node[VERSION], path)))
