@@ -11,7 +11,7 @@ JOBS ?= 2
 
 .PHONY: setup run test lint typecheck unit sim bench soak clean
 
-$(STAMP): pyproject.toml constraints.txt scripts/setup-system.sh src/consortia/execution/_jmt_native.c
+$(STAMP): pyproject.toml constraints.txt scripts/setup-system.sh src/consortia/execution/_jmt_native.c src/consortia/execution/_jmt_update.c src/consortia/execution/_jmt_native.h
 	bash scripts/setup-system.sh
 	@test -x $(PYTHON) || { \
 	  PY=$$(command -v python3.11 || command -v python3); \

@@ -123,8 +123,10 @@ def test_trees_on_both_paths_write_the_same_nodes_and_roots() -> None:
     python = JellyfishTree(INTL, stores[1].read, cache_nodes_max=64, native=False)
     trees = native, python
     assert native._one is _jmt_native.update_one
+    assert native._many is _jmt_native.update
     assert native._item is _jmt_native.item
     assert python._one is TreeWriter._update_one
+    assert python._many is TreeWriter._update
     assert python._item == python._python_item
     keys: list[bytes] = []
     for version in range(60):
@@ -223,8 +225,34 @@ def test_update_one_refuses_what_is_not_a_write_below_a_node() -> None:
     assert writer._nodes == {} and writer._stale == []
 
 
+def test_update_refuses_writes_not_sorted_or_not_below_the_node() -> None:
+    writer = TreeWriter(INTL, MemoryNodeStore().read, 16)
+    node = (INTERNAL_DOMAIN + bytes(HASH * RADIX), 1, 1, bytes(HASH), 1, 1, *([0] * 15))
+    items = [("1" * 64, bytes(HASH), b"a", b"v", None), ("2" * 64, bytes(HASH), b"b", b"v", None)]
+    writer._start(items[::-1])
+    with pytest.raises(ValueError, match="sorted"):
+        _jmt_native.update(writer, 2, "", node, 0, 2)
+    writer._start(items)
+    with pytest.raises(ValueError, match="under the node"):
+        _jmt_native.update(writer, 2, "2", node, 0, 2)
+    with pytest.raises(ValueError, match=r"\[lo, hi\)"):
+        _jmt_native.update(writer, 2, "", node, 1, 0)
+    with pytest.raises(ValueError, match=r"\[lo, hi\)"):
+        _jmt_native.update(writer, 2, "", node, 0, 3)
+    with pytest.raises(TypeError, match="branch"):
+        _jmt_native.update(writer, 2, "", node[:-1], 0, 2)
+    writer._start([("1" * 63, *items[0][1:])])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="Items"):
+        _jmt_native.update(writer, 2, "", node, 0, 1)
+    assert writer._nodes == {} and writer._stale == [] and writer._cache == {}
+    # No writes: nothing changes.
+    writer._start([])
+    assert _jmt_native.update(writer, 2, "", node, 0, 0) is False
+
+
 def test_the_installed_package_has_the_c_module() -> None:
     assert jmt_write.NATIVE_AVAILABLE
     # The gm suite hashes with SM3: its tree takes the Python path.
     gm = JellyfishTree(suite("gm"), MemoryNodeStore().read)
     assert gm._one is TreeWriter._update_one
+    assert gm._many is TreeWriter._update

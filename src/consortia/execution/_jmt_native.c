@@ -20,6 +20,8 @@
  *       path through the writer's cache (calling the writer's `_internal` on a miss and its
  *       `_replace_leaf` where the key's place holds a leaf not known to be the key's), then
  *       `rewrite_up`, the new root given to `_remember_root` and the cache kept in bounds.
+ *   update(writer, version, path, node, lo, hi) -> `TreeWriter._update`, in _jmt_update.c:
+ *       a block's writes below `node` split by nibble, down to `update_one` for each key alone.
  *   leaf_record(key, value) -> the leaf record's encoding (msgpack [LEAF_TAG, key, value]).
  *   keys_bytes(keys) -> [key.to_bytes() for key in keys] (jmt_nodes.NodeKey), for the store.
  *   item(key, value, known) -> (path, leaf_hash, key, value, known)
@@ -29,26 +31,11 @@
  * Must never touch the disk, a clock, randomness or any state but the domain tags it is
  * given: the same inputs give the same outputs, on every node.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_jmt_native.h"
 /* SHA256_Init and its kin: deprecated in OpenSSL 3 for EVP, and the fastest call still. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
 #include <string.h>
-
-#define RADIX 16
-#define HASH_SIZE 32
-#define HASHED 0
-#define BITMAP 1
-#define LEAVES 2
-#define HASH 3
-#define VERSION 4
-#define CHILD 5
-#define BRANCH_SIZE (CHILD + RADIX)
-#define INTERNAL_TAG 1
-#define LEAF_TAG 2
-#define BITMAP_MAX 0xFFFF
-#define DOMAIN_MAX 64
 
 static unsigned char key_domain[DOMAIN_MAX], value_domain[DOMAIN_MAX], leaf_domain[DOMAIN_MAX];
 static Py_ssize_t key_domain_size = -1, value_domain_size, leaf_domain_size;
@@ -83,7 +70,7 @@ static unsigned char *put_uint(unsigned char *out, unsigned long long value) {
 }
 
 /* A non-negative int that fits 64 bits, or -1 with an exception set. */
-static int as_u64(PyObject *object, unsigned long long *out) {
+int as_u64(PyObject *object, unsigned long long *out) {
     if (!PyLong_CheckExact(object)) {
         PyErr_SetString(PyExc_TypeError, "expected an int");
         return -1;
@@ -91,6 +78,49 @@ static int as_u64(PyObject *object, unsigned long long *out) {
     *out = PyLong_AsUnsignedLongLong(object);
     if (*out == (unsigned long long)-1 && PyErr_Occurred()) return -1;
     return 0;
+}
+
+PyObject *encode_internal(const unsigned char *hashes, unsigned long long bitmap,
+                          unsigned long long leaves, const unsigned long long *versions) {
+    int present = __builtin_popcountll(bitmap);
+    Py_ssize_t length = 1 + 1 + uint_size(bitmap) + uint_size(leaves);
+    length += present <= 15 ? 1 : 3;
+    for (int n = 0; n < RADIX; n++)
+        if (bitmap >> n & 1) length += uint_size(versions[n]);
+    Py_ssize_t packed = (Py_ssize_t)present * HASH_SIZE;
+    length += (packed <= 0xFF ? 2 : 3) + packed;
+    PyObject *data = PyBytes_FromStringAndSize(NULL, length);
+    if (data == NULL) return NULL;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(data);
+    *out++ = 0x95;
+    *out++ = INTERNAL_TAG;
+    out = put_uint(out, bitmap);
+    out = put_uint(out, leaves);
+    if (present <= 15) {
+        *out++ = (unsigned char)(0x90 | present);
+    } else {
+        *out++ = 0xdc;
+        *out++ = 0;
+        *out++ = (unsigned char)present;
+    }
+    for (int n = 0; n < RADIX; n++)
+        if (bitmap >> n & 1) out = put_uint(out, versions[n]);
+    if (packed <= 0xFF) {
+        *out++ = 0xc4;
+        *out++ = (unsigned char)packed;
+    } else {
+        *out++ = 0xc5;
+        *out++ = (unsigned char)(packed >> 8);
+        *out++ = (unsigned char)packed;
+    }
+    for (int n = 0; n < RADIX; n++) {
+        if (bitmap >> n & 1) {
+            memcpy(out, hashes + n * HASH_SIZE, HASH_SIZE);
+            out += HASH_SIZE;
+        }
+    }
+    assert(out == (unsigned char *)PyBytes_AS_STRING(data) + length);
+    return data;
 }
 
 /* `rewrite` for C callers: the new branch, its hash and its encoding into the three outputs
@@ -137,11 +167,7 @@ static int rewrite_node(PyObject *node, long nibble, PyObject *digest, PyObject 
     unsigned char hash_buffer[HASH_SIZE];
     SHA256(buffer, (size_t)size, hash_buffer);
 
-    /* The encoding: [tag, bitmap, leaves, [versions...], bin(hashes...)]. */
-    int present = __builtin_popcountll(bitmap);
     unsigned long long versions[RADIX];
-    Py_ssize_t length = 1 + 1 + uint_size(bitmap) + uint_size(leaves);
-    length += present <= 15 ? 1 : 3;
     for (int n = 0; n < RADIX; n++) {
         if (n == nibble) {
             versions[n] = written;
@@ -152,44 +178,12 @@ static int rewrite_node(PyObject *node, long nibble, PyObject *digest, PyObject 
             }
             versions[n] = child;
         }
-        if (bitmap >> n & 1) length += uint_size(versions[n]);
     }
-    Py_ssize_t packed = (Py_ssize_t)present * HASH_SIZE;
-    length += (packed <= 0xFF ? 2 : 3) + packed;
-    PyObject *data = PyBytes_FromStringAndSize(NULL, length);
+    PyObject *data = encode_internal(buffer + domain, bitmap, leaves, versions);
     if (data == NULL) {
         Py_DECREF(new_hashed);
         return -1;
     }
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(data);
-    *out++ = 0x95;
-    *out++ = INTERNAL_TAG;
-    out = put_uint(out, bitmap);
-    out = put_uint(out, leaves);
-    if (present <= 15) {
-        *out++ = (unsigned char)(0x90 | present);
-    } else {
-        *out++ = 0xdc;
-        *out++ = 0;
-        *out++ = (unsigned char)present;
-    }
-    for (int n = 0; n < RADIX; n++)
-        if (bitmap >> n & 1) out = put_uint(out, versions[n]);
-    if (packed <= 0xFF) {
-        *out++ = 0xc4;
-        *out++ = (unsigned char)packed;
-    } else {
-        *out++ = 0xc5;
-        *out++ = (unsigned char)(packed >> 8);
-        *out++ = (unsigned char)packed;
-    }
-    for (int n = 0; n < RADIX; n++) {
-        if (bitmap >> n & 1) {
-            memcpy(out, buffer + domain + n * HASH_SIZE, HASH_SIZE);
-            out += HASH_SIZE;
-        }
-    }
-    assert(out == (unsigned char *)PyBytes_AS_STRING(data) + length);
 
     PyObject *branch = PyTuple_New(BRANCH_SIZE);
     PyObject *hash = PyBytes_FromStringAndSize((const char *)hash_buffer, HASH_SIZE);
@@ -267,7 +261,7 @@ static Py_ssize_t bin_header(unsigned char *out, Py_ssize_t size) {
 }
 
 /* A leaf record's encoding: msgpack [LEAF_TAG, bin key, bin value]. */
-static PyObject *encode_leaf(PyObject *key, PyObject *value) {
+PyObject *encode_leaf(PyObject *key, PyObject *value) {
     if (!PyBytes_CheckExact(key) || !PyBytes_CheckExact(value)) {
         PyErr_SetString(PyExc_TypeError, "a leaf's key and value: bytes");
         return NULL;
@@ -306,7 +300,7 @@ static PyObject *leaf_record(PyObject *module, PyObject *const *args, Py_ssize_t
 }
 
 /* A `NodeKey` (a tuple subclass, `type`) of `version` and `path`, as tuple.__new__ makes one. */
-static PyObject *node_key(PyTypeObject *type, PyObject *version, PyObject *path) {
+PyObject *node_key(PyTypeObject *type, PyObject *version, PyObject *path) {
     PyObject *key = type->tp_alloc(type, 2);
     if (key == NULL) return NULL;
     Py_INCREF(version);
@@ -317,7 +311,7 @@ static PyObject *node_key(PyTypeObject *type, PyObject *version, PyObject *path)
 }
 
 /* nodes[NodeKey(version, path)] = data; steals nothing. */
-static int put_node(PyObject *nodes, PyTypeObject *type, PyObject *version, PyObject *path,
+int put_node(PyObject *nodes, PyTypeObject *type, PyObject *version, PyObject *path,
                     PyObject *data) {
     PyObject *key = node_key(type, version, path);
     if (key == NULL) return -1;
@@ -450,9 +444,9 @@ fail:
 }
 
 /* The attribute names `update_one` reads on its writer, and the tree's NodeKey type. */
-static PyObject *s_cache, *s_stale, *s_nodes, *s_internal, *s_replace_leaf, *s_cache_hits,
-    *s_remember_root, *s_evict, *s_cache_max;
-static PyObject *node_key_type;
+PyObject *s_cache, *s_stale, *s_nodes, *s_internal, *s_replace_leaf, *s_cache_hits,
+    *s_remember_root, *s_evict, *s_cache_max, *s_batch, *s_empty, *s_build, *s_lift, *s_remember;
+PyObject *node_key_type;
 
 static PyObject *set_node_key(PyObject *module, PyObject *type) {
     (void)module;
@@ -466,7 +460,7 @@ static PyObject *set_node_key(PyObject *module, PyObject *type) {
 }
 
 /* A hex digit's value, or -1. */
-static long hex_value(unsigned char digit) {
+long hex_value(unsigned char digit) {
     if (digit >= '0' && digit <= '9') return digit - '0';
     if (digit >= 'a' && digit <= 'f') return digit - 'a' + 10;
     return -1;
@@ -485,7 +479,7 @@ static int append_step(PyObject *passed, PyObject *node, PyObject *path, long ni
 }
 
 /* The hash of child `nibble` of `node` (a checked branch), as a new bytes object. */
-static PyObject *child_digest(PyObject *node, long nibble) {
+PyObject *child_digest(PyObject *node, long nibble) {
     PyObject *hashed = PyTuple_GET_ITEM(node, HASHED);
     Py_ssize_t domain = PyBytes_GET_SIZE(hashed) - RADIX * HASH_SIZE;
     return PyBytes_FromStringAndSize(PyBytes_AS_STRING(hashed) + domain + nibble * HASH_SIZE,
@@ -493,7 +487,7 @@ static PyObject *child_digest(PyObject *node, long nibble) {
 }
 
 /* `node` is a branch whose first field holds 16 hashes; -1 with TypeError otherwise. */
-static int check_branch(PyObject *node) {
+int check_branch(PyObject *node) {
     if (!PyTuple_CheckExact(node) || PyTuple_GET_SIZE(node) != BRANCH_SIZE ||
         !PyBytes_CheckExact(PyTuple_GET_ITEM(node, HASHED)) ||
         PyBytes_GET_SIZE(PyTuple_GET_ITEM(node, HASHED)) < RADIX * HASH_SIZE) {
@@ -505,7 +499,7 @@ static int check_branch(PyObject *node) {
 
 static PyObject *rewrite_up(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
-static PyObject *update_one(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+PyObject *update_one(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "update_one(writer, version, path, node, item)");
         return NULL;
@@ -838,6 +832,8 @@ static PyMethodDef methods[] = {
      "A branch with one child replaced: (branch, hash, encoding)."},
     {"update_one", (PyCFunction)(void (*)(void))update_one, METH_FASTCALL,
      "TreeWriter._update_one: one key set below `node`, down its path and up again."},
+    {"update", (PyCFunction)(void (*)(void))update, METH_FASTCALL,
+     "TreeWriter._update: the writes batch[lo:hi] below `node`, split by nibble."},
     {"set_node_key", (PyCFunction)set_node_key, METH_O, "The tree's NodeKey type."},
     {"keys_bytes", (PyCFunction)keys_bytes, METH_O, "NodeKey.to_bytes of each key."},
     {"rewrite_up", (PyCFunction)(void (*)(void))rewrite_up, METH_FASTCALL,
@@ -858,12 +854,14 @@ static struct PyModuleDef module_definition = {
 };
 
 PyMODINIT_FUNC PyInit__jmt_native(void) {
-    static const char *names[] = {"_cache",  "_stale",         "_nodes", "_internal",
-                                  "_replace_leaf", "cache_hits", "_remember_root",
-                                  "_evict",  "_cache_max"};
-    PyObject **slots[] = {&s_cache,      &s_stale,         &s_nodes, &s_internal,
-                          &s_replace_leaf, &s_cache_hits, &s_remember_root,
-                          &s_evict,      &s_cache_max};
+    static const char *names[] = {"_cache",     "_stale",         "_nodes",    "_internal",
+                                  "_replace_leaf", "cache_hits", "_remember_root", "_evict",
+                                  "_cache_max", "_batch",         "_empty",    "_build",
+                                  "_lift",      "_remember"};
+    PyObject **slots[] = {&s_cache,      &s_stale,        &s_nodes, &s_internal,
+                          &s_replace_leaf, &s_cache_hits, &s_remember_root, &s_evict,
+                          &s_cache_max,  &s_batch,        &s_empty, &s_build,
+                          &s_lift,       &s_remember};
     for (size_t n = 0; n < sizeof names / sizeof names[0]; n++) {
         if (*slots[n] == NULL) {
             *slots[n] = PyUnicode_InternFromString(names[n]);

@@ -207,7 +207,7 @@ class JellyfishTree(TreeWriter):
             assert old_key is not None
             placed = self._update_leaf(version, old_key, old_root, self._batch)
         else:
-            placed = self._update(version, "", old_root, 0, len(self._batch))
+            placed = self._many(self, version, "", old_root, 0, len(self._batch))
         if old_key is not None and (isinstance(old_root, Empty) or placed is False):
             self._drop(*old_key)
         if isinstance(placed, bytes):

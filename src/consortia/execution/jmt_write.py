@@ -13,11 +13,13 @@ flat tuple of atoms (`jmt_nodes.Branch`), which the garbage collector stops trac
 cache is keyed by path (a string the write makes anyway), a write is a plain tuple (`Item`),
 and each node is hashed and encoded once, through hashlib's constructor of the suite's hash
 (`jmt_nodes.hasher`). Every tracked object a commit allocates costs it again in collections.
-For the SHA-256 suite, the walk back up a key's path (`_rewrite_up`: each node rewritten,
-hashed and encoded, the stale list, the cache and the new nodes kept) and a write's leaf hash
-are done in C (`_jmt_native.c`, built by the package's install); `_rewrite_node`, the loop in
-`_rewrite_up` and `_python_item` are the Python they replace, run for every other suite and
-held to the C by tests/unit/test_jmt_native.py.
+For the SHA-256 suite, the write path is in C (`_jmt_native.c` and `_jmt_update.c`, built by
+the package's install): the split of the writes below the root (`_update`, `_changed_children`,
+`_changed_child`, `_finish`), a key's way down and up again (`_update_one`, `_rewrite_up`: each
+node rewritten, hashed and encoded, the stale list, the cache and the new nodes kept) and a
+write's leaf hash. The C calls back the Python for the rarer turns (`_internal` on a cache miss,
+`_replace_leaf`, `_build`, `_lift`, `_remember`). The Python it replaces stays: it runs for
+every other suite and is held to the C by tests/unit/test_jmt_native.py.
 
 Owns the write path. Must never touch the disk, a clock or randomness; the tree's versions
 and reads are `jmt.py`'s, the node cache `jmt_cache.py`'s.
@@ -111,6 +113,10 @@ class TreeWriter(NodeCache):
         self._one: Callable[[TreeWriter, int, str, Branch, Item], Result] = (
             _jmt_native.update_one if use_native else TreeWriter._update_one
         )
+        # `_update`, called as `self._many(self, ...)` for the writes below the root.
+        self._many: Callable[[TreeWriter, int, str, Branch, int, int], Result] = (
+            _jmt_native.update if use_native else TreeWriter._update
+        )
         # The update `apply` is building.
         self._nodes: dict[NodeKey, bytes] = {}
         self._stale: list[NodeKey] = []
@@ -175,13 +181,18 @@ class TreeWriter(NodeCache):
                 if changed_nibble == nibble:
                     assert isinstance(placed, tuple)
                     return placed
-            child_version, child_path = node[CHILD + nibble], path + _HEX[nibble]
-            only = self._leaf(child_version, child_path, child_hash(node[0], nibble))
-            self._drop(child_version, child_path)
-            return (only.path, only.hash, only.key, only.value, True)
+            return self._lift(node, path, nibble)
         hashes = list(split_hashes(node[0]))
         versions = list(node[CHILD:])
         return self._finish(version, path, (hashes, versions, bitmap, leaves), changed)
+
+    def _lift(self, node: Branch, path: str, nibble: int) -> Item:
+        """The unchanged leaf child `nibble` of `node` (at `path`), read to move up to its
+        parent's place (its other children gone)."""
+        child_version, child_path = node[CHILD + nibble], path + _HEX[nibble]
+        only = self._leaf(child_version, child_path, child_hash(node[0], nibble))
+        self._drop(child_version, child_path)
+        return (only.path, only.hash, only.key, only.value, True)
 
     def _changed_children(
         self, version: int, path: str, node: Branch, lo: int, hi: int
