@@ -267,6 +267,10 @@ static PyObject *finish(struct walk *walk, PyObject *path, PyObject *node,
             continue;
         }
         if (PyTuple_Check(child)) {
+            if (PyTuple_GET_SIZE(child) != 5) {
+                PyErr_SetString(PyExc_TypeError, "update: a placed leaf is not an Item of 5");
+                goto done;
+            }
             PyObject *leaf_hash = PyTuple_GET_ITEM(child, 1);
             if (!PyBytes_CheckExact(leaf_hash) || PyBytes_GET_SIZE(leaf_hash) != HASH_SIZE) {
                 PyErr_SetString(PyExc_TypeError, "update: a placed leaf without its hash");
@@ -433,8 +437,10 @@ PyObject *update(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     struct walk walk = {module, args[0], args[1], NULL, NULL, NULL, NULL, NULL, 0};
     PyObject *path = args[2], *node = args[3], *result = NULL, *batch = NULL, *empty = NULL;
     unsigned long long written;
-    Py_ssize_t lo = PyLong_AsSsize_t(args[4]), hi = PyLong_AsSsize_t(args[5]);
-    if ((lo == -1 || hi == -1) && PyErr_Occurred()) return NULL;
+    Py_ssize_t lo = PyLong_AsSsize_t(args[4]);
+    if (lo == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t hi = PyLong_AsSsize_t(args[5]);
+    if (hi == -1 && PyErr_Occurred()) return NULL;
     if (!PyUnicode_CheckExact(path) || PyUnicode_KIND(path) != PyUnicode_1BYTE_KIND ||
         check_branch(node) < 0 || as_u64(walk.version, &written) < 0)
         goto type_error;
@@ -477,7 +483,10 @@ PyObject *update(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
         }
     }
     result = subtree(&walk, path, node, lo, hi);
-    if (result != NULL && walk.hits > 0) {
+    if (walk.hits > 0) {
+        /* Counted even when the walk failed midway, as the Python counts them as it goes. */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
         PyObject *before = PyObject_GetAttr(walk.writer, s_cache_hits);
         PyObject *count = PyLong_FromSsize_t(walk.hits);
         PyObject *after = before && count ? PyNumber_Add(before, count) : NULL;
@@ -485,7 +494,13 @@ PyObject *update(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
         Py_XDECREF(before);
         Py_XDECREF(count);
         Py_XDECREF(after);
-        if (set < 0) Py_CLEAR(result);
+        if (type != NULL) {
+            /* The walk's own error is the one to report. */
+            PyErr_Clear();
+            PyErr_Restore(type, value, traceback);
+        } else if (set < 0) {
+            Py_CLEAR(result);
+        }
     }
     goto done;
 type_error:
