@@ -497,6 +497,18 @@ int check_branch(PyObject *node) {
     return 0;
 }
 
+int add_cache_hits(PyObject *writer, Py_ssize_t hits) {
+    if (hits == 0) return 0;
+    PyObject *before = PyObject_GetAttr(writer, s_cache_hits);
+    PyObject *count = PyLong_FromSsize_t(hits);
+    PyObject *after = before && count ? PyNumber_Add(before, count) : NULL;
+    int set = after == NULL ? -1 : PyObject_SetAttr(writer, s_cache_hits, after);
+    Py_XDECREF(before);
+    Py_XDECREF(count);
+    Py_XDECREF(after);
+    return set;
+}
+
 static PyObject *rewrite_up(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 PyObject *update_one(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -673,16 +685,7 @@ PyObject *update_one(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
     result = PyTuple_GET_ITEM(up, 0);
     Py_INCREF(result);
 done:
-    if (result != NULL && hits > 0) {
-        PyObject *before = PyObject_GetAttr(writer, s_cache_hits);
-        PyObject *count = PyLong_FromSsize_t(hits);
-        PyObject *after = before && count ? PyNumber_Add(before, count) : NULL;
-        int set = after == NULL ? -1 : PyObject_SetAttr(writer, s_cache_hits, after);
-        Py_XDECREF(before);
-        Py_XDECREF(count);
-        Py_XDECREF(after);
-        if (set < 0) Py_CLEAR(result);
-    }
+    if (result != NULL && add_cache_hits(writer, hits) < 0) Py_CLEAR(result);
     Py_XDECREF(up);
     Py_XDECREF(nodes);
     Py_XDECREF(cache);

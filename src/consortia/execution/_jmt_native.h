@@ -47,6 +47,8 @@ long hex_value(unsigned char digit);
 PyObject *child_digest(PyObject *node, long nibble);
 /* `node` is a branch whose first field holds 16 hashes; -1 with TypeError otherwise. */
 int check_branch(PyObject *node);
+/* writer.cache_hits += hits; -1 with an exception set if that fails. */
+int add_cache_hits(PyObject *writer, Py_ssize_t hits);
 PyObject *update_one(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *update(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 

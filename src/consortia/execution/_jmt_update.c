@@ -487,13 +487,7 @@ PyObject *update(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
         /* Counted even when the walk failed midway, as the Python counts them as it goes. */
         PyObject *type, *value, *traceback;
         PyErr_Fetch(&type, &value, &traceback);
-        PyObject *before = PyObject_GetAttr(walk.writer, s_cache_hits);
-        PyObject *count = PyLong_FromSsize_t(walk.hits);
-        PyObject *after = before && count ? PyNumber_Add(before, count) : NULL;
-        int set = after == NULL ? -1 : PyObject_SetAttr(walk.writer, s_cache_hits, after);
-        Py_XDECREF(before);
-        Py_XDECREF(count);
-        Py_XDECREF(after);
+        int set = add_cache_hits(walk.writer, walk.hits);
         if (type != NULL) {
             /* The walk's own error is the one to report. */
             PyErr_Clear();
