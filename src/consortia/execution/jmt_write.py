@@ -100,9 +100,9 @@ class TreeWriter(NodeCache):
     def __init__(
         self, suite: Suite, reader: NodeReader, cache_nodes_max: int, *, native: bool = True
     ) -> None:
-        """`native`: use the C write path (`_jmt_native.update_one`, which rewrites a key's path
-        with `rewrite_up`, and `item`) where the suite's hash is SHA-256 (False: the Python, as
-        tests compare them)."""
+        """`native`: use the C write path (`_jmt_native.update` for the writes below the root,
+        `update_one` for one key's path, `item`) where the suite's hash is SHA-256 (False: the
+        Python, as tests compare them)."""
         super().__init__(suite, reader, cache_nodes_max)
         use_native = native and _jmt_native is not None and self._new is hashlib.sha256
         self._item: Callable[[bytes, bytes, bool | None], Item] = (
