@@ -511,6 +511,39 @@ int add_cache_hits(PyObject *writer, Py_ssize_t hits) {
 
 static PyObject *rewrite_up(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
+/* The branch at `child_path` that `node` names as its child `nibble`: from the cache when it is
+ * the version named, else read (the writer's `_internal`). A new reference. */
+PyObject *child_branch(PyObject *writer, PyObject *cache, PyObject *node, long nibble,
+                       PyObject *child_path, Py_ssize_t *hits) {
+    PyObject *child_version = PyTuple_GET_ITEM(node, CHILD + nibble);
+    PyObject *child = PyDict_GetItemWithError(cache, child_path);
+    if (child != NULL) {
+        Py_INCREF(child);
+        int same = check_branch(child) < 0 ? -1
+                                           : PyObject_RichCompareBool(
+                                                 PyTuple_GET_ITEM(child, VERSION), child_version,
+                                                 Py_EQ);
+        if (same < 0) {
+            Py_DECREF(child);
+            return NULL;
+        }
+        if (same) {
+            (*hits)++;
+            return child;
+        }
+        Py_DECREF(child);
+    } else if (PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *digest = child_digest(node, nibble);
+    if (digest == NULL) return NULL;
+    child = PyObject_CallMethodObjArgs(writer, s_internal, child_version, child_path,
+                                       digest, NULL);
+    Py_DECREF(digest);
+    if (child != NULL && check_branch(child) < 0) Py_CLEAR(child);
+    return child;
+}
+
 PyObject *update_one(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "update_one(writer, version, path, node, item)");
@@ -617,36 +650,10 @@ PyObject *update_one(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
             top = placed;
             break;
         }
-        PyObject *child = PyDict_GetItemWithError(cache, child_path);
-        int same = 0;
-        if (child != NULL) {
-            if (check_branch(child) < 0) {
-                Py_DECREF(child_path);
-                goto done;
-            }
-            same = PyObject_RichCompareBool(PyTuple_GET_ITEM(child, VERSION), child_version, Py_EQ);
-            if (same < 0) {
-                Py_DECREF(child_path);
-                goto done;
-            }
-        } else if (PyErr_Occurred()) {
+        PyObject *child = child_branch(writer, cache, current, nibble, child_path, &hits);
+        if (child == NULL) {
             Py_DECREF(child_path);
             goto done;
-        }
-        if (same) {
-            Py_INCREF(child);
-            hits++;
-        } else {
-            PyObject *digest = child_digest(current, nibble);
-            child = digest == NULL ? NULL
-                                   : PyObject_CallMethodObjArgs(writer, s_internal, child_version,
-                                                                child_path, digest, NULL);
-            Py_XDECREF(digest);
-            if (child == NULL || check_branch(child) < 0) {
-                Py_XDECREF(child);
-                Py_DECREF(child_path);
-                goto done;
-            }
         }
         Py_DECREF(current);
         current = child;

@@ -47,6 +47,10 @@ long hex_value(unsigned char digit);
 PyObject *child_digest(PyObject *node, long nibble);
 /* `node` is a branch whose first field holds 16 hashes; -1 with TypeError otherwise. */
 int check_branch(PyObject *node);
+/* The branch at `child_path` that `node` names as its child `nibble`: from `cache` when it is
+ * the version named (counted in `*hits`), else read by the writer's `_internal`. New ref. */
+PyObject *child_branch(PyObject *writer, PyObject *cache, PyObject *node, long nibble,
+                       PyObject *child_path, Py_ssize_t *hits);
 /* writer.cache_hits += hits; -1 with an exception set if that fails. */
 int add_cache_hits(PyObject *writer, Py_ssize_t hits);
 PyObject *update_one(PyObject *module, PyObject *const *args, Py_ssize_t nargs);

@@ -48,39 +48,6 @@ static PyObject *one(struct walk *walk, PyObject *path, PyObject *node, PyObject
     return update_one(walk->module, args, 5);
 }
 
-/* The branch at `child_path` that `node` names as its child `nibble`: from the cache when it is
- * the version named, else read (the writer's `_internal`). A new reference. */
-static PyObject *child_branch(struct walk *walk, PyObject *node, long nibble,
-                              PyObject *child_path) {
-    PyObject *child_version = PyTuple_GET_ITEM(node, CHILD + nibble);
-    PyObject *child = PyDict_GetItemWithError(walk->cache, child_path);
-    if (child != NULL) {
-        Py_INCREF(child);
-        int same = check_branch(child) < 0 ? -1
-                                           : PyObject_RichCompareBool(
-                                                 PyTuple_GET_ITEM(child, VERSION), child_version,
-                                                 Py_EQ);
-        if (same < 0) {
-            Py_DECREF(child);
-            return NULL;
-        }
-        if (same) {
-            walk->hits++;
-            return child;
-        }
-        Py_DECREF(child);
-    } else if (PyErr_Occurred()) {
-        return NULL;
-    }
-    PyObject *digest = child_digest(node, nibble);
-    if (digest == NULL) return NULL;
-    child = PyObject_CallMethodObjArgs(walk->writer, s_internal, child_version, child_path,
-                                       digest, NULL);
-    Py_DECREF(digest);
-    if (child != NULL && check_branch(child) < 0) Py_CLEAR(child);
-    return child;
-}
-
 /* `TreeWriter._changed_child`: the non-empty child `nibble` of `node`, at `child_path`, after
  * the writes [start, stop). */
 static PyObject *changed_child(struct walk *walk, PyObject *child_path, long nibble,
@@ -89,7 +56,8 @@ static PyObject *changed_child(struct walk *walk, PyObject *child_path, long nib
     if (as_u64(PyTuple_GET_ITEM(node, LEAVES), &leaves) < 0) return NULL;
     PyObject *item = PyTuple_GET_ITEM(walk->batch, start);
     if (!(leaves >> nibble & 1)) {
-        PyObject *child = child_branch(walk, node, nibble, child_path);
+        PyObject *child =
+            child_branch(walk->writer, walk->cache, node, nibble, child_path, &walk->hits);
         if (child == NULL) return NULL;
         PyObject *result = stop == start + 1 && sets(walk, start)
                                ? one(walk, child_path, child, item)
