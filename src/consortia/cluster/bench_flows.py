@@ -29,13 +29,17 @@ import queue
 from collections import deque
 from typing import Any
 
-from consortia.cluster.bench_client import Sender
+from consortia.cluster.bench_client import SEND_INTERVAL_S, Sender
 from consortia.cluster.bench_workloads import Flow, by_role, flow_call, new_flow
 from consortia.identity.bench_accounts import account_name
 
 
 class FlowSender(Sender):
     """A client that drives receivable flows (module docstring)."""
+
+    # A step is sent once the one before it committed: a longer pause stretches each flow
+    # toward its receivable's maturity.
+    send_interval_s = SEND_INTERVAL_S
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
