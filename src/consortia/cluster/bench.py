@@ -5,21 +5,21 @@ The workloads (bench_workloads.py): `transfer` and `smallbank` are pre-signed an
 loop (bench_client.py), `receivable` runs closed chains of steps, many flows in parallel
 (bench_flows.py), `query` reads accounts (bench_reads.py). This module starts C client
 processes (multiprocessing, spawn: apart from the nodes and from this one), waits until each is
-ready (signed), starts them all at once, and meanwhile follows the chain: it reads each new
-block's receipts from node 0 (`GET /v1/blocks/{height}/receipts`) and matches them with what
-the clients report having admitted; to the receivable clients it passes on what became of
-each of their transactions, and to all the height it has seen. A transaction's latency runs
-until this process saw its block, from its due time at a fixed rate (so the wait for the next
-send counts), from the moment its batch left at `max`. When the time is up, it waits (at most
-`drain_s`) for every admitted transaction to be committed; what never shows up is `lost`.
+ready (signed), starts them all at once, and meanwhile follows the chain: told of each new
+block by node 0's block stream, it reads the block's receipts
+(`GET /v1/blocks/{height}/receipts`) and matches them with what the clients report having
+admitted; to the receivable clients it passes on what became of each of their transactions, and to all
+the height it has seen. A transaction's latency runs until this process saw its block, from its
+due time at a fixed rate (so the wait for the next send counts), from the moment its batch left
+at `max`. When the time is up, it waits (at most `drain_s`) for every admitted transaction to
+be committed; what never shows up is `lost`.
 
 Counts: `submitted` (sent at least once), `committed` (in a block, whatever its receipt),
 `rejected` (committed with a failed receipt: a business rule said no, by code; part of
-`committed`), `failed` (refused at admission, by code: never committed), `lost`;
-submitted = committed + failed + lost. `tps` is the transactions committed during the
-measurement window (from the start to `duration_s` later) per second of it. `by_kind` splits
-committed and rejected by transaction type or flow step. Each process's CPU and memory:
-bench_report.py.
+`committed`), `failed` (refused at admission, by code: never committed), `lost`; submitted =
+committed + failed + lost. `tps` is the transactions committed during the measurement window
+(from the start to `duration_s` later) per second of it. `by_kind` splits committed and
+rejected by transaction type or flow step. Each process's CPU and memory: bench_report.py.
 
 This module only reports, through `BenchProgress` and `BenchResult`; it must never print. The
 master key of the benchmark accounts goes to the client processes it starts, and nowhere else.
@@ -42,7 +42,7 @@ from typing import Any, Final
 
 import httpx
 
-from consortia.client import AsyncClient, ChainInfo, ClientError
+from consortia.client import AsyncClient, ChainInfo, ClientError, Reconnect
 from consortia.cluster.bench_client import (
     ERRORS_KEPT,
     REQUEST_TIMEOUT_S,
@@ -90,6 +90,8 @@ EXPIRY_BLOCKS_PER_S: Final = 50
 EXPIRY_AHEAD_MIN: Final = 1000
 MEMPOOL_EMPTY_WAIT_S: Final = 10.0
 FOLLOW_PAUSE_S: Final = 0.02
+# The block stream the bench follows: a dropped connection is opened again at once, a few times.
+FOLLOW_RECONNECT: Final = Reconnect(attempts=3, backoff_s=0.02, backoff_s_max=0.2)
 PROGRESS_S: Final = 0.25
 
 __all__ = [
@@ -452,21 +454,32 @@ class Bench:
         return blocks
 
     async def _follow(self, follower: AsyncClient) -> None:
-        """Read every new block's receipts from the followed node as soon as it has them."""
+        """Read every new block's receipts from the followed node as soon as it has them: its
+        block stream (`GET /v1/subscribe/blocks`) says when a block is committed, so nothing
+        polls (polling every FOLLOW_PAUSE_S cost this process and node 0 a request each time,
+        most of them answered "not yet"). A stream that ends or cannot be opened is opened
+        again after FOLLOW_PAUSE_S, from the first height not yet read."""
         tally = self._tally
         while True:
+            stream = follower.subscribe_blocks(tally.height + 1, retry=FOLLOW_RECONNECT)
             try:
-                block = await follower.block_receipts(tally.height + 1)
+                async for announced in stream:
+                    while tally.height < int(announced["height"]):
+                        self._note_block(await follower.block_receipts(tally.height + 1))
             except ClientError as error:
-                if error.code not in ("not_found", "unreachable"):
+                if error.code not in ("not_found", "unreachable", "subscription_lost"):
                     raise
-                await asyncio.sleep(FOLLOW_PAUSE_S)
-                continue
-            at = time.monotonic()
-            tally.height = int(block["height"])
-            for receipt in block["receipts"]:
-                if tally.seen(receipt["tx_hash"], at, bool(receipt["ok"]), str(receipt["code"])):
-                    self._settled += 1
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
+            await asyncio.sleep(FOLLOW_PAUSE_S)
+
+    def _note_block(self, block: dict[str, Any]) -> None:
+        at = time.monotonic()
+        tally = self._tally
+        tally.height = int(block["height"])
+        for receipt in block["receipts"]:
+            if tally.seen(receipt["tx_hash"], at, bool(receipt["ok"]), str(receipt["code"])):
+                self._settled += 1
 
 
 def open_bench(
