@@ -6,13 +6,13 @@ loop (bench_client.py), `receivable` runs closed chains of steps, many flows in 
 (bench_flows.py), `query` reads accounts (bench_reads.py). This module starts C client
 processes (multiprocessing, spawn: apart from the nodes and from this one), waits until each is
 ready (signed), starts them all at once, and meanwhile follows the chain: told of each new
-block by node 0's block stream, it reads the block's receipts (`GET
-/v1/blocks/{height}/receipts`) and matches them with what the clients report having admitted;
-to the receivable clients it passes on what became of each of their transactions, and to all
-the height it has seen. A transaction's latency runs until this process saw its block, from its
-due time at a fixed rate (so the wait for the next send counts), from the moment its batch left
-at `max`. When the time is up, it waits (at most `drain_s`) for every admitted transaction to
-be committed; what never shows up is `lost`.
+block by node 0's block stream, it reads the block's receipts
+(`GET /v1/blocks/{height}/receipts`) and matches them with what the clients report having
+admitted; to the receivable clients it passes on what became of each of their transactions,
+and to all the height it has seen. A transaction's latency runs until this process saw its
+block, from its due time at a fixed rate (so the wait for the next send counts), from the
+moment its batch left at `max`. When the time is up, it waits (at most `drain_s`) for every
+admitted transaction to be committed; what never shows up is `lost`.
 
 Counts: `submitted` (sent at least once), `committed` (in a block, whatever its receipt),
 `rejected` (committed with a failed receipt: a business rule said no, by code; part of
