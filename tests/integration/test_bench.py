@@ -70,6 +70,7 @@ def test_a_short_fixed_rate_run_settles_everything_it_submitted(cluster: LiveClu
     assert report["lost"] == 0
     assert set(report["latency_ms"]) >= {"p50", "p95", "p99"}
     assert report["tps"] > 0
+    assert report["clients"] == 1  # the default, but for reads
     nodes = report["nodes_resources"]
     assert [node["name"] for node in nodes] == ["node0", "node1", "node2", "node3"]
     assert all(node["cpu_percent"] is not None and node["rss_mib"] > 0 for node in nodes)
@@ -129,6 +130,7 @@ def test_a_short_receivable_run_commits_every_step_it_sends(cluster: LiveCluster
 
 def test_a_short_query_run_answers_every_read(cluster: LiveCluster) -> None:
     report = bench_json(cluster, "query", "--duration", "2", "--rate", "50")
+    assert report["clients"] == 2  # each checks its reads' proofs: two by default
     reads = report["reads"]
     assert reads["sent"] == 100 and reads["answered"] == 100 and reads["failed"] == 0
     assert report["submitted"] == report["committed"] == 0

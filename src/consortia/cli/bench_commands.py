@@ -23,7 +23,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from consortia.cli.output import err, out
 from consortia.cluster.bench import (
     BATCH_DEFAULT,
-    CLIENTS_DEFAULT,
     DRAIN_S_DEFAULT,
     MATURITY_BLOCKS_DEFAULT,
     WINDOW_DEFAULT,
@@ -32,6 +31,7 @@ from consortia.cluster.bench import (
     BenchConfig,
     BenchProgress,
     BenchResult,
+    default_clients,
     open_bench,
 )
 from consortia.cluster.home import ClusterHome, demo_passphrase
@@ -78,8 +78,14 @@ def bench_command(
         ),
     ] = None,
     clients: Annotated[
-        int, typer.Option("--clients", help="Client processes sending the load.", min=1, max=64)
-    ] = CLIENTS_DEFAULT,
+        int | None,
+        typer.Option(
+            "--clients",
+            help="Client processes sending the load (default: 1; query: 2).",
+            min=1,
+            max=64,
+        ),
+    ] = None,
     window: Annotated[
         int,
         typer.Option(
@@ -141,7 +147,7 @@ def bench_command(
         maturity_blocks=maturity_blocks,
         duration_s=duration_s,
         rate=parse_rate(rate),
-        clients=clients,
+        clients=default_clients(workload) if clients is None else clients,
         accounts=accounts,
         window=window,
         batch=batch,

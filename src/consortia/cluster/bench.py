@@ -53,11 +53,11 @@ from consortia.cluster.bench_client import (
 )
 from consortia.cluster.bench_config import (
     BATCH_DEFAULT,
-    CLIENTS_DEFAULT,
     DRAIN_S_DEFAULT,
     WINDOW_DEFAULT,
     BenchConfig,
     BenchProgress,
+    default_clients,
 )
 from consortia.cluster.bench_flows import FlowSender
 from consortia.cluster.bench_reads import Reader
@@ -96,7 +96,6 @@ PROGRESS_S: Final = 0.25
 
 __all__ = [
     "BATCH_DEFAULT",
-    "CLIENTS_DEFAULT",
     "DRAIN_S_DEFAULT",
     "MATURITY_BLOCKS_DEFAULT",
     "WINDOW_DEFAULT",
@@ -107,6 +106,7 @@ __all__ = [
     "BenchProgress",
     "BenchResult",
     "ProcessUse",
+    "default_clients",
     "open_bench",
 ]
 
