@@ -105,6 +105,7 @@ async def one_run(txs: list[bytes], genesis: Genesis, batch: int, seed: int) -> 
         collector.start()
         for driver in drivers:
             driver.on_commit.append(collector.committed)
+            driver.around_commit = collector.paused
             driver.start()
         started = time.process_time()
         pending = list(txs)

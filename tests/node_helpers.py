@@ -138,8 +138,21 @@ def call(
         args,  # type: ignore[arg-type]
         min(expiry, EXPIRY_BLOCKS_MAX),
     )
-    domain = SigningDomain(genesis_hash(genesis))
-    return encode(Transaction(body, sign(SUITE, private, body, domain)))
+    return encode(Transaction(body, sign(SUITE, private, body, _domain(genesis))))
+
+
+# Signing domains by genesis (kept with it, so an id is never reused while remembered): a
+# genesis of hundreds of thousands of accounts takes a while to hash, once per signature.
+_DOMAINS: dict[int, tuple[Genesis, SigningDomain]] = {}
+
+
+def _domain(genesis: Genesis) -> SigningDomain:
+    known = _DOMAINS.get(id(genesis))
+    if known is None or known[0] is not genesis:
+        if len(_DOMAINS) >= 64:
+            _DOMAINS.clear()
+        known = _DOMAINS[id(genesis)] = (genesis, SigningDomain(genesis_hash(genesis)))
+    return known[1]
 
 
 @dataclass

@@ -48,3 +48,39 @@ def test_frozen_cycles_are_freed_by_the_periodic_full_collection() -> None:
     assert gone() is None
     assert policy.full_collections == 1 and policy.full_collection_ms_max > 0
     assert gc.get_freeze_count() > 0
+
+
+def test_no_collection_runs_while_paused_and_what_it_left_is_frozen() -> None:
+    policy = CollectorPolicy()
+    policy.start()
+    collections: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        with policy.paused():
+            assert not gc.isenabled()
+            kept = [[n] for n in range(3 * GEN0_THRESHOLD)]  # enough to trigger several
+            assert collections == []
+        assert gc.isenabled()
+        assert gc.get_count()[0] < GEN0_THRESHOLD, "what the body left is frozen"
+        assert gc.is_tracked(kept[0]) and len(kept) == 3 * GEN0_THRESHOLD
+    finally:
+        gc.callbacks.remove(count)
+
+
+def test_the_collector_runs_again_after_a_failed_body_and_stays_off_if_it_was() -> None:
+    policy = CollectorPolicy()
+    with pytest.raises(RuntimeError), policy.paused():
+        raise RuntimeError("execution failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with policy.paused():
+            pass
+        assert not gc.isenabled(), "a collector that was off stays off"
+    finally:
+        gc.enable()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,33 @@ def test_four_nodes_commit_transfers_and_agree(tmp_path: Path) -> None:
         # Refusals: a replayed nonce and a forged signature change nothing.
         replay = drivers[0].submit(transfer(genesis, "alice", "bob", 10, 0))
         assert (replay.ok, replay.code) == (False, "stale_nonce")
+        for driver in drivers:
+            driver.close()
+
+    asyncio.run(scenario())
+
+
+def test_each_commit_is_executed_and_recorded_inside_around_commit(tmp_path: Path) -> None:
+    """The node runs every commit inside `around_commit` (the collector's pause)."""
+
+    async def scenario() -> None:
+        hub = Hub(asyncio.get_running_loop(), random.Random(3))
+        genesis = make_genesis(4)
+        drivers = started_drivers(hub, genesis, tmp_path)
+        watched = drivers[1]
+        spans: list[tuple[int, int]] = []
+
+        @contextmanager
+        def around() -> Iterator[None]:
+            before = watched.chain.height
+            yield
+            spans.append((before, watched.chain.height))
+
+        watched.around_commit = around
+        assert drivers[0].submit(transfer(genesis, "alice", "bob", 10, 0)).ok
+        await wait_for(lambda: balance(watched, "bob") == BALANCE + 10)
+        assert spans and all(after > before for before, after in spans), spans
+        assert spans[-1][1] == watched.chain.height
         for driver in drivers:
             driver.close()
 

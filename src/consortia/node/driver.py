@@ -25,6 +25,7 @@ Must never decide anything the replica decides, nor sign anything: the core does
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -141,6 +142,10 @@ class Driver:
         self._deferrals = 0  # passes `_apply_commits` has waited for them
         # Called with every batch of blocks once they are durably recorded.
         self.on_commit: list[Callable[[list[CommittedBlock]], None]] = []
+        # Wraps the execution and recording of each commit (the collector's pause, in a node).
+        self.around_commit: Callable[[], contextlib.AbstractContextManager[None]] = (
+            contextlib.nullcontext
+        )
         # Execution votes and certificates; it signs through the replica's safety rules.
         self.certifier = Certifier(
             chain=chain, node_id=replica.node_id, sign=replica.sign_execution, transport=transport
@@ -464,9 +469,10 @@ class Driver:
         return items
 
     def _commit(self, action: Commit) -> None:
-        committed = self.chain.apply(
-            action, known=self.mempool.known, certificates=self.certifier.take_unsaved()
-        )
+        with self.around_commit():
+            committed = self.chain.apply(
+                action, known=self.mempool.known, certificates=self.certifier.take_unsaved()
+            )
         for entry in committed:
             if entry.block.payload:
                 self._busy_height = entry.block.header.height

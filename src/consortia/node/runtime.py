@@ -197,6 +197,7 @@ class NodeProcess:
         collector = CollectorPolicy()
         collector.start()  # the state is loaded: freeze it out of the collector's scans
         driver.on_commit.append(collector.committed)
+        driver.around_commit = collector.paused
         journal = JournalWriter(
             self.journal,
             waiting=self.mempool.transactions,
