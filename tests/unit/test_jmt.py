@@ -24,7 +24,13 @@ from consortia.execution.jmt import (
     TreeUpdate,
     verify_proof,
 )
-from consortia.execution.jmt_nodes import Internal, Leaf, decode_node, encode_node
+from consortia.execution.jmt_nodes import (
+    Internal,
+    Leaf,
+    StateCorruptError,
+    decode_node,
+    encode_node,
+)
 from consortia.types.encoding import decode, encode
 from consortia.types.state_proof import ProofLeaf, key_hash, placeholder
 
@@ -131,6 +137,7 @@ def test_values_are_read_back_at_every_version() -> None:
         for key in (b"a", b"b", b"c", b"d"):
             assert tree.get(key, version) == state.get(key)
         assert dict(tree.items(version)) == state
+        assert dict(tree.stored_items(version)) == state
         assert tree.root_hash(version) == built_at_once(state)
     assert tree.root_hash(3) == tree.root_hash(2), "a version without writes keeps its root"
     with pytest.raises(HeightUnavailableError, match="after the latest"):
@@ -146,6 +153,31 @@ def test_a_tree_reopened_over_its_store_reads_every_version_without_rebuilding()
     for version in range(5):
         assert reopened.root_hash(version) == tree.root_hash(version)
         assert dict(reopened.items(version)) == dict(tree.items(version))
+        assert dict(reopened.stored_items(version)) == dict(tree.items(version))
+
+
+def test_the_stored_walk_reads_a_lone_leaf_or_nothing_and_checks_every_node() -> None:
+    tree, store = new_tree()
+    commit(tree, store, {})
+    commit(tree, store, {b"only": b"1"})  # the root is a leaf
+    rng = random.Random(11)
+    state = {rng.randbytes(4): rng.randbytes(3) for _ in range(300)}
+    commit(tree, store, state)
+    assert list(tree.stored_items(0)) == []
+    assert list(tree.stored_items(1)) == [(b"only", b"1")]
+    assert dict(tree.stored_items(2)) == {**state, b"only": b"1"}
+    below_root = [key for key in store.nodes if key.version == 2 and key.path]
+    deep = max(below_root, key=lambda key: len(key.path))
+    node = decode_node(SUITE, store.nodes[deep])
+    assert isinstance(node, Leaf)
+    reopened = JellyfishTree(SUITE, store.read, version=2)
+    store.nodes[deep] = encode_node(Leaf(SUITE, node.key, node.value + b"!"))
+    with pytest.raises(StateCorruptError, match="not the leaf its parent names"):
+        dict(reopened.stored_items(2))
+    shallow = min(below_root, key=lambda key: len(key.path))
+    del store.nodes[shallow]
+    with pytest.raises(StateCorruptError, match="lacks state tree node"):
+        dict(reopened.stored_items(2))
 
 
 def test_versions_are_applied_in_order_and_the_first_may_be_any() -> None:

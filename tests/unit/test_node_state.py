@@ -213,11 +213,8 @@ def test_a_store_without_its_state_tree_stops_the_restart(tmp_path: Path) -> Non
         open_chain(tmp_path)
 
 
-def test_a_tampered_leaf_is_caught_when_read(tmp_path: Path) -> None:
-    chain = open_chain(tmp_path)
-    commit_transfers(chain, GENESIS, 3)
-    store = chain.store
-    wanted = b"asset/balance/CNY/bob"
+def _forge_leaves(store: NodeStore, wanted: bytes, *, latest: bool) -> None:
+    """Give `wanted` a forged value in its stored leaves: the latest one only, or all others."""
     with store._env.begin(write=True) as txn:
         table = store._db[b"tree_nodes"]
         found = []
@@ -225,15 +222,32 @@ def test_a_tampered_leaf_is_caught_when_read(tmp_path: Path) -> None:
             node = decode_node(SUITE, bytes(data))
             if isinstance(node, Leaf) and node.key == wanted and len(raw_key) > 9:
                 found.append((bytes(raw_key), node))
-        assert found
-        for raw_key, node in found:
+        assert len(found) > 1
+        found.sort()  # by version: the last is the current tree's
+        for raw_key, node in found[-1:] if latest else found[:-1]:
             forged = Leaf(SUITE, node.key, encode(10**12))
             txn.put(raw_key, encode_node(forged), db=table)
     store.close()
-    restarted = open_chain(tmp_path)  # the root node is intact: the restart succeeds
+
+
+def test_a_tampered_past_leaf_is_caught_when_read(tmp_path: Path) -> None:
+    chain = open_chain(tmp_path)
+    commit_transfers(chain, GENESIS, 3)
+    _forge_leaves(chain.store, b"asset/balance/CNY/bob", latest=False)
+    restarted = open_chain(tmp_path)  # the current tree is intact: the restart succeeds
     assert restarted.query("asset", "balance/CNY/bob") == BALANCE + 3  # the current values
     with pytest.raises(StateCorruptError, match="not the leaf named"):
         restarted.state_answer("asset", "balance/CNY/bob", 2)
+
+
+def test_a_tampered_current_leaf_stops_the_restart(tmp_path: Path) -> None:
+    """A restart reads the current values from the tree's leaves, each checked against the
+    hash its parent names: a forged value never reaches the engine."""
+    chain = open_chain(tmp_path)
+    commit_transfers(chain, GENESIS, 3)
+    _forge_leaves(chain.store, b"asset/balance/CNY/bob", latest=True)
+    with pytest.raises(StateCorruptError, match="not the leaf its parent names"):
+        open_chain(tmp_path)
 
 
 def test_the_retention_setting_is_bounded_with_a_clear_error() -> None:

@@ -42,6 +42,7 @@ def commit(
     index: int,
     value: bytes = b"v",
     receipts: list[StoredReceipt] | None = None,
+    writes: dict[bytes, bytes | None] | None = None,
 ) -> None:
     block = blocks[index]
     child = blocks[index + 1]
@@ -63,7 +64,7 @@ def commit(
                 [StoredEvent("asset", "transferred", {"amount": index})],
             )
         ],
-        writes={b"key-%d" % index: value, b"gone": None},
+        writes={b"key-%d" % index: value, b"gone": None} if writes is None else writes,
         state_root=bytes([index]) * 32,
         epoch_config=CLUSTER.config,
         epoch_root_id=CLUSTER.genesis_id,
@@ -96,9 +97,32 @@ def test_committed_blocks_read_back_after_reopening(tmp_path: Path) -> None:
     assert store.block(1) == blocks[0] and store.height_of(block_id(SUITE, blocks[1].header)) == 2
     receipt = store.receipt(bytes([1]) * 32)
     assert receipt is not None and receipt.height == 2 and receipt.events[0].fields == {"amount": 1}
-    state = dict(store.state_items())
-    assert state == {b"key-0": b"v", b"key-1": b"v", b"key-2": b"v"}  # "gone" deleted
+    # The committed keys, listed in order ("gone" deleted); the values are the state tree's.
+    assert store.state_key_list() == [b"key-0", b"key-1", b"key-2"]
+    assert store.state_keys(b"key-") == [b"key-0", b"key-1", b"key-2"]
     assert store.blocks_of_epoch(0, 3) == blocks[:3]
+
+
+def test_the_key_listing_follows_creations_and_deletions_not_updates(tmp_path: Path) -> None:
+    blocks = chain(6)
+    store = fresh(tmp_path)
+    steps: list[dict[bytes, bytes | None]] = [
+        {b"a": b"1", b"b": b"1"},
+        {b"a": b"2"},  # an update: still listed, once
+        {b"a": None, b"c": b"1"},
+        {b"a": b"3", b"b": None},  # created again; b deleted
+    ]
+    listed = []
+    for index, writes in enumerate(steps):
+        commit(store, blocks, index, writes=writes)
+        listed.append(store.state_key_list())
+    assert listed == [
+        [b"a", b"b", b"gone"],
+        [b"a", b"b", b"gone"],
+        [b"b", b"c", b"gone"],
+        [b"a", b"c", b"gone"],
+    ]
+    assert store.state_keys(b"c") == [b"c"] and store.state_keys(b"z") == []
 
 
 def test_a_failed_copy_never_replaces_a_transactions_successful_receipt(tmp_path: Path) -> None:
@@ -186,11 +210,11 @@ def test_a_store_killed_mid_commit_reopens_consistent(tmp_path: Path, delay_line
     store = NodeStore(tmp_path / "store", map_size=64 * 1024**2)
     height = store.height
     assert height is not None and height >= 3
-    state = dict(store.state_items())
+    keys = set(store.state_key_list())
     for committed in range(1, height + 1):
         assert store.block(committed) is not None
         assert store.commit_record(committed) is not None
         assert store.receipt(bytes([committed - 1]) * 32) is not None
-        assert state[b"key-%d" % (committed - 1)] == bytes([(committed - 1) % 251]) * 2000
-    assert store.block(height + 1) is None
-    assert b"key-%d" % height not in state
+        assert b"key-%d" % (committed - 1) in keys
+    assert store.block(height + 1) is None and b"key-%d" % height not in keys
+    assert len(keys) == height  # and "gone" was deleted by the first block

@@ -259,11 +259,16 @@ class Engine:
         return self.state.apply(run.height, run.block_writes)
 
     def restore(
-        self, height: int, values: dict[bytes, bytes], root: bytes, oldest_height: int = 0
+        self,
+        height: int,
+        values: dict[bytes, bytes] | None,
+        root: bytes,
+        oldest_height: int = 0,
     ) -> None:
         """Reopen committed state from a node's store after a restart, without re-executing
-        a block. A tree whose root differs from the stored one is a corrupt store:
-        StateCorruptError, and the node stops."""
+        a block: the current values as given, or (None) from the state tree's leaves. A tree
+        whose root differs from the stored one is a corrupt store: StateCorruptError, and the
+        node stops."""
         self.state.restore(height, values, root, oldest_height)
 
     def query(self, contract: str, key: str, height: int | None = None) -> Any:

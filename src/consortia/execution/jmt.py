@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Container, Iterator, Mapping
 
 from consortia.crypto import Suite
+from consortia.errors import DecodeError
 from consortia.execution.jmt_cache import CACHE_NODES_DEFAULT, Cached
 from consortia.execution.jmt_nodes import (
     BITMAP,
@@ -54,6 +55,7 @@ from consortia.execution.jmt_nodes import (
     NodeReader,
     StateCorruptError,
     TreeUpdate,
+    checked_entry,
     child_hash,
     encode_node,
     nibbles,
@@ -179,6 +181,39 @@ class JellyfishTree(TreeWriter):
                     else:
                         stack.append(self._internal(*child))
                     paths.append(child[1])
+
+    def stored_items(self, version: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) at `version`, in no set order: `items`, each node checked
+        against the hash its parent names as well, but without building nodes or filling the
+        cache (several times faster; for reopening a node's current values at a restart). A
+        node missing, or not the one its parent names, is StateCorruptError."""
+        root = self._root(version)
+        if isinstance(root, Leaf):
+            yield root.key, root.value
+        if not isinstance(root, tuple):
+            return
+        hashed = root[HASHED]
+        pending = [
+            (root[CHILD + nibble], HEX[nibble], child_hash(hashed, nibble))
+            for nibble in nibbles(root[BITMAP])
+        ]
+        read, new, empty = self._reader, self._new, self._empty
+        while pending:
+            node_version, path, expected = pending.pop()
+            key = NodeKey(node_version, path)
+            data = read(key)
+            if data is None:
+                raise StateCorruptError(f"the node store lacks state tree node {key}")
+            try:
+                entry = checked_entry(new, empty, data, expected)
+            except DecodeError as error:
+                raise StateCorruptError(f"state tree node {key}: {error.message}") from None
+            if isinstance(entry, tuple):
+                if not entry[2].startswith(path):
+                    raise StateCorruptError(f"state tree node {key}: a leaf off its path")
+                yield entry[0], entry[1]
+            else:
+                pending += [(v, path + HEX[n], digest) for n, v, digest in entry]
 
     # ------------------------------------------------------------------ writes
 

@@ -406,6 +406,39 @@ def decode_stored(
     return EMPTY
 
 
+def checked_entry(
+    new: Hasher, empty: bytes, data: bytes, expected: bytes
+) -> tuple[bytes, bytes, str] | list[tuple[int, int, bytes]]:
+    """A stored node below the root as a walk over the stored tree needs it, checked against
+    `expected` (the hash its parent names) without building the node: a leaf's (key, value,
+    path), or an internal node's children as (nibble, version, hash). DecodeError for a node
+    that does not decode or does not hash to `expected` (`new`: `hasher(suite)`, `empty`:
+    the suite's placeholder)."""
+    try:
+        record = _decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise DecodeError(f"not a state tree node: {error}") from None
+    if isinstance(record, _LeafRecord):
+        key_hash = new(KEY_DOMAIN + record.key).digest()
+        value_hash = new(VALUE_DOMAIN + record.value).digest()
+        if new(LEAF_DOMAIN + key_hash + value_hash).digest() != expected:
+            raise DecodeError("not the leaf its parent names")
+        return record.key, record.value, key_hash.hex()
+    if isinstance(record, _InternalRecord):
+        bitmap, versions, packed = record.bitmap, record.versions, record.hashes
+        if len(versions) != bitmap.bit_count() or len(packed) != len(versions) * HASH_SIZE:
+            raise DecodeError("an internal node's bitmap, versions and hashes disagree")
+        split = _SPLITS[len(versions)].unpack(packed)
+        children = list(zip(nibbles(bitmap), versions, split, strict=True))
+        hashes = [empty] * RADIX
+        for nibble, _, digest in children:
+            hashes[nibble] = digest
+        if new(INTERNAL_DOMAIN + b"".join(hashes)).digest() != expected:
+            raise DecodeError("not the internal node its parent names")
+        return children
+    raise DecodeError("an empty node below the root")
+
+
 def make_branch(
     new: Hasher, hashes: list[bytes], versions: list[int], bitmaps: tuple[int, int], version: int
 ) -> Branch:

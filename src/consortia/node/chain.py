@@ -120,7 +120,8 @@ class Chain:
         else:
             root = store.state_root()
             assert root is not None, "a store with a height has a state root"
-            self.engine.restore(stored, dict(store.state_items()), root, store.state_oldest())
+            # The current values from the state tree's leaves, checked against the root.
+            self.engine.restore(stored, None, root, store.state_oldest())
         self.membership = EngineMembership(self.engine)
         # Accounts' next nonces at the committed height (admission and batching ask for the
         # same senders many times a block); emptied whenever a block commits.
