@@ -98,7 +98,7 @@ def test_committed_blocks_read_back_after_reopening(tmp_path: Path) -> None:
     receipt = store.receipt(bytes([1]) * 32)
     assert receipt is not None and receipt.height == 2 and receipt.events[0].fields == {"amount": 1}
     # The committed keys, listed in order ("gone" deleted); the values are the state tree's.
-    assert store.state_key_list() == [b"key-0", b"key-1", b"key-2"]
+    assert store.state_keys(b"") == [b"key-0", b"key-1", b"key-2"]
     assert store.state_keys(b"key-") == [b"key-0", b"key-1", b"key-2"]
     assert store.blocks_of_epoch(0, 3) == blocks[:3]
 
@@ -115,7 +115,7 @@ def test_the_key_listing_follows_creations_and_deletions_not_updates(tmp_path: P
     listed = []
     for index, writes in enumerate(steps):
         commit(store, blocks, index, writes=writes)
-        listed.append(store.state_key_list())
+        listed.append(store.state_keys(b""))
     assert listed == [
         [b"a", b"b", b"gone"],
         [b"a", b"b", b"gone"],
@@ -210,7 +210,7 @@ def test_a_store_killed_mid_commit_reopens_consistent(tmp_path: Path, delay_line
     store = NodeStore(tmp_path / "store", map_size=64 * 1024**2)
     height = store.height
     assert height is not None and height >= 3
-    keys = set(store.state_key_list())
+    keys = set(store.state_keys(b""))
     for committed in range(1, height + 1):
         assert store.block(committed) is not None
         assert store.commit_record(committed) is not None

@@ -482,11 +482,6 @@ class NodeStore:
                 found.append(bytes(key))
         return found
 
-    def state_key_list(self) -> list[bytes]:
-        """Every committed key, in key order (the values are the state tree's)."""
-        with self._env.begin() as txn, txn.cursor(db=self._db[b"state"]) as cursor:
-            return [bytes(key) for key in cursor.iternext(values=False)]
-
     def epoch_proofs(self) -> list[EpochChangeResponse]:
         with self._env.begin() as txn, txn.cursor(db=self._db[b"epochs"]) as cursor:
             return [decode(bytes(value), EpochChangeResponse) for _, value in cursor]
