@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from consortia.crypto import Suite, suite
 from consortia.errors import DecodeError
+from consortia.execution import jmt
 from consortia.execution.jmt import (
     HeightUnavailableError,
     JellyfishTree,
@@ -178,6 +179,33 @@ def test_the_stored_walk_reads_a_lone_leaf_or_nothing_and_checks_every_node() ->
     del store.nodes[shallow]
     with pytest.raises(StateCorruptError, match="lacks state tree node"):
         dict(reopened.stored_items(2))
+
+
+def test_the_stored_walk_reads_in_bounded_batches_and_checks_each_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(jmt, "STORED_READ_BATCH", 7)
+    tree, store = new_tree()
+    rng = random.Random(13)
+    state = {rng.randbytes(4): rng.randbytes(3) for _ in range(400)}
+    commit(tree, store, state)
+    asked: list[list[NodeKey]] = []
+
+    def read_many(keys: list[NodeKey]) -> list[bytes | None]:
+        asked.append(list(keys))
+        return [store.read(key) for key in keys]
+
+    reopened = JellyfishTree(SUITE, store.read, version=0)
+    assert dict(reopened.stored_items(0, read_many=read_many)) == state
+    below_root = {key for key in store.nodes if key.path}
+    assert all(1 <= len(keys) <= 7 for keys in asked)
+    assert sorted(key for keys in asked for key in keys) == sorted(below_root), (
+        "every node below the root is read exactly once"
+    )
+    with pytest.raises(StateCorruptError, match="lacks state tree node"):
+        dict(reopened.stored_items(0, read_many=lambda keys: [None] * len(keys)))
+    with pytest.raises(AssertionError, match="one answer per node"):
+        dict(reopened.stored_items(0, read_many=lambda keys: []))
 
 
 def test_versions_are_applied_in_order_and_the_first_may_be_any() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from consortia.storage import CommitRecord, NodeStore, StoredEvent, StoredReceipt
+from consortia.storage import CommitRecord, NodeStore, StoredEvent, StoredReceipt, TreeWrite
 from consortia.types.consensus import Block, CommitProof, EpochChangeResponse, SafetyState
 from consortia.types.signing import block_id
 from tests.consensus_helpers import (
@@ -123,6 +123,22 @@ def test_the_key_listing_follows_creations_and_deletions_not_updates(tmp_path: P
         [b"a", b"c", b"gone"],
     ]
     assert store.state_keys(b"c") == [b"c"] and store.state_keys(b"z") == []
+
+
+def test_tree_nodes_are_read_many_at_once_in_the_order_asked(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "store", map_size=64 * 1024**2)
+    nodes = {b"node-%d" % index: b"bytes-%d" % index for index in range(5)}
+    store.initialise(
+        state={b"k": b"v"},
+        state_root=bytes(32),
+        epoch_config=CLUSTER.config,
+        genesis_id=CLUSTER.genesis_id,
+        tree=TreeWrite(version=0, nodes=nodes, stale=[], oldest=0),
+    )
+    asked = [b"node-3", b"missing", b"node-0", b"node-3"]
+    assert store.tree_nodes(asked) == [b"bytes-3", None, b"bytes-0", b"bytes-3"]
+    assert store.tree_nodes(asked) == [store.tree_node(key) for key in asked]
+    assert store.tree_nodes([]) == []
 
 
 def test_a_failed_copy_never_replaces_a_transactions_successful_receipt(tmp_path: Path) -> None:

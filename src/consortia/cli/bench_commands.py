@@ -99,7 +99,7 @@ def bench_command(
         int | None,
         typer.Option(
             "--transactions",
-            help="Transactions to sign ahead (default: rate x duration; at max 2,500 a second).",
+            help="Transactions to sign ahead (default: rate x duration; at max 4,000 a second).",
             min=1,
         ),
     ] = None,

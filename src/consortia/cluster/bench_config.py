@@ -32,7 +32,7 @@ CLIENTS_DEFAULT: Final = 1
 QUERY_CLIENTS_DEFAULT: Final = 2
 WINDOW_DEFAULT: Final = 4000  # admitted transactions waiting for a block, at `max`
 BATCH_DEFAULT: Final = 250  # transactions a request, at `max`
-MAX_PRESIGN_PER_S: Final = 2500  # transactions signed ahead per second of a `max` run
+MAX_PRESIGN_PER_S: Final = 4000  # transactions signed ahead per second of a `max` run
 DRAIN_S_DEFAULT: Final = 60.0
 SEED_MAX: Final = 2**32
 

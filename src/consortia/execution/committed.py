@@ -30,6 +30,7 @@ from consortia.execution.jmt_nodes import (
     MemoryNodeStore,
     NodeKey,
     NodeReader,
+    NodesReader,
     StateCorruptError,
     TreeUpdate,
 )
@@ -116,12 +117,18 @@ class CommittedState:
         return self._commit(height, writes)
 
     def restore(
-        self, height: int, values: dict[bytes, bytes] | None, root: bytes, oldest_height: int
+        self,
+        height: int,
+        values: dict[bytes, bytes] | None,
+        root: bytes,
+        oldest_height: int,
+        read_many: NodesReader | None = None,
     ) -> None:
         """Reopen committed state after a restart: the tree at `height` from the stored
         nodes; the current values as given, or (None) read from the tree's leaves as stored
-        (`JellyfishTree.stored_items`). Nothing is re-executed; a tree whose root is not the
-        stored `root`, or a node missing below it, is a damaged store (StateCorruptError)."""
+        (`JellyfishTree.stored_items`, through `read_many` when given). Nothing is
+        re-executed; a tree whose root is not the stored `root`, or a node missing below it,
+        is a damaged store (StateCorruptError)."""
         assert self._tree.version is None and not self._values, "state is restored once"
         assert 0 <= oldest_height <= height
         tree = JellyfishTree(
@@ -144,7 +151,9 @@ class CommittedState:
                 f" stored state root {root.hex()}"
             )
         self._tree = tree
-        self._values.update(dict(tree.stored_items()) if values is None else values)
+        if values is None:
+            values = dict(tree.stored_items(read_many=read_many))
+        self._values.update(values)
         self.height, self.oldest_height, self.root = height, oldest_height, root
 
     def _commit(self, height: int, writes: Mapping[bytes, bytes | None]) -> bytes:

@@ -48,7 +48,7 @@ from consortia.execution.contract import (
     frozen_now,
 )
 from consortia.execution.contracts import identity_state
-from consortia.execution.jmt_nodes import NodeReader, TreeUpdate
+from consortia.execution.jmt_nodes import NodeReader, NodesReader, TreeUpdate
 from consortia.execution.registry import (
     ContractRegistry,
     UnknownContractCodeError,
@@ -264,12 +264,14 @@ class Engine:
         values: dict[bytes, bytes] | None,
         root: bytes,
         oldest_height: int = 0,
+        read_many: NodesReader | None = None,
     ) -> None:
         """Reopen committed state from a node's store after a restart, without re-executing
-        a block: the current values as given, or (None) from the state tree's leaves. A tree
-        whose root differs from the stored one is a corrupt store: StateCorruptError, and the
-        node stops."""
-        self.state.restore(height, values, root, oldest_height)
+        a block: the current values as given, or (None) from the state tree's leaves (read
+        through `read_many`, many nodes a store transaction, when given). A tree whose root
+        differs from the stored one is a corrupt store: StateCorruptError, and the node
+        stops."""
+        self.state.restore(height, values, root, oldest_height, read_many)
 
     def query(self, contract: str, key: str, height: int | None = None) -> Any:
         return decode_value(self.state.get(state_key(contract, key), height))

@@ -36,6 +36,7 @@ of the updates handed out (apply, then persist).
 from __future__ import annotations
 
 from collections.abc import Container, Iterator, Mapping
+from typing import Final
 
 from consortia.crypto import Suite
 from consortia.errors import DecodeError
@@ -53,6 +54,7 @@ from consortia.execution.jmt_nodes import (
     MemoryNodeStore,
     NodeKey,
     NodeReader,
+    NodesReader,
     StateCorruptError,
     TreeUpdate,
     checked_entry,
@@ -78,11 +80,16 @@ __all__ = [
     "MemoryNodeStore",
     "NodeKey",
     "NodeReader",
+    "NodesReader",
     "SparseMerkleProof",
     "StateCorruptError",
     "TreeUpdate",
     "verify_proof",
 ]
+
+# How many nodes `stored_items` reads at a time: bounds what one read holds while sparing a
+# store transaction per node.
+STORED_READ_BATCH: Final = 4096
 
 
 class JellyfishTree(TreeWriter):
@@ -182,11 +189,15 @@ class JellyfishTree(TreeWriter):
                         stack.append(self._internal(*child))
                     paths.append(child[1])
 
-    def stored_items(self, version: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+    def stored_items(
+        self, version: int | None = None, read_many: NodesReader | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) at `version`, in no set order: `items`, each node checked
         against the hash its parent names as well, but without building nodes or filling the
-        cache (several times faster; for reopening a node's current values at a restart). A
-        node missing, or not the one its parent names, is StateCorruptError."""
+        cache (several times faster; for reopening a node's current values at a restart).
+        Nodes are read up to `STORED_READ_BATCH` at a time, through `read_many` when given
+        (one store transaction each), else one by one. A node missing, or not the one its
+        parent names, is StateCorruptError."""
         root = self._root(version)
         if isinstance(root, Leaf):
             yield root.key, root.value
@@ -197,23 +208,29 @@ class JellyfishTree(TreeWriter):
             (root[CHILD + nibble], HEX[nibble], child_hash(hashed, nibble))
             for nibble in nibbles(root[BITMAP])
         ]
-        read, new, empty = self._reader, self._new, self._empty
+        if read_many is None:
+            read = self._reader
+            read_many = lambda keys: [read(key) for key in keys]  # noqa: E731
+        new, empty = self._new, self._empty
         while pending:
-            node_version, path, expected = pending.pop()
-            key = NodeKey(node_version, path)
-            data = read(key)
-            if data is None:
-                raise StateCorruptError(f"the node store lacks state tree node {key}")
-            try:
-                entry = checked_entry(new, empty, data, expected)
-            except DecodeError as error:
-                raise StateCorruptError(f"state tree node {key}: {error.message}") from None
-            if isinstance(entry, tuple):
-                if not entry[2].startswith(path):
-                    raise StateCorruptError(f"state tree node {key}: a leaf off its path")
-                yield entry[0], entry[1]
-            else:
-                pending += [(v, path + HEX[n], digest) for n, v, digest in entry]
+            batch = pending[-STORED_READ_BATCH:]
+            del pending[-STORED_READ_BATCH:]
+            keys = [NodeKey(node_version, path) for node_version, path, _ in batch]
+            found = read_many(keys)
+            assert len(found) == len(keys), "one answer per node asked"
+            for key, data, (_, path, expected) in zip(keys, found, batch, strict=True):
+                if data is None:
+                    raise StateCorruptError(f"the node store lacks state tree node {key}")
+                try:
+                    entry = checked_entry(new, empty, data, expected)
+                except DecodeError as error:
+                    raise StateCorruptError(f"state tree node {key}: {error.message}") from None
+                if isinstance(entry, tuple):
+                    if not entry[2].startswith(path):
+                        raise StateCorruptError(f"state tree node {key}: a leaf off its path")
+                    yield entry[0], entry[1]
+                else:
+                    pending += [(v, path + HEX[n], digest) for n, v, digest in entry]
 
     # ------------------------------------------------------------------ writes
 

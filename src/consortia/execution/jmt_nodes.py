@@ -140,6 +140,9 @@ keys_as_bytes: Final[Callable[[Iterable[NodeKey]], list[bytes]]] = (
 _PACKED: Final[dict[str, bytes]] = {}
 _PACKED_MAX: Final = 1 << 16
 NodeReader = Callable[[NodeKey], bytes | None]
+# Many nodes at once, in the order asked (None where missing): a store answers them from one
+# read transaction, for walks over a whole stored tree.
+NodesReader = Callable[[list[NodeKey]], list[bytes | None]]
 
 
 # A reference to a child node: the version that wrote it and its hash.

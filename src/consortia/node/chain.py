@@ -121,7 +121,9 @@ class Chain:
             root = store.state_root()
             assert root is not None, "a store with a height has a state root"
             # The current values from the state tree's leaves, checked against the root.
-            self.engine.restore(stored, None, root, store.state_oldest())
+            self.engine.restore(
+                stored, None, root, store.state_oldest(), read_many=_nodes_reader(store)
+            )
         self.membership = EngineMembership(self.engine)
         # Accounts' next nonces at the committed height (admission and batching ask for the
         # same senders many times a block); emptied whenever a block commits.
@@ -335,6 +337,13 @@ def _node_reader(store: NodeStore) -> Callable[[NodeKey], bytes | None]:
         return store.tree_node(key.to_bytes())
 
     return read
+
+
+def _nodes_reader(store: NodeStore) -> Callable[[list[NodeKey]], list[bytes | None]]:
+    def read_many(keys: list[NodeKey]) -> list[bytes | None]:
+        return store.tree_nodes(keys_as_bytes(keys))
+
+    return read_many
 
 
 def _tree_write(engine: Engine) -> TreeWrite:

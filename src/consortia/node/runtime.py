@@ -125,14 +125,17 @@ class NodeProcess:
             data_dir / JOURNAL_FILE,
             record_bytes_max=PAYLOAD_ITEM_SIZE_MAX,  # governance may raise the size up to it
         )
+        self.collector = CollectorPolicy()
         opening = time.monotonic()
-        self.chain = Chain(
-            loaded.genesis,
-            self.store,
-            state_history_heights=config.node.state_history_heights,
-        )
         # Reopening reads every current value from the state tree (docs/node.md): seconds at
-        # hundreds of thousands of accounts, so the start says how long it took.
+        # hundreds of thousands of accounts, so the start says how long it took. It allocates
+        # only what stays, so the collector is paused while it runs.
+        with self.collector.paused():
+            self.chain = Chain(
+                loaded.genesis,
+                self.store,
+                state_history_heights=config.node.state_history_heights,
+            )
         self.state_open_s = round(time.monotonic() - opening, 2)
         params = Params.from_genesis(loaded.genesis.consensus)
         self.replica = Replica(
@@ -198,7 +201,7 @@ class NodeProcess:
                 self.log.info("membership changed", links_cut=cut, height=self.chain.height)
 
         driver.on_commit.append(enforce_membership)
-        collector = CollectorPolicy()
+        collector = self.collector
         collector.start()  # the state is loaded: freeze it out of the collector's scans
         driver.on_commit.append(collector.committed)
         driver.around_commit = collector.paused

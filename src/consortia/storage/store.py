@@ -430,6 +430,13 @@ class NodeStore:
             data = txn.get(key, db=self._db[b"tree_nodes"])
         return None if data is None else bytes(data)
 
+    def tree_nodes(self, keys: list[bytes]) -> list[bytes | None]:
+        """State tree nodes by their key bytes, in the order asked (None where missing), from
+        one read transaction: for walking a whole stored tree at a restart."""
+        with self._env.begin() as txn:
+            get, db = txn.get, self._db[b"tree_nodes"]
+            return [get(key, db=db) for key in keys]
+
     def tree_counts(self) -> tuple[int, int]:
         """(state tree nodes, stale nodes not yet pruned) held: for tests (reads every
         stale list)."""
