@@ -16,7 +16,7 @@ from consortia.execution.jmt_nodes import Leaf, NodeKey, decode_node, encode_nod
 from consortia.identity.config import NodeConfig, parse_node_config
 from consortia.node.chain import Chain
 from consortia.storage import NodeStore, TreeWrite
-from consortia.storage.store import PRUNE_NODES_MIN
+from consortia.storage.tree_table import PRUNE_NODES_MIN
 from consortia.types.consensus import Block
 from consortia.types.encoding import encode
 from consortia.types.genesis import Genesis

@@ -8,8 +8,8 @@ from consortia.storage.store import (
     StoredEvent,
     StoredReceipt,
     Tip,
-    TreeWrite,
 )
+from consortia.storage.tree_table import TreeWrite
 
 __all__ = [
     "CommitRecord",

@@ -20,9 +20,8 @@ execution certificates formed since the last commit (a durable write costs an fs
 certificate is not worth one of its own), or on their own at shutdown
 (`save_execution_certificates`).
 
-The state tree (the engine's versioned sparse Merkle tree) lives in two tables: `tree_nodes`
-(node key bytes -> node bytes) and `tree_stale` (a height -> the keys of the nodes that went
-stale at it, each prefixed by its length). Each commit stores the tree's new nodes and stale
+The state tree (the engine's versioned sparse Merkle tree) lives in two tables, `tree_nodes`
+and `tree_stale` (storage/tree_table.py): each commit stores the tree's new nodes and stale
 list, and deletes a bounded batch of nodes stale at or before the oldest height kept
 (recorded as `state_oldest`): no kept height reaches them. The tree's leaves are the one
 durable copy of the values: a restarted engine reads them by walking the tree from the stored
@@ -46,6 +45,12 @@ from typing import Any, Final
 import lmdb
 import msgspec
 
+from consortia.storage.tree_table import (
+    TreeWrite,
+    read_nodes,
+    stale_count,
+    write_tree,
+)
 from consortia.types.consensus import (
     Block,
     EpochChangeResponse,
@@ -76,9 +81,6 @@ _TABLES_MAX: Final = 16
 _HEIGHT: Final = b"height"
 _STATE_ROOT: Final = b"state_root"
 _STATE_OLDEST: Final = b"state_oldest"
-# Stale tree nodes deleted by one commit: at least this many, and at least twice as many as
-# the commit made stale, so a backlog (a lowered retention) always shrinks.
-PRUNE_NODES_MIN: Final = 4096
 # The most keys one prefix listing returns (`state_keys`).
 STATE_KEYS_MAX: Final = 1024
 _EPOCH_CONFIG: Final = b"epoch_config"
@@ -126,17 +128,6 @@ class ExecutionRecord(msgspec.Struct, frozen=True, array_like=True):
 
 
 @dataclass(frozen=True, slots=True)
-class TreeWrite:
-    """What one version of the state tree brings to the store: its new nodes and the nodes
-    it made stale (keys as the tree encodes them), and the oldest height still kept."""
-
-    version: int
-    nodes: dict[bytes, bytes]
-    stale: list[bytes]
-    oldest: int
-
-
-@dataclass(frozen=True, slots=True)
 class Tip:
     """The last committed block and what a restarted node needs with it."""
 
@@ -158,20 +149,6 @@ def _present(data: bytes | None) -> bytes:
 
 def _height_key(height: int) -> bytes:
     return height.to_bytes(8, "big")
-
-
-def _pack_keys(keys: list[bytes]) -> bytes:
-    """A list of state tree node keys (each under 256 bytes) as one value."""
-    return b"".join(bytes((len(key),)) + key for key in keys)
-
-
-def _unpack_keys(data: bytes) -> list[bytes]:
-    keys, at = [], 0
-    while at < len(data):
-        end = at + 1 + data[at]
-        keys.append(bytes(data[at + 1 : end]))
-        at = end
-    return keys
 
 
 class NodeStore:
@@ -297,27 +274,8 @@ class NodeStore:
     def _write_tree(self, txn: lmdb.Transaction, tree: TreeWrite | None) -> None:
         if tree is None:
             return
-        nodes, stale_table = self._db[b"tree_nodes"], self._db[b"tree_stale"]
-        with txn.cursor(db=nodes) as cursor:
-            cursor.putmulti(tree.nodes.items())
-        if tree.stale:
-            txn.put(_height_key(tree.version), _pack_keys(tree.stale), db=stale_table)
-        budget = max(PRUNE_NODES_MIN, 2 * len(tree.stale))
-        # Nodes stale at or before the oldest height kept: no kept height reaches them.
-        with txn.cursor(db=stale_table) as cursor:
-            while budget > 0 and cursor.first():
-                since = cursor.key()
-                if int.from_bytes(since, "big") > tree.oldest:
-                    break
-                keys = _unpack_keys(bytes(cursor.value()))
-                for key in keys[:budget]:
-                    txn.delete(key, db=nodes)
-                if len(keys) > budget:
-                    cursor.put(since, _pack_keys(keys[budget:]))
-                    budget = 0
-                else:
-                    cursor.delete()
-                    budget -= len(keys)
+        nodes, stale = self._db[b"tree_nodes"], self._db[b"tree_stale"]
+        write_tree(txn, nodes, stale, tree, _height_key(tree.version))
         txn.put(_STATE_OLDEST, _height_key(tree.oldest), db=self._db[b"meta"])
 
     def initialise(
@@ -434,16 +392,14 @@ class NodeStore:
         """State tree nodes by their key bytes, in the order asked (None where missing), from
         one read transaction: for walking a whole stored tree at a restart."""
         with self._env.begin() as txn:
-            get, db = txn.get, self._db[b"tree_nodes"]
-            return [get(key, db=db) for key in keys]
+            return read_nodes(txn, self._db[b"tree_nodes"], keys)
 
     def tree_counts(self) -> tuple[int, int]:
         """(state tree nodes, stale nodes not yet pruned) held: for tests (reads every
         stale list)."""
-        with self._env.begin() as txn, txn.cursor(db=self._db[b"tree_stale"]) as cursor:
+        with self._env.begin() as txn:
             nodes = txn.stat(self._db[b"tree_nodes"])["entries"]
-            stale = sum(len(_unpack_keys(bytes(value))) for _, value in cursor)
-        return nodes, stale
+            return nodes, stale_count(txn, self._db[b"tree_stale"])
 
     def reputation(self) -> ReputationState | None:
         """Leader election's state after the last committed block, if it was stored."""
