@@ -157,8 +157,11 @@ def test_a_tree_reopened_over_its_store_reads_every_version_without_rebuilding()
         assert dict(reopened.stored_items(version)) == dict(tree.items(version))
 
 
-def test_the_stored_walk_reads_a_lone_leaf_or_nothing_and_checks_every_node() -> None:
-    tree, store = new_tree()
+@pytest.mark.parametrize("crypto", [SUITE, GM], ids=["intl", "gm"])
+def test_the_stored_walk_reads_a_lone_leaf_or_nothing_and_checks_every_node(
+    crypto: Suite,
+) -> None:
+    tree, store = new_tree(crypto=crypto)
     commit(tree, store, {})
     commit(tree, store, {b"only": b"1"})  # the root is a leaf
     rng = random.Random(11)
@@ -169,10 +172,10 @@ def test_the_stored_walk_reads_a_lone_leaf_or_nothing_and_checks_every_node() ->
     assert dict(tree.stored_items(2)) == {**state, b"only": b"1"}
     below_root = [key for key in store.nodes if key.version == 2 and key.path]
     deep = max(below_root, key=lambda key: len(key.path))
-    node = decode_node(SUITE, store.nodes[deep])
+    node = decode_node(crypto, store.nodes[deep])
     assert isinstance(node, Leaf)
-    reopened = JellyfishTree(SUITE, store.read, version=2)
-    store.nodes[deep] = encode_node(Leaf(SUITE, node.key, node.value + b"!"))
+    reopened = JellyfishTree(crypto, store.read, version=2)
+    store.nodes[deep] = encode_node(Leaf(crypto, node.key, node.value + b"!"))
     with pytest.raises(StateCorruptError, match="not the leaf its parent names"):
         dict(reopened.stored_items(2))
     shallow = min(below_root, key=lambda key: len(key.path))

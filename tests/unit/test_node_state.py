@@ -98,6 +98,29 @@ def test_a_restart_reopens_the_stored_root_without_executing_anything(
     assert commit_transfers(straight, GENESIS, 8)[height + 2] == more[height + 2]
 
 
+def test_a_restart_reads_the_stored_tree_in_batches_from_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain = open_chain(tmp_path)
+    commit_transfers(chain, GENESIS, 3)
+    values, height = dict(chain.engine.state.current), chain.height
+    chain.store.close()
+    batches: list[list[bytes]] = []
+    singles: list[bytes] = []
+    read_many, read_one = NodeStore.tree_nodes, NodeStore.tree_node
+    monkeypatch.setattr(
+        NodeStore, "tree_nodes", lambda self, keys: batches.append(keys) or read_many(self, keys)
+    )
+    monkeypatch.setattr(
+        NodeStore, "tree_node", lambda self, key: singles.append(key) or read_one(self, key)
+    )
+    restarted = open_chain(tmp_path)
+    assert dict(restarted.engine.state.current) == values and restarted.height == height
+    read = [key for keys in batches for key in keys]
+    assert len(read) == len(set(read)) > 1, "every node below the root, once, in batches"
+    assert len(singles) <= 1, "only the root is read on its own"
+
+
 def test_proofs_at_a_past_height_verify_against_that_heights_root(tmp_path: Path) -> None:
     chain = open_chain(tmp_path)
     roots = commit_transfers(chain, GENESIS, 5)

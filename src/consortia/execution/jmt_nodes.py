@@ -410,23 +410,27 @@ def decode_stored(
 
 
 def checked_entry(
-    new: Hasher, empty: bytes, data: bytes, expected: bytes
+    new: Hasher,
+    empty: bytes,
+    data: bytes,
+    expected: bytes,
+    item: Callable[[bytes, bytes, bool | None], tuple[str, bytes | None, bytes, Any, Any]],
 ) -> tuple[bytes, bytes, str] | list[tuple[int, int, bytes]]:
     """A stored node below the root as a walk over the stored tree needs it, checked against
     `expected` (the hash its parent names) without building the node: a leaf's (key, value,
     path), or an internal node's children as (nibble, version, hash). DecodeError for a node
     that does not decode or does not hash to `expected` (`new`: `hasher(suite)`, `empty`:
-    the suite's placeholder)."""
+    the suite's placeholder, `item`: the tree's leaf hashing, `TreeWriter._item`, which gives
+    a key's path and its leaf's hash)."""
     try:
         record = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise DecodeError(f"not a state tree node: {error}") from None
     if isinstance(record, _LeafRecord):
-        key_hash = new(KEY_DOMAIN + record.key).digest()
-        value_hash = new(VALUE_DOMAIN + record.value).digest()
-        if new(LEAF_DOMAIN + key_hash + value_hash).digest() != expected:
+        path, leaf_hash, _, _, _ = item(record.key, record.value, None)
+        if leaf_hash != expected:
             raise DecodeError("not the leaf its parent names")
-        return record.key, record.value, key_hash.hex()
+        return record.key, record.value, path
     if isinstance(record, _InternalRecord):
         bitmap, versions, packed = record.bitmap, record.versions, record.hashes
         if len(versions) != bitmap.bit_count() or len(packed) != len(versions) * HASH_SIZE:
