@@ -70,6 +70,12 @@ def test_a_short_fixed_rate_run_settles_everything_it_submitted(cluster: LiveClu
     assert report["lost"] == 0
     assert set(report["latency_ms"]) >= {"p50", "p95", "p99"}
     assert report["tps"] > 0
+    # Second by second: every committed transaction once, the window's seconds first.
+    timeline = report["timeline"]
+    assert [second["second"] for second in timeline] == list(range(len(timeline)))
+    assert sum(second["committed"] for second in timeline) == report["committed"]
+    assert sum(second["committed"] for second in timeline[:3]) >= 1
+    assert max(second["p99_ms"] for second in timeline) <= report["latency_ms"]["max"]
     assert report["clients"] == 1  # the default, but for reads
     nodes = report["nodes_resources"]
     assert [node["name"] for node in nodes] == ["node0", "node1", "node2", "node3"]

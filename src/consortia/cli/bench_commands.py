@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -41,6 +42,11 @@ WORKLOAD_HELP: Final = (
     "What to send: transfer (asset transfers), smallbank (the SmallBank mix, hotspot skew),"
     " receivable (supply-chain finance flows), query (account reads)."
 )
+
+# The per-second sparklines: eight heights, and at most this many columns (a longer run's
+# seconds are grouped).
+SPARK_BLOCKS: Final = "▁▂▃▄▅▆▇█"
+SPARK_COLUMNS_MAX: Final = 90
 
 
 def register(app: typer.Typer) -> None:
@@ -247,6 +253,44 @@ def _print_transactions(result: BenchResult) -> None:
     out.print(
         f"throughput {result.tps:g} tx/s ({result.committed_in_window} committed in the"
         f" window, {result.blocks} blocks)"
+    )
+    _print_timeline(result)
+
+
+def _print_timeline(result: BenchResult) -> None:
+    """Committed transactions and the p99 latency second by second, as two sparklines: a
+    stall shows as a gap, a backlog as a rising p99."""
+    timeline = result.timeline
+    if not timeline:
+        return
+    committed = [float(second["committed"]) for second in timeline]
+    p99 = [float(second["p99_ms"]) for second in timeline]
+    window = committed[: math.ceil(result.duration_s)]
+    out.print(
+        f"each second from the start ({len(timeline)} s, the window the first"
+        f" {result.duration_s:g}): committed {min(window):,.0f} to {max(window):,.0f} a second"
+        f" in the window, p99 at most {max(p99) / 1000:.2f} s"
+    )
+    out.print(f"  committed {sparkline(committed, mean)}")
+    out.print(f"  p99       {sparkline(p99, max)}")
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def sparkline(values: Sequence[float], combine: Callable[[Sequence[float]], float]) -> str:
+    """`values` as one line of block characters scaled to their largest (a blank for 0), at
+    most SPARK_COLUMNS_MAX wide: longer series are grouped, each group `combine`d."""
+    if not values:
+        return ""
+    width = math.ceil(len(values) / SPARK_COLUMNS_MAX)
+    grouped = [combine(values[at : at + width]) for at in range(0, len(values), width)]
+    top = max(grouped)
+    steps = len(SPARK_BLOCKS) - 1
+    return "".join(
+        " " if value <= 0 else SPARK_BLOCKS[min(steps, round(value / top * steps))]
+        for value in grouped
     )
 
 

@@ -67,6 +67,7 @@ from consortia.cluster.bench_report import (
     Tally,
     Watched,
     add_read_figures,
+    per_second,
     percentiles,
     round_timeouts,
 )
@@ -346,6 +347,7 @@ class Bench:
             rejected_by_code=dict(sorted(tally.rejected.items())),
             by_kind={kind: dict(counts) for kind, counts in sorted(tally.by_kind.items())},
             flows=dict(flows),
+            timeline=per_second(tally.settled_at, tally.latencies, tally.window_start),
         )
         if self.reads:
             add_read_figures(result, reports)
@@ -421,7 +423,7 @@ class Bench:
         of blocks committed during the window."""
         config, tally, shared = self.config, self._tally, self._shared
         start = time.monotonic() + 0.05
-        tally.window_end = start + config.duration_s
+        tally.window_start, tally.window_end = start, start + config.duration_s
         shared.start_at.value = start
         shared.start.set()
         following = asyncio.get_running_loop().create_task(self._follow(follower))

@@ -76,6 +76,8 @@ class BenchResult:
     by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
     flows: dict[str, int] = field(default_factory=dict)  # receivable: started, completed, ...
     reads: dict[str, Any] = field(default_factory=dict)  # query: sent, answered, per_s, ...
+    # Second by second from the window's start, to the last commit: `per_second`.
+    timeline: list[dict[str, float | int]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -98,6 +100,33 @@ def _use_dict(use: ProcessUse) -> dict[str, Any]:
         "peak_rss_mib": use.peak_rss_mib,
         **({} if use.round_timeouts is None else {"round_timeouts": use.round_timeouts}),
     }
+
+
+def per_second(
+    settled_at: Sequence[float], latencies: Sequence[float], start: float
+) -> list[dict[str, float | int]]:
+    """The committed transactions of each second from `start` (seconds of the monotonic clock)
+    to the last of them, with the p50 and p99 of their latencies in milliseconds (0 for a
+    second with none): whether a run held its pace or stalled. `settled_at[i]` is when the
+    transaction of `latencies[i]` was seen committed; any before `start` count in second 0."""
+    assert len(settled_at) == len(latencies)
+    if not settled_at:
+        return []
+    buckets: list[list[float]] = [[] for _ in range(int(max(settled_at) - start) + 1)]
+    for at, latency in zip(settled_at, latencies, strict=True):
+        buckets[max(0, int(at - start))].append(latency)
+    timeline: list[dict[str, float | int]] = []
+    for second, bucket in enumerate(buckets):
+        figures = percentiles(bucket)
+        timeline.append(
+            {
+                "second": second,
+                "committed": len(bucket),
+                "p50_ms": figures["p50"],
+                "p99_ms": figures["p99"],
+            }
+        )
+    return timeline
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:
@@ -225,6 +254,7 @@ async def round_timeouts(http: httpx.AsyncClient, watched: Sequence[Watched]) ->
 class Tally:
     """What the bench process has matched: admitted transactions and the blocks they came in."""
 
+    window_start: float = 0.0
     window_end: float = math.inf
     pending: dict[str, tuple[float, str, int]] = field(default_factory=dict)  # admitted: hash ->
     # (sent at, kind, client)
@@ -234,6 +264,7 @@ class Tally:
     rejected: Counter[str] = field(default_factory=Counter)
     by_kind: dict[str, Counter[str]] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    settled_at: list[float] = field(default_factory=list)  # when each of `latencies` was seen
     height: int = 0
     outboxes: dict[int, list[tuple[str, bool]]] | None = None  # settlements to pass on
 
@@ -261,6 +292,7 @@ class Tally:
         sent_at, kind, client = sent
         self.committed += 1
         self.latencies.append(at - sent_at)
+        self.settled_at.append(at)
         if at <= self.window_end:
             self.committed_in_window += 1
         counts = self.by_kind.setdefault(kind, Counter())
