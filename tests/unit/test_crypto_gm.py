@@ -403,6 +403,17 @@ def _gmssl_encryptor(private: bytes | None, public: bytes) -> gmssl_sm2.CryptSM2
     )
 
 
+def _gmssl_encrypt(public: bytes, plaintext: bytes) -> bytes:
+    """gmssl's SM2 ciphertext (C1 C3 C2, with the 0x04 point prefix). gmssl returns None when
+    the KDF output is all zeros (for a 1-byte message, one draw in 256) where GB/T 32918.4 says
+    to draw a new k: this draws again, a bounded number of times."""
+    for _ in range(16):
+        ciphertext = _gmssl_encryptor(None, public).encrypt(plaintext)
+        if ciphertext is not None:
+            return b"\x04" + ciphertext
+    raise AssertionError("gmssl drew an all-zero key stream 16 times")
+
+
 def _c3_by_gmssl(private: bytes, public: bytes, ciphertext: bytes, plaintext: bytes) -> bytes:
     """C3 = SM3(x2 || M || y2), with (x2, y2) = d * C1 computed by gmssl."""
     reference = _gmssl_encryptor(private, public)
@@ -426,7 +437,7 @@ def test_sm2_encryption_suite_to_gmssl(size: int) -> None:
 def test_sm2_encryption_gmssl_to_suite(size: int) -> None:
     private, public = _keypair()
     plaintext = os.urandom(size)
-    ciphertext = b"\x04" + _gmssl_encryptor(None, public).encrypt(plaintext)
+    ciphertext = _gmssl_encrypt(public, plaintext)
     key = gm_ec.derive_private_key(int.from_bytes(private, "big"), gm_ec.SM2())
     assert sm2_decrypt(key, ciphertext) == plaintext
     altered = bytearray(ciphertext)
@@ -455,11 +466,11 @@ def test_gmssl_wrapped_key_unwraps_with_suite() -> None:
     private, public = _keypair()
     data_key = GM.generate_aead_key()
     plaintext = data_key + _wrap_binding(public, WRAP_CONTEXT)
-    wrapped = b"\x04" + _gmssl_encryptor(None, public).encrypt(plaintext)
+    wrapped = _gmssl_encrypt(public, plaintext)
     assert GM.unwrap_key(private, wrapped, WRAP_CONTEXT) == data_key
     with pytest.raises(CryptoError):
         GM.unwrap_key(private, wrapped, WRAP_CONTEXT + b"!")
     # gmssl encrypting a bare data key (no binding to the record) is refused by the suite
-    bare = b"\x04" + _gmssl_encryptor(None, public).encrypt(data_key + bytes(32))
+    bare = _gmssl_encrypt(public, data_key + bytes(32))
     with pytest.raises(CryptoError):
         GM.unwrap_key(private, bare, WRAP_CONTEXT)
