@@ -3,9 +3,11 @@ the latency percentiles of each second, and the sparklines the report prints fro
 
 from __future__ import annotations
 
+from statistics import fmean as mean
+
 import pytest
 
-from consortia.cli.bench_commands import SPARK_BLOCKS, SPARK_COLUMNS_MAX, mean, sparkline
+from consortia.cli.bench_commands import SPARK_BLOCKS, SPARK_COLUMNS_MAX, sparkline
 from consortia.cluster.bench_report import Tally, per_second
 
 
@@ -49,6 +51,5 @@ def test_a_long_series_is_grouped_to_the_widest_line() -> None:
     values[7] = 9.0  # one slow second: a group's max keeps it, its mean dilutes it
     assert len(sparkline(values, mean)) == SPARK_COLUMNS_MAX
     by_max = sparkline(values, max)
-    assert by_max[7 // 3] == SPARK_BLOCKS[-1] and set(by_max) - {by_max[7 // 3]} == {
-        SPARK_BLOCKS[1]
-    }
+    slow = by_max[7 // 3]
+    assert slow == SPARK_BLOCKS[-1] and set(by_max) - {slow} == {SPARK_BLOCKS[1]}

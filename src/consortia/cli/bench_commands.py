@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -271,12 +272,8 @@ def _print_timeline(result: BenchResult) -> None:
         f" {result.duration_s:g}): committed {min(window):,.0f} to {max(window):,.0f} a second"
         f" in the window, p99 at most {max(p99) / 1000:.2f} s"
     )
-    out.print(f"  committed {sparkline(committed, mean)}")
+    out.print(f"  committed {sparkline(committed, statistics.fmean)}")
     out.print(f"  p99       {sparkline(p99, max)}")
-
-
-def mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
 
 
 def sparkline(values: Sequence[float], combine: Callable[[Sequence[float]], float]) -> str:
