@@ -15,10 +15,10 @@ from gmssl import sm2 as gmssl_sm2
 from gmssl import sm3 as gmssl_sm3
 from tongsuopy.crypto.asymciphers import ec as gm_ec
 
-from consortia.crypto import suite
+from consortia.crypto import gm_encrypt, suite
 from consortia.crypto.base import AEAD_NONCE_SIZE, AEAD_TAG_SIZE
 from consortia.crypto.gm import DEFAULT_USER_ID, SM2_ORDER, GmSuite
-from consortia.crypto.gm_encrypt import sm2_decrypt, sm2_encrypt
+from consortia.crypto.gm_encrypt import raw_to_der, sm2_decrypt, sm2_encrypt
 from consortia.errors import CryptoError
 
 GM = suite("gm")
@@ -444,6 +444,30 @@ def test_sm2_encryption_gmssl_to_suite(size: int) -> None:
     altered[-1] ^= 0x01  # C2 changed: Tongsuo's C3 check refuses it
     with pytest.raises(CryptoError):
         sm2_decrypt(key, bytes(altered))
+
+
+def test_sm2_encryption_never_sends_the_plaintext_in_the_clear() -> None:
+    """An all-zero key stream t gives C2 = M (Tongsuo does not draw k again on it, as GB/T
+    32918.4 says to; gmssl then refuses the ciphertext): for a 1-byte message one draw in 256,
+    so 2,000 draws hold about 8 such answers. None may come out."""
+    _, public = _keypair()
+    key = gm_ec.EllipticCurvePublicKey.from_encoded_point(gm_ec.SM2(), public)
+    for value in range(2_000):
+        plaintext = bytes([value % 256])
+        ciphertext = sm2_encrypt(key, plaintext)
+        assert ciphertext[97:] != plaintext
+
+
+def test_sm2_encryption_gives_up_on_a_key_stream_always_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bounded: a library that only ever answered C2 = M is an error, not a loop."""
+    _, public = _keypair()
+    key = gm_ec.EllipticCurvePublicKey.from_encoded_point(gm_ec.SM2(), public)
+    clear = raw_to_der(public + bytes(32) + b"\x2a")
+    monkeypatch.setattr(gm_encrypt, "_run", lambda *args: clear)
+    with pytest.raises(CryptoError, match="all-zero key stream"):
+        sm2_encrypt(key, b"\x2a")
 
 
 def test_gm_wrapped_key_opens_in_gmssl() -> None:

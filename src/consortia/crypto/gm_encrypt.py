@@ -29,18 +29,29 @@ C3_SIZE: Final = 32
 COORDINATE_SIZE: Final = 32
 # Plaintexts this module encrypts are short (a data key and a binding digest).
 PLAINTEXT_SIZE_MAX: Final = 256
+# Draws of k before giving up on an all-zero key stream (2^-64 for a 1-byte message).
+ENCRYPT_DRAWS_MAX: Final = 8
 
 _lib: Any = _backend._lib
 _ffi: Any = _backend._ffi
 
 
 def sm2_encrypt(public_key: gm_ec.EllipticCurvePublicKey, plaintext: bytes) -> bytes:
-    """C1 || C3 || C2 of `plaintext` under `public_key`, with a fresh random k (Tongsuo's)."""
+    """C1 || C3 || C2 of `plaintext` under `public_key`, with a fresh random k (Tongsuo's).
+
+    GB/T 32918.4 (step A5) draws a new k when the KDF's key stream t is all zeros; Tongsuo
+    does not, and answers C2 = M xor 0 = M, the plaintext in the clear (for a 1-byte message,
+    one draw in 256). C2 equals M exactly when t is all zeros, so such an answer is drawn
+    again, at most `ENCRYPT_DRAWS_MAX` times."""
     assert 0 < len(plaintext) <= PLAINTEXT_SIZE_MAX
-    der = _run(_lib.EVP_PKEY_encrypt_init, _lib.EVP_PKEY_encrypt, _evp_pkey(public_key), plaintext)
-    raw = der_to_raw(der)
-    assert len(raw) == POINT_SIZE + C3_SIZE + len(plaintext)
-    return raw
+    pkey = _evp_pkey(public_key)
+    for _ in range(ENCRYPT_DRAWS_MAX):
+        der = _run(_lib.EVP_PKEY_encrypt_init, _lib.EVP_PKEY_encrypt, pkey, plaintext)
+        raw = der_to_raw(der)
+        assert len(raw) == POINT_SIZE + C3_SIZE + len(plaintext)
+        if raw[POINT_SIZE + C3_SIZE :] != plaintext:
+            return raw
+    raise CryptoError("SM2: every draw of k gave an all-zero key stream")
 
 
 def sm2_decrypt(private_key: gm_ec.EllipticCurvePrivateKey, ciphertext: bytes) -> bytes:
