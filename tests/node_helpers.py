@@ -240,7 +240,7 @@ def _never_halts(reason: str) -> None:
     raise AssertionError(f"halted: {reason}")
 
 
-async def wait_for(condition: object, timeout_s: float = 20.0) -> None:
+async def wait_for(condition: object, timeout_s: float = 60.0) -> None:
     """Poll `condition()` on the loop until it holds; fail after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while not condition():  # type: ignore[operator]

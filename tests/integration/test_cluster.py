@@ -157,9 +157,15 @@ def test_tx_call_reaches_any_contract_method(cluster: LiveCluster) -> None:
         "--arg",
         "amount=300000",
     )
-    with cluster.client(1) as client:
-        record = client.state("receivable", "receivable/CLI-1")
-        part = client.state("receivable", "part/CLI-1#1")
+
+    def split_on_node_1() -> tuple[Any, Any] | None:
+        """`--wait` saw the commit on node 0; node 1 may execute that block a moment later."""
+        with cluster.client(1) as client:
+            record = client.state("receivable", "receivable/CLI-1")
+            part = client.state("receivable", "part/CLI-1#1")
+        return None if part is None else (record, part)
+
+    record, part = wait_for(split_on_node_1, "node 1 to execute the split")
     assert record["status"] == "accepted" and record["parts"] == ["CLI-1#0", "CLI-1#1"]
     assert (part["holder"], part["amount"], part["status"]) == ("bob", 300_000, "held")
     failed = run(*base, "--from", "alice", "--method", "accept", "--arg", "receivable_id=CLI-1")

@@ -386,7 +386,8 @@ def test_a_mirror_killed_at_seeded_random_moments_ends_equal_to_the_chain(
     dsn = pg_server.schema("random_kills")
     rng = random.Random(20261201)
     for kill in range(5):
-        cluster.transfer("carol", "bob", kill + 1, wait=False)
+        # Waited for: the next transfer's nonce is read from committed state.
+        cluster.transfer("carol", "bob", kill + 1)
         process = _mirror(cluster, pg_server, dsn)
         try:
             time.sleep(rng.uniform(0.1, 3.0))  # the moment to kill at: any must do

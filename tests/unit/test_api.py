@@ -229,6 +229,9 @@ def test_a_restarted_node_answers_past_heights_and_says_which_it_no_longer_keeps
             driver.start()
         while drivers[3].chain.height < history + 4:
             await asyncio.sleep(0.01)
+        # Node 3 stays cut off: a restarted driver that is never started would still vote
+        # and commit on the frames the others send, moving its oldest kept height mid-read.
+        hub.down.add(keys[3][0])
         drivers[3].close()
         drivers[3].chain.store.close()
         restarted = make_driver(hub, genesis, tmp_path, keys[3], state_history_heights=history)
@@ -245,6 +248,7 @@ def test_a_restarted_node_answers_past_heights_and_says_which_it_no_longer_keeps
                 before = await client.get(f"/v1/state/asset/balance/CNY/bob?height={height}")
                 assert before.status_code == 410
                 assert before.json()["error"]["code"] == "height_unavailable"
+        assert restarted.chain.height == restart_height
         for driver in drivers[:3]:
             driver.close()
         restarted.chain.store.close()

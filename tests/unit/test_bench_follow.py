@@ -64,12 +64,15 @@ def bench_following() -> Bench:
     return bench
 
 
-async def follow_until(bench: Bench, follower: Follower, heights: int) -> None:
-    """Follow until `heights` heights were read, then stop following."""
+async def follow_until(bench: Bench, follower: Follower, heights: int, *, opened: int = 0) -> None:
+    """Follow until `heights` heights were read and `opened` streams opened, then stop
+    following."""
     task = asyncio.get_running_loop().create_task(bench._follow(follower))  # type: ignore[arg-type]
     try:
-        async with asyncio.timeout(10):
-            while len(follower.read) < heights and not task.done():
+        async with asyncio.timeout(60):
+            while (
+                len(follower.read) < heights or len(follower.opened_from) < opened
+            ) and not task.done():
                 await asyncio.sleep(0.001)
         if task.done():
             task.result()
@@ -83,7 +86,7 @@ async def follow_until(bench: Bench, follower: Follower, heights: int) -> None:
 def test_every_height_is_read_in_order_when_an_announcement_covers_several() -> None:
     bench, follower = bench_following(), Follower([2, 5])
     bench._tally.pending[f"{3:064x}"] = (0.0, "transfer", 0)  # one of ours, in block 3
-    asyncio.run(follow_until(bench, follower, 5))
+    asyncio.run(follow_until(bench, follower, 5, opened=2))
     assert follower.read == [1, 2, 3, 4, 5]
     assert follower.opened_from == [1, 6]  # then an idle stream, from the next height
     assert bench._tally.height == 5
@@ -95,7 +98,7 @@ def test_a_dropped_stream_is_opened_again_from_the_first_height_not_read() -> No
     unreachable = ClientError("unreachable", "connection refused")
     follower = Follower([1, 2, lost], [unreachable], [3, 4])
     bench = bench_following()
-    asyncio.run(follow_until(bench, follower, 4))
+    asyncio.run(follow_until(bench, follower, 4, opened=4))
     assert follower.read == [1, 2, 3, 4]
     assert follower.opened_from == [1, 3, 3, 5]
     # Every stream is closed before the next opens, not left to the garbage collector, and the
@@ -108,7 +111,7 @@ def test_a_failed_read_closes_the_stream_and_follows_again_from_that_height() ->
     follower = Follower([1, 2, 3, 4, 5], [4, 5])
     follower.unreachable_once = {3}
     bench = bench_following()
-    asyncio.run(follow_until(bench, follower, 5))
+    asyncio.run(follow_until(bench, follower, 5, opened=3))
     assert follower.read == [1, 2, 3, 4, 5]
     assert follower.opened_from == [1, 3, 6]
     # The stream left in the middle is closed at once (it holds a connection to node 0).
@@ -118,7 +121,7 @@ def test_a_failed_read_closes_the_stream_and_follows_again_from_that_height() ->
 def test_nothing_is_read_while_nothing_is_announced() -> None:
     follower = Follower([])  # a stream that ends at once, then one that announces nothing
     bench = bench_following()
-    asyncio.run(follow_until(bench, follower, 0))
+    asyncio.run(follow_until(bench, follower, 0, opened=2))
     assert follower.read == []
     assert follower.opened_from == [1, 1]
 

@@ -170,7 +170,7 @@ def test_a_whole_cluster_crash_loses_no_certificate_for_good(tmp_path: Path) -> 
         def certified(driver: Any) -> bool:
             return all(driver.certifier.certificate(h) is not None for h in range(1, top + 20))
 
-        await wait_for(lambda: all(certified(d) for d in again), timeout_s=60)
+        await wait_for(lambda: all(certified(d) for d in again), timeout_s=180)
         assert all(d.failed is None for d in again)
         await _peers_without_it_answer_with_their_votes(again)
         for driver in again:
@@ -195,7 +195,7 @@ async def _peers_without_it_answer_with_their_votes(drivers: list[Any]) -> None:
     own = asker.chain.store.execution_record(height).header
     gathered = asker.certifier.certificate(height)
     assert gathered is not None and gathered.header == own and len(gathered.signatures) >= 3
-    assert not asker.certifier._recovering and asker.failed is None
+    assert height not in asker.certifier._recovering and asker.failed is None
 
 
 # ---------------------------------------------------------------------- the light client

@@ -138,12 +138,12 @@ def test_a_node_that_missed_the_votes_fetches_the_certificates_from_its_peers(
         hub.down.add(keys[3][0])
         for driver in [*drivers, late]:
             driver.start()
-        await wait_for(lambda: drivers[0].chain.height >= 100, timeout_s=60)
+        await wait_for(lambda: drivers[0].chain.height >= 100, timeout_s=180)
         target = drivers[0].chain.height - 2
         await wait_for(lambda: all(_certified_through(d, target) for d in drivers))
         hub.down.discard(keys[3][0])
-        await wait_for(lambda: late.chain.height >= target + 10, timeout_s=60)
-        await wait_for(lambda: _certified_through(late, target), timeout_s=60)
+        await wait_for(lambda: late.chain.height >= target + 10, timeout_s=180)
+        await wait_for(lambda: _certified_through(late, target), timeout_s=180)
         for height in range(1, target + 1):
             ours = late.certifier.certificate(height)
             assert (
@@ -152,7 +152,7 @@ def test_a_node_that_missed_the_votes_fetches_the_certificates_from_its_peers(
         # A height above `target` may have just left the vote window uncertified (late had
         # not its votes yet) and be asked for now: wait until nothing is missing, then every
         # height that left the window holds its certificate (none was given up).
-        await wait_for(lambda: not late.certifier.missing, timeout_s=60)
+        await wait_for(lambda: not late.certifier.missing, timeout_s=180)
         assert _certified_through(late, late.chain.height - BEHIND - 1)
         assert late.failed is None
         _forged_answers_are_refused(late, keys)
