@@ -20,7 +20,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from consortia.identity.addresses import free_ports
 
 SUPERUSER = "postgres"
 START_TIMEOUT_S = 60
@@ -52,9 +53,8 @@ def postgres_bin() -> Path:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port for a process to bind later, drawn where no ephemeral port is handed out."""
+    return free_ports(1)[0]
 
 
 @dataclass

@@ -13,13 +13,13 @@ Run alone: .venv/bin/pytest tests/integration/test_cluster_join.py
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from consortia.cluster.home import ClusterHome, demo_passphrase
+from consortia.identity.addresses import free_ports
 from tests.cli_helpers import assert_ok, run
 from tests.cluster_helpers import WAIT_S, LiveCluster, live_cluster, wait_for
 
@@ -32,13 +32,6 @@ NEW = FOUNDERS  # the newcomer's index in `cluster status` (listed after the gen
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
     with live_cluster(tmp_path_factory.mktemp("join") / "net", "--nodes", str(FOUNDERS)) as cluster:
         yield cluster
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _pass(cluster: LiveCluster, kind: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +68,7 @@ def test_a_validator_added_by_governance_joins_and_votes(cluster: LiveCluster) -
     institution = root / "bank-4"
     generated = run(
         "keys", "generate", "--suite", cluster.home.suite, "--institution", institution,
-        "--member", "bank-4", "--node", "node4", "--address", f"127.0.0.1:{_free_port()}",
+        "--member", "bank-4", "--node", "node4", "--address", f"127.0.0.1:{free_ports(1)[0]}",
         passphrase=passphrase,
     )  # fmt: skip
     assert_ok(generated)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from consortia.client import Client, ClientError, LightClient
 from consortia.gateway import audit
 from consortia.gateway.consumer import DataConsumer, Fetched
 from consortia.identity import layout
+from consortia.identity.addresses import free_ports
 from consortia.identity.genesis import load_genesis
 from consortia.identity.keystore import load_key, read_key_header
 from tests.cli_helpers import CONSORTIA, assert_user_error, cli_env, run
@@ -68,12 +68,6 @@ QUERIES = {
         "rows_max": 100,
     }
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -185,7 +179,7 @@ def _set_up(cluster: LiveCluster, work: Path, pg_server: PgServer) -> Iterator[S
             cursor.executemany("INSERT INTO credit_file VALUES (%s, %s, %s, %s, %s)", ROWS)
 
     nodes: list[Client] = []  # each consumer's node, to check its access records
-    port = _free_port()
+    port = free_ports(1)[0]
     gateway_log = work / "gateway.log"
     command = [
         str(CONSORTIA), "gateway", "--home", str(cluster.root),

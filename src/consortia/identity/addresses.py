@@ -1,9 +1,13 @@
 """Where each node of a new consortium listens: free local ports, or the operator's --hosts.
 
-On one machine every node gets 127.0.0.1 and two free TCP ports (consensus and API), found by
-binding port 0. With `--hosts HOST:PORT,...` each node goes to its own machine: consensus binds
-all interfaces on PORT and the API, which cannot be probed on a remote machine, takes PORT + 1000
-on the loopback interface (an operator opens it up in config.toml when clients need it).
+On one machine every node gets 127.0.0.1 and two free TCP ports (consensus and API), drawn
+below the kernel's ephemeral range where it says what that is (`local_ports`): the kernel hands
+ports of that range to outgoing connections and to any program binding port 0, so one of them
+could take a node's port between this choice and the node's bind, or while a node is stopped,
+and the node would then fail to start. With `--hosts HOST:PORT,...` each node goes to its own
+machine: consensus binds all interfaces on PORT and the API, which cannot be probed on a remote
+machine, takes PORT + 1000 on the loopback interface (an operator opens it up in config.toml
+when clients need it).
 
 This module only validates and chooses addresses; it must never keep a socket open.
 """
@@ -12,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import random
 import re
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from consortia.errors import InvalidArgumentError
@@ -24,6 +30,12 @@ ALL_INTERFACES: Final = "0.0.0.0"  # noqa: S104 - a consensus server must be rea
 API_PORT_OFFSET: Final = 1000
 PORT_MAX: Final = 65535
 HOST_LENGTH_MAX: Final = 253
+# A local consortium's ports: from LOCAL_PORT_FLOOR up to the kernel's ephemeral range, when
+# at least LOCAL_PORTS_MIN lie there; at most PORT_DRAWS_MAX of them probed.
+EPHEMERAL_RANGE_PATH: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOCAL_PORT_FLOOR: Final = 20000
+LOCAL_PORTS_MIN: Final = 1000
+PORT_DRAWS_MAX: Final = 256
 _DNS_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 
 
@@ -43,7 +55,7 @@ class Placement:
 
 def local_placements(count: int) -> list[Placement]:
     """`count` placements on 127.0.0.1, each with two distinct free ports."""
-    ports = _free_ports(2 * count)
+    ports = free_ports(2 * count)
     return [
         Placement(
             host=LOCAL_HOST,
@@ -149,12 +161,48 @@ def _check_distinct(placements: list[Placement]) -> None:
             seen.add(endpoint)
 
 
-def _free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports that were free on 127.0.0.1 a moment ago."""
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports that were free on 127.0.0.1 a moment ago (for a node, or a
+    gateway, that binds one later): drawn at random
+    below the ephemeral range (`local_ports`), else (no range known, or too few free there)
+    from the kernel's port 0."""
     with contextlib.ExitStack() as stack:
         ports: list[int] = []
-        for _ in range(count):
-            probe = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            probe.bind((LOCAL_HOST, 0))
-            ports.append(int(probe.getsockname()[1]))
+
+        def probe(port: int) -> int | None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind((LOCAL_HOST, port))
+            except OSError:
+                sock.close()
+                return None
+            stack.enter_context(sock)  # held until every port is chosen: no port twice
+            return int(sock.getsockname()[1])
+
+        span = local_ports()
+        if span is not None:
+            draws = random.SystemRandom().sample(range(*span), PORT_DRAWS_MAX)
+            for port in draws:
+                if len(ports) == count:
+                    break
+                if probe(port) is not None:
+                    ports.append(port)
+        while len(ports) < count:
+            chosen = probe(0)
+            if chosen is None:
+                raise InvalidArgumentError("no free TCP port on 127.0.0.1")
+            ports.append(chosen)
     return ports
+
+
+def local_ports(range_path: Path | None = None) -> tuple[int, int] | None:
+    """The ports a local consortium draws from, [start, stop): from `LOCAL_PORT_FLOOR` to the
+    start of the kernel's ephemeral range (Linux's `ip_local_port_range`); None when that range
+    is unknown or leaves fewer than `LOCAL_PORTS_MIN` ports below it."""
+    try:
+        low = int((range_path or EPHEMERAL_RANGE_PATH).read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if low - LOCAL_PORT_FLOOR < LOCAL_PORTS_MIN:
+        return None
+    return LOCAL_PORT_FLOOR, low
