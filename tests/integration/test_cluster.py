@@ -160,9 +160,9 @@ def test_tx_call_reaches_any_contract_method(cluster: LiveCluster) -> None:
 
     def split_on_node_1() -> tuple[Any, Any] | None:
         """`--wait` saw the commit on node 0; node 1 may execute that block a moment later."""
-        with cluster.client(1) as client:
-            record = client.state("receivable", "receivable/CLI-1")
+        with cluster.client(1) as client:  # the part first: once it is there, so is the split
             part = client.state("receivable", "part/CLI-1#1")
+            record = client.state("receivable", "receivable/CLI-1")
         return None if part is None else (record, part)
 
     record, part = wait_for(split_on_node_1, "node 1 to execute the split")

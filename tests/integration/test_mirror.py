@@ -385,9 +385,15 @@ def test_a_mirror_killed_at_seeded_random_moments_ends_equal_to_the_chain(
     certified state root, and every balance."""
     dsn = pg_server.schema("random_kills")
     rng = random.Random(20261201)
+    first_nonce = int(cluster.account("carol")["nonce"])
     for kill in range(5):
-        # Waited for: the next transfer's nonce is read from committed state.
-        cluster.transfer("carol", "bob", kill + 1)
+        # The previous transfer committed first (the next one's nonce is read from committed
+        # state); this one may still be in flight when the mirror is killed.
+        wait_for(
+            lambda k=kill: int(cluster.account("carol")["nonce"]) >= first_nonce + k,
+            "carol's previous transfer to commit",
+        )
+        cluster.transfer("carol", "bob", kill + 1, wait=False)
         process = _mirror(cluster, pg_server, dsn)
         try:
             time.sleep(rng.uniform(0.1, 3.0))  # the moment to kill at: any must do

@@ -458,6 +458,27 @@ def test_sm2_encryption_never_sends_the_plaintext_in_the_clear() -> None:
         assert ciphertext[97:] != plaintext
 
 
+def test_sm2_decryption_refuses_a_key_stream_all_zero() -> None:
+    """Such a ciphertext (Tongsuo's raw encryption answers one for a 1-byte message one draw
+    in 256; ours never sends one) carries the plaintext in the clear: refused, as the
+    standard's step B4 says, where Tongsuo alone would answer it."""
+    private, public = _keypair()
+    key = gm_ec.EllipticCurvePublicKey.from_encoded_point(gm_ec.SM2(), public)
+    pkey = gm_encrypt._evp_pkey(key)
+    for _ in range(5_000):  # about 256 draws expected; none found: (255/256)^5000 ~ 3e-9
+        der = gm_encrypt._run(
+            gm_encrypt._lib.EVP_PKEY_encrypt_init, gm_encrypt._lib.EVP_PKEY_encrypt, pkey, b"\x2a"
+        )
+        clear = gm_encrypt.der_to_raw(der)
+        if clear[97:] == b"\x2a":
+            break
+    else:
+        raise AssertionError("no all-zero key stream in 5,000 draws")
+    secret = gm_ec.derive_private_key(int.from_bytes(private, "big"), gm_ec.SM2())
+    with pytest.raises(CryptoError, match="all-zero key stream"):
+        sm2_decrypt(secret, clear)
+
+
 def test_sm2_encryption_gives_up_on_a_key_stream_always_zero(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

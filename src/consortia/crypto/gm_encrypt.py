@@ -17,6 +17,7 @@ and Tongsuo's error queue is emptied after every failure (its text never reaches
 
 from __future__ import annotations
 
+import hmac
 from typing import Any, Final
 
 from tongsuopy.backends.tongsuo import backend as _backend
@@ -49,14 +50,14 @@ def sm2_encrypt(public_key: gm_ec.EllipticCurvePublicKey, plaintext: bytes) -> b
         der = _run(_lib.EVP_PKEY_encrypt_init, _lib.EVP_PKEY_encrypt, pkey, plaintext)
         raw = der_to_raw(der)
         assert len(raw) == POINT_SIZE + C3_SIZE + len(plaintext)
-        if raw[POINT_SIZE + C3_SIZE :] != plaintext:
+        if not hmac.compare_digest(raw[POINT_SIZE + C3_SIZE :], plaintext):
             return raw
     raise CryptoError("SM2: every draw of k gave an all-zero key stream")
 
 
 def sm2_decrypt(private_key: gm_ec.EllipticCurvePrivateKey, ciphertext: bytes) -> bytes:
     """The plaintext of a raw C1 || C3 || C2; CryptoError when C1 is not a curve point, C3
-    does not match, or the input is malformed."""
+    does not match, the key stream is all zero (C2 = M), or the input is malformed."""
     if len(ciphertext) <= POINT_SIZE + C3_SIZE:
         raise CryptoError("an SM2 ciphertext is longer than C1 and C3")
     c1 = ciphertext[:POINT_SIZE]
@@ -68,7 +69,11 @@ def sm2_decrypt(private_key: gm_ec.EllipticCurvePrivateKey, ciphertext: bytes) -
         _lib.ERR_clear_error()
         raise CryptoError("SM2 ciphertext C1 is not a point on the curve") from None
     der = raw_to_der(ciphertext)
-    return _run(_lib.EVP_PKEY_decrypt_init, _lib.EVP_PKEY_decrypt, _evp_pkey(private_key), der)
+    plaintext = _run(_lib.EVP_PKEY_decrypt_init, _lib.EVP_PKEY_decrypt, _evp_pkey(private_key), der)
+    if hmac.compare_digest(plaintext, ciphertext[POINT_SIZE + C3_SIZE :]):
+        # t all zero: the standard's step B4 refuses it (Tongsuo does not); never sent by us.
+        raise CryptoError("SM2 ciphertext with an all-zero key stream")
+    return plaintext
 
 
 def _evp_pkey(key: gm_ec.EllipticCurvePublicKey | gm_ec.EllipticCurvePrivateKey) -> Any:

@@ -1,7 +1,8 @@
 """Where each node of a new consortium listens: free local ports, or the operator's --hosts.
 
 On one machine every node gets 127.0.0.1 and two free TCP ports (consensus and API), drawn
-below the kernel's ephemeral range where it says what that is (`local_ports`): the kernel hands
+below the kernel's ephemeral range where it says what that is, and below Kubernetes' NodePorts
+(`local_ports`): the kernel hands
 ports of that range to outgoing connections and to any program binding port 0, so one of them
 could take a node's port between this choice and the node's bind, or while a node is stopped,
 and the node would then fail to start. With `--hosts HOST:PORT,...` each node goes to its own
@@ -30,12 +31,13 @@ ALL_INTERFACES: Final = "0.0.0.0"  # noqa: S104 - a consensus server must be rea
 API_PORT_OFFSET: Final = 1000
 PORT_MAX: Final = 65535
 HOST_LENGTH_MAX: Final = 253
-# A local consortium's ports: from LOCAL_PORT_FLOOR up to the kernel's ephemeral range, when
-# at least LOCAL_PORTS_MIN lie there; at most PORT_DRAWS_MAX of them probed.
+# A local consortium's ports: from LOCAL_PORT_FLOOR up to the kernel's ephemeral range, and
+# below LOCAL_PORT_CEILING (Kubernetes' NodePorts, 30000-32767, may be forwarded on 127.0.0.1
+# with no socket a probe would see), when at least LOCAL_PORTS_MIN lie there.
 EPHEMERAL_RANGE_PATH: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
 LOCAL_PORT_FLOOR: Final = 20000
+LOCAL_PORT_CEILING: Final = 30000
 LOCAL_PORTS_MIN: Final = 1000
-PORT_DRAWS_MAX: Final = 256
 _DNS_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 
 
@@ -163,9 +165,8 @@ def _check_distinct(placements: list[Placement]) -> None:
 
 def free_ports(count: int) -> list[int]:
     """`count` distinct TCP ports that were free on 127.0.0.1 a moment ago (for a node, or a
-    gateway, that binds one later): drawn at random
-    below the ephemeral range (`local_ports`), else (no range known, or too few free there)
-    from the kernel's port 0."""
+    gateway, that binds one later): drawn in random order from `local_ports`, else (no span
+    known, or every port of it taken) from the kernel's port 0."""
     with contextlib.ExitStack() as stack:
         ports: list[int] = []
 
@@ -181,7 +182,8 @@ def free_ports(count: int) -> list[int]:
 
         span = local_ports()
         if span is not None:
-            draws = random.SystemRandom().sample(range(*span), PORT_DRAWS_MAX)
+            draws = list(range(*span))
+            random.SystemRandom().shuffle(draws)
             for port in draws:
                 if len(ports) == count:
                     break
@@ -197,12 +199,14 @@ def free_ports(count: int) -> list[int]:
 
 def local_ports(range_path: Path | None = None) -> tuple[int, int] | None:
     """The ports a local consortium draws from, [start, stop): from `LOCAL_PORT_FLOOR` to the
-    start of the kernel's ephemeral range (Linux's `ip_local_port_range`); None when that range
-    is unknown or leaves fewer than `LOCAL_PORTS_MIN` ports below it."""
+    start of the kernel's ephemeral range (Linux's `ip_local_port_range`) or
+    `LOCAL_PORT_CEILING`, whichever is lower; None when that range is unknown or leaves fewer
+    than `LOCAL_PORTS_MIN` ports below it."""
     try:
         low = int((range_path or EPHEMERAL_RANGE_PATH).read_text(encoding="ascii").split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    if low - LOCAL_PORT_FLOOR < LOCAL_PORTS_MIN:
+    stop = min(low, LOCAL_PORT_CEILING)
+    if stop - LOCAL_PORT_FLOOR < LOCAL_PORTS_MIN:
         return None
-    return LOCAL_PORT_FLOOR, low
+    return LOCAL_PORT_FLOOR, stop
