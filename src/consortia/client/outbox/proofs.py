@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from consortia.client.light import LightClient, VerificationError, decode_strict, from_hex
+from consortia.client.outbox.store import Decision
 from consortia.client.sdk import Client, ClientError
 from consortia.client.state_reads import IDENTITY, account_key
 from consortia.errors import DecodeError
@@ -68,6 +69,21 @@ class ProvenReceipt:
     def final(self) -> bool:
         """An ok receipt, or a failure that spent the nonce: the transaction's outcome."""
         return bool(self.record["final"])
+
+    def decision(self, *, nonce_spent: bool) -> Decision:
+        """The outcome this receipt records: its code, height and index, and the receipt with
+        its certified header and proof (anyone may check it again)."""
+        record = self.record
+        receipt = {**record["receipt"], "header": record["header"], "proof": self.proof}
+        return Decision(
+            "committed" if self.ok else "failed",
+            str(record["receipt"]["code"]),
+            str(record["receipt"]["message"]),
+            nonce_spent,
+            int(record["height"]),
+            int(record["index"]),
+            receipt,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 import structlog
 
@@ -71,7 +71,7 @@ from consortia.client.outbox.settings import (
     RelayCounters,
     RelaySettings,
 )
-from consortia.client.outbox.store import Decision, OutboxStore, Sign, SignedIntent
+from consortia.client.outbox.store import Decision, OutboxStore, SignedIntent
 from consortia.client.sdk import Client, ClientError, Signer
 
 CRASH_ENV: Final = "CONSORTIA_RELAY_CRASH_AT"
@@ -268,7 +268,7 @@ class Relay:
                 account,
                 int(chain_next),
                 height + self.settings.expiry_blocks,
-                _signing(signer),
+                signer.signed,
                 batch_max=self.settings.batch_max,
                 in_flight_max=self.settings.in_flight_max,
             )
@@ -373,7 +373,7 @@ class Relay:
         if isinstance(proven, str):  # proofs.WAITING: not provable yet
             return 0
         if isinstance(proven, ProvenReceipt) and proven.final:
-            return self._decide(store, intent, _decision(proven, nonce_spent=True))
+            return self._decide(store, intent, proven.decision(nonce_spent=True))
         # No receipt, or a failure given before spending the nonce (the same transaction may
         # still run later, or have run in another block): only the account's proven nonce,
         # at a certified height at or past the expiry height, can settle it.
@@ -388,7 +388,7 @@ class Relay:
                 client, intent.account, intent.nonce, intent.tx_hash, account.height
             )
             if isinstance(found, ProvenReceipt):
-                return self._decide(store, intent, _decision(found, nonce_spent=True))
+                return self._decide(store, intent, found.decision(nonce_spent=True))
             if found != ABSENT:
                 self._note_unproven(store, intent, account.nonce, account.height)
                 return 0
@@ -396,7 +396,7 @@ class Relay:
             return 0  # it may still be carried: wait
         self._unproven.pop(intent.tx_hash, None)
         if isinstance(proven, ProvenReceipt):
-            return self._decide(store, intent, _decision(proven, nonce_spent=False))
+            return self._decide(store, intent, proven.decision(nonce_spent=False))
         reason = (
             f"expired at height {intent.expiry_height}, never executed (the account's nonce"
             f" is {account.nonce or 0} at certified height {account.height})"
@@ -507,28 +507,3 @@ class Relay:
             self._client.close()
             self._client = None
         self._node = (self._node + 1) % len(self._urls)
-
-
-def _decision(proven: ProvenReceipt, *, nonce_spent: bool) -> Decision:
-    """The outcome a proven receipt records: its code, height and index, and the receipt
-    with its certified header and proof (anyone may check it again)."""
-    record = proven.record
-    receipt = {**record["receipt"], "header": record["header"], "proof": proven.proof}
-    return Decision(
-        "committed" if proven.ok else "failed",
-        str(record["receipt"]["code"]),
-        str(record["receipt"]["message"]),
-        nonce_spent,
-        int(record["height"]),
-        int(record["index"]),
-        receipt,
-    )
-
-
-def _signing(signer: Signer) -> Sign:
-    def sign(
-        contract: str, method: str, args: dict[str, Any], nonce: int, expiry_height: int
-    ) -> tuple[bytes, str]:
-        return signer.signed(contract, method, args, nonce=nonce, expiry_height=expiry_height)
-
-    return sign

@@ -17,9 +17,9 @@ call, or record an outcome the caller did not prove.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -34,8 +34,17 @@ APPLICATION_NAME: Final = "consortia-relay"
 ACCOUNTS_PER_PASS: Final = 1000  # accounts signed for in one pass (one POST /v1/nonces)
 UNIQUE_TRIES: Final = 64  # expiry heights tried for a transaction hash not used before
 
+
 # (contract, method, args, nonce, expiry height) -> (signed bytes, tx hash)
-Sign = Callable[[str, str, dict[str, Any], int, int], tuple[bytes, str]]
+class Sign(Protocol):
+    """Signs `contract.method(args)` at a nonce and expiry height (`Signer.signed`): the
+    transaction's bytes and hash."""
+
+    def __call__(
+        self, contract: str, method: str, args: dict[str, Any], *, nonce: int, expiry_height: int
+    ) -> tuple[bytes, str]: ...
+
+
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 
@@ -203,7 +212,7 @@ class OutboxStore:
         the same nonce and expiry (a nonce freed by a refusal, given to an identical call)
         would be the very same transaction, so the expiry moves up a block until it differs."""
         for expiry in range(expiry_height, expiry_height + UNIQUE_TRIES):
-            raw, tx_hash = sign(*call, nonce, expiry)
+            raw, tx_hash = sign(*call, nonce=nonce, expiry_height=expiry)
             if not self._connection.execute(
                 "SELECT 1 FROM outbox_transactions WHERE tx_hash = %s", (tx_hash,)
             ).fetchone():
