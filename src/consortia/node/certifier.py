@@ -83,6 +83,8 @@ RECOVERING_MAX = 64
 
 
 class Peers(Protocol):
+    """What the driver and the certifier need of the transport."""
+
     def send(self, node_id: bytes, frame: bytes) -> bool: ...
 
     def broadcast(self, frame: bytes) -> int: ...

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import structlog
 
@@ -54,7 +53,7 @@ from consortia.consensus.events import (
 from consortia.consensus.replica import Replica
 from consortia.errors import DecodeError
 from consortia.mempool import Admission, Mempool
-from consortia.node.certifier import Certifier
+from consortia.node.certifier import Certifier, Peers
 from consortia.node.chain import Chain, CommittedBlock
 from consortia.node.gossip import Gossip
 from consortia.node.vouching import Vouching
@@ -81,14 +80,6 @@ IDLE_DELAY_TIMER_DIVISOR = 4
 DEFERRALS_MAX = 4
 
 
-class Sender(Protocol):
-    """What the driver needs of the transport."""
-
-    def send(self, node_id: bytes, frame: bytes) -> bool: ...
-
-    def broadcast(self, frame: bytes) -> int: ...
-
-
 @dataclass(slots=True)
 class DriverCounters:
     frames_refused: int = 0
@@ -106,7 +97,7 @@ class Driver:
         replica: Replica,
         chain: Chain,
         mempool: Mempool,
-        transport: Sender,
+        transport: Peers,
         loop: asyncio.AbstractEventLoop,
         clock_ms: Callable[[], int],
         on_halt: Callable[[str], None],
