@@ -2,13 +2,13 @@
 
 On one machine every node gets 127.0.0.1 and two free TCP ports (consensus and API), drawn
 below the kernel's ephemeral range where it says what that is, and below Kubernetes' NodePorts
-(`local_ports`): the kernel hands
-ports of that range to outgoing connections and to any program binding port 0, so one of them
-could take a node's port between this choice and the node's bind, or while a node is stopped,
-and the node would then fail to start. With `--hosts HOST:PORT,...` each node goes to its own
-machine: consensus binds all interfaces on PORT and the API, which cannot be probed on a remote
-machine, takes PORT + 1000 on the loopback interface (an operator opens it up in config.toml
-when clients need it).
+(`local_ports`): the kernel hands ports of that range to outgoing connections and to any
+program binding port 0, so one of them could take a node's port between this choice and the
+node's bind, or while a node is stopped, and the node would then fail to start.
+
+With `--hosts HOST:PORT,...` each node goes to its own machine: consensus binds all interfaces
+on PORT and the API, which cannot be probed on a remote machine, takes PORT + 1000 on the
+loopback interface (an operator opens it up in config.toml when clients need it).
 
 This module only validates and chooses addresses; it must never keep a socket open.
 """

@@ -35,7 +35,6 @@ ACCOUNTS_PER_PASS: Final = 1000  # accounts signed for in one pass (one POST /v1
 UNIQUE_TRIES: Final = 64  # expiry heights tried for a transaction hash not used before
 
 
-# (contract, method, args, nonce, expiry height) -> (signed bytes, tx hash)
 class Sign(Protocol):
     """Signs `contract.method(args)` at a nonce and expiry height (`Signer.signed`): the
     transaction's bytes and hash."""
